@@ -1,0 +1,1 @@
+"""The Django app: courses, assignments, submissions, results, leaderboard, pages and REST API."""

@@ -1,0 +1,292 @@
+"""Courses, assignments, submissions and their results.
+
+The database is the source of truth for every submission's progress: the broker only carries
+wake-up calls, so a lost message or a dead worker never loses a submission (see the reaper).
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from pathlib import PurePath
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Course(models.Model):
+    slug = models.SlugField(max_length=64, unique=True)
+    title = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["title"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class Enrollment(models.Model):
+    """A user's role in one course; the pseudonym stands in for names on public leaderboards."""
+
+    class Role(models.TextChoices):
+        STUDENT = "student", "Student"
+        INSTRUCTOR = "instructor", "Instructor"
+
+    course = models.ForeignKey(Course, on_delete=models.CASCADE, related_name="enrollments")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="enrollments"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.STUDENT)
+    display_name = models.CharField(max_length=100, blank=True)
+    pseudonym = models.CharField(max_length=40, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["course", "user"], name="unique_enrollment"),
+        ]
+        indexes = [models.Index(fields=["user", "role"])]
+
+    def save(self, *args, **kwargs):
+        if not self.pseudonym:
+            self.pseudonym = f"Student-{secrets.randbelow(900000) + 100000}"
+        super().save(*args, **kwargs)
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.course} ({self.role})"
+
+
+class Assignment(models.Model):
+    class Mode(models.TextChoices):
+        TRAIN = "train", "Train and evaluate"
+        EVALUATE = "evaluate", "Evaluate a trained model"
+
+    class LatePolicy(models.TextChoices):
+        REJECT = "reject", "Reject late submissions"
+        ACCEPT = "accept", "Accept and flag late submissions"
+        PENALTY = "penalty", "Accept with a score penalty"
+
+    class LeaderboardPolicy(models.TextChoices):
+        BEST = "best", "Best passing submission"
+        LATEST = "latest", "Latest passing submission"
+
+    course = models.ForeignKey(Course, on_delete=models.CASCADE, related_name="assignments")
+    slug = models.SlugField(max_length=64, unique=True)
+    title = models.CharField(max_length=200)
+    description = models.TextField(blank=True, help_text="Markdown; sanitized when shown.")
+    dataset = models.CharField(max_length=64, default="synthetic")
+    mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.TRAIN)
+    # The rule set as YAML (validated by grader.rules on save through the services layer).
+    rules_yaml = models.TextField()
+    rules_version = models.PositiveIntegerField(default=1)
+    time_limit_seconds = models.PositiveIntegerField(default=1800)
+    memory_limit_mb = models.PositiveIntegerField(default=4096)
+    max_epochs = models.PositiveIntegerField(default=50)
+    deadline = models.DateTimeField(null=True, blank=True)
+    late_policy = models.CharField(
+        max_length=16, choices=LatePolicy.choices, default=LatePolicy.ACCEPT
+    )
+    late_penalty = models.FloatField(default=0.0, help_text="Fraction of the score removed.")
+    daily_quota = models.PositiveIntegerField(default=10)
+    leaderboard_policy = models.CharField(
+        max_length=16, choices=LeaderboardPolicy.choices, default=LeaderboardPolicy.BEST
+    )
+    hide_names_until_deadline = models.BooleanField(default=False)
+    stop_on_static_failure = models.BooleanField(default=True)
+    allow_custom_training = models.BooleanField(default=False)
+    is_published = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["course", "title"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(late_penalty__gte=0) & Q(late_penalty__lte=1),
+                name="late_penalty_is_a_fraction",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+def submission_upload_to(instance: Submission, filename: str) -> str:
+    """A generated name: the student's file name never reaches the filesystem."""
+    suffix = PurePath(filename).suffix.lower()
+    if suffix not in {".py", ".keras", ".json"}:
+        suffix = ".bin"
+    return f"submissions/{instance.assignment_id}/{uuid.uuid4().hex}{suffix}"
+
+
+class Submission(models.Model):
+    class Kind(models.TextChoices):
+        PYTHON = "py", "Python module"
+        KERAS = "keras", "Keras archive"
+        JSON = "json", "Model JSON"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        BUILDING = "building", "Building"
+        CHECKING = "checking", "Checking"
+        TRAINING = "training", "Training"
+        EVALUATING = "evaluating", "Evaluating"
+        FINISHED = "finished", "Finished"
+        FAILED = "failed", "Failed"
+        ERROR = "error", "Error"
+        CANCELLED = "cancelled", "Cancelled"
+
+    class Reason(models.TextChoices):
+        NONE = "", "—"
+        RULES = "rules", "Rules not met"
+        BUILD_ERROR = "build_error", "Build error"
+        TIMEOUT = "timeout", "Time limit exceeded"
+        OUT_OF_MEMORY = "out_of_memory", "Memory limit exceeded"
+        CRASHED = "crashed", "Crashed"
+        OUTPUT_LIMIT = "output_limit", "Output limit exceeded"
+        INVALID_SUBMISSION = "invalid_submission", "Invalid submission"
+        INFRASTRUCTURE = "infrastructure", "Infrastructure error"
+
+    ACTIVE_STATUSES = (
+        Status.QUEUED,
+        Status.BUILDING,
+        Status.CHECKING,
+        Status.TRAINING,
+        Status.EVALUATING,
+    )
+    TERMINAL_STATUSES = (Status.FINISHED, Status.FAILED, Status.ERROR, Status.CANCELLED)
+
+    assignment = models.ForeignKey(
+        Assignment, on_delete=models.CASCADE, related_name="submissions"
+    )
+    student = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="submissions"
+    )
+    file = models.FileField(upload_to=submission_upload_to, max_length=255)
+    original_name = models.CharField(max_length=255)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    size_bytes = models.PositiveIntegerField(default=0)
+
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True
+    )
+    reason = models.CharField(max_length=32, choices=Reason.choices, blank=True, default="")
+    message = models.TextField(blank=True)
+    is_late = models.BooleanField(default=False)
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    building_at = models.DateTimeField(null=True, blank=True)
+    checking_at = models.DateTimeField(null=True, blank=True)
+    training_at = models.DateTimeField(null=True, blank=True)
+    evaluating_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    # Ownership of the running stage: a worker refreshes its heartbeat; the reaper re-queues a
+    # submission whose heartbeat went stale.
+    worker = models.CharField(max_length=200, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+
+    # What the build stage produced: the architecture and the student's declared training config.
+    model_config = models.JSONField(null=True, blank=True)
+    training_config = models.JSONField(null=True, blank=True)
+    log = models.TextField(blank=True)  # captured sandbox output, capped
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["assignment", "status"]),
+            models.Index(fields=["student", "created_at"]),
+            models.Index(fields=["assignment", "student", "created_at"]),
+            models.Index(fields=["status", "heartbeat_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.original_name} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE_STATUSES
+
+
+class Result(models.Model):
+    """The verdict of one grading of a submission (rewritten on regrade)."""
+
+    submission = models.OneToOneField(
+        Submission, on_delete=models.CASCADE, related_name="result"
+    )
+    rules_version = models.PositiveIntegerField()
+    rules_yaml = models.TextField(blank=True)  # the rule set actually applied, for the record
+    checks = models.JSONField(default=dict)  # the check_model object (params, RF, layers, rules)
+    rules = models.JSONField(default=list)  # final rule results, training-decided ones included
+    passed = models.BooleanField(null=True)
+    params_total = models.BigIntegerField(null=True, blank=True)
+    params_trainable = models.BigIntegerField(null=True, blank=True)
+    accuracy = models.FloatField(null=True, blank=True, db_index=True)
+    loss = models.FloatField(null=True, blank=True)
+    per_class_accuracy = models.JSONField(null=True, blank=True)
+    confusion_matrix = models.JSONField(null=True, blank=True)
+    training_seconds = models.FloatField(null=True, blank=True)
+    epochs_run = models.PositiveIntegerField(null=True, blank=True)
+    score = models.FloatField(null=True, blank=True)
+    score_override = models.FloatField(null=True, blank=True)
+    override_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["passed", "accuracy"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(score_override__isnull=True) | ~Q(override_reason=""),
+                name="override_has_reason",
+            ),
+        ]
+
+    @property
+    def final_score(self) -> float | None:
+        return self.score_override if self.score_override is not None else self.score
+
+
+class EpochMetric(models.Model):
+    """One training epoch as reported live by the trainer."""
+
+    submission = models.ForeignKey(Submission, on_delete=models.CASCADE, related_name="epochs")
+    epoch = models.PositiveIntegerField()
+    loss = models.FloatField(null=True)
+    accuracy = models.FloatField(null=True)
+    val_loss = models.FloatField(null=True)
+    val_accuracy = models.FloatField(null=True)
+    learning_rate = models.FloatField(null=True)
+    seconds = models.FloatField(null=True)
+
+    class Meta:
+        ordering = ["submission", "epoch"]
+        constraints = [
+            models.UniqueConstraint(fields=["submission", "epoch"], name="unique_epoch"),
+        ]
+
+
+class AuditEntry(models.Model):
+    """Who did what to grades: overrides, regrades, cancellations, rule changes."""
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    action = models.CharField(max_length=64)
+    assignment = models.ForeignKey(
+        Assignment, null=True, blank=True, on_delete=models.CASCADE, related_name="audit"
+    )
+    submission = models.ForeignKey(
+        Submission, null=True, blank=True, on_delete=models.CASCADE, related_name="audit"
+    )
+    details = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]

@@ -1,0 +1,90 @@
+"""The model graph: a Keras 3 model config flattened into calls of primitive layers.
+
+Contract shared by shape inference, parameter counting and receptive fields:
+
+- Nested models (Sequential or Functional used as a layer) are flattened: their layers appear
+  with qualified names (``"outer/inner"``) and their own ``InputLayer`` nodes are wired through.
+- A layer called several times (a shared layer) is one `Layer` and several `Node`s; its weights
+  are counted once.
+- Shapes exclude the batch axis; ``None`` marks an unknown size.
+- ``nodes`` are topologically sorted: a node's inputs always have smaller ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+Shape = tuple[int | None, ...]
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer object: what owns weights.
+
+    Attributes:
+        name: unique name; layers of nested models are qualified ``"outer/inner"``.
+        class_name: the Keras class, e.g. ``"SeparableConv2D"``.
+        config: the layer's Keras config (``kernel_size``, ``strides``, ``rate``, ...).
+        trainable: False when the layer or an enclosing nested model is frozen.
+    """
+
+    name: str
+    class_name: str
+    config: Mapping[str, Any] = field(hash=False, compare=False)
+    trainable: bool = True
+
+
+@dataclass(frozen=True)
+class Node:
+    """One call of a layer on its inputs.
+
+    Attributes:
+        id: index in `ModelGraph.nodes`.
+        layer: the layer called.
+        inputs: ids of the producer nodes, in call order (empty for an ``InputLayer``).
+        input_shapes: shapes of those inputs, batch axis excluded.
+        output_shape: shape of this call's output, batch axis excluded.
+    """
+
+    id: int
+    layer: Layer
+    inputs: tuple[int, ...]
+    input_shapes: tuple[Shape, ...]
+    output_shape: Shape
+
+
+@dataclass(frozen=True)
+class ModelGraph:
+    """A whole model as a DAG of layer calls.
+
+    Attributes:
+        name: the model's name.
+        class_name: ``"Sequential"`` or ``"Functional"``.
+        nodes: every layer call, topologically sorted.
+        inputs: ids of the model's input nodes.
+        outputs: ids of the nodes producing the model's outputs.
+    """
+
+    name: str
+    class_name: str
+    nodes: tuple[Node, ...]
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+
+    @property
+    def layers(self) -> dict[str, Layer]:
+        """Unique layers by name, in the order of their first call."""
+        seen: dict[str, Layer] = {}
+        for node in self.nodes:
+            seen.setdefault(node.layer.name, node.layer)
+        return seen
+
+    def nodes_of(self, layer_name: str) -> list[Node]:
+        """Every call of the named layer (more than one for a shared layer)."""
+        return [n for n in self.nodes if n.layer.name == layer_name]
+
+    def consumers(self, node_id: int) -> list[Node]:
+        """The nodes that take `node_id`'s output as an input."""
+        return [n for n in self.nodes if node_id in n.inputs]

@@ -1,0 +1,1 @@
+"""Celery app and tasks, sandbox backends, and the runner executed inside the sandbox."""
