@@ -1,0 +1,75 @@
+"""Suite-wide fixtures: access to the real services, failing (not skipping) in CI.
+
+A test that needs PostgreSQL, Redis, Docker or bubblewrap asks for the matching fixture. Outside
+CI a missing service skips the test with the reason; with ``CI=true`` it fails, so a green CI
+always means the real service was exercised.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def service_missing(what: str) -> None:
+    """Fail in CI, skip elsewhere: a missing service never passes silently in CI."""
+    message = f"{what} is not available"
+    if IN_CI:
+        pytest.fail(f"{message}; CI must provide it (see .ci/run).", pytrace=False)
+    pytest.skip(message)
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """A URL of the real PostgreSQL server (loopback)."""
+    if not _port_open("127.0.0.1", 5432):
+        service_missing("PostgreSQL on 127.0.0.1:5432")
+    return POSTGRES_URL
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A URL of a database on the real Redis server (loopback), database 15 for tests."""
+    if not _port_open("127.0.0.1", 6379):
+        service_missing("Redis on 127.0.0.1:6379")
+    return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def docker_available() -> None:
+    """The Docker engine answers on its socket."""
+    if shutil.which("docker") is None:
+        service_missing("the docker client")
+    result = subprocess.run(
+        ["docker", "info", "--format", "{{.ServerVersion}}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if result.returncode != 0:
+        service_missing(f"the Docker engine ({result.stderr.strip()[:200]})")
+
+
+@pytest.fixture(scope="session")
+def bwrap_available() -> None:
+    """bubblewrap is installed and can create namespaces here."""
+    if shutil.which("bwrap") is None:
+        service_missing("bubblewrap (bwrap)")
