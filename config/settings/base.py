@@ -18,6 +18,8 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 VAR_DIR = Path(env.str("GRADER_VAR_DIR", default=str(BASE_DIR / "var"))).resolve()
+# var/ is not in git; SQLite cannot create its file in a missing folder on a fresh clone.
+VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
@@ -124,8 +126,13 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_in": str(_broker_dir / "out"),
         "data_folder_out": str(_broker_dir / "out"),
         "processed_folder": str(_broker_dir / "processed"),
+        # kombu's default is a "control" folder relative to the working directory.
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
+    # kombu lists these folders without creating them: a fresh checkout must work at once.
+    for _folder in ("out", "processed", "control"):
+        (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
 else:
     # Redis: a task not acknowledged within this many seconds is redelivered. It must exceed
     # the longest hard time limit, or long trainings would run twice.
