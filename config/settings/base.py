@@ -104,16 +104,14 @@ USE_THOUSAND_SEPARATOR = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 STORAGES = {
-    # Uploads live under MEDIA_ROOT, which is never served as static files (see assignments.storage).
+    # Uploads live under MEDIA_ROOT, never served as static files (see assignments.storage).
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 MEDIA_ROOT = Path(env.str("GRADER_MEDIA_ROOT", default=str(VAR_DIR / "uploads")))
 MEDIA_URL = None  # uploads are served only through permission-checked views
 
-EMAIL_BACKEND = env.str(
-    "EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend"
-)
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="grader@localhost")
 
 # --- Celery ---------------------------------------------------------------------------------
