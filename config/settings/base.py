@@ -15,7 +15,10 @@ BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = environ.Env()
 # A developer's `.env` is optional; real deployments set the environment directly.
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# GRADER_ENV_FILE names another file; empty reads none (tests that control the environment).
+_ENV_FILE = env.str("GRADER_ENV_FILE", default=str(BASE_DIR / ".env"))
+if _ENV_FILE:
+    environ.Env.read_env(_ENV_FILE, overwrite=False)
 
 VAR_DIR = Path(env.str("GRADER_VAR_DIR", default=str(BASE_DIR / "var"))).resolve()
 # var/ is not in git; SQLite cannot create its file in a missing folder on a fresh clone.
