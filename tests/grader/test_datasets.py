@@ -1,0 +1,305 @@
+"""Datasets: determinism, split separation, read-only files, and the Keras file formats.
+
+The CIFAR-10, MNIST and Fashion-MNIST parsers run on small files written here in the exact
+upstream formats (a Python-2-style pickled batch dict, an ``.npz``, gzipped IDX files), and their
+output is compared with the arrays that went in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import io
+import json
+import os
+import pickle
+import stat
+import struct
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from grader.datasets import DATASETS, keras_formats, load_split, prepare_dataset, read_split_meta
+from grader.datasets.fetch import fetch_dataset
+from grader.datasets.synthetic import make_synthetic
+from grader.errors import DatasetUnavailable
+
+
+def _write_cifar_batch(path: Path, images_nhwc: np.ndarray, labels: list[int]) -> None:
+    # Upstream layout: rows of 3,072 bytes, all red values, then green, then blue.
+    data = images_nhwc.transpose(0, 3, 1, 2).reshape(len(labels), 3072)
+    batch = {b"batch_label": b"synthetic", b"labels": labels, b"data": data, b"filenames": []}
+    path.write_bytes(pickle.dumps(batch, protocol=2))
+
+
+def _write_cifar(directory: Path, per_batch: int = 3) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(1)
+    directory.mkdir(parents=True)
+    parts = []
+    for name in (*keras_formats.CIFAR10_TRAIN_BATCHES, keras_formats.CIFAR10_TEST_BATCH):
+        images = rng.integers(0, 256, size=(per_batch, 32, 32, 3), dtype=np.uint8)
+        labels = rng.integers(0, 10, size=per_batch).tolist()
+        _write_cifar_batch(directory / name, images, labels)
+        parts.append((images, np.array(labels)))
+    x_train = np.concatenate([p[0] for p in parts[:5]])
+    y_train = np.concatenate([p[1] for p in parts[:5]])
+    return x_train, y_train, parts[5][0], parts[5][1]
+
+
+def _idx_bytes(array: np.ndarray) -> bytes:
+    magic = 2048 + array.ndim
+    header = struct.pack(f">i{array.ndim}i", magic, *array.shape)
+    return gzip.compress(header + array.astype(np.uint8).tobytes())
+
+
+# --- synthetic -----------------------------------------------------------------------------
+
+
+def test_synthetic_is_deterministic_per_seed() -> None:
+    x1, y1 = make_synthetic(64, seed=3)
+    x2, y2 = make_synthetic(64, seed=3)
+    x3, _ = make_synthetic(64, seed=4)
+    assert np.array_equal(x1, x2) and np.array_equal(y1, y2)
+    assert not np.array_equal(x1, x3)
+
+
+def test_synthetic_is_balanced_and_images_vary() -> None:
+    x, y = make_synthetic(400, seed=0)
+    assert x.shape == (400, 16, 16, 3) and x.dtype == np.uint8
+    assert np.bincount(y).tolist() == [100, 100, 100, 100]
+    # Every image differs from every other: a model cannot memorise a template.
+    assert len({image.tobytes() for image in x}) == 400
+
+
+def test_synthetic_classes_are_linearly_separable_on_orientation_features() -> None:
+    # Independent check that the labels mean something: horizontal stripes vary down the rows,
+    # vertical stripes across the columns. Mean absolute row/column differences tell them apart.
+    x, y = make_synthetic(200, seed=5)
+    grey = x.astype(np.float64).mean(axis=-1)
+    row_change = np.abs(np.diff(grey, axis=1)).mean(axis=(1, 2))
+    col_change = np.abs(np.diff(grey, axis=2)).mean(axis=(1, 2))
+    horizontal, vertical = y == 0, y == 1
+    assert (row_change[horizontal] > col_change[horizontal]).mean() > 0.95
+    assert (col_change[vertical] > row_change[vertical]).mean() > 0.95
+
+
+# --- prepare_dataset ---------------------------------------------------------------------------
+
+
+def test_prepare_writes_separate_read_only_splits(tmp_path: Path) -> None:
+    prepared = prepare_dataset("synthetic", tmp_path)
+    assert prepared.train_dir != prepared.test_dir
+    assert not prepared.test_dir.is_relative_to(prepared.train_dir)
+    for split_dir in (prepared.train_dir, prepared.test_dir):
+        assert sorted(p.name for p in split_dir.iterdir()) == ["meta.json", "x.npy", "y.npy"]
+        for path in split_dir.iterdir():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o444
+    x_train, y_train = load_split(prepared.train_dir)
+    x_test, _ = load_split(prepared.test_dir)
+    assert x_train.shape == (2048, 16, 16, 3) and y_train.dtype == np.int64
+    assert x_test.shape == (512, 16, 16, 3)
+    train_images = {image.tobytes() for image in x_train}
+    assert not any(image.tobytes() in train_images for image in x_test)
+
+
+def test_prepare_is_deterministic_across_data_dirs(tmp_path: Path) -> None:
+    first = prepare_dataset("synthetic", tmp_path / "a")
+    second = prepare_dataset("synthetic", tmp_path / "b")
+    for split in ("train_dir", "test_dir"):
+        for name in ("x.npy", "y.npy"):
+            a = (getattr(first, split) / name).read_bytes()
+            b = (getattr(second, split) / name).read_bytes()
+            assert hashlib.sha256(a).digest() == hashlib.sha256(b).digest()
+
+
+def test_prepare_reuses_a_valid_copy(tmp_path: Path) -> None:
+    first = prepare_dataset("synthetic", tmp_path)
+    before = (first.train_dir / "x.npy").stat().st_mtime_ns
+    second = prepare_dataset("synthetic", tmp_path)
+    assert second == first
+    assert (second.train_dir / "x.npy").stat().st_mtime_ns == before
+
+
+def test_prepare_rebuilds_a_corrupted_copy(tmp_path: Path) -> None:
+    prepared = prepare_dataset("synthetic", tmp_path)
+    labels = prepared.train_dir / "y.npy"
+    os.chmod(labels, 0o644)
+    np.save(labels, np.zeros(3, dtype=np.int64))
+    rebuilt = prepare_dataset("synthetic", tmp_path)
+    assert load_split(rebuilt.train_dir)[1].shape == (2048,)
+
+
+def test_meta_json_describes_the_split(tmp_path: Path) -> None:
+    prepared = prepare_dataset("synthetic", tmp_path)
+    meta = read_split_meta(prepared.test_dir)
+    assert (meta.dataset, meta.split, meta.num_examples) == ("synthetic", "test", 512)
+    raw = json.loads((prepared.test_dir / "meta.json").read_text())
+    digest = hashlib.sha256((prepared.test_dir / "x.npy").read_bytes()).hexdigest()
+    assert raw["sha256"]["x.npy"] == digest
+
+
+def test_load_split_refuses_pickled_arrays(tmp_path: Path) -> None:
+    prepared = prepare_dataset("synthetic", tmp_path)
+    labels = prepared.train_dir / "y.npy"
+    os.chmod(labels, 0o644)
+    np.save(labels, np.array([{"evil": 1}] * 2048, dtype=object), allow_pickle=True)
+    with pytest.raises(DatasetUnavailable, match="cannot be loaded"):
+        load_split(prepared.train_dir)
+
+
+def test_digits_is_stratified_and_real(tmp_path: Path) -> None:
+    from sklearn.datasets import load_digits
+
+    prepared = prepare_dataset("digits", tmp_path)
+    x_train, y_train = load_split(prepared.train_dir)
+    x_test, y_test = load_split(prepared.test_dir)
+    assert prepared.input_shape == (8, 8, 1) and prepared.num_classes == 10
+    assert x_train.shape[0] + x_test.shape[0] == load_digits().images.shape[0] == 1797
+    assert x_train.max() == 255
+    # Each class keeps about a fifth of its images for the test split.
+    fractions = np.bincount(y_test, minlength=10) / (
+        np.bincount(y_test, minlength=10) + np.bincount(y_train, minlength=10)
+    )
+    assert np.all(np.abs(fractions - 0.2) < 0.01)
+
+
+def test_unknown_dataset_names_the_choices(tmp_path: Path) -> None:
+    with pytest.raises(DatasetUnavailable, match=r"Unknown dataset `imagenet`. Expected one of"):
+        prepare_dataset("imagenet", tmp_path)
+
+
+def test_missing_raw_files_say_how_to_fetch(tmp_path: Path) -> None:
+    with pytest.raises(DatasetUnavailable, match="fetch_dataset cifar10"):
+        prepare_dataset("cifar10", tmp_path)
+
+
+def test_importing_datasets_does_not_import_tensorflow() -> None:
+    import subprocess
+
+    code = "import grader.datasets, sys; print('tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# --- Keras formats -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dirname", keras_formats.CIFAR10_DIRNAMES)
+def test_cifar10_batches_parse_to_nhwc(tmp_path: Path, dirname: str) -> None:
+    x_train, y_train, x_test, y_test = _write_cifar(tmp_path / dirname)
+    prepared = prepare_dataset("cifar10", tmp_path)
+    got_x, got_y = load_split(prepared.train_dir)
+    assert np.array_equal(got_x, x_train) and np.array_equal(got_y, y_train)
+    got_x, got_y = load_split(prepared.test_dir)
+    assert np.array_equal(got_x, x_test) and np.array_equal(got_y, y_test)
+
+
+def test_cifar10_pixel_order_matches_upstream_description(tmp_path: Path) -> None:
+    # Upstream: "the first 1024 entries contain the red channel values ... row-major order".
+    data = np.zeros((1, 3072), dtype=np.uint8)
+    data[0, 0] = 200  # red, row 0, column 0
+    data[0, 1024 + 33] = 100  # green, row 1, column 1
+    path = tmp_path / "batch"
+    path.write_bytes(pickle.dumps({b"data": data, b"labels": [7]}, protocol=2))
+    images, labels = keras_formats.read_cifar10_batch(path)
+    assert images[0, 0, 0, 0] == 200 and images[0, 1, 1, 1] == 100 and labels.tolist() == [7]
+
+
+def test_cifar10_refuses_code_in_a_pickle(tmp_path: Path) -> None:
+    class Exploit:
+        def __reduce__(self):  # type: ignore[no-untyped-def]
+            return (os.system, ("true",))
+
+    path = tmp_path / "batch"
+    path.write_bytes(pickle.dumps({b"data": Exploit(), b"labels": []}))
+    with pytest.raises(DatasetUnavailable, match=r"Refusing to load `(posix|os)\.system`"):
+        keras_formats.read_cifar10_batch(path)
+
+
+def test_mnist_npz_parses(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    arrays = {
+        "x_train": rng.integers(0, 256, (5, 28, 28), dtype=np.uint8),
+        "y_train": rng.integers(0, 10, 5, dtype=np.uint8),
+        "x_test": rng.integers(0, 256, (3, 28, 28), dtype=np.uint8),
+        "y_test": rng.integers(0, 10, 3, dtype=np.uint8),
+    }
+    np.savez(tmp_path / "mnist.npz", **arrays)
+    prepared = prepare_dataset("mnist", tmp_path)
+    x, y = load_split(prepared.train_dir)
+    assert np.array_equal(x[..., 0], arrays["x_train"]) and np.array_equal(y, arrays["y_train"])
+    assert prepared.input_shape == (28, 28, 1)
+
+
+def test_fashion_mnist_idx_parses(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    directory = tmp_path / "fashion-mnist"
+    directory.mkdir()
+    x_train = rng.integers(0, 256, (4, 28, 28), dtype=np.uint8)
+    y_train = rng.integers(0, 10, 4, dtype=np.uint8)
+    x_test = rng.integers(0, 256, (2, 28, 28), dtype=np.uint8)
+    y_test = rng.integers(0, 10, 2, dtype=np.uint8)
+    files = keras_formats.FASHION_MNIST_FILES
+    (directory / files["train_images"]).write_bytes(_idx_bytes(x_train))
+    (directory / files["train_labels"]).write_bytes(_idx_bytes(y_train))
+    (directory / files["test_images"]).write_bytes(_idx_bytes(x_test))
+    (directory / files["test_labels"]).write_bytes(_idx_bytes(y_test))
+    prepared = prepare_dataset("fashion_mnist", tmp_path)
+    x, y = load_split(prepared.test_dir)
+    assert np.array_equal(x[..., 0], x_test) and np.array_equal(y, y_test)
+    assert prepared.class_names[9] == "Ankle boot"
+
+
+def test_fashion_mnist_rejects_a_truncated_file(tmp_path: Path) -> None:
+    directory = tmp_path / "fashion-mnist"
+    directory.mkdir()
+    truncated = gzip.compress(struct.pack(">iiii", 2051, 4, 28, 28) + b"\0" * 100)
+    (directory / keras_formats.FASHION_MNIST_FILES["train_labels"]).write_bytes(
+        _idx_bytes(np.zeros(4, dtype=np.uint8))
+    )
+    (directory / keras_formats.FASHION_MNIST_FILES["train_images"]).write_bytes(truncated)
+    with pytest.raises(DatasetUnavailable, match=r"declares shape \(4, 28, 28\)"):
+        prepare_dataset("fashion_mnist", tmp_path)
+
+
+# --- fetch ---------------------------------------------------------------------------------------
+
+
+def _serve_from(directory: Path):  # type: ignore[no-untyped-def]
+    return lambda item: (directory / Path(item.url).name).as_uri()
+
+
+def test_fetch_extracts_cifar_archive_and_checks_digest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upstream = tmp_path / "upstream"
+    _write_cifar(upstream / "cifar-10-batches-py")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        tar.add(upstream / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    (upstream / "cifar-10-python.tar.gz").write_bytes(buffer.getvalue())
+    digest = hashlib.sha256(buffer.getvalue()).hexdigest()
+    source = DATASETS["cifar10"]
+    item = source.downloads[0]
+    # The real digest belongs to the real archive; point the registry at our small one.
+    monkeypatch.setitem(
+        DATASETS,
+        "cifar10",
+        dataclasses.replace(source, downloads=(dataclasses.replace(item, sha256=digest),)),
+    )
+    data_dir = tmp_path / "data"
+    fetch_dataset("cifar10", data_dir, url_override=_serve_from(upstream))
+    assert prepare_dataset("cifar10", data_dir).num_classes == 10
+
+
+def test_fetch_rejects_a_digest_mismatch(tmp_path: Path) -> None:
+    upstream = tmp_path / "upstream"
+    upstream.mkdir()
+    (upstream / "mnist.npz").write_bytes(b"not the real file")
+    with pytest.raises(DatasetUnavailable, match=r"has SHA-256 .* Expected 731c5ac6"):
+        fetch_dataset("mnist", tmp_path / "data", url_override=_serve_from(upstream))
+    assert not (tmp_path / "data" / "mnist.npz").exists()
