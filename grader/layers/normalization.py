@@ -1,0 +1,88 @@
+"""Normalization layers: Batch-, Layer-, Group- and UnitNormalization.
+
+BatchNormalization's moving statistics are never trained; Keras reports them as non-trainable
+weights, and so does this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from grader.graph import Shape
+from grader.layers.base import (
+    Config,
+    LayerSpec,
+    SpecError,
+    SpecUnsupported,
+    WeightSpec,
+    dim_of,
+    normalize_axes,
+    single_input,
+)
+
+
+def _same_shape(config: Config, input_shapes: Sequence[Shape]) -> Shape:
+    return single_input(input_shapes)
+
+
+def _batch_norm_weights(config: Config, input_shapes: Sequence[Shape]) -> list[WeightSpec]:
+    shape = single_input(input_shapes)
+    if config.get("renorm"):
+        raise SpecUnsupported("BatchNormalization with `renorm=True` is not supported.")
+    axes = normalize_axes(config.get("axis", -1), len(shape))
+    if len(axes) != 1:
+        raise SpecUnsupported(f"BatchNormalization over several axes {axes} is not supported.")
+    size = dim_of(shape, axes[0], "normalized axis")
+    weights = []
+    if config.get("scale", True):
+        weights.append(WeightSpec("gamma", (size,)))
+    if config.get("center", True):
+        weights.append(WeightSpec("beta", (size,)))
+    weights += [
+        WeightSpec("moving_mean", (size,), trainable=False),
+        WeightSpec("moving_variance", (size,), trainable=False),
+    ]
+    return weights
+
+
+def _layer_norm_weights(config: Config, input_shapes: Sequence[Shape]) -> list[WeightSpec]:
+    shape = single_input(input_shapes)
+    axes = normalize_axes(config.get("axis", -1), len(shape))
+    param_shape = tuple(dim_of(shape, a, "normalized axis") for a in axes)
+    rms_scaling = bool(config.get("rms_scaling", False))
+    weights = []
+    # Keras: RMS scaling always has a scale and never a center.
+    if config.get("scale", True) or rms_scaling:
+        weights.append(WeightSpec("gamma", param_shape))
+    if config.get("center", True) and not rms_scaling:
+        weights.append(WeightSpec("beta", param_shape))
+    return weights
+
+
+def _group_norm_weights(config: Config, input_shapes: Sequence[Shape]) -> list[WeightSpec]:
+    shape = single_input(input_shapes)
+    axes = normalize_axes(config.get("axis", -1), len(shape))
+    channels = dim_of(shape, axes[0], "normalized axis")
+    groups = config.get("groups", 32)
+    if not isinstance(groups, int) or groups == 0:
+        raise SpecError(f"Expected `groups` to be a non-zero int. Received {groups!r}.")
+    groups = channels if groups == -1 else groups
+    if groups > channels or channels % groups:
+        raise SpecError(
+            f"The number of channels ({channels}) must be a multiple of, and at least, `groups` "
+            f"({groups})."
+        )
+    weights = []
+    if config.get("scale", True):
+        weights.append(WeightSpec("gamma", (channels,)))
+    if config.get("center", True):
+        weights.append(WeightSpec("beta", (channels,)))
+    return weights
+
+
+SPECS = [
+    LayerSpec("BatchNormalization", _same_shape, _batch_norm_weights),
+    LayerSpec("LayerNormalization", _same_shape, _layer_norm_weights),
+    LayerSpec("GroupNormalization", _same_shape, _group_norm_weights),
+    LayerSpec("UnitNormalization", _same_shape),
+]
