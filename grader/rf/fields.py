@@ -1,0 +1,314 @@
+"""Propagating receptive fields through a `ModelGraph`, node by node, in topological order.
+
+For every node and every spatial model input it depends on, the node's *field* says which input
+positions each of its output units sees. Along one axis (`AxisField`), output unit ``u`` covers
+the input interval ``[start + u * j, start + u * j + r - 1]`` (Araujo, Norris and Sim, Distill
+2019): ``j`` is the jump (product of strides), ``r`` the size and ``start`` the left edge of unit
+0, negative when padding puts it outside the image. A window layer with effective kernel
+``k_eff = d * (k - 1) + 1``, stride ``s`` and left padding ``p`` maps a field to::
+
+    j_out = j_in * s
+    r_out = r_in + (k_eff - 1) * j_in
+    start_out = start_in - p * j_in
+
+A merge takes, per axis, the union of its inputs' intervals: the smallest start and the largest
+end. All inputs of a merge must share the jump; otherwise the size would depend on ``u`` and the
+merge is refused (it cannot happen in a model whose branches keep the same stride product).
+A field can also be `GLOBAL` (every unit sees the whole input) or `FLATTENED` (one feature per
+position, but no spatial layout left).
+
+Errors are recorded per node rather than raised at once, so that a refused layer only matters
+when the requested end-point depends on it (a decoder head with ``UpSampling`` does not prevent
+analysing the encoder).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from grader.errors import ReceptiveFieldError
+from grader.graph import ModelGraph, Node, Shape
+from grader.rf.geometry import (
+    ADD_CHANNEL_AXIS,
+    FLATTEN,
+    GLOBAL,
+    MERGE,
+    POINTWISE,
+    Window,
+    classify,
+    describe,
+)
+
+
+@dataclass(frozen=True)
+class AxisField:
+    """The receptive field of a node's units along one spatial axis.
+
+    Attributes:
+        n: the node's output size along the axis (``None`` when unknown).
+        j: jump: input positions between the fields of neighbouring units.
+        r: size: input positions one unit sees, padding included.
+        start: input position of unit 0's first position (``None`` when it depends on an
+            unknown input size).
+    """
+
+    n: int | None
+    j: int
+    r: int
+    start: int | None
+
+    @property
+    def end(self) -> int | None:
+        """Input position of unit 0's last position."""
+        return None if self.start is None else self.start + self.r - 1
+
+
+GLOBAL_FIELD: Literal["global"] = "global"
+FLATTENED_FIELD: Literal["flattened"] = "flattened"
+Field = tuple[AxisField, ...] | Literal["global", "flattened"]
+# Input node id -> the node's field with respect to that input. Inputs a node does not depend on
+# spatially (a non-image input, or no path) are absent.
+State = dict[int, Field]
+
+
+@dataclass(frozen=True)
+class Step:
+    """How one node transformed the field of one input (the inputs of a hand-calculation row).
+
+    Attributes:
+        node: the node.
+        input_id: the model input whose field this is.
+        window: the sliding window for window layers, else ``None`` (stride 1, kernel 1).
+        inputs: the input fields of the node that depend on the input, in call order.
+        output: the node's output field.
+    """
+
+    node: Node
+    input_id: int
+    window: Window | None
+    inputs: tuple[Field, ...]
+    output: Field
+
+
+@dataclass
+class Propagation:
+    """Fields of every node of a graph.
+
+    Attributes:
+        graph: the graph.
+        spatial_inputs: ids of the model inputs with spatial axes (rank >= 2 with channels).
+        states: node id -> `State`, or the `ReceptiveFieldError` that prevents one.
+        windows: node id -> the `Window` of window layers.
+    """
+
+    graph: ModelGraph
+    spatial_inputs: tuple[int, ...]
+    states: dict[int, State | ReceptiveFieldError]
+    windows: dict[int, Window]
+
+    def state(self, node_id: int) -> State:
+        """The node's state, raising the error recorded for it if it has none."""
+        state = self.states[node_id]
+        if isinstance(state, ReceptiveFieldError):
+            raise state
+        return state
+
+
+def identity_field(dims: Shape) -> tuple[AxisField, ...]:
+    """The field of an input image: each unit sees itself."""
+    return tuple(AxisField(n, 1, 1, 0) for n in dims)
+
+
+def _apply_window(field: tuple[AxisField, ...], window: Window) -> tuple[AxisField, ...]:
+    out = []
+    for axis, w in zip(field, window.axes, strict=True):
+        start = None if axis.start is None or w.p is None else axis.start - w.p * axis.j
+        out.append(AxisField(w.n_out, axis.j * w.s, axis.r + (w.k_eff - 1) * axis.j, start))
+    return tuple(out)
+
+
+def _union(node: Node, fields: list[tuple[AxisField, ...]]) -> tuple[AxisField, ...]:
+    """Per axis, the smallest interval containing every input's interval for the same unit."""
+    ranks = {len(f) for f in fields}
+    if len(ranks) != 1:
+        raise ReceptiveFieldError(
+            f"{describe(node)} merges inputs with different numbers of spatial axes."
+        )
+    out = []
+    for axis, column in enumerate(zip(*fields, strict=True)):
+        jumps = [f.j for f in column]
+        if len(set(jumps)) != 1:
+            raise ReceptiveFieldError(
+                f"{describe(node)} merges inputs whose jumps differ along axis {axis}: {jumps}. "
+                "Expected every input to have the same stride product; the receptive field "
+                "would otherwise change from one output position to the next."
+            )
+        sizes = [f.n for f in column]
+        known = {n for n in sizes if n is not None}
+        if len(known) > 1:
+            raise ReceptiveFieldError(
+                f"{describe(node)} merges inputs of different spatial sizes along axis {axis}: "
+                f"{sizes}. Expected equal sizes; broadcasting positions is not supported."
+            )
+        if any(f.start is None for f in column):
+            if len({(f.start, f.r) for f in column}) != 1:
+                raise ReceptiveFieldError(
+                    f"{describe(node)} merges paths whose alignment depends on the input size, "
+                    "which is unknown. Give the model a fixed input shape."
+                )
+            out.append(column[0])
+            continue
+        start = min(f.start for f in column if f.start is not None)
+        end = max(f.end for f in column if f.end is not None)
+        out.append(AxisField(next(iter(known), None), jumps[0], end - start + 1, start))
+    return tuple(out)
+
+
+def _channel_axis_concat(node: Node) -> bool:
+    axis = node.layer.config.get("axis", -1)
+    rank = len(node.output_shape)
+    return isinstance(axis, int) and (axis == -1 or axis == rank)
+
+
+def _spatial_rank(shape: Shape) -> int:
+    return len(shape) - 1 if len(shape) >= 2 else 0
+
+
+def _input_dims(node: Node, inputs: list[State]) -> Shape:
+    """Spatial input sizes: the fields' sizes, completed by the graph's shapes where unknown."""
+    declared = tuple(node.input_shapes[0][:-1]) if node.input_shapes else ()
+    for state in inputs:
+        for field in state.values():
+            if isinstance(field, tuple):
+                sizes = tuple(f.n for f in field)
+                if len(sizes) == len(declared):
+                    return tuple(
+                        a if a is not None else b for a, b in zip(sizes, declared, strict=True)
+                    )
+                return sizes
+    return declared
+
+
+def _check_size(node: Node, field: tuple[AxisField, ...]) -> None:
+    """Our output sizes must agree with the graph's shape inference: a cross-check of both."""
+    dims = tuple(node.output_shape[:-1])
+    computed = tuple(f.n for f in field)
+    if len(dims) != len(computed) or any(
+        a is not None and b is not None and a != b for a, b in zip(dims, computed, strict=False)
+    ):
+        raise ReceptiveFieldError(
+            f"{describe(node)} has output shape {tuple(node.output_shape)}, but its window "
+            f"geometry gives spatial sizes {computed}. Expected them to agree."
+        )
+
+
+def _node_state(
+    node: Node, inputs: list[State], windows: dict[int, Window], steps: dict[int, list[Step]]
+) -> State:
+    input_ids = sorted({i for state in inputs for i in state})
+    state: State = {}
+    if not input_ids:
+        # Nothing spatial flows in (a label or metadata branch): no need to understand the layer.
+        return state
+    effect = classify(node, _input_dims(node, inputs))
+    if isinstance(effect, Window):
+        windows[node.id] = effect
+    for input_id in input_ids:
+        fields = [s[input_id] for s in inputs if input_id in s]
+        if GLOBAL_FIELD in fields:
+            out: Field = GLOBAL_FIELD
+        elif FLATTENED_FIELD in fields:
+            # A merge of flattened features keeps them flattened; Dense (or anything mixing
+            # features) sees every position.
+            flattened_ok = effect in (MERGE, FLATTEN) or (
+                effect is POINTWISE and node.layer.class_name != "Dense"
+            )
+            out = FLATTENED_FIELD if flattened_ok else GLOBAL_FIELD
+        else:
+            spatial = [f for f in fields if not isinstance(f, str)]
+            out = _spatial_output(node, effect, spatial)
+        state[input_id] = out
+        steps.setdefault(node.id, []).append(
+            Step(node, input_id, effect if isinstance(effect, Window) else None, tuple(fields), out)
+        )
+    return state
+
+
+def _spatial_output(node: Node, effect: object, fields: list[tuple[AxisField, ...]]) -> Field:
+    if effect is GLOBAL:
+        return GLOBAL_FIELD
+    if effect is FLATTEN:
+        return FLATTENED_FIELD
+    if effect is MERGE:
+        if node.layer.class_name == "Concatenate" and not _channel_axis_concat(node):
+            raise ReceptiveFieldError(
+                f"{describe(node)} concatenates along axis {node.layer.config.get('axis')}. "
+                "Expected the channel axis (-1): concatenating positions is not supported."
+            )
+        field = _union(node, fields)
+        _check_size(node, field)
+        return field
+    if len(fields) != 1:
+        raise ReceptiveFieldError(f"{describe(node)} takes several spatial inputs; expected one.")
+    (field,) = fields
+    if isinstance(effect, Window):
+        if len(effect.axes) != len(field):
+            raise ReceptiveFieldError(
+                f"{describe(node)} slides over {len(effect.axes)} axes, but its input has "
+                f"{len(field)} spatial axes."
+            )
+        out = _apply_window(field, effect)
+        _check_size(node, out)
+        return out
+    if effect is ADD_CHANNEL_AXIS:
+        # Reshape((28, 28, 1)) on a (28, 28) grayscale input turns the old channel axis into a
+        # spatial one: exact only while every unit still sees itself alone (nothing mixed the
+        # old channels yet).
+        if all(f.j == 1 and f.r == 1 and f.start == 0 for f in field):
+            return identity_field(tuple(node.output_shape[:-1]))
+        raise ReceptiveFieldError(
+            f"{describe(node)} turns its channel axis into a spatial axis after layers that "
+            "mixed positions. Expected it right after the image input."
+        )
+    _check_size(node, field)
+    return field
+
+
+def propagate(graph: ModelGraph) -> tuple[Propagation, dict[int, list[Step]]]:
+    """Compute every node's fields with respect to every spatial model input.
+
+    Args:
+        graph: the model graph (nodes in topological order).
+
+    Returns:
+        The `Propagation` and, per node id, the `Step`s it performed (one per input it depends
+        on), from which the hand-calculation rows are made.
+    """
+    states: dict[int, State | ReceptiveFieldError] = {}
+    windows: dict[int, Window] = {}
+    steps: dict[int, list[Step]] = {}
+    spatial_inputs = []
+    for node in graph.nodes:
+        if node.id in graph.inputs or (not node.inputs and node.layer.class_name == "InputLayer"):
+            if _spatial_rank(node.output_shape):
+                spatial_inputs.append(node.id)
+                field = identity_field(tuple(node.output_shape[:-1]))
+                states[node.id] = {node.id: field}
+                steps[node.id] = [Step(node, node.id, None, (field,), field)]
+            else:
+                states[node.id] = {}
+            continue
+        failed = [states[i] for i in node.inputs if isinstance(states[i], ReceptiveFieldError)]
+        if failed:
+            states[node.id] = failed[0]
+            continue
+        inputs = [states[i] for i in node.inputs]
+        try:
+            states[node.id] = _node_state(
+                node, [s for s in inputs if isinstance(s, dict)], windows, steps
+            )
+        except ReceptiveFieldError as error:
+            states[node.id] = error
+            steps.pop(node.id, None)
+    return Propagation(graph, tuple(spatial_inputs), states, windows), steps

@@ -1,0 +1,425 @@
+"""Receptive fields on hand-built graphs: course tables worked out by hand, unions, refusals.
+
+The expected rows below were computed with pencil and paper from the Distill recurrences
+(``j_out = j_in * s``, ``r_out = r_in + (k_eff - 1) * j_in``, ``start_out = start_in - p * j_in``)
+and TensorFlow's ``same`` padding rule, not printed by the code under test.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from grader.errors import ReceptiveFieldError
+from grader.graph import Layer, ModelGraph, Node
+from grader.receptive_field import (
+    compute_receptive_field,
+    default_end_point,
+    format_table,
+    growth,
+    rf_if_appended,
+)
+
+
+class GraphSketch:
+    """Builds a `ModelGraph` by hand; spatial output sizes left ``None`` unless given."""
+
+    def __init__(self, *input_shapes: tuple[int | None, ...]) -> None:
+        self.nodes: list[Node] = []
+        self.inputs: list[int] = []
+        for index, shape in enumerate(input_shapes):
+            name = "image" if index == 0 else f"input_{index}"
+            self.inputs.append(self._node(name, "InputLayer", {}, (), shape))
+
+    def _node(self, name: str, cls: str, config: dict[str, Any], inputs: tuple[int, ...],
+              out: tuple[int | None, ...]) -> int:  # fmt: skip
+        shapes = tuple(self.nodes[i].output_shape for i in inputs)
+        node = Node(len(self.nodes), Layer(name, cls, config), inputs, shapes, out)
+        self.nodes.append(node)
+        return node.id
+
+    def add(self, cls: str, *inputs: int, name: str | None = None,
+            out: tuple[int | None, ...] | None = None, **config: Any) -> int:  # fmt: skip
+        """Call a layer; the output keeps the first input's rank with unknown spatial sizes."""
+        if out is None:
+            rank = len(self.nodes[inputs[0]].output_shape)
+            out = (None,) * (rank - 1) + (8,)
+        return self._node(name or f"{cls.lower()}_{len(self.nodes)}", cls, config, inputs, out)
+
+    def graph(self, *outputs: int) -> ModelGraph:
+        return ModelGraph("sketch", "Functional", tuple(self.nodes), tuple(self.inputs),
+                          outputs or (len(self.nodes) - 1,))  # fmt: skip
+
+
+def conv(g: GraphSketch, x: int, k: Any = 3, s: Any = 1, d: Any = 1, padding: str = "same",
+         name: str | None = None, cls: str = "Conv2D") -> int:  # fmt: skip
+    return g.add(cls, x, name=name, kernel_size=k, strides=s, dilation_rate=d, padding=padding)
+
+
+def row_tuple(row: dict[str, Any]) -> tuple[Any, ...]:
+    """A row's height-axis values in the order of the hand tables."""
+    keys = ("layer", "k", "d", "s", "p", "n_in", "n_out", "j_in", "j_out", "r_in", "r_out",
+            "start_in", "start_out")  # fmt: skip
+    return tuple(row[key] if key == "layer" else row[key][0] for key in keys)
+
+
+# layer, k, d, s, p, n_in, n_out, j_in, j_out, r_in, r_out, start_in, start_out
+PLAIN_3X3 = [
+    ("image", 1, 1, 1, 0, 32, 32, 1, 1, 1, 1, 0, 0),
+    ("c1", 3, 1, 1, 1, 32, 32, 1, 1, 1, 3, 0, -1),
+    ("c2", 3, 1, 1, 1, 32, 32, 1, 1, 3, 5, -1, -2),
+    ("c3", 3, 1, 1, 1, 32, 32, 1, 1, 5, 7, -2, -3),
+]
+# Stride 2 with `same` on 32: pad_total = max((16 - 1) * 2 + 3 - 32, 0) = 1, so pad_left = 0.
+STRIDED = [
+    ("image", 1, 1, 1, 0, 32, 32, 1, 1, 1, 1, 0, 0),
+    ("c1", 3, 1, 1, 1, 32, 32, 1, 1, 1, 3, 0, -1),
+    ("c2", 3, 1, 2, 0, 32, 16, 1, 2, 3, 5, -1, -1),
+    ("c3", 3, 1, 1, 1, 16, 16, 2, 2, 5, 9, -1, -3),
+    ("pool", 2, 1, 2, 0, 16, 8, 2, 4, 9, 11, -3, -3),
+    ("c4", 3, 1, 1, 0, 8, 6, 4, 4, 11, 19, -3, -3),
+]
+# Dilation d widens a 3-tap kernel to k_eff = 2d + 1; `same` pads k_eff // 2 on the left.
+DILATED = [
+    ("image", 1, 1, 1, 0, 32, 32, 1, 1, 1, 1, 0, 0),
+    ("c1", 3, 1, 1, 1, 32, 32, 1, 1, 1, 3, 0, -1),
+    ("c2", 3, 2, 1, 2, 32, 32, 1, 1, 3, 7, -1, -3),
+    ("c3", 3, 4, 1, 4, 32, 32, 1, 1, 7, 15, -3, -7),
+    ("c4", 3, 2, 1, 0, 32, 28, 1, 1, 15, 19, -7, -7),
+]
+
+
+def plain_stack() -> ModelGraph:
+    g = GraphSketch((32, 32, 3))
+    x = conv(g, 0, name="c1")
+    x = conv(g, x, name="c2")
+    conv(g, x, name="c3")
+    return g.graph()
+
+
+def strided_stack() -> ModelGraph:
+    g = GraphSketch((32, 32, 3))
+    x = conv(g, 0, name="c1")
+    x = conv(g, x, s=2, name="c2")
+    x = conv(g, x, name="c3")
+    x = g.add("MaxPooling2D", x, name="pool", pool_size=[2, 2], strides=None, padding="valid")
+    conv(g, x, padding="valid", name="c4")
+    return g.graph()
+
+
+def dilated_stack() -> ModelGraph:
+    g = GraphSketch((32, 32, 3))
+    x = conv(g, 0, name="c1")
+    x = conv(g, x, d=2, name="c2")
+    x = conv(g, x, d=4, name="c3")
+    conv(g, x, d=2, padding="valid", name="c4")
+    return g.graph()
+
+
+@pytest.mark.parametrize(
+    ("build", "table"),
+    [(plain_stack, PLAIN_3X3), (strided_stack, STRIDED), (dilated_stack, DILATED)],
+    ids=["plain-3x3", "stride-2", "dilated"],
+)
+def test_rows_match_hand_calculation(build, table):
+    report = compute_receptive_field(build(), end_point=table[-1][0]).to_dict()
+    assert [row_tuple(row) for row in report["layers"]] == table
+    last = table[-1]
+    assert report["size"] == [last[10], last[10]]
+    assert report["jump"] == [last[8], last[8]]
+    assert report["start"] == [last[12], last[12]]
+    assert report["global"] is False
+    assert report["input_size"] == [32, 32]
+
+
+def test_intermediate_end_point_stops_the_table():
+    report = compute_receptive_field(strided_stack(), end_point="c3").to_dict()
+    assert [row_tuple(row) for row in report["layers"]] == STRIDED[:4]
+
+
+def test_axes_are_independent():
+    # 1x5 kernel, stride (2, 1), on a 20x9 input: height sees 1 row per unit, width 5 columns.
+    g = GraphSketch((20, 9, 1))
+    x = g.add("Conv2D", 0, name="c", kernel_size=[1, 5], strides=[2, 1], padding="valid")
+    conv(g, x, k=[3, 1], name="c2", padding="valid")
+    report = compute_receptive_field(g.graph()).to_dict()
+    # height: 1 -> 1 (j 2) -> 1 + 2 * 2 = 5; width: 5 (j 1) -> 5.
+    assert report["size"] == [5, 5]
+    assert report["jump"] == [2, 1]
+    assert report["output_size"] == [8, 5]
+
+
+def test_merge_takes_union_of_shifted_paths_not_max_of_sizes():
+    # Path A: pad two on the left, 3x3 valid: unit u sees [u - 2, u].
+    # Path B: pad two on the right, 3x3 valid: unit u sees [u, u + 2].
+    # Both have size 3, but Add's unit u sees [u - 2, u + 2]: size 5.
+    g = GraphSketch((16, 16, 1))
+    a = g.add("ZeroPadding2D", 0, name="pad_a", padding=[[2, 0], [2, 0]])
+    a = conv(g, a, padding="valid", name="conv_a")
+    b = g.add("ZeroPadding2D", 0, name="pad_b", padding=[[0, 2], [0, 2]])
+    b = conv(g, b, padding="valid", name="conv_b")
+    g.add("Add", a, b, name="add")
+    report = compute_receptive_field(g.graph(), end_point="add")
+    sizes = {row.layer: row.r_out[0] for row in report.rows}
+    assert sizes["conv_a"] == sizes["conv_b"] == 3
+    assert report.size == (5, 5)
+    assert report.start == (-2, -2)
+    assert report.interval((4, 4)) == ((2, 6), (2, 6))
+    add_row = report.rows[-1]
+    assert add_row.r_in == (3, 3) and add_row.r_out == (5, 5)
+    assert growth(report)[-1]["added"] == [2, 2]
+
+
+def test_residual_block_union_equals_main_branch():
+    g = GraphSketch((32, 32, 3))
+    stem = conv(g, 0, name="stem")
+    x = conv(g, stem, name="a")
+    x = conv(g, x, name="b")
+    g.add("Add", stem, x, name="add")
+    report = compute_receptive_field(g.graph(), end_point="add")
+    assert report.size == (7, 7)
+    assert report.start == (-3, -3)
+    by_layer = {row.layer: row for row in report.rows}
+    assert by_layer["stem"].on_every_path and by_layer["add"].on_every_path
+    assert not by_layer["a"].on_every_path
+
+
+def test_merge_of_different_jumps_is_refused():
+    g = GraphSketch((16, 16, 1))
+    a = g.add("MaxPooling2D", 0, name="pool", pool_size=[2, 2], strides=None, padding="valid")
+    b = conv(g, 0, k=9, padding="valid", name="wide")
+    g.add("Concatenate", a, b, name="cat", axis=-1)
+    with pytest.raises(
+        ReceptiveFieldError, match=r"`cat` \(Concatenate\) merges inputs whose jumps"
+    ):
+        compute_receptive_field(g.graph(), end_point="cat")
+
+
+def test_concatenate_along_a_spatial_axis_is_refused():
+    g = GraphSketch((16, 16, 1))
+    a = conv(g, 0, name="a")
+    b = conv(g, 0, name="b")
+    g.add("Concatenate", a, b, name="cat", axis=1)
+    with pytest.raises(ReceptiveFieldError, match=r"concatenates along axis 1"):
+        compute_receptive_field(g.graph(), end_point="cat")
+
+
+@pytest.mark.parametrize(
+    ("cls", "config", "reason"),
+    [
+        ("UpSampling2D", {"size": [2, 2]}, "fractional jump"),
+        ("Conv2DTranspose", {"kernel_size": [3, 3], "strides": [2, 2]}, "transposed"),
+        ("Reshape", {"target_shape": [16, 8, 2]}, "rearranges spatial positions"),
+        ("Permute", {"dims": [2, 1, 3]}, "rearranges spatial positions"),
+        ("LSTM", {"units": 4}, "not supported"),
+    ],
+)
+def test_refuses_layers_without_exact_geometry(cls, config, reason):
+    g = GraphSketch((16, 16, 1))
+    x = conv(g, 0, name="c1")
+    g.add(cls, x, name="odd", out=(16, 8, 2), **config)
+    graph = g.graph()
+    with pytest.raises(ReceptiveFieldError, match=rf"Layer `odd` \({cls}\).*{reason}"):
+        compute_receptive_field(graph, end_point="odd")
+    # The part before the refused layer is still analysable.
+    assert compute_receptive_field(graph, end_point="c1").size == (3, 3)
+
+
+def test_identity_reshape_and_permute_pass_through():
+    g = GraphSketch((16, 16, 4))
+    x = g.add("Conv2D", 0, name="c1", out=(16, 16, 4), kernel_size=3, padding="same")
+    x = g.add("Reshape", x, name="same_shape", out=(16, 16, 4), target_shape=[16, 16, 4])
+    g.add("Permute", x, name="keep_axes", dims=[1, 2, 3])
+    assert compute_receptive_field(g.graph(), end_point="keep_axes").size == (3, 3)
+
+
+def test_reshape_adding_channel_axis_to_grayscale_input():
+    g = GraphSketch((28, 28))
+    x = g.add("Reshape", 0, name="to_image", out=(28, 28, 1), target_shape=[28, 28, 1])
+    conv(g, x, name="c1")
+    report = compute_receptive_field(g.graph(), end_point="c1")
+    assert report.size == (3, 3)
+    assert report.input_size == (28, 28)
+    assert report.interval((0, 27), clip=True) == ((0, 1), (26, 27))
+
+
+def test_default_end_point_is_last_spatial_layer_before_head():
+    g = GraphSketch((32, 32, 3))
+    x = conv(g, 0, name="c1")
+    x = conv(g, x, name="c2")
+    x = g.add("BatchNormalization", x, name="bn")
+    x = g.add("GlobalAveragePooling2D", x, name="gap", out=(8,))
+    g.add("Dense", x, name="head", out=(10,))
+    graph = g.graph()
+    assert default_end_point(graph) == "bn"
+    assert compute_receptive_field(graph).end_point == "bn"
+    after = compute_receptive_field(graph, end_point="head").to_dict()
+    assert after["global"] is True
+    assert after["size"] == [32, 32]
+
+
+def test_default_end_point_with_flatten_head():
+    g = GraphSketch((16, 16, 1))
+    x = conv(g, 0, name="c1")
+    x = g.add("Flatten", x, name="flat", out=(2048,))
+    x = g.add("Dropout", x, name="drop", out=(2048,), rate=0.5)
+    g.add("Dense", x, name="head", out=(10,))
+    graph = g.graph()
+    assert default_end_point(graph) == "c1"
+    assert compute_receptive_field(graph, end_point="head").is_global
+    with pytest.raises(ReceptiveFieldError, match=r"`drop` \(Dropout\) has no spatial layout.*"):
+        compute_receptive_field(graph, end_point="drop")
+
+
+def test_default_end_point_of_two_heads_is_the_last_feeding_one():
+    g = GraphSketch((16, 16, 1))
+    a = conv(g, 0, name="early")
+    b = conv(g, a, name="late")
+    ha = g.add("GlobalMaxPooling2D", a, name="gap_a", out=(8,))
+    hb = g.add("GlobalAveragePooling2D", b, name="gap_b", out=(8,))
+    g.add("Concatenate", ha, hb, name="heads", out=(16,), axis=-1)
+    assert default_end_point(g.graph()) == "late"
+
+
+def test_fully_convolutional_model_ends_at_its_output():
+    g = GraphSketch((16, 16, 1))
+    x = conv(g, 0, name="c1")
+    conv(g, x, k=1, name="logits")
+    assert default_end_point(g.graph()) == "logits"
+
+
+def test_squeeze_excitation_gate_makes_field_global():
+    g = GraphSketch((16, 16, 1))
+    x = conv(g, 0, name="c1")
+    gate = g.add("GlobalAveragePooling2D", x, name="squeeze", out=(1, 1, 8), keepdims=True)
+    gate = g.add("Dense", gate, name="excite", out=(1, 1, 8))
+    y = g.add("Multiply", x, gate, name="scale")
+    conv(g, y, name="c2")
+    graph = g.graph()
+    assert compute_receptive_field(graph, end_point="c2").is_global
+    assert default_end_point(graph) == "c1"
+
+
+def test_non_image_input_contributes_nothing_spatial():
+    g = GraphSketch((16, 16, 1), (4,))
+    x = conv(g, 0, name="c1")
+    meta = g.add("Dense", 1, name="meta", out=(8,))
+    meta = g.add("Embedding", meta, name="unknown_to_rf", out=(8,))  # irrelevant: not spatial
+    g.add("Add", x, meta, name="add")
+    report = compute_receptive_field(g.graph(), end_point="add")
+    assert report.size == (3, 3)
+    assert report.input_name == "image"
+    with pytest.raises(ReceptiveFieldError, match=r"`meta` \(Dense\) does not depend on an image"):
+        compute_receptive_field(g.graph(), end_point="meta")
+
+
+def test_unknown_end_point_lists_valid_names():
+    with pytest.raises(ReceptiveFieldError, match=r"no layer named `nope`.*`c2`, `c3`"):
+        compute_receptive_field(plain_stack(), end_point="nope")
+
+
+@pytest.mark.parametrize(
+    ("padding", "n", "pool", "stride", "expected_left"),
+    [
+        # pad_total = max((ceil(n / s) - 1) * s + k - n, 0), pad_left = pad_total // 2
+        ("same", 7, 3, 2, 1),  # (4 - 1) * 2 + 3 - 7 = 2
+        ("same", 8, 3, 2, 0),  # (4 - 1) * 2 + 3 - 8 = 1
+        ("same", 9, 2, 3, 0),  # (3 - 1) * 3 + 2 - 9 < 0
+        ("same", 10, 4, 1, 1),  # stride 1: k - 1 = 3
+        ("valid", 10, 4, 1, 0),
+    ],
+)
+def test_same_padding_left_offset(padding, n, pool, stride, expected_left):
+    g = GraphSketch((n, n, 1))
+    g.add("AveragePooling2D", 0, name="pool", pool_size=pool, strides=stride, padding=padding)
+    report = compute_receptive_field(g.graph(), end_point="pool")
+    assert report.rows[-1].p == (expected_left, expected_left)
+    assert report.start == (-expected_left, -expected_left)
+
+
+def test_cropping_and_causal_padding():
+    g = GraphSketch((20, 2))
+    x = g.add("Conv1D", 0, name="causal", kernel_size=3, dilation_rate=2, padding="causal")
+    g.add("Cropping1D", x, name="crop", cropping=[3, 1])
+    report = compute_receptive_field(g.graph(), end_point="crop")
+    # causal: left pad 4 -> start -4, size 5; cropping 3 on the left -> start -1, n 16.
+    assert report.size == (5,)
+    assert report.start == (-1,)
+    assert report.output_size == (16,)
+
+
+def test_output_size_disagreement_with_graph_is_an_error():
+    g = GraphSketch((16, 16, 1))
+    conv(g, 0, name="c1", padding="valid")
+    g.nodes[-1] = Node(1, g.nodes[-1].layer, (0,), ((16, 16, 1),), (16, 16, 8))
+    with pytest.raises(ReceptiveFieldError, match=r"output shape \(16, 16, 8\).*\(14, 14\)"):
+        compute_receptive_field(g.graph(), end_point="c1")
+
+
+def test_unknown_input_size_keeps_size_and_jump():
+    g = GraphSketch((None, None, 3))
+    x = conv(g, 0, s=2, name="c1")
+    conv(g, x, name="c2")
+    report = compute_receptive_field(g.graph(), end_point="c2")
+    assert report.size == (7, 7)
+    assert report.jump == (2, 2)
+    assert report.start == (None, None)
+
+
+def test_format_table_lists_every_row():
+    text = format_table(compute_receptive_field(strided_stack(), end_point="c4"))
+    lines = text.splitlines()
+    assert lines[0].split() == ["layer", "type", "k", "d", "s", "p", "n_in", "->", "n_out",
+                                "j_in", "->", "j_out", "r_in", "->", "r_out"]  # fmt: skip
+    assert lines[-1] == "Receptive field of `c4`: 19 x 19 (jump 4 x 4)."
+    pool_line = next(line for line in lines if line.startswith("pool"))
+    assert pool_line.split() == ["pool", "MaxPooling2D", "2", "1", "2", "0", "16", "->", "8",
+                                 "2", "->", "4", "9", "->", "11"]  # fmt: skip
+
+
+def _extended(build, *extra: tuple[str, dict[str, Any]]) -> ModelGraph:
+    """The graph from ``build`` with layers appended after its last node."""
+    graph = build()
+    g = GraphSketch()
+    g.nodes, g.inputs = list(graph.nodes), list(graph.inputs)
+    x = graph.nodes[-1].id
+    for cls, config in extra:
+        x = g.add(cls, x, name=f"extra_{len(g.nodes)}", **config)
+    return g.graph()
+
+
+def _redilated(build, layer: str) -> ModelGraph:
+    graph = build()
+    nodes = []
+    for node in graph.nodes:
+        if node.layer.name == layer:
+            config = {**node.layer.config, "dilation_rate": 2}
+            node = Node(node.id, Layer(layer, node.layer.class_name, config), node.inputs,
+                        node.input_shapes, tuple(None for _ in node.output_shape[:-1]) + (8,))  # fmt: skip
+        nodes.append(node)
+    return ModelGraph(graph.name, graph.class_name, tuple(nodes), graph.inputs, graph.outputs)
+
+
+@pytest.mark.parametrize("build", [plain_stack, strided_stack, dilated_stack])
+def test_hint_formulas_match_recomputation(build):
+    report = compute_receptive_field(build())
+    conv3 = ("Conv2D", {"kernel_size": 3, "padding": "same"})
+    pool2 = ("MaxPooling2D", {"pool_size": 2, "strides": 2, "padding": "valid"})
+    assert rf_if_appended(report, "conv3x3") == list(
+        compute_receptive_field(_extended(build, conv3)).size
+    )
+    assert rf_if_appended(report, "pool2x2") == list(
+        compute_receptive_field(_extended(build, pool2, conv3)).size
+    )
+    target = next(r.layer for r in reversed(report.rows) if r.k == (3, 3) and r.d == (1, 1)
+                  and r.s == (1, 1))  # fmt: skip
+    assert rf_if_appended(report, "dilate_last") == list(
+        compute_receptive_field(_redilated(build, target), end_point=report.end_point).size
+    )
+
+
+def test_hint_rejects_unknown_kind_and_global_end_point():
+    report = compute_receptive_field(plain_stack())
+    with pytest.raises(ReceptiveFieldError, match=r"Unknown change 'conv5x5'"):
+        rf_if_appended(report, "conv5x5")
