@@ -1,0 +1,248 @@
+"""Teaching hints computed from the architecture: where the parameters are, what a change buys.
+
+A rule's message says what is wrong; its hint says what to do about it, with numbers worked out
+for the student's own model (the params a SeparableConv2D would have instead of a Conv2D, the
+receptive field one more 3x3 convolution would give). Hints never decide a verdict.
+
+The functions take `grader.rules.context.LayerFacts` rows and receptive-field reports as dicts
+(`ReceptiveFieldReport.to_dict()`), so they are pure arithmetic on what the analysis found.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from grader.rules.kinds import (
+    CONVS,
+    PLAIN_CONVS,
+    format_kernel,
+    kernel_size,
+)
+
+if TYPE_CHECKING:
+    from grader.rules.context import LayerFacts
+
+
+@dataclass(frozen=True)
+class SeparableSaving:
+    """What replacing one plain convolution by a separable one would save.
+
+    Attributes:
+        layer: the plain convolution's name.
+        class_name: ``Conv1D`` or ``Conv2D``.
+        kernel: its kernel size.
+        filters: its number of filters.
+        params: its parameters now.
+        separable_class: ``SeparableConv1D`` or ``SeparableConv2D``.
+        separable_params: the parameters of that layer with the same filters, kernel and bias.
+    """
+
+    layer: str
+    class_name: str
+    kernel: tuple[int, ...]
+    filters: int
+    params: int
+    separable_class: str
+    separable_params: int
+
+    @property
+    def saved(self) -> int:
+        return self.params - self.separable_params
+
+
+def separable_saving(layer: LayerFacts) -> SeparableSaving | None:
+    """Parameters of the SeparableConv equivalent of a plain Conv1D/Conv2D with a kernel > 1.
+
+    A SeparableConv (depth multiplier 1) holds a ``k x k`` depthwise kernel per input channel,
+    a ``1 x 1`` pointwise kernel from the input channels to the filters, and the same bias.
+    Returns None for other layers, 1x1 kernels, or unknown input channels.
+    """
+    if layer.class_name not in {"Conv1D", "Conv2D"} or layer.input_shape is None:
+        return None
+    kernel = kernel_size(layer.class_name, layer.config)
+    if all(k == 1 for k in kernel):
+        return None
+    channels_first = layer.config.get("data_format") == "channels_first"
+    channels = layer.input_shape[0] if channels_first else layer.input_shape[-1]
+    filters = layer.config.get("filters")
+    if not isinstance(channels, int) or not isinstance(filters, int):
+        return None
+    bias = filters if layer.config.get("use_bias", True) else 0
+    separable = channels * math.prod(kernel) + channels * filters + bias
+    return SeparableSaving(
+        layer=layer.name,
+        class_name=layer.class_name,
+        kernel=kernel,
+        filters=filters,
+        params=layer.params,
+        separable_class="Separable" + layer.class_name,
+        separable_params=separable,
+    )
+
+
+def separable_hint(layers: Sequence[LayerFacts], offenders: Sequence[str] | None = None) -> str:
+    """Which plain convolutions to replace by separable ones, and the parameters each saves.
+
+    Args:
+        layers: the model's layers.
+        offenders: restrict to these layer names (all plain convolutions when None).
+    """
+    savings = [
+        s
+        for layer in layers
+        if (offenders is None or layer.name in offenders)
+        and (s := separable_saving(layer)) is not None
+    ]
+    if not savings:
+        return ""
+    lines = [
+        f"Replace `{s.layer}` ({s.class_name} {format_kernel(s.kernel)}, {s.params:,} params) "
+        f"by {s.separable_class}({s.filters}, {format_kernel(s.kernel)}): "
+        f"{s.separable_params:,} params, {s.saved:,} fewer."
+        for s in savings
+    ]
+    if len(savings) > 1:
+        total = sum(s.saved for s in savings)
+        lines.append(f"Together: {total:,} fewer parameters.")
+    return "\n".join(lines)
+
+
+def largest_layers(layers: Sequence[LayerFacts], top: int = 3) -> list[tuple[LayerFacts, float]]:
+    """The `top` layers holding most parameters, with their share of all parameters (0..1)."""
+    total = sum(layer.params for layer in layers)
+    ranked = sorted((x for x in layers if x.params > 0), key=lambda x: x.params, reverse=True)
+    return [(layer, layer.params / total if total else 0.0) for layer in ranked[:top]]
+
+
+def params_hint(layers: Sequence[LayerFacts]) -> str:
+    """Where the parameters are (top 3 layers and their share) and what separable convs save."""
+    top = largest_layers(layers)
+    if not top:
+        return ""
+    parts = ", ".join(
+        f"`{layer.name}` ({layer.class_name}) {layer.params:,} ({share:.0%})"
+        for layer, share in top
+    )
+    lines = [f"Most parameters are in {parts}."]
+    saving = separable_hint(layers)
+    if saving:
+        lines.append(saving)
+    return "\n".join(lines)
+
+
+def dropout_hint(offenders: Sequence[tuple[LayerFacts, str, float]], limit: float) -> str:
+    """Which dropout rates to lower, worst first."""
+    ordered = sorted(offenders, key=lambda o: o[2], reverse=True)
+    lines = [
+        f"Lower {'the rate' if what == 'rate' else '`' + what + '`'} of `{layer.name}` "
+        f"({layer.class_name}) from {rate:.2f} to at most {limit:.2f}."
+        for layer, what, rate in ordered
+    ]
+    lines.append(
+        "Batch normalization and data augmentation regularize without discarding activations."
+    )
+    return "\n".join(lines)
+
+
+# --- receptive field -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReceptiveFieldOptions:
+    """What the receptive field at the end point would become after one change.
+
+    Attributes:
+        stopped_growing_at: the last layer (up to the end point) that grew the field, or None.
+        current: the field size now, per axis.
+        jump: the distance between neighbouring end-point units in input pixels, per axis.
+        conv3x3: size after one more 3x3 convolution (stride 1) at the end point.
+        pool2x2: size after a 2x2 pooling with stride 2 at the end point.
+        conv3x3_after_pool: size after that pooling and then one 3x3 convolution.
+        dilate_last: ``(layer, size)``: size if the last 3x3 convolution had dilation 2, or None.
+    """
+
+    stopped_growing_at: str | None
+    current: tuple[int, ...]
+    jump: tuple[int, ...]
+    conv3x3: tuple[int, ...]
+    pool2x2: tuple[int, ...]
+    conv3x3_after_pool: tuple[int, ...]
+    dilate_last: tuple[str, tuple[int, ...]] | None
+
+
+def receptive_field_options(report: Mapping[str, Any]) -> ReceptiveFieldOptions:
+    """Work out the receptive field after each candidate change, from a report's rows.
+
+    Appending a window of kernel ``k`` and dilation ``d`` adds ``(k - 1) * d * jump`` to the
+    size; a stride ``s`` multiplies the jump by ``s``. Dilating an earlier 3x3 convolution
+    (stride 1) by 2 widens its contribution from ``2 * j_in`` to ``4 * j_in``; layers after it
+    keep their contributions because the jump does not change.
+    """
+    size = tuple(int(v) for v in report["size"])
+    jump = tuple(int(v) for v in report["jump"])
+    rows: list[Mapping[str, Any]] = list(report.get("layers") or [])
+
+    stopped: str | None = None
+    for row in rows:
+        if any(o > i for o, i in zip(row["r_out"], row["r_in"], strict=False)):
+            stopped = row["layer"]
+
+    conv3 = tuple(r + 2 * j for r, j in zip(size, jump, strict=True))
+    pool2 = tuple(r + 1 * j for r, j in zip(size, jump, strict=True))
+    conv_after_pool = tuple(r + 2 * (2 * j) for r, j in zip(pool2, jump, strict=True))
+
+    dilate: tuple[str, tuple[int, ...]] | None = None
+    for row in reversed(rows):
+        if (
+            row.get("type") in CONVS
+            and all(k == 3 for k in row["k"])
+            and all(d == 1 for d in row["d"])
+            and all(s == 1 for s in row["s"])
+        ):
+            grown = tuple(r + 2 * j for r, j in zip(size, row["j_in"], strict=True))
+            dilate = (row["layer"], grown)
+            break
+    return ReceptiveFieldOptions(stopped, size, jump, conv3, pool2, conv_after_pool, dilate)
+
+
+def _fmt(size: Sequence[int]) -> str:
+    return "x".join(str(v) for v in size)
+
+
+def receptive_field_hint(report: Mapping[str, Any], limit: int | Sequence[int]) -> str:
+    """Where the field stopped growing and what one more layer, a pooling or dilation gives."""
+    options = receptive_field_options(report)
+    lines = []
+    if options.stopped_growing_at is not None:
+        lines.append(
+            f"The receptive field last grows at `{options.stopped_growing_at}` and is "
+            f"{_fmt(options.current)} at `{report['end_point']}` (jump {_fmt(options.jump)})."
+        )
+    lines.append(f"One more 3x3 convolution at the end point would give {_fmt(options.conv3x3)}.")
+    lines.append(
+        f"A 2x2 pooling (stride 2) would give {_fmt(options.pool2x2)}, and a 3x3 convolution "
+        f"after it {_fmt(options.conv3x3_after_pool)}."
+    )
+    if options.dilate_last is not None:
+        layer, grown = options.dilate_last
+        lines.append(f"Dilation rate 2 on `{layer}` (3x3) would give {_fmt(grown)}.")
+    needed = (limit, limit) if isinstance(limit, int) else tuple(limit)
+    if options.jump and all(j > 0 for j in options.jump):
+        convs = max(
+            math.ceil(max(0, n - r) / (2 * j))
+            for n, r, j in zip(needed, options.current, options.jump, strict=False)
+        )
+        if convs > 0:
+            lines.append(
+                f"Reaching {_fmt(needed)} takes {convs} more 3x3 convolution"
+                f"{'s' if convs > 1 else ''} at the current resolution."
+            )
+    return "\n".join(lines)
+
+
+def plain_convs(layers: Sequence[LayerFacts]) -> list[LayerFacts]:
+    """The plain (non-separable) convolutions of a model, in call order."""
+    return [layer for layer in layers if layer.class_name in PLAIN_CONVS]

@@ -1,0 +1,146 @@
+"""What a rule sees: the model analysis, receptive fields on demand, training results.
+
+Rules read the analysis through this context only, so the seam with `grader.analysis` and
+`grader.receptive_field` lives in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from grader.graph import ModelGraph, Shape
+
+from .results import TrainingOutcome
+
+
+@dataclass(frozen=True)
+class LayerFacts:
+    """One layer as the rules need it.
+
+    Attributes:
+        name: the layer's (qualified) name.
+        class_name: its Keras class.
+        config: its Keras config.
+        params: weights it owns (counted once for a shared layer).
+        input_shape: the shape of its first call's first input, or None for an input layer.
+        output_shape: the shape of its first call's output.
+    """
+
+    name: str
+    class_name: str
+    config: Mapping[str, Any]
+    params: int
+    input_shape: Shape | None
+    output_shape: Any
+
+    @property
+    def label(self) -> str:
+        """``Layer `conv2d_1` (Conv2D)`` as messages name a layer."""
+        return f"Layer `{self.name}` ({self.class_name})"
+
+
+@dataclass
+class RuleContext:
+    """The model under evaluation and what is known about it so far.
+
+    Attributes:
+        analysis: the `grader.analysis.ModelAnalysis` of the model.
+        rf_report: a receptive-field report at the default end point, or None (computed on
+            demand then).
+        outcome: training results, None before training.
+        training_config: the training configuration that will be used (the student's declared
+            one, else the rule set's default), None when unknown.
+    """
+
+    analysis: Any
+    rf_report: Any = None
+    outcome: TrainingOutcome | None = None
+    training_config: Mapping[str, Any] | None = None
+    _rf_cache: dict[str | None, dict[str, Any]] = field(default_factory=dict, repr=False)
+    _layers: list[LayerFacts] | None = field(default=None, repr=False)
+
+    @property
+    def graph(self) -> ModelGraph:
+        graph: ModelGraph = self.analysis.graph
+        return graph
+
+    @property
+    def layers(self) -> list[LayerFacts]:
+        """Every layer in the order of its first call, input layers excluded."""
+        if self._layers is None:
+            self._layers = list(_layer_facts(self.analysis))
+        return self._layers
+
+    def layers_of(self, classes: frozenset[str] | set[str]) -> list[LayerFacts]:
+        """The layers whose class is in `classes`, in call order."""
+        return [layer for layer in self.layers if layer.class_name in classes]
+
+    @property
+    def params_total(self) -> int:
+        return int(_param_count(self.analysis, "total"))
+
+    @property
+    def params_trainable(self) -> int:
+        return int(_param_count(self.analysis, "trainable"))
+
+    def default_end_point(self) -> str | None:
+        """The receptive-field end point used when a rule names none (before global pooling)."""
+        from grader.receptive_field import default_end_point
+
+        return default_end_point(self.graph)
+
+    def receptive_field(self, end_point: str | None = None) -> dict[str, Any]:
+        """The receptive-field report (as `to_dict()`) at `end_point`, default end point if None.
+
+        Raises:
+            ReceptiveFieldError: the field cannot be computed exactly there.
+        """
+        if end_point in self._rf_cache:
+            return self._rf_cache[end_point]
+        report = self.rf_report
+        if report is not None:
+            data = report.to_dict() if hasattr(report, "to_dict") else dict(report)
+            self._rf_cache.setdefault(None, data)
+            self._rf_cache.setdefault(data.get("end_point"), data)
+            if end_point in self._rf_cache:
+                return self._rf_cache[end_point]
+        from grader.receptive_field import compute_receptive_field
+
+        data = compute_receptive_field(self.graph, end_point=end_point).to_dict()
+        self._rf_cache[end_point] = data
+        self._rf_cache.setdefault(data.get("end_point"), data)
+        return data
+
+
+def _layer_facts(analysis: Any) -> Iterator[LayerFacts]:
+    graph: ModelGraph | None = getattr(analysis, "graph", None)
+    for summary in analysis.layers:
+        if summary.class_name == "InputLayer":
+            continue
+        input_shape: Shape | None = None
+        if graph is not None:
+            nodes = graph.nodes_of(summary.name)
+            if nodes and nodes[0].input_shapes:
+                input_shape = nodes[0].input_shapes[0]
+        params = summary.params
+        yield LayerFacts(
+            name=summary.name,
+            class_name=summary.class_name,
+            config=summary.config or {},
+            params=int(params.total if hasattr(params, "total") else params),
+            input_shape=input_shape,
+            output_shape=summary.output_shape,
+        )
+
+
+def _param_count(analysis: Any, which: str) -> int:
+    # The analysis exposes totals as attributes; tolerate both spellings of the seam.
+    for attr in (f"{which}_params", f"params_{which}"):
+        if hasattr(analysis, attr):
+            return int(getattr(analysis, attr))
+    params = getattr(analysis, "params", None)
+    if params is not None and hasattr(params, which):
+        return int(getattr(params, which))
+    raise AttributeError(f"The model analysis has no `{which}` parameter count.")

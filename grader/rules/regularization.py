@@ -1,0 +1,45 @@
+"""Rules about regularization: dropout rates."""
+
+from __future__ import annotations
+
+from grader import hints
+
+from .context import LayerFacts, RuleContext
+from .kinds import dropout_rates
+from .params import Number
+from .registry import Verdict, rule
+from .schema import RuleSpec
+
+
+@rule(
+    "max_dropout",
+    summary="Every dropout-like rate (Dropout, SpatialDropout, GaussianDropout, AlphaDropout, "
+    "recurrent dropout) is at most `limit`.",
+    params={"limit": Number(minimum=0.0, maximum=1.0, doc="the largest rate allowed")},
+)
+def max_dropout(spec: RuleSpec, ctx: RuleContext) -> Verdict:
+    limit = spec.params["limit"]
+    rates: list[tuple[LayerFacts, str, float]] = [
+        (layer, what, rate)
+        for layer in ctx.layers
+        for what, rate in dropout_rates(layer.class_name, layer.config)
+    ]
+    if not rates:
+        return Verdict(True, 0.0, "The model has no dropout.")
+    worst_layer, worst_what, worst = max(rates, key=lambda r: r[2])
+    what = "rate" if worst_what == "rate" else f"`{worst_what}`"
+    offenders = [r for r in rates if r[2] > limit]
+    if not offenders:
+        return Verdict(
+            True,
+            worst,
+            f"The largest dropout rate is {worst:.2f}, in `{worst_layer.name}` "
+            f"({worst_layer.class_name}); at most {limit:.2f} is allowed.",
+        )
+    more = f" ({len(offenders) - 1} more above the limit)" if len(offenders) > 1 else ""
+    return Verdict(
+        False,
+        worst,
+        f"{worst_layer.label} has {what} {worst:.2f}{more}. Expected at most {limit:.2f}.",
+        hints.dropout_hint(offenders, limit),
+    )
