@@ -1,0 +1,347 @@
+"""What every sandbox backend takes and returns, and the rules shared by all of them.
+
+A backend runs one `SandboxJob` (an argv, read-only and writable mounts, resource limits, an
+explicit environment) with no network, a read-only root, a size-limited noexec tmpfs at
+`/scratch`, no capabilities, no-new-privileges and uid 65534, and answers a `SandboxResult`.
+Why a job ended is summarised in `SandboxResult.reason`, decided once here (`classify_reason`) so
+that both backends agree.
+"""
+
+from __future__ import annotations
+
+import signal as signal_module
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Literal, Protocol, runtime_checkable
+
+Reason = Literal["timeout", "out_of_memory", "crashed", "output_limit", "infrastructure"]
+
+SANDBOX_UID = 65534
+SANDBOX_GID = 65534
+SCRATCH_DIR = "/scratch"
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+
+
+class SandboxError(Exception):
+    """The sandbox itself could not run a job (engine down, bad configuration): never a verdict."""
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A host path made visible inside the sandbox; read-only unless said otherwise."""
+
+    source: Path | str
+    target: str
+    read_only: bool = True
+
+    def __post_init__(self) -> None:
+        if not str(self.target).startswith("/"):
+            raise ValueError(
+                f"Mount target {self.target!r} is relative. Expected an absolute path."
+            )
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one job. Sizes are in bytes, times in seconds.
+
+    Attributes:
+        wall_seconds: Wall-clock deadline; past it the whole process tree is killed.
+        memory_bytes: Resident memory of all processes together (swap included where the
+            kernel accounts it).
+        pids: Processes and threads at once (TensorFlow alone starts dozens of threads).
+        cpu_seconds: CPU time of each process (RLIMIT_CPU); `None` leaves it to `wall_seconds`.
+        output_bytes: Captured stdout and stderr together; past it the job is killed.
+        scratch_bytes: Size of the `/scratch` tmpfs (HOME and TMPDIR).
+        file_size_bytes: Largest file a process may write (RLIMIT_FSIZE).
+        shm_bytes: Size of `/dev/shm`.
+        cpus: CPU cores the job may use at once (a CFS quota), e.g. 1.5.
+    """
+
+    wall_seconds: float = 3600.0
+    memory_bytes: int = 4 * GiB
+    pids: int = 512
+    cpu_seconds: int | None = None
+    output_bytes: int = 1 * MiB
+    scratch_bytes: int = 256 * MiB
+    file_size_bytes: int = 1 * GiB
+    shm_bytes: int = 64 * MiB
+    cpus: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("wall_seconds", "memory_bytes", "pids", "output_bytes", "scratch_bytes"):
+            value = getattr(self, name)
+            if value <= 0:
+                raise ValueError(f"Limits.{name} is {value}. Expected a positive number.")
+        for name in ("file_size_bytes", "shm_bytes"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"Limits.{name} is {getattr(self, name)}. Expected positive.")
+        if self.cpu_seconds is not None and self.cpu_seconds <= 0:
+            raise ValueError(f"Limits.cpu_seconds is {self.cpu_seconds}. Expected positive.")
+        if self.cpus is not None and self.cpus <= 0:
+            raise ValueError(f"Limits.cpus is {self.cpus}. Expected a positive core count.")
+
+
+@dataclass(frozen=True)
+class SandboxJob:
+    """One command to run in a sandbox.
+
+    Attributes:
+        argv: The command, with paths as seen inside the sandbox.
+        mounts: Host paths to show inside; everything else of the host is invisible.
+        limits: Resource limits.
+        env: The job's whole environment. The worker's own environment never leaks in; the
+            backend only adds HOME and TMPDIR (both `/scratch`) when absent.
+        workdir: Working directory inside the sandbox.
+        gpu_device: A GPU index or UUID to expose (e.g. "0"), or None for none.
+    """
+
+    argv: Sequence[str]
+    mounts: Sequence[Mount] = ()
+    limits: Limits = field(default_factory=Limits)
+    env: Mapping[str, str] = field(default_factory=dict)
+    workdir: str = "/"
+    gpu_device: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.argv:
+            raise ValueError("SandboxJob.argv is empty. Expected a command to run.")
+        targets = [m.target.rstrip("/") or "/" for m in self.mounts]
+        duplicates = sorted({t for t in targets if targets.count(t) > 1})
+        if duplicates:
+            raise ValueError(f"SandboxJob mounts {duplicates} more than once. Expected each once.")
+        if SCRATCH_DIR in targets:
+            raise ValueError(f"SandboxJob mounts {SCRATCH_DIR}: the backend owns that tmpfs.")
+
+    def full_env(self) -> dict[str, str]:
+        """The environment the job sees: its own `env` plus HOME and TMPDIR on the scratch."""
+        env = {"HOME": SCRATCH_DIR, "TMPDIR": SCRATCH_DIR}
+        env.update({str(k): str(v) for k, v in self.env.items()})
+        return env
+
+
+@dataclass(frozen=True)
+class SandboxResult:
+    """How a job ended.
+
+    Attributes:
+        exit_code: The process' exit status; None when it never started.
+        signal: The signal that ended it, when one did (backends report 128+N exit codes
+            as signal N, the shell convention, so `exit(139)` reads as SIGSEGV).
+        timed_out: Killed at the wall-clock deadline (or by the CPU-time limit).
+        oom_killed: The kernel killed a process of the job for memory.
+        output_truncated: stdout/stderr passed `Limits.output_bytes` and the job was killed.
+        stdout: Captured standard output (decoded as UTF-8, bad bytes replaced).
+        stderr: Captured standard error.
+        duration_seconds: From start to end of the job.
+        reason: None on success, else why it failed (see `Reason`).
+        detail: A sentence a person can read explaining `reason`.
+    """
+
+    exit_code: int | None
+    signal: int | None
+    timed_out: bool
+    oom_killed: bool
+    output_truncated: bool
+    stdout: str
+    stderr: str
+    duration_seconds: float
+    reason: Reason | None
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True when the job exited 0 within every limit."""
+        return self.reason is None
+
+
+LineCallback = Callable[[str], None]
+
+
+def infrastructure_result(detail: str, duration_seconds: float = 0.0) -> SandboxResult:
+    """The result of a job the sandbox could not run: a retryable failure, never a verdict."""
+    return SandboxResult(
+        exit_code=None,
+        signal=None,
+        timed_out=False,
+        oom_killed=False,
+        output_truncated=False,
+        stdout="",
+        stderr="",
+        duration_seconds=duration_seconds,
+        reason="infrastructure",
+        detail=detail,
+    )
+
+
+@runtime_checkable
+class Sandbox(Protocol):
+    """A backend: runs a job, streaming each stdout line to `on_line` as it arrives."""
+
+    name: str
+
+    def run(self, job: SandboxJob, on_line: LineCallback | None = None) -> SandboxResult:
+        """Run `job` to completion (or to a limit) and report how it ended."""
+        ...
+
+
+def signal_from_exit_code(exit_code: int | None) -> int | None:
+    """The signal encoded in a 128+N exit status (docker, bwrap and shells all use it)."""
+    if exit_code is None:
+        return None
+    if exit_code < 0:  # subprocess' convention for a direct child killed by a signal
+        return -exit_code
+    if 128 < exit_code <= 128 + 64:
+        return exit_code - 128
+    return None
+
+
+def signal_name(number: int) -> str:
+    """SIGSEGV for 11, or "signal 99" for numbers without a name."""
+    try:
+        return signal_module.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def classify_reason(
+    *,
+    exit_code: int | None,
+    signal: int | None,
+    timed_out: bool,
+    oom_killed: bool,
+    output_truncated: bool,
+    limits: Limits,
+) -> tuple[Reason | None, str]:
+    """Decide why a job ended, with a sentence explaining it.
+
+    Kills the host decided (output cap, deadline) come first because they cause the exit status
+    that follows; then the kernel's verdicts (out of memory, CPU time); then any other non-zero
+    status is a crash.
+    """
+    if output_truncated:
+        return "output_limit", (
+            f"The job wrote more than {limits.output_bytes:,} bytes to stdout and stderr "
+            f"(Limits.output_bytes) and was stopped."
+        )
+    if timed_out:
+        return (
+            "timeout",
+            f"The job ran past its deadline of {limits.wall_seconds:g} s and was killed.",
+        )
+    if signal == signal_module.SIGXCPU:
+        return "timeout", (
+            f"The job used more than {limits.cpu_seconds} s of CPU time "
+            f"(Limits.cpu_seconds) and was killed."
+        )
+    if oom_killed and exit_code != 0:
+        return "out_of_memory", (
+            f"The job needed more than {limits.memory_bytes:,} bytes of memory "
+            f"(Limits.memory_bytes) and was killed."
+        )
+    if exit_code is None:
+        return "infrastructure", "The job never started."
+    if exit_code != 0:
+        if signal is not None:
+            return (
+                "crashed",
+                f"The job was killed by {signal_name(signal)} (exit status {exit_code}).",
+            )
+        return "crashed", f"The job exited with status {exit_code}."
+    return None, ""
+
+
+class OutputCapture:
+    """Reads a job's stdout and stderr in threads, splitting stdout into lines for `on_line`.
+
+    Both streams share one budget of `limit` bytes. Past it the capture stops reading, sets
+    `truncated` and fires `on_overflow` (which kills the job), so a job printing without end
+    neither fills the worker's memory nor blocks on a full pipe forever.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        on_line: LineCallback | None = None,
+        on_overflow: Callable[[], None] | None = None,
+    ) -> None:
+        self.limit = limit
+        self.on_line = on_line
+        self.on_overflow = on_overflow
+        self.truncated = False
+        self._lock = threading.Lock()
+        self._used = 0
+        self._chunks: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
+        self._pending_line = b""
+        self._threads: list[threading.Thread] = []
+        self._overflow_fired = False
+
+    def feed(self, stream: str, data: bytes) -> bool:
+        """Take a chunk of `stream` ("stdout" or "stderr"); False once the budget is spent."""
+        with self._lock:
+            if self.truncated:
+                return False
+            room = self.limit - self._used
+            if len(data) > room:
+                data = data[:room]
+                self.truncated = True
+            self._used += len(data)
+            self._chunks[stream].append(data)
+            lines: list[bytes] = []
+            if stream == "stdout" and self.on_line is not None:
+                buffered = self._pending_line + data
+                *lines, self._pending_line = buffered.split(b"\n")
+            overflow = self.truncated and not self._overflow_fired
+            if overflow:
+                self._overflow_fired = True
+        for line in lines:
+            self._emit(line)
+        if overflow and self.on_overflow is not None:
+            self.on_overflow()
+        return not self.truncated
+
+    def _emit(self, line: bytes) -> None:
+        if self.on_line is None:
+            return
+        text = line.decode("utf-8", errors="replace").rstrip("\r")
+        try:
+            self.on_line(text)
+        except Exception:
+            import logging
+
+            logging.getLogger(__name__).exception("on_line callback failed on %r", text[:200])
+
+    def read_pipe(self, stream: str, pipe: IO[bytes]) -> None:
+        """Start a thread copying `pipe` into the capture until EOF or the budget is spent."""
+
+        def pump() -> None:
+            try:
+                while True:
+                    data = pipe.read1(65536) if hasattr(pipe, "read1") else pipe.read(65536)
+                    if not data or not self.feed(stream, data):
+                        break
+            except (OSError, ValueError):
+                pass  # the pipe was closed under us while killing the job
+
+        thread = threading.Thread(target=pump, name=f"sandbox-{stream}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def join(self, timeout: float) -> None:
+        """Wait up to `timeout` seconds for the reading threads to reach EOF."""
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def finish(self) -> tuple[str, str]:
+        """Flush an unterminated last stdout line and return (stdout, stderr) as text."""
+        with self._lock:
+            pending, self._pending_line = self._pending_line, b""
+            stdout = b"".join(self._chunks["stdout"]).decode("utf-8", errors="replace")
+            stderr = b"".join(self._chunks["stderr"]).decode("utf-8", errors="replace")
+        if pending and not self.truncated:
+            self._emit(pending)
+        return stdout, stderr

@@ -1,0 +1,313 @@
+"""The bubblewrap backend: namespaces, a cgroup and rlimits around one process tree.
+
+How each guarantee is made:
+
+- Network: `--unshare-net` gives a namespace holding only `lo`, where nothing listens.
+- Filesystem: the root is an empty tmpfs made read-only (`--remount-ro /`); only the job's
+  mounts appear. `/scratch` is a host tmpfs mounted `noexec,nosuid,nodev` with a size limit.
+- User: bwrap keeps only CAP_SETUID/CAP_SETGID for `setpriv`, which becomes uid/gid 65534 on
+  the host, clears supplementary groups, empties the bounding and inheritable capability sets
+  and sets no-new-privileges before executing the job. No user namespace: 65534 inside is
+  65534 outside, so rlimits and file ownership mean what they say.
+- Processes: `--unshare-pid` makes bwrap pid 1 of the job's namespace; when it exits or is
+  killed, the kernel kills every process left in the namespace, daemons included.
+  `--die-with-parent` ties it to the bwrap we started, and the job's cgroup is emptied by
+  SIGKILL afterwards as a second line.
+- Limits: cgroup memory (memory+swap), pids and CPU quota (see `cgroups.py`); RLIMIT_CPU,
+  RLIMIT_FSIZE and RLIMIT_CORE=0 through `prlimit`. Without a writable cgroup hierarchy,
+  RLIMIT_AS replaces the memory limit and RLIMIT_NPROC the pids limit.
+
+Out-of-memory verdicts: with a cgroup, the kernel's `oom_kill` counter (exact). With rlimits only,
+a job is called out of memory when it exits non-zero and its stderr ends in a `MemoryError` or
+`std::bad_alloc` (an allocation refused by RLIMIT_AS), or it died of SIGKILL that neither the
+deadline nor the output cap sent (the kernel's global OOM killer).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from workers.sandbox.base import (
+    SANDBOX_GID,
+    SANDBOX_UID,
+    SCRATCH_DIR,
+    LineCallback,
+    OutputCapture,
+    SandboxError,
+    SandboxJob,
+    SandboxResult,
+    classify_reason,
+    infrastructure_result,
+    signal_from_exit_code,
+)
+from workers.sandbox.cgroups import JobCgroup
+from workers.sandbox.hostdirs import PrivateTmpfs, prepare_writable_mounts
+
+logger = logging.getLogger(__name__)
+
+# Run between `fork` and `bwrap`: join the job's cgroup(s) so every later process is inside.
+# Positional arguments: the cgroup.procs files, "--", then the command to exec.
+_ENTER_CGROUPS = (
+    'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
+)
+# Without cgroups, RLIMIT_AS must still let TensorFlow map its address space: a floor that
+# imports TensorFlow (FIELD-NOTES: 2 GB works) whatever the memory limit asked.
+RLIMIT_AS_FLOOR = 2_000_000_000
+STARTUP_FAILURE = 125  # our shell prelude could not join the cgroup
+
+
+class BwrapSandbox:
+    """Runs jobs under bubblewrap. Needs root for cgroups and the noexec scratch mount.
+
+    Args:
+        bwrap: Path or name of the bubblewrap executable.
+        use_cgroups: Force cgroups on or off; None uses them when they are writable.
+    """
+
+    name = "bwrap"
+
+    def __init__(self, *, bwrap: str = "bwrap", use_cgroups: bool | None = None) -> None:
+        path = shutil.which(bwrap)
+        if path is None:
+            raise SandboxError(
+                f"bubblewrap (`{bwrap}`) is not installed. Run scripts/ensure-bwrap.sh."
+            )
+        self.bwrap = path
+        self.prlimit = shutil.which("prlimit")
+        self.setpriv = shutil.which("setpriv")
+        if self.prlimit is None or self.setpriv is None:
+            raise SandboxError(
+                "`prlimit` and `setpriv` (util-linux) are needed by the bwrap backend."
+            )
+        if os.geteuid() != 0:
+            raise SandboxError(
+                "The bwrap backend runs as root: it switches the job to uid 65534 itself."
+            )
+        self.use_cgroups = use_cgroups
+
+    def run(self, job: SandboxJob, on_line: LineCallback | None = None) -> SandboxResult:
+        """Run `job` and report how it ended; a sandbox failure is an "infrastructure" result."""
+        try:
+            return self._run(job, on_line)
+        except (SandboxError, OSError) as exc:
+            logger.exception("bwrap sandbox failed")
+            return infrastructure_result(f"The bwrap sandbox could not run the job: {exc}")
+
+    def _run(self, job: SandboxJob, on_line: LineCallback | None) -> SandboxResult:
+        limits = job.limits
+        cgroup = JobCgroup.create(limits) if self.use_cgroups is not False else None
+        if self.use_cgroups and cgroup is None:
+            raise SandboxError("cgroups were required but no writable hierarchy was found.")
+        scratch = PrivateTmpfs(limits.scratch_bytes)
+        process: subprocess.Popen[bytes] | None = None
+        killed_by_us = threading.Event()
+        try:
+            prepare_writable_mounts(job.mounts)
+            argv = self._command(job, scratch, cgroup)
+
+            def kill() -> None:
+                killed_by_us.set()
+                if process is not None:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(process.pid, signal.SIGKILL)
+
+            capture = OutputCapture(limits.output_bytes, on_line=on_line, on_overflow=kill)
+            started = time.monotonic()
+            process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env={},  # bwrap's own environment is visible to the job as /proc/1/environ
+                start_new_session=True,  # one process group to kill: prelude, prlimit, bwrap
+                close_fds=True,
+            )
+            assert process.stdout is not None and process.stderr is not None
+            capture.read_pipe("stdout", process.stdout)
+            capture.read_pipe("stderr", process.stderr)
+
+            timed_out = False
+            try:
+                exit_code = process.wait(timeout=limits.wall_seconds)
+            except subprocess.TimeoutExpired:
+                timed_out = not capture.truncated
+                kill()
+                exit_code = process.wait()
+            duration = time.monotonic() - started
+
+            # bwrap's pid 1 has died, so the kernel is tearing the namespace down; the cgroup
+            # sweep catches anything that slipped out of the namespace (it cannot, but cheap).
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+            if cgroup is not None:
+                cgroup.kill_all()
+            capture.join(timeout=5.0)
+            stdout, stderr = capture.finish()
+
+            if exit_code == STARTUP_FAILURE and not stdout and "bwrap" in stderr:
+                raise SandboxError(f"bubblewrap could not start the job: {stderr.strip()[:500]}")
+            if exit_code == STARTUP_FAILURE and cgroup is not None and not stdout and not stderr:
+                raise SandboxError("the job could not join its cgroup")
+
+            sig = signal_from_exit_code(exit_code)
+            oom = self._oom_killed(cgroup, exit_code, sig, stderr, killed_by_us.is_set())
+            reason, detail = classify_reason(
+                exit_code=exit_code,
+                signal=sig,
+                timed_out=timed_out,
+                oom_killed=oom,
+                output_truncated=capture.truncated,
+                limits=limits,
+            )
+            return SandboxResult(
+                exit_code=exit_code,
+                signal=sig,
+                timed_out=timed_out,
+                oom_killed=oom,
+                output_truncated=capture.truncated,
+                stdout=stdout,
+                stderr=stderr,
+                duration_seconds=duration,
+                reason=reason,
+                detail=detail,
+            )
+        finally:
+            if process is not None and process.poll() is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            if process is not None:
+                for pipe in (process.stdout, process.stderr):
+                    if pipe is not None:
+                        with contextlib.suppress(OSError):
+                            pipe.close()
+            if cgroup is not None:
+                cgroup.remove()
+            scratch.close()
+
+    @staticmethod
+    def _oom_killed(
+        cgroup: JobCgroup | None, exit_code: int, sig: int | None, stderr: str, killed: bool
+    ) -> bool:
+        if cgroup is not None:
+            return cgroup.oom_killed()
+        if exit_code == 0:
+            return False
+        tail = stderr[-2000:]
+        if "MemoryError" in tail or "std::bad_alloc" in tail:
+            return True
+        return sig == signal.SIGKILL and not killed
+
+    def _command(
+        self, job: SandboxJob, scratch: PrivateTmpfs, cgroup: JobCgroup | None
+    ) -> list[str]:
+        limits = job.limits
+        rlimits = [f"--fsize={limits.file_size_bytes}", "--core=0"]
+        if limits.cpu_seconds is not None:
+            # Soft limit sends SIGXCPU (reported as a timeout); the hard one a second later
+            # SIGKILLs a job that ignores SIGXCPU.
+            rlimits.append(f"--cpu={limits.cpu_seconds}:{limits.cpu_seconds + 1}")
+        if cgroup is None:
+            rlimits.append(f"--as={max(limits.memory_bytes, RLIMIT_AS_FLOOR)}")
+            rlimits.append(f"--nproc={limits.pids}")
+
+        bwrap = [
+            self.bwrap,
+            "--unshare-ipc",
+            "--unshare-pid",
+            "--unshare-net",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+            "--die-with-parent",
+            "--new-session",
+            "--hostname",
+            "sandbox",
+            "--clearenv",
+        ]
+        env = job.full_env()
+        if job.gpu_device is not None:
+            env.setdefault("CUDA_VISIBLE_DEVICES", job.gpu_device)
+        for key, value in sorted(env.items()):
+            bwrap += ["--setenv", key, value]
+        bwrap += ["--proc", "/proc", "--dev", "/dev"]
+        bwrap += ["--size", str(limits.shm_bytes), "--perms", "1777", "--tmpfs", "/dev/shm"]  # noqa: S108
+        if job.gpu_device is not None:
+            bwrap += _gpu_device_binds(job.gpu_device)
+
+        # bwrap would create missing parents (e.g. /root for the Python installation) with the
+        # host's mode, 0700 for /root, which uid 65534 cannot traverse: create them 0755 first.
+        bwrap += _parent_directories([m.target for m in job.mounts] + [SCRATCH_DIR, job.workdir])
+        # Parents before children: a bind onto /a/b after /a/b's parent is mounted stays visible.
+        for mount in sorted(job.mounts, key=lambda m: m.target.count("/")):
+            source = str(mount.source)
+            if not os.path.exists(source):
+                raise SandboxError(f"Mount source {source} does not exist.")
+            bwrap += ["--ro-bind" if mount.read_only else "--bind", source, mount.target]
+        if scratch.mounted:
+            bwrap += ["--bind", str(scratch.path), SCRATCH_DIR]
+        else:
+            bwrap += [
+                "--size",
+                str(limits.scratch_bytes),
+                "--perms",
+                "1777",
+                "--tmpfs",
+                SCRATCH_DIR,
+            ]
+        bwrap += ["--remount-ro", "/", "--chdir", job.workdir]
+        bwrap += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--"]
+        setpriv = [
+            self.setpriv,
+            f"--reuid={SANDBOX_UID}",
+            f"--regid={SANDBOX_GID}",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "--no-new-privs",
+            "--",
+        ]
+        command = [self.prlimit, *rlimits, "--", *bwrap, *setpriv, *job.argv]
+        if cgroup is None:
+            return command
+        return (
+            ["/bin/sh", "-c", _ENTER_CGROUPS, "sandbox-enter"]
+            + [str(p) for p in cgroup.procs_files]
+            + ["--", *command]
+        )
+
+
+def _parent_directories(targets: list[str]) -> list[str]:
+    """`--perms 0755 --dir` arguments for every ancestor of the targets, shallowest first."""
+    parents: set[str] = set()
+    for target in targets:
+        path = Path(target)
+        parents.update(str(p) for p in path.parents if str(p) != "/")
+    mounted = {t.rstrip("/") for t in targets}
+    arguments: list[str] = []
+    for parent in sorted(parents - mounted, key=lambda p: (p.count("/"), p)):
+        arguments += ["--perms", "0755", "--dir", parent]
+    return arguments
+
+
+def _gpu_device_binds(device: str) -> list[str]:
+    """Device nodes for one NVIDIA GPU (by index) and the shared control nodes."""
+    if not device.isdigit():
+        raise SandboxError(
+            f"gpu_device {device!r} is not a GPU index. The bwrap backend expects e.g. '0'."
+        )
+    nodes = [f"/dev/nvidia{device}", "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools"]
+    if not Path(nodes[0]).exists():
+        raise SandboxError(f"GPU {device} requested but {nodes[0]} does not exist on this host.")
+    binds: list[str] = []
+    for node in nodes:
+        if Path(node).exists():
+            binds += ["--dev-bind", node, node]
+    return binds

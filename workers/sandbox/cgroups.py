@@ -1,0 +1,206 @@
+"""A control group per bubblewrap job: memory, process-count and CPU limits the kernel enforces.
+
+bubblewrap sets no resource limits itself. Running as root, the worker creates a child group of
+its own group for each job (so limits set above the worker still apply), moves the job into it
+before `bwrap` starts, and reads the kernel's OOM-kill counter afterwards: an exact out-of-memory
+verdict, not a guess from the exit status.
+
+Both hierarchies are handled: cgroup v1 (one directory per controller: `memory`, `pids`, `cpu`)
+and cgroup v2 (one unified directory). When neither is writable, `JobCgroup.create` answers None
+and the backend falls back to rlimits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import signal
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from workers.sandbox.base import Limits
+
+logger = logging.getLogger(__name__)
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+V1_CONTROLLERS = ("memory", "pids", "cpu")
+CFS_PERIOD_US = 100_000
+
+
+def _own_group(controller: str) -> str | None:
+    """This process' group path in `controller` ("" for v2's unified line), from /proc."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, names, path = line.split(":", 2)
+        if controller in names.split(","):
+            return path
+    return None
+
+
+def _is_v2() -> bool:
+    return (CGROUP_ROOT / "cgroup.controllers").is_file()
+
+
+@dataclass
+class JobCgroup:
+    """One job's group(s). `procs_files` are what the job's first process writes its pid into."""
+
+    version: int
+    directories: dict[str, Path]
+
+    @classmethod
+    def create(cls, limits: Limits, *, prefix: str = "grader-sandbox") -> JobCgroup | None:
+        """Make and configure the job's group, or None when cgroups cannot be used here."""
+        name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+        try:
+            group = cls._create_v2(name) if _is_v2() else cls._create_v1(name)
+        except OSError as exc:
+            logger.info("cgroups unavailable for sandbox jobs (%s); using rlimits only", exc)
+            return None
+        if group is None:
+            return None
+        try:
+            group._configure(limits)
+        except OSError as exc:
+            group.remove()
+            logger.warning("could not configure sandbox cgroup %s: %s", name, exc)
+            return None
+        return group
+
+    @classmethod
+    def _create_v1(cls, name: str) -> JobCgroup | None:
+        directories: dict[str, Path] = {}
+        for controller in V1_CONTROLLERS:
+            own = _own_group(controller)
+            base = CGROUP_ROOT / controller
+            if own is None or not (base / "cgroup.procs").exists():
+                continue
+            directory = base / own.lstrip("/") / name
+            directory.mkdir()
+            directories[controller] = directory
+        if "memory" not in directories:
+            for directory in directories.values():
+                directory.rmdir()
+            return None
+        return cls(version=1, directories=directories)
+
+    @classmethod
+    def _create_v2(cls, name: str) -> JobCgroup | None:
+        own = _own_group("") or "/"
+        parent = CGROUP_ROOT / own.lstrip("/")
+        available = (parent / "cgroup.controllers").read_text().split()
+        wanted = [c for c in ("memory", "pids", "cpu") if c in available]
+        if "memory" not in wanted:
+            return None
+        # A v2 group can only delegate controllers its parent enables for children.
+        with contextlib.suppress(OSError):
+            (parent / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in wanted))
+        directory = parent / name
+        directory.mkdir()
+        return cls(version=2, directories={"unified": directory})
+
+    def _write(self, controller: str, filename: str, value: str) -> bool:
+        directory = self.directories.get(controller)
+        if directory is None or not (directory / filename).exists():
+            return False
+        (directory / filename).write_text(value)
+        return True
+
+    def _configure(self, limits: Limits) -> None:
+        memory = str(limits.memory_bytes)
+        if self.version == 1:
+            self._write("memory", "memory.limit_in_bytes", memory)
+            # Swap accounting: memory+swap equal to memory means no swap at all, as docker's
+            # mem_limit == memswap_limit. Absent when the kernel does not account swap.
+            self._write("memory", "memory.memsw.limit_in_bytes", memory)
+            self._write("pids", "pids.max", str(limits.pids))
+            if limits.cpus is not None:
+                self._write("cpu", "cpu.cfs_period_us", str(CFS_PERIOD_US))
+                self._write("cpu", "cpu.cfs_quota_us", str(int(limits.cpus * CFS_PERIOD_US)))
+        else:
+            self._write("unified", "memory.max", memory)
+            self._write("unified", "memory.swap.max", "0")
+            self._write("unified", "pids.max", str(limits.pids))
+            if limits.cpus is not None:
+                quota = int(limits.cpus * CFS_PERIOD_US)
+                self._write("unified", "cpu.max", f"{quota} {CFS_PERIOD_US}")
+
+    @property
+    def procs_files(self) -> list[Path]:
+        """The `cgroup.procs` files a process joins the job's group(s) through."""
+        return [directory / "cgroup.procs" for directory in self.directories.values()]
+
+    def pids(self) -> set[int]:
+        """Processes still in the job's group(s)."""
+        found: set[int] = set()
+        for procs in self.procs_files:
+            with contextlib.suppress(OSError):
+                found.update(int(p) for p in procs.read_text().split())
+        return found
+
+    def oom_killed(self) -> bool:
+        """Whether the kernel's OOM killer killed a process of this job."""
+        if self.version == 1:
+            path = self.directories["memory"] / "memory.oom_control"
+        else:
+            path = self.directories["unified"] / "memory.events"
+        try:
+            fields = dict(line.split() for line in path.read_text().splitlines() if line.strip())
+        except (OSError, ValueError):
+            return False
+        return int(fields.get("oom_kill", "0")) > 0
+
+    def peak_memory_bytes(self) -> int | None:
+        """The most memory the job's processes held at once, when the kernel reports it."""
+        if self.version == 1:
+            path = self.directories["memory"] / "memory.max_usage_in_bytes"
+        else:
+            path = self.directories["unified"] / "memory.peak"
+        try:
+            return int(path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def kill_all(self, timeout: float = 5.0) -> bool:
+        """SIGKILL every process of the job, repeating while a fork races the kill.
+
+        Returns True when the group is empty afterwards.
+        """
+        if self.version == 2:
+            with contextlib.suppress(OSError):
+                (self.directories["unified"] / "cgroup.kill").write_text("1")
+        deadline = time.monotonic() + timeout
+        while True:
+            pids = self.pids()
+            if not pids:
+                return True
+            if time.monotonic() > deadline:
+                logger.error("sandbox cgroup still holds processes %s after kill", sorted(pids))
+                return False
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.01)
+
+    def remove(self) -> None:
+        """Delete the group(s); a group still holding processes is killed first."""
+        for directory in self.directories.values():
+            for _ in range(50):
+                try:
+                    directory.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError as exc:
+                    if exc.errno != errno.EBUSY:
+                        logger.warning("could not remove cgroup %s: %s", directory, exc)
+                        break
+                    self.kill_all(timeout=1.0)
+                    time.sleep(0.02)

@@ -1,0 +1,228 @@
+"""The Docker backend: one hardened, throw-away container per job.
+
+Every container gets `network_mode="none"`, a read-only root, `cap_drop=["ALL"]`,
+`no-new-privileges`, user 65534:65534, `mem_limit == memswap_limit` (no swap), `pids_limit`,
+`nano_cpus`, rlimits for file size, CPU time and core dumps, a `noexec` size-limited tmpfs at
+`/scratch`, a sized `/dev/shm`, an init process (reaps zombies of fork bombs; the job's exit
+status passes through), and no log driver: output travels only through the attach stream,
+read up to `Limits.output_bytes`, so a job printing without end cannot fill the host's disk.
+
+The container is removed in a `finally`, whatever happened. Out-of-memory verdicts come from the
+engine's `State.OOMKilled`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from typing import Any
+
+from workers.sandbox.base import (
+    SANDBOX_GID,
+    SANDBOX_UID,
+    SCRATCH_DIR,
+    LineCallback,
+    OutputCapture,
+    SandboxError,
+    SandboxJob,
+    SandboxResult,
+    classify_reason,
+    infrastructure_result,
+    signal_from_exit_code,
+)
+from workers.sandbox.hostdirs import prepare_writable_mounts
+from workers.sandbox.images import ensure_local_image
+
+logger = logging.getLogger(__name__)
+
+LABEL = "grader.sandbox"
+
+
+class DockerSandbox:
+    """Runs jobs in Docker containers.
+
+    Args:
+        image: The sandbox image; default: the empty local image (`images.ensure_local_image`),
+            to which the environment's mounts bring the interpreter and libraries.
+        client: A `docker.DockerClient`; default: `docker.from_env(version="auto")`, which
+            negotiates the API version with whatever engine answers.
+        runtime: A container runtime name, e.g. "nvidia" on hosts set up that way.
+    """
+
+    name = "docker"
+
+    def __init__(
+        self, *, image: str | None = None, client: Any = None, runtime: str | None = None
+    ) -> None:
+        import docker
+        import docker.errors
+
+        try:
+            self.client = client or docker.from_env(version="auto", timeout=60)
+            self.client.ping()
+        except docker.errors.DockerException as exc:
+            raise SandboxError(
+                f"The Docker engine does not answer ({exc}). Run scripts/ensure-docker.sh."
+            ) from exc
+        self.image = image or ensure_local_image(self.client)
+        self.runtime = runtime
+
+    def run(self, job: SandboxJob, on_line: LineCallback | None = None) -> SandboxResult:
+        """Run `job` in a fresh container and report how it ended; the container is removed."""
+        import docker.errors
+        import requests.exceptions
+
+        container = None
+        stream = None
+        try:
+            prepare_writable_mounts(job.mounts)
+            container = self.client.containers.create(**self._create_arguments(job))
+
+            def kill() -> None:
+                with contextlib.suppress(docker.errors.APIError):
+                    container.kill()
+
+            capture = OutputCapture(job.limits.output_bytes, on_line=on_line, on_overflow=kill)
+            # Attach before start so not a byte is missed: there is no log to replay.
+            stream = self.client.api.attach(
+                container.id, stdout=True, stderr=True, stream=True, demux=True
+            )
+            reader = threading.Thread(
+                target=_pump, args=(stream, capture), name="sandbox-docker-output", daemon=True
+            )
+            reader.start()
+            started = time.monotonic()
+            container.start()
+            timed_out = False
+            try:
+                status = container.wait(timeout=job.limits.wall_seconds)
+            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+                timed_out = not capture.truncated
+                kill()
+                status = container.wait(timeout=30)
+            duration = time.monotonic() - started
+            reader.join(timeout=5.0)
+            stdout, stderr = capture.finish()
+
+            container.reload()
+            state = container.attrs.get("State", {})
+            exit_code = int(status.get("StatusCode", state.get("ExitCode", -1)))
+            oom = bool(state.get("OOMKilled"))
+            sig = signal_from_exit_code(exit_code)
+            reason, detail = classify_reason(
+                exit_code=exit_code,
+                signal=sig,
+                timed_out=timed_out,
+                oom_killed=oom,
+                output_truncated=capture.truncated,
+                limits=job.limits,
+            )
+            return SandboxResult(
+                exit_code=exit_code,
+                signal=sig,
+                timed_out=timed_out,
+                oom_killed=oom,
+                output_truncated=capture.truncated,
+                stdout=stdout,
+                stderr=stderr,
+                duration_seconds=duration,
+                reason=reason,
+                detail=detail,
+            )
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            logger.exception("docker sandbox failed")
+            return infrastructure_result(f"The Docker engine failed to run the job: {exc}")
+        except (SandboxError, OSError) as exc:
+            return infrastructure_result(f"The sandbox could not be prepared: {exc}")
+        finally:
+            if stream is not None:
+                with contextlib.suppress(Exception):
+                    stream.close()
+            if container is not None:
+                self._remove(container)
+
+    def _remove(self, container: Any) -> None:
+        import docker.errors
+
+        for attempt in range(5):
+            try:
+                container.remove(force=True)
+                return
+            except docker.errors.NotFound:
+                return
+            except docker.errors.APIError as exc:
+                # "removal already in progress" and transient engine errors settle quickly.
+                logger.warning(
+                    "removing container %s (try %d): %s", container.id[:12], attempt, exc
+                )
+                time.sleep(0.2 * (attempt + 1))
+        logger.error("container %s could not be removed", container.id[:12])
+
+    def _create_arguments(self, job: SandboxJob) -> dict[str, Any]:
+        from docker.types import DeviceRequest, LogConfig, Ulimit
+
+        limits = job.limits
+        ulimits = [
+            Ulimit(name="fsize", soft=limits.file_size_bytes, hard=limits.file_size_bytes),
+            Ulimit(name="core", soft=0, hard=0),
+        ]
+        if limits.cpu_seconds is not None:
+            ulimits.append(Ulimit(name="cpu", soft=limits.cpu_seconds, hard=limits.cpu_seconds + 1))
+        volumes: dict[str, dict[str, str]] = {}
+        for mount in job.mounts:
+            source = str(mount.source)
+            if source in volumes:
+                raise SandboxError(f"Mount source {source} is used twice; Docker binds it once.")
+            volumes[source] = {"bind": mount.target, "mode": "ro" if mount.read_only else "rw"}
+        arguments: dict[str, Any] = {
+            "image": self.image,
+            "command": list(job.argv),
+            "user": f"{SANDBOX_UID}:{SANDBOX_GID}",
+            "working_dir": job.workdir,
+            "environment": job.full_env(),
+            "hostname": "sandbox",
+            "network_mode": "none",
+            "read_only": True,
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
+            "mem_limit": limits.memory_bytes,
+            "memswap_limit": limits.memory_bytes,
+            "pids_limit": limits.pids,
+            "ulimits": ulimits,
+            "tmpfs": {
+                SCRATCH_DIR: f"rw,noexec,nosuid,nodev,size={limits.scratch_bytes},mode=1777",
+            },
+            "shm_size": limits.shm_bytes,
+            "ipc_mode": "private",
+            "volumes": volumes,
+            "init": True,
+            "log_config": LogConfig(type=LogConfig.types.NONE),
+            "labels": {LABEL: "1"},
+            "detach": True,
+            "stdin_open": False,
+            "tty": False,
+        }
+        if limits.cpus is not None:
+            arguments["nano_cpus"] = int(limits.cpus * 1e9)
+        if job.gpu_device is not None:
+            arguments["device_requests"] = [
+                DeviceRequest(device_ids=[job.gpu_device], capabilities=[["gpu"]])
+            ]
+            arguments["environment"].setdefault("NVIDIA_VISIBLE_DEVICES", job.gpu_device)
+        if self.runtime is not None:
+            arguments["runtime"] = self.runtime
+        return arguments
+
+
+def _pump(stream: Any, capture: OutputCapture) -> None:
+    """Copy the demultiplexed attach stream into `capture` until EOF or the budget is spent."""
+    try:
+        for stdout, stderr in stream:
+            if stdout and not capture.feed("stdout", stdout):
+                break
+            if stderr and not capture.feed("stderr", stderr):
+                break
+    except Exception:
+        logger.debug("attach stream ended", exc_info=True)

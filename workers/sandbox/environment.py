@@ -1,0 +1,170 @@
+"""What a sandboxed job sees of the host: the interpreter, the project's code, system libraries.
+
+Only these are mounted (read-only): the project's `grader/` and `workers/` packages (at
+`CODE_TARGET`, on `PYTHONPATH`), the virtual environment and the Python installation it was made
+from (each at its host path, because a venv records absolute paths), the system directories that
+shared libraries live in, and a handful of files from `/etc`. Never the repository root, `var/`,
+`/root` or `/home` as a whole, the Docker socket, or any dataset: `check_mounts_are_safe` refuses
+those, so a wrong setting fails loudly instead of leaking the test split.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from workers.sandbox.base import Mount, SandboxError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+CODE_PACKAGES = ("grader", "workers")
+CODE_TARGET = "/opt/grader-code"
+
+# System directories holding executables and shared libraries (TensorFlow needs libstdc++,
+# CUDA needs libcuda from the driver). Symlinks such as /lib -> usr/lib on merged-/usr systems
+# are mounted at their own path with the target's content. Not /sbin: Docker mounts its init
+# at /sbin/docker-init, and jobs need no system administration tools.
+SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/bin")
+# /etc files the loader and the C library read; never /etc as a whole (it may hold credentials).
+ETC_FILES = (
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/nsswitch.conf",
+    "/etc/localtime",
+    "/etc/alternatives",
+)
+
+FORBIDDEN_SOURCES = ("/", "/root", "/home", "/var", "/var/run/docker.sock", "/run/docker.sock")
+
+
+@dataclass(frozen=True)
+class PythonEnvironment:
+    """How to run the project's Python inside a sandbox.
+
+    Attributes:
+        python: The interpreter's path inside the sandbox.
+        mounts: Read-only mounts for the interpreter, libraries and code.
+        env: Variables the interpreter needs (PATH, PYTHONPATH, ...), to merge into a job's env.
+    """
+
+    python: str
+    mounts: tuple[Mount, ...]
+    env: dict[str, str] = field(default_factory=dict)
+
+    def argv(self, *args: str) -> list[str]:
+        """The argv that runs `python ARGS...` inside the sandbox."""
+        return [self.python, *args]
+
+
+def _venv_root(prefix: Path) -> Path | None:
+    return prefix if (prefix / "pyvenv.cfg").is_file() else None
+
+
+def python_environment(
+    *,
+    project_root: Path | None = None,
+    venv: Path | None = None,
+    base_prefix: Path | None = None,
+    extra_system_paths: Iterable[str] = (),
+) -> PythonEnvironment:
+    """The mounts and variables that run this project's interpreter inside a sandbox.
+
+    Args:
+        project_root: Where `grader/` and `workers/` live (default: this checkout).
+        venv: The virtual environment (default: the one running this process, if any).
+        base_prefix: The Python installation the venv points at (default: `sys.base_prefix`).
+        extra_system_paths: More host paths to mount read-only at the same place.
+
+    Returns:
+        A `PythonEnvironment` whose mounts pass `check_mounts_are_safe`.
+
+    Raises:
+        SandboxError: A needed path is missing, or one would expose a forbidden directory.
+    """
+    project_root = (project_root or PROJECT_ROOT).resolve()
+    if venv is None:
+        venv = _venv_root(Path(sys.prefix))
+    base = Path(base_prefix or sys.base_prefix).resolve()
+
+    mounts: list[Mount] = []
+    for package in CODE_PACKAGES:
+        source = project_root / package
+        if not (source / "__init__.py").is_file():
+            raise SandboxError(
+                f"Package `{package}` not found at {source}. Expected the project's code there."
+            )
+        mounts.append(Mount(source, f"{CODE_TARGET}/{package}"))
+
+    # The venv's bin/python is a symlink to the base interpreter by absolute path, and its
+    # pyvenv.cfg names the base by absolute path: both must appear where the host has them.
+    mounts.append(Mount(base, str(base)))
+    if venv is not None:
+        venv = venv.absolute()
+        mounts.append(Mount(venv, str(venv)))
+        python = str(venv / "bin" / "python")
+    else:
+        python = str(base / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}")
+
+    for path in (*SYSTEM_DIRS, *ETC_FILES, *extra_system_paths):
+        if os.path.lexists(path):
+            real = os.path.realpath(path)
+            if os.path.exists(real):
+                mounts.append(Mount(real, path))
+
+    mounts = _drop_nested_duplicates(mounts)
+    check_mounts_are_safe(mounts, project_root=project_root)
+    env = {
+        "PATH": f"{Path(python).parent}:/usr/local/bin:/usr/bin:/bin",
+        "PYTHONPATH": CODE_TARGET,
+        "PYTHONDONTWRITEBYTECODE": "1",  # every mount but /scratch is read-only
+        "PYTHONUNBUFFERED": "1",  # progress lines must reach the host as they are printed
+        "PYTHONNOUSERSITE": "1",
+        "LANG": "C.UTF-8",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "MPLCONFIGDIR": "/scratch/.matplotlib",
+    }
+    return PythonEnvironment(python=python, mounts=tuple(mounts), env=env)
+
+
+def _drop_nested_duplicates(mounts: list[Mount]) -> list[Mount]:
+    """Keep the first mount of each target (e.g. /lib64 may resolve to the same as /usr/lib64)."""
+    seen: set[str] = set()
+    unique = []
+    for mount in mounts:
+        if mount.target not in seen:
+            seen.add(mount.target)
+            unique.append(mount)
+    return unique
+
+
+def check_mounts_are_safe(mounts: Sequence[Mount], *, project_root: Path | None = None) -> None:
+    """Refuse mounts that would show a sandboxed job more than it needs.
+
+    Meant for the environment's mounts, not a job's own `/job/*` directories. Forbidden as a
+    source: `/`, `/root`, `/home`, `/var` as a whole, the Docker socket, the repository root,
+    anything under its `var/` (uploads, datasets, broker files) or under a `datasets` directory.
+
+    Raises:
+        SandboxError: Naming the first offending mount.
+    """
+    root = (project_root or PROJECT_ROOT).resolve()
+    forbidden = {Path(p) for p in FORBIDDEN_SOURCES} | {root, root / "var"}
+    for mount in mounts:
+        source = Path(os.path.realpath(mount.source))
+        if source in forbidden:
+            raise SandboxError(
+                f"Mount {mount.source} -> {mount.target} exposes {source}. "
+                f"Expected only the code, interpreter and system library directories."
+            )
+        if source.is_relative_to(root / "var") or "datasets" in source.parts:
+            raise SandboxError(
+                f"Mount {mount.source} -> {mount.target} lies under {root / 'var'} or a "
+                f"`datasets` directory. Expected only code, interpreter and system libraries."
+            )
+        if "docker.sock" in source.name:
+            raise SandboxError(f"Mount {mount.source} exposes the Docker socket.")

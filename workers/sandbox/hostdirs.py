@@ -1,0 +1,106 @@
+"""Host-side preparation of a job's directories: ownership of writable mounts, private tmpfs.
+
+The job runs as uid 65534, so its writable directories (`/job/out`, `/job/work`) must belong to
+that uid on the host. Ownership is changed without following symbolic links: a previous attempt
+may have planted a link to `/etc/shadow` in `/job/work`, and `chown` through it would hand that
+file to the sandbox user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from workers.sandbox.base import SANDBOX_GID, SANDBOX_UID, Mount, SandboxError
+
+logger = logging.getLogger(__name__)
+
+
+def prepare_writable_mounts(mounts: Iterable[Mount]) -> None:
+    """Create every writable mount's source and hand it (and what it holds) to uid 65534.
+
+    Raises:
+        SandboxError: A writable source exists but is not a directory, or is a symlink.
+    """
+    for mount in mounts:
+        if mount.read_only:
+            continue
+        source = Path(mount.source)
+        if source.is_symlink():
+            raise SandboxError(
+                f"Writable mount source {source} is a symlink. Expected a directory."
+            )
+        source.mkdir(parents=True, exist_ok=True)
+        if not source.is_dir():
+            raise SandboxError(f"Writable mount source {source} is not a directory.")
+        _hand_over(source)
+
+
+def _hand_over(root: Path) -> None:
+    if os.geteuid() != 0:
+        # An unprivileged worker cannot chown; world-writable is the only way to share.
+        os.chmod(root, 0o777)  # noqa: S103
+        return
+    os.chown(root, SANDBOX_UID, SANDBOX_GID, follow_symlinks=False)
+    os.chmod(root, 0o770)  # noqa: S103 - owner is 65534, group root
+    for directory, subdirs, files in os.walk(root):  # never descends into symlinked dirs
+        for name in (*subdirs, *files):
+            with contextlib.suppress(FileNotFoundError):
+                os.chown(
+                    os.path.join(directory, name), SANDBOX_UID, SANDBOX_GID, follow_symlinks=False
+                )
+
+
+class PrivateTmpfs:
+    """A size-limited `noexec,nosuid,nodev` tmpfs on a fresh host directory, owned by 65534.
+
+    bubblewrap's own `--tmpfs` cannot set `noexec`, so the scratch area is mounted on the host
+    (as root) and bound in. `mounted` is False when mounting is not permitted; the caller then
+    falls back to bubblewrap's tmpfs.
+    """
+
+    def __init__(self, size_bytes: int, *, prefix: str = "grader-scratch-") -> None:
+        self.size_bytes = size_bytes
+        self.path = Path(tempfile.mkdtemp(prefix=prefix))
+        self.mounted = False
+        if os.geteuid() != 0:
+            return
+        options = (
+            f"size={size_bytes},mode=0700,uid={SANDBOX_UID},gid={SANDBOX_GID},noexec,nosuid,nodev"
+        )
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "grader-scratch", str(self.path)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode == 0:
+            self.mounted = True
+        else:
+            logger.info(
+                "private tmpfs unavailable (%s); using bwrap --tmpfs", result.stderr.strip()
+            )
+
+    def close(self) -> None:
+        """Unmount (lazily, should a process still hold it) and remove the directory."""
+        if self.mounted:
+            result = subprocess.run(
+                ["umount", "--lazy", str(self.path)], capture_output=True, text=True, check=False
+            )
+            if result.returncode != 0:
+                logger.error("could not unmount %s: %s", self.path, result.stderr.strip())
+                return
+            self.mounted = False
+        with contextlib.suppress(OSError):
+            self.path.rmdir()
+
+    def __enter__(self) -> PrivateTmpfs:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
