@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI assets served locally, never from a CDN
     "assignments",
     "workers",
 ]
@@ -53,6 +54,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "assignments.middleware.ContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -175,12 +177,17 @@ REST_FRAMEWORK = {
         "anon": env.str("API_THROTTLE_ANON", default="30/minute"),
     },
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Domain errors (rejected uploads, quotas) become HTTP answers in one place.
+    "EXCEPTION_HANDLER": "assignments.apis.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "CNN Grader API",
     "DESCRIPTION": "Submit Keras models for grading, read verdicts, leaderboards and grades.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 LOGGING = {
@@ -190,3 +197,6 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+# Instructors' batch uploads (a zip of students' files): total size and member count.
+GRADER_MAX_BATCH_BYTES = env.int("GRADER_MAX_BATCH_BYTES", default=200 * 1024 * 1024)
+GRADER_MAX_BATCH_MEMBERS = env.int("GRADER_MAX_BATCH_MEMBERS", default=1000)

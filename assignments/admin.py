@@ -1,0 +1,98 @@
+"""Django admin for every model: a back door for staff, with the heavy columns kept read-only.
+
+Grade-affecting edits belong in the instructor pages (they audit); the admin shows the audit
+trail read-only so it cannot be rewritten.
+"""
+
+from django.contrib import admin
+
+from assignments.models import (
+    Assignment,
+    AuditEntry,
+    Course,
+    Enrollment,
+    EpochMetric,
+    Result,
+    Submission,
+)
+
+
+class EnrollmentInline(admin.TabularInline):
+    model = Enrollment
+    extra = 0
+    raw_id_fields = ["user"]
+
+
+@admin.register(Course)
+class CourseAdmin(admin.ModelAdmin):
+    list_display = ["slug", "title", "created_at"]
+    search_fields = ["slug", "title"]
+    inlines = [EnrollmentInline]
+
+
+@admin.register(Enrollment)
+class EnrollmentAdmin(admin.ModelAdmin):
+    list_display = ["user", "course", "role", "display_name", "pseudonym"]
+    list_filter = ["role", "course"]
+    search_fields = ["user__username", "display_name", "pseudonym"]
+    raw_id_fields = ["user"]
+
+
+@admin.register(Assignment)
+class AssignmentAdmin(admin.ModelAdmin):
+    list_display = ["slug", "title", "course", "dataset", "mode", "deadline", "rules_version"]
+    list_filter = ["course", "mode", "dataset", "is_published"]
+    search_fields = ["slug", "title"]
+    readonly_fields = ["rules_version", "created_at", "updated_at"]
+
+
+class EpochInline(admin.TabularInline):
+    model = EpochMetric
+    extra = 0
+    can_delete = False
+    readonly_fields = [
+        "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds",
+    ]  # fmt: skip
+
+
+@admin.register(Submission)
+class SubmissionAdmin(admin.ModelAdmin):
+    list_display = ["id", "assignment", "student", "status", "reason", "is_late", "created_at"]
+    list_filter = ["status", "reason", "assignment__course", "is_late"]
+    search_fields = ["student__username", "original_name", "sha256"]
+    raw_id_fields = ["student"]
+    list_select_related = ["assignment", "student"]
+    readonly_fields = [
+        "sha256", "size_bytes", "file", "created_at", "queued_at", "building_at", "checking_at",
+        "training_at", "evaluating_at", "finished_at", "heartbeat_at", "worker", "attempts",
+        "model_config", "training_config", "log",
+    ]  # fmt: skip
+    inlines = [EpochInline]
+
+
+@admin.register(Result)
+class ResultAdmin(admin.ModelAdmin):
+    list_display = ["submission", "passed", "accuracy", "params_total", "score", "score_override"]
+    list_filter = ["passed"]
+    raw_id_fields = ["submission"]
+    list_select_related = ["submission"]
+    readonly_fields = ["checks", "rules", "rules_yaml", "created_at", "updated_at"]
+
+
+@admin.register(EpochMetric)
+class EpochMetricAdmin(admin.ModelAdmin):
+    list_display = ["submission", "epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
+    raw_id_fields = ["submission"]
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "actor", "action", "assignment", "submission"]
+    list_filter = ["action"]
+    list_select_related = ["actor", "assignment", "submission"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # the audit trail is append-only
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

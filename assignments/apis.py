@@ -1,0 +1,219 @@
+"""REST API v1 (DRF): same permissions as the pages, token or session authentication.
+
+Errors have one shape, `{"error": {"kind", "message"}}`, produced by `api_exception_handler`:
+the single place where domain errors become HTTP status codes.
+"""
+
+from __future__ import annotations
+
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import generics, status
+from rest_framework.exceptions import APIException, NotAuthenticated, ValidationError
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView, exception_handler
+
+from assignments import selectors, serializers
+from assignments.models import Assignment, Submission
+from assignments.permissions import assignment_for, managed_assignment, submission_for
+from assignments.services.submissions import (
+    BatchRejected,
+    DuplicateSubmission,
+    LateSubmission,
+    NotEnrolled,
+    QuotaExceeded,
+    SubmissionRejected,
+    create_batch,
+    create_submission,
+)
+from grader.errors import GraderError
+
+# Domain error class -> HTTP status. Order matters: the first matching class wins.
+STATUS_BY_ERROR: tuple[tuple[type[GraderError], int], ...] = (
+    (QuotaExceeded, status.HTTP_429_TOO_MANY_REQUESTS),
+    (DuplicateSubmission, status.HTTP_409_CONFLICT),
+    (NotEnrolled, status.HTTP_403_FORBIDDEN),
+    (LateSubmission, status.HTTP_403_FORBIDDEN),
+    (SubmissionRejected, status.HTTP_400_BAD_REQUEST),
+    (GraderError, status.HTTP_400_BAD_REQUEST),
+)
+
+
+def _error_body(kind: str, message: str, **extra) -> dict:
+    return {"error": {"kind": kind, "message": message, **extra}}
+
+
+def api_exception_handler(exc: Exception, context: dict) -> Response | None:
+    """Map domain errors and DRF's own to `{"error": {"kind", "message"}}` answers."""
+    if isinstance(exc, GraderError):
+        code = next(code for cls, code in STATUS_BY_ERROR if isinstance(exc, cls))
+        extra = {}
+        if isinstance(exc, DuplicateSubmission):
+            request = context.get("request")
+            extra["existing"] = {
+                "id": exc.existing.pk,
+                "url": request.build_absolute_uri(f"/api/v1/submissions/{exc.existing.pk}/")
+                if request
+                else None,
+            }
+        if isinstance(exc, BatchRejected):
+            extra["problems"] = exc.problems
+        return Response(_error_body(exc.kind, exc.message, **extra), status=code)
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, ValidationError):
+        message = "; ".join(_flatten(exc.detail))
+        response.data = _error_body("invalid_request", message, fields=exc.detail)
+    elif isinstance(exc, APIException):
+        kind = "not_authenticated" if isinstance(exc, NotAuthenticated) else exc.default_code
+        response.data = _error_body(kind, str(exc.detail))
+    elif isinstance(exc, Http404):
+        response.data = _error_body("not_found", "Not found.")
+    return response
+
+
+def _flatten(detail, prefix: str = "") -> list[str]:
+    if isinstance(detail, dict):
+        return [m for key, value in detail.items() for m in _flatten(value, f"{prefix}{key}: ")]
+    if isinstance(detail, list):
+        return [m for item in detail for m in _flatten(item, prefix)]
+    return [f"{prefix}{detail}"]
+
+
+def _assignment(request: Request, slug: str) -> Assignment:
+    assignment = get_object_or_404(Assignment.objects.select_related("course"), slug=slug)
+    return assignment_for(request.user, assignment)
+
+
+def _managed(request: Request, slug: str) -> Assignment:
+    assignment = get_object_or_404(Assignment.objects.select_related("course"), slug=slug)
+    return managed_assignment(request.user, assignment)
+
+
+class AssignmentListApi(generics.ListAPIView):
+    """Assignments of my courses."""
+
+    serializer_class = serializers.AssignmentSerializer
+
+    def get_queryset(self):
+        return selectors.assignments_for_user(self.request.user)
+
+
+class AssignmentDetailApi(generics.RetrieveAPIView):
+    """One assignment."""
+
+    serializer_class = serializers.AssignmentSerializer
+    lookup_field = "slug"
+
+    def get_object(self):
+        return _assignment(self.request, self.kwargs["slug"])
+
+
+class SubmissionListCreateApi(generics.ListCreateAPIView):
+    """GET: my submissions (all of them for the course's instructors). POST: submit a file."""
+
+    parser_classes = [MultiPartParser, FormParser]
+
+    def get_serializer_class(self):
+        if self.request.method == "POST":
+            return serializers.SubmissionCreateSerializer
+        return serializers.SubmissionListSerializer
+
+    def get_queryset(self):
+        assignment = _assignment(self.request, self.kwargs["slug"])
+        return selectors.visible_submissions(user=self.request.user, assignment=assignment)
+
+    @extend_schema(
+        request=serializers.SubmissionCreateSerializer,
+        responses={
+            201: serializers.SubmissionDetailSerializer,
+            400: OpenApiResponse(serializers.ErrorSerializer, "Rejected upload"),
+            403: OpenApiResponse(serializers.ErrorSerializer, "Not enrolled, or late"),
+            409: OpenApiResponse(serializers.ErrorSerializer, "Identical to an earlier file"),
+            429: OpenApiResponse(serializers.ErrorSerializer, "Daily quota used"),
+        },
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        assignment = _assignment(request, slug)
+        form = serializers.SubmissionCreateSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        upload = form.validated_data["file"]
+        submission = create_submission(
+            assignment=assignment, student=request.user, filename=upload.name, data=upload.read()
+        )
+        submission = selectors.submission_detail(submission.pk)
+        data = serializers.SubmissionDetailSerializer(submission, context={"request": request}).data
+        return Response(data, status=status.HTTP_201_CREATED)
+
+
+class SubmissionDetailApi(generics.RetrieveAPIView):
+    """A submission: stage, reason, timestamps, queue position, rule results, metrics."""
+
+    serializer_class = serializers.SubmissionDetailSerializer
+
+    def get_object(self):
+        try:
+            submission = (
+                Submission.objects.select_related("assignment__course", "student", "result")
+                .prefetch_related("epochs")
+                .get(pk=self.kwargs["pk"])
+            )
+        except Submission.DoesNotExist:
+            raise Http404 from None
+        return submission_for(self.request.user, submission)
+
+
+class LeaderboardApi(APIView):
+    """The ranked leaderboard (names follow the assignment's hiding policy)."""
+
+    @extend_schema(responses=serializers.LeaderboardEntrySerializer(many=True))
+    def get(self, request: Request, slug: str) -> Response:
+        assignment = _assignment(request, slug)
+        entries = selectors.leaderboard(assignment, viewer=request.user)
+        return Response(
+            {
+                "assignment": assignment.slug,
+                "rule": selectors.ranking_rule(assignment),
+                "names_hidden": selectors.names_hidden(assignment),
+                "entries": serializers.LeaderboardEntrySerializer(entries, many=True).data,
+            }
+        )
+
+
+class GradesCsvApi(APIView):
+    """Grades as CSV: one row per student (instructors only)."""
+
+    @extend_schema(responses={(200, "text/csv"): OpenApiResponse(description="Grades CSV")})
+    def get(self, request: Request, slug: str) -> HttpResponse:
+        from assignments.views.instructor import grades_response
+
+        return grades_response(_managed(request, slug))
+
+
+class BatchApi(APIView):
+    """Submit a zip of students' files (instructors only); all or nothing."""
+
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(
+        request=serializers.BatchSerializer,
+        responses={
+            201: serializers.SubmissionListSerializer(many=True),
+            400: OpenApiResponse(serializers.ErrorSerializer, "Rejected batch, with problems"),
+        },
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        assignment = _managed(request, slug)
+        form = serializers.BatchSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        submissions = create_batch(
+            assignment=assignment, actor=request.user, data=form.validated_data["file"].read()
+        )
+        data = serializers.SubmissionListSerializer(
+            submissions, many=True, context={"request": request}
+        ).data
+        return Response({"count": len(submissions), "submissions": data}, status=201)

@@ -1,0 +1,308 @@
+"""Server-side SVG charts: no JavaScript chart library, nothing loaded from elsewhere.
+
+Every chart is plain SVG markup built from numbers; every text that comes from data is escaped.
+Colours are SVG presentation attributes (not `style=`), so the pages' CSP needs no
+`'unsafe-inline'`. Each data point carries a `<title>` with its exact value (a hover tooltip,
+and what screen readers read).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+
+PALETTE = ("#1f6feb", "#d1242f", "#1a7f37", "#9a6700", "#8250df")
+MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 56, 16, 28, 44
+
+
+@dataclass(frozen=True)
+class Series:
+    """A named line of (x, y) points; None values are gaps."""
+
+    name: str
+    points: Sequence[tuple[float, float | None]]
+
+
+@dataclass(frozen=True)
+class Frame:
+    """The mapping from data to pixel coordinates of one chart."""
+
+    width: int
+    height: int
+    x_min: float
+    x_max: float
+    y_min: float
+    y_max: float
+
+    @property
+    def plot_width(self) -> float:
+        return self.width - MARGIN_LEFT - MARGIN_RIGHT
+
+    @property
+    def plot_height(self) -> float:
+        return self.height - MARGIN_TOP - MARGIN_BOTTOM
+
+    def x(self, value: float) -> float:
+        span = self.x_max - self.x_min or 1.0
+        return MARGIN_LEFT + (value - self.x_min) / span * self.plot_width
+
+    def y(self, value: float) -> float:
+        span = self.y_max - self.y_min or 1.0
+        return MARGIN_TOP + (self.y_max - value) / span * self.plot_height
+
+
+def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """Round tick values covering [low, high] (steps of 1, 2 or 5 times a power of ten)."""
+    if high <= low:
+        high = low + 1.0
+    raw = (high - low) / max(count, 1)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    start = math.floor(low / step) * step
+    ticks = []
+    value = start
+    while value <= high + step * 1e-9:
+        ticks.append(round(value, 10))
+        value += step
+    return ticks
+
+
+def _fmt(value: float) -> str:
+    if value == int(value) and abs(value) < 1e6:
+        return f"{int(value):,}"
+    return f"{value:.3g}"
+
+
+def _svg_open(width: int, height: int, title: str, css_class: str) -> list[str]:
+    return [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart {escape(css_class)}" '
+        f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+        f'aria-label="{escape(title)}">',
+        f"<title>{escape(title)}</title>",
+        f'<text x="{MARGIN_LEFT}" y="18" class="chart-title" font-size="13" '
+        f'font-weight="600">{escape(title)}</text>',
+    ]
+
+
+def _axes(frame: Frame, x_label: str, y_label: str, y_ticks: list[float]) -> list[str]:
+    parts = []
+    left, bottom = MARGIN_LEFT, frame.height - MARGIN_BOTTOM
+    for tick in y_ticks:
+        y = frame.y(tick)
+        parts.append(
+            f'<line x1="{left}" x2="{frame.width - MARGIN_RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
+            'stroke="#d0d7de" stroke-width="1"/>'
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" '
+            f'fill="#57606a">{escape(_fmt(tick))}</text>'
+        )
+    parts.append(
+        f'<line x1="{left}" x2="{frame.width - MARGIN_RIGHT}" y1="{bottom}" y2="{bottom}" '
+        'stroke="#57606a"/>'
+        f'<text x="{left + frame.plot_width / 2:.1f}" y="{frame.height - 6}" '
+        f'text-anchor="middle" font-size="11" fill="#57606a">{escape(x_label)}</text>'
+        f'<text x="12" y="{MARGIN_TOP + frame.plot_height / 2:.1f}" text-anchor="middle" '
+        f'font-size="11" fill="#57606a" transform="rotate(-90 12 '
+        f'{MARGIN_TOP + frame.plot_height / 2:.1f})">{escape(y_label)}</text>'
+    )
+    return parts
+
+
+def empty_chart(title: str, message: str, *, width: int = 560, height: int = 120) -> SafeString:
+    """A placeholder chart that says why there is nothing to draw yet."""
+    parts = _svg_open(width, height, title, "chart-empty")
+    parts.append(
+        f'<text x="{width / 2}" y="{height / 2 + 8}" text-anchor="middle" font-size="12" '
+        f'fill="#57606a">{escape(message)}</text></svg>'
+    )
+    return mark_safe("".join(parts))  # noqa: S308 -- every data text above is escaped
+
+
+def line_chart(
+    series: Sequence[Series],
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+    width: int = 560,
+    height: int = 260,
+    y_range: tuple[float, float] | None = None,
+    reference: tuple[float, str] | None = None,
+    x_tick_labels: dict[float, str] | None = None,
+    css_class: str = "line-chart",
+) -> SafeString:
+    """A line chart with points, an optional horizontal reference line and a legend."""
+    xs = [x for s in series for x, y in s.points if y is not None]
+    ys = [y for s in series for _, y in s.points if y is not None]
+    if not xs:
+        return empty_chart(title, "No data yet.", width=width)
+    if reference is not None:
+        ys.append(reference[0])
+    if y_range is not None:
+        y_min, y_max = y_range
+    else:
+        ticks = nice_ticks(min(0.0, min(ys)), max(ys))
+        y_min, y_max = ticks[0], ticks[-1]
+    frame = Frame(width, height, min(xs), max(xs), y_min, y_max)
+    parts = _svg_open(width, height, title, css_class)
+    parts += _axes(frame, x_label, y_label, nice_ticks(y_min, y_max))
+    tick_labels = x_tick_labels or {x: _fmt(x) for x in sorted(set(xs))}
+    every = max(1, math.ceil(len(tick_labels) / 12))  # keep at most ~12 labels readable
+    for i, (x, label) in enumerate(sorted(tick_labels.items())):
+        if i % every == 0:
+            parts.append(
+                f'<text x="{frame.x(x):.1f}" y="{height - MARGIN_BOTTOM + 14}" '
+                f'text-anchor="middle" font-size="10" fill="#57606a">{escape(label)}</text>'
+            )
+    if reference is not None:
+        value, label = reference
+        y = frame.y(value)
+        parts.append(
+            f'<line class="reference" x1="{MARGIN_LEFT}" x2="{width - MARGIN_RIGHT}" '
+            f'y1="{y:.1f}" y2="{y:.1f}" stroke="#cf222e" stroke-dasharray="6 4"/>'
+            f'<text x="{width - MARGIN_RIGHT}" y="{y - 4:.1f}" text-anchor="end" font-size="11" '
+            f'fill="#cf222e">{escape(label)}</text>'
+        )
+    for index, s in enumerate(series):
+        colour = PALETTE[index % len(PALETTE)]
+        points = [(x, y) for x, y in s.points if y is not None]
+        path = " ".join(f"{frame.x(x):.1f},{frame.y(y):.1f}" for x, y in points)
+        parts.append(
+            f'<polyline class="series" data-series="{escape(s.name)}" fill="none" '
+            f'stroke="{colour}" stroke-width="2" points="{path}"/>'
+        )
+        for x, y in points:
+            parts.append(
+                f'<circle cx="{frame.x(x):.1f}" cy="{frame.y(y):.1f}" r="3" fill="{colour}">'
+                f"<title>{escape(s.name)} at {escape(_fmt(x))}: {y:.4g}</title></circle>"
+            )
+        legend_x = MARGIN_LEFT + 8 + index * 130
+        parts.append(
+            f'<rect x="{legend_x}" y="{MARGIN_TOP + 2}" width="10" height="10" fill="{colour}"/>'
+            f'<text x="{legend_x + 14}" y="{MARGIN_TOP + 11}" font-size="11">'
+            f"{escape(s.name)}</text>"
+        )
+    parts.append("</svg>")
+    return mark_safe("".join(parts))  # noqa: S308 -- every data text above is escaped
+
+
+def epoch_charts(epochs: Sequence) -> tuple[SafeString, SafeString]:
+    """Loss and accuracy per epoch (training and validation), from `EpochMetric` rows."""
+
+    def series(attr: str, name: str) -> Series:
+        return Series(name, [(e.epoch, getattr(e, attr)) for e in epochs])
+
+    loss = line_chart(
+        [series("loss", "training loss"), series("val_loss", "validation loss")],
+        title="Loss per epoch",
+        x_label="epoch",
+        y_label="loss",
+        css_class="epoch-loss",
+    )
+    accuracy = line_chart(
+        [series("accuracy", "training accuracy"), series("val_accuracy", "validation accuracy")],
+        title="Accuracy per epoch",
+        x_label="epoch",
+        y_label="accuracy",
+        y_range=(0.0, 1.0),
+        css_class="epoch-accuracy",
+    )
+    return loss, accuracy
+
+
+def rf_growth_chart(rows: Sequence[dict], image_size: int | None) -> SafeString:
+    """Receptive field size after each layer against the input image size.
+
+    Args:
+        rows: the receptive field report's per-layer rows (`name`, `size` as [h, w] or int).
+        image_size: the larger input side in pixels, drawn as a reference line.
+    """
+    points = []
+    labels = {}
+    for index, row in enumerate(rows):
+        size = row.get("size", row.get("rf"))
+        if isinstance(size, list | tuple):
+            size = max(size) if size else None
+        if size is None:
+            continue
+        points.append((float(index), float(size)))
+        labels[float(index)] = str(row.get("name", index))
+    reference = (float(image_size), f"image size {image_size:,} px") if image_size else None
+    return line_chart(
+        [Series("receptive field", points)],
+        title="Receptive field growth per layer",
+        x_label="layer",
+        y_label="receptive field (px)",
+        reference=reference,
+        x_tick_labels=labels,
+        css_class="rf-growth",
+        width=640,
+    )
+
+
+def histogram_counts(values: Sequence[float], bins: int, low: float, high: float) -> list[int]:
+    """Counts per equal-width bin over [low, high]; the last bin includes `high` (as numpy)."""
+    counts = [0] * bins
+    width = (high - low) / bins
+    for value in values:
+        if value < low or value > high:
+            continue
+        index = min(int((value - low) / width), bins - 1)
+        counts[index] += 1
+    return counts
+
+
+def bar_chart(
+    labels: Sequence[str],
+    values: Sequence[float],
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+    width: int = 560,
+    height: int = 240,
+    y_max: float | None = None,
+    value_format: str = "{:,.0f}",
+    css_class: str = "bar-chart",
+) -> SafeString:
+    """Vertical bars with a `<title>` per bar giving its label and exact value."""
+    if not values:
+        return empty_chart(title, "No data yet.", width=width)
+    top = y_max if y_max is not None else nice_ticks(0.0, max(max(values), 1e-9))[-1]
+    frame = Frame(width, height, 0.0, float(len(values)), 0.0, top)
+    parts = _svg_open(width, height, title, css_class)
+    parts += _axes(frame, x_label, y_label, nice_ticks(0.0, top))
+    slot = frame.plot_width / len(values)
+    every = max(1, math.ceil(len(values) / 12))
+    for i, (label, value) in enumerate(zip(labels, values, strict=True)):
+        x = MARGIN_LEFT + i * slot + slot * 0.1
+        y = frame.y(value)
+        parts.append(
+            f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{slot * 0.8:.1f}" '
+            f'height="{frame.y(0.0) - y:.1f}" fill="{PALETTE[0]}" data-value="{value}">'
+            f"<title>{escape(label)}: {escape(value_format.format(value))}</title></rect>"
+        )
+        if i % every == 0:
+            parts.append(
+                f'<text x="{x + slot * 0.4:.1f}" y="{height - MARGIN_BOTTOM + 14}" '
+                f'text-anchor="middle" font-size="10" fill="#57606a">{escape(label)}</text>'
+            )
+    parts.append("</svg>")
+    return mark_safe("".join(parts))  # noqa: S308 -- every data text above is escaped
+
+
+def accuracy_histogram(accuracies: Sequence[float], bins: int = 10) -> SafeString:
+    """Distribution of test accuracies over [0, 1] in `bins` equal bins."""
+    counts = histogram_counts(accuracies, bins, 0.0, 1.0)
+    labels = [f"{i / bins:.0%}-{(i + 1) / bins:.0%}" for i in range(bins)]
+    return bar_chart(
+        labels,
+        counts,
+        title="Test accuracy of finished submissions",
+        x_label="test accuracy",
+        y_label="submissions",
+        css_class="accuracy-histogram",
+    )

@@ -1,0 +1,188 @@
+"""API representations. Exact numbers (no rounding, no units): clients format them."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from rest_framework import serializers
+
+from assignments.models import Assignment, EpochMetric, Submission
+
+
+class ErrorBodySerializer(serializers.Serializer):
+    kind = serializers.CharField()
+    message = serializers.CharField()
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every error answer: `{"error": {"kind", "message"}}` (and `existing` for duplicates)."""
+
+    error = ErrorBodySerializer()
+
+
+class AssignmentSerializer(serializers.ModelSerializer):
+    course = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    max_upload_bytes = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Assignment
+        fields = [
+            "slug",
+            "title",
+            "course",
+            "dataset",
+            "mode",
+            "deadline",
+            "late_policy",
+            "late_penalty",
+            "daily_quota",
+            "leaderboard_policy",
+            "rules_version",
+            "max_epochs",
+            "time_limit_seconds",
+            "max_upload_bytes",
+        ]
+
+    def get_max_upload_bytes(self, obj: Assignment) -> int:
+        return settings.GRADER_MAX_UPLOAD_BYTES
+
+
+class EpochSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = EpochMetric
+        fields = [
+            "epoch",
+            "loss",
+            "accuracy",
+            "val_loss",
+            "val_accuracy",
+            "learning_rate",
+            "seconds",
+        ]
+
+
+class SubmissionListSerializer(serializers.ModelSerializer):
+    """A row of a submission list (no log, no per-layer data)."""
+
+    assignment = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    student = serializers.CharField(source="student.username", read_only=True)
+    passed = serializers.SerializerMethodField()
+    accuracy = serializers.SerializerMethodField()
+    params_total = serializers.SerializerMethodField()
+    url = serializers.HyperlinkedIdentityField(view_name="api-submission-detail")
+
+    class Meta:
+        model = Submission
+        fields = [
+            "id",
+            "url",
+            "assignment",
+            "student",
+            "original_name",
+            "kind",
+            "sha256",
+            "size_bytes",
+            "status",
+            "reason",
+            "is_late",
+            "created_at",
+            "finished_at",
+            "passed",
+            "accuracy",
+            "params_total",
+        ]
+
+    def _result(self, obj):
+        return getattr(obj, "result", None)
+
+    def get_passed(self, obj) -> bool | None:
+        result = self._result(obj)
+        return result.passed if result else None
+
+    def get_accuracy(self, obj) -> float | None:
+        result = self._result(obj)
+        return result.accuracy if result else None
+
+    def get_params_total(self, obj) -> int | None:
+        result = self._result(obj)
+        return result.params_total if result else None
+
+
+class ResultSerializer(serializers.Serializer):
+    rules_version = serializers.IntegerField()
+    passed = serializers.BooleanField(allow_null=True)
+    rules = serializers.JSONField()
+    accuracy = serializers.FloatField(allow_null=True)
+    loss = serializers.FloatField(allow_null=True)
+    per_class_accuracy = serializers.JSONField(allow_null=True)
+    confusion_matrix = serializers.JSONField(allow_null=True)
+    params_total = serializers.IntegerField(allow_null=True)
+    params_trainable = serializers.IntegerField(allow_null=True)
+    epochs_run = serializers.IntegerField(allow_null=True)
+    training_seconds = serializers.FloatField(allow_null=True)
+    score = serializers.FloatField(allow_null=True)
+    final_score = serializers.FloatField(allow_null=True)
+    score_override = serializers.FloatField(allow_null=True)
+    checks = serializers.JSONField()
+
+
+class SubmissionDetailSerializer(SubmissionListSerializer):
+    """Stage, reason, timestamps, queue position, rule results, metrics, accuracy."""
+
+    message = serializers.CharField(read_only=True)
+    queue_position = serializers.SerializerMethodField()
+    epochs = EpochSerializer(many=True, read_only=True)
+    result = serializers.SerializerMethodField()
+    log_tail = serializers.SerializerMethodField()
+
+    class Meta(SubmissionListSerializer.Meta):
+        fields = [
+            *SubmissionListSerializer.Meta.fields,
+            "message",
+            "queued_at",
+            "building_at",
+            "checking_at",
+            "training_at",
+            "evaluating_at",
+            "queue_position",
+            "epochs",
+            "result",
+            "log_tail",
+        ]
+
+    def get_queue_position(self, obj) -> int | None:
+        from assignments.selectors import queue_position
+
+        return queue_position(obj)
+
+    def get_result(self, obj) -> dict | None:
+        result = self._result(obj)
+        if result is None:
+            return None
+        data = ResultSerializer(result).data
+        data["final_score"] = result.final_score
+        return data
+
+    def get_log_tail(self, obj) -> str:
+        from assignments.views.presentation import log_tail
+
+        return log_tail(obj.log)
+
+
+class SubmissionCreateSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="A .py, .json or .keras model file.")
+
+
+class BatchSerializer(serializers.Serializer):
+    file = serializers.FileField(
+        help_text="A zip of model files: `manifest.csv` (file,username) or `<username>.<ext>`."
+    )
+
+
+class LeaderboardEntrySerializer(serializers.Serializer):
+    rank = serializers.IntegerField()
+    name = serializers.CharField()
+    is_you = serializers.BooleanField(source="is_viewer")
+    submission_id = serializers.IntegerField(source="submission.pk")
+    accuracy = serializers.FloatField()
+    params_total = serializers.IntegerField(source="params", allow_null=True)
+    submitted_at = serializers.DateTimeField(source="submission.created_at")

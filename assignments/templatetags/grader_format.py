@@ -1,0 +1,94 @@
+"""Template filters that show numbers for people: units, thousands separators, marks.
+
+JSON answers carry the exact numbers; pages round them for reading.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+from django.utils.html import format_html
+
+register = template.Library()
+
+
+@register.filter
+def percent(value: Any, digits: int = 2) -> str:
+    """0.91234 -> "91.23 %"; blank for None."""
+    if value is None or value == "":
+        return ""
+    return f"{float(value) * 100:.{int(digits)}f} %"
+
+
+@register.filter
+def number(value: Any) -> str:
+    """Integers with thousands separators; floats to 4 significant digits."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e15:
+            return f"{int(value):,}"
+        return f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+    if isinstance(value, list | tuple):
+        return " \u00d7 ".join(number(v) for v in value)
+    return str(value)
+
+
+@register.filter
+def duration(seconds: Any) -> str:
+    """Seconds for people: "850 ms", "12.3 s", "4 min 05 s", "1 h 02 min"."""
+    if seconds is None or seconds == "":
+        return ""
+    s = float(seconds)
+    if s < 1:
+        return f"{s * 1000:,.0f} ms"
+    if s < 60:
+        return f"{s:.1f} s"
+    if s < 3600:
+        return f"{int(s // 60)} min {int(s % 60):02d} s"
+    return f"{int(s // 3600)} h {int(s % 3600 // 60):02d} min"
+
+
+@register.filter
+def shape(value: Any) -> str:
+    """An output shape without the batch axis: [32, 32, 16] -> "32 x 32 x 16" (with x signs)."""
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        if value and isinstance(value[0], list | tuple):
+            return ", ".join(shape(v) for v in value)
+        return " \u00d7 ".join("?" if v is None else f"{v:,}" for v in value)
+    return str(value)
+
+
+@register.filter
+def verdict_mark(passed: bool | None) -> str:
+    """A pass/fail/pending mark with its word (the colour alone must not carry meaning)."""
+    if passed is True:
+        return format_html('<span class="mark pass" title="passed">✔ pass</span>')
+    if passed is False:
+        return format_html('<span class="mark fail" title="failed">✘ fail</span>')
+    return format_html('<span class="mark pending" title="not decided yet">… pending</span>')
+
+
+@register.filter
+def status_badge(submission) -> str:
+    """The submission's status as a badge with its reason."""
+    label = submission.get_status_display()
+    if submission.reason:
+        label = f"{label}: {submission.get_reason_display()}"
+    return format_html('<span class="badge status-{}">{}</span>', submission.status, label)
+
+
+@register.filter
+def get_item(mapping: Any, key: Any) -> Any:
+    """`mapping[key]` in a template; None when absent."""
+    try:
+        return mapping.get(key)
+    except AttributeError:
+        return None

@@ -1,0 +1,28 @@
+"""The profile page: who I am, my courses, my API token."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+from rest_framework.authtoken.models import Token
+
+from assignments.models import Enrollment
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def profile(request: HttpRequest) -> HttpResponse:
+    """Show the API token; POST creates it, or replaces it (the old one stops working)."""
+    if request.method == "POST":
+        with transaction.atomic():
+            Token.objects.filter(user=request.user).delete()
+            Token.objects.create(user=request.user)
+        messages.success(request, "A new API token was created; the previous one no longer works.")
+        return redirect("profile")
+    token = Token.objects.filter(user=request.user).first()
+    enrollments = Enrollment.objects.filter(user=request.user).select_related("course")
+    return render(request, "assignments/profile.html", {"token": token, "enrollments": enrollments})

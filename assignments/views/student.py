@@ -1,0 +1,175 @@
+"""Pages every enrolled user sees: home, assignment, upload, submission, leaderboard."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.html import format_html
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from assignments import selectors
+from assignments.forms import UploadForm
+from assignments.markdown import render_markdown
+from assignments.models import Assignment, Submission
+from assignments.permissions import assignment_for, is_instructor, submission_for
+from assignments.services.submissions import (
+    DuplicateSubmission,
+    SubmissionRejected,
+    create_submission,
+    submissions_left_today,
+)
+from assignments.views.presentation import describe_rules, submission_context
+
+
+@login_required
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    """My courses and their assignments."""
+    grouped = selectors.courses_for_user(request.user)
+    courses = [
+        {"course": course, "assignments": items, "teaches": is_instructor(request.user, course)}
+        for course, items in grouped.items()
+    ]
+    return render(request, "assignments/home.html", {"courses": courses})
+
+
+def _assignment_page(
+    request: HttpRequest, assignment: Assignment, form: UploadForm
+) -> HttpResponse:
+    user = request.user
+    context = {
+        "assignment": assignment,
+        "description_html": render_markdown(assignment.description),
+        "rules": describe_rules(assignment.rules_yaml),
+        "form": form,
+        "left_today": submissions_left_today(assignment=assignment, student_id=user.pk),
+        "submissions": selectors.student_submissions(assignment=assignment, student=user)[:50],
+        "teaches": is_instructor(user, assignment.course_id),
+        "max_upload_bytes": settings.GRADER_MAX_UPLOAD_BYTES,
+    }
+    return render(request, "assignments/assignment_detail.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def assignment_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    """The assignment: description, rules in plain words, quota, upload form, my submissions."""
+    assignment = assignment_for(
+        request.user, get_object_or_404(Assignment.objects.select_related("course"), slug=slug)
+    )
+    if request.method != "POST":
+        return _assignment_page(request, assignment, UploadForm())
+    form = UploadForm(request.POST, request.FILES)
+    if not form.is_valid():
+        return _assignment_page(request, assignment, form)
+    upload = form.cleaned_data["file"]
+    try:
+        submission = create_submission(
+            assignment=assignment, student=request.user, filename=upload.name, data=upload.read()
+        )
+    except DuplicateSubmission as exc:
+        url = reverse("submission_detail", args=[exc.existing.pk])
+        messages.warning(
+            request,
+            format_html(
+                '{} <a href="{}">See submission #{}</a>.', exc.message, url, exc.existing.pk
+            ),
+        )
+        return redirect("assignment_detail", slug=slug)
+    except SubmissionRejected as exc:
+        form.add_error("file", exc.message)
+        return _assignment_page(request, assignment, form)
+    messages.success(
+        request, f"Submission #{submission.pk} `{submission.original_name}` is queued."
+    )
+    return redirect("submission_detail", pk=submission.pk)
+
+
+def _visible_submission(request: HttpRequest, pk: int) -> Submission:
+    try:
+        submission = selectors.submission_detail(pk)
+    except Submission.DoesNotExist:
+        raise Http404("No such submission.") from None
+    return submission_for(request.user, submission)
+
+
+@login_required
+@require_GET
+def submission_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """A submission's stages, curves, rule report, layer table and log; updates itself live."""
+    submission = _visible_submission(request, pk)
+    context = submission_context(submission)
+    context["teaches"] = is_instructor(request.user, submission.assignment.course_id)
+    return render(request, "assignments/submission_detail.html", context)
+
+
+@login_required
+@require_GET
+def submission_fragment(request: HttpRequest, pk: int) -> HttpResponse:
+    """The live part of the submission page, polled every 2 s while grading runs."""
+    submission = _visible_submission(request, pk)
+    response = render(request, "assignments/_submission_live.html", submission_context(submission))
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_GET
+def submission_file(request: HttpRequest, pk: int) -> FileResponse:
+    """Download the submitted file (the student's own, or any for the course's instructors)."""
+    submission = _visible_submission(request, pk)
+    return FileResponse(
+        submission.file.open("rb"),
+        as_attachment=True,
+        filename=submission.original_name,
+        content_type="application/octet-stream",
+    )
+
+
+@login_required
+@require_GET
+def my_submissions(request: HttpRequest) -> HttpResponse:
+    """All my submissions, newest first."""
+    submissions = (
+        Submission.objects.filter(student=request.user)
+        .select_related("assignment__course", "result")
+        .defer(*selectors.HEAVY_SUBMISSION_FIELDS, *selectors.HEAVY_RESULT_FIELDS)
+        .order_by("-created_at")[:200]
+    )
+    return render(request, "assignments/my_submissions.html", {"submissions": submissions})
+
+
+@login_required
+@require_GET
+def leaderboard(request: HttpRequest, slug: str) -> HttpResponse:
+    """Ranked best (or latest) passing submission per student."""
+    assignment = assignment_for(
+        request.user, get_object_or_404(Assignment.objects.select_related("course"), slug=slug)
+    )
+    entries = selectors.leaderboard(assignment, viewer=request.user)
+    return render(
+        request,
+        "assignments/leaderboard.html",
+        {
+            "assignment": assignment,
+            "entries": entries,
+            "rule": selectors.ranking_rule(assignment),
+            "names_hidden": selectors.names_hidden(assignment),
+        },
+    )
+
+
+@login_required
+@require_POST
+def cancel_own_submission(request: HttpRequest, pk: int) -> HttpResponse:
+    """A student may cancel their own submission while it waits or runs."""
+    submission = _visible_submission(request, pk)
+    from assignments.services.grading import cancel_submission
+
+    cancel_submission(submission_id=submission.pk, actor=request.user)
+    messages.info(request, f"Submission #{submission.pk} was cancelled.")
+    return redirect("submission_detail", pk=submission.pk)
