@@ -1,4 +1,8 @@
-"""The Celery app. Queues: `preflight` (CPU: build, check) and `gpu` (train, evaluate)."""
+"""The Celery app.
+
+Queues: `preflight` (CPU: build, check, finalize), `gpu` (train, evaluate: one worker process per
+GPU, its device in `GRADER_GPU_DEVICE`) and `maintenance` (the reaper, every minute from beat).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,31 @@ from kombu import Queue
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
 app = Celery("grader")
+# The default in every thread, not only the importing one: web threads send tasks too.
+app.set_default()
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = (Queue("preflight"), Queue("gpu"), Queue("maintenance"))
+app.conf.task_routes = {
+    "workers.build_submission": {"queue": "preflight"},
+    "workers.check_submission": {"queue": "preflight"},
+    "workers.finalize_submission": {"queue": "preflight"},
+    "workers.train_submission": {"queue": "gpu"},
+    "workers.evaluate_submission": {"queue": "gpu"},
+    "workers.reap_stale_submissions": {"queue": "maintenance"},
+}
+# A GPU worker takes one task at a time: a long training must not hold a second message that
+# another idle GPU could run.
+app.conf.worker_prefetch_multiplier = 1
+app.conf.task_acks_late = True
+app.conf.task_reject_on_worker_lost = True
+# Long trainings: recycle the pool process after each task, so TensorFlow's memory in the
+# parent never grows (the sandbox does the work; the task process only waits).
+app.conf.worker_max_tasks_per_child = int(os.environ.get("CELERY_WORKER_MAX_TASKS_PER_CHILD", 50))
+app.conf.beat_schedule = {
+    "reap-stale-submissions": {
+        "task": "workers.reap_stale_submissions",
+        "schedule": float(os.environ.get("GRADER_REAPER_INTERVAL", 60)),
+        "options": {"queue": "maintenance", "expires": 55},
+    },
+}
 app.autodiscover_tasks(["workers"])

@@ -1,0 +1,754 @@
+"""Writes for grading: stage transitions, results, epochs, regrades, cancellations and the reaper.
+
+The database row is the source of truth for a submission's progress; the broker only carries
+wake-up calls. Two fields encode who owns a submission:
+
+- ``status`` is the stage the submission is in (``queued``, ``building``, ..., ``evaluating``);
+- ``worker`` is the owner of that stage while it runs, and empty once the stage is done and the
+  next stage's task has been sent (or, for ``queued``, before the build started).
+
+So ``status="training", worker=""`` means "training finished, evaluation pending", and
+``status="training", worker="gpu0@host#1a2b"`` means "training now, on that worker". Every stage
+starts with a conditional UPDATE (`claim_stage`) and every later write checks the owner again,
+so a duplicate message, a redelivered task or a worker the reaper gave up on can never write a
+second verdict: a submission is graded exactly once per (re)grade.
+
+`assignments` never imports `workers`: tasks are sent by name (see `assignments.dispatch`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from celery import current_app
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from assignments.dispatch import enqueue_submission
+from assignments.models import Assignment, AuditEntry, EpochMetric, Result, Submission
+
+logger = logging.getLogger(__name__)
+
+Status = Submission.Status
+Reason = Submission.Reason
+
+#: The captured sandbox output kept per submission; the head of older output is dropped.
+LOG_LIMIT_CHARS = 1_000_000
+
+#: When each stage began, per status.
+STAGE_TIMESTAMP = {
+    Status.QUEUED: "queued_at",
+    Status.BUILDING: "building_at",
+    Status.CHECKING: "checking_at",
+    Status.TRAINING: "training_at",
+    Status.EVALUATING: "evaluating_at",
+}
+
+RUNNING_STATUSES = (Status.BUILDING, Status.CHECKING, Status.TRAINING, Status.EVALUATING)
+
+BUILD_TASK = "workers.build_submission"
+CHECK_TASK = "workers.check_submission"
+TRAIN_TASK = "workers.train_submission"
+EVALUATE_TASK = "workers.evaluate_submission"
+FINALIZE_TASK = "workers.finalize_submission"
+REAP_TASK = "workers.reap_stale_submissions"
+
+#: The task that runs each stage, and its queue.
+STAGE_TASK = {
+    Status.BUILDING: (BUILD_TASK, "preflight"),
+    Status.CHECKING: (CHECK_TASK, "preflight"),
+    Status.TRAINING: (TRAIN_TASK, "gpu"),
+    Status.EVALUATING: (EVALUATE_TASK, "gpu"),
+    Status.FINISHED: (FINALIZE_TASK, "preflight"),
+}
+
+
+class GradingError(Exception):
+    """A grading write that the submission's current state does not allow."""
+
+
+class InvalidTransition(GradingError):
+    """The submission is not in a state this operation applies to (e.g. cancelling a graded one)."""
+
+
+# --- Configuration ------------------------------------------------------------------------------
+
+
+def grading_setting(name: str, default: int) -> int:
+    """An integer grading setting: Django settings first, then the environment, then `default`.
+
+    Read at call time (not import time) so tests and `run_worker` can change them per process.
+    """
+    value = getattr(settings, name, None)
+    if value is None:
+        value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+@dataclass(frozen=True)
+class StageLimits:
+    """Nested limits of one stage: sandbox wall time < Celery soft limit < Celery hard limit."""
+
+    sandbox_seconds: int
+    soft_time_limit: int
+    time_limit: int
+
+
+def stage_limits(*, stage: str, assignment: Assignment) -> StageLimits:
+    """The time limits of `stage` for `assignment`.
+
+    The sandbox's own wall-clock timeout fires first and yields a `timeout` verdict; the Celery
+    soft limit (sandbox + grace) only fires if the sandbox failed to enforce its limit, and the
+    hard limit kills a worker stuck even after that.
+    """
+    if stage == Status.TRAINING:
+        seconds = int(assignment.time_limit_seconds)
+    elif stage == Status.EVALUATING:
+        seconds = grading_setting("GRADER_EVALUATE_SECONDS", 600)
+    else:  # build and check (check runs on the host, in pure Python, well within this)
+        seconds = grading_setting("GRADER_BUILD_SECONDS", 300)
+    grace = grading_setting("GRADER_SANDBOX_GRACE_SECONDS", 60)
+    return StageLimits(
+        sandbox_seconds=seconds,
+        soft_time_limit=seconds + grace,
+        time_limit=seconds + 2 * grace,
+    )
+
+
+# --- The state machine --------------------------------------------------------------------------
+
+
+def next_stage(*, status: str, mode: str) -> str:
+    """The stage that follows a finished `status` (`queued` counts as finished waiting).
+
+    `Status.FINISHED` stands for the finalize step.
+    """
+    if status == Status.QUEUED:
+        return Status.BUILDING
+    if status == Status.BUILDING:
+        return Status.CHECKING
+    if status == Status.CHECKING:
+        return Status.EVALUATING if mode == Assignment.Mode.EVALUATE else Status.TRAINING
+    if status == Status.TRAINING:
+        return Status.EVALUATING
+    if status == Status.EVALUATING:
+        return Status.FINISHED
+    raise InvalidTransition(f"Status `{status}` has no next stage.")
+
+
+def previous_status(*, stage: str, mode: str) -> str:
+    """The waiting status a running `stage` was claimed from (used to hand it back)."""
+    if stage == Status.BUILDING:
+        return Status.QUEUED
+    if stage == Status.CHECKING:
+        return Status.BUILDING
+    if stage == Status.TRAINING:
+        return Status.CHECKING
+    if stage == Status.EVALUATING:
+        return Status.CHECKING if mode == Assignment.Mode.EVALUATE else Status.TRAINING
+    raise InvalidTransition(f"Status `{stage}` is not a running stage.")
+
+
+def send_stage_task(*, submission_id: int, stage: str, assignment: Assignment) -> None:
+    """Send the task running `stage`, with its nested time limits, once the transaction commits."""
+    task_name, queue = STAGE_TASK[stage]
+    options: dict[str, Any] = {"queue": queue}
+    if stage != Status.FINISHED:
+        limits = stage_limits(stage=stage, assignment=assignment)
+        options.update(soft_time_limit=limits.soft_time_limit, time_limit=limits.time_limit)
+    transaction.on_commit(lambda: current_app.send_task(task_name, args=[submission_id], **options))
+
+
+def _append_log(existing: str, stage: str, text: str) -> str:
+    if not text:
+        return existing
+    combined = f"{existing}==> {stage}\n{text.rstrip()}\n"
+    if len(combined) <= LOG_LIMIT_CHARS:
+        return combined
+    dropped = len(combined) - LOG_LIMIT_CHARS
+    return f"[{dropped:,} earlier characters dropped]\n" + combined[dropped:]
+
+
+def claim_stage(*, submission_id: int, from_status: str, to_status: str, worker: str) -> bool:
+    """Take ownership of a stage: one conditional UPDATE, so exactly one racing worker wins.
+
+    Args:
+        submission_id: The submission.
+        from_status: The waiting status the stage starts from (it must have no owner).
+        to_status: The running status of the stage.
+        worker: A unique name of this attempt (`node#token`); later writes must present it.
+
+    Returns:
+        True if this worker now owns the stage; False if someone else does, or the submission
+        moved on (finished, cancelled, regraded): the caller logs and returns.
+    """
+    now = timezone.now()
+    fields: dict[str, Any] = {"status": to_status, "worker": worker, "heartbeat_at": now}
+    fields[STAGE_TIMESTAMP[to_status]] = now
+    with transaction.atomic():
+        updated = Submission.objects.filter(pk=submission_id, status=from_status, worker="").update(
+            **fields
+        )
+    return updated == 1
+
+
+def heartbeat(*, submission_id: int, worker: str) -> bool:
+    """Refresh the running stage's heartbeat; False means the worker no longer owns it."""
+    with transaction.atomic():
+        updated = Submission.objects.filter(
+            pk=submission_id, worker=worker, status__in=RUNNING_STATUSES
+        ).update(heartbeat_at=timezone.now())
+    return updated == 1
+
+
+def _owned(submission_id: int, worker: str, status: str | None = None) -> Submission | None:
+    """The submission locked for update, if `worker` still owns its running stage.
+
+    `worker=""` matches a waiting (unowned) active submission instead.
+    """
+    queryset = Submission.objects.select_for_update(of=("self",)).filter(
+        pk=submission_id, worker=worker
+    )
+    if status:
+        queryset = queryset.filter(status=status)
+    else:
+        statuses = Submission.ACTIVE_STATUSES if worker == "" else RUNNING_STATUSES
+        queryset = queryset.filter(status__in=statuses)
+    return queryset.select_related("assignment").first()
+
+
+def record_epoch(
+    *, submission_id: int, worker: str, epoch: int, metrics: Mapping[str, float | None]
+) -> bool:
+    """Store one finished training epoch (idempotent per epoch) and refresh the heartbeat.
+
+    A resumed training reports its earlier epochs again: `update_or_create` on
+    (submission, epoch) keeps one row each.
+
+    Returns:
+        False if the worker no longer owns the training (nothing written).
+    """
+    fields = {
+        key: (float(metrics[key]) if metrics.get(key) is not None else None)
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds")
+    }
+    with transaction.atomic():
+        submission = _owned(submission_id, worker, Status.TRAINING)
+        if submission is None:
+            return False
+        EpochMetric.objects.update_or_create(
+            submission_id=submission_id, epoch=int(epoch), defaults=fields
+        )
+        Submission.objects.filter(pk=submission_id).update(heartbeat_at=timezone.now())
+    return True
+
+
+def _finish_stage(submission: Submission, *, stage: str, log: str) -> None:
+    """Hand the submission to the next stage: no owner, fresh timestamp, next task sent."""
+    submission.worker = ""
+    submission.heartbeat_at = timezone.now()
+    submission.log = _append_log(submission.log, stage, log)
+    submission.save(
+        update_fields=["worker", "heartbeat_at", "log", "model_config", "training_config"]
+    )
+    following = next_stage(status=submission.status, mode=submission.assignment.mode)
+    send_stage_task(submission_id=submission.pk, stage=following, assignment=submission.assignment)
+
+
+def complete_build(
+    *,
+    submission_id: int,
+    worker: str,
+    model_config: dict[str, Any],
+    training_config: dict[str, Any] | None,
+    log: str = "",
+) -> bool:
+    """Record the built model config and send the check stage. False if no longer the owner."""
+    with transaction.atomic():
+        submission = _owned(submission_id, worker, Status.BUILDING)
+        if submission is None:
+            return False
+        submission.model_config = model_config
+        submission.training_config = training_config
+        _finish_stage(submission, stage="build", log=log)
+    return True
+
+
+def complete_check(
+    *,
+    submission_id: int,
+    worker: str,
+    checks: dict[str, Any],
+    rules: Sequence[dict[str, Any]],
+    training_config: dict[str, Any] | None,
+    score: float | None,
+    stop: bool,
+    message: str = "",
+) -> bool:
+    """Record the static report; then either stop with a `rules` failure or send the next stage.
+
+    Args:
+        checks: The `check_model` object.
+        rules: The static rule results (`RuleResult.to_dict()`).
+        training_config: The validated training config the training stage will use.
+        score: The score from the static rules (used when stopping here).
+        stop: True when a static rule failed and the assignment stops on static failures: the
+            model never reaches a GPU.
+        message: The failure message when stopping.
+    """
+    with transaction.atomic():
+        submission = _owned(submission_id, worker, Status.CHECKING)
+        if submission is None:
+            return False
+        assignment = submission.assignment
+        params = checks.get("params") or {}
+        Result.objects.update_or_create(
+            submission=submission,
+            defaults={
+                "rules_version": assignment.rules_version,
+                "rules_yaml": assignment.rules_yaml,
+                "checks": checks,
+                "rules": list(rules),
+                "passed": False if stop else None,
+                "params_total": params.get("total"),
+                "params_trainable": params.get("trainable"),
+                "score": score if stop else None,
+            },
+        )
+        submission.training_config = training_config
+        if stop:
+            _terminate(submission, Status.FAILED, Reason.RULES, message, stage="check", log="")
+            submission.save()
+        else:
+            _finish_stage(submission, stage="check", log="")
+    return True
+
+
+def complete_training(
+    *,
+    submission_id: int,
+    worker: str,
+    epochs_run: int,
+    training_seconds: float,
+    log: str = "",
+) -> bool:
+    """Record the training totals (epochs are already stored) and send the evaluation."""
+    with transaction.atomic():
+        submission = _owned(submission_id, worker, Status.TRAINING)
+        if submission is None:
+            return False
+        Result.objects.filter(submission=submission).update(
+            epochs_run=epochs_run, training_seconds=training_seconds
+        )
+        _finish_stage(submission, stage="train", log=log)
+    return True
+
+
+def complete_evaluation(
+    *,
+    submission_id: int,
+    worker: str,
+    accuracy: float,
+    loss: float | None,
+    per_class_accuracy: Sequence[float] | None,
+    confusion_matrix: Sequence[Sequence[int]] | None,
+    log: str = "",
+) -> bool:
+    """Record the test-split metrics and send the finalize step."""
+    with transaction.atomic():
+        submission = _owned(submission_id, worker, Status.EVALUATING)
+        if submission is None:
+            return False
+        Result.objects.filter(submission=submission).update(
+            accuracy=accuracy,
+            loss=loss,
+            per_class_accuracy=list(per_class_accuracy) if per_class_accuracy is not None else None,
+            confusion_matrix=[list(row) for row in confusion_matrix]
+            if confusion_matrix is not None
+            else None,
+        )
+        _finish_stage(submission, stage="evaluate", log=log)
+    return True
+
+
+def finalize(
+    *, submission_id: int, rules: Sequence[dict[str, Any]], passed: bool | None, score: float | None
+) -> bool:
+    """Write the final verdict and mark the submission finished (once: conditional on the state).
+
+    Runs only on an evaluated submission with no owner (`evaluating`, evaluation done).
+
+    Returns:
+        False if the submission is not waiting for finalization (already finalized, regraded,
+        cancelled): nothing is written.
+    """
+    with transaction.atomic():
+        submission = (
+            Submission.objects.select_for_update()
+            .filter(pk=submission_id, status=Status.EVALUATING, worker="")
+            .first()
+        )
+        if submission is None:
+            return False
+        Result.objects.filter(submission=submission).update(
+            rules=list(rules), passed=passed, score=score
+        )
+        submission.status = Status.FINISHED
+        submission.reason = Reason.NONE
+        submission.finished_at = timezone.now()
+        submission.save(update_fields=["status", "reason", "finished_at"])
+    return True
+
+
+def _terminate(
+    submission: Submission, status: str, reason: str, message: str, *, stage: str, log: str
+) -> None:
+    submission.status = status
+    submission.reason = reason
+    submission.message = message
+    submission.worker = ""
+    submission.finished_at = timezone.now()
+    submission.log = _append_log(submission.log, stage, log)
+
+
+def mark_failed(
+    *, submission_id: int, worker: str, reason: str, message: str, stage: str, log: str = ""
+) -> bool:
+    """End the grading with a student-caused verdict (`rules`, `build_error`, `timeout`, ...).
+
+    Returns:
+        False if `worker` no longer owns the running stage (nothing written).
+    """
+    if reason == Reason.INFRASTRUCTURE:
+        raise ValueError("An infrastructure problem is an error, not a failure: use mark_error.")
+    with transaction.atomic():
+        submission = _owned(submission_id, worker)
+        if submission is None:
+            return False
+        _terminate(submission, Status.FAILED, reason, message, stage=stage, log=log)
+        submission.save()
+    return True
+
+
+def mark_error(
+    *,
+    submission_id: int,
+    worker: str | None,
+    message: str,
+    stage: str,
+    log: str = "",
+    reason: str = Reason.INFRASTRUCTURE,
+) -> bool:
+    """End the grading with an infrastructure error (not the student's fault; not counted).
+
+    Args:
+        worker: The owner; None to end it whatever owns it (used by the reaper).
+    """
+    with transaction.atomic():
+        if worker is None:
+            submission = (
+                Submission.objects.select_for_update()
+                .filter(pk=submission_id, status__in=Submission.ACTIVE_STATUSES)
+                .first()
+            )
+        else:
+            submission = _owned(submission_id, worker)
+        if submission is None:
+            return False
+        _terminate(submission, Status.ERROR, reason, message, stage=stage, log=log)
+        submission.save()
+    return True
+
+
+def release_stage(*, submission_id: int, worker: str) -> bool:
+    """Hand a running stage back (status to its waiting state, no owner) so a retry can claim it.
+
+    Used before retrying an infrastructure error. False if `worker` no longer owns it.
+    """
+    with transaction.atomic():
+        submission = _owned(submission_id, worker)
+        if submission is None:
+            return False
+        submission.status = previous_status(
+            stage=submission.status, mode=submission.assignment.mode
+        )
+        submission.worker = ""
+        submission.heartbeat_at = timezone.now()
+        submission.save(update_fields=["status", "worker", "heartbeat_at"])
+    return True
+
+
+# --- Regrade and cancel (called from the site) ---------------------------------------------
+
+
+def _reset_fields(now: Any) -> dict[str, Any]:
+    return {
+        "status": Status.QUEUED,
+        "reason": Reason.NONE,
+        "message": "",
+        "queued_at": now,
+        "building_at": None,
+        "checking_at": None,
+        "training_at": None,
+        "evaluating_at": None,
+        "finished_at": None,
+        "worker": "",
+        "heartbeat_at": None,
+        "attempts": 0,
+        "model_config": None,
+        "training_config": None,
+        "log": "",
+    }
+
+
+# A regrade keeps the Result row (an instructor's score override survives) but clears every
+# number the previous grading computed, so nothing stale is shown while it runs again.
+_RESULT_RESET = {
+    "checks": {},
+    "rules": [],
+    "passed": None,
+    "params_total": None,
+    "params_trainable": None,
+    "accuracy": None,
+    "loss": None,
+    "per_class_accuracy": None,
+    "confusion_matrix": None,
+    "training_seconds": None,
+    "epochs_run": None,
+    "score": None,
+}
+
+
+def regrade_submission(*, submission_id: int, actor: Any) -> Submission:
+    """Grade a submission again from the start, with the assignment's current rules.
+
+    Resets it to `queued` (a running stage loses ownership and its writes are refused), deletes
+    its epochs, clears the computed result (keeping any score override), records an
+    `AuditEntry` and enqueues the build after commit.
+
+    Raises:
+        Submission.DoesNotExist: No such submission.
+    """
+    with transaction.atomic():
+        submission = Submission.objects.select_for_update().get(pk=submission_id)
+        previous = {"status": submission.status, "reason": submission.reason}
+        for field, value in _reset_fields(timezone.now()).items():
+            setattr(submission, field, value)
+        submission.save()
+        EpochMetric.objects.filter(submission=submission).delete()
+        Result.objects.filter(submission=submission).update(**_RESULT_RESET)
+        AuditEntry.objects.create(
+            actor=actor,
+            action="regrade",
+            assignment_id=submission.assignment_id,
+            submission=submission,
+            details={"previous": previous},
+        )
+        enqueue_submission(submission.pk)
+    return submission
+
+
+def regrade_assignment(*, assignment_id: int, actor: Any) -> int:
+    """Regrade every submission of an assignment (cancelled ones excepted).
+
+    Returns:
+        The number of submissions queued again.
+    """
+    with transaction.atomic():
+        queryset = Submission.objects.select_for_update().filter(assignment_id=assignment_id)
+        ids = list(queryset.exclude(status=Status.CANCELLED).values_list("pk", flat=True))
+        if not ids:
+            return 0
+        Submission.objects.filter(pk__in=ids).update(**_reset_fields(timezone.now()))
+        EpochMetric.objects.filter(submission_id__in=ids).delete()
+        Result.objects.filter(submission_id__in=ids).update(**_RESULT_RESET)
+        AuditEntry.objects.create(
+            actor=actor,
+            action="regrade_assignment",
+            assignment_id=assignment_id,
+            details={"submissions": len(ids)},
+        )
+        for submission_id in ids:
+            enqueue_submission(submission_id)
+    return len(ids)
+
+
+def cancel_submission(*, submission_id: int, actor: Any) -> Submission:
+    """Stop grading a submission. A running stage loses ownership; its later writes are refused.
+
+    Raises:
+        Submission.DoesNotExist: No such submission.
+        InvalidTransition: The grading already ended.
+    """
+    with transaction.atomic():
+        submission = Submission.objects.select_for_update().get(pk=submission_id)
+        if submission.status not in Submission.ACTIVE_STATUSES:
+            raise InvalidTransition(
+                f"Submission #{submission.pk} is {submission.status}. "
+                "Expected a queued or running submission to cancel."
+            )
+        previous = submission.status
+        submission.status = Status.CANCELLED
+        submission.worker = ""
+        submission.finished_at = timezone.now()
+        submission.message = "Cancelled by an instructor."
+        submission.save(update_fields=["status", "worker", "finished_at", "message"])
+        AuditEntry.objects.create(
+            actor=actor,
+            action="cancel",
+            assignment_id=submission.assignment_id,
+            submission=submission,
+            details={"previous": {"status": previous}},
+        )
+    return submission
+
+
+# --- The reaper ---------------------------------------------------------------------------------
+
+
+def requeue_stale(
+    *, older_than_seconds: int, waiting_older_than_seconds: int | None = None
+) -> list[int]:
+    """Recover submissions whose worker died or whose task message was lost.
+
+    - A running stage whose heartbeat is older than `older_than_seconds` is handed back to its
+      waiting state and its task sent again; `attempts` counts these, and past
+      `GRADER_MAX_ATTEMPTS` the submission ends as `error/infrastructure`.
+    - A waiting submission (queued, or between stages) untouched for longer than
+      `waiting_older_than_seconds` (default `GRADER_QUEUE_TIMEOUT`, 900 s) gets its next task
+      sent again, e.g. after the broker lost its queues. If the first message still exists, the
+      duplicate finds the stage claimed and does nothing.
+
+    Returns:
+        The ids of the submissions acted upon (re-sent or given up).
+    """
+    now = timezone.now()
+    if waiting_older_than_seconds is None:
+        waiting_older_than_seconds = grading_setting("GRADER_QUEUE_TIMEOUT", 900)
+    max_attempts = grading_setting("GRADER_MAX_ATTEMPTS", 3)
+    running_cutoff = now - timedelta(seconds=older_than_seconds)
+    waiting_cutoff = now - timedelta(seconds=waiting_older_than_seconds)
+    acted: list[int] = []
+    with transaction.atomic():
+        stale_running = (
+            Submission.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("assignment")
+            .filter(status__in=RUNNING_STATUSES)
+            .exclude(worker="")
+            .filter(Q(heartbeat_at__lt=running_cutoff) | Q(heartbeat_at__isnull=True))
+            .order_by("pk")
+        )
+        for submission in stale_running:
+            acted.append(submission.pk)
+            stage = submission.status
+            if submission.attempts + 1 >= max_attempts:
+                logger.warning(
+                    "Giving up on submission %s after %s attempts",
+                    submission.pk,
+                    submission.attempts + 1,
+                )
+                _terminate(
+                    submission,
+                    Status.ERROR,
+                    Reason.INFRASTRUCTURE,
+                    f"The grading worker stopped responding during {stage} "
+                    f"{submission.attempts + 1} times (last: `{submission.worker}`). "
+                    "Expected a heartbeat at least every "
+                    f"{older_than_seconds:,} seconds. An instructor can regrade it.",
+                    stage="reaper",
+                    log="",
+                )
+                submission.save()
+                continue
+            logger.warning(
+                "Re-sending %s of submission %s: worker %s went silent",
+                stage,
+                submission.pk,
+                submission.worker,
+            )
+            submission.status = previous_status(stage=stage, mode=submission.assignment.mode)
+            submission.worker = ""
+            submission.attempts += 1
+            submission.heartbeat_at = now
+            submission.save(update_fields=["status", "worker", "attempts", "heartbeat_at"])
+            send_stage_task(
+                submission_id=submission.pk, stage=stage, assignment=submission.assignment
+            )
+
+        waiting = (
+            Submission.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("assignment")
+            .filter(status__in=Submission.ACTIVE_STATUSES, worker="")
+            .annotate(touched=Coalesce("heartbeat_at", "queued_at", "created_at"))
+            .filter(touched__lt=waiting_cutoff)
+            .order_by("pk")
+        )
+        for submission in waiting:
+            acted.append(submission.pk)
+            logger.warning(
+                "Re-sending the next task of waiting submission %s (%s)",
+                submission.pk,
+                submission.status,
+            )
+            # Touching the row spaces re-sends out by the waiting timeout, so a long but healthy
+            # queue gains at most one duplicate message per submission per period.
+            Submission.objects.filter(pk=submission.pk).update(heartbeat_at=now)
+            send_stage_task(
+                submission_id=submission.pk,
+                stage=next_stage(status=submission.status, mode=submission.assignment.mode),
+                assignment=submission.assignment,
+            )
+    return acted
+
+
+# --- Reads for the dashboard ------------------------------------------------------------------
+
+
+def queue_stats() -> dict[str, Any]:
+    """Queue lengths and running stages, for the instructors' dashboard.
+
+    Returns:
+        `{"queues": {queue: {"waiting", "running"}}, "gpus": {worker node: running},
+        "stalled": n, "oldest_waiting": {"submission_id", "status", "since", "seconds"} | None}`
+        where `gpus` counts the stages running on each GPU worker (its node name) and `stalled`
+        the running stages whose heartbeat is older than `GRADER_HEARTBEAT_TIMEOUT`.
+    """
+    now = timezone.now()
+    queues: dict[str, dict[str, int]] = {
+        name: {"waiting": 0, "running": 0} for name in ("preflight", "gpu")
+    }
+    gpus: dict[str, int] = {}
+    stalled = 0
+    stale_before = now - timedelta(seconds=grading_setting("GRADER_HEARTBEAT_TIMEOUT", 300))
+    oldest: dict[str, Any] | None = None
+    rows = (
+        Submission.objects.filter(status__in=Submission.ACTIVE_STATUSES)
+        .annotate(touched=Coalesce("heartbeat_at", "queued_at", "created_at"))
+        .values_list("pk", "status", "worker", "heartbeat_at", "touched", "assignment__mode")
+        .order_by()
+    )
+    for pk, status, worker, beat, touched, mode in rows.iterator():
+        if worker:
+            queue = STAGE_TASK[status][1]
+            queues[queue]["running"] += 1
+            if queue == "gpu":
+                node = worker.split("#", 1)[0]
+                gpus[node] = gpus.get(node, 0) + 1
+            if beat is None or beat < stale_before:
+                stalled += 1
+            continue
+        queue = STAGE_TASK[next_stage(status=status, mode=mode)][1]
+        queues[queue]["waiting"] += 1
+        if oldest is None or touched < oldest["since"]:
+            oldest = {"submission_id": pk, "status": status, "since": touched}
+    if oldest is not None:
+        oldest["seconds"] = (now - oldest["since"]).total_seconds()
+    return {"queues": queues, "gpus": gpus, "stalled": stalled, "oldest_waiting": oldest}

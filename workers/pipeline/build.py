@@ -1,0 +1,166 @@
+"""Build: turn the uploaded file into a Keras model config (JSON), safely.
+
+- ``.py``: the student's `build_model(input_shape, num_classes)` runs inside the sandbox
+  (``python -m workers.runner build /job``); only its JSON config comes back.
+- ``.json`` / ``.keras``: the config is read on the host by `grader.loading`, which parses JSON
+  and zip members without ever calling Keras: no student code runs at all.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from grader.errors import GraderError
+from workers.pipeline.errors import StageFailed
+from workers.pipeline.jobs import (
+    JobDirs,
+    StageResources,
+    job_dirs,
+    read_stage_result,
+    sandbox_job,
+)
+
+SUBMISSION_MODULE = "submission.py"
+DEFAULT_BUILD_SECONDS = 300
+DEFAULT_BUILD_MEMORY_MB = 4096
+
+
+@dataclass(frozen=True)
+class BuildOutput:
+    """What the build stage produced."""
+
+    model_config: dict[str, Any]
+    training_config: dict[str, Any] | None
+    log: str = ""
+
+
+def submission_kind(path: Path) -> str:
+    """`py`, `json` or `keras` from the file name (the upload service already checked content)."""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in {"py", "json", "keras"}:
+        raise StageFailed(
+            "invalid_submission",
+            f"File `{Path(path).name}` has the extension `.{suffix}`. "
+            "Expected a `.py` module, a `.json` model config or a `.keras` archive.",
+        )
+    return suffix
+
+
+def read_static_config(path: Path) -> dict[str, Any]:
+    """Read the model config of a `.json` or `.keras` upload without Keras (host side, safe).
+
+    Raises:
+        StageFailed: `invalid_submission` when the file is not a readable, safe model config.
+    """
+    from grader.loading import load_model_config
+
+    try:
+        return load_model_config(Path(path))
+    except GraderError as exc:
+        raise StageFailed("invalid_submission", exc.message) from exc
+
+
+def run_build(
+    *,
+    path: Path,
+    input_shape: Sequence[int],
+    num_classes: int,
+    dirs: JobDirs | None,
+    sandbox: Any,
+    resources: StageResources,
+    train_dir: Path | None = None,
+) -> BuildOutput:
+    """Run the build stage for one uploaded file.
+
+    Args:
+        path: The uploaded file on the host.
+        input_shape: The dataset's image shape, passed to `build_model`.
+        num_classes: The dataset's class count, passed to `build_model`.
+        dirs: The build job's directories (needed for `.py` only).
+        sandbox: The sandbox backend (needed for `.py` only).
+        resources: The build sandbox's limits.
+        train_dir: The train split to mount read-only at ``/job/data`` (as the contract says;
+            `build_model` has no business reading it, but nothing secret is in it).
+
+    Raises:
+        StageFailed: The file is invalid or `build_model` failed (`build_error`, `timeout`, ...).
+        InfrastructureError: The sandbox failed.
+    """
+    kind = submission_kind(path)
+    if kind in {"json", "keras"}:
+        return BuildOutput(model_config=read_static_config(path), training_config=None)
+    if dirs is None or sandbox is None:
+        raise ValueError("Building a `.py` submission needs job directories and a sandbox.")
+    shutil.copyfile(path, dirs.input / SUBMISSION_MODULE)
+    dirs.write_spec(
+        {
+            "stage": "build",
+            "submission": SUBMISSION_MODULE,
+            "input_shape": [int(v) for v in input_shape],
+            "num_classes": int(num_classes),
+        }
+    )
+    job = sandbox_job(stage="build", dirs=dirs, data_dir=train_dir, resources=resources)
+    result = sandbox.run(job)
+    payload = read_stage_result(stage="build", dirs=dirs, result=result, resources=resources)
+    config = payload.get("model_config")
+    if not isinstance(config, dict):
+        raise StageFailed(
+            "build_error", "`build_model` produced no model config. Expected a keras.Model."
+        )
+    training = payload.get("training_config")
+    return BuildOutput(
+        model_config=config,
+        training_config=training if isinstance(training, dict) else None,
+        log=f"{result.stdout or ''}{result.stderr or ''}",
+    )
+
+
+def build_model_config(
+    path: str | Path,
+    input_shape: Sequence[int],
+    num_classes: int,
+    *,
+    sandbox_name: str | None = None,
+) -> dict[str, Any]:
+    """The Keras model config of a submission file; `.py` modules are built in a sandbox.
+
+    Used by the `check_model` command for `.py` files. A throwaway job directory is used and
+    removed afterwards.
+
+    Raises:
+        GraderError: The file could not be built (`kind` is the failure reason, e.g.
+            `build_error`, `timeout`, `invalid_submission`).
+    """
+    from django.conf import settings
+
+    from workers.pipeline.sandboxes import open_sandbox
+
+    path = Path(path)
+    try:
+        if submission_kind(path) != "py":
+            return read_static_config(path)
+        jobs_root = Path(settings.GRADER_JOBS_DIR)
+        jobs_root.mkdir(parents=True, exist_ok=True)
+        # Under the jobs root, not /tmp: sandboxes put a private tmpfs over /tmp.
+        with tempfile.TemporaryDirectory(prefix="check-model-", dir=jobs_root) as root:
+            Path(root).chmod(0o755)
+            dirs = job_dirs(root=Path(root), key="check_model", stage="build")
+            output = run_build(
+                path=path,
+                input_shape=input_shape,
+                num_classes=num_classes,
+                dirs=dirs,
+                sandbox=open_sandbox(sandbox_name),
+                resources=StageResources(DEFAULT_BUILD_SECONDS, DEFAULT_BUILD_MEMORY_MB),
+            )
+            return output.model_config
+    except StageFailed as exc:
+        error = GraderError(exc.message)
+        error.kind = exc.reason  # the instance's kind: the stage's verdict
+        raise error from exc

@@ -1,0 +1,123 @@
+"""Check: the static report (parameters, receptive field, rules) and the training config.
+
+Pure Python on the host (`grader.report`, `grader.training.config`): nothing here imports
+TensorFlow or runs student code. A failed static rule ends the grading here when the assignment
+says so, so an invalid model never uses GPU time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from grader.errors import GraderError, RuleSetError, TrainingConfigError
+from workers.pipeline.errors import InfrastructureError, StageFailed
+from workers.pipeline.finalize import late_adjusted_score, rule_score
+from workers.pipeline.plan import GradingPlan
+
+
+@dataclass(frozen=True)
+class CheckOutput:
+    """The static verdict.
+
+    Attributes:
+        checks: The `check_model` object (model, params, receptive field, layers, rules).
+        rules: The static rule results (`RuleResult.to_dict()`), training rules still pending.
+        training_config: The validated training config (None in evaluate mode).
+        failed: The rules that failed statically.
+        stop: Whether grading ends here (a rule failed and the assignment stops on it).
+        score: The score the static results earn (late penalty applied).
+    """
+
+    checks: dict[str, Any]
+    rules: list[dict[str, Any]]
+    training_config: dict[str, Any] | None
+    failed: list[dict[str, Any]]
+    stop: bool
+    score: float | None
+
+    @property
+    def message(self) -> str:
+        """A sentence per failed rule, for the submission's status line."""
+        if not self.failed:
+            return ""
+        count = len(self.failed)
+        head = f"{count} rule{'s' if count != 1 else ''} failed: "
+        return head + " ".join(str(r.get("message", r.get("id"))) for r in self.failed)
+
+
+def load_plan_ruleset(plan: GradingPlan) -> Any:
+    """The plan's rule set. An invalid one is the instructor's problem, not the student's.
+
+    Raises:
+        InfrastructureError: (not retried) the assignment's rule set is invalid.
+    """
+    from grader.rules import load_ruleset
+
+    try:
+        return load_ruleset(plan.rules_yaml)
+    except RuleSetError as exc:
+        raise InfrastructureError(
+            f"The rule set of assignment `{plan.slug}` is invalid: {exc.message}", retry=False
+        ) from exc
+
+
+def validated_training_config(
+    declared: dict[str, Any] | None, plan: GradingPlan
+) -> dict[str, Any] | None:
+    """The student's declared training config checked against the assignment's policy.
+
+    Raises:
+        StageFailed: `invalid_submission` naming the rejected key and value.
+    """
+    if not plan.trains:
+        return None
+    from grader.training.config import validate_training_config
+
+    try:
+        config = validate_training_config(declared, plan.training_policy())
+    except TrainingConfigError as exc:
+        raise StageFailed("invalid_submission", exc.message) from exc
+    if hasattr(config, "to_dict"):
+        return dict(config.to_dict())
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return dataclasses.asdict(config)
+    return dict(config)
+
+
+def run_check(
+    *,
+    model_config: dict[str, Any],
+    declared_training: dict[str, Any] | None,
+    plan: GradingPlan,
+    is_late: bool = False,
+) -> CheckOutput:
+    """Analyse the model against the plan's rules and validate its training config.
+
+    Raises:
+        StageFailed: The model cannot be analysed (`invalid_submission`: unsupported or unsafe
+            layer, malformed graph) or its training config is not allowed.
+        InfrastructureError: The assignment's rule set is invalid (not retried).
+    """
+    from grader.report import check_model
+
+    ruleset = load_plan_ruleset(plan)
+    try:
+        checks = check_model(model_config, ruleset)
+    except GraderError as exc:
+        raise StageFailed("invalid_submission", exc.message) from exc
+    if "error" in checks and "rules" not in checks:
+        error = checks["error"]
+        raise StageFailed("invalid_submission", str(error.get("message", error)))
+    rules = list(checks.get("rules", []))
+    failed = [r for r in rules if r.get("passed") is False]
+    training_config = validated_training_config(declared_training, plan)
+    return CheckOutput(
+        checks=checks,
+        rules=rules,
+        training_config=training_config,
+        failed=failed,
+        stop=bool(failed) and plan.stop_on_static_failure,
+        score=late_adjusted_score(rule_score(rules), plan=plan, is_late=is_late),
+    )

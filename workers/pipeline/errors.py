@@ -1,0 +1,30 @@
+"""How a stage ends when it does not succeed: a verdict, or a problem of ours."""
+
+from __future__ import annotations
+
+
+class StageFailed(Exception):
+    """The submission caused the failure: a verdict (`rules`, `build_error`, `timeout`, ...).
+
+    Never retried: the same submission would fail the same way.
+    """
+
+    def __init__(self, reason: str, message: str, *, log: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.log = log
+
+
+class InfrastructureError(Exception):
+    """The grading machinery failed (sandbox could not start, disk, broker): retried later.
+
+    `retry=False` marks a problem retrying cannot fix (an assignment's invalid rule set, a
+    dataset missing on this host): the submission ends as `error` at once.
+    """
+
+    def __init__(self, message: str, *, log: str = "", retry: bool = True) -> None:
+        super().__init__(message)
+        self.message = message
+        self.log = log
+        self.retry = retry

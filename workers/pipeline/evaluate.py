@@ -1,0 +1,96 @@
+"""Evaluate: accuracy on the hidden TEST split, never with student code.
+
+The only stage that sees the test split. It runs no student code: in train mode the runner
+rebuilds the architecture from its JSON config and loads the trained weights (HDF5 data); in
+evaluate-only mode it opens the uploaded `.keras` with Keras' safe mode after the pure-Python
+loader vetted its config. A `.py` submission is never given to this stage.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from workers.pipeline.errors import StageFailed
+from workers.pipeline.jobs import JobDirs, StageResources, read_stage_result, sandbox_job
+
+MODEL_CONFIG_FILE = "model.json"
+WEIGHTS_FILE = "weights.weights.h5"
+KERAS_FILE = "submission.keras"
+
+
+@dataclass(frozen=True)
+class EvaluationOutput:
+    """Metrics on the test split."""
+
+    accuracy: float
+    loss: float | None
+    per_class_accuracy: list[float] | None
+    confusion_matrix: list[list[int]] | None
+    num_examples: int | None
+    log: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `grade --format json` form of the evaluation."""
+        return {
+            "accuracy": self.accuracy,
+            "loss": self.loss,
+            "per_class_accuracy": self.per_class_accuracy,
+            "confusion_matrix": self.confusion_matrix,
+            "num_examples": self.num_examples,
+        }
+
+
+def run_evaluate(
+    *,
+    dirs: JobDirs,
+    test_dir: Path,
+    sandbox: Any,
+    resources: StageResources,
+    model_config: dict[str, Any] | None = None,
+    weights_path: Path | None = None,
+    keras_path: Path | None = None,
+    gpu_device: str | None = None,
+) -> EvaluationOutput:
+    """Evaluate trained weights (train mode) or an uploaded `.keras` (evaluate-only mode).
+
+    Raises:
+        StageFailed: The model could not be evaluated (refused archive, crash, timeout, ...).
+        InfrastructureError: The sandbox failed.
+    """
+    if keras_path is not None:
+        if Path(keras_path).suffix.lower() != ".keras":
+            raise StageFailed(
+                "invalid_submission",
+                f"Evaluate-only assignments take a `.keras` archive. Received "
+                f"`{Path(keras_path).suffix or Path(keras_path).name}`.",
+            )
+        shutil.copyfile(keras_path, dirs.input / KERAS_FILE)
+        spec: dict[str, Any] = {"stage": "evaluate", "keras_file": KERAS_FILE}
+    else:
+        if model_config is None or weights_path is None:
+            raise ValueError("Evaluation needs a model config and trained weights, or a .keras.")
+        (dirs.input / MODEL_CONFIG_FILE).write_text(json.dumps(model_config), encoding="utf-8")
+        shutil.copyfile(weights_path, dirs.input / WEIGHTS_FILE)
+        spec = {"stage": "evaluate", "model_config": MODEL_CONFIG_FILE, "weights": WEIGHTS_FILE}
+    dirs.write_spec(spec)
+    job = sandbox_job(
+        stage="evaluate", dirs=dirs, data_dir=test_dir, resources=resources, gpu_device=gpu_device
+    )
+    result = sandbox.run(job)
+    payload = read_stage_result(stage="evaluate", dirs=dirs, result=result, resources=resources)
+    accuracy = payload.get("accuracy")
+    if not isinstance(accuracy, int | float):
+        raise StageFailed("crashed", "The evaluation reported no accuracy. Expected a number.")
+    loss = payload.get("loss")
+    return EvaluationOutput(
+        accuracy=float(accuracy),
+        loss=float(loss) if isinstance(loss, int | float) else None,
+        per_class_accuracy=payload.get("per_class_accuracy"),
+        confusion_matrix=payload.get("confusion_matrix"),
+        num_examples=payload.get("num_examples"),
+        log=f"{result.stdout or ''}{result.stderr or ''}",
+    )

@@ -1,0 +1,85 @@
+"""Finalize: decide the rules that need results, compute the score, apply the late policy.
+
+Training-decided rules (`min_val_accuracy` from the epochs, `max_epochs`) are evaluated with a
+`grader.rules.TrainingOutcome` built from the recorded epochs and the test accuracy; the static
+rules are evaluated again on the same config, so the stored result is one consistent set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from workers.pipeline.plan import GradingPlan
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The final rule results, whether the submission passed, and its score (0-100)."""
+
+    rules: list[dict[str, Any]]
+    passed: bool | None
+    score: float | None
+
+
+def rule_score(rules: Sequence[Mapping[str, Any]]) -> float:
+    """Points earned over points available, in percent (`grader.rules.score`)."""
+    from grader.rules import RuleResult, score
+
+    return float(score(RuleResult.from_dict(r) for r in rules))
+
+
+def late_adjusted_score(score: float | None, *, plan: GradingPlan, is_late: bool) -> float | None:
+    """The score after the assignment's late policy (`penalty` removes a fraction of it)."""
+    if score is None or not is_late or plan.late_policy != "penalty":
+        return score
+    return score * (1.0 - plan.late_penalty)
+
+
+def overall_passed(rules: Sequence[Mapping[str, Any]]) -> bool | None:
+    """False if any rule failed, None if some rule is undecided, else True."""
+    verdicts = [r.get("passed") for r in rules]
+    if any(v is False for v in verdicts):
+        return False
+    if any(v is None for v in verdicts):
+        return None
+    return True
+
+
+def compute_verdict(
+    *,
+    plan: GradingPlan,
+    model_config: dict[str, Any],
+    epochs: Sequence[Mapping[str, Any]],
+    test_accuracy: float | None,
+    is_late: bool,
+) -> Verdict:
+    """Evaluate every rule with the training outcome and score the submission.
+
+    Args:
+        plan: The assignment's plan (rules, late policy).
+        model_config: The built model config.
+        epochs: The recorded epochs (`{"epoch", "val_accuracy", ...}`), in any order.
+        test_accuracy: The evaluation's accuracy on the test split, if evaluated.
+        is_late: Whether the submission came after the deadline.
+    """
+    from grader.analysis import analyze
+    from grader.receptive_field import compute_receptive_field
+    from grader.rules import TrainingOutcome, evaluate_rules
+    from workers.pipeline.check import load_plan_ruleset
+
+    ruleset = load_plan_ruleset(plan)
+    analysis = analyze(model_config)
+    rf_report = compute_receptive_field(analysis.graph)
+    outcome = (
+        TrainingOutcome.from_epochs(list(epochs), test_accuracy=test_accuracy)
+        if plan.trains
+        else TrainingOutcome(epochs_run=0, test_accuracy=test_accuracy)
+    )
+    results = [r.to_dict() for r in evaluate_rules(ruleset, analysis, rf_report, outcome)]
+    return Verdict(
+        rules=results,
+        passed=overall_passed(results),
+        score=late_adjusted_score(rule_score(results), plan=plan, is_late=is_late),
+    )

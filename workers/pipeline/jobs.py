@@ -1,0 +1,245 @@
+"""Host-side job directories and the `SandboxJob` of each stage.
+
+Layout on the host: ``<jobs root>/<key>/<stage>/{in,work,out}``. Inside the sandbox:
+
+- ``/job/in``   read-only: ``spec.json`` and the stage's inputs;
+- ``/job/data`` read-only: the TRAIN split for build and train, the TEST split for evaluate only
+  (evaluate never runs student code: it rebuilds the model from its JSON config, or opens an
+  uploaded ``.keras`` with Keras' safe mode);
+- ``/job/work`` read-write, kept between attempts: training checkpoints, so a re-run after a
+  killed worker resumes;
+- ``/job/out``  read-write: ``result.json``, read back size-capped without following links.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from workers.pipeline.errors import InfrastructureError, StageFailed
+from workers.sandbox import Limits, Mount, SandboxJob
+from workers.sandbox.environment import PythonEnvironment, python_environment
+from workers.sandbox.outputs import OutputRejected, collect_output
+
+RESULT_FILENAME = "result.json"
+RESULT_MAX_BYTES = 4 * 1024 * 1024
+SANDBOX_JOB_ROOT = "/job"
+
+STAGES = ("build", "train", "evaluate")
+
+
+@dataclass(frozen=True)
+class JobDirs:
+    """The host directories of one stage's job."""
+
+    root: Path
+    input: Path
+    work: Path
+    out: Path
+
+    def write_spec(self, spec: dict[str, Any]) -> None:
+        """Write ``spec.json`` into the input directory."""
+        (self.input / "spec.json").write_text(json.dumps(spec), encoding="utf-8")
+
+
+def job_dirs(*, root: Path, key: str, stage: str, fresh_output: bool = True) -> JobDirs:
+    """Create (or reuse) the job directories of `stage` for the grading identified by `key`.
+
+    `work` survives between attempts of the same grading (checkpoints); `in` and `out` are
+    emptied so nothing from an earlier attempt is mistaken for this attempt's result.
+    """
+    if stage not in STAGES:
+        raise ValueError(f"Unknown stage `{stage}`. Expected one of {', '.join(STAGES)}.")
+    base = Path(root) / key / stage
+    dirs = JobDirs(root=base, input=base / "in", work=base / "work", out=base / "out")
+    for path in (dirs.input, dirs.out):
+        if fresh_output and path.exists():
+            shutil.rmtree(path)
+    for path in (dirs.input, dirs.work, dirs.out):
+        path.mkdir(parents=True, exist_ok=True)
+    # The sandboxed user (uid 65534) must traverse down to the job and read its inputs; the
+    # sandbox hands the writable `work` and `out` directories to that user itself.
+    for path in (dirs.input, base, base.parent):
+        os.chmod(path, 0o755)  # noqa: S103 - readable like a home directory, not writable
+    return dirs
+
+
+def remove_job_dirs(*, root: Path, key: str) -> None:
+    """Delete every stage directory of one grading (checkpoints included)."""
+    shutil.rmtree(Path(root) / key, ignore_errors=True)
+
+
+@functools.cache
+def sandbox_python() -> PythonEnvironment:
+    """The interpreter, code and libraries to mount (computed once per process)."""
+    return python_environment()
+
+
+@dataclass(frozen=True)
+class StageResources:
+    """The limits of one stage's sandbox."""
+
+    wall_seconds: int
+    memory_mb: int
+
+
+def sandbox_job(
+    *,
+    stage: str,
+    dirs: JobDirs,
+    data_dir: Path | None,
+    resources: StageResources,
+    gpu_device: str | None = None,
+) -> SandboxJob:
+    """The sandbox job that runs ``python -m workers.runner STAGE /job``.
+
+    Args:
+        stage: `build`, `train` or `evaluate`.
+        dirs: The stage's host directories.
+        data_dir: The dataset split to mount at ``/job/data``: the train split for build and
+            train, the test split for evaluate (and only there).
+        resources: Wall-clock and memory limits.
+        gpu_device: The GPU this worker owns (train and evaluate only).
+    """
+    mounts = [
+        Mount(source=dirs.input, target=f"{SANDBOX_JOB_ROOT}/in", read_only=True),
+        Mount(source=dirs.work, target=f"{SANDBOX_JOB_ROOT}/work", read_only=False),
+        Mount(source=dirs.out, target=f"{SANDBOX_JOB_ROOT}/out", read_only=False),
+    ]
+    if data_dir is not None:
+        mounts.append(Mount(source=Path(data_dir), target=f"{SANDBOX_JOB_ROOT}/data"))
+    python = sandbox_python()
+    mounts.extend(python.mounts)
+    # Only what the runner needs; never the worker's environment (secrets, broker, database).
+    env = {**python.env, "KERAS_BACKEND": "tensorflow"}
+    limits = Limits(
+        wall_seconds=resources.wall_seconds,
+        memory_bytes=resources.memory_mb * 1024 * 1024,
+    )
+    return SandboxJob(
+        argv=python.argv("-m", "workers.runner", stage, SANDBOX_JOB_ROOT),
+        mounts=mounts,
+        limits=limits,
+        env=env,
+        workdir=SANDBOX_JOB_ROOT,
+        gpu_device=gpu_device if stage != "build" else None,
+    )
+
+
+# Error kinds the runner reports that mean "this file is not a model we accept".
+_INVALID_KINDS = {
+    "invalid_model",
+    "unsafe_layer",
+    "unsupported_layer",
+    "archive_rejected",
+    "invalid_training_config",
+    "invalid_submission",
+}
+
+_STAGE_WORDS = {"build": "The build", "train": "Training", "evaluate": "The evaluation"}
+
+
+def _output_tail(result: Any, limit: int = 4000) -> str:
+    text = f"{result.stdout or ''}{result.stderr or ''}"
+    return text[-limit:]
+
+
+def read_stage_result(
+    *, stage: str, dirs: JobDirs, result: Any, resources: StageResources
+) -> dict[str, Any]:
+    """Turn a `SandboxResult` and ``result.json`` into the stage's payload, or raise.
+
+    Raises:
+        InfrastructureError: The sandbox itself failed (retried).
+        StageFailed: A verdict: the job ran out of time or memory, crashed, printed too much,
+            or the runner reported a failure caused by the submission.
+    """
+    log = f"{result.stdout or ''}{result.stderr or ''}"
+    what = _STAGE_WORDS[stage]
+    reason = result.reason
+    if reason == "infrastructure":
+        raise InfrastructureError(f"The {stage} sandbox could not run the job.", log=log)
+    if reason == "timeout":
+        raise StageFailed(
+            "timeout",
+            f"{what} ran for more than {resources.wall_seconds:,} seconds. "
+            f"Expected it to finish within the limit of {resources.wall_seconds:,} seconds.",
+            log=log,
+        )
+    if reason == "out_of_memory":
+        raise StageFailed(
+            "out_of_memory",
+            f"{what} used more memory than the limit of {resources.memory_mb:,} MB.",
+            log=log,
+        )
+    if reason == "output_limit":
+        raise StageFailed(
+            "output_limit",
+            f"{what} printed more output than allowed; it was stopped. "
+            "Expected little console output (remove print statements in loops).",
+            log=log,
+        )
+    if reason == "crashed" or (result.exit_code not in (0, None)):
+        detail = (
+            f"signal {result.signal}"
+            if getattr(result, "signal", None)
+            else f"exit code {result.exit_code}"
+        )
+        raise StageFailed("crashed", f"{what} process crashed ({detail}).", log=log)
+    try:
+        files = collect_output(dirs.out, RESULT_MAX_BYTES)
+    except OutputRejected as exc:
+        raise StageFailed(
+            "crashed", f"{what} left output the grader refuses: {exc}", log=log
+        ) from exc
+    raw = files.get(RESULT_FILENAME)
+    if raw is None:
+        raise StageFailed(
+            "crashed",
+            f"{what} ended without writing `{RESULT_FILENAME}`. Expected the runner's result.",
+            log=log,
+        )
+    try:
+        payload = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StageFailed(
+            "crashed", f"{what} wrote an unreadable result ({exc}).", log=log
+        ) from exc
+    if not isinstance(payload, dict):
+        raise StageFailed("crashed", f"{what} wrote a result that is not a JSON object.", log=log)
+    if payload.get("ok") is True:
+        return payload
+    error = payload.get("error") or {}
+    kind = str(error.get("kind", "error"))
+    message = str(error.get("message", "")) or f"{what} failed ({kind})."
+    if kind in _INVALID_KINDS:
+        raise StageFailed("invalid_submission", message, log=log)
+    raise StageFailed("build_error" if stage == "build" else "crashed", message, log=log)
+
+
+def progress_listener(on_epoch: Callable[[dict[str, Any]], None]) -> Callable[[str], None]:
+    """An `on_line` callback that decodes ``GRADER-PROGRESS {json}`` lines into `on_epoch` calls.
+
+    Other lines are ignored; a malformed progress line is ignored too (the student controls
+    stdout in custom training, so a fake line must not break the host: values are validated
+    when stored).
+    """
+    prefix = "GRADER-PROGRESS "
+
+    def on_line(line: str) -> None:
+        if not line.startswith(prefix):
+            return
+        try:
+            record = json.loads(line[len(prefix) :])
+        except json.JSONDecodeError:
+            return
+        if isinstance(record, dict) and isinstance(record.get("epoch"), int):
+            on_epoch(record)
+
+    return on_line

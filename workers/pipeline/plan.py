@@ -1,0 +1,136 @@
+"""What grading needs to know about an assignment, without the database.
+
+A `GradingPlan` comes from a database `Assignment` (workers, `grade --assignment SLUG` when the
+slug exists) or from a shipped preset (`grade` with a preset slug: nothing is written anywhere).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from grader.errors import RuleSetError
+
+DEFAULT_MEMORY_LIMIT_MB = 4096
+
+
+@dataclass(frozen=True)
+class GradingPlan:
+    """The assignment settings every stage reads.
+
+    Attributes:
+        slug: The assignment (or preset) slug.
+        dataset: The registered dataset name (`grader.datasets`).
+        mode: `train` (train then evaluate) or `evaluate` (evaluate an uploaded `.keras`).
+        rules_yaml: The rule set as YAML, exactly as recorded with the result.
+        rules_version: The version of that rule set.
+        time_limit_seconds: Wall-clock limit of the training sandbox.
+        memory_limit_mb: Memory limit of every sandbox.
+        max_epochs: The most epochs a training may run.
+        allow_custom_training: Whether a `.py` submission's `train()` may replace the trainer.
+        stop_on_static_failure: Whether a failed static rule ends the grading before training.
+        late_policy: `reject`, `accept` or `penalty`.
+        late_penalty: Fraction of the score removed from a late submission under `penalty`.
+        training_defaults: The rule set's default training config (its `training` key).
+    """
+
+    slug: str
+    dataset: str
+    mode: str
+    rules_yaml: str
+    rules_version: int = 1
+    time_limit_seconds: int = 1800
+    memory_limit_mb: int = DEFAULT_MEMORY_LIMIT_MB
+    max_epochs: int = 50
+    allow_custom_training: bool = False
+    stop_on_static_failure: bool = True
+    late_policy: str = "accept"
+    late_penalty: float = 0.0
+    training_defaults: dict[str, Any] | None = field(default=None)
+
+    @property
+    def trains(self) -> bool:
+        """Whether this plan trains the model (mode `train`)."""
+        return self.mode != "evaluate"
+
+    def training_policy(self) -> dict[str, Any]:
+        """The policy handed to `grader.training.config` and to the train runner."""
+        return {
+            "max_epochs": self.max_epochs,
+            "allow_custom_training": self.allow_custom_training,
+            "defaults": dict(self.training_defaults or {}),
+        }
+
+    @classmethod
+    def from_assignment(cls, assignment: Any) -> GradingPlan:
+        """The plan of a database `Assignment` (duck-typed: `grader` stays free of Django)."""
+        return cls(
+            slug=assignment.slug,
+            dataset=assignment.dataset,
+            mode=assignment.mode,
+            rules_yaml=assignment.rules_yaml,
+            rules_version=assignment.rules_version,
+            time_limit_seconds=int(assignment.time_limit_seconds),
+            memory_limit_mb=int(assignment.memory_limit_mb),
+            max_epochs=int(assignment.max_epochs),
+            allow_custom_training=bool(assignment.allow_custom_training),
+            stop_on_static_failure=bool(assignment.stop_on_static_failure),
+            late_policy=assignment.late_policy,
+            late_penalty=float(assignment.late_penalty),
+            training_defaults=training_defaults_of(assignment.rules_yaml),
+        )
+
+    @classmethod
+    def from_preset(cls, slug: str) -> GradingPlan:
+        """The plan of a shipped preset (`grader/presets/<slug>.yaml`).
+
+        Raises:
+            RuleSetError: No preset has that slug.
+        """
+        text = preset_text(slug)
+        meta = yaml.safe_load(text) or {}
+        return cls(
+            slug=slug,
+            dataset=str(meta.get("dataset", "synthetic")),
+            mode=str(meta.get("mode", "train")),
+            rules_yaml=text,
+            rules_version=int(meta.get("version", 1)),
+            time_limit_seconds=int(meta.get("time_limit_seconds", 1800)),
+            memory_limit_mb=int(meta.get("memory_limit_mb", DEFAULT_MEMORY_LIMIT_MB)),
+            max_epochs=int(meta.get("max_epochs", 50)),
+            allow_custom_training=bool(meta.get("allow_custom_training", False)),
+            training_defaults=meta.get("training") or None,
+        )
+
+
+def preset_text(slug: str) -> str:
+    """The YAML text of a shipped preset.
+
+    Raises:
+        RuleSetError: No preset has that slug.
+    """
+    from importlib import resources
+
+    presets = resources.files("grader.presets")
+    candidate = presets / f"{slug}.yaml"
+    if not candidate.is_file():
+        known = sorted(
+            p.name.removesuffix(".yaml") for p in presets.iterdir() if p.name.endswith(".yaml")
+        )
+        raise RuleSetError(
+            f"No assignment or preset is named `{slug}`. Expected one of the presets "
+            f"{', '.join(known) or '(none)'} or an assignment slug in the database."
+        )
+    return candidate.read_text(encoding="utf-8")
+
+
+def training_defaults_of(rules_yaml: str) -> dict[str, Any] | None:
+    """The `training` mapping of a rule set seeded from a preset, if it has one."""
+    try:
+        data = yaml.safe_load(rules_yaml) or {}
+    except yaml.YAMLError:
+        return None
+    training = data.get("training") if isinstance(data, dict) else None
+    return dict(training) if isinstance(training, dict) else None

@@ -1,0 +1,446 @@
+"""The Celery side of each stage: claim the submission, run the stage, record the outcome.
+
+Each `execute_*` function is idempotent: its first step is the conditional transition of
+`assignments.services.grading.claim_stage`; when that changes no row, another worker owns the
+stage (or the submission moved on) and the function returns without doing anything. Outcomes:
+
+- success: the stage's `complete_*` service stores the output and sends the next stage;
+- `StageFailed`: a verdict (`failed` with its reason), never retried;
+- `InfrastructureError` (retryable) and database errors: the stage is handed back
+  (`release_stage`) and the exception propagates so the task can retry it with backoff;
+- anything else is a bug on our side: the submission ends as `error`, the exception is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections, connection
+
+from assignments.models import Submission
+from assignments.services import grading
+from workers.pipeline.errors import InfrastructureError, StageFailed
+from workers.pipeline.jobs import StageResources, job_dirs
+from workers.pipeline.plan import GradingPlan
+from workers.pipeline.sandboxes import open_sandbox, worker_gpu_device
+
+logger = logging.getLogger(__name__)
+
+Status = Submission.Status
+
+SKIPPED = "skipped"
+DONE = "done"
+FAILED = "failed"
+ERROR = "error"
+
+
+def jobs_root() -> Path:
+    """Where job directories live on this host (`GRADER_JOBS_DIR`)."""
+    return Path(settings.GRADER_JOBS_DIR)
+
+
+def grading_key(submission: Submission) -> str:
+    """The job directory key of this grading: a regrade (new `queued_at`) gets fresh folders."""
+    generation = int(submission.queued_at.timestamp() * 1e6) if submission.queued_at else 0
+    return f"{submission.pk}/g{generation}"
+
+
+def remove_other_gradings(submission: Submission) -> None:
+    """Delete job folders of earlier gradings of this submission (stale checkpoints)."""
+    current = grading_key(submission).split("/", 1)[1]
+    base = jobs_root() / str(submission.pk)
+    if base.is_dir():
+        for child in base.iterdir():
+            if child.name != current:
+                shutil.rmtree(child, ignore_errors=True)
+
+
+def remove_grading(submission_id: int) -> None:
+    """Delete every job folder of a submission once its grading ended."""
+    shutil.rmtree(jobs_root() / str(submission_id), ignore_errors=True)
+
+
+def prepare(plan: GradingPlan) -> Any:
+    """The plan's dataset, prepared on this host (idempotent).
+
+    Raises:
+        InfrastructureError: (not retried) the dataset is unknown or not present on this host.
+    """
+    from grader.datasets import prepare_dataset
+    from grader.errors import DatasetUnavailable
+
+    try:
+        return prepare_dataset(plan.dataset, Path(settings.GRADER_DATA_DIR))
+    except DatasetUnavailable as exc:
+        raise InfrastructureError(exc.message, retry=False) from exc
+
+
+def resources_for(stage: str, submission: Submission) -> StageResources:
+    """The sandbox limits of `stage`: nested inside the task's Celery time limits."""
+    limits = grading.stage_limits(stage=stage, assignment=submission.assignment)
+    return StageResources(
+        wall_seconds=limits.sandbox_seconds, memory_mb=int(submission.assignment.memory_limit_mb)
+    )
+
+
+class Heartbeat:
+    """Refreshes the running stage's heartbeat from a thread every `interval` seconds.
+
+    `lost` becomes True when the worker no longer owns the stage (cancelled, regraded, or
+    handed to another worker by the reaper); its results will be refused anyway.
+    """
+
+    def __init__(self, *, submission_id: int, worker: str, interval: float) -> None:
+        self.submission_id = submission_id
+        self.worker = worker
+        self.interval = interval
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="grader-heartbeat", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self.interval):
+                try:
+                    if not grading.heartbeat(submission_id=self.submission_id, worker=self.worker):
+                        self.lost = True
+                        logger.warning(
+                            "Submission %s: %s no longer owns the stage",
+                            self.submission_id,
+                            self.worker,
+                        )
+                        return
+                except DatabaseError:
+                    logger.exception("Heartbeat of submission %s failed", self.submission_id)
+        finally:
+            connection.close()  # this thread's own connection
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+@contextmanager
+def heartbeat_while_running(submission_id: int, worker: str) -> Iterator[Heartbeat]:
+    """Keep the heartbeat fresh while a sandbox runs (`GRADER_HEARTBEAT_INTERVAL`, 30 s)."""
+    interval = grading.grading_setting("GRADER_HEARTBEAT_INTERVAL", 30)
+    with Heartbeat(submission_id=submission_id, worker=worker, interval=interval) as beat:
+        yield beat
+
+
+def _load(submission_id: int) -> Submission:
+    return Submission.objects.select_related("assignment").get(pk=submission_id)
+
+
+def _guarded(submission_id: int, worker: str, stage: str, body: Callable[[], None]) -> str:
+    """Run a claimed stage's body and record a failure or error it raises."""
+    try:
+        body()
+    except StageFailed as exc:
+        logger.info("Submission %s failed at %s: %s", submission_id, stage, exc.reason)
+        grading.mark_failed(
+            submission_id=submission_id,
+            worker=worker,
+            reason=exc.reason,
+            message=exc.message,
+            stage=stage,
+            log=exc.log,
+        )
+        remove_grading(submission_id)
+        return FAILED
+    except InfrastructureError as exc:
+        if exc.retry:
+            grading.release_stage(submission_id=submission_id, worker=worker)
+            raise
+        grading.mark_error(
+            submission_id=submission_id,
+            worker=worker,
+            message=exc.message,
+            stage=stage,
+            log=exc.log,
+        )
+        return ERROR
+    except DatabaseError:
+        # Maybe the database is down: try to hand the stage back, then let the task retry.
+        try:
+            grading.release_stage(submission_id=submission_id, worker=worker)
+        except DatabaseError:
+            logger.exception("Could not release submission %s; the reaper will", submission_id)
+        raise
+    except Exception:
+        logger.exception("Submission %s: unexpected error in %s", submission_id, stage)
+        grading.mark_error(
+            submission_id=submission_id,
+            worker=worker,
+            message=f"An internal error stopped the {stage} stage. It was logged; an "
+            "instructor can regrade the submission.",
+            stage=stage,
+        )
+        return ERROR
+    return DONE
+
+
+def _claim(submission_id: int, worker: str, from_status: str, to_status: str) -> bool:
+    claimed = grading.claim_stage(
+        submission_id=submission_id, from_status=from_status, to_status=to_status, worker=worker
+    )
+    if not claimed:
+        logger.info(
+            "Submission %s: %s -> %s not claimed by %s (owned elsewhere or moved on)",
+            submission_id,
+            from_status,
+            to_status,
+            worker,
+        )
+    return claimed
+
+
+def execute_build(submission_id: int, *, worker: str, sandbox: Any = None) -> str:
+    """Claim `queued -> building`, build the model config, send the check."""
+    if not _claim(submission_id, worker, Status.QUEUED, Status.BUILDING):
+        return SKIPPED
+    from workers.pipeline.build import run_build, submission_kind
+
+    def body() -> None:
+        submission = _load(submission_id)
+        remove_other_gradings(submission)
+        plan = GradingPlan.from_assignment(submission.assignment)
+        path = Path(submission.file.path)
+        dirs = sandbox_obj = dataset = None
+        if submission_kind(path) == "py":
+            dataset = prepare(plan)
+            dirs = job_dirs(root=jobs_root(), key=grading_key(submission), stage="build")
+            sandbox_obj = sandbox or open_sandbox()
+            shape, classes = dataset.input_shape, dataset.num_classes
+        else:
+            shape, classes = (), 0
+        with heartbeat_while_running(submission_id, worker):
+            output = run_build(
+                path=path,
+                input_shape=shape,
+                num_classes=classes,
+                dirs=dirs,
+                sandbox=sandbox_obj,
+                resources=resources_for(Status.BUILDING, submission),
+                train_dir=dataset.train_dir if dataset is not None else None,
+            )
+        grading.complete_build(
+            submission_id=submission_id,
+            worker=worker,
+            model_config=output.model_config,
+            training_config=output.training_config,
+            log=output.log,
+        )
+
+    return _guarded(submission_id, worker, "build", body)
+
+
+def execute_check(submission_id: int, *, worker: str) -> str:
+    """Claim `building -> checking`, analyse the model, stop on a static failure or go on."""
+    if not _claim(submission_id, worker, Status.BUILDING, Status.CHECKING):
+        return SKIPPED
+    from workers.pipeline.check import run_check
+
+    outcome: dict[str, str] = {}
+
+    def body() -> None:
+        submission = _load(submission_id)
+        plan = GradingPlan.from_assignment(submission.assignment)
+        output = run_check(
+            model_config=submission.model_config or {},
+            declared_training=submission.training_config,
+            plan=plan,
+            is_late=submission.is_late,
+        )
+        grading.complete_check(
+            submission_id=submission_id,
+            worker=worker,
+            checks=output.checks,
+            rules=output.rules,
+            training_config=output.training_config,
+            score=output.score,
+            stop=output.stop,
+            message=output.message,
+        )
+        if output.stop:
+            outcome["result"] = FAILED
+
+    result = _guarded(submission_id, worker, "check", body)
+    if outcome.get("result") == FAILED:
+        remove_grading(submission_id)
+        return FAILED
+    return result
+
+
+def _record_epoch_callback(submission_id: int, worker: str) -> Callable[[dict[str, Any]], None]:
+    def on_epoch(record: dict[str, Any]) -> None:
+        try:
+            grading.record_epoch(
+                submission_id=submission_id, worker=worker, epoch=record["epoch"], metrics=record
+            )
+        except (TypeError, ValueError):
+            logger.warning("Submission %s: ignored a malformed progress record", submission_id)
+        finally:
+            if threading.current_thread() is not threading.main_thread():
+                connection.close()
+
+    return on_epoch
+
+
+def execute_train(submission_id: int, *, worker: str, sandbox: Any = None) -> str:
+    """Claim `checking -> training`, train in the sandbox streaming epochs, send the evaluation."""
+    if not _claim(submission_id, worker, Status.CHECKING, Status.TRAINING):
+        return SKIPPED
+    from workers.pipeline.train import run_train
+
+    def body() -> None:
+        submission = _load(submission_id)
+        plan = GradingPlan.from_assignment(submission.assignment)
+        dataset = prepare(plan)
+        # Same key as the attempt before: `work` keeps the checkpoints to resume from.
+        dirs = job_dirs(root=jobs_root(), key=grading_key(submission), stage="train")
+        path = Path(submission.file.path)
+        with heartbeat_while_running(submission_id, worker):
+            output = run_train(
+                model_config=submission.model_config or {},
+                training_config=submission.training_config,
+                plan=plan,
+                dirs=dirs,
+                train_dir=dataset.train_dir,
+                sandbox=sandbox or open_sandbox(),
+                resources=resources_for(Status.TRAINING, submission),
+                on_epoch=_record_epoch_callback(submission_id, worker),
+                submission_path=path if path.suffix.lower() == ".py" else None,
+                gpu_device=worker_gpu_device(),
+            )
+        # The result's epochs are authoritative (a line may have been missed while streaming).
+        for record in output.epochs:
+            if isinstance(record.get("epoch"), int):
+                grading.record_epoch(
+                    submission_id=submission_id,
+                    worker=worker,
+                    epoch=record["epoch"],
+                    metrics=record,
+                )
+        grading.complete_training(
+            submission_id=submission_id,
+            worker=worker,
+            epochs_run=len(output.epochs),
+            training_seconds=output.seconds,
+            log=output.log,
+        )
+
+    return _guarded(submission_id, worker, "train", body)
+
+
+def _trained_weights(submission: Submission) -> Path:
+    from workers.pipeline.jobs import RESULT_FILENAME, RESULT_MAX_BYTES
+    from workers.sandbox.outputs import collect_output
+
+    train = jobs_root() / grading_key(submission) / "train"
+    files = collect_output(train / "out", RESULT_MAX_BYTES)
+    import json
+
+    try:
+        name = Path(str(json.loads(files[RESULT_FILENAME])["weights"])).name
+    except (KeyError, ValueError, TypeError) as exc:
+        raise InfrastructureError(
+            f"The trained weights of submission #{submission.pk} are gone from this host "
+            f"({train}). Expected the train stage's result next to them.",
+            retry=False,
+        ) from exc
+    return train / "work" / name
+
+
+def execute_evaluate(submission_id: int, *, worker: str, sandbox: Any = None) -> str:
+    """Claim `training|checking -> evaluating`, evaluate on the test split, send finalize."""
+    submission = _load(submission_id)
+    plan = GradingPlan.from_assignment(submission.assignment)
+    from_status = Status.TRAINING if plan.trains else Status.CHECKING
+    if not _claim(submission_id, worker, from_status, Status.EVALUATING):
+        return SKIPPED
+    from workers.pipeline.evaluate import run_evaluate
+
+    def body() -> None:
+        current = _load(submission_id)
+        dataset = prepare(plan)
+        dirs = job_dirs(root=jobs_root(), key=grading_key(current), stage="evaluate")
+        common: dict[str, Any] = {
+            "dirs": dirs,
+            "test_dir": dataset.test_dir,
+            "sandbox": sandbox or open_sandbox(),
+            "resources": resources_for(Status.EVALUATING, current),
+            "gpu_device": worker_gpu_device(),
+        }
+        with heartbeat_while_running(submission_id, worker):
+            if plan.trains:
+                output = run_evaluate(
+                    model_config=current.model_config,
+                    weights_path=_trained_weights(current),
+                    **common,
+                )
+            else:
+                output = run_evaluate(keras_path=Path(current.file.path), **common)
+        grading.complete_evaluation(
+            submission_id=submission_id,
+            worker=worker,
+            accuracy=output.accuracy,
+            loss=output.loss,
+            per_class_accuracy=output.per_class_accuracy,
+            confusion_matrix=output.confusion_matrix,
+            log=output.log,
+        )
+
+    return _guarded(submission_id, worker, "evaluate", body)
+
+
+def execute_finalize(submission_id: int) -> str:
+    """Decide the training rules, score, and mark the submission finished (exactly once)."""
+    from workers.pipeline.finalize import compute_verdict
+
+    submission = _load(submission_id)
+    if submission.status != Status.EVALUATING or submission.worker:
+        logger.info("Submission %s is not waiting to be finalized; skipped", submission_id)
+        return SKIPPED
+    result = getattr(submission, "result", None)
+    epochs = list(submission.epochs.values("epoch", "val_accuracy", "accuracy", "loss"))
+    verdict = compute_verdict(
+        plan=GradingPlan.from_assignment(submission.assignment),
+        model_config=submission.model_config or {},
+        epochs=epochs,
+        test_accuracy=result.accuracy if result is not None else None,
+        is_late=submission.is_late,
+    )
+    if not grading.finalize(
+        submission_id=submission_id,
+        rules=verdict.rules,
+        passed=verdict.passed,
+        score=verdict.score,
+    ):
+        return SKIPPED
+    remove_grading(submission_id)
+    return DONE
+
+
+def give_up(submission_id: int, *, stage: str, error: BaseException) -> bool:
+    """End a submission as `error/infrastructure` after the task's retries ran out."""
+    close_old_connections()
+    return grading.mark_error(
+        submission_id=submission_id,
+        worker="",
+        message=f"The {stage} stage kept failing for reasons outside the submission "
+        f"({type(error).__name__}). An instructor can regrade it.",
+        stage=stage,
+        log=str(getattr(error, "log", "") or error),
+    )

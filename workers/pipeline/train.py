@@ -1,0 +1,109 @@
+"""Train: fresh weights, the train split only, progress streamed live, checkpoints kept.
+
+The runner trains inside the sandbox with the GPU this worker owns. Each finished epoch arrives
+as a ``GRADER-PROGRESS`` line while the job runs (stored as an `EpochMetric` by the caller).
+Checkpoints live in the job's persistent ``work`` directory, so running the stage again after a
+killed worker resumes from the last finished epoch instead of starting over.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from workers.pipeline.errors import StageFailed
+from workers.pipeline.jobs import (
+    JobDirs,
+    StageResources,
+    progress_listener,
+    read_stage_result,
+    sandbox_job,
+)
+from workers.pipeline.plan import GradingPlan
+
+MODEL_CONFIG_FILE = "model.json"
+SUBMISSION_MODULE = "submission.py"
+VALIDATION_SPLIT = 0.1
+SEED = 0
+
+
+@dataclass(frozen=True)
+class TrainOutput:
+    """What training produced: per-epoch metrics, seconds, and the weights file on the host."""
+
+    epochs: list[dict[str, Any]]
+    seconds: float
+    weights_path: Path
+    log: str = ""
+
+
+def run_train(
+    *,
+    model_config: dict[str, Any],
+    training_config: dict[str, Any] | None,
+    plan: GradingPlan,
+    dirs: JobDirs,
+    train_dir: Path,
+    sandbox: Any,
+    resources: StageResources,
+    on_epoch: Callable[[dict[str, Any]], None],
+    submission_path: Path | None = None,
+    gpu_device: str | None = None,
+) -> TrainOutput:
+    """Run the training sandbox and return its outcome.
+
+    Args:
+        model_config: The built (and checked) model config.
+        training_config: The validated training config.
+        plan: The assignment's plan (policy: max epochs, custom training).
+        dirs: The train job's directories; ``work`` keeps checkpoints across attempts.
+        train_dir: The dataset's TRAIN split (mounted at ``/job/data``).
+        sandbox: The sandbox backend.
+        resources: Wall-clock and memory limits.
+        on_epoch: Called with each ``GRADER-PROGRESS`` record while training runs.
+        submission_path: The `.py` module, passed only when custom training is allowed.
+        gpu_device: The GPU this worker owns.
+
+    Raises:
+        StageFailed: Timeout, out of memory, crash, or a failure the runner reported.
+        InfrastructureError: The sandbox failed.
+    """
+    (dirs.input / MODEL_CONFIG_FILE).write_text(json.dumps(model_config), encoding="utf-8")
+    custom = submission_path is not None and plan.allow_custom_training
+    if custom:
+        shutil.copyfile(submission_path, dirs.input / SUBMISSION_MODULE)
+    dirs.write_spec(
+        {
+            "stage": "train",
+            "model_config": MODEL_CONFIG_FILE,
+            "training_config": training_config,
+            "policy": plan.training_policy(),
+            "validation_split": VALIDATION_SPLIT,
+            "seed": SEED,
+            "submission": SUBMISSION_MODULE if custom else None,
+        }
+    )
+    job = sandbox_job(
+        stage="train", dirs=dirs, data_dir=train_dir, resources=resources, gpu_device=gpu_device
+    )
+    result = sandbox.run(job, on_line=progress_listener(on_epoch))
+    payload = read_stage_result(stage="train", dirs=dirs, result=result, resources=resources)
+    weights_name = Path(str(payload.get("weights", ""))).name
+    weights_path = dirs.work / weights_name
+    if not weights_name or not weights_path.is_file() or weights_path.is_symlink():
+        raise StageFailed(
+            "crashed",
+            f"Training finished without the weights file `{weights_name or '(none)'}` "
+            "in its work directory. Expected the trained weights.",
+        )
+    epochs = [e for e in payload.get("epochs", []) if isinstance(e, dict)]
+    return TrainOutput(
+        epochs=epochs,
+        seconds=float(payload.get("seconds") or 0.0),
+        weights_path=weights_path,
+        log=f"{result.stdout or ''}{result.stderr or ''}",
+    )

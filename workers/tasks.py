@@ -1,0 +1,191 @@
+"""Celery tasks: thin wrappers that take a submission id and run one pipeline stage.
+
+Every task is idempotent: the stage's first step is a conditional status transition, so a
+duplicate or redelivered message finds the stage owned (or done) and returns. Tasks are sent
+late-acknowledged (`acks_late`, `reject_on_worker_lost`): a worker that dies mid-stage leaves
+the message to be redelivered, and the reaper recovers the submission from its stale heartbeat
+either way.
+
+Retry policy: only infrastructure problems are retried (the sandbox could not run, the database
+or Docker API failed), with exponential backoff up to `MAX_RETRIES`, after which the submission
+ends as `error/infrastructure`. A bad model, a failed rule or a timeout is a verdict: never
+retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.core.exceptions import ObjectDoesNotExist
+from django.db import DatabaseError
+
+from workers.pipeline.errors import InfrastructureError
+
+logger = logging.getLogger(__name__)
+
+MAX_RETRIES = 5
+BACKOFF_BASE_SECONDS = 15
+BACKOFF_MAX_SECONDS = 600
+
+try:  # the Docker SDK is optional on hosts that only use bubblewrap
+    from docker.errors import DockerException
+except ImportError:  # pragma: no cover - docker is a base requirement
+    DockerException = InfrastructureError  # type: ignore[assignment,misc]
+
+RETRYABLE = (InfrastructureError, DatabaseError, DockerException)
+
+TASK_OPTIONS = {
+    "bind": True,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "max_retries": MAX_RETRIES,
+}
+
+
+def worker_name(task: Task) -> str:
+    """A unique owner name for this attempt: `node[/gpuN]#task-id-prefix`.
+
+    The part before `#` names the worker process (and its GPU): the dashboard groups by it.
+    """
+    node = task.request.hostname or f"local@{socket.gethostname()}"
+    gpu = os.environ.get("GRADER_GPU_DEVICE", "").strip()
+    if gpu:
+        node = f"{node}/gpu{gpu}"
+    token = (task.request.id or os.urandom(4).hex())[:12]
+    return f"{node}#{token}"
+
+
+def backoff_seconds(retries: int) -> int:
+    """Exponential backoff: 15 s, 30 s, 60 s, ... capped at 10 minutes."""
+    return int(min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * (2**retries)))
+
+
+def _retry_or_give_up(task: Task, submission_id: int, stage: str, exc: BaseException) -> None:
+    from workers.pipeline import stages
+
+    if task.request.retries >= task.max_retries or (
+        isinstance(exc, InfrastructureError) and not exc.retry
+    ):
+        logger.error(
+            "Submission %s: %s gave up after %s retries", submission_id, stage, task.request.retries
+        )
+        stages.give_up(submission_id, stage=stage, error=exc)
+        return
+    countdown = backoff_seconds(task.request.retries)
+    logger.warning(
+        "Submission %s: %s infrastructure error (%s); retry in %s s",
+        submission_id,
+        stage,
+        exc,
+        countdown,
+    )
+    raise task.retry(exc=exc, countdown=countdown)
+
+
+def _run_stage(task: Task, submission_id: int, stage: str) -> str:
+    from workers.pipeline import stages
+
+    worker = worker_name(task)
+    runners = {
+        "build": stages.execute_build,
+        "check": stages.execute_check,
+        "train": stages.execute_train,
+        "evaluate": stages.execute_evaluate,
+    }
+    try:
+        return runners[stage](submission_id, worker=worker)
+    except ObjectDoesNotExist:
+        logger.info("Submission %s no longer exists; %s skipped", submission_id, stage)
+        return stages.SKIPPED
+    except SoftTimeLimitExceeded:
+        # The sandbox's own timeout should have fired first: the sandbox failed to enforce it.
+        from assignments.services import grading
+
+        grading.mark_error(
+            submission_id=submission_id,
+            worker=worker,
+            message=f"The {stage} stage overran its time limit on the worker.",
+            stage=stage,
+        )
+        return stages.ERROR
+    except RETRYABLE as exc:
+        _retry_or_give_up(task, submission_id, stage, exc)
+        return stages.ERROR
+
+
+@shared_task(name="workers.build_submission", queue="preflight", **TASK_OPTIONS)
+def build_submission(self: Task, submission_id: int) -> str:
+    """Build stage: `queued -> building`; `.py` modules run in the sandbox, configs are read.
+
+    Idempotent (conditional claim); retries infrastructure errors only.
+    """
+    return _run_stage(self, submission_id, "build")
+
+
+@shared_task(name="workers.check_submission", queue="preflight", **TASK_OPTIONS)
+def check_submission(self: Task, submission_id: int) -> str:
+    """Check stage: static analysis and rules on the host; stops on a static failure.
+
+    Idempotent (conditional claim); retries infrastructure errors only.
+    """
+    return _run_stage(self, submission_id, "check")
+
+
+@shared_task(name="workers.train_submission", queue="gpu", **TASK_OPTIONS)
+def train_submission(self: Task, submission_id: int) -> str:
+    """Train stage, on this worker's GPU: epochs stream into `EpochMetric` rows.
+
+    Idempotent (conditional claim); resumes from checkpoints after a killed worker; retries
+    infrastructure errors only.
+    """
+    return _run_stage(self, submission_id, "train")
+
+
+@shared_task(name="workers.evaluate_submission", queue="gpu", **TASK_OPTIONS)
+def evaluate_submission(self: Task, submission_id: int) -> str:
+    """Evaluate stage: test-split metrics, never with student code.
+
+    Idempotent (conditional claim); retries infrastructure errors only.
+    """
+    return _run_stage(self, submission_id, "evaluate")
+
+
+@shared_task(name="workers.finalize_submission", queue="preflight", **TASK_OPTIONS)
+def finalize_submission(self: Task, submission_id: int) -> str:
+    """Finalize: training-decided rules, score, late policy; marks the submission finished.
+
+    Idempotent (the final write is conditional on `evaluating` with no owner); retries database
+    errors only.
+    """
+    from workers.pipeline import stages
+
+    try:
+        return stages.execute_finalize(submission_id)
+    except DatabaseError as exc:
+        _retry_or_give_up(self, submission_id, "finalize", exc)
+        return stages.ERROR
+    except Exception as exc:
+        logger.exception("Submission %s: finalize failed", submission_id)
+        stages.give_up(submission_id, stage="finalize", error=exc)
+        return stages.ERROR
+
+
+@shared_task(
+    name="workers.reap_stale_submissions", queue="maintenance", acks_late=True, ignore_result=True
+)
+def reap_stale_submissions() -> list[int]:
+    """Re-send stages whose worker went silent, and waiting submissions whose message was lost.
+
+    Safe to run concurrently with workers and with itself (row locks, conditional claims).
+    """
+    from assignments.services import grading
+
+    timeout = grading.grading_setting("GRADER_HEARTBEAT_TIMEOUT", 300)
+    acted = grading.requeue_stale(older_than_seconds=timeout)
+    if acted:
+        logger.warning("Reaper acted on submissions %s", acted)
+    return acted
