@@ -248,6 +248,12 @@ def test_env_example_documents_every_environment_variable():
     assert not missing, f".env.example does not document {missing}"
 
 
+def test_readme_explains_every_environment_variable():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    missing = sorted(name for name in settings_variables() if f"`{name}`" not in readme)
+    assert not missing, f"README.md's variable table lacks {missing}"
+
+
 # --- The web image's command and health check, run for real ---------------------------------
 
 
