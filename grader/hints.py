@@ -173,53 +173,106 @@ class ReceptiveFieldOptions:
     dilate_last: tuple[str, tuple[int, ...]] | None
 
 
-def receptive_field_options(report: Mapping[str, Any]) -> ReceptiveFieldOptions:
-    """Work out the receptive field after each candidate change, from a report's rows.
+def receptive_field_options(report: Any) -> ReceptiveFieldOptions:
+    """Work out the receptive field after each candidate change.
 
-    Appending a window of kernel ``k`` and dilation ``d`` adds ``(k - 1) * d * jump`` to the
-    size; a stride ``s`` multiplies the jump by ``s``. Dilating an earlier 3x3 convolution
-    (stride 1) by 2 widens its contribution from ``2 * j_in`` to ``4 * j_in``; layers after it
-    keep their contributions because the jump does not change.
+    Args:
+        report: a `grader.receptive_field.ReceptiveFieldReport`, or its `to_dict()` form.
+
+    With a report object the sizes come from `grader.receptive_field.rf_if_appended` (the
+    receptive-field module's own what-if formulas, aware of branches); with a dict they are
+    worked out from its rows: appending a window of kernel ``k`` and dilation ``d`` adds
+    ``(k - 1) * d * jump``; a stride ``s`` multiplies the jump by ``s``; dilating a 3x3
+    convolution (stride 1) by 2 widens its contribution from ``2 * j_in`` to ``4 * j_in``, and
+    layers after it keep theirs because the jump does not change.
     """
+    if hasattr(report, "rows"):
+        return _options_from_report(report)
+    return _options_from_rows(report)
+
+
+def _options_from_rows(report: Mapping[str, Any]) -> ReceptiveFieldOptions:
     size = tuple(int(v) for v in report["size"])
     jump = tuple(int(v) for v in report["jump"])
     rows: list[Mapping[str, Any]] = list(report.get("layers") or [])
-
-    stopped: str | None = None
-    for row in rows:
-        if any(o > i for o, i in zip(row["r_out"], row["r_in"], strict=False)):
-            stopped = row["layer"]
-
     conv3 = tuple(r + 2 * j for r, j in zip(size, jump, strict=True))
     pool2 = tuple(r + 1 * j for r, j in zip(size, jump, strict=True))
     conv_after_pool = tuple(r + 2 * (2 * j) for r, j in zip(pool2, jump, strict=True))
-
     dilate: tuple[str, tuple[int, ...]] | None = None
     for row in reversed(rows):
-        if (
-            row.get("type") in CONVS
-            and all(k == 3 for k in row["k"])
-            and all(d == 1 for d in row["d"])
-            and all(s == 1 for s in row["s"])
-        ):
+        if _dilatable(row["type"], row["k"], row["d"], row["s"]) and row.get("on_every_path", True):
             grown = tuple(r + 2 * j for r, j in zip(size, row["j_in"], strict=True))
             dilate = (row["layer"], grown)
             break
-    return ReceptiveFieldOptions(stopped, size, jump, conv3, pool2, conv_after_pool, dilate)
+    return ReceptiveFieldOptions(
+        _last_growth(rows), size, jump, conv3, pool2, conv_after_pool, dilate
+    )
+
+
+def _options_from_report(report: Any) -> ReceptiveFieldOptions:
+    from grader.errors import ReceptiveFieldError
+    from grader.receptive_field import rf_if_appended
+
+    size = tuple(int(v) for v in report.size)
+    jump = tuple(int(v) for v in report.jump)
+    rows = [row.to_dict() for row in report.rows]
+    conv3 = tuple(rf_if_appended(report, "conv3x3"))
+    conv_after_pool = tuple(rf_if_appended(report, "pool2x2"))
+    pool2 = tuple(r + j for r, j in zip(size, jump, strict=True))
+    dilate: tuple[str, tuple[int, ...]] | None = None
+    try:
+        grown = tuple(rf_if_appended(report, "dilate_last"))
+    except ReceptiveFieldError:
+        grown = ()
+    if grown:
+        # rf_if_appended dilates the last 3x3 stride-1 convolution on every path: name it.
+        for row in reversed(report.rows):
+            if row.on_every_path and _dilatable(row.type, row.k, row.d, row.s):
+                dilate = (row.layer, grown)
+                break
+    return ReceptiveFieldOptions(
+        _last_growth(rows), size, jump, conv3, pool2, conv_after_pool, dilate
+    )
+
+
+def _dilatable(kind: str, k: Sequence[int], d: Sequence[int], s: Sequence[int]) -> bool:
+    return (
+        kind in CONVS
+        and all(v == 3 for v in k)
+        and all(v == 1 for v in d)
+        and all(v == 1 for v in s)
+    )
+
+
+def _last_growth(rows: Sequence[Mapping[str, Any]]) -> str | None:
+    """The last row whose layer made the field larger (where it stopped growing)."""
+    last = None
+    for row in rows:
+        if any(o > i for o, i in zip(row["r_out"], row["r_in"], strict=False)):
+            last = row["layer"]
+    return last
 
 
 def _fmt(size: Sequence[int]) -> str:
     return "x".join(str(v) for v in size)
 
 
-def receptive_field_hint(report: Mapping[str, Any], limit: int | Sequence[int]) -> str:
-    """Where the field stopped growing and what one more layer, a pooling or dilation gives."""
+def receptive_field_hint(report: Any, limit: int | Sequence[int]) -> str:
+    """Where the field stopped growing and what one more layer, a pooling or dilation gives.
+
+    Args:
+        report: a `ReceptiveFieldReport` or its `to_dict()` form, at the rule's end point.
+        limit: the size the rule asks for (one number, or per axis).
+    """
+    if getattr(report, "is_global", False) or (isinstance(report, Mapping) and report["global"]):
+        return ""
     options = receptive_field_options(report)
+    end_point = report["end_point"] if isinstance(report, Mapping) else report.end_point
     lines = []
     if options.stopped_growing_at is not None:
         lines.append(
             f"The receptive field last grows at `{options.stopped_growing_at}` and is "
-            f"{_fmt(options.current)} at `{report['end_point']}` (jump {_fmt(options.jump)})."
+            f"{_fmt(options.current)} at `{end_point}` (jump {_fmt(options.jump)})."
         )
     lines.append(f"One more 3x3 convolution at the end point would give {_fmt(options.conv3x3)}.")
     lines.append(

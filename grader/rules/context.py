@@ -58,7 +58,7 @@ class RuleContext:
     rf_report: Any = None
     outcome: TrainingOutcome | None = None
     training_config: Mapping[str, Any] | None = None
-    _rf_cache: dict[str | None, dict[str, Any]] = field(default_factory=dict, repr=False)
+    _rf_cache: dict[str | None, Any] = field(default_factory=dict, repr=False)
     _layers: list[LayerFacts] | None = field(default=None, repr=False)
 
     @property
@@ -91,27 +91,24 @@ class RuleContext:
 
         return default_end_point(self.graph)
 
-    def receptive_field(self, end_point: str | None = None) -> dict[str, Any]:
-        """The receptive-field report (as `to_dict()`) at `end_point`, default end point if None.
+    def receptive_field(self, end_point: str | None = None) -> Any:
+        """The `ReceptiveFieldReport` at `end_point` (the default end point when None).
 
         Raises:
             ReceptiveFieldError: the field cannot be computed exactly there.
         """
         if end_point in self._rf_cache:
             return self._rf_cache[end_point]
-        report = self.rf_report
-        if report is not None:
-            data = report.to_dict() if hasattr(report, "to_dict") else dict(report)
-            self._rf_cache.setdefault(None, data)
-            self._rf_cache.setdefault(data.get("end_point"), data)
-            if end_point in self._rf_cache:
-                return self._rf_cache[end_point]
-        from grader.receptive_field import compute_receptive_field
+        from grader.receptive_field import compute_receptive_field, default_end_point
 
-        data = compute_receptive_field(self.graph, end_point=end_point).to_dict()
-        self._rf_cache[end_point] = data
-        self._rf_cache.setdefault(data.get("end_point"), data)
-        return data
+        if self.rf_report is not None:
+            # The report handed in may be at any end point (`--end-point`); reuse it only there.
+            self._rf_cache.setdefault(self.rf_report.end_point, self.rf_report)
+        target = end_point if end_point is not None else default_end_point(self.graph)
+        if target not in self._rf_cache:
+            self._rf_cache[target] = compute_receptive_field(self.graph, end_point=target)
+        self._rf_cache[end_point] = self._rf_cache[target]
+        return self._rf_cache[end_point]
 
 
 def _layer_facts(analysis: Any) -> Iterator[LayerFacts]:

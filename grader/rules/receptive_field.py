@@ -34,9 +34,10 @@ def _fmt(size: Any) -> str:
 def min_receptive_field(spec: RuleSpec, ctx: RuleContext) -> Verdict:
     limit = spec.params["limit"]
     try:
-        report = ctx.receptive_field(spec.params["end_point"])
+        report_obj = ctx.receptive_field(spec.params["end_point"])
     except GraderError as exc:
         return Verdict(False, None, f"The receptive field could not be computed: {exc.message}")
+    report = report_obj.to_dict()
     size = [int(v) for v in report["size"]]
     needed = [limit] * len(size) if isinstance(limit, int) else list(limit)
     if len(needed) != len(size):
@@ -58,5 +59,5 @@ def min_receptive_field(spec: RuleSpec, ctx: RuleContext) -> Verdict:
         False,
         measured,
         f"The receptive field {where} is {_fmt(size)}. Expected at least {_fmt(limit)}.",
-        hints.receptive_field_hint(report, limit),
+        hints.receptive_field_hint(report_obj, limit),
     )
