@@ -78,10 +78,10 @@ class AssignmentForm(forms.ModelForm):
         cleaned = super().clean()
         preset = cleaned.get("preset")
         if preset:
-            from grader.presets import load_preset
+            from grader.presets import preset_text
 
             try:
-                cleaned["rules_yaml"] = preset_yaml(load_preset(preset))
+                cleaned["rules_yaml"] = preset_text(preset)
             except GraderError as exc:
                 self.add_error("preset", exc.message)
         rules = cleaned.get("rules_yaml") or ""
@@ -94,23 +94,6 @@ class AssignmentForm(forms.ModelForm):
     def service_fields(self) -> dict:
         """The cleaned values the services take (slug excluded)."""
         return {name: self.cleaned_data[name] for name in EDITABLE_FIELDS}
-
-
-def preset_yaml(preset) -> str:
-    """YAML text of a preset (a RuleSet with a `to_yaml`, a mapping, or text)."""
-    import yaml
-
-    if isinstance(preset, str):
-        return preset
-    for attr in ("to_yaml", "yaml", "source"):
-        value = getattr(preset, attr, None)
-        if callable(value):
-            return value()
-        if isinstance(value, str):
-            return value
-    to_dict = getattr(preset, "to_dict", None)
-    data = to_dict() if callable(to_dict) else preset
-    return yaml.safe_dump(data, sort_keys=False)
 
 
 class AssignmentImportForm(forms.Form):

@@ -17,54 +17,48 @@ def _rf_rows(checks: dict) -> list[dict]:
     return list(rf.get("layers") or [])
 
 
-def _params_total(params: Any) -> Any:
-    if isinstance(params, dict):
-        return params.get("total")
-    return params
-
-
 def layer_rows(checks: dict | None) -> list[dict[str, Any]]:
-    """One row per layer: name, class, output shape, parameters, receptive field and jump.
-
-    Joins the per-layer table and the receptive-field rows of the `check_model` object by
-    layer name (the RF report lists only the layers on the path to its end-point).
-    """
+    """One row per layer of the `check_model` object: name, class, output shape, parameters,
+    receptive field and jump (None for layers past the receptive-field end point)."""
     if not checks:
         return []
-    rf_by_name = {row.get("name"): row for row in _rf_rows(checks)}
-    rows = []
-    for layer in checks.get("layers") or []:
-        rf = rf_by_name.get(layer.get("name"), {})
-        rows.append(
-            {
-                "name": layer.get("name"),
-                "class_name": layer.get("class_name"),
-                "output_shape": layer.get("output_shape"),
-                "params": _params_total(layer.get("params")),
-                "rf_size": rf.get("size"),
-                "rf_jump": rf.get("jump"),
-            }
-        )
-    return rows
+    return [
+        {
+            "name": layer.get("name"),
+            "class_name": layer.get("class_name"),
+            "output_shape": layer.get("output_shape"),
+            "params": layer.get("params"),
+            "rf_size": layer.get("rf_size"),
+            "rf_jump": layer.get("rf_jump"),
+        }
+        for layer in checks.get("layers") or []
+    ]
 
 
 def image_size(assignment: Assignment, checks: dict | None) -> int | None:
-    """The larger side of the input image, from the model's input shape or the dataset."""
-    shape = (checks or {}).get("input_shape")
+    """The larger side of the input image: the receptive field report's input size, else the
+    model's input shape, else the dataset's."""
+    rf = (checks or {}).get("receptive_field") or {}
+    size = rf.get("input_size")
+    if isinstance(size, list) and size and all(isinstance(v, int) for v in size):
+        return max(size)
+    shape = ((checks or {}).get("model") or {}).get("input_shape")
     if isinstance(shape, list) and len(shape) >= 2 and all(isinstance(v, int) for v in shape[:2]):
         return max(shape[0], shape[1])
-    try:
-        from grader.datasets import get_source
+    from grader.datasets import DATASETS
 
-        height, width, _ = get_source(assignment.dataset).input_shape
-    except Exception:  # an unknown dataset draws no reference line, it does not break the page
-        return None
-    return max(height, width)
+    source = DATASETS.get(assignment.dataset)
+    return max(source.input_shape[:2]) if source else None
+
+
+def rf_growth_rows(checks: dict | None) -> list[dict[str, Any]]:
+    """Receptive field after each layer on the path to the end point, in order."""
+    return [{"name": row.get("layer"), "size": row.get("r_out")} for row in _rf_rows(checks or {})]
 
 
 def rf_chart(assignment: Assignment, checks: dict | None):
-    """The receptive-field growth chart, or None without an RF report."""
-    rows = _rf_rows(checks or {})
+    """The receptive-field growth chart, or None without a receptive-field report."""
+    rows = rf_growth_rows(checks)
     if not rows:
         return None
     return charts.rf_growth_chart(rows, image_size(assignment, checks))
@@ -134,44 +128,108 @@ def log_tail(log: str) -> str:
     )
 
 
-def describe_rules(rules_yaml: str) -> list[dict[str, Any]]:
-    """The assignment's rules in plain words ("At most 100,000 parameters").
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.6g}"
+    if isinstance(value, list | tuple):
+        return " \u00d7 ".join(_fmt(v) for v in value)
+    return str(value)
 
-    Uses `grader.rules.describe_ruleset` when the rule engine provides it; otherwise each
-    rule's registered summary and its parameters.
-    """
+
+def _pixels(value: Any) -> str:
+    return f"{_fmt(value)} px"
+
+
+def _percent(value: Any) -> str:
+    return f"{float(value) * 100:g} %"
+
+
+# Plain sentences for the rules students meet most; other rules use their registered summary
+# with the parameters filled in.
+PLAIN_WORDS = {
+    "max_params": lambda p: (
+        f"At most {_fmt(p['limit'])} parameters"
+        + (" (trainable ones)" if p.get("count") == "trainable" else "")
+    ),
+    "separable_conv_used": lambda p: (
+        f"At least {_fmt(p.get('min_count', 1))} depthwise-separable convolution"
+        + ("s" if p.get("min_count", 1) != 1 else "")
+    ),
+    "dilated_conv_used": lambda p: (
+        f"At least {_fmt(p.get('min_count', 1))} dilated convolution"
+        + ("s" if p.get("min_count", 1) != 1 else "")
+    ),
+    "max_dropout": lambda p: f"Dropout rates at most {_fmt(p['limit'])}",
+    "min_receptive_field": lambda p: (
+        f"Receptive field at least {_pixels(p['limit'])}"
+        + (f" at layer `{p['end_point']}`" if p.get("end_point") else " before global pooling")
+    ),
+    "max_epochs": lambda p: f"At most {_fmt(p['limit'])} training epochs",
+    "min_val_accuracy": lambda p: (
+        f"Validation accuracy at least {_percent(p['limit'])} within "
+        f"{_fmt(p['within_epochs'])} epochs"
+    ),
+    "min_test_accuracy": lambda p: f"Test accuracy at least {_percent(p['limit'])}",
+    "forbidden_layers": lambda p: f"No {', '.join(p['layers'])} layers",
+    "required_layers": lambda p: (
+        f"At least {_fmt(p.get('min_count', 1))} of each: {', '.join(p['layers'])}"
+    ),
+    "global_pooling_used": lambda p: (
+        "Global pooling before the classifier"
+        + (f" ({p['kind']})" if p.get("kind") not in (None, "any") else "")
+    ),
+    "only_separable_convs": lambda p: (
+        "Plain convolutions only as 1x1 (pointwise)"
+        + (", or as the first layer" if p.get("allow_first_layer") else "")
+    ),
+}
+
+
+def rule_in_plain_words(rule_id: str, params: dict[str, Any]) -> str:
+    """One rule as a sentence with its limits: "At most 100,000 parameters"."""
+    sentence = PLAIN_WORDS.get(rule_id)
+    if sentence is not None:
+        try:
+            return sentence(params)
+        except (KeyError, TypeError, ValueError):
+            pass  # unexpected parameters: fall back to the summary below
     try:
-        from grader import rules as rules_module
+        from grader.rules import get_rule
 
-        ruleset = rules_module.load_ruleset(rules_yaml)
-    except Exception:  # a page must render even if the stored rule set no longer loads
-        return []
-    describe = getattr(rules_module, "describe_ruleset", None)
-    if callable(describe):
-        return [
-            item if isinstance(item, dict) else {"text": str(item)} for item in describe(ruleset)
-        ]
-    items = []
-    for spec in getattr(ruleset, "rules", []) or []:
-        rule_id = getattr(spec, "id", "")
-        text = getattr(spec, "description", None) or _summary(rule_id)
-        params = getattr(spec, "params", None) or {}
-        items.append(
-            {
-                "id": rule_id,
-                "name": getattr(spec, "name", rule_id),
-                "text": text,
-                "params": params,
-                "points": getattr(spec, "points", None),
-            }
-        )
-    return items
-
-
-def _summary(rule_id: str) -> str:
-    try:
-        from grader.rules.registry import get_rule
-
-        return get_rule(rule_id).summary
+        summary = get_rule(rule_id).summary
     except KeyError:
         return rule_id
+    for name, value in params.items():
+        if value is not None:
+            summary = summary.replace(f"`{name}`", _fmt(value))
+    return summary
+
+
+def describe_rules(rules_yaml: str) -> list[dict[str, Any]]:
+    """The assignment's rules in plain words, with their points and phase.
+
+    Returns:
+        One `{"id", "name", "text", "points", "phase"}` per rule; empty if the stored rule set
+        no longer loads (the page still renders; the instructor's edit form shows the error).
+    """
+    from grader.errors import GraderError
+    from grader.rules import load_ruleset
+
+    try:
+        ruleset = load_ruleset(rules_yaml)
+    except GraderError:
+        return []
+    return [
+        {
+            "id": spec.id,
+            "name": spec.name,
+            "text": rule_in_plain_words(spec.id, dict(spec.params)),
+            "points": spec.points,
+            "phase": spec.phase,
+        }
+        for spec in ruleset.rules
+    ]

@@ -1,0 +1,220 @@
+"""Rows for the site's tests: a course with an instructor and students, an assignment, and
+submissions with results. Test modules import the fixtures they use from here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import uuid
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.files.base import ContentFile
+from django.utils import timezone
+
+from assignments.models import Assignment, Course, Enrollment, Result, Submission
+
+# A static-only rule set (decided without training), so results are meaningful without a GPU.
+RULES_YAML = """\
+rules:
+  - id: max_params
+    limit: 20000
+    points: 2
+  - id: max_dropout
+    limit: 0.2
+  - id: min_receptive_field
+    limit: 8
+"""
+
+PASSWORD = "correct horse battery staple"
+
+
+def tiny_model_config(filters: int = 4, name: str = "tiny") -> dict:
+    """A small valid Keras 3 Sequential config: conv, global pooling, dense."""
+    return {
+        "class_name": "Sequential",
+        "config": {
+            "name": name,
+            "layers": [
+                {
+                    "class_name": "InputLayer",
+                    "config": {"batch_shape": [None, 16, 16, 3], "name": "input"},
+                },
+                {
+                    "class_name": "Conv2D",
+                    "config": {
+                        "name": "conv",
+                        "filters": filters,
+                        "kernel_size": [3, 3],
+                        "strides": [1, 1],
+                        "padding": "valid",
+                        "dilation_rate": [1, 1],
+                        "use_bias": True,
+                        "activation": "relu",
+                        "data_format": "channels_last",
+                        "groups": 1,
+                    },
+                },
+                {
+                    "class_name": "GlobalAveragePooling2D",
+                    "config": {"name": "pool", "data_format": "channels_last", "keepdims": False},
+                },
+                {
+                    "class_name": "Dense",
+                    "config": {
+                        "name": "out",
+                        "units": 4,
+                        "use_bias": True,
+                        "activation": "softmax",
+                    },
+                },
+            ],
+        },
+    }
+
+
+def model_json(filters: int = 4) -> bytes:
+    return json.dumps(tiny_model_config(filters)).encode()
+
+
+PY_MODEL = b"""\
+import keras
+
+
+def build_model(input_shape, num_classes):
+    return keras.Sequential([
+        keras.Input(input_shape),
+        keras.layers.SeparableConv2D(8, 3, activation="relu"),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(num_classes, activation="softmax"),
+    ])
+"""
+
+
+def make_user(username: str, *, superuser: bool = False):
+    model = get_user_model()
+    if superuser:
+        return model.objects.create_superuser(username, f"{username}@example.org", PASSWORD)
+    return model.objects.create_user(username, f"{username}@example.org", PASSWORD)
+
+
+@pytest.fixture
+def course(db) -> Course:
+    return Course.objects.create(slug="dl101", title="Deep Learning 101")
+
+
+@pytest.fixture
+def other_course(db) -> Course:
+    return Course.objects.create(slug="cv201", title="Computer Vision 201")
+
+
+@pytest.fixture
+def instructor(course):
+    user = make_user("prof")
+    Enrollment.objects.create(course=course, user=user, role=Enrollment.Role.INSTRUCTOR)
+    return user
+
+
+@pytest.fixture
+def student(course):
+    user = make_user("alice")
+    Enrollment.objects.create(course=course, user=user, display_name="Alice A.")
+    return user
+
+
+@pytest.fixture
+def other_student(course):
+    user = make_user("bob")
+    Enrollment.objects.create(course=course, user=user, display_name="Bob B.")
+    return user
+
+
+@pytest.fixture
+def other_instructor(other_course):
+    user = make_user("otherprof")
+    Enrollment.objects.create(course=other_course, user=user, role=Enrollment.Role.INSTRUCTOR)
+    return user
+
+
+@pytest.fixture
+def assignment(course) -> Assignment:
+    return Assignment.objects.create(
+        course=course,
+        slug="hw1",
+        title="Homework 1",
+        description="Build a **small** CNN.",
+        dataset="synthetic",
+        rules_yaml=RULES_YAML,
+        daily_quota=3,
+    )
+
+
+@pytest.fixture
+def uploads_dir(settings, tmp_path):
+    """Uploads go to a temporary MEDIA_ROOT, away from the developer's var/."""
+    settings.MEDIA_ROOT = tmp_path / "uploads"
+    return settings.MEDIA_ROOT
+
+
+def make_submission(
+    assignment: Assignment,
+    student,
+    *,
+    status: str = Submission.Status.FINISHED,
+    reason: str = "",
+    accuracy: float | None = None,
+    params: int | None = 1000,
+    passed: bool | None = True,
+    created_at: dt.datetime | None = None,
+    log: str = "",
+    rules: list | None = None,
+    checks: dict | None = None,
+    with_result: bool = True,
+) -> Submission:
+    """A stored submission (with a file) and, unless `with_result=False`, its result."""
+    data = uuid.uuid4().bytes
+    submission = Submission(
+        assignment=assignment,
+        student=student,
+        original_name="model.json",
+        kind=Submission.Kind.JSON,
+        sha256=hashlib.sha256(data).hexdigest(),
+        size_bytes=len(data),
+        status=status,
+        reason=reason,
+        log=log,
+        queued_at=timezone.now(),
+    )
+    submission.file.save("model.json", ContentFile(data), save=False)
+    submission.save()
+    if created_at is not None:
+        Submission.objects.filter(pk=submission.pk).update(created_at=created_at)
+        submission.created_at = created_at
+    if with_result:
+        Result.objects.create(
+            submission=submission,
+            rules_version=assignment.rules_version,
+            passed=passed,
+            accuracy=accuracy,
+            params_total=params,
+            params_trainable=params,
+            score=None if accuracy is None else round(accuracy * 100, 3),
+            rules=rules
+            if rules is not None
+            else [
+                {
+                    "id": "max_params",
+                    "name": "max_params",
+                    "passed": passed,
+                    "measured": params,
+                    "limit": 20000,
+                    "message": "",
+                    "hint": None,
+                    "points": 2.0,
+                },
+            ],
+            checks=checks or {},
+        )
+    return submission
