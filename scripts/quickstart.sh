@@ -21,7 +21,9 @@ export DJANGO_SETTINGS_MODULE="${DJANGO_SETTINGS_MODULE:-config.settings.local}"
 PY="$ROOT/.venv/bin/python"
 # The same default as assignments/management/commands/load_demo.py (a test keeps them equal).
 export DEMO_PASSWORD="${DEMO_PASSWORD:-grader-demo}"
-LOG_DIR="$ROOT/var/log"
+# The same folder the settings use for SQLite and the broker.
+VAR_DIR="${GRADER_VAR_DIR:-$ROOT/var}"
+LOG_DIR="$VAR_DIR/log"
 
 log() { printf '[quickstart] %s\n' "$*"; }
 die() { printf '[quickstart] %s\n' "$*" >&2; exit 1; }
@@ -90,14 +92,14 @@ stop_all() {
 trap 'stop_all; exit 130' INT TERM
 trap stop_all EXIT
 
-log "starting the worker (log: var/log/worker.log)"
+log "starting the worker (log: $LOG_DIR/worker.log)"
 setsid "$ROOT/.venv/bin/celery" -A workers worker -B \
     -Q preflight,gpu,maintenance --concurrency 1 --loglevel INFO \
-    --schedule "$ROOT/var/celerybeat-schedule" \
+    --schedule "$VAR_DIR/celerybeat-schedule" \
     >>"$LOG_DIR/worker.log" 2>&1 &
 WORKER_PID=$!
 
-log "starting the web site (log: var/log/web.log)"
+log "starting the web site (log: $LOG_DIR/web.log)"
 setsid "$PY" manage.py runserver "127.0.0.1:$PORT" --noreload >>"$LOG_DIR/web.log" 2>&1 &
 WEB_PID=$!
 
@@ -106,7 +108,7 @@ for _ in $(seq 1 60); do
     kill -0 "$WEB_PID" 2>/dev/null || { tail -n 30 "$LOG_DIR/web.log" >&2; die "the web site died"; }
     sleep 0.5
 done
-port_in_use "$PORT" || die "the web site did not open 127.0.0.1:$PORT; see var/log/web.log"
+port_in_use "$PORT" || die "the web site did not open 127.0.0.1:$PORT; see $LOG_DIR/web.log"
 
 cat <<EOF
 
@@ -117,7 +119,7 @@ cat <<EOF
   Demo logins: instructor (instructor of the demo course), student1, student2
   Password:    $DEMO_PASSWORD   (given to demo accounts when first created; kept afterwards)
 
-  Logs: var/log/web.log, var/log/worker.log.   Ctrl-C stops both.
+  Logs: $LOG_DIR/web.log, $LOG_DIR/worker.log.   Ctrl-C stops both.
 
 EOF
 
@@ -126,5 +128,5 @@ set +e
 wait -n "$WEB_PID" "$WORKER_PID"
 rc=$?
 set -e
-log "a process exited (code $rc); see var/log/web.log and var/log/worker.log"
+log "a process exited (code $rc); see $LOG_DIR/web.log and $LOG_DIR/worker.log"
 exit "$rc"
