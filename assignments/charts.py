@@ -63,11 +63,10 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
     start = math.floor(low / step) * step
-    ticks = []
-    value = start
-    while value <= high + step * 1e-9:
-        ticks.append(round(value, 10))
-        value += step
+    ticks = [round(start, 10)]
+    # Keep going until a tick reaches the top, so the axis always covers the data.
+    while ticks[-1] < high - step * 1e-9:
+        ticks.append(round(start + len(ticks) * step, 10))
     return ticks
 
 

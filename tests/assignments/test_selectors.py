@@ -1,0 +1,201 @@
+"""Leaderboard, grades and statistics: checked against a brute-force computation in Python,
+and for a number of SQL queries that does not grow with the number of submissions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from assignments import selectors
+from assignments.models import Assignment, Enrollment, Submission
+from tests.assignments.site_fixtures import make_submission, make_user
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("uploads_dir")]
+
+BASE = timezone.now() - dt.timedelta(days=2)
+
+
+def seed(assignment, n_students: int, per_student: int, rng: random.Random, prefix: str = "s"):
+    """Random submissions with deliberate ties in accuracy and parameters."""
+    users = []
+    for i in range(n_students):
+        user = make_user(f"{prefix}{i:03d}")
+        Enrollment.objects.create(course=assignment.course, user=user, display_name=f"Name {i}")
+        users.append(user)
+    rows = []
+    minute = 0
+    for user in users:
+        for _ in range(per_student):
+            minute += 1
+            status = rng.choice(
+                [Submission.Status.FINISHED] * 4
+                + [Submission.Status.FAILED, Submission.Status.ERROR]
+            )
+            passed = status == Submission.Status.FINISHED and rng.random() < 0.8
+            rows.append(
+                make_submission(
+                    assignment,
+                    user,
+                    status=status,
+                    accuracy=rng.choice([0.5, 0.6, 0.7, 0.7, 0.8]),  # ties on purpose
+                    params=rng.choice([1000, 2000, 2000, 3000]),
+                    passed=passed,
+                    created_at=BASE + dt.timedelta(minutes=minute),
+                )
+            )
+    return users, rows
+
+
+def expected_leaderboard(rows, policy: str) -> list[int]:
+    """The ranking rule, computed independently: brute force over plain tuples."""
+    passing = [
+        s for s in rows if s.status == Submission.Status.FINISHED and s.result.passed is True
+    ]
+    by_student: dict[int, list] = {}
+    for s in passing:
+        by_student.setdefault(s.student_id, []).append(s)
+    chosen = []
+    for subs in by_student.values():
+        if policy == Assignment.LeaderboardPolicy.BEST:
+            best = min(
+                subs, key=lambda s: (-s.result.accuracy, s.result.params_total, s.created_at, s.pk)
+            )
+        else:
+            best = max(subs, key=lambda s: (s.created_at, s.pk))
+        chosen.append(best)
+    chosen.sort(key=lambda s: (-s.result.accuracy, s.result.params_total, s.created_at, s.pk))
+    return [s.pk for s in chosen]
+
+
+@pytest.mark.parametrize(
+    "policy", [Assignment.LeaderboardPolicy.BEST, Assignment.LeaderboardPolicy.LATEST]
+)
+@pytest.mark.parametrize("seed_value", [1, 2, 3])
+def test_leaderboard_matches_brute_force_ranking(assignment, policy, seed_value):
+    assignment.leaderboard_policy = policy
+    assignment.save()
+    _, rows = seed(assignment, n_students=12, per_student=5, rng=random.Random(seed_value))
+    entries = selectors.leaderboard(assignment)
+    assert [e.submission.pk for e in entries] == expected_leaderboard(rows, policy)
+    assert [e.rank for e in entries] == list(range(1, len(entries) + 1))
+    assert len({e.submission.student_id for e in entries}) == len(entries)
+
+
+def test_failing_submissions_are_not_ranked(assignment, student):
+    make_submission(assignment, student, accuracy=0.99, passed=False, status="failed")
+    assert selectors.leaderboard(assignment) == []
+
+
+def test_names_are_display_names_or_hidden_until_the_deadline(assignment, student):
+    make_submission(assignment, student, accuracy=0.9)
+    pseudonym = Enrollment.objects.get(user=student).pseudonym
+    assert [e.name for e in selectors.leaderboard(assignment)] == ["Alice A."]
+    assignment.hide_names_until_deadline = True
+    assignment.deadline = timezone.now() + dt.timedelta(days=1)
+    assignment.save()
+    assert [e.name for e in selectors.leaderboard(assignment)] == [pseudonym]
+    after = assignment.deadline + dt.timedelta(seconds=1)
+    assert [e.name for e in selectors.leaderboard(assignment, now=after)] == ["Alice A."]
+
+
+def _queries(func) -> int:
+    with CaptureQueriesContext(connection) as ctx:
+        func()
+    return len(ctx.captured_queries)
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda a: list(selectors.leaderboard(a)),
+        lambda a: selectors.grade_table(a),
+        lambda a: selectors.assignment_stats(a),
+        lambda a: [
+            (s.student.username, s.result.accuracy)
+            for s in selectors.submissions_table(assignment=a)[:50]
+        ],
+    ],
+    ids=["leaderboard", "grades", "stats", "submissions_table"],
+)
+def test_query_count_does_not_grow_with_submissions(assignment, course, read):
+    small = Assignment.objects.create(
+        course=course, slug="small", title="S", rules_yaml="rules: []"
+    )
+    seed(small, n_students=2, per_student=2, rng=random.Random(0), prefix="t")
+    seed(assignment, n_students=15, per_student=6, rng=random.Random(0))
+    assert _queries(lambda: read(small)) == _queries(lambda: read(assignment))
+
+
+def test_grade_table_has_one_row_per_student_and_a_column_per_rule(
+    assignment, student, other_student
+):
+    rules = [
+        {"id": "max_params", "name": "max_params", "passed": True},
+        {"id": "max_dropout", "name": "max_dropout", "passed": False},
+    ]
+    make_submission(
+        assignment,
+        student,
+        accuracy=0.8,
+        passed=True,
+        rules=[rules[0], {**rules[1], "passed": True}],
+    )
+    late = make_submission(
+        assignment, student, accuracy=0.7, passed=False, status="failed", rules=rules
+    )
+    Submission.objects.filter(pk=late.pk).update(is_late=True)
+    table = selectors.grade_table(assignment)
+    assert table.header[:6] == [
+        "username",
+        "display_name",
+        "submission_id",
+        "status",
+        "reason",
+        "passed",
+    ]
+    assert "rule:max_params" in table.header and "rule:max_dropout" in table.header
+    rows = {row[0]: dict(zip(table.header, row, strict=True)) for row in table.rows}
+    assert set(rows) == {"alice", "bob"}
+    # Alice's passing submission stands, not her later failing one.
+    assert rows["alice"]["accuracy"] == 0.8 and rows["alice"]["rule:max_dropout"] == "yes"
+    assert rows["alice"]["late"] == "no"
+    assert rows["bob"]["submission_id"] == ""
+
+
+def test_late_penalty_applies_to_the_computed_score_not_to_an_override(assignment, student):
+    assignment.late_policy = Assignment.LatePolicy.PENALTY
+    assignment.late_penalty = 0.25
+    assignment.save()
+    submission = make_submission(assignment, student, accuracy=0.8)
+    Submission.objects.filter(pk=submission.pk).update(is_late=True)
+    submission = selectors.submission_detail(submission.pk)
+    assert selectors.effective_score(submission) == pytest.approx(80.0 * 0.75)
+    submission.result.score_override = 90.0
+    assert selectors.effective_score(submission) == 90.0
+
+
+def test_stats_count_passes_per_rule_and_bin_accuracies(assignment, student):
+    for accuracy, passed in [(0.55, True), (0.65, False), (0.95, True)]:
+        make_submission(assignment, student, accuracy=accuracy, passed=passed)
+    stats = selectors.assignment_stats(assignment)
+    assert sorted(stats.accuracies) == [0.55, 0.65, 0.95]
+    assert stats.rule_pass_rates == [("max_params", 2, 3)]
+    assert sum(n for _, n in stats.per_day) == 3
+    assert stats.by_status == {"finished": 3}
+
+
+def test_queue_position_counts_earlier_queued_submissions(assignment, student, other_student):
+    a = make_submission(assignment, student, status="queued", with_result=False, created_at=BASE)
+    b = make_submission(
+        assignment, other_student, status="queued", with_result=False,
+        created_at=BASE + dt.timedelta(seconds=1),
+    )  # fmt: skip
+    running = make_submission(assignment, student, status="training", with_result=False)
+    assert selectors.queue_position(a) == 1
+    assert selectors.queue_position(b) == 2
+    assert selectors.queue_position(running) is None
