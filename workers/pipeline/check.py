@@ -103,16 +103,17 @@ def run_check(
     from grader.report import check_model
 
     ruleset = load_plan_ruleset(plan)
+    training_config = validated_training_config(declared_training, plan)
     try:
-        checks = check_model(model_config, ruleset)
+        checks = check_model(model_config, ruleset, training_config=training_config)
+    except RuleSetError as exc:
+        raise InfrastructureError(
+            f"The rule set of assignment `{plan.slug}` is invalid: {exc.message}", retry=False
+        ) from exc
     except GraderError as exc:
         raise StageFailed("invalid_submission", exc.message) from exc
-    if "error" in checks and "rules" not in checks:
-        error = checks["error"]
-        raise StageFailed("invalid_submission", str(error.get("message", error)))
     rules = list(checks.get("rules", []))
     failed = [r for r in rules if r.get("passed") is False]
-    training_config = validated_training_config(declared_training, plan)
     return CheckOutput(
         checks=checks,
         rules=rules,

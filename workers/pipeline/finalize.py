@@ -54,6 +54,7 @@ def compute_verdict(
     epochs: Sequence[Mapping[str, Any]],
     test_accuracy: float | None,
     is_late: bool,
+    training_config: Mapping[str, Any] | None = None,
 ) -> Verdict:
     """Evaluate every rule with the training outcome and score the submission.
 
@@ -63,6 +64,7 @@ def compute_verdict(
         epochs: The recorded epochs (`{"epoch", "val_accuracy", ...}`), in any order.
         test_accuracy: The evaluation's accuracy on the test split, if evaluated.
         is_late: Whether the submission came after the deadline.
+        training_config: The validated training config used (for `max_epochs`).
     """
     from grader.analysis import analyze
     from grader.receptive_field import compute_receptive_field
@@ -77,7 +79,12 @@ def compute_verdict(
         if plan.trains
         else TrainingOutcome(epochs_run=0, test_accuracy=test_accuracy)
     )
-    results = [r.to_dict() for r in evaluate_rules(ruleset, analysis, rf_report, outcome)]
+    results = [
+        r.to_dict()
+        for r in evaluate_rules(
+            ruleset, analysis, rf_report, outcome, training_config=training_config
+        )
+    ]
     return Verdict(
         rules=results,
         passed=overall_passed(results),

@@ -11,8 +11,6 @@ from typing import Any
 
 import yaml
 
-from grader.errors import RuleSetError
-
 DEFAULT_MEMORY_LIMIT_MB = 4096
 
 
@@ -89,41 +87,22 @@ class GradingPlan:
         Raises:
             RuleSetError: No preset has that slug.
         """
+        from grader.presets import load_preset, preset_text
+
         text = preset_text(slug)
-        meta = yaml.safe_load(text) or {}
+        meta = dict(load_preset(slug).metadata)
         return cls(
             slug=slug,
             dataset=str(meta.get("dataset", "synthetic")),
             mode=str(meta.get("mode", "train")),
             rules_yaml=text,
-            rules_version=int(meta.get("version", 1)),
+            rules_version=1,
             time_limit_seconds=int(meta.get("time_limit_seconds", 1800)),
             memory_limit_mb=int(meta.get("memory_limit_mb", DEFAULT_MEMORY_LIMIT_MB)),
             max_epochs=int(meta.get("max_epochs", 50)),
             allow_custom_training=bool(meta.get("allow_custom_training", False)),
             training_defaults=meta.get("training") or None,
         )
-
-
-def preset_text(slug: str) -> str:
-    """The YAML text of a shipped preset.
-
-    Raises:
-        RuleSetError: No preset has that slug.
-    """
-    from importlib import resources
-
-    presets = resources.files("grader.presets")
-    candidate = presets / f"{slug}.yaml"
-    if not candidate.is_file():
-        known = sorted(
-            p.name.removesuffix(".yaml") for p in presets.iterdir() if p.name.endswith(".yaml")
-        )
-        raise RuleSetError(
-            f"No assignment or preset is named `{slug}`. Expected one of the presets "
-            f"{', '.join(known) or '(none)'} or an assignment slug in the database."
-        )
-    return candidate.read_text(encoding="utf-8")
 
 
 def training_defaults_of(rules_yaml: str) -> dict[str, Any] | None:

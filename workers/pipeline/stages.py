@@ -421,6 +421,7 @@ def execute_finalize(submission_id: int) -> str:
         epochs=epochs,
         test_accuracy=result.accuracy if result is not None else None,
         is_late=submission.is_late,
+        training_config=submission.training_config,
     )
     if not grading.finalize(
         submission_id=submission_id,
