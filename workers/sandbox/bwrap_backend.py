@@ -244,7 +244,7 @@ class BwrapSandbox:
 
         # bwrap would create missing parents (e.g. /root for the Python installation) with the
         # host's mode, 0700 for /root, which uid 65534 cannot traverse: create them 0755 first.
-        bwrap += _parent_directories([m.target for m in job.mounts] + [SCRATCH_DIR, job.workdir])
+        bwrap += _parent_directories([m.target for m in job.mounts] + [SCRATCH_DIR], job.workdir)
         # Parents before children: a bind onto /a/b after /a/b's parent is mounted stays visible.
         for mount in sorted(job.mounts, key=lambda m: m.target.count("/")):
             source = str(mount.source)
@@ -284,16 +284,16 @@ class BwrapSandbox:
         )
 
 
-def _parent_directories(targets: list[str]) -> list[str]:
-    """`--perms 0755 --dir` arguments for every ancestor of the targets, shallowest first."""
-    parents: set[str] = set()
-    for target in targets:
-        path = Path(target)
-        parents.update(str(p) for p in path.parents if str(p) != "/")
-    mounted = {t.rstrip("/") for t in targets}
+def _parent_directories(mount_targets: list[str], workdir: str) -> list[str]:
+    """`--perms 0755 --dir` arguments for every ancestor of the mount targets and for the
+    working directory, shallowest first (mount points themselves are made by their binds)."""
+    needed: set[str] = {workdir.rstrip("/")} if workdir.rstrip("/") else set()
+    for target in mount_targets:
+        needed.update(str(p) for p in Path(target).parents if str(p) != "/")
+    mounted = {t.rstrip("/") for t in mount_targets}
     arguments: list[str] = []
-    for parent in sorted(parents - mounted, key=lambda p: (p.count("/"), p)):
-        arguments += ["--perms", "0755", "--dir", parent]
+    for directory in sorted(needed - mounted, key=lambda p: (p.count("/"), p)):
+        arguments += ["--perms", "0755", "--dir", directory]
     return arguments
 
 
