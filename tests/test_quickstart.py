@@ -1,0 +1,137 @@
+"""The README's first command, run as a person would: start, log in, Ctrl-C.
+
+`scripts/quickstart.sh` runs on the embedded default in a scratch var folder and a free port:
+it must serve the login page on loopback, let a demo student log in with the printed password,
+start a Celery worker that reaches the filesystem broker, keep data on a second run, and stop
+both processes on SIGINT.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# It strips the service URLs itself, so the first (services) pass of scripts/test.sh covers it.
+pytestmark = [pytest.mark.e2e]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def quickstart_env(var_dir: Path, port: int) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        # The embedded default: no service URL, no settings module forced by the test run.
+        if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE"}
+    }
+    env.update(GRADER_VAR_DIR=str(var_dir), GRADER_ENV_FILE="", PORT=str(port), DEMO_PASSWORD="")
+    return env
+
+
+def start(var_dir: Path, port: int) -> subprocess.Popen[str]:
+    log = (var_dir.parent / f"quickstart-{port}.out").open("a")
+    return subprocess.Popen(
+        ["bash", str(ROOT / "scripts" / "quickstart.sh")],
+        cwd=ROOT,
+        env=quickstart_env(var_dir, port),
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, like a terminal's foreground job
+        # A shell cannot trap a signal ignored at its start: make SIGINT behave as in a terminal.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
+def wait_for_page(process: subprocess.Popen[str], url: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.read().decode()
+        except OSError:
+            assert process.poll() is None, f"quick start exited with {process.returncode}"
+            assert time.monotonic() < deadline, f"{url} did not answer in {timeout} s"
+            time.sleep(0.5)
+
+
+def interrupt(process: subprocess.Popen[str]) -> int:
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends to the foreground job
+    try:
+        return process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
+
+
+def processes_mentioning(text: str) -> list[str]:
+    result = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)
+    return [line for line in result.stdout.splitlines() if text in line]
+
+
+def log_in(base: str, username: str, password: str) -> str:
+    """Log in through the login form; return the page the site redirects to."""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    page = opener.open(f"{base}/accounts/login/", timeout=10).read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    form = urllib.parse.urlencode(
+        {"csrfmiddlewaretoken": token, "username": username, "password": password}
+    ).encode()
+    request = urllib.request.Request(
+        f"{base}/accounts/login/", data=form, headers={"Referer": f"{base}/accounts/login/"}
+    )
+    with opener.open(request, timeout=10) as response:
+        return response.geturl()
+
+
+def test_quickstart_serves_logs_in_and_stops_on_ctrl_c(tmp_path):
+    var_dir = tmp_path / "var"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = start(var_dir, port)
+    try:
+        page = wait_for_page(process, f"{base}/accounts/login/", timeout=240)
+        assert "csrfmiddlewaretoken" in page
+        landing = log_in(base, "student1", "grader-demo")
+        assert not landing.rstrip("/").endswith("/accounts/login"), "the demo login failed"
+        # The worker is up on the filesystem broker under the scratch var folder.
+        deadline = time.monotonic() + 120
+        worker_log = var_dir / "log" / "worker.log"
+        while "ready." not in (worker_log.read_text() if worker_log.exists() else ""):
+            assert time.monotonic() < deadline, "the Celery worker never became ready"
+            time.sleep(0.5)
+        assert "filesystem://" in worker_log.read_text()
+        assert (var_dir / "db.sqlite3").is_file()
+    finally:
+        code = interrupt(process)
+    assert code == 130, f"quick start exited with {code} on Ctrl-C"
+    time.sleep(0.5)
+    assert not processes_mentioning(f"runserver 127.0.0.1:{port}")
+    assert not processes_mentioning(str(var_dir / "celerybeat-schedule"))
+
+    # Command 1 again: the data (and the student's password) are still there.
+    process = start(var_dir, port)
+    try:
+        wait_for_page(process, f"{base}/accounts/login/", timeout=240)
+    finally:
+        assert interrupt(process) == 130
+    output = (tmp_path / f"quickstart-{port}.out").read_text()
+    assert "Demo data already present; nothing changed." in output
