@@ -1,0 +1,323 @@
+"""The graph builder: structure of the flattened graph, and what it refuses.
+
+Structure tests build real Keras models (``tf``); refusal tests edit configs by hand the way a
+hostile or broken upload would, so they need no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from grader.errors import InvalidModelConfig, UnsafeLayer, UnsupportedLayer
+from grader.graph import ModelGraph
+from grader.graph_builder import build_graph
+
+
+def _dense_layer(name: str, units: int, *refs: tuple[str, int, int]) -> dict[str, Any]:
+    tensors = [
+        {"class_name": "__keras_tensor__", "config": {"shape": [None, 4], "keras_history": list(r)}}
+        for r in refs
+    ]
+    return {
+        "module": "keras.layers",
+        "class_name": "Dense",
+        "config": {"name": name, "trainable": True, "units": units, "use_bias": True},
+        "registered_name": None,
+        "name": name,
+        "inbound_nodes": [{"args": tensors, "kwargs": {}}],
+    }
+
+
+def _input_layer(name: str, shape: list[int | None]) -> dict[str, Any]:
+    return {
+        "module": "keras.layers",
+        "class_name": "InputLayer",
+        "config": {"batch_shape": [None, *shape], "name": name},
+        "registered_name": None,
+        "name": name,
+        "inbound_nodes": [],
+    }
+
+
+def functional(*layer_cfgs: dict[str, Any], inputs: Any, outputs: Any) -> dict[str, Any]:
+    """A hand-written Keras 3 Functional config."""
+    return {
+        "module": "keras.src.models.functional",
+        "class_name": "Functional",
+        "config": {
+            "name": "hand",
+            "trainable": True,
+            "layers": list(layer_cfgs),
+            "input_layers": inputs,
+            "output_layers": outputs,
+        },
+        "registered_name": "Functional",
+    }
+
+
+def small_functional() -> dict[str, Any]:
+    return functional(
+        _input_layer("x", [4]),
+        _dense_layer("d1", 3, ("x", 0, 0)),
+        _dense_layer("d2", 2, ("d1", 0, 0)),
+        inputs=["x", 0, 0],
+        outputs=[["d2", 0, 0]],
+    )
+
+
+def assert_topologically_sorted(graph: ModelGraph) -> None:
+    for node in graph.nodes:
+        assert all(i < node.id for i in node.inputs), node
+        assert node.input_shapes == tuple(graph.nodes[i].output_shape for i in node.inputs)
+
+
+# --- structure (pure Python) -------------------------------------------------------------------
+
+
+def test_hand_written_functional_config_is_built() -> None:
+    graph = build_graph(small_functional())
+    assert [n.layer.name for n in graph.nodes] == ["x", "d1", "d2"]
+    assert [n.output_shape for n in graph.nodes] == [(4,), (3,), (2,)]
+    assert graph.inputs == (0,) and graph.outputs == (2,)
+    assert graph.consumers(1)[0].layer.name == "d2"
+    assert_topologically_sorted(graph)
+
+
+def test_layers_listed_out_of_order_are_resolved() -> None:
+    config = small_functional()
+    config["config"]["layers"].reverse()
+    graph = build_graph(config)
+    assert [n.layer.name for n in graph.nodes] == ["x", "d1", "d2"]
+    assert_topologically_sorted(graph)
+
+
+def test_keras2_style_inbound_nodes_are_read() -> None:
+    config = small_functional()
+    for layer in config["config"]["layers"][1:]:
+        history = layer["inbound_nodes"][0]["args"][0]["config"]["keras_history"]
+        layer["inbound_nodes"] = [[[*history, {}]]]
+    assert build_graph(config).nodes[-1].output_shape == (2,)
+
+
+# --- refusals (pure Python) --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        pytest.param(
+            lambda c: c["config"]["layers"][1].update(class_name="Lambda"),
+            r"Layer `d1` \(Lambda\) carries Python code",
+            id="lambda",
+        ),
+        pytest.param(
+            lambda c: c["config"]["layers"][1].update(class_name="TFOpLambda"),
+            r"Layer `d1` \(TFOpLambda\) carries Python code",
+            id="tfoplambda",
+        ),
+        pytest.param(
+            lambda c: c["config"]["layers"][1].update(module="my_project.layers"),
+            r"Layer `d1` \(Dense\) comes from module `my_project.layers`",
+            id="foreign_module",
+        ),
+        pytest.param(
+            lambda c: c["config"]["layers"][1].update(
+                class_name="MyDense", module=None, registered_name="course>MyDense"
+            ),
+            r"Layer `d1` \(MyDense\) is a custom registered class",
+            id="registered_custom_class",
+        ),
+        pytest.param(
+            lambda c: c["config"]["layers"][1].update(class_name="MyDense", module=None),
+            r"Layer `d1` \(MyDense\) is not a built-in Keras layer",
+            id="unknown_class_without_module",
+        ),
+        pytest.param(
+            lambda c: c["config"]["layers"][1]["config"].update(
+                activation={
+                    "module": "builtins",
+                    "class_name": "function",
+                    "config": "my_activation",
+                    "registered_name": "function",
+                }
+            ),
+            r"Layer `d1` \(Dense\) has `activation` set to custom code \(my_activation",
+            id="custom_activation_function",
+        ),
+        pytest.param(
+            lambda c: c["config"]["layers"][2]["config"].update(
+                kernel_initializer={"class_name": "__lambda__", "config": {"code": "AAAA"}}
+            ),
+            r"Layer `d2` \(Dense\) has `kernel_initializer` set to custom code \(a Python lambda",
+            id="lambda_inside_config",
+        ),
+    ],
+)
+def test_code_carrying_layers_are_refused_by_name(edit, message) -> None:
+    config = small_functional()
+    edit(config)
+    with pytest.raises(UnsafeLayer, match=message) as info:
+        build_graph(config)
+    assert info.value.to_dict()["kind"] == "unsafe_layer"
+
+
+def test_unknown_keras_builtin_is_unsupported_not_unsafe() -> None:
+    config = small_functional()
+    config["config"]["layers"][1]["class_name"] = "LSTM"
+    with pytest.raises(UnsupportedLayer, match=r"Layer `d1` \(LSTM\) is not supported") as info:
+        build_graph(config)
+    assert (info.value.layer_name, info.value.class_name) == ("d1", "LSTM")
+
+
+def _set_ref(config: dict[str, Any], layer: int, ref: list[Any]) -> None:
+    args = config["config"]["layers"][layer]["inbound_nodes"][0]["args"]
+    args[0]["config"]["keras_history"] = ref
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        pytest.param(
+            lambda c: c.update(class_name="Dense", module="keras.layers", registered_name=None),
+            "Expected a Sequential or Functional model config. Received class_name 'Dense'",
+            id="not_a_model",
+        ),
+        pytest.param(lambda c: c["config"].pop("layers"), "no `config.layers`", id="no_layers"),
+        pytest.param(
+            lambda c: _set_ref(c, 2, ["nowhere", 0, 0]),
+            "output of `nowhere`, which is not a layer",
+            id="dangling_reference",
+        ),
+        pytest.param(lambda c: _set_ref(c, 1, ["d2", 0, 0]), "never become available", id="cycle"),
+        pytest.param(lambda c: _set_ref(c, 2, ["d1", 3, 0]), "call 3", id="missing_call"),
+        pytest.param(
+            lambda c: _set_ref(c, 2, ["d1", 0, 2]), "output 2 is referenced", id="tensor_index"
+        ),
+        pytest.param(
+            lambda c: c["config"]["layers"][2].update(name="d1"),
+            "two layers named `d1`",
+            id="duplicate_names",
+        ),
+        pytest.param(
+            lambda c: c["config"].update(input_layers=[["d1", 0, 0]]),
+            "lists `d1` as an input",
+            id="input_not_an_input_layer",
+        ),
+        pytest.param(
+            lambda c: c["config"]["layers"][0]["config"].update(batch_shape=[None, "4"]),
+            "list of non-negative ints",
+            id="bad_shape",
+        ),
+        pytest.param(
+            lambda c: c["config"]["layers"][1]["config"].update(units=0),
+            r"Layer `d1` \(Dense\) called on input shape \(None, 4\): Expected `units`",
+            id="bad_units",
+        ),
+    ],
+)
+def test_malformed_configs_are_refused_with_specific_messages(edit, message) -> None:
+    config = copy.deepcopy(small_functional())
+    edit(config)
+    with pytest.raises(InvalidModelConfig, match=message):
+        build_graph(config)
+
+
+def test_sequential_without_input_shape_is_refused() -> None:
+    config = {
+        "class_name": "Sequential",
+        "config": {"name": "seq", "layers": [{"class_name": "Dense", "config": {"name": "d"}}]},
+    }
+    with pytest.raises(InvalidModelConfig, match="Sequential model `seq` has no input shape"):
+        build_graph(config)
+
+
+def test_non_object_config_is_refused() -> None:
+    with pytest.raises(InvalidModelConfig, match="Received list"):
+        build_graph([])  # type: ignore[arg-type]
+
+
+# --- structure of real Keras models --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def k():
+    from tests.grader import keras_models
+
+    return keras_models
+
+
+@pytest.mark.tf
+def test_nested_functional_called_twice_shares_its_layers(k) -> None:
+    keras, layers = k.keras, k.layers
+    i = keras.Input((4,), name="ii")
+    h = layers.Dense(3, name="d1")(i)
+    inner = keras.Model(i, [h, layers.Dense(2, name="d2")(h)], name="inner")
+    x = keras.Input((4,), name="x")
+    a, b = inner(x)
+    c, d = inner(layers.Dense(4, name="pre")(x))
+    out = layers.Concatenate(name="cat")([a, b, c, d])
+    graph = build_graph(k.to_config(keras.Model(x, out)))
+
+    names = [n.layer.name for n in graph.nodes]
+    assert names.count("inner/d1") == 2 and names.count("inner/d2") == 2
+    assert "inner/ii" not in names  # the nested input layer is wired through
+    assert len(graph.layers) == 5  # x, inner/d1, inner/d2, pre, cat
+    d1_calls = graph.nodes_of("inner/d1")
+    assert d1_calls[0].layer is d1_calls[1].layer
+    assert graph.nodes[d1_calls[0].inputs[0]].layer.name == "x"
+    assert graph.nodes[d1_calls[1].inputs[0]].layer.name == "pre"
+    cat = graph.nodes_of("cat")[0]
+    assert [graph.nodes[i].layer.name for i in cat.inputs] == [
+        "inner/d1",
+        "inner/d2",
+        "inner/d1",
+        "inner/d2",
+    ]
+    assert cat.output_shape == (10,)
+    assert_topologically_sorted(graph)
+
+
+@pytest.mark.tf
+def test_models_nested_two_levels_get_qualified_names(k) -> None:
+    keras, layers = k.keras, k.layers
+    core = keras.Sequential([keras.Input((8, 8, 3)), layers.Conv2D(4, 3, name="c")], name="core")
+    block = keras.Sequential([keras.Input((8, 8, 3)), core, layers.ReLU(name="r")], name="block")
+    x = keras.Input((8, 8, 3), name="x")
+    graph = build_graph(k.to_config(keras.Model(x, block(x))))
+    assert [n.layer.name for n in graph.nodes] == ["x", "block/core/c", "block/r"]
+    assert graph.nodes[-1].output_shape == (6, 6, 4)
+
+
+@pytest.mark.tf
+def test_multiple_inputs_and_outputs_keep_their_order(k) -> None:
+    keras, layers = k.keras, k.layers
+    image = keras.Input((8, 8, 1), name="image")
+    meta = keras.Input((3,), name="meta")
+    features = layers.GlobalAveragePooling2D(name="gap")(layers.Conv2D(2, 3, name="conv")(image))
+    joined = layers.Concatenate(name="join")([features, meta])
+    model = keras.Model([meta, image], [layers.Dense(1, name="aux")(meta), layers.Dense(4)(joined)])
+    graph = build_graph(k.to_config(model))
+    assert [graph.nodes[i].layer.name for i in graph.inputs] == ["meta", "image"]
+    assert [graph.nodes[i].output_shape for i in graph.outputs] == [(1,), (4,)]
+    assert_topologically_sorted(graph)
+
+
+@pytest.mark.tf
+def test_lambda_from_keras_is_refused_naming_the_layer(k) -> None:
+    keras, layers = k.keras, k.layers
+    x = keras.Input((4,))
+    model = keras.Model(x, layers.Lambda(lambda t: t * 2, name="double")(x))
+    with pytest.raises(UnsafeLayer, match=r"Layer `double` \(Lambda\)"):
+        build_graph(k.to_config(model))
+
+
+@pytest.mark.tf
+def test_layer_inside_nested_model_is_refused_with_its_qualified_name(k) -> None:
+    keras, layers = k.keras, k.layers
+    inner = keras.Sequential([keras.Input((3, 4)), layers.LSTM(2, name="rnn")], name="inner")
+    x = keras.Input((3, 4))
+    with pytest.raises(UnsupportedLayer, match=r"Layer `inner/rnn` \(LSTM\)"):
+        build_graph(k.to_config(keras.Model(x, inner(x))))
