@@ -125,7 +125,8 @@ def check_model_file(
         training_config: as for `check_model`.
 
     Returns:
-        The `check_model` object, or ``{"file", "error": {"kind", "message"}}``.
+        The `check_model` object, or ``{"file", "error": {"kind", "message"}}`` (also when
+        the file cannot be read: kind ``unreadable_file``).
     """
     name = str(path)
     try:
@@ -138,6 +139,15 @@ def check_model_file(
         )
     except GraderError as exc:
         return error_report(name, exc)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        return error_report(name, UnreadableFile(f"Cannot read `{name}`: {reason}."))
+
+
+class UnreadableFile(GraderError):
+    """The model file does not exist or cannot be read."""
+
+    kind = "unreadable_file"
 
 
 def error_report(file: str, error: GraderError) -> dict[str, Any]:
