@@ -9,6 +9,7 @@ from typing import Any
 
 from django import template
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 register = template.Library()
 
@@ -70,10 +71,10 @@ def shape(value: Any) -> str:
 def verdict_mark(passed: bool | None) -> str:
     """A pass/fail/pending mark with its word (the colour alone must not carry meaning)."""
     if passed is True:
-        return format_html('<span class="mark pass" title="passed">✔ pass</span>')
+        return mark_safe('<span class="mark pass" title="passed">✔ pass</span>')
     if passed is False:
-        return format_html('<span class="mark fail" title="failed">✘ fail</span>')
-    return format_html('<span class="mark pending" title="not decided yet">… pending</span>')
+        return mark_safe('<span class="mark fail" title="failed">✘ fail</span>')
+    return mark_safe('<span class="mark pending" title="not decided yet">… pending</span>')
 
 
 @register.filter

@@ -1,0 +1,379 @@
+"""Pages: what each role sees and may do, uploads through the form, escaping, CSRF."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from assignments.models import AuditEntry, EpochMetric, Result, Submission
+from tests.assignments.site_fixtures import PASSWORD, make_submission, model_json
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("uploads_dir")]
+
+
+def login(client: Client, user) -> Client:
+    client.force_login(user)
+    return client
+
+
+def upload(client: Client, slug: str, name: str, data: bytes):
+    file = io.BytesIO(data)
+    file.name = name
+    return client.post(reverse("assignment_detail", args=[slug]), {"file": file}, follow=True)
+
+
+def test_login_required(client, assignment):
+    response = client.get(reverse("assignment_detail", args=[assignment.slug]))
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
+
+
+def test_login_page_and_password_reset_send_mail(client, student, mailoutbox):
+    assert client.get(reverse("login")).status_code == 200
+    response = client.post(reverse("password_reset"), {"email": student.email})
+    assert response.status_code == 302
+    assert len(mailoutbox) == 1 and student.email in mailoutbox[0].to
+
+
+def test_student_home_lists_only_their_courses(client, student, assignment, other_course):
+    from assignments.models import Assignment
+
+    Assignment.objects.create(
+        course=other_course, slug="secret", title="Secret", rules_yaml="rules: []"
+    )
+    page = login(client, student).get(reverse("home")).content.decode()
+    assert "Homework 1" in page and "Secret" not in page
+
+
+def test_assignment_page_shows_rules_in_plain_words_and_quota(client, student, assignment):
+    page = login(client, student).get(reverse("assignment_detail", args=[assignment.slug]))
+    html = page.content.decode()
+    assert "At most 20,000 parameters" in html
+    assert "Receptive field at least 8 px" in html
+    assert 'id="left-today">3<' in html
+    assert "<strong>small</strong>" in html  # Markdown description
+
+
+def test_upload_through_the_form_queues_and_redirects(client, student, assignment):
+    response = upload(login(client, student), assignment.slug, "net.json", model_json())
+    submission = Submission.objects.get()
+    assert response.redirect_chain[-1][0] == reverse("submission_detail", args=[submission.pk])
+    assert "is queued" in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("net.txt", b"x", "has extension `.txt`"),
+        ("net.py", b"import os\n", "defines no top-level function `build_model`"),
+        ("net.json", b"[1, 2", "net.json"),
+    ],
+)
+def test_upload_rejections_are_explained(client, student, assignment, name, data, message):
+    response = upload(login(client, student), assignment.slug, name, data)
+    assert message in response.content.decode()
+    assert Submission.objects.count() == 0
+
+
+def test_duplicate_upload_links_the_earlier_submission(client, student, assignment):
+    login(client, student)
+    upload(client, assignment.slug, "net.json", model_json())
+    first = Submission.objects.get()
+    response = upload(client, assignment.slug, "again.json", model_json())
+    html = response.content.decode()
+    assert f'href="{reverse("submission_detail", args=[first.pk])}"' in html
+    assert Submission.objects.count() == 1
+
+
+def test_quota_rejection_on_the_page(client, student, assignment):
+    login(client, student)
+    for filters in (1, 2, 3):
+        upload(client, assignment.slug, "n.json", model_json(filters))
+    response = upload(client, assignment.slug, "n.json", model_json(9))
+    assert "Expected at most 3 per day" in response.content.decode()
+
+
+def test_submission_page_shows_rules_layers_curves_and_rf_chart(client, student, assignment):
+    from grader.report import check_model
+    from tests.assignments.site_fixtures import RULES_YAML, tiny_model_config
+
+    checks = check_model(tiny_model_config(), RULES_YAML)
+    submission = make_submission(
+        assignment, student, accuracy=0.8125, checks=checks, rules=checks["rules"]
+    )
+    for epoch in (1, 2, 3):
+        EpochMetric.objects.create(
+            submission=submission, epoch=epoch, loss=1.0 / epoch, accuracy=0.3 * epoch,
+            val_loss=1.1 / epoch, val_accuracy=0.25 * epoch, seconds=12.5,
+        )  # fmt: skip
+    html = (
+        login(client, student)
+        .get(reverse("submission_detail", args=[submission.pk]))
+        .content.decode()
+    )
+    assert "81.25 %" in html
+    assert 'class="chart epoch-loss"' in html and 'class="chart epoch-accuracy"' in html
+    assert 'class="chart rf-growth"' in html and "image size 16 px" in html
+    assert "<code>conv</code>" in html and "Conv2D" in html
+    for rule in checks["rules"]:
+        assert f"<code>{rule['name']}</code>" in html
+    assert "✔ pass" in html
+
+
+def test_log_and_display_names_are_escaped(client, instructor, student, assignment):
+    from assignments.models import Enrollment
+
+    Enrollment.objects.filter(user=student).update(display_name="<script>alert('n')</script>")
+    submission = make_submission(
+        assignment, student, accuracy=0.9, log="<script>alert('x')</script>"
+    )
+    login(client, student)
+    detail = client.get(reverse("submission_detail", args=[submission.pk])).content.decode()
+    fragment = client.get(reverse("submission_fragment", args=[submission.pk])).content.decode()
+    board = client.get(reverse("leaderboard", args=[assignment.slug])).content.decode()
+    for html in (detail, fragment, board):
+        assert "<script>alert(" not in html
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in detail
+    assert "&lt;script&gt;alert(&#x27;n&#x27;)&lt;/script&gt;" in board
+
+
+def test_fragment_says_whether_to_keep_polling(client, student, assignment):
+    active = make_submission(assignment, student, status="training", with_result=False)
+    done = make_submission(assignment, student, accuracy=0.5)
+    login(client, student)
+    assert (
+        'data-active="true"'
+        in client.get(reverse("submission_fragment", args=[active.pk])).content.decode()
+    )
+    assert (
+        'data-active="false"'
+        in client.get(reverse("submission_fragment", args=[done.pk])).content.decode()
+    )
+
+
+# --- permissions ----------------------------------------------------------------------------
+
+
+def student_pages(submission):
+    return [
+        reverse("submission_detail", args=[submission.pk]),
+        reverse("submission_fragment", args=[submission.pk]),
+        reverse("submission_file", args=[submission.pk]),
+        f"/api/v1/submissions/{submission.pk}/",
+    ]
+
+
+def test_a_student_cannot_see_another_students_submission(
+    client, student, other_student, assignment
+):
+    theirs = make_submission(assignment, other_student, accuracy=0.5, log="secret log")
+    login(client, student)
+    for url in student_pages(theirs):
+        response = client.get(url)
+        assert response.status_code == 404, url
+        assert b"secret log" not in response.content
+
+
+def test_the_owner_and_the_instructor_can_see_a_submission(client, student, instructor, assignment):
+    mine = make_submission(assignment, student, accuracy=0.5)
+    for user in (student, instructor):
+        login(client, user)
+        for url in student_pages(mine):
+            assert client.get(url).status_code == 200, (user, url)
+
+
+def test_file_download_returns_the_stored_bytes(client, student, assignment):
+    mine = make_submission(assignment, student, accuracy=0.5)
+    response = login(client, student).get(reverse("submission_file", args=[mine.pk]))
+    assert b"".join(response.streaming_content) == mine.file.open("rb").read()
+    assert response["Content-Disposition"].startswith("attachment")
+
+
+def instructor_get_urls(assignment, submission):
+    return [
+        reverse("manage_submissions", args=[assignment.slug]),
+        reverse("assignment_edit", args=[assignment.slug]),
+        reverse("assignment_export", args=[assignment.slug]),
+        reverse("grades_csv", args=[assignment.slug]),
+        reverse("assignment_stats", args=[assignment.slug]),
+        reverse("assignment_create", args=[assignment.course.slug]),
+        reverse("assignment_import", args=[assignment.course.slug]),
+        f"/api/v1/assignments/{assignment.slug}/grades.csv",
+    ]
+
+
+def instructor_post_urls(assignment, submission):
+    return [
+        reverse("regrade_all", args=[assignment.slug]),
+        reverse("regrade_submission", args=[submission.pk]),
+        reverse("cancel_submission", args=[submission.pk]),
+        reverse("override_score", args=[submission.pk]),
+        f"/api/v1/assignments/{assignment.slug}/batch/",
+    ]
+
+
+def test_a_student_cannot_reach_instructor_pages_or_actions(client, student, assignment):
+    submission = make_submission(assignment, student, accuracy=0.5)
+    login(client, student)
+    for url in instructor_get_urls(assignment, submission):
+        assert client.get(url).status_code in (403, 404), url
+    for url in instructor_post_urls(assignment, submission):
+        assert client.post(url, {"score": "100", "reason": "me"}).status_code in (403, 404), url
+    result = Result.objects.get(submission=submission)
+    assert result.score_override is None
+    assert not AuditEntry.objects.exists()
+    assert client.get(reverse("manage_dashboard")).status_code == 404
+
+
+def test_an_instructor_reaches_only_their_own_courses(
+    client, other_instructor, student, assignment
+):
+    submission = make_submission(assignment, student, accuracy=0.5, log="secret log")
+    login(client, other_instructor)
+    for url in [*instructor_get_urls(assignment, submission), *student_pages(submission)]:
+        assert client.get(url).status_code == 404, url
+    for url in instructor_post_urls(assignment, submission):
+        assert client.post(url, {"score": "1", "reason": "x"}).status_code in (403, 404), url
+    assert client.get(reverse("assignment_detail", args=[assignment.slug])).status_code == 404
+    assert client.get(reverse("leaderboard", args=[assignment.slug])).status_code == 404
+
+
+def test_instructor_pages_render_for_the_instructor(client, instructor, student, assignment):
+    submission = make_submission(assignment, student, accuracy=0.5)
+    login(client, instructor)
+    for url in instructor_get_urls(assignment, submission):
+        assert client.get(url).status_code == 200, url
+    assert client.get(reverse("manage_dashboard")).status_code == 200
+
+
+def test_csrf_is_enforced_on_forms(student, assignment):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(student)
+    file = io.BytesIO(model_json())
+    file.name = "net.json"
+    response = client.post(reverse("assignment_detail", args=[assignment.slug]), {"file": file})
+    assert response.status_code == 403
+    assert Submission.objects.count() == 0
+    # With the token from the page, the same post goes through.
+    page = client.get(reverse("assignment_detail", args=[assignment.slug]))
+    token = page.context["csrf_token"]
+    file.seek(0)
+    response = client.post(
+        reverse("assignment_detail", args=[assignment.slug]),
+        {"file": file, "csrfmiddlewaretoken": token},
+    )
+    assert response.status_code == 302 and Submission.objects.count() == 1
+
+
+def test_login_form_needs_csrf(student):
+    client = Client(enforce_csrf_checks=True)
+    response = client.post(reverse("login"), {"username": "alice", "password": PASSWORD})
+    assert response.status_code == 403
+
+
+# --- instructor actions ---------------------------------------------------------------------
+
+
+def test_override_records_the_reason_in_the_audit_trail(client, instructor, student, assignment):
+    submission = make_submission(assignment, student, accuracy=0.5)
+    login(client, instructor)
+    client.post(
+        reverse("override_score", args=[submission.pk]),
+        {"score": "95", "reason": "Regraded by hand"},
+    )
+    result = Result.objects.get(submission=submission)
+    assert result.score_override == 95.0 and result.override_reason == "Regraded by hand"
+    entry = AuditEntry.objects.get(action="score.override")
+    assert entry.actor == instructor and entry.details["reason"] == "Regraded by hand"
+    assert entry.details["previous"] is None and entry.details["computed_score"] == result.score
+
+
+def test_override_without_reason_is_refused(client, instructor, student, assignment):
+    submission = make_submission(assignment, student, accuracy=0.5)
+    login(client, instructor)
+    response = client.post(
+        reverse("override_score", args=[submission.pk]), {"score": "95", "reason": ""}, follow=True
+    )
+    assert "Override not saved" in response.content.decode()
+    assert Result.objects.get(submission=submission).score_override is None
+
+
+def test_instructor_creates_an_assignment_with_validated_rules(client, instructor, course):
+    login(client, instructor)
+    url = reverse("assignment_create", args=[course.slug])
+    data = {
+        "slug": "hw2", "title": "HW 2", "dataset": "synthetic", "mode": "train",
+        "rules_yaml": "rules:\n  - id: max_params\n    limit: -5\n",
+        "time_limit_seconds": 600, "memory_limit_mb": 2048, "max_epochs": 5,
+        "late_policy": "accept", "late_penalty": 0, "daily_quota": 5,
+        "leaderboard_policy": "best", "is_published": "on",
+    }  # fmt: skip
+    response = client.post(url, data)
+    assert response.status_code == 200
+    assert "max_params" in response.content.decode()  # the rule engine's message
+    data["rules_yaml"] = "rules:\n  - id: max_params\n    limit: 5000\n"
+    response = client.post(url, data)
+    assert response.status_code == 302
+    from assignments.models import Assignment
+
+    created = Assignment.objects.get(slug="hw2")
+    assert created.rules_version == 1 and "limit: 5000" in created.rules_yaml
+    assert AuditEntry.objects.filter(action="assignment.created", assignment=created).exists()
+
+
+def test_grades_csv_download(client, instructor, student, other_student, assignment):
+    make_submission(assignment, student, accuracy=0.75)
+    response = login(client, instructor).get(reverse("grades_csv", args=[assignment.slug]))
+    lines = response.content.decode().splitlines()
+    assert lines[0].startswith("username,display_name,submission_id")
+    assert any(line.startswith("alice,Alice A.,") and ",0.75," in line for line in lines)
+    assert any(line.startswith("bob,") for line in lines)
+
+
+def test_grades_csv_neutralises_spreadsheet_formulas(client, instructor, student, assignment):
+    from assignments.models import Enrollment
+
+    Enrollment.objects.filter(user=student).update(display_name="=HYPERLINK(1)")
+    make_submission(assignment, student, accuracy=0.75)
+    content = login(client, instructor).get(reverse("grades_csv", args=[assignment.slug])).content
+    assert b",'=HYPERLINK(1)," in content
+
+
+# --- production settings ----------------------------------------------------------------------
+
+
+def test_production_settings_have_secure_cookies_and_a_csp(monkeypatch):
+    import importlib
+    import sys
+
+    monkeypatch.setenv("DJANGO_SECRET_KEY", "x" * 50)
+    monkeypatch.setenv("DJANGO_ALLOWED_HOSTS", "grader.example.org")
+    sys.modules.pop("config.settings.production", None)
+    production = importlib.import_module("config.settings.production")
+    assert production.SESSION_COOKIE_SECURE and production.CSRF_COOKIE_SECURE
+    assert production.DEBUG is False
+    assert "script-src 'self'" in production.CONTENT_SECURITY_POLICY
+    assert (
+        "unsafe-inline"
+        not in production.CONTENT_SECURITY_POLICY.split("script-src")[1].split(";")[0]
+    )
+    assert "assignments.middleware.ContentSecurityPolicyMiddleware" in production.MIDDLEWARE
+
+
+def test_csp_header_is_sent_when_configured(client, settings, student, assignment):
+    settings.CONTENT_SECURITY_POLICY = "default-src 'self'; script-src 'self'"
+    response = login(client, student).get(reverse("assignment_detail", args=[assignment.slug]))
+    assert response["Content-Security-Policy"] == "default-src 'self'; script-src 'self'"
+    assert "<script>" not in response.content.decode()  # no inline scripts to be blocked
+
+
+def test_api_docs_page_uses_local_assets(client, student):
+    login(client, student)
+    html = client.get("/api/docs/").content.decode()
+    assert "cdn" not in html.lower() and "/static/drf_spectacular_sidecar/" in html
+    schema = client.get("/api/schema/")
+    assert (
+        schema.status_code == 200 and b"/api/v1/assignments/{slug}/submissions/" in schema.content
+    )
