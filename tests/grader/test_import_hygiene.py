@@ -1,0 +1,59 @@
+"""Importing the grading core never imports TensorFlow, Keras or Django.
+
+The web process and the preflight checks import `grader` on every request; TensorFlow would cost
+seconds and gigabytes there, and Django would break the one-way dependency. The check runs in a
+fresh interpreter (this test process may already hold those modules) and walks the package, so
+new modules are covered without editing this test. Only `grader.training` (run inside sandboxes)
+may import TensorFlow, and it is excluded by name.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+FORBIDDEN = ("tensorflow", "keras", "django")
+EXCLUDED_PREFIXES = ("grader.training",)
+
+PROBE = f"""
+import importlib, json, pkgutil, sys
+import grader
+modules = ["grader"]
+for info in pkgutil.walk_packages(grader.__path__, "grader."):
+    if info.name.startswith({EXCLUDED_PREFIXES!r}):
+        continue
+    importlib.import_module(info.name)
+    modules.append(info.name)
+loaded = sorted(
+    name for name in sys.modules if name.split(".")[0] in {FORBIDDEN!r}
+)
+print(json.dumps({{"modules": modules, "forbidden": loaded}}))
+"""
+
+
+def _probe() -> dict[str, list[str]]:
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_grader_modules_import_without_tensorflow_keras_or_django() -> None:
+    report = _probe()
+    assert report["forbidden"] == [], (
+        f"Importing {report['modules']} loaded {report['forbidden']}. Expected none of "
+        f"{FORBIDDEN}: import them lazily inside grader.training only."
+    )
+    # The walk really covered the analysis modules (guards against an empty walk).
+    for module in ("grader.analysis", "grader.graph_builder", "grader.layers.conv"):
+        assert module in report["modules"]
