@@ -5,6 +5,7 @@ Every change that affects grades leaves an `AuditEntry`: who, what, before and a
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 import yaml
@@ -184,6 +185,8 @@ def export_assignment_yaml(assignment: Assignment) -> str:
             data["rules"] = yaml.safe_load(value) if value.strip() else None
         elif name == "deadline":
             data[name] = value.isoformat() if value else None
+        elif isinstance(value, enum.Enum):
+            data[name] = value.value  # a TextChoices member on an unsaved or fresh instance
         else:
             data[name] = value
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
