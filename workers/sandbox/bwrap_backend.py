@@ -70,11 +70,18 @@ class BwrapSandbox:
     Args:
         bwrap: Path or name of the bubblewrap executable.
         use_cgroups: Force cgroups on or off; None uses them when they are writable.
+        prefix: Name prefix of each job's cgroup and scratch directory.
     """
 
     name = "bwrap"
 
-    def __init__(self, *, bwrap: str = "bwrap", use_cgroups: bool | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        bwrap: str = "bwrap",
+        use_cgroups: bool | None = None,
+        prefix: str = "grader-sandbox",
+    ) -> None:
         path = shutil.which(bwrap)
         if path is None:
             raise SandboxError(
@@ -92,6 +99,7 @@ class BwrapSandbox:
                 "The bwrap backend runs as root: it switches the job to uid 65534 itself."
             )
         self.use_cgroups = use_cgroups
+        self.prefix = prefix
 
     def run(self, job: SandboxJob, on_line: LineCallback | None = None) -> SandboxResult:
         """Run `job` and report how it ended; a sandbox failure is an "infrastructure" result."""
@@ -103,10 +111,15 @@ class BwrapSandbox:
 
     def _run(self, job: SandboxJob, on_line: LineCallback | None) -> SandboxResult:
         limits = job.limits
-        cgroup = JobCgroup.create(limits) if self.use_cgroups is not False else None
+        for mount in job.mounts:
+            if not os.path.exists(mount.source):
+                raise SandboxError(f"Mount source {mount.source} does not exist.")
+        cgroup = (
+            JobCgroup.create(limits, prefix=self.prefix) if self.use_cgroups is not False else None
+        )
         if self.use_cgroups and cgroup is None:
             raise SandboxError("cgroups were required but no writable hierarchy was found.")
-        scratch = PrivateTmpfs(limits.scratch_bytes)
+        scratch = PrivateTmpfs(limits.scratch_bytes, prefix=f"{self.prefix}-scratch-")
         process: subprocess.Popen[bytes] | None = None
         killed_by_us = threading.Event()
         try:

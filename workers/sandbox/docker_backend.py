@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -49,12 +50,18 @@ class DockerSandbox:
         client: A `docker.DockerClient`; default: `docker.from_env(version="auto")`, which
             negotiates the API version with whatever engine answers.
         runtime: A container runtime name, e.g. "nvidia" on hosts set up that way.
+        labels: Extra labels on every container (to find them, e.g. in tests).
     """
 
     name = "docker"
 
     def __init__(
-        self, *, image: str | None = None, client: Any = None, runtime: str | None = None
+        self,
+        *,
+        image: str | None = None,
+        client: Any = None,
+        runtime: str | None = None,
+        labels: dict[str, str] | None = None,
     ) -> None:
         import docker
         import docker.errors
@@ -68,6 +75,7 @@ class DockerSandbox:
             ) from exc
         self.image = image or ensure_local_image(self.client)
         self.runtime = runtime
+        self.labels = {LABEL: "1", **(labels or {})}
 
     def run(self, job: SandboxJob, on_line: LineCallback | None = None) -> SandboxResult:
         """Run `job` in a fresh container and report how it ended; the container is removed."""
@@ -161,7 +169,7 @@ class DockerSandbox:
         logger.error("container %s could not be removed", container.id[:12])
 
     def _create_arguments(self, job: SandboxJob) -> dict[str, Any]:
-        from docker.types import DeviceRequest, LogConfig, Ulimit
+        from docker.types import DeviceRequest, LogConfig, Mount, Ulimit
 
         limits = job.limits
         ulimits = [
@@ -170,12 +178,16 @@ class DockerSandbox:
         ]
         if limits.cpu_seconds is not None:
             ulimits.append(Ulimit(name="cpu", soft=limits.cpu_seconds, hard=limits.cpu_seconds + 1))
-        volumes: dict[str, dict[str, str]] = {}
+        # Typed bind mounts, not `volumes`: for a missing source the engine fails instead of
+        # creating an empty root-owned directory on the host.
+        mounts = []
         for mount in job.mounts:
             source = str(mount.source)
-            if source in volumes:
-                raise SandboxError(f"Mount source {source} is used twice; Docker binds it once.")
-            volumes[source] = {"bind": mount.target, "mode": "ro" if mount.read_only else "rw"}
+            if not os.path.exists(source):
+                raise SandboxError(f"Mount source {source} does not exist.")
+            mounts.append(
+                Mount(target=mount.target, source=source, type="bind", read_only=mount.read_only)
+            )
         arguments: dict[str, Any] = {
             "image": self.image,
             "command": list(job.argv),
@@ -196,10 +208,10 @@ class DockerSandbox:
             },
             "shm_size": limits.shm_bytes,
             "ipc_mode": "private",
-            "volumes": volumes,
+            "mounts": mounts,
             "init": True,
             "log_config": LogConfig(type=LogConfig.types.NONE),
-            "labels": {LABEL: "1"},
+            "labels": self.labels,
             "detach": True,
             "stdin_open": False,
             "tty": False,

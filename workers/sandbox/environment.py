@@ -168,3 +168,26 @@ def check_mounts_are_safe(mounts: Sequence[Mount], *, project_root: Path | None 
             )
         if "docker.sock" in source.name:
             raise SandboxError(f"Mount {mount.source} exposes the Docker socket.")
+
+
+IMAGE_PYTHON = "/usr/bin/python3"
+
+
+def image_python_environment(python: str = IMAGE_PYTHON) -> PythonEnvironment:
+    """How to run Python in the production sandbox image (`workers/sandbox/Dockerfile`).
+
+    That image already holds the interpreter, the libraries and the code at `CODE_TARGET`, so
+    nothing of the host is mounted; use this instead of `python_environment()` with
+    `DockerSandbox(image="cnn-grader-sandbox:...")`.
+    """
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "PYTHONPATH": CODE_TARGET,
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONNOUSERSITE": "1",
+        "LANG": "C.UTF-8",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "MPLCONFIGDIR": "/scratch/.matplotlib",
+    }
+    return PythonEnvironment(python=python, mounts=(), env=env)
