@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Window
-from django.db.models.functions import RowNumber, TruncDate
+from django.db.models.functions import Coalesce, RowNumber, TruncDate
 from django.utils import timezone
 
 from assignments.models import Assignment, Enrollment, EpochMetric, Submission
@@ -69,14 +69,30 @@ def epochs_of(submission: Submission) -> list[EpochMetric]:
 
 
 def queue_position(submission: Submission) -> int | None:
-    """1-based place of a queued submission among all queued ones, or None if not queued."""
-    if submission.status != Submission.Status.QUEUED:
+    """1-based place among the submissions waiting for the same queue, or None if not waiting.
+
+    A submission waits when it is active and no worker owns it (see `services.grading`): queued
+    submissions wait for the preflight queue, trained ones for a GPU. Order is the pipeline's:
+    the time it was last touched, then id. One query.
+    """
+    from assignments.services.grading import STAGE_TASK, next_stage
+
+    if submission.status not in Submission.ACTIVE_STATUSES or submission.worker:
         return None
-    ahead = Submission.objects.filter(status=Submission.Status.QUEUED).filter(
-        Q(created_at__lt=submission.created_at)
-        | Q(created_at=submission.created_at, pk__lt=submission.pk)
+
+    def queue_of(status: str, mode: str) -> str:
+        return STAGE_TASK[next_stage(status=status, mode=mode)][1]
+
+    mine = submission.heartbeat_at or submission.queued_at or submission.created_at
+    queue = queue_of(submission.status, submission.assignment.mode)
+    ahead = (
+        Submission.objects.filter(status__in=Submission.ACTIVE_STATUSES, worker="")
+        .annotate(touched=Coalesce("heartbeat_at", "queued_at", "created_at"))
+        .filter(Q(touched__lt=mine) | Q(touched=mine, pk__lt=submission.pk))
+        .values_list("status", "assignment__mode")
+        .order_by()
     )
-    return ahead.count() + 1
+    return 1 + sum(1 for status, mode in ahead.iterator() if queue_of(status, mode) == queue)
 
 
 def _list_queryset() -> QuerySet[Submission]:

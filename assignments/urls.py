@@ -50,7 +50,6 @@ urlpatterns = [
     path("s/<int:pk>/", student.submission_detail, name="submission_detail"),
     path("s/<int:pk>/live/", student.submission_fragment, name="submission_fragment"),
     path("s/<int:pk>/file/", student.submission_file, name="submission_file"),
-    path("s/<int:pk>/cancel/", student.cancel_own_submission, name="cancel_own_submission"),
     path("manage/", include(manage)),
     path("api/v1/", include(api_v1)),
 ]

@@ -9,7 +9,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.html import format_html
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
 from assignments import selectors
 from assignments.forms import UploadForm
@@ -161,15 +161,3 @@ def leaderboard(request: HttpRequest, slug: str) -> HttpResponse:
             "names_hidden": selectors.names_hidden(assignment),
         },
     )
-
-
-@login_required
-@require_POST
-def cancel_own_submission(request: HttpRequest, pk: int) -> HttpResponse:
-    """A student may cancel their own submission while it waits or runs."""
-    submission = _visible_submission(request, pk)
-    from assignments.services.grading import cancel_submission
-
-    cancel_submission(submission_id=submission.pk, actor=request.user)
-    messages.info(request, f"Submission #{submission.pk} was cancelled.")
-    return redirect("submission_detail", pk=submission.pk)

@@ -377,3 +377,23 @@ def test_api_docs_page_uses_local_assets(client, student):
     assert (
         schema.status_code == 200 and b"/api/v1/assignments/{slug}/submissions/" in schema.content
     )
+
+
+def test_queue_health_page_shows_waiting_work(client, instructor, student, assignment):
+    waiting = make_submission(assignment, student, status="queued", with_result=False)
+    html = login(client, instructor).get(reverse("queue_health")).content.decode()
+    assert '<td>preflight</td><td class="num">1</td>' in html
+    assert f"#{waiting.pk}" in html
+
+
+def test_regrade_and_cancel_from_the_submission_page(client, instructor, student, assignment):
+    submission = make_submission(assignment, student, accuracy=0.5)
+    login(client, instructor)
+    client.post(reverse("regrade_submission", args=[submission.pk]))
+    submission.refresh_from_db()
+    assert submission.status == Submission.Status.QUEUED
+    client.post(reverse("cancel_submission", args=[submission.pk]))
+    submission.refresh_from_db()
+    assert submission.status == Submission.Status.CANCELLED
+    actions = set(AuditEntry.objects.values_list("action", flat=True))
+    assert {"regrade", "cancel"} <= actions

@@ -196,6 +196,11 @@ def test_queue_position_counts_earlier_queued_submissions(assignment, student, o
         created_at=BASE + dt.timedelta(seconds=1),
     )  # fmt: skip
     running = make_submission(assignment, student, status="training", with_result=False)
+    Submission.objects.filter(pk=running.pk).update(worker="gpu0@host#1")
+    running.refresh_from_db()
+    # Trained and waiting for evaluation: it waits in the GPU queue, not behind a and b.
+    trained = make_submission(assignment, student, status="training", with_result=False)
     assert selectors.queue_position(a) == 1
     assert selectors.queue_position(b) == 2
     assert selectors.queue_position(running) is None
+    assert selectors.queue_position(trained) == 1
