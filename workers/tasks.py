@@ -38,6 +38,9 @@ except ImportError:  # pragma: no cover - docker is a base requirement
 
 RETRYABLE = (InfrastructureError, DatabaseError, DockerException)
 
+# Queues come from `task_routes` in workers/celery.py (one table for every task; Celery 5.7
+# deprecates the per-task `queue` attribute), and every send names its queue explicitly.
+
 TASK_OPTIONS = {
     "bind": True,
     "acks_late": True,
@@ -117,7 +120,7 @@ def _run_stage(task: Task, submission_id: int, stage: str) -> str:
         return stages.ERROR
 
 
-@shared_task(name="workers.build_submission", queue="preflight", **TASK_OPTIONS)
+@shared_task(name="workers.build_submission", **TASK_OPTIONS)
 def build_submission(self: Task, submission_id: int) -> str:
     """Build stage: `queued -> building`; `.py` modules run in the sandbox, configs are read.
 
@@ -126,7 +129,7 @@ def build_submission(self: Task, submission_id: int) -> str:
     return _run_stage(self, submission_id, "build")
 
 
-@shared_task(name="workers.check_submission", queue="preflight", **TASK_OPTIONS)
+@shared_task(name="workers.check_submission", **TASK_OPTIONS)
 def check_submission(self: Task, submission_id: int) -> str:
     """Check stage: static analysis and rules on the host; stops on a static failure.
 
@@ -135,7 +138,7 @@ def check_submission(self: Task, submission_id: int) -> str:
     return _run_stage(self, submission_id, "check")
 
 
-@shared_task(name="workers.train_submission", queue="gpu", **TASK_OPTIONS)
+@shared_task(name="workers.train_submission", **TASK_OPTIONS)
 def train_submission(self: Task, submission_id: int) -> str:
     """Train stage, on this worker's GPU: epochs stream into `EpochMetric` rows.
 
@@ -145,7 +148,7 @@ def train_submission(self: Task, submission_id: int) -> str:
     return _run_stage(self, submission_id, "train")
 
 
-@shared_task(name="workers.evaluate_submission", queue="gpu", **TASK_OPTIONS)
+@shared_task(name="workers.evaluate_submission", **TASK_OPTIONS)
 def evaluate_submission(self: Task, submission_id: int) -> str:
     """Evaluate stage: test-split metrics, never with student code.
 
@@ -154,7 +157,7 @@ def evaluate_submission(self: Task, submission_id: int) -> str:
     return _run_stage(self, submission_id, "evaluate")
 
 
-@shared_task(name="workers.finalize_submission", queue="preflight", **TASK_OPTIONS)
+@shared_task(name="workers.finalize_submission", **TASK_OPTIONS)
 def finalize_submission(self: Task, submission_id: int) -> str:
     """Finalize: training-decided rules, score, late policy; marks the submission finished.
 
@@ -174,9 +177,7 @@ def finalize_submission(self: Task, submission_id: int) -> str:
         return stages.ERROR
 
 
-@shared_task(
-    name="workers.reap_stale_submissions", queue="maintenance", acks_late=True, ignore_result=True
-)
+@shared_task(name="workers.reap_stale_submissions", acks_late=True)
 def reap_stale_submissions() -> list[int]:
     """Re-send stages whose worker went silent, and waiting submissions whose message was lost.
 

@@ -149,8 +149,7 @@ def make_submission(
         kind=kind,
         sha256=hashlib.sha256(data).hexdigest(),
         size_bytes=len(data),
-        queued_at=timezone.now(),
-        **fields,
+        **{"queued_at": timezone.now(), **fields},
     )
     from django.core.files.base import ContentFile
 

@@ -75,8 +75,17 @@ def validated_training_config(
         return None
     from grader.training.config import validate_training_config
 
+    policy = plan.training_policy()
     try:
-        config = validate_training_config(declared, plan.training_policy())
+        validate_training_config(None, policy)
+    except TrainingConfigError as exc:
+        # The assignment's own defaults are wrong: the instructor's problem, not the student's.
+        raise InfrastructureError(
+            f"The default training config of assignment `{plan.slug}` is invalid: {exc.message}",
+            retry=False,
+        ) from exc
+    try:
+        config = validate_training_config(declared, policy)
     except TrainingConfigError as exc:
         raise StageFailed("invalid_submission", exc.message) from exc
     if hasattr(config, "to_dict"):

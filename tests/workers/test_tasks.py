@@ -1,0 +1,229 @@
+"""Celery tasks: routing, delivery options, nested limits, idempotency and the retry policy.
+
+The tasks run for real in this process (`Task.apply`), on the real database, reading real model
+files; sent messages are read back from the real Redis queue. Only the infrastructure failure is
+staged, with a sandbox that reports one (a real sandbox cannot be made to fail on cue).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from assignments.models import Assignment, Result, Submission
+from assignments.services import grading
+from grader.presets import preset_text
+from tests.workers.conftest import (
+    FIXTURE_MODELS,
+    SMOKE_MODULE,
+    make_assignment,
+    make_submission,
+    queued_tasks,
+)
+from workers import tasks
+from workers.celery import app
+from workers.sandbox.base import infrastructure_result
+
+Status = Submission.Status
+
+TASK_QUEUES = {
+    "workers.build_submission": "preflight",
+    "workers.check_submission": "preflight",
+    "workers.finalize_submission": "preflight",
+    "workers.train_submission": "gpu",
+    "workers.evaluate_submission": "gpu",
+    "workers.reap_stale_submissions": "maintenance",
+}
+
+
+def test_every_task_is_routed_to_a_declared_queue():
+    declared = {queue.name for queue in app.conf.task_queues}
+    registered = {name for name in app.tasks if name.startswith("workers.")}
+
+    assert registered == set(TASK_QUEUES)
+    for name, queue in TASK_QUEUES.items():
+        route = app.amqp.router.route({}, name)
+        assert route["queue"].name == queue, name
+        assert queue in declared, name
+
+
+def test_every_send_names_a_declared_queue():
+    declared = {queue.name for queue in app.conf.task_queues}
+    for stage, (name, queue) in grading.STAGE_TASK.items():
+        assert TASK_QUEUES[name] == queue, stage
+        assert queue in declared
+    beat = app.conf.beat_schedule["reap-stale-submissions"]
+    assert TASK_QUEUES[beat["task"]] == beat["options"]["queue"]
+
+
+@pytest.mark.parametrize("name", [n for n in TASK_QUEUES if n != "workers.reap_stale_submissions"])
+def test_stage_tasks_are_acknowledged_late_and_requeued_when_the_worker_dies(name):
+    task = app.tasks[name]
+    assert task.acks_late is True
+    assert task.reject_on_worker_lost is True
+    assert task.max_retries == tasks.MAX_RETRIES
+    assert app.conf.worker_prefetch_multiplier == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "stage", [Status.BUILDING, Status.CHECKING, Status.TRAINING, Status.EVALUATING]
+)
+def test_limits_nest_sandbox_inside_soft_inside_hard(stage):
+    assignment = make_assignment(time_limit_seconds=900)
+    limits = grading.stage_limits(stage=stage, assignment=assignment)
+    assert 0 < limits.sandbox_seconds < limits.soft_time_limit < limits.time_limit
+    if stage == Status.TRAINING:
+        assert limits.sandbox_seconds == 900
+
+
+def test_backoff_grows_and_is_capped():
+    delays = [tasks.backoff_seconds(n) for n in range(10)]
+    assert delays == sorted(delays)
+    assert delays[0] >= 1 and delays[-1] == tasks.BACKOFF_MAX_SECONDS
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_a_json_model_passing_statically_goes_through_build_and_check_to_training(
+    redis_broker, student, grading_settings
+):
+    submission = make_submission(
+        make_assignment(), student, source=FIXTURE_MODELS / "smoke_separable.json"
+    )
+
+    assert tasks.build_submission.apply(args=[submission.pk]).get() == "done"
+    assert tasks.build_submission.apply(args=[submission.pk]).get() == "skipped"  # duplicate
+    assert tasks.check_submission.apply(args=[submission.pk]).get() == "done"
+
+    submission.refresh_from_db()
+    assert (submission.status, submission.worker) == (Status.CHECKING, "")
+    assert submission.training_config["epochs"] == 5  # the preset's default training
+    result = Result.objects.get(submission=submission)
+    assert result.passed is None  # training rules still pending
+    assert result.params_total == result.checks["params"]["total"] > 0
+    assert [name for name, _, _ in queued_tasks(redis_broker, "gpu")] == [
+        "workers.train_submission"
+    ]
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_a_static_rule_failure_ends_at_check_naming_the_rule(
+    redis_broker, student, grading_settings
+):
+    # The fixture's generator records which rules each model was designed to break.
+    expected = json.loads((FIXTURE_MODELS / "expected.json").read_text())["breaks_dropout_025"]
+    assignment = make_assignment(
+        slug="separable",
+        dataset="cifar10",
+        rules_yaml=preset_text(expected["preset"]),
+        max_epochs=50,
+    )
+    submission = make_submission(
+        assignment, student, source=FIXTURE_MODELS / "breaks_dropout_025.json"
+    )
+
+    tasks.build_submission.apply(args=[submission.pk])
+    assert tasks.check_submission.apply(args=[submission.pk]).get() == "failed"
+
+    submission.refresh_from_db()
+    assert (submission.status, submission.reason) == (Status.FAILED, "rules")
+    failed = [r for r in submission.result.rules if r["passed"] is False]
+    assert [r["id"] for r in failed] == expected["breaks"] == ["max_dropout"]
+    assert failed[0]["message"] in submission.message
+    assert "0.25" in submission.message
+    assert submission.result.passed is False and submission.result.score < 100
+    assert submission.training_at is None
+    assert queued_tasks(redis_broker, "gpu") == []  # never reaches a GPU
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_an_unsafe_model_is_a_verdict_not_a_retry(redis_broker, student, grading_settings):
+    submission = make_submission(
+        make_assignment(), student, source=FIXTURE_MODELS / "breaks_lambda.json"
+    )
+
+    tasks.build_submission.apply(args=[submission.pk])  # reads JSON only: nothing runs
+    outcome = tasks.check_submission.apply(args=[submission.pk])
+
+    assert outcome.state == "SUCCESS" and outcome.get() == "failed"
+    submission.refresh_from_db()
+    assert (submission.status, submission.reason) == (Status.FAILED, "invalid_submission")
+    assert "Lambda" in submission.message
+    assert [name for name, _, _ in queued_tasks(redis_broker, "preflight")] == [
+        "workers.check_submission"  # sent by the build; nothing re-sent by the check
+    ]
+    assert queued_tasks(redis_broker, "gpu") == []
+
+
+class InfrastructureFailingSandbox:
+    """A sandbox whose engine is down: every job is an infrastructure result."""
+
+    name = "down"
+
+    def __init__(self) -> None:
+        self.jobs = 0
+
+    def run(self, job, on_line=None):
+        self.jobs += 1
+        return infrastructure_result("the engine is not answering")
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_an_infrastructure_failure_is_retried_then_ends_as_an_error(
+    redis_broker, student, grading_settings, monkeypatch
+):
+    sandbox = InfrastructureFailingSandbox()
+    monkeypatch.setattr("workers.pipeline.stages.open_sandbox", lambda: sandbox)
+    submission = make_submission(make_assignment(), student, source=SMOKE_MODULE)
+
+    # Run eagerly, Celery performs the retries in place.
+    outcome = tasks.build_submission.apply(args=[submission.pk])
+
+    # Every retry ran the stage again: each attempt handed the claimed stage back first.
+    assert sandbox.jobs == tasks.MAX_RETRIES + 1
+    assert outcome.state == "SUCCESS"
+    submission.refresh_from_db()
+    assert (submission.status, submission.reason) == (Status.ERROR, "infrastructure")
+    assert "build stage kept failing" in submission.message
+    assert submission.worker == ""
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_the_last_retry_gives_up_without_another_attempt(
+    redis_broker, student, grading_settings, monkeypatch
+):
+    sandbox = InfrastructureFailingSandbox()
+    monkeypatch.setattr("workers.pipeline.stages.open_sandbox", lambda: sandbox)
+    submission = make_submission(make_assignment(), student, source=SMOKE_MODULE)
+
+    tasks.build_submission.apply(args=[submission.pk], retries=tasks.MAX_RETRIES)
+
+    assert sandbox.jobs == 1
+    submission.refresh_from_db()
+    assert (submission.status, submission.reason) == (Status.ERROR, "infrastructure")
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_evaluate_only_assignment_goes_from_check_to_evaluation(
+    redis_broker, student, grading_settings
+):
+    assignment = make_assignment(mode=Assignment.Mode.EVALUATE)
+    submission = make_submission(
+        assignment, student, source=FIXTURE_MODELS / "smoke_separable.keras"
+    )
+
+    tasks.build_submission.apply(args=[submission.pk])
+    tasks.check_submission.apply(args=[submission.pk])
+
+    submission.refresh_from_db()
+    assert submission.training_config is None
+    assert [name for name, _, _ in queued_tasks(redis_broker, "gpu")] == [
+        "workers.evaluate_submission"
+    ]
