@@ -1,0 +1,129 @@
+"""The trusted evaluator: the test split, the trained weights, numbers computed in NumPy.
+
+Predictions come from Keras; every metric (accuracy, loss, per-class accuracy, confusion matrix)
+is computed here from those predictions with NumPy, so the arithmetic does not depend on how a
+model was compiled, or whether it was compiled at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from grader.datasets import load_split, read_split_meta
+from grader.errors import InvalidModelConfig
+from grader.training.safe_model import build_model, load_keras_file
+
+EVAL_BATCH_SIZE = 256
+_PROBABILITY_FLOOR = 1e-7  # Keras' epsilon: the same clipping as its crossentropy
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Test-split metrics.
+
+    Attributes:
+        accuracy: fraction of test images whose arg-max prediction equals the label.
+        loss: mean categorical crossentropy (natural log) of the predicted probabilities.
+        per_class_accuracy: recall of each class, index = label; None for a class absent from
+            the test split.
+        confusion_matrix: ``[true][predicted]`` counts.
+        num_examples: test images evaluated.
+    """
+
+    accuracy: float
+    loss: float
+    per_class_accuracy: list[float | None]
+    confusion_matrix: list[list[int]]
+    num_examples: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The evaluate stage's ``result.json`` fields."""
+        return asdict(self)
+
+
+def metrics_from_scores(scores: np.ndarray, labels: np.ndarray, num_classes: int) -> Evaluation:
+    """Metrics from model outputs (probabilities or logits) and the true labels.
+
+    Outputs whose rows are not probability distributions are treated as logits and
+    soft-maxed, so the loss is comparable between models ending in a softmax and models that
+    do not.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    if scores.ndim != 2 or scores.shape != (labels.shape[0], num_classes):
+        raise InvalidModelConfig(
+            f"Model predicted scores of shape {scores.shape}. Expected ({labels.shape[0]}, "
+            f"{num_classes}): one score per class for each test image."
+        )
+    is_distribution = (
+        np.all(scores >= 0.0)
+        and np.all(scores <= 1.0)
+        and np.allclose(scores.sum(axis=1), 1.0, atol=1e-3)
+    )
+    if is_distribution:
+        probabilities = scores
+    else:
+        shifted = scores - scores.max(axis=1, keepdims=True)
+        probabilities = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+    predicted = scores.argmax(axis=1)
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(confusion, (labels, predicted), 1)
+    per_class: list[float | None] = [
+        float(confusion[c, c] / confusion[c].sum()) if confusion[c].sum() else None
+        for c in range(num_classes)
+    ]
+    chosen = np.clip(probabilities[np.arange(labels.shape[0]), labels], _PROBABILITY_FLOOR, 1.0)
+    return Evaluation(
+        accuracy=float(np.mean(predicted == labels)) if labels.size else 0.0,
+        loss=float(-np.mean(np.log(chosen))) if labels.size else 0.0,
+        per_class_accuracy=per_class,
+        confusion_matrix=confusion.tolist(),
+        num_examples=int(labels.shape[0]),
+    )
+
+
+def predict_scores(model: Any, x: np.ndarray, *, batch_size: int = EVAL_BATCH_SIZE) -> np.ndarray:
+    """The model's outputs for uint8 images, fed exactly as the trainer feeds them."""
+    from grader.training.pipeline import make_eval_dataset
+
+    dataset = make_eval_dataset(x, None, batch_size=batch_size, num_classes=0, one_hot=False)
+    return np.asarray(model.predict(dataset, verbose=0))
+
+
+def evaluate_model(model: Any, test_dir: Path) -> Evaluation:
+    """Evaluate a built model on a prepared test split."""
+    meta = read_split_meta(test_dir)
+    x, y = load_split(test_dir)
+    return metrics_from_scores(predict_scores(model, x), y, meta.num_classes)
+
+
+def evaluate(*, model_config: Mapping[str, Any], weights_path: Path, test_dir: Path) -> Evaluation:
+    """Rebuild the architecture from its config, load the trained weights, evaluate.
+
+    Raises:
+        UnsafeLayer, InvalidModelConfig: the config cannot be rebuilt safely, or the weights do
+            not fit it.
+    """
+    model = build_model(model_config)
+    try:
+        model.load_weights(Path(weights_path))
+    except (ValueError, OSError) as exc:
+        raise InvalidModelConfig(
+            f"Weights `{Path(weights_path).name}` do not fit the architecture: {exc}"
+        ) from exc
+    return evaluate_model(model, test_dir)
+
+
+def evaluate_keras_file(*, keras_file: Path, test_dir: Path) -> Evaluation:
+    """Evaluate-only assignments: open the student's ``.keras`` safely, evaluate it as is.
+
+    Raises:
+        UnsafeLayer: the archive holds a Lambda or a custom class (refused before Keras reads it).
+        InvalidModelConfig: not a readable Keras 3 archive, or wrong input/output shape.
+    """
+    return evaluate_model(load_keras_file(Path(keras_file)), test_dir)

@@ -1,0 +1,253 @@
+"""Build Keras models from untrusted configs without running untrusted code.
+
+Two gates, in order: first a pure-Python walk of the config refuses ``Lambda`` layers, custom
+classes and anything not a built-in Keras layer (`check_model_config`); only then does Keras see
+the config, through its safe mode and with no custom objects, so even a config that slipped past
+the first gate cannot deserialize code. Models are built with fresh weights; a student's own
+weights are never used for training.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import zipfile
+from collections.abc import Iterator, Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from grader.errors import GraderError, InvalidModelConfig, UnsafeLayer
+
+MAX_CONFIG_BYTES = 2 * 1024 * 1024
+MODEL_CLASSES = frozenset({"Sequential", "Functional", "Model"})
+# Exported by `keras.layers` yet able to run arbitrary code or load foreign graphs.
+CODE_CARRYING_LAYERS = frozenset(
+    {"Lambda", "TFSMLayer", "JaxLayer", "FlaxLayer", "TorchModuleWrapper"}
+)
+
+
+@lru_cache(maxsize=1)
+def builtin_layer_classes() -> frozenset[str]:
+    """Names of the layer classes Keras itself exports, minus those that carry code."""
+    import keras
+
+    names = set()
+    for name in dir(keras.layers):
+        candidate = getattr(keras.layers, name)
+        if isinstance(candidate, type) and issubclass(candidate, keras.layers.Layer):
+            names.add(candidate.__name__)
+            names.add(name)
+    return frozenset(names - CODE_CARRYING_LAYERS)
+
+
+def _layer_entries(config: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Mapping]]:
+    """Every layer entry of a model config, nested models included, with qualified names."""
+    for entry in (config.get("config") or {}).get("layers") or []:
+        if not isinstance(entry, Mapping):
+            raise InvalidModelConfig(
+                f"Model config lists a layer of type {type(entry).__name__}. Expected a mapping."
+            )
+        name = str((entry.get("config") or {}).get("name", "?"))
+        yield f"{prefix}{name}", entry
+        if entry.get("class_name") in MODEL_CLASSES:
+            yield from _layer_entries(entry, prefix=f"{prefix}{name}/")
+
+
+def _objects(value: Any) -> Iterator[Mapping[str, Any]]:
+    """Every serialized Keras object (a mapping with ``class_name``) nested inside `value`."""
+    if isinstance(value, Mapping):
+        if "class_name" in value:
+            yield value
+        for item in value.values():
+            yield from _objects(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _objects(item)
+
+
+def check_model_config(config: Mapping[str, Any]) -> None:
+    """Refuse configs that carry code or use classes outside Keras' built-in layers.
+
+    Runs the project's pure-Python analysis when it is installed (`grader.analysis`, which
+    raises `UnsafeLayer` for the same reasons) and, in every case, checks each layer's class
+    against the layers Keras exports.
+
+    Raises:
+        UnsafeLayer: a ``Lambda``, a custom class or a serialized Python function.
+        InvalidModelConfig: not a Keras 3 model config.
+    """
+    if not isinstance(config, Mapping) or config.get("class_name") not in MODEL_CLASSES:
+        found = config.get("class_name") if isinstance(config, Mapping) else type(config).__name__
+        raise InvalidModelConfig(
+            f"Model config has class `{found}`. Expected one of {sorted(MODEL_CLASSES)}."
+        )
+    for name, entry in _layer_entries(config):
+        class_name = str(entry.get("class_name"))
+        module = entry.get("module")
+        registered = entry.get("registered_name")
+        if class_name in MODEL_CLASSES and module in (None, "keras", "keras.models"):
+            continue
+        # Code-carrying classes are refused by name first: no need to import Keras for them.
+        if class_name in CODE_CARRYING_LAYERS or class_name not in builtin_layer_classes():
+            why = (
+                "carries Python code"
+                if class_name in CODE_CARRYING_LAYERS
+                else "is not a built-in Keras layer"
+            )
+            raise UnsafeLayer(
+                f"Layer `{name}` ({class_name}) {why}. Expected only built-in Keras layers; "
+                "Lambda layers and custom classes are never loaded.",
+                layer_name=name,
+                class_name=class_name,
+            )
+        if (module is not None and not str(module).startswith("keras")) or registered not in (
+            None,
+            class_name,
+        ):
+            raise UnsafeLayer(
+                f"Layer `{name}` ({class_name}) is registered as `{registered}` from module "
+                f"`{module}`. Expected a built-in Keras layer from `keras.layers`.",
+                layer_name=name,
+                class_name=class_name,
+            )
+    for obj in _objects(config):
+        module = obj.get("module")
+        foreign = module not in (None, "builtins") and not str(module).startswith("keras")
+        if foreign or obj.get("class_name") in ("__lambda__", "function"):
+            raise UnsafeLayer(
+                f"Model config contains a serialized `{obj.get('class_name')}` from module "
+                f"`{obj.get('module')}`. Expected only built-in Keras objects.",
+                class_name=str(obj.get("class_name")),
+            )
+    _check_with_analysis(config)
+
+
+def _check_with_analysis(config: Mapping[str, Any]) -> None:
+    """Defer to `grader.analysis` for code-carrying layers when that module is available."""
+    try:
+        analysis = importlib.import_module("grader.analysis")
+    except ImportError:
+        return
+    try:
+        analysis.analyze(dict(config))
+    except UnsafeLayer:
+        raise
+    except GraderError:
+        # Shape or support gaps are the preflight check's verdicts, not a safety question.
+        return
+
+
+def parse_model_json(text: str) -> dict[str, Any]:
+    """Parse and size-check a model config JSON string, then `check_model_config` it."""
+    if len(text.encode("utf-8")) > MAX_CONFIG_BYTES:
+        raise InvalidModelConfig(
+            f"Model config is {len(text.encode('utf-8')):,} bytes. Expected at most "
+            f"{MAX_CONFIG_BYTES:,} bytes."
+        )
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidModelConfig(f"Model config is not valid JSON: {exc}.") from exc
+    check_model_config(config)
+    return config
+
+
+def build_model(config: Mapping[str, Any]) -> Any:
+    """A `keras.Model` with fresh weights from a checked config (safe mode, no custom objects).
+
+    Raises:
+        UnsafeLayer: see `check_model_config`.
+        InvalidModelConfig: Keras cannot build the model from this config.
+    """
+    check_model_config(config)
+    import keras
+
+    try:
+        model = keras.saving.deserialize_keras_object(
+            json.loads(json.dumps(config)), custom_objects=None, safe_mode=True
+        )
+    except Exception as exc:  # Keras raises many types for a bad config; all mean the same here.
+        raise InvalidModelConfig(f"Keras cannot build the model from its config: {exc}") from exc
+    if not isinstance(model, keras.Model):
+        raise InvalidModelConfig(
+            f"Model config built a `{type(model).__name__}`. Expected a keras.Model."
+        )
+    return model
+
+
+def read_keras_archive_config(path: Path) -> dict[str, Any]:
+    """The model config inside a ``.keras`` archive, read without Keras.
+
+    Uses `grader.loading.load_model_config` when available (it also guards against zip bombs);
+    otherwise reads ``config.json`` directly with a size cap.
+    """
+    try:
+        loading = importlib.import_module("grader.loading")
+    except ImportError:
+        loading = None
+    if loading is not None:
+        return dict(loading.load_model_config(path))
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo("config.json")
+            if info.file_size > MAX_CONFIG_BYTES:
+                raise InvalidModelConfig(
+                    f"`config.json` in `{path.name}` is {info.file_size:,} bytes. Expected at "
+                    f"most {MAX_CONFIG_BYTES:,} bytes."
+                )
+            text = archive.read(info).decode("utf-8")
+    except (zipfile.BadZipFile, KeyError, OSError, UnicodeDecodeError) as exc:
+        raise InvalidModelConfig(
+            f"`{path.name}` is not a Keras 3 `.keras` archive with a `config.json`: {exc}"
+        ) from exc
+    return parse_model_json(text)
+
+
+def load_keras_file(path: Path) -> Any:
+    """Open a student's ``.keras`` upload: config checked without Keras, then safe-mode load.
+
+    Raises:
+        UnsafeLayer: the archive's config holds a Lambda or a custom class.
+        InvalidModelConfig: not a readable Keras 3 archive.
+    """
+    config = read_keras_archive_config(Path(path))
+    check_model_config(config)
+    import keras
+
+    try:
+        model = keras.saving.load_model(path, custom_objects=None, compile=False, safe_mode=True)
+    except Exception as exc:  # see build_model
+        raise InvalidModelConfig(f"Keras cannot load `{Path(path).name}`: {exc}") from exc
+    if not isinstance(model, keras.Model):
+        raise InvalidModelConfig(
+            f"`{Path(path).name}` holds a `{type(model).__name__}`. Expected a keras.Model."
+        )
+    return model
+
+
+def check_io_shapes(model: Any, input_shape: tuple[int, ...], num_classes: int) -> None:
+    """Check that a built model takes the dataset's images and outputs one score per class.
+
+    Raises:
+        InvalidModelConfig: naming the model, the shape received and the shape expected.
+    """
+    expected_input = (None, *input_shape)
+    got_input = tuple(model.input_shape) if not isinstance(model.input_shape, list) else None
+    if (
+        got_input is None
+        or len(got_input) != len(expected_input)
+        or any(
+            g is not None and g != e for g, e in zip(got_input[1:], expected_input[1:], strict=True)
+        )
+    ):
+        raise InvalidModelConfig(
+            f"Model `{model.name}` takes inputs of shape {model.input_shape}. Expected "
+            f"{expected_input} for this dataset."
+        )
+    got_output = tuple(model.output_shape) if not isinstance(model.output_shape, list) else None
+    if got_output != (None, num_classes):
+        raise InvalidModelConfig(
+            f"Model `{model.name}` has output shape {model.output_shape}. Expected "
+            f"(None, {num_classes}): one score per class."
+        )

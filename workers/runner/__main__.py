@@ -1,0 +1,67 @@
+"""``python -m workers.runner STAGE /job``: run one stage inside the sandbox.
+
+Exit codes: 0 when ``result.json`` was written (success, or a failure the submission caused);
+1 when the runner crashed (traceback on stderr); 2 for a malformed job (usage, spec).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+USAGE = "usage: python -m workers.runner {build|train|evaluate} /job"
+
+
+def _quiet_environment() -> None:
+    # Before TensorFlow is imported: the backend is fixed and C++ logs stay below warnings.
+    os.environ["KERAS_BACKEND"] = "tensorflow"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="keras")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; see the module docstring for exit codes."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    _quiet_environment()
+    from grader.errors import GraderError
+    from workers.runner import build, evaluate, train
+    from workers.runner.protocol import (
+        STAGES,
+        JobPaths,
+        RunnerError,
+        claim_stdout,
+        failure,
+        read_spec,
+        write_result,
+    )
+
+    if len(args) != 2 or args[0] not in STAGES:
+        print(USAGE, file=sys.stderr)
+        return 2
+    stage, job = args[0], JobPaths(Path(args[1]))
+    progress = claim_stdout()
+    stages = {"build": build.run, "train": train.run, "evaluate": evaluate.run}
+    try:
+        spec = read_spec(job, stage)
+        try:
+            result = stages[stage](job, spec, progress)
+        except GraderError as exc:
+            result = failure(exc.kind, exc.message)
+        write_result(job, result)
+    except RunnerError as exc:
+        print(f"workers.runner: {exc}", file=sys.stderr)
+        return 2
+    except Exception:
+        traceback.print_exc(file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Stage ``train``: validate the training config, train fresh weights, checkpoint, resume.
+
+Spec: ``{"stage": "train", "model_config": "model.json", "training_config": {...}|null,
+"policy": {...}, "validation_split": 0.1, "seed": 0, "submission": "submission.py"|null}``.
+Result: ``{"ok": true, "epochs": [...], "seconds", "weights": "weights.weights.h5",
+"resumed_from_epoch", "custom_training", "training_config"}``; the weights are in ``/job/work``.
+
+The submission's code is imported only when the policy allows custom training and the module
+defines ``train(model, data, config)``; otherwise this stage never runs student code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from grader.training.config import validate_training_config
+from grader.training.safe_model import parse_model_json
+from grader.training.trainer import WEIGHTS_FILENAME, train, train_custom
+from workers.runner.protocol import JobPaths, ProgressChannel, RunnerError
+from workers.runner.submission import call_student, import_submission
+
+
+def run(job: JobPaths, spec: dict[str, Any], progress: ProgressChannel) -> dict[str, Any]:
+    """Run the train stage; raises `GraderError` subclasses for the submission's failures."""
+    policy = spec.get("policy") or {}
+    if not isinstance(policy, dict):
+        raise RunnerError(f"spec policy is a {type(policy).__name__}; expected an object.")
+    config = validate_training_config(spec.get("training_config"), policy)
+    model_config = parse_model_json(
+        job.input_file(str(spec["model_config"])).read_text(encoding="utf-8")
+    )
+    seed = int(spec.get("seed", 0))
+    common = {
+        "model_config": model_config,
+        "config": config,
+        "train_dir": job.data,
+        "work_dir": job.work,
+        "seed": seed,
+        "progress": progress,
+    }
+
+    train_fn = None
+    submission = spec.get("submission")
+    if policy.get("allow_custom_training") and submission:
+        path = job.input_file(str(submission))
+        candidate = getattr(import_submission(path), "train", None)
+        if callable(candidate):
+
+            def train_fn(model: Any, data: dict[str, Any], declared: dict[str, Any]) -> Any:
+                what = "Calling `train(model, data, config)`"
+                return call_student(
+                    "custom_training_failed", what, path, candidate, model, data, declared
+                )
+
+    if train_fn is not None:
+        outcome = train_custom(train_fn=train_fn, **common)
+    else:
+        outcome = train(validation_split=float(spec.get("validation_split", 0.1)), **common)
+    return {
+        "ok": True,
+        "epochs": outcome.epochs,
+        "seconds": outcome.seconds,
+        "weights": WEIGHTS_FILENAME,
+        "resumed_from_epoch": outcome.resumed_from_epoch,
+        "custom_training": train_fn is not None,
+        "training_config": config.to_dict(),
+    }
