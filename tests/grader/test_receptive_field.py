@@ -395,8 +395,9 @@ def _redilated(build, layer: str) -> ModelGraph:
     for node in graph.nodes:
         if node.layer.name == layer:
             config = {**node.layer.config, "dilation_rate": 2}
+            unknown = (*(None for _ in node.output_shape[:-1]), 8)  # sizes change: leave unknown
             node = Node(node.id, Layer(layer, node.layer.class_name, config), node.inputs,
-                        node.input_shapes, tuple(None for _ in node.output_shape[:-1]) + (8,))  # fmt: skip
+                        node.input_shapes, unknown)  # fmt: skip
         nodes.append(node)
     return ModelGraph(graph.name, graph.class_name, tuple(nodes), graph.inputs, graph.outputs)
 
