@@ -228,10 +228,14 @@ def settings_variables() -> set[str]:
     pattern = re.compile(r"env(?:\.\w+)?\(\s*\"([A-Z][A-Z0-9_]+)\"")
     for path in (ROOT / "config" / "settings").glob("*.py"):
         names |= set(pattern.findall(path.read_text(encoding="utf-8")))
-    environ = re.compile(r"os\.environ(?:\.get\(|\[)\s*\"([A-Z][A-Z0-9_]+)\"")
+    # Reads only: `os.environ["X"] = ...` sets a variable for a child process.
+    environ = re.compile(
+        r"os\.environ(?:\.get\(\s*\"([A-Z][A-Z0-9_]+)\"|\[\s*\"([A-Z][A-Z0-9_]+)\"\s*\](?!\s*=[^=]))"
+    )
     for package in ("config", "assignments", "workers", "grader"):
         for path in (ROOT / package).rglob("*.py"):
-            names |= set(environ.findall(path.read_text(encoding="utf-8")))
+            for got, indexed in environ.findall(path.read_text(encoding="utf-8")):
+                names.add(got or indexed)
     compose_text = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
     names |= set(re.findall(r"\$\{([A-Z][A-Z0-9_]+)", compose_text))
     # Set by the platform or by the process manager, not by operators.
