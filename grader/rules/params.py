@@ -6,6 +6,7 @@ phrase completes the sentence "Expected ...", so the schema can name the rule an
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -160,7 +161,24 @@ class ClassNames(Param):
             raise ParamTypeError(self.expected)
         if len(set(names)) != len(names):
             raise ParamTypeError(self.expected + " without repeats")
+        known = known_layer_classes()
+        for name in names:
+            if name not in known:
+                # A typo would silently turn the rule into one that always passes.
+                close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+                suggestion = f" (did you mean `{close[0]}`?)" if close else ""
+                raise ParamTypeError(
+                    f"Keras layer class names; `{name}` is not a Keras layer class{suggestion}"
+                )
         return names
+
+
+def known_layer_classes() -> frozenset[str]:
+    """Every Keras layer class name a rule may mention: built-ins and what the grader supports."""
+    from grader.graph_builder import CODE_CARRYING_CLASSES, KERAS_BUILTIN_LAYERS
+    from grader.layers import supported_classes
+
+    return KERAS_BUILTIN_LAYERS | CODE_CARRYING_CLASSES | frozenset(supported_classes())
 
 
 @dataclass(frozen=True)

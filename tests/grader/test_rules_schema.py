@@ -128,6 +128,14 @@ BAD_RULES = [
         ["`layers`", "class names"],
     ),
     (
+        {"rules": [{"id": "forbidden_layers", "layers": ["Maxpooling2D"]}]},
+        ["`layers`", "`Maxpooling2D` is not a Keras layer class", "did you mean `MaxPooling2D`?"],
+    ),
+    (
+        {"rules": [{"id": "required_layers", "layers": ["BatchNorm"]}]},
+        ["`layers`", "`BatchNorm` is not a Keras layer class"],
+    ),
+    (
         {"rules": [{"id": "min_receptive_field", "limit": [32, 32, 3]}]},
         ["`limit`", "[32, 32, 3] (list)", "[height, width] pair"],
     ),
