@@ -333,12 +333,15 @@ def execute_train(submission_id: int, *, worker: str, sandbox: Any = None) -> st
                     epoch=record["epoch"],
                     metrics=record,
                 )
+        log = output.log
+        if output.resumed_from_epoch:
+            log += f"\nTraining resumed from the checkpoint of epoch {output.resumed_from_epoch}.\n"
         grading.complete_training(
             submission_id=submission_id,
             worker=worker,
             epochs_run=len(output.epochs),
             training_seconds=output.seconds,
-            log=output.log,
+            log=log,
         )
 
     return _guarded(submission_id, worker, "train", body)

@@ -39,6 +39,7 @@ class TrainOutput:
     seconds: float
     weights_path: Path
     log: str = ""
+    resumed_from_epoch: int | None = None
 
 
 def run_train(
@@ -106,4 +107,9 @@ def run_train(
         seconds=float(payload.get("seconds") or 0.0),
         weights_path=weights_path,
         log=f"{result.stdout or ''}{result.stderr or ''}",
+        resumed_from_epoch=_positive_int(payload.get("resumed_from_epoch")),
     )
+
+
+def _positive_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None

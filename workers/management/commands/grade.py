@@ -1,0 +1,140 @@
+"""`python manage.py grade PATH --assignment SLUG`: grade one file locally, start to finish.
+
+Runs the very stage code the Celery workers run (`workers.pipeline.local`), with the same
+sandboxes and limits, synchronously. SLUG names a database assignment if one exists, else a
+shipped preset (`grader/presets/`). Nothing is written to the database either way: `grade` is a
+dry run of a submission (job folders are temporary).
+
+Exit status: 0 passed, 1 failed (a verdict: rules, build error, timeout, ...), 2 error (the
+grading itself could not run: unknown slug, dataset missing, sandbox down).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
+
+from grader.errors import GraderError
+from workers.pipeline.local import EXIT_CODES, GradeReport, grade_file
+from workers.pipeline.plan import GradingPlan
+
+
+def resolve_plan(slug: str) -> GradingPlan:
+    """The grading plan of a database assignment `slug`, else of the preset `slug`.
+
+    Raises:
+        CommandError: (exit 2) neither exists.
+    """
+    from assignments.models import Assignment
+
+    try:
+        assignment = Assignment.objects.filter(slug=slug).first()
+    except DatabaseError:
+        # No database yet (not migrated) or unreachable: presets still work without one.
+        assignment = None
+    if assignment is not None:
+        return GradingPlan.from_assignment(assignment)
+    try:
+        return GradingPlan.from_preset(slug)
+    except GraderError as exc:
+        raise CommandError(
+            f"No assignment or preset is named `{slug}`: {exc.message}",
+            returncode=EXIT_CODES["error"],
+        ) from exc
+
+
+def _format_epoch(record: dict[str, Any], max_epochs: int) -> str:
+    parts = [f"epoch {record.get('epoch')}/{max_epochs}"]
+    for key, label in (
+        ("loss", "loss"),
+        ("accuracy", "acc"),
+        ("val_loss", "val_loss"),
+        ("val_accuracy", "val_acc"),
+    ):
+        value = record.get(key)
+        if isinstance(value, int | float):
+            parts.append(f"{label} {value:.4f}")
+    seconds = record.get("seconds")
+    if isinstance(seconds, int | float):
+        parts.append(f"({seconds:.1f} s)")
+    return "  ".join(parts)
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """A readable summary of a `grade` report: verdict, rules, training and evaluation."""
+    lines = [f"{report['file']}: {report['status'].upper()}"]
+    if report.get("reason"):
+        lines.append(f"  reason: {report['reason']}")
+    if report.get("message"):
+        lines.append(f"  {report['message']}")
+    checks = report.get("checks") or {}
+    params = checks.get("params")
+    if params:
+        lines.append(f"  parameters: {params['total']:,} ({params['trainable']:,} trainable)")
+    marks = {True: "PASS", False: "FAIL", None: "----"}
+    for rule in checks.get("rules", []):
+        lines.append(
+            f"  [{marks[rule.get('passed')]}] {rule.get('name') or rule['id']}: "
+            f"{rule.get('message', '')}"
+        )
+    training = report.get("training")
+    if training:
+        lines.append(
+            f"  training: {len(training['epochs'])} epochs in {training['seconds'] or 0:.1f} s"
+        )
+    evaluation = report.get("evaluation")
+    if evaluation:
+        lines.append(f"  test accuracy: {evaluation['accuracy']:.4f}")
+    if report.get("score") is not None:
+        lines.append(f"  score: {report['score']:.1f} / 100")
+    return "\n".join(lines)
+
+
+class Command(BaseCommand):
+    help = "Grade one submission file locally through every stage (build, check, train, evaluate)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("path", help="A .py module, .json model config or .keras archive.")
+        parser.add_argument(
+            "--assignment", required=True, help="An assignment slug in the database, or a preset."
+        )
+        parser.add_argument("--format", choices=("text", "json"), default="text")
+        parser.add_argument(
+            "--sandbox",
+            choices=("docker", "bwrap"),
+            default=None,
+            help="The sandbox backend (default: GRADER_SANDBOX).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        path = Path(options["path"])
+        if not path.is_file():
+            raise CommandError(f"File {path} does not exist.", returncode=EXIT_CODES["error"])
+        plan = resolve_plan(options["assignment"])
+        text = options["format"] == "text"
+
+        def on_event(kind: str, data: dict[str, Any]) -> None:
+            if not text:
+                return
+            if kind == "stage":
+                self.stdout.write(f"-> {data['stage']}")
+            elif kind == "epoch":
+                self.stdout.write("   " + _format_epoch(data, plan.max_epochs))
+            self.stdout.flush()
+
+        report: GradeReport = grade_file(
+            path, plan, sandbox_name=options["sandbox"], on_event=on_event
+        )
+        data = report.to_dict()
+        if text:
+            self.stdout.write(format_report(data))
+        else:
+            self.stdout.write(json.dumps(data))
+        self.stdout.flush()
+        if report.exit_code:
+            sys.exit(report.exit_code)

@@ -1,0 +1,246 @@
+"""Run every stage synchronously, in this process, for one file: the `grade` command's engine.
+
+The same stage functions as the Celery workers (`build`, `check`, `train`, `evaluate`,
+`finalize`), the same sandboxes and the same limits; only the bookkeeping differs: nothing is
+written to the database, and job folders are temporary (under `GRADER_JOBS_DIR`, removed after).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from workers.pipeline.errors import InfrastructureError, StageFailed
+from workers.pipeline.jobs import StageResources, job_dirs
+from workers.pipeline.plan import GradingPlan
+
+PASSED = "passed"
+FAILED = "failed"
+ERROR = "error"
+
+#: Exit status of `grade` for each outcome.
+EXIT_CODES = {PASSED: 0, FAILED: 1, ERROR: 2}
+
+EventCallback = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass
+class GradeReport:
+    """The outcome of grading one file, in the `grade --format json` shape (`to_dict`)."""
+
+    file: str
+    status: str = ERROR
+    reason: str = ""
+    message: str = ""
+    checks: dict[str, Any] | None = None
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    training_seconds: float | None = None
+    evaluation: dict[str, Any] | None = None
+    score: float | None = None
+    rules: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """0 passed, 1 failed, 2 error."""
+        return EXIT_CODES[self.status]
+
+    def to_dict(self) -> dict[str, Any]:
+        """`{"status", "reason", "message", "checks", "training", "evaluation", "score"}`."""
+        training = None
+        if self.training_seconds is not None or self.epochs:
+            training = {"epochs": self.epochs, "seconds": self.training_seconds}
+        checks = self.checks
+        if checks is not None and self.rules:
+            # The final rule verdicts (training-decided ones included) replace the static ones.
+            checks = {**checks, "rules": self.rules, "passed": _overall(self.rules)}
+        return {
+            "file": self.file,
+            "status": self.status,
+            "reason": self.reason or None,
+            "message": self.message,
+            "checks": checks,
+            "training": training,
+            "evaluation": self.evaluation,
+            "score": self.score,
+        }
+
+
+def _overall(rules: list[dict[str, Any]]) -> bool | None:
+    from workers.pipeline.finalize import overall_passed
+
+    return overall_passed(rules)
+
+
+def _resources(plan: GradingPlan, stage: str) -> StageResources:
+    from assignments.services.grading import stage_limits
+
+    limits = stage_limits(stage=stage, assignment=plan)  # duck-typed: time_limit_seconds
+    return StageResources(wall_seconds=limits.sandbox_seconds, memory_mb=plan.memory_limit_mb)
+
+
+def grade_file(
+    path: str | Path,
+    plan: GradingPlan,
+    *,
+    sandbox_name: str | None = None,
+    on_event: EventCallback | None = None,
+    is_late: bool = False,
+) -> GradeReport:
+    """Grade one submission file through every stage, synchronously.
+
+    Args:
+        path: A `.py` module, a `.json` model config or a `.keras` archive.
+        plan: The assignment (database or preset) to grade against.
+        sandbox_name: `docker` or `bwrap` (default: `GRADER_SANDBOX`).
+        on_event: Called as `on_event(kind, data)` with kinds `stage` (`{"stage"}`), `epoch`
+            (a progress record) and `done` (the report dict): live progress for the CLI.
+        is_late: Apply the assignment's late policy to the score.
+
+    Returns:
+        The report; never raises for a submission's failure or an infrastructure error (both
+        become the report's status).
+    """
+    path = Path(path)
+    report = GradeReport(file=str(path))
+    emit = on_event or (lambda kind, data: None)
+    jobs_root = Path(settings.GRADER_JOBS_DIR)
+    jobs_root.mkdir(parents=True, exist_ok=True)
+    try:
+        # Under the jobs root, not /tmp: sandboxes put a private tmpfs over /tmp.
+        with tempfile.TemporaryDirectory(prefix="grade-", dir=jobs_root) as root:
+            Path(root).chmod(0o755)
+            _run_stages(path, plan, Path(root), report, emit, sandbox_name, is_late)
+    except StageFailed as exc:
+        report.status, report.reason, report.message = FAILED, exc.reason, exc.message
+    except InfrastructureError as exc:
+        report.status, report.reason, report.message = ERROR, "infrastructure", exc.message
+    emit("done", report.to_dict())
+    return report
+
+
+def _run_stages(
+    path: Path,
+    plan: GradingPlan,
+    root: Path,
+    report: GradeReport,
+    emit: EventCallback,
+    sandbox_name: str | None,
+    is_late: bool,
+) -> None:
+    from grader.datasets import prepare_dataset
+    from grader.errors import DatasetUnavailable
+    from workers.pipeline.build import run_build, submission_kind
+    from workers.pipeline.check import run_check
+    from workers.pipeline.evaluate import run_evaluate
+    from workers.pipeline.finalize import compute_verdict
+    from workers.pipeline.sandboxes import open_sandbox, worker_gpu_device
+    from workers.pipeline.train import run_train
+
+    kind = submission_kind(path)
+    if not plan.trains and kind != "keras":
+        raise StageFailed(
+            "invalid_submission",
+            f"Assignment `{plan.slug}` evaluates a trained model. Expected a `.keras` archive; "
+            f"received `{path.name}`.",
+        )
+    try:
+        dataset = prepare_dataset(plan.dataset, Path(settings.GRADER_DATA_DIR))
+    except DatasetUnavailable as exc:
+        raise InfrastructureError(exc.message, retry=False) from exc
+    sandbox = open_sandbox(sandbox_name)
+    key = "local"
+
+    emit("stage", {"stage": "build"})
+    built = run_build(
+        path=path,
+        input_shape=dataset.input_shape,
+        num_classes=dataset.num_classes,
+        dirs=job_dirs(root=root, key=key, stage="build") if kind == "py" else None,
+        sandbox=sandbox,
+        resources=_resources(plan, "building"),
+        train_dir=dataset.train_dir,
+    )
+
+    emit("stage", {"stage": "check"})
+    checked = run_check(
+        model_config=built.model_config,
+        declared_training=built.training_config,
+        plan=plan,
+        is_late=is_late,
+    )
+    report.checks = checked.checks
+    report.rules = checked.rules
+    report.score = checked.score
+    if checked.stop:
+        raise StageFailed("rules", checked.message)
+
+    gpu = worker_gpu_device()
+    if plan.trains:
+        emit("stage", {"stage": "train"})
+
+        def on_epoch(record: dict[str, Any]) -> None:
+            report.epochs.append(record)
+            emit("epoch", record)
+
+        trained = run_train(
+            model_config=built.model_config,
+            training_config=checked.training_config,
+            plan=plan,
+            dirs=job_dirs(root=root, key=key, stage="train"),
+            train_dir=dataset.train_dir,
+            sandbox=sandbox,
+            resources=_resources(plan, "training"),
+            on_epoch=on_epoch,
+            submission_path=path if kind == "py" else None,
+            gpu_device=gpu,
+        )
+        # The result's list is authoritative (a streamed line could be missed).
+        report.epochs = sorted(trained.epochs, key=lambda e: e.get("epoch", 0))
+        report.training_seconds = trained.seconds
+        emit("stage", {"stage": "evaluate"})
+        evaluated = run_evaluate(
+            dirs=job_dirs(root=root, key=key, stage="evaluate"),
+            test_dir=dataset.test_dir,
+            sandbox=sandbox,
+            resources=_resources(plan, "evaluating"),
+            model_config=built.model_config,
+            weights_path=trained.weights_path,
+            gpu_device=gpu,
+        )
+    else:
+        emit("stage", {"stage": "evaluate"})
+        evaluated = run_evaluate(
+            dirs=job_dirs(root=root, key=key, stage="evaluate"),
+            test_dir=dataset.test_dir,
+            sandbox=sandbox,
+            resources=_resources(plan, "evaluating"),
+            keras_path=path,
+            gpu_device=gpu,
+        )
+    report.evaluation = evaluated.to_dict()
+
+    verdict = compute_verdict(
+        plan=plan,
+        model_config=built.model_config,
+        epochs=report.epochs,
+        test_accuracy=evaluated.accuracy,
+        is_late=is_late,
+        training_config=checked.training_config,
+    )
+    report.rules = verdict.rules
+    report.score = verdict.score
+    failed = [r for r in verdict.rules if r.get("passed") is False]
+    if verdict.passed is True:
+        report.status = PASSED
+    elif failed:
+        report.status, report.reason = FAILED, "rules"
+        report.message = " ".join(str(r.get("message")) for r in failed)
+    else:
+        undecided = [r.get("id") for r in verdict.rules if r.get("passed") is None]
+        report.status, report.reason = FAILED, "rules"
+        report.message = f"Rules {', '.join(map(str, undecided))} could not be decided."
