@@ -10,7 +10,9 @@
      "rules": [RuleResult.to_dict(), ...],
      "passed": true | false | null}
 
-``layer_count`` counts layers other than inputs, nested models flattened. ``passed`` is false if
+``layer_count`` counts layers other than inputs, nested models flattened. When the receptive
+field cannot be computed at the default end point, ``receptive_field`` holds null values and an
+``error`` object, and the receptive-field rule fails with that reason. ``passed`` is false if
 any rule failed, null if none failed but some are undecided (training rules), true otherwise.
 `check_model_file` reads a file first and turns any `GraderError` into
 ``{"file", "error": {"kind", "message"}}``. `format_text` renders either for a terminal.
@@ -22,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from grader.errors import GraderError
+from grader.errors import GraderError, ReceptiveFieldError
 
 _MARKS = {True: "PASS", False: "FAIL", None: "PENDING"}
 
@@ -66,8 +68,22 @@ def check_model(
 
     rules = load_ruleset(ruleset) if ruleset is not None else None
     analysis = analyze(config)
-    rf = compute_receptive_field(analysis.graph, end_point=end_point)
-    rf_dict = rf.to_dict()
+    rf: Any = None
+    try:
+        rf = compute_receptive_field(analysis.graph, end_point=end_point)
+        rf_dict = rf.to_dict()
+    except ReceptiveFieldError as exc:
+        if end_point is not None:
+            raise  # the caller asked for this end point: say why it cannot be done
+        # Shapes and parameters still stand; the receptive-field rule fails with this reason.
+        rf_dict = {
+            "end_point": None,
+            "size": None,
+            "jump": None,
+            "global": None,
+            "layers": [],
+            "error": exc.to_dict(),
+        }
     rf_rows = {row["layer"]: row for row in rf_dict["layers"]}
 
     layers = []
@@ -243,7 +259,9 @@ def format_text(obj: Mapping[str, Any]) -> str:
     lines.append(f"Trainable params: {params['trainable']:,}")
     lines.append(f"Non-trainable params: {params['non_trainable']:,}")
     rf = obj["receptive_field"]
-    if rf["global"]:
+    if rf.get("error"):
+        lines.append(f"Receptive field: not computed ({rf['error']['message']})")
+    elif rf["global"]:
         lines.append(f"Receptive field at `{rf['end_point']}`: the whole input.")
     else:
         lines.append(

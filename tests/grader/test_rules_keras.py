@@ -150,3 +150,21 @@ def test_max_params_trainable_matches_keras_with_frozen_layers():
     assert results["max_params"].passed is True
     assert results["total"].measured == model.count_params()
     assert results["total"].passed is False
+
+
+def test_report_survives_a_model_without_a_receptive_field():
+    from grader.report import check_model, format_text
+
+    # A multilayer perceptron has no spatial layer: no receptive field, yet shapes and parameters
+    # are reported and the receptive-field rule fails with the reason.
+    inputs = keras.Input((48,))
+    x = layers.Dense(16, activation="relu")(inputs)
+    model = keras.Model(inputs, layers.Dense(4)(x))
+    report = check_model(to_config(model), {"rules": [{"id": "min_receptive_field", "limit": 8}]})
+    assert report["params"]["total"] == model.count_params()
+    assert report["receptive_field"]["size"] is None
+    assert report["receptive_field"]["error"]["kind"] == "receptive_field"
+    [rule] = report["rules"]
+    assert rule["passed"] is False
+    assert rule["message"].startswith("The receptive field could not be computed:")
+    assert "Receptive field: not computed" in format_text(report)
