@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from grader.graph import ModelGraph, Shape
-from grader.graph_builder import build_graph
+from grader.graph_builder import build_graph_and_weights
 from grader.params import LayerParams, count_params
 
 __all__ = ["LayerParams", "LayerSummary", "ModelAnalysis", "analyze"]
@@ -111,8 +111,8 @@ def analyze(config: Mapping[str, Any]) -> ModelAnalysis:
         UnsafeLayer: a layer carries code.
         UnsupportedLayer: a Keras layer class the analysis does not support.
     """
-    graph = build_graph(config)
-    params = count_params(graph)
+    graph, weights = build_graph_and_weights(config)
+    params = count_params(graph, weights)
     calls: dict[str, int] = {}
     first_output: dict[str, Shape] = {}
     for node in graph.nodes:

@@ -13,6 +13,7 @@ are refused with `UnsupportedLayer`, because a silently wrong number is worse th
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -202,10 +203,24 @@ def build_graph(config: Mapping[str, Any]) -> ModelGraph:
         UnsafeLayer: a layer carries code (``Lambda``, a custom class or function).
         UnsupportedLayer: a Keras layer class the analysis does not support.
     """
+    return build_graph_and_weights(config)[0]
+
+
+def build_graph_and_weights(
+    config: Mapping[str, Any],
+) -> tuple[ModelGraph, dict[str, list[WeightSpec]]]:
+    """`build_graph`, plus the weights each layer created at its first call (by layer name).
+
+    The builder infers the weights anyway (to check shared layers); handing them on spares
+    parameter counting a second pass. InputLayers have no entry.
+    """
     if not isinstance(config, Mapping):
         raise InvalidModelConfig(
             f"Expected a model config object (a JSON object). Received {type(config).__name__}."
         )
+    if not isinstance(config, dict):
+        # The builder reads plain JSON data (dicts and lists); copy other mappings into it.
+        config = json.loads(json.dumps(config))
     class_name = config.get("class_name")
     if class_name not in MODEL_CLASSES:
         _check_code(config, str(config.get("name") or class_name))
@@ -215,18 +230,19 @@ def build_graph(config: Mapping[str, Any]) -> ModelGraph:
     _check_code(config, str(_model_name(config)))
     builder = _GraphBuilder()
     inputs, outputs = builder.expand_model(config, prefix="", bound=None, trainable=True, depth=0)
-    return ModelGraph(
+    graph = ModelGraph(
         name=_model_name(config),
         class_name=str(class_name),
         nodes=tuple(builder.nodes),
         inputs=tuple(inputs),
         outputs=tuple(outputs),
     )
+    return graph, builder.weights
 
 
 def _model_name(config: Mapping[str, Any]) -> str:
     inner = config.get("config")
-    if isinstance(inner, Mapping) and isinstance(inner.get("name"), str):
+    if isinstance(inner, dict) and isinstance(inner.get("name"), str):
         return str(inner["name"])
     return str(config.get("name") or "model")
 
@@ -234,7 +250,7 @@ def _model_name(config: Mapping[str, Any]) -> str:
 def _layer_name(layer_cfg: Mapping[str, Any]) -> str:
     inner = layer_cfg.get("config")
     name = layer_cfg.get("name")
-    if name is None and isinstance(inner, Mapping):
+    if name is None and isinstance(inner, dict):
         name = inner.get("name")
     if not isinstance(name, str) or not name:
         raise InvalidModelConfig(
@@ -275,8 +291,10 @@ def _check_code(layer_cfg: Mapping[str, Any], name: str) -> None:
             class_name=class_name,
         )
     inner = layer_cfg.get("config")
-    if isinstance(inner, Mapping):
+    if isinstance(inner, dict):
         for key, value in inner.items():
+            if type(value) is not dict and type(value) is not list:
+                continue  # scalars carry no code; most config values are scalars
             if key == "layers" and class_name in MODEL_CLASSES:
                 continue  # each nested layer is checked on its own, with its own name
             where = _find_code(value)
@@ -289,29 +307,39 @@ def _check_code(layer_cfg: Mapping[str, Any], name: str) -> None:
                 )
 
 
-def _find_code(value: Any, depth: int = 0) -> str | None:
+def _find_code(value: Any) -> str | None:
     """Describe the first serialized object inside `value` that would need non-Keras code."""
-    if depth > 32:
-        return "a config nested too deeply"
-    if isinstance(value, Mapping):
-        class_name = value.get("class_name")
-        module = value.get("module")
-        if class_name == "__lambda__":
-            return "a Python lambda"
-        if "module" in value and module is not None and not _is_keras_module(module):
-            return f"{value.get('config') or class_name!s} from module `{module}`"
-        registered = value.get("registered_name")
-        if isinstance(registered, str) and ">" in registered:
-            return f"custom registered object {registered!r}"
-        for item in value.values():
-            found = _find_code(item, depth + 1)
-            if found is not None:
-                return found
-    elif isinstance(value, list):
-        for item in value:
-            found = _find_code(item, depth + 1)
-            if found is not None:
-                return found
+    # Iterative, with exact type checks: this walks every layer's nested config objects
+    # (initializers, dtype policies, ...) on every upload, so it is kept tight.
+    stack = [value]
+    pop, push = stack.pop, stack.append
+    while stack:
+        item = pop()
+        if type(item) is dict:
+            if "class_name" in item or "module" in item:
+                found = _code_in_object(item)
+                if found is not None:
+                    return found
+            children: Any = item.values()
+        else:  # a list: only dicts and lists are ever pushed
+            children = item
+        for child in children:
+            kind = type(child)
+            if kind is dict or kind is list:
+                push(child)
+    return None
+
+
+def _code_in_object(item: dict[str, Any]) -> str | None:
+    class_name = item.get("class_name")
+    if class_name == "__lambda__":
+        return "a Python lambda"
+    module = item.get("module")
+    if module is not None and not _is_keras_module(module):
+        return f"{item.get('config') or class_name!s} from module `{module}`"
+    registered = item.get("registered_name")
+    if type(registered) is str and ">" in registered:
+        return f"custom registered object {registered!r}"
     return None
 
 
@@ -354,8 +382,8 @@ class _GraphBuilder:
     def __init__(self) -> None:
         self.nodes: list[Node] = []
         self.layers: dict[str, Layer] = {}
-        # Weights of each layer built so far (at its first call).
-        self._built: dict[str, list[WeightSpec]] = {}
+        # Weights of each layer built so far (at its first call), by layer name.
+        self.weights: dict[str, list[WeightSpec]] = {}
 
     # -- nodes -------------------------------------------------------------------------------
 
@@ -364,7 +392,7 @@ class _GraphBuilder:
         if layer is None:
             class_name = str(layer_cfg.get("class_name"))
             inner = layer_cfg.get("config") or {}
-            if not isinstance(inner, Mapping):
+            if not isinstance(inner, dict):
                 raise InvalidModelConfig(f"Layer `{name}` ({class_name}) has no config object.")
             own_trainable = inner.get("trainable", True) is not False
             layer = Layer(name, class_name, inner, trainable=trainable and own_trainable)
@@ -395,7 +423,8 @@ class _GraphBuilder:
     ) -> int:
         """Add one call of a non-model layer and infer its output shape."""
         class_name = str(layer_cfg.get("class_name"))
-        _check_code(layer_cfg, name)
+        if name not in self.weights:  # later calls of a shared layer were checked at the first
+            _check_code(layer_cfg, name)
         spec = get_spec(class_name)
         if spec is None:
             if class_name in KERAS_BUILTIN_LAYERS:
@@ -423,7 +452,7 @@ class _GraphBuilder:
             # Weight shapes are fixed by the first call; a shared layer called again must fit
             # the weights it already has (Keras raises at that call too).
             weights = spec.weights(layer.config, input_shapes)
-            built = self._built.setdefault(name, weights)
+            built = self.weights.setdefault(name, weights)
             if weights != built:
                 raise SpecError(
                     "This shared layer was built for another input shape: its weights "
@@ -462,7 +491,7 @@ class _GraphBuilder:
                 f"Models are nested more than {MAX_NESTING} levels deep. Expected flatter models."
             )
         inner = config.get("config")
-        if not isinstance(inner, Mapping) or not isinstance(inner.get("layers"), list):
+        if not isinstance(inner, dict) or not isinstance(inner.get("layers"), list):
             raise InvalidModelConfig(
                 f"Model {config.get('class_name')!r} has no `config.layers` list. Expected a Keras "
                 "3 model config (model.to_json())."
@@ -480,7 +509,7 @@ class _GraphBuilder:
         trainable: bool,
         depth: int,
     ) -> list[int]:
-        if not isinstance(layer_cfg, Mapping):
+        if not isinstance(layer_cfg, dict):
             raise InvalidModelConfig(f"Expected a layer config object. Received {layer_cfg!r}.")
         if layer_cfg.get("class_name") in MODEL_CLASSES:
             _check_code(layer_cfg, name)
@@ -503,17 +532,17 @@ class _GraphBuilder:
         model_name = prefix.rstrip("/") or _model_name(config)
         declared: Shape | None = None
         input_name = prefix + "input"
-        if layer_cfgs and isinstance(layer_cfgs[0], Mapping):
+        if layer_cfgs and isinstance(layer_cfgs[0], dict):
             first = layer_cfgs[0]
             if first.get("class_name") == "InputLayer":
                 input_name = prefix + _layer_name(first)
                 declared = _batch_shape(first, input_name)
                 layer_cfgs = layer_cfgs[1:]
-            elif isinstance(first.get("config"), Mapping) and first["config"].get("batch_shape"):
+            elif isinstance(first.get("config"), dict) and first["config"].get("batch_shape"):
                 declared = _batch_shape(first, _layer_name(first))
         if declared is None:
             raw = inner.get("build_input_shape")
-            if raw is None and isinstance(config.get("build_config"), Mapping):
+            if raw is None and isinstance(config.get("build_config"), dict):
                 raw = config["build_config"].get("input_shape")
             if raw is not None:
                 if not isinstance(raw, list) or not raw:
@@ -547,7 +576,7 @@ class _GraphBuilder:
             inputs = [self.add_input(input_layer_cfg, input_name)]
         current = inputs
         for layer_cfg in layer_cfgs:
-            if not isinstance(layer_cfg, Mapping):
+            if not isinstance(layer_cfg, dict):
                 raise InvalidModelConfig(f"Expected a layer config object. Received {layer_cfg!r}.")
             name = prefix + _layer_name(layer_cfg)
             if layer_cfg.get("class_name") == "InputLayer":
@@ -575,7 +604,7 @@ class _GraphBuilder:
         model_name = prefix.rstrip("/") or _model_name(config)
         by_name: dict[str, Mapping[str, Any]] = {}
         for layer_cfg in inner["layers"]:
-            if not isinstance(layer_cfg, Mapping):
+            if not isinstance(layer_cfg, dict):
                 raise InvalidModelConfig(f"Expected a layer config object. Received {layer_cfg!r}.")
             name = _layer_name(layer_cfg)
             if name in by_name:
@@ -693,7 +722,7 @@ def _node_refs(node_data: Any, layer_name: str) -> list[tuple[str, int, int]]:
     if isinstance(node_data, list):
         # Keras 2 format: [[name, node_index, tensor_index, kwargs], ...]
         return [_ref(item, f"the inbound nodes of `{layer_name}`") for item in node_data]
-    if not isinstance(node_data, Mapping):
+    if not isinstance(node_data, dict):
         raise InvalidModelConfig(
             f"Layer `{layer_name}` has an inbound node {node_data!r}. Expected an object with "
             "`args` and `kwargs`."
@@ -702,7 +731,7 @@ def _node_refs(node_data: Any, layer_name: str) -> list[tuple[str, int, int]]:
     _collect_tensors(node_data.get("args", []), refs, layer_name)
     kwarg_refs: list[tuple[str, int, int]] = []
     kwargs = node_data.get("kwargs") or {}
-    if isinstance(kwargs, Mapping):
+    if isinstance(kwargs, dict):
         for key, value in kwargs.items():
             _collect_tensors(value, kwarg_refs, layer_name)
             if kwarg_refs:
@@ -717,7 +746,7 @@ def _node_refs(node_data: Any, layer_name: str) -> list[tuple[str, int, int]]:
 
 
 def _collect_tensors(value: Any, out: list[tuple[str, int, int]], layer_name: str) -> None:
-    if isinstance(value, Mapping):
+    if isinstance(value, dict):
         if value.get("class_name") == "__keras_tensor__":
             cfg = value.get("config") or {}
             out.append(_ref(cfg.get("keras_history"), f"an input of `{layer_name}`"))

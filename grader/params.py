@@ -8,6 +8,7 @@ statistics such as BatchNormalization's moving mean are never trainable.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from grader.errors import UnsupportedLayer
@@ -74,8 +75,16 @@ def params_of(layer: Layer, weights: list[WeightSpec]) -> LayerParams:
     return LayerParams(total, trainable, total - trainable)
 
 
-def count_params(graph: ModelGraph) -> dict[str, LayerParams]:
-    """Per-layer parameter counts of every layer in `graph`, in order of first call."""
+def count_params(
+    graph: ModelGraph, weights: Mapping[str, list[WeightSpec]] | None = None
+) -> dict[str, LayerParams]:
+    """Per-layer parameter counts of every layer in `graph`, in order of first call.
+
+    Args:
+        graph: the model graph.
+        weights: each layer's weights if already known (`build_graph_and_weights`); inferred
+            from the first call's input shapes otherwise.
+    """
     counts: dict[str, LayerParams] = {}
     for node in graph.nodes:
         layer = node.layer
@@ -83,6 +92,9 @@ def count_params(graph: ModelGraph) -> dict[str, LayerParams]:
             continue  # a shared layer: built once, at its first call
         if layer.class_name == "InputLayer":
             counts[layer.name] = NO_PARAMS
+            continue
+        if weights is not None and layer.name in weights:
+            counts[layer.name] = params_of(layer, weights[layer.name])
             continue
         spec = get_spec(layer.class_name)
         if spec is None:
