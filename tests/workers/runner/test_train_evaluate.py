@@ -1,0 +1,305 @@
+"""Stages ``train`` and ``evaluate`` as real subprocesses on the synthetic dataset.
+
+Checks against independent truth: the smoke target (validation accuracy >= 0.8) is measured by
+Keras during training; the evaluate stage's metrics are recomputed here from the same model's
+predictions with NumPy and scikit-learn; resumption is proven by killing the process with
+SIGKILL mid-training.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from grader.datasets import PreparedDataset, load_split, prepare_dataset
+from tests.workers.runner import (
+    PROGRESS_PREFIX,
+    REPO_ROOT,
+    RunnerRun,
+    make_job,
+    run_runner,
+    runner_command,
+    runner_env,
+)
+
+pytestmark = pytest.mark.tf
+
+MODELS = REPO_ROOT / "tests" / "fixtures" / "models"
+SMOKE_TARGET = 0.8
+PROGRESS_KEYS = {
+    "epoch",
+    "loss",
+    "accuracy",
+    "val_loss",
+    "val_accuracy",
+    "learning_rate",
+    "seconds",
+}
+TRAINING_CONFIG = {"optimizer": "adam", "learning_rate": 0.003, "batch_size": 64, "epochs": 4}
+
+
+def _train_spec(**overrides: Any) -> dict[str, Any]:
+    return {
+        "stage": "train",
+        "model_config": "model.json",
+        "training_config": TRAINING_CONFIG,
+        "policy": {"max_epochs": 10, "allow_custom_training": False},
+        "validation_split": 0.1,
+        "seed": 0,
+        "submission": None,
+        **overrides,
+    }
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> PreparedDataset:
+    return prepare_dataset("synthetic", tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def model_json() -> str:
+    return (MODELS / "smoke_separable.json").read_text()
+
+
+@pytest.fixture(scope="module")
+def trained(
+    tmp_path_factory: pytest.TempPathFactory, synthetic: PreparedDataset, model_json: str
+) -> tuple[Path, RunnerRun]:
+    job = make_job(
+        tmp_path_factory.mktemp("train") / "job",
+        _train_spec(),
+        files={"model.json": model_json},
+        data=synthetic.train_dir,
+    )
+    run = run_runner("train", job)
+    assert run.returncode == 0, run.stderr
+    return job, run
+
+
+def test_trains_the_smoke_model_to_the_smoke_target(trained: tuple[Path, RunnerRun]) -> None:
+    job, run = trained
+    result = run.result
+    assert result["ok"] is True, result
+    assert [epoch["epoch"] for epoch in result["epochs"]] == [1, 2, 3, 4]
+    assert result["epochs"][-1]["val_accuracy"] >= SMOKE_TARGET
+    assert result["weights"] == "weights.weights.h5"
+    assert (job / "work" / "weights.weights.h5").is_file()
+    assert result["resumed_from_epoch"] == 0 and result["custom_training"] is False
+    assert result["seconds"] == pytest.approx(sum(e["seconds"] for e in result["epochs"]), abs=0.01)
+
+
+def test_progress_lines_follow_the_contract(trained: tuple[Path, RunnerRun]) -> None:
+    _, run = trained
+    assert run.progress == run.result["epochs"]
+    for record in run.progress:
+        assert set(record) == PROGRESS_KEYS
+        assert record["learning_rate"] == pytest.approx(0.003)
+    # Only protocol lines on stdout: TensorFlow's and Keras' chatter goes to stderr.
+    assert all(line.startswith(PROGRESS_PREFIX) for line in run.stdout.splitlines())
+
+
+def test_evaluate_matches_numpy_on_the_models_predictions(
+    tmp_path: Path, trained: tuple[Path, RunnerRun], synthetic: PreparedDataset, model_json: str
+) -> None:
+    train_job, _ = trained
+    weights = (train_job / "work" / "weights.weights.h5").read_bytes()
+    job = make_job(
+        tmp_path / "job",
+        {"stage": "evaluate", "model_config": "model.json", "weights": "weights.weights.h5"},
+        files={"model.json": model_json, "weights.weights.h5": weights},
+        data=synthetic.test_dir,
+    )
+    run = run_runner("evaluate", job)
+    assert run.returncode == 0, run.stderr
+    result = run.result
+    assert result["ok"] is True, result
+
+    import keras
+    from sklearn.metrics import confusion_matrix, log_loss
+
+    model = keras.models.model_from_json(model_json)
+    model.load_weights(job / "in" / "weights.weights.h5")
+    x, y = load_split(synthetic.test_dir)
+    probabilities = model.predict(np.asarray(x, dtype=np.float32) / 255.0, verbose=0)
+    predicted = probabilities.argmax(axis=1)
+    assert result["num_examples"] == 512
+    assert result["accuracy"] == pytest.approx(float(np.mean(predicted == y)), abs=1e-9)
+    assert result["accuracy"] >= SMOKE_TARGET
+    expected_confusion = confusion_matrix(y, predicted, labels=range(4))
+    assert result["confusion_matrix"] == expected_confusion.tolist()
+    recall = expected_confusion.diagonal() / expected_confusion.sum(axis=1)
+    assert result["per_class_accuracy"] == pytest.approx(recall.tolist())
+    assert result["loss"] == pytest.approx(log_loss(y, probabilities, labels=range(4)), rel=1e-3)
+
+
+def test_resumes_after_sigkill_from_the_last_checkpoint(
+    tmp_path: Path, synthetic: PreparedDataset, model_json: str
+) -> None:
+    config = {**TRAINING_CONFIG, "epochs": 5}
+    job = make_job(
+        tmp_path / "job",
+        _train_spec(training_config=config),
+        files={"model.json": model_json},
+        data=synthetic.train_dir,
+    )
+    process = subprocess.Popen(
+        runner_command("train", job),
+        cwd=REPO_ROOT,
+        env=runner_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    seen = []
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith(PROGRESS_PREFIX):
+            seen.append(json.loads(line[len(PROGRESS_PREFIX) :]))
+            if seen[-1]["epoch"] == 2:
+                # The line is printed after the checkpoint is on disk: kill without warning.
+                os.kill(process.pid, signal.SIGKILL)
+                break
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    assert not (job / "out" / "result.json").exists()
+    state = json.loads((job / "work" / "checkpoints" / "state.json").read_text())
+    assert state["epoch"] == 2
+
+    run = run_runner("train", job)
+    assert run.returncode == 0, run.stderr
+    result = run.result
+    assert result["ok"] is True, result
+    assert result["resumed_from_epoch"] == 2
+    assert [e["epoch"] for e in result["epochs"]] == [1, 2, 3, 4, 5]
+    # The first two epochs are the killed run's, reported again; the rest are new.
+    assert result["epochs"][:2] == seen
+    assert [e["epoch"] for e in run.progress] == [1, 2, 3, 4, 5]
+    # Epoch 3 continued from trained weights: its loss is far below a fresh model's first epoch.
+    assert result["epochs"][2]["loss"] < 0.5 * seen[0]["loss"]
+    assert sorted(p.name for p in (job / "work" / "checkpoints").iterdir()) == [
+        "epoch-0005.weights.h5",
+        "state.json",
+    ]
+
+
+def test_a_checkpoint_of_another_job_is_not_resumed(
+    tmp_path: Path, synthetic: PreparedDataset, model_json: str
+) -> None:
+    from grader.training.config import validate_training_config
+    from grader.training.trainer import fingerprint
+
+    config = validate_training_config(TRAINING_CONFIG, {"max_epochs": 10})
+    ours = fingerprint(json.loads(model_json), config, 0, 0.1, 2048)
+    other_seed = fingerprint(json.loads(model_json), config, 1, 0.1, 2048)
+    other_config = fingerprint(
+        json.loads(model_json),
+        validate_training_config({**TRAINING_CONFIG, "epochs": 5}, {"max_epochs": 10}),
+        0,
+        0.1,
+        2048,
+    )
+    assert len({ours, other_seed, other_config}) == 3
+
+
+def test_an_invalid_training_config_is_the_submissions_verdict(
+    tmp_path: Path, synthetic: PreparedDataset, model_json: str
+) -> None:
+    job = make_job(
+        tmp_path / "job",
+        _train_spec(training_config={**TRAINING_CONFIG, "epochs": 50}),
+        files={"model.json": model_json},
+        data=synthetic.train_dir,
+    )
+    run = run_runner("train", job)
+    assert run.returncode == 0, run.stderr
+    assert run.result == {
+        "ok": False,
+        "error": {
+            "kind": "invalid_training_config",
+            "message": "Training config `epochs` is 50. Expected at most 10 (the assignment's "
+            "limit).",
+        },
+    }
+
+
+def test_custom_training_runs_the_students_loop_on_the_train_split(
+    tmp_path: Path, synthetic: PreparedDataset, model_json: str
+) -> None:
+    submission = (
+        "import keras\n"
+        "SEEN = {}\n"
+        "def train(model, data, config):\n"
+        "    model.compile(optimizer=keras.optimizers.Adam(config['learning_rate']),\n"
+        "                  loss='sparse_categorical_crossentropy', metrics=['accuracy'])\n"
+        "    model.fit(data['x'][:512] / 255.0, data['y'][:512], batch_size=64, epochs=2,\n"
+        "              callbacks=data['callbacks'], verbose=0)\n"
+        "    print('trained on', len(data['x']), 'images')\n"
+    )
+    job = make_job(
+        tmp_path / "job",
+        _train_spec(
+            policy={"max_epochs": 10, "allow_custom_training": True},
+            submission="submission.py",
+        ),
+        files={"model.json": model_json, "submission.py": submission},
+        data=synthetic.train_dir,
+    )
+    run = run_runner("train", job)
+    assert run.returncode == 0, run.stderr
+    result = run.result
+    assert result["ok"] is True, result
+    assert result["custom_training"] is True
+    assert [e["epoch"] for e in result["epochs"]] == [1, 2] == [e["epoch"] for e in run.progress]
+    assert "trained on 2048 images" in run.stderr  # the whole train split, nothing else
+    assert (job / "work" / "weights.weights.h5").is_file()
+
+
+def _keras_archive_from_config(config_text: str) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("metadata.json", json.dumps({"keras_version": "3.15.1"}))
+        archive.writestr("config.json", config_text)
+        archive.writestr("model.weights.h5", b"")
+    return buffer.getvalue()
+
+
+def test_evaluate_only_refuses_a_keras_file_with_a_lambda(
+    tmp_path: Path, synthetic: PreparedDataset
+) -> None:
+    archive = _keras_archive_from_config((MODELS / "breaks_lambda.json").read_text())
+    job = make_job(
+        tmp_path / "job",
+        {"stage": "evaluate", "keras_file": "submission.keras"},
+        files={"submission.keras": archive},
+        data=synthetic.test_dir,
+    )
+    run = run_runner("evaluate", job)
+    assert run.returncode == 0, run.stderr
+    assert run.result["ok"] is False
+    assert run.result["error"]["kind"] == "unsafe_layer"
+    assert "(Lambda) carries Python code" in run.result["error"]["message"]
+
+
+def test_evaluate_only_scores_a_safe_keras_file(tmp_path: Path, synthetic: PreparedDataset) -> None:
+    job = make_job(
+        tmp_path / "job",
+        {"stage": "evaluate", "keras_file": "submission.keras"},
+        files={"submission.keras": (MODELS / "smoke_separable.keras").read_bytes()},
+        data=synthetic.test_dir,
+    )
+    run = run_runner("evaluate", job)
+    assert run.returncode == 0, run.stderr
+    result = run.result
+    assert result["ok"] is True, result
+    confusion = np.array(result["confusion_matrix"])
+    assert confusion.sum() == result["num_examples"] == 512
+    assert result["accuracy"] == pytest.approx(np.trace(confusion) / 512)
