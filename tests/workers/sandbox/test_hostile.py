@@ -111,8 +111,10 @@ def test_endless_loop_is_stopped_by_cpu_limit(sandbox, pyenv, run_script):
     result = run_script("while True:\n    pass\n", limits=limits)
     assert result.reason == "timeout", describe(result)
     assert result.signal in (signal.SIGXCPU, signal.SIGKILL), describe(result)
-    assert not result.timed_out  # the CPU limit stopped it, long before the wall deadline
-    within(result, limits.cpu_seconds + 1, sandbox)
+    # The CPU limit stopped it, before the wall deadline. (Its wall time depends on how busy
+    # the host's cores are, so it is bounded by the deadline, not by the CPU seconds.)
+    assert not result.timed_out
+    assert result.duration_seconds < limits.wall_seconds
     run_benign(sandbox, pyenv)
 
 
