@@ -69,6 +69,8 @@ def _walk(model: keras.Model, prefix: str, out: dict[str, LayerTruth]) -> None:
         if isinstance(layer, keras.Model):
             _walk(layer, name + "/", out)
             continue
+        if prefix and isinstance(layer, keras.layers.InputLayer):
+            continue  # a nested model's input is wired through to its caller's tensor
         out[name] = LayerTruth(
             name=name,
             class_name=type(layer).__name__,

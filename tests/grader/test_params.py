@@ -245,6 +245,29 @@ def test_sequential_built_without_input_layer_matches_keras() -> None:
     assert_matches_keras(analyze(to_config(model)), keras_truth(model))
 
 
+def test_nested_sequential_built_by_its_first_call_matches_keras() -> None:
+    block = keras.Sequential([layers.Conv2D(4, 3, name="c"), layers.BatchNormalization()], name="b")
+    inputs = keras.Input((9, 9, 3))
+    model = keras.Model(inputs, block(inputs))
+    assert_matches_keras(analyze(to_config(model)), keras_truth(model))
+
+
+@pytest.mark.parametrize("with_input", [True, False], ids=["input_layer", "no_input_layer"])
+def test_functional_model_inside_sequential_matches_keras(with_input: bool) -> None:
+    inner_input = keras.Input((9, 9, 3))
+    inner = keras.Model(inner_input, layers.Conv2D(2, 3, name="c")(inner_input), name="inner")
+    head = [layers.Flatten(), layers.Dense(2)]
+    model = keras.Sequential(
+        [keras.Input((9, 9, 3)), inner, *head] if with_input else [inner, *head]
+    )
+    assert_matches_keras(analyze(to_config(model)), keras_truth(model))
+
+
+def test_input_shape_argument_of_first_layer_matches_keras() -> None:
+    model = keras.Sequential([layers.Dense(3, input_shape=(4,)), layers.Dense(2)])
+    assert_matches_keras(analyze(to_config(model)), keras_truth(model))
+
+
 def test_frozen_layers_count_as_non_trainable() -> None:
     inputs = keras.Input((8, 8, 3))
     conv = layers.Conv2D(4, 3, name="frozen_conv")
