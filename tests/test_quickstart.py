@@ -8,6 +8,7 @@ both processes on SIGINT.
 
 from __future__ import annotations
 
+import hashlib
 import http.cookiejar
 import os
 import re
@@ -135,3 +136,43 @@ def test_quickstart_serves_logs_in_and_stops_on_ctrl_c(tmp_path):
         assert interrupt(process) == 130
     output = (tmp_path / f"quickstart-{port}.out").read_text()
     assert "Demo data already present; nothing changed." in output
+
+
+def test_setup_records_the_requirements_it_installed_and_then_does_nothing():
+    venv_python = ROOT / ".venv" / "bin" / "python"
+    if not venv_python.exists():
+        pytest.skip("no .venv in this checkout (run scripts/setup.sh)")
+    first = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "setup.sh")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert first.returncode == 0, first.stderr
+    # The stamp is the hash of the requirement files and the interpreter, computed here again.
+    version = subprocess.run(
+        [str(venv_python), "-c", "import sys; print(sys.version)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    content = b"".join(
+        (ROOT / "requirements" / name).read_bytes()
+        for name in ("base.txt", "dev.txt", "constraints.txt")
+    )
+    expected = hashlib.sha256(content + version.encode()).hexdigest()
+    assert (ROOT / ".venv" / ".requirements.sha256").read_text().strip() == expected
+
+    second = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "setup.sh")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert second.returncode == 0, second.stderr
+    assert "dependencies up to date" in second.stdout
+    assert "installing" not in second.stdout
