@@ -59,7 +59,20 @@ if [ ! -x "$VENV_DIR/bin/python" ] || ! is_python311 "$VENV_DIR/bin/python"; the
     PY="$(find_python)"
     log "creating $VENV_DIR with $PY ($("$PY" --version 2>&1))"
     rm -rf "$VENV_DIR"
-    "$PY" -m venv "$VENV_DIR"
+    if ! "$PY" -m venv "$VENV_DIR"; then
+        # Debian ships venv support (ensurepip) separately from python3.
+        if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+            log "venv support missing: installing Debian's python3-venv"
+            rm -rf "$VENV_DIR"
+            export DEBIAN_FRONTEND=noninteractive
+            apt-get -o DPkg::Lock::Timeout=300 update -qq
+            apt-get -o DPkg::Lock::Timeout=300 install -y -qq python3-venv
+            "$PY" -m venv "$VENV_DIR"
+        else
+            echo "cannot create a virtual environment: install python3-venv (Debian) first." >&2
+            exit 1
+        fi
+    fi
 fi
 
 WANTED="$(requirements_hash)"
