@@ -9,15 +9,15 @@ weights are never used for training.
 
 from __future__ import annotations
 
-import importlib
 import json
-import zipfile
 from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from grader.errors import GraderError, InvalidModelConfig, UnsafeLayer
+from grader.analysis import analyze
+from grader.errors import InvalidModelConfig, UnsafeLayer
+from grader.loading import load_model_config
 
 MAX_CONFIG_BYTES = 2 * 1024 * 1024
 MODEL_CLASSES = frozenset({"Sequential", "Functional", "Model"})
@@ -69,9 +69,8 @@ def _objects(value: Any) -> Iterator[Mapping[str, Any]]:
 def check_model_config(config: Mapping[str, Any]) -> None:
     """Refuse configs that carry code or use classes outside Keras' built-in layers.
 
-    Runs the project's pure-Python analysis when it is installed (`grader.analysis`, which
-    raises `UnsafeLayer` for the same reasons) and, in every case, checks each layer's class
-    against the layers Keras exports.
+    Checks each layer's class against the layers Keras exports, then runs the project's
+    pure-Python analysis (`grader.analysis`), which raises `UnsafeLayer` for the same reasons.
 
     Raises:
         UnsafeLayer: a ``Lambda``, a custom class or a serialized Python function.
@@ -82,22 +81,27 @@ def check_model_config(config: Mapping[str, Any]) -> None:
         raise InvalidModelConfig(
             f"Model config has class `{found}`. Expected one of {sorted(MODEL_CLASSES)}."
         )
-    for name, entry in _layer_entries(config):
+    entries = list(_layer_entries(config))
+    # Code-carrying classes are refused by name in a first pass: no Keras import needed.
+    for name, entry in entries:
+        class_name = str(entry.get("class_name"))
+        if class_name in CODE_CARRYING_LAYERS:
+            raise UnsafeLayer(
+                f"Layer `{name}` ({class_name}) carries Python code. Expected only built-in "
+                "Keras layers; Lambda layers and custom classes are never loaded.",
+                layer_name=name,
+                class_name=class_name,
+            )
+    for name, entry in entries:
         class_name = str(entry.get("class_name"))
         module = entry.get("module")
         registered = entry.get("registered_name")
         if class_name in MODEL_CLASSES and module in (None, "keras", "keras.models"):
             continue
-        # Code-carrying classes are refused by name first: no need to import Keras for them.
-        if class_name in CODE_CARRYING_LAYERS or class_name not in builtin_layer_classes():
-            why = (
-                "carries Python code"
-                if class_name in CODE_CARRYING_LAYERS
-                else "is not a built-in Keras layer"
-            )
+        if class_name not in builtin_layer_classes():
             raise UnsafeLayer(
-                f"Layer `{name}` ({class_name}) {why}. Expected only built-in Keras layers; "
-                "Lambda layers and custom classes are never loaded.",
+                f"Layer `{name}` ({class_name}) is not a built-in Keras layer. Expected only "
+                "built-in Keras layers; custom classes are never loaded.",
                 layer_name=name,
                 class_name=class_name,
             )
@@ -124,17 +128,14 @@ def check_model_config(config: Mapping[str, Any]) -> None:
 
 
 def _check_with_analysis(config: Mapping[str, Any]) -> None:
-    """Defer to `grader.analysis` for code-carrying layers when that module is available."""
+    """Let the pure-Python analysis refuse code-carrying layers too (a second, independent gate)."""
     try:
-        analysis = importlib.import_module("grader.analysis")
-    except ImportError:
-        return
-    try:
-        analysis.analyze(dict(config))
+        analyze(dict(config))
     except UnsafeLayer:
         raise
-    except GraderError:
-        # Shape or support gaps are the preflight check's verdicts, not a safety question.
+    except Exception:
+        # Shape or support gaps are the preflight check's verdicts, not a safety question; the
+        # class allowlist above and Keras' safe mode still guard this config.
         return
 
 
@@ -177,31 +178,13 @@ def build_model(config: Mapping[str, Any]) -> Any:
 
 
 def read_keras_archive_config(path: Path) -> dict[str, Any]:
-    """The model config inside a ``.keras`` archive, read without Keras.
+    """The model config inside a ``.keras`` archive, read by `grader.loading` without Keras.
 
-    Uses `grader.loading.load_model_config` when available (it also guards against zip bombs);
-    otherwise reads ``config.json`` directly with a size cap.
+    Raises:
+        ArchiveRejected: the archive is unsafe (zip bomb, traversal) or malformed.
+        InvalidModelConfig: no model config inside.
     """
-    try:
-        loading = importlib.import_module("grader.loading")
-    except ImportError:
-        loading = None
-    if loading is not None:
-        return dict(loading.load_model_config(path))
-    try:
-        with zipfile.ZipFile(path) as archive:
-            info = archive.getinfo("config.json")
-            if info.file_size > MAX_CONFIG_BYTES:
-                raise InvalidModelConfig(
-                    f"`config.json` in `{path.name}` is {info.file_size:,} bytes. Expected at "
-                    f"most {MAX_CONFIG_BYTES:,} bytes."
-                )
-            text = archive.read(info).decode("utf-8")
-    except (zipfile.BadZipFile, KeyError, OSError, UnicodeDecodeError) as exc:
-        raise InvalidModelConfig(
-            f"`{path.name}` is not a Keras 3 `.keras` archive with a `config.json`: {exc}"
-        ) from exc
-    return parse_model_json(text)
+    return load_model_config(path)
 
 
 def load_keras_file(path: Path) -> Any:

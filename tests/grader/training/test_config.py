@@ -122,9 +122,7 @@ def test_rejects_with_a_message_naming_key_value_and_allowed(
 
 
 def test_rejects_a_non_mapping() -> None:
-    with pytest.raises(
-        TrainingConfigError, match=r"is a list\. Expected a mapping"
-    ):
+    with pytest.raises(TrainingConfigError, match=r"is a list\. Expected a mapping"):
         validate_training_config([1, 2], POLICY)  # type: ignore[arg-type]
 
 
