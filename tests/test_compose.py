@@ -222,6 +222,38 @@ def test_dockerignore_keeps_secrets_and_local_state_out_of_images():
         assert entry in ignored, f".dockerignore must exclude {entry}"
 
 
+def requirement_names(path: Path) -> dict[str, str]:
+    """Canonical package name -> requirement line, for one requirements file (no includes)."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    names = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("-"):
+            names[canonicalize_name(Requirement(line).name)] = line
+    return names
+
+
+def test_constraints_pin_every_requirement_exactly():
+    # The Dockerfile, the sandbox image and scripts/setup.sh install with -c constraints.txt:
+    # a requirement missing there would float to whatever is newest on the day of the build.
+    from packaging.requirements import Requirement
+
+    constraints = requirement_names(ROOT / "requirements" / "constraints.txt")
+    for line in constraints.values():
+        (spec,) = Requirement(line).specifier
+        assert spec.operator == "==", f"constraints.txt must pin exactly: {line}"
+    for name in ("base.txt", "dev.txt"):
+        for package, line in requirement_names(ROOT / "requirements" / name).items():
+            assert package in constraints, f"{line} ({name}) has no pin in constraints.txt"
+            pinned = Requirement(constraints[package]).specifier
+            version = next(iter(pinned)).version
+            assert Requirement(line).specifier.contains(version, prereleases=True), (
+                f"constraints.txt pins {constraints[package]}, outside {line} ({name})"
+            )
+
+
 def settings_variables() -> set[str]:
     """Every environment variable the settings and scripts read, found in their source."""
     names: set[str] = set()
