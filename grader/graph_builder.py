@@ -13,6 +13,7 @@ are refused with `UnsupportedLayer`, because a silently wrong number is worse th
 
 from __future__ import annotations
 
+import heapq
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -382,6 +383,7 @@ class _GraphBuilder:
     def __init__(self) -> None:
         self.nodes: list[Node] = []
         self.layers: dict[str, Layer] = {}
+        self.expansions = 0
         # Weights of each layer built so far (at its first call), by layer name.
         self.weights: dict[str, list[WeightSpec]] = {}
 
@@ -486,6 +488,14 @@ class _GraphBuilder:
         ``bound`` are the producer nodes a nested model is called on; their ids stand in for the
         nested model's own InputLayers ("wired through"). None for the outermost model.
         """
+        # Nested models add no nodes of their own: count their expansions too, so a config that
+        # calls empty nested models exponentially often is refused instead of spinning.
+        self.expansions += 1
+        if self.expansions + len(self.nodes) > MAX_NODES:
+            raise InvalidModelConfig(
+                f"The model has more than {MAX_NODES:,} layer and model calls. Expected a smaller "
+                "model."
+            )
         if depth > MAX_NESTING:
             raise InvalidModelConfig(
                 f"Models are nested more than {MAX_NESTING} levels deep. Expected flatter models."
@@ -666,26 +676,39 @@ class _GraphBuilder:
                         )
                 pending.append((name, index, refs))
 
-        while pending:
-            waiting = []
-            for name, index, refs in pending:
-                if not all((ref[0], ref[1]) in produced for ref in refs):
-                    waiting.append((name, index, refs))
-                    continue
-                args = [_pick(produced, ref, prefix) for ref in refs]
-                produced[(name, index)] = self._call_any(
-                    by_name[name], prefix + name, args, trainable, depth
-                )
-            if len(waiting) == len(pending):
-                missing = sorted(
-                    {f"`{prefix}{r[0]}` call {r[1]}" for _, _, rs in waiting for r in rs}
-                    - {f"`{prefix}{k[0]}` call {k[1]}" for k in produced}
-                )
-                raise InvalidModelConfig(
-                    f"Model `{model_name}` has layer calls whose inputs never become available "
-                    f"(a cycle or a missing call): {', '.join(missing[:5])}."
-                )
-            pending = waiting
+        # Run each call once every call it consumes has run (Kahn's algorithm). Among ready calls
+        # the earliest in config order goes first: Keras writes configs in topological order,
+        # so this is the config order, and a shuffled config still costs O(n log n), not O(n^2).
+        missing: list[int] = []
+        waiters: dict[tuple[str, int], list[int]] = {}
+        ready: list[int] = []
+        for position, (_, _, refs) in enumerate(pending):
+            needed = {(ref[0], ref[1]) for ref in refs} - produced.keys()
+            missing.append(len(needed))
+            for key in needed:
+                waiters.setdefault(key, []).append(position)
+            if not needed:
+                ready.append(position)
+        heapq.heapify(ready)
+        done = 0
+        while ready:
+            position = heapq.heappop(ready)
+            name, index, refs = pending[position]
+            args = [_pick(produced, ref, prefix) for ref in refs]
+            produced[(name, index)] = self._call_any(
+                by_name[name], prefix + name, args, trainable, depth
+            )
+            done += 1
+            for waiter in waiters.pop((name, index), ()):
+                missing[waiter] -= 1
+                if missing[waiter] == 0:
+                    heapq.heappush(ready, waiter)
+        if done < len(pending):
+            stuck = sorted(f"`{prefix}{key[0]}` call {key[1]}" for key in waiters)
+            raise InvalidModelConfig(
+                f"Model `{model_name}` has layer calls whose inputs never become available "
+                f"(a cycle or a missing call): {', '.join(stuck[:5])}."
+            )
 
         outputs = [_pick(produced, ref, prefix) for ref in output_refs]
         return input_ids, outputs

@@ -225,6 +225,33 @@ def test_malformed_configs_are_refused_with_specific_messages(edit, message) -> 
         build_graph(config)
 
 
+def test_models_nested_too_deeply_are_refused() -> None:
+    config: dict[str, Any] = {
+        "class_name": "Sequential",
+        "config": {"name": "m0", "layers": [_input_layer("i", [4])]},
+    }
+    for level in range(1, 20):
+        config = {
+            "class_name": "Sequential",
+            "config": {"name": f"m{level}", "layers": [_input_layer("i", [4]), config]},
+        }
+    with pytest.raises(InvalidModelConfig, match="nested more than 16 levels"):
+        build_graph(config)
+
+
+def test_calling_an_empty_nested_model_too_often_is_refused() -> None:
+    """Nested models add no nodes; their calls still count, so repetition cannot spin."""
+    identity = functional(_input_layer("i", [4]), inputs=["i", 0, 0], outputs=["i", 0, 0])
+    tensor = {"class_name": "__keras_tensor__", "config": {"keras_history": ["x", 0, 0]}}
+    identity.update(name="same", inbound_nodes=[{"args": [tensor]}] * 30_000)
+    identity["config"]["name"] = "same"
+    config = functional(
+        _input_layer("x", [4]), identity, inputs=["x", 0, 0], outputs=["same", 0, 0]
+    )
+    with pytest.raises(InvalidModelConfig, match="more than 20,000 layer and model calls"):
+        build_graph(config)
+
+
 def test_sequential_without_input_shape_is_refused() -> None:
     config = {
         "class_name": "Sequential",
