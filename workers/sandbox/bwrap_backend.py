@@ -51,6 +51,7 @@ from workers.sandbox.base import (
 )
 from workers.sandbox.cgroups import JobCgroup
 from workers.sandbox.hostdirs import PrivateTmpfs, prepare_writable_mounts
+from workers.sandbox.seccomp import filter_fd
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class BwrapSandbox:
         bwrap: Path or name of the bubblewrap executable.
         use_cgroups: Force cgroups on or off; None uses them when they are writable.
         prefix: Name prefix of each job's cgroup and scratch directory.
+        use_seccomp: Apply the system-call filter of `seccomp.py` (x86-64 only).
     """
 
     name = "bwrap"
@@ -82,6 +84,7 @@ class BwrapSandbox:
         bwrap: str = "bwrap",
         use_cgroups: bool | None = None,
         prefix: str = "grader-sandbox",
+        use_seccomp: bool = True,
     ) -> None:
         path = shutil.which(bwrap)
         if path is None:
@@ -101,6 +104,7 @@ class BwrapSandbox:
             )
         self.use_cgroups = use_cgroups
         self.prefix = prefix
+        self.use_seccomp = use_seccomp
 
     def run(self, job: SandboxJob, on_line: LineCallback | None = None) -> SandboxResult:
         """Run `job` and report how it ended; a sandbox failure is an "infrastructure" result."""
@@ -123,9 +127,10 @@ class BwrapSandbox:
         scratch = PrivateTmpfs(limits.scratch_bytes, prefix=f"{self.prefix}-scratch-")
         process: subprocess.Popen[bytes] | None = None
         killed_by_us = threading.Event()
+        seccomp = filter_fd() if self.use_seccomp else None
         try:
             prepare_writable_mounts(job.mounts)
-            argv = self._command(job, scratch, cgroup)
+            argv = self._command(job, scratch, cgroup, seccomp)
 
             def kill() -> None:
                 killed_by_us.set()
@@ -143,6 +148,7 @@ class BwrapSandbox:
                 env={},  # bwrap's own environment is visible to the job as /proc/1/environ
                 start_new_session=True,  # one process group to kill: prelude, prlimit, bwrap
                 close_fds=True,
+                pass_fds=() if seccomp is None else (seccomp,),
             )
             assert process.stdout is not None and process.stderr is not None
             capture.read_pipe("stdout", process.stdout)
@@ -205,6 +211,8 @@ class BwrapSandbox:
             if cgroup is not None:
                 cgroup.remove()
             scratch.close()
+            if seccomp is not None:
+                os.close(seccomp)
 
     @staticmethod
     def _oom_killed(
@@ -220,7 +228,11 @@ class BwrapSandbox:
         return sig == signal.SIGKILL and not killed
 
     def _command(
-        self, job: SandboxJob, scratch: PrivateTmpfs, cgroup: JobCgroup | None
+        self,
+        job: SandboxJob,
+        scratch: PrivateTmpfs,
+        cgroup: JobCgroup | None,
+        seccomp: int | None = None,
     ) -> list[str]:
         limits = job.limits
         rlimits = [f"--fsize={limits.file_size_bytes}", "--core=0"]
@@ -276,6 +288,8 @@ class BwrapSandbox:
                 SCRATCH_DIR,
             ]
         bwrap += ["--remount-ro", "/", "--chdir", job.workdir]
+        if seccomp is not None:
+            bwrap += ["--seccomp", str(seccomp)]
         bwrap += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--"]
         setpriv = [
             self.setpriv,

@@ -426,3 +426,33 @@ def test_exit_status_is_a_crash_with_its_code(sandbox, pyenv, run_script):
     assert result.stdout == "bye\n"
     within(result, ATTACK_LIMITS.wall_seconds, sandbox)
     run_benign(sandbox, pyenv)
+
+
+def test_namespace_and_mount_system_calls_are_refused(sandbox, pyenv, run_script):
+    """A user namespace would make the job root of its own namespace: kernel attack surface."""
+    result = run_script(
+        """
+        import ctypes, json, os
+        libc = ctypes.CDLL(None, use_errno=True)
+        CLONE_NEWUSER, CLONE_NEWNET, SIGCHLD = 0x10000000, 0x40000000, 17
+
+        def attempt(call, *args):
+            ctypes.set_errno(0)
+            value = call(*args)
+            if value == 0 and call is libc.syscall and args[0] == 56:
+                os._exit(0)  # a clone that succeeded: the child leaves at once
+            return "allowed" if value >= 0 else os.strerror(ctypes.get_errno())
+
+        print(json.dumps({
+            "unshare(NEWUSER)": attempt(libc.unshare, CLONE_NEWUSER),
+            "unshare(NEWNET)": attempt(libc.unshare, CLONE_NEWNET),
+            "clone(NEWUSER)": attempt(libc.syscall, 56, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0),
+            "mount": attempt(libc.mount, b"none", b"/scratch", b"tmpfs", 0, None),
+        }))
+        """
+    )
+    assert result.reason is None, describe(result)
+    report = last_json(result)
+    for call in ("unshare(NEWUSER)", "unshare(NEWNET)", "clone(NEWUSER)", "mount"):
+        assert report[call] == "Operation not permitted", (call, report)
+    run_benign(sandbox, pyenv)  # ordinary threads and processes still start
