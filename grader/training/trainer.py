@@ -115,7 +115,11 @@ def with_dtype_policy(model_config: Mapping[str, Any], policy: str) -> dict[str,
     if config.get("class_name") == "Sequential":
         outputs = {layers[-1]["config"]["name"]} if layers else set()
     else:
-        outputs = {entry[0] for entry in body.get("output_layers") or []}
+        declared = body.get("output_layers") or []
+        # One output is written flat (`["dense", 0, 0]`), several as a list of such triples.
+        if declared and isinstance(declared[0], str):
+            declared = [declared]
+        outputs = {entry[0] for entry in declared}
 
     def visit(entries: list[dict[str, Any]], top: bool) -> None:
         for entry in entries:
