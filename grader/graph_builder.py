@@ -443,6 +443,15 @@ class _GraphBuilder:
                 class_name=class_name,
             )
         layer = self._layer(layer_cfg, name, trainable)
+        dtype = layer.config.get("dtype")
+        if isinstance(dtype, dict) and "Quantized" in str(dtype.get("class_name")):
+            # Quantized layers store int8/float8 kernels plus scales: other weights than these.
+            raise UnsupportedLayer(
+                f"Layer `{name}` ({class_name}) is quantized ({dtype.get('class_name')}). "
+                "Expected a float model; quantize after grading.",
+                layer_name=name,
+                class_name=class_name,
+            )
         input_shapes = [self.nodes[i].output_shape for i in inputs]
         if not spec.multi_input and len(inputs) != 1:
             raise InvalidModelConfig(

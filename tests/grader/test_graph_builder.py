@@ -172,6 +172,36 @@ def test_unknown_keras_builtin_is_unsupported_not_unsafe() -> None:
     assert (info.value.layer_name, info.value.class_name) == ("d1", "LSTM")
 
 
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        pytest.param(
+            lambda cfg: cfg.update(dtype={"class_name": "QuantizedDTypePolicy", "config": {}}),
+            r"Layer `d1` \(Dense\) is quantized",
+            id="quantized_dtype",
+        ),
+        pytest.param(
+            lambda cfg: cfg.update(quantization_config={"mode": "int8"}),
+            r"Layer `d1` \(Dense\): Quantized Dense layers are not supported",
+            id="quantization_config",
+        ),
+    ],
+)
+def test_options_that_change_weights_unpredictably_are_refused(edit, message) -> None:
+    config = small_functional()
+    edit(config["config"]["layers"][1]["config"])
+    with pytest.raises(UnsupportedLayer, match=message):
+        build_graph(config)
+
+
+def test_batch_norm_renorm_is_refused_not_miscounted() -> None:
+    config = small_functional()
+    config["config"]["layers"][2].update(class_name="BatchNormalization")
+    config["config"]["layers"][2]["config"].update(renorm=True)
+    with pytest.raises(UnsupportedLayer, match=r"Layer `d2` \(BatchNormalization\): .*renorm"):
+        build_graph(config)
+
+
 def _set_ref(config: dict[str, Any], layer: int, ref: list[Any]) -> None:
     args = config["config"]["layers"][layer]["inbound_nodes"][0]["args"]
     args[0]["config"]["keras_history"] = ref
