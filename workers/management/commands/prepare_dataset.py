@@ -1,0 +1,50 @@
+"""`python manage.py prepare_dataset NAME [--data-dir DIR] [--json]`: prepare, offline.
+
+Turns raw files already in the data directory (Keras' cache layout) into the read-only
+``train/`` and ``test/`` arrays the sandboxes mount; reuses a valid prepared copy. Prints the
+directories (``--json``: one JSON object). Exit status 2 when the dataset is unknown or its raw
+files are missing (the message says how to fetch them).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from grader.datasets import DATASETS, prepare_dataset
+from grader.errors import GraderError
+
+
+class Command(BaseCommand):
+    help = "Prepare a registered dataset into read-only train/ and test/ arrays."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("name", choices=sorted(DATASETS))
+        parser.add_argument("--data-dir", type=Path, default=None)
+        parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+    def handle(self, *args: object, **options: object) -> None:
+        name = str(options["name"])
+        data_dir = Path(options["data_dir"] or settings.GRADER_DATA_DIR)  # type: ignore[arg-type]
+        try:
+            prepared = prepare_dataset(name, data_dir)
+        except GraderError as exc:
+            raise CommandError(exc.message, returncode=2) from exc
+        summary = {
+            "name": prepared.name,
+            "train_dir": str(prepared.train_dir),
+            "test_dir": str(prepared.test_dir),
+            "input_shape": list(prepared.input_shape),
+            "num_classes": prepared.num_classes,
+            "class_names": list(prepared.class_names),
+        }
+        if options["json"]:
+            self.stdout.write(json.dumps(summary))
+        else:
+            self.stdout.write(
+                f"{name}: train {summary['train_dir']}, test {summary['test_dir']}, "
+                f"{prepared.num_classes} classes, input {prepared.input_shape}"
+            )
