@@ -5,7 +5,8 @@
 #   Redis       127.0.0.1:6379, nothing persisted
 #   bubblewrap  via scripts/ensure-bwrap.sh   (the embedded default sandbox)
 #   Docker      via scripts/ensure-docker.sh  (the production sandbox; no bridge, no iptables)
-#   others      any further scripts/ensure-*.sh (for example a browser), alphabetically
+#   Chromium    Debian's package, when a test uses Playwright
+#   others      any further scripts/ensure-*.sh, alphabetically
 #
 # Each is installed with apt when missing (needs root) and started when down. A service that
 # cannot be made available stops the script with a non-zero exit: CI must not go on without it.
@@ -89,8 +90,23 @@ ensure_redis() {
     log "Redis ready on 127.0.0.1:$REDIS_PORT"
 }
 
+# --- Chromium for the Playwright tests (marker `browser`) -------------------------------------
+# Playwright cannot download its own browser here (no internet beyond package registries): the
+# tests drive Debian's chromium. Installed only when some test uses Playwright.
+ensure_chromium() {
+    if ! grep -rqs --include='*.py' -e 'playwright' "$ROOT/tests"; then
+        return 0
+    fi
+    if ! command -v chromium >/dev/null 2>&1; then
+        log "installing Chromium (Playwright tests)"
+        apt_install chromium
+    fi
+    log "Chromium ready: $(chromium --version 2>/dev/null | head -n 1)"
+}
+
 ensure_postgres
 ensure_redis
+ensure_chromium
 
 # --- Sandboxes and the rest: each script owns its service ------------------------------------
 for script in "$ROOT/scripts/ensure-bwrap.sh" "$ROOT/scripts/ensure-docker.sh"; do
