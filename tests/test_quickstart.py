@@ -176,3 +176,19 @@ def test_setup_records_the_requirements_it_installed_and_then_does_nothing():
     assert second.returncode == 0, second.stderr
     assert "dependencies up to date" in second.stdout
     assert "installing" not in second.stdout
+
+
+def test_readme_quick_start_is_two_commands_and_ci_runs_the_second():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```sh\n(.*?)```", section, re.S).group(1)
+    commands = [line.split("#", 1)[0].strip() for line in block.splitlines() if line.strip()]
+    assert commands == ["scripts/quickstart.sh", "scripts/test.sh"]
+    for command in commands:
+        assert os.access(ROOT / command, os.X_OK), f"{command} is not executable"
+    ci = [
+        line.strip()
+        for line in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    assert ci[-1] == f"exec bash {commands[1]}", "CI must run the README's test command"
