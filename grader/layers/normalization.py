@@ -27,8 +27,6 @@ def _same_shape(config: Config, input_shapes: Sequence[Shape]) -> Shape:
 
 def _batch_norm_weights(config: Config, input_shapes: Sequence[Shape]) -> list[WeightSpec]:
     shape = single_input(input_shapes)
-    if config.get("renorm"):
-        raise SpecUnsupported("BatchNormalization with `renorm=True` is not supported.")
     axes = normalize_axes(config.get("axis", -1), len(shape))
     if len(axes) != 1:
         raise SpecUnsupported(f"BatchNormalization over several axes {axes} is not supported.")
@@ -42,6 +40,12 @@ def _batch_norm_weights(config: Config, input_shapes: Sequence[Shape]) -> list[W
         WeightSpec("moving_mean", (size,), trainable=False),
         WeightSpec("moving_variance", (size,), trainable=False),
     ]
+    if config.get("renorm"):
+        # Batch renormalization tracks three more statistics, never trained.
+        weights += [
+            WeightSpec(stat, (size,), trainable=False)
+            for stat in ("moving_stddev", "renorm_mean", "renorm_stddev")
+        ]
     return weights
 
 

@@ -194,14 +194,6 @@ def test_options_that_change_weights_unpredictably_are_refused(edit, message) ->
         build_graph(config)
 
 
-def test_batch_norm_renorm_is_refused_not_miscounted() -> None:
-    config = small_functional()
-    config["config"]["layers"][2].update(class_name="BatchNormalization")
-    config["config"]["layers"][2]["config"].update(renorm=True)
-    with pytest.raises(UnsupportedLayer, match=r"Layer `d2` \(BatchNormalization\): .*renorm"):
-        build_graph(config)
-
-
 def _set_ref(config: dict[str, Any], layer: int, ref: list[Any]) -> None:
     args = config["config"]["layers"][layer]["inbound_nodes"][0]["args"]
     args[0]["config"]["keras_history"] = ref

@@ -82,6 +82,7 @@ LAYER_CASES: list[tuple[str, tuple[int, ...], Callable[[], Any]]] = [
     ("batchnorm_no_scale", IMG, lambda: layers.BatchNormalization(scale=False)),
     ("batchnorm_neither", IMG, lambda: layers.BatchNormalization(center=False, scale=False)),
     ("batchnorm_axis1", IMG, lambda: layers.BatchNormalization(axis=1)),
+    ("batchnorm_renorm", IMG, lambda: layers.BatchNormalization(renorm=True)),
     ("layernorm", IMG, lambda: layers.LayerNormalization()),
     ("layernorm_axes", IMG, lambda: layers.LayerNormalization(axis=[1, 3])),
     ("layernorm_no_center", SEQ, lambda: layers.LayerNormalization(center=False)),
