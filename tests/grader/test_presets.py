@@ -102,3 +102,48 @@ def test_load_preset_returns_independent_copies():
     first = load_preset("smoke")
     first.metadata["title"] = "changed"
     assert load_preset("smoke").title != "changed"
+
+
+@pytest.mark.tf
+def test_smoke_preset_accuracy_target_is_reachable_by_its_reference_model(tmp_path):
+    """Train the smoke reference with the preset's own training defaults on the real dataset."""
+    from grader.datasets import load_split, prepare_dataset
+    from grader.rules import TrainingOutcome, overall_passed
+    from tests.grader.keras_models import keras
+
+    ruleset = load_preset("smoke")
+    target = next(s.params["limit"] for s in ruleset.rules if s.id == "min_val_accuracy")
+    training = ruleset.training
+    x, y = load_split(prepare_dataset(ruleset.dataset, tmp_path).train_dir, mmap=False)
+    keras.utils.set_random_seed(0)
+    model = keras.models.model_from_json(model_path("smoke_separable").read_text())
+    model.compile(
+        optimizer=keras.optimizers.Adam(training["learning_rate"]),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+
+    class StopAtTarget(keras.callbacks.Callback):
+        # The test asks whether the target is reachable, not how far training goes.
+        def on_epoch_end(self, epoch, logs=None):
+            if (logs or {}).get("val_accuracy", 0.0) >= target:
+                self.model.stop_training = True
+
+    history = model.fit(
+        x.astype("float32") / 255.0,
+        y,
+        batch_size=training["batch_size"],
+        epochs=training["epochs"],
+        validation_split=0.1,
+        callbacks=[StopAtTarget()],
+        verbose=0,
+    )
+    epochs = [
+        {"epoch": i + 1, "val_accuracy": v} for i, v in enumerate(history.history["val_accuracy"])
+    ]
+    results = evaluate_rules(
+        ruleset,
+        analyze(load_model_config(model_path("smoke_separable"))),
+        outcome=TrainingOutcome.from_epochs(epochs),
+    )
+    assert overall_passed(results) is True, [r.message for r in results]
