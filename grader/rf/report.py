@@ -193,7 +193,7 @@ def format_table(report: ReceptiveFieldReport) -> str:
     text = []
     for index, line in enumerate(lines):
         cells = [
-            cell.rjust(widths[i]) if i in numeric and index else cell.ljust(widths[i])
+            cell.rjust(widths[i]) if i in numeric else cell.ljust(widths[i])
             for i, cell in enumerate(line)
         ]
         text.append("  ".join(cells).rstrip())

@@ -314,6 +314,18 @@ def test_non_image_input_contributes_nothing_spatial():
         compute_receptive_field(g.graph(), end_point="meta")
 
 
+def test_two_image_inputs_report_the_first_one_the_end_point_depends_on():
+    g = GraphSketch((16, 16, 1), (16, 16, 1))
+    a = conv(g, 0, k=5, name="left")
+    b = conv(g, 1, name="right")
+    g.add("Concatenate", a, b, name="both", axis=-1)
+    graph = g.graph()
+    assert compute_receptive_field(graph, end_point="both").input_name == "image"
+    assert compute_receptive_field(graph, end_point="both").size == (5, 5)
+    right = compute_receptive_field(graph, end_point="right")
+    assert (right.input_name, right.size) == ("input_1", (3, 3))
+
+
 def test_unknown_end_point_lists_valid_names():
     with pytest.raises(ReceptiveFieldError, match=r"no layer named `nope`.*`c2`, `c3`"):
         compute_receptive_field(plain_stack(), end_point="nope")

@@ -30,8 +30,13 @@ pytestmark = pytest.mark.tf
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
+from grader.errors import ReceptiveFieldError  # noqa: E402
 from grader.graph_builder import build_graph  # noqa: E402
-from grader.receptive_field import compute_receptive_field, default_end_point  # noqa: E402
+from grader.receptive_field import (  # noqa: E402
+    compute_receptive_field,
+    default_end_point,
+    rf_if_appended,
+)
 
 MERGES = ("Add", "Average", "Multiply", "Concatenate")  # gradients of all inputs stay positive
 
@@ -311,3 +316,77 @@ def test_volumetric_branches_match_gradient_support():
 def real_config(model: Any) -> dict[str, Any]:
     """The model's Keras 3 JSON config, as a student's upload would carry it."""
     return json.loads(model.to_json())
+
+
+def _rebuilt(sketch: Sketch, *extra: tuple[str, dict[str, Any]], dilate: str = "") -> Sketch:
+    """A copy of ``sketch`` with layers appended and/or one layer's dilation set to 2."""
+    calls = [
+        (name, cls, {**config, "dilation_rate": 2} if name == dilate else config, args)
+        for name, cls, config, args in sketch.calls
+    ]
+    for index, (cls, config) in enumerate(extra):
+        calls.append((f"extra_{index}", cls, config, (calls[-1][0],)))
+    return Sketch(sketch.rank, sketch.input_shape, calls, sketch.head)
+
+
+def _residual_sketch() -> Sketch:
+    conv = {"filters": 3, "kernel_size": 3, "padding": "same"}
+    return Sketch(2, (40, 40, 3), [
+        ("stem", "Conv2D", {**conv, "strides": 2}, ("image",)),
+        ("t", "Conv2D", conv, ("stem",)),  # the layer to dilate: every path crosses it
+        ("a", "Conv2D", conv, ("t",)),
+        ("b", "SeparableConv2D", {**conv, "dilation_rate": 2}, ("a",)),
+        ("add", "Add", {}, ("t", "b")),
+        ("pool", "MaxPooling2D", {"pool_size": 2}, ("add",)),
+        ("c", "Conv2D", conv, ("pool",)),
+        ("d", "DepthwiseConv2D", {"kernel_size": 3, "padding": "same"}, ("c",)),
+        ("add2", "Add", {}, ("pool", "d")),
+        ("e", "Conv2D", {**conv, "kernel_size": [3, 1]}, ("add2",)),
+    ])  # fmt: skip
+
+
+def _valid_chain_sketch() -> Sketch:
+    conv = {"filters": 3, "kernel_size": 3, "padding": "valid"}
+    return Sketch(2, (36, 30, 3), [
+        ("c1", "Conv2D", conv, ("image",)),
+        ("c2", "Conv2D", {**conv, "strides": 2}, ("c1",)),
+        ("c3", "SeparableConv2D", conv, ("c2",)),
+        ("c4", "Conv2D", {**conv, "kernel_size": [1, 3]}, ("c3",)),
+    ])  # fmt: skip
+
+
+HINT_CASES = {
+    "residual": _residual_sketch,
+    "valid-chain": _valid_chain_sketch,
+    **{
+        f"random-{seed}": (lambda seed=seed: Generator(seed).sketch_model())
+        for seed in range(0, 48, 4)
+    },
+}
+
+
+@pytest.mark.parametrize("case", list(HINT_CASES))
+def test_hint_formulas_match_keras_rebuilt_models(case):
+    """The what-if formulas against the field of the model Keras builds with the change."""
+    sketch = HINT_CASES[case]()
+    real, last = sketch.build(measure=False)
+    report = compute_receptive_field(build_graph(real_config(real)))
+    conv_cls = f"Conv{sketch.rank}D"
+    conv3 = (conv_cls, {"filters": 3, "kernel_size": 3, "padding": "same"})
+    pool2 = (f"MaxPooling{sketch.rank}D", {"pool_size": 2, "strides": 2, "padding": "same"})
+    for kind, extra in (("conv3x3", [conv3]), ("pool2x2", [pool2, conv3])):
+        changed, end = _rebuilt(sketch, *extra).build(measure=False)
+        truth = compute_receptive_field(build_graph(real_config(changed)), end_point=end)
+        assert rf_if_appended(report, kind) == list(truth.size), kind
+    targets = [
+        row.layer for row in report.rows
+        if row.type.endswith(("Conv1D", "Conv2D", "Conv3D")) and row.on_every_path
+        and set(row.k) == {3} and set(row.d) == {1} and set(row.s) == {1}
+    ]  # fmt: skip
+    if not targets:
+        with pytest.raises(ReceptiveFieldError, match="Expected one to dilate"):
+            rf_if_appended(report, "dilate_last")
+        return
+    changed, _ = _rebuilt(sketch, dilate=targets[-1]).build(measure=False)
+    truth = compute_receptive_field(build_graph(real_config(changed)), end_point=last)
+    assert rf_if_appended(report, "dilate_last") == list(truth.size)
