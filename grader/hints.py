@@ -164,6 +164,11 @@ class ReceptiveFieldOptions:
         dilate_last: ``(layer, size)``: size if the last 3x3 convolution had dilation 2, or None.
     """
 
+    @property
+    def strided_then_conv3x3(self) -> tuple[int, ...]:
+        """Size after a 3x3 stride-2 convolution and then a 3x3 convolution: ``r + 6 * jump``."""
+        return tuple(r + 2 * j + 2 * (2 * j) for r, j in zip(self.current, self.jump, strict=True))
+
     stopped_growing_at: str | None
     current: tuple[int, ...]
     jump: tuple[int, ...]
@@ -257,12 +262,17 @@ def _fmt(size: Sequence[int]) -> str:
     return "x".join(str(v) for v in size)
 
 
-def receptive_field_hint(report: Any, limit: int | Sequence[int]) -> str:
+def receptive_field_hint(
+    report: Any, limit: int | Sequence[int], *, pooling_allowed: bool = True
+) -> str:
     """Where the field stopped growing and what one more layer, a pooling or dilation gives.
 
     Args:
         report: a `ReceptiveFieldReport` or its `to_dict()` form, at the rule's end point.
         limit: the size the rule asks for (one number, or per axis).
+        pooling_allowed: False when the rule set forbids pooling: a strided 3x3 convolution is
+            suggested instead (it adds ``2 * jump`` and doubles the jump, so a 3x3 convolution
+            after it adds ``4 * jump`` more).
     """
     if getattr(report, "is_global", False) or (isinstance(report, Mapping) and report["global"]):
         return ""
@@ -275,10 +285,16 @@ def receptive_field_hint(report: Any, limit: int | Sequence[int]) -> str:
             f"{_fmt(options.current)} at `{end_point}` (jump {_fmt(options.jump)})."
         )
     lines.append(f"One more 3x3 convolution at the end point would give {_fmt(options.conv3x3)}.")
-    lines.append(
-        f"A 2x2 pooling (stride 2) would give {_fmt(options.pool2x2)}, and a 3x3 convolution "
-        f"after it {_fmt(options.conv3x3_after_pool)}."
-    )
+    if pooling_allowed:
+        lines.append(
+            f"A 2x2 pooling (stride 2) would give {_fmt(options.pool2x2)}, and a 3x3 "
+            f"convolution after it {_fmt(options.conv3x3_after_pool)}."
+        )
+    else:
+        lines.append(
+            f"A 3x3 convolution with stride 2 would give {_fmt(options.conv3x3)}, and a 3x3 "
+            f"convolution after it {_fmt(options.strided_then_conv3x3)}."
+        )
     if options.dilate_last is not None:
         layer, grown = options.dilate_last
         lines.append(f"Dilation rate 2 on `{layer}` (3x3) would give {_fmt(grown)}.")

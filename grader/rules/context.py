@@ -52,12 +52,14 @@ class RuleContext:
         outcome: training results, None before training.
         training_config: the training configuration that will be used (the student's declared
             one, else the rule set's default), None when unknown.
+        forbidden_classes: layer classes the rule set forbids (hints never suggest them).
     """
 
     analysis: Any
     rf_report: Any = None
     outcome: TrainingOutcome | None = None
     training_config: Mapping[str, Any] | None = None
+    forbidden_classes: frozenset[str] = frozenset()
     _rf_cache: dict[str | None, Any] = field(default_factory=dict, repr=False)
     _layers: list[LayerFacts] | None = field(default=None, repr=False)
 

@@ -41,6 +41,12 @@ def evaluate_rules(
         rf_report=rf_report,
         outcome=outcome,
         training_config=training_config,
+        forbidden_classes=frozenset(
+            name
+            for spec in ruleset.rules
+            if spec.id == "forbidden_layers"
+            for name in spec.params["layers"]
+        ),
     )
     results = []
     for spec in ruleset.rules:

@@ -12,6 +12,8 @@ from .params import LayerName, Size
 from .registry import Verdict, rule
 from .schema import RuleSpec
 
+_POOLING = frozenset({"MaxPooling2D", "AveragePooling2D", "MaxPooling1D", "AveragePooling1D"})
+
 
 def _measured(size: list[int]) -> int | list[int]:
     """One number for a square field, ``[h, w]`` otherwise (1-D fields are one number)."""
@@ -59,5 +61,7 @@ def min_receptive_field(spec: RuleSpec, ctx: RuleContext) -> Verdict:
         False,
         measured,
         f"The receptive field {where} is {_fmt(size)}. Expected at least {_fmt(limit)}.",
-        hints.receptive_field_hint(report_obj, limit),
+        hints.receptive_field_hint(
+            report_obj, limit, pooling_allowed=not (ctx.forbidden_classes & _POOLING)
+        ),
     )

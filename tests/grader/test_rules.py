@@ -177,6 +177,16 @@ def test_receptive_field_rule_ignores_a_report_at_another_end_point():
     assert result.measured == 48
 
 
+def test_receptive_field_hint_never_suggests_a_forbidden_pooling():
+    # Under cifar10-dilated (MaxPooling2D forbidden) the hint offers a strided convolution.
+    hint = _evaluate("breaks_no_dilation")["min_receptive_field"].hint
+    assert "pooling" not in hint
+    assert "A 3x3 convolution with stride 2 would give 47x47" in hint  # 39 + 2 * 4
+    ruleset = {"rules": [{"id": "min_receptive_field", "limit": 44}]}
+    hint = _evaluate("breaks_no_dilation", ruleset)["min_receptive_field"].hint
+    assert "A 2x2 pooling (stride 2) would give 43x43" in hint  # 39 + 4
+
+
 def test_receptive_field_at_unknown_end_point_fails_with_reason():
     ruleset = {"rules": [{"id": "min_receptive_field", "limit": 8, "end_point": "nope"}]}
     result = _evaluate("smoke_separable", ruleset)["min_receptive_field"]

@@ -67,6 +67,15 @@ def test_pooling_then_conv_matches_the_edited_model(options):
     assert options.conv3x3_after_pool == _field(config, "extra_conv")
 
 
+def test_strided_conv_then_conv3x3_matches_the_edited_model(options):
+    config = _smoke()
+    strided = _renamed(_layers(config)[END], "strided_conv", strides=[2, 2])
+    conv = _renamed(_layers(config)[END], "extra_conv")
+    _layers(config)[END + 1 : END + 1] = [strided, conv]
+    assert options.conv3x3 == _field(config, "strided_conv")
+    assert options.strided_then_conv3x3 == _field(config, "extra_conv")
+
+
 def test_dilating_the_last_conv3x3_matches_the_edited_model(options):
     config = _smoke()
     assert options.dilate_last is not None
