@@ -287,8 +287,9 @@ def format_text(obj: Mapping[str, Any]) -> str:
             )
             lines.append(f"      {rule['message']}")
             if rule.get("hint"):
-                for hint_line in str(rule["hint"]).splitlines():
-                    lines.append(f"      hint: {hint_line}")
+                first, *rest = str(rule["hint"]).splitlines()
+                lines.append(f"      hint: {first}")
+                lines.extend(f"            {line}" for line in rest)
         verdict = {True: "PASSED", False: "FAILED", None: "PENDING (decided after training)"}
         lines.append("")
         lines.append(f"Result: {verdict[obj['passed']]}")
