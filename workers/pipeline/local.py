@@ -148,23 +148,40 @@ def _run_stages(
             f"Assignment `{plan.slug}` evaluates a trained model. Expected a `.keras` archive; "
             f"received `{path.name}`.",
         )
-    try:
-        dataset = prepare_dataset(plan.dataset, Path(settings.GRADER_DATA_DIR))
-    except DatasetUnavailable as exc:
-        raise InfrastructureError(exc.message, retry=False) from exc
+    prepared: list[Any] = []
+
+    def dataset() -> Any:
+        # Prepared on first need: a `.json` that fails its static rules needs no data at all.
+        if not prepared:
+            try:
+                prepared.append(prepare_dataset(plan.dataset, Path(settings.GRADER_DATA_DIR)))
+            except DatasetUnavailable as exc:
+                raise InfrastructureError(exc.message, retry=False) from exc
+        return prepared[0]
+
     sandbox = open_sandbox(sandbox_name)
     key = "local"
 
     emit("stage", {"stage": "build"})
-    built = run_build(
-        path=path,
-        input_shape=dataset.input_shape,
-        num_classes=dataset.num_classes,
-        dirs=job_dirs(root=root, key=key, stage="build") if kind == "py" else None,
-        sandbox=sandbox,
-        resources=_resources(plan, "building"),
-        train_dir=dataset.train_dir,
-    )
+    if kind == "py":
+        built = run_build(
+            path=path,
+            input_shape=dataset().input_shape,
+            num_classes=dataset().num_classes,
+            dirs=job_dirs(root=root, key=key, stage="build"),
+            sandbox=sandbox,
+            resources=_resources(plan, "building"),
+            train_dir=dataset().train_dir,
+        )
+    else:
+        built = run_build(
+            path=path,
+            input_shape=(),
+            num_classes=0,
+            dirs=None,
+            sandbox=None,
+            resources=_resources(plan, "building"),
+        )
 
     emit("stage", {"stage": "check"})
     checked = run_check(
@@ -192,7 +209,7 @@ def _run_stages(
             training_config=checked.training_config,
             plan=plan,
             dirs=job_dirs(root=root, key=key, stage="train"),
-            train_dir=dataset.train_dir,
+            train_dir=dataset().train_dir,
             sandbox=sandbox,
             resources=_resources(plan, "training"),
             on_epoch=on_epoch,
@@ -205,7 +222,7 @@ def _run_stages(
         emit("stage", {"stage": "evaluate"})
         evaluated = run_evaluate(
             dirs=job_dirs(root=root, key=key, stage="evaluate"),
-            test_dir=dataset.test_dir,
+            test_dir=dataset().test_dir,
             sandbox=sandbox,
             resources=_resources(plan, "evaluating"),
             model_config=built.model_config,
@@ -216,7 +233,7 @@ def _run_stages(
         emit("stage", {"stage": "evaluate"})
         evaluated = run_evaluate(
             dirs=job_dirs(root=root, key=key, stage="evaluate"),
-            test_dir=dataset.test_dir,
+            test_dir=dataset().test_dir,
             sandbox=sandbox,
             resources=_resources(plan, "evaluating"),
             keras_path=path,
