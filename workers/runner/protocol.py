@@ -124,7 +124,8 @@ def write_result(job: JobPaths, result: dict[str, Any]) -> Path:
 def failure(kind: str, message: str) -> dict[str, Any]:
     """A ``{"ok": false, "error": {...}}`` result with a bounded message."""
     if len(message) > MAX_MESSAGE_CHARS:
-        message = message[: MAX_MESSAGE_CHARS - 15] + "\n... (truncated)"
+        marker = "\n... (truncated)"
+        message = message[: MAX_MESSAGE_CHARS - len(marker)] + marker
     return {"ok": False, "error": {"kind": kind, "message": message}}
 
 
