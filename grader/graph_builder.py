@@ -665,7 +665,7 @@ class _GraphBuilder:
 
         # Every call of every layer, in config order; Keras writes them in topological order,
         # so one pass usually resolves everything, but calls waiting on later ones are retried.
-        pending: list[tuple[str, int, list[tuple[str, int, int]]]] = []
+        pending: list[tuple[str, int, list[tuple[str, int, int]], list[Any]]] = []
         for name, layer_cfg in by_name.items():
             if layer_cfg.get("class_name") == "InputLayer":
                 continue
@@ -676,14 +676,14 @@ class _GraphBuilder:
                     "model config written by Keras 3."
                 )
             for index, node_data in enumerate(nodes_data):
-                refs = _node_refs(node_data, prefix + name)
+                refs, recorded = _node_refs(node_data, prefix + name)
                 for ref_name, _, _ in refs:
                     if ref_name not in by_name:
                         raise InvalidModelConfig(
                             f"Layer `{prefix + name}` is called on the output of `{ref_name}`, "
                             f"which is not a layer of model `{model_name}`."
                         )
-                pending.append((name, index, refs))
+                pending.append((name, index, refs, recorded))
 
         # Run each call once every call it consumes has run (Kahn's algorithm). Among ready calls
         # the earliest in config order goes first: Keras writes configs in topological order,
@@ -691,7 +691,7 @@ class _GraphBuilder:
         missing: list[int] = []
         waiters: dict[tuple[str, int], list[int]] = {}
         ready: list[int] = []
-        for position, (_, _, refs) in enumerate(pending):
+        for position, (_, _, refs, _) in enumerate(pending):
             needed = {(ref[0], ref[1]) for ref in refs} - produced.keys()
             missing.append(len(needed))
             for key in needed:
@@ -702,8 +702,19 @@ class _GraphBuilder:
         done = 0
         while ready:
             position = heapq.heappop(ready)
-            name, index, refs = pending[position]
+            name, index, refs, recorded = pending[position]
             args = [_pick(produced, ref, prefix) for ref in refs]
+            for arg, shape, ref in zip(args, recorded, refs, strict=True):
+                inferred = self.nodes[arg].output_shape
+                if not _agrees(shape, inferred):
+                    # Either the config was edited by hand, or this analysis disagrees with
+                    # Keras: both mean its numbers cannot be trusted, so refuse.
+                    raise InvalidModelConfig(
+                        f"Layer `{prefix + name}` is called on the output of `{prefix + ref[0]}`, "
+                        f"which Keras recorded with shape {shape!r} but which the analysis "
+                        f"infers as {format_shape(inferred)}. Expected a config written by "
+                        "Keras (model.to_json()) and not edited."
+                    )
             produced[(name, index)] = self._call_any(
                 by_name[name], prefix + name, args, trainable, depth
             )
@@ -749,23 +760,25 @@ def _ref(item: Any, where: str) -> tuple[str, int, int]:
     )
 
 
-def _node_refs(node_data: Any, layer_name: str) -> list[tuple[str, int, int]]:
-    """The tensors one call consumes, in argument order."""
+def _node_refs(node_data: Any, layer_name: str) -> tuple[list[tuple[str, int, int]], list[Any]]:
+    """The tensors one call consumes, in argument order, and the shapes Keras recorded for them."""
     if isinstance(node_data, list):
-        # Keras 2 format: [[name, node_index, tensor_index, kwargs], ...]
-        return [_ref(item, f"the inbound nodes of `{layer_name}`") for item in node_data]
+        # Keras 2 format: [[name, node_index, tensor_index, kwargs], ...], no shapes recorded.
+        old_style = [_ref(item, f"the inbound nodes of `{layer_name}`") for item in node_data]
+        return old_style, [None] * len(old_style)
     if not isinstance(node_data, dict):
         raise InvalidModelConfig(
             f"Layer `{layer_name}` has an inbound node {node_data!r}. Expected an object with "
             "`args` and `kwargs`."
         )
     refs: list[tuple[str, int, int]] = []
-    _collect_tensors(node_data.get("args", []), refs, layer_name)
+    recorded: list[Any] = []
+    _collect_tensors(node_data.get("args", []), refs, recorded, layer_name)
     kwarg_refs: list[tuple[str, int, int]] = []
     kwargs = node_data.get("kwargs") or {}
     if isinstance(kwargs, dict):
         for key, value in kwargs.items():
-            _collect_tensors(value, kwarg_refs, layer_name)
+            _collect_tensors(value, kwarg_refs, [], layer_name)
             if kwarg_refs:
                 raise UnsupportedLayer(
                     f"Layer `{layer_name}` is called with a tensor as keyword argument `{key}`. "
@@ -774,20 +787,33 @@ def _node_refs(node_data: Any, layer_name: str) -> list[tuple[str, int, int]]:
                 )
     if not refs:
         raise InvalidModelConfig(f"Layer `{layer_name}` has a call without input tensors.")
-    return refs
+    return refs, recorded
 
 
-def _collect_tensors(value: Any, out: list[tuple[str, int, int]], layer_name: str) -> None:
+def _collect_tensors(
+    value: Any, out: list[tuple[str, int, int]], shapes: list[Any], layer_name: str
+) -> None:
     if isinstance(value, dict):
         if value.get("class_name") == "__keras_tensor__":
             cfg = value.get("config") or {}
             out.append(_ref(cfg.get("keras_history"), f"an input of `{layer_name}`"))
+            shapes.append(cfg.get("shape"))
             return
         for item in value.values():
-            _collect_tensors(item, out, layer_name)
+            _collect_tensors(item, out, shapes, layer_name)
     elif isinstance(value, (list, tuple)):
         for item in value:
-            _collect_tensors(item, out, layer_name)
+            _collect_tensors(item, out, shapes, layer_name)
+
+
+def _agrees(recorded: Any, inferred: Shape) -> bool:
+    """Whether a shape Keras recorded (batch axis first) agrees with the inferred one."""
+    if not isinstance(recorded, list) or not recorded:
+        return True  # nothing recorded (older formats): nothing to compare
+    dims = recorded[1:]
+    if len(dims) != len(inferred):
+        return False
+    return all(r is None or i is None or r == i for r, i in zip(dims, inferred, strict=True))
 
 
 def _pick(
