@@ -211,6 +211,10 @@ def _node_state(
     if not input_ids:
         # Nothing spatial flows in (a label or metadata branch): no need to understand the layer.
         return state
+    if all(field == GLOBAL_FIELD for s in inputs for field in s.values()):
+        # Whatever comes after a global field sees the whole input too (MobileNet's head
+        # reshapes its pooled features): no need to understand the layer.
+        return dict.fromkeys(input_ids, GLOBAL_FIELD)
     effect = classify(node, _input_dims(node, inputs))
     if isinstance(effect, Window):
         windows[node.id] = effect

@@ -259,6 +259,39 @@ def test_default_end_point_is_last_spatial_layer_before_head():
     assert after["size"] == [32, 32]
 
 
+def test_any_layer_after_a_global_field_is_global():
+    g = GraphSketch((16, 16, 1))
+    x = conv(g, 0, name="c1")
+    x = g.add("GlobalAveragePooling2D", x, name="gap", out=(1, 1, 8), keepdims=True)
+    x = g.add("Reshape", x, name="squeeze", out=(8,), target_shape=[8])
+    g.add("UpSampling1D", x, name="odd_but_global", out=(16,), size=2)
+    report = compute_receptive_field(g.graph(), end_point="odd_but_global")
+    assert report.is_global and report.size == (16, 16)
+
+
+@pytest.mark.parametrize(
+    ("cls", "config", "is_global"),
+    [
+        ("LayerNormalization", {"axis": -1}, False),
+        ("LayerNormalization", {"axis": [1, 2, 3]}, True),
+        ("LayerNormalization", {"axis": [-3, -2]}, True),
+        ("Softmax", {"axis": 3}, False),
+        ("Softmax", {"axis": 1}, True),
+        ("UnitNormalization", {"axis": -1}, False),
+        ("GroupNormalization", {"groups": 2}, True),
+        ("Normalization", {"axis": [1, 2]}, False),  # constants at inference, per element
+        ("Dense", {"units": 4}, False),  # acts on the channel axis only
+    ],
+)
+def test_normalisation_axes_decide_between_pointwise_and_global(cls, config, is_global):
+    g = GraphSketch((16, 16, 1))
+    x = conv(g, 0, name="c1")
+    g.add(cls, x, name="norm", **config)
+    report = compute_receptive_field(g.graph(), end_point="norm")
+    assert report.is_global is is_global
+    assert report.size == ((16, 16) if is_global else (3, 3))
+
+
 def test_default_end_point_with_flatten_head():
     g = GraphSketch((16, 16, 1))
     x = conv(g, 0, name="c1")
