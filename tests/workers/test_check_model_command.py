@@ -134,15 +134,30 @@ def test_python_file_when_the_sandboxed_build_is_not_installed(monkeypatch):
 
 @pytest.mark.bwrap
 @pytest.mark.tf
-def test_python_file_is_built_in_the_sandbox_and_checked(bwrap_available, tmp_path, settings):
+@pytest.mark.django_db
+def test_python_file_is_built_in_the_sandbox_for_the_assignments_dataset(bwrap_available, settings):
+    from assignments.models import Assignment, Course
+
+    # The stored rule set names no input shape: the build takes it from the dataset.
+    course = Course.objects.create(slug="dl", title="Deep learning")
+    Assignment.objects.create(
+        course=course,
+        slug="synthetic-quick",
+        title="Quick",
+        dataset="synthetic",
+        rules_yaml="rules:\n  - id: separable_conv_used\n",
+    )
+    # The default jobs directory (under var/): a sandbox hides anything under /tmp.
     settings.GRADER_SANDBOX = "bwrap"
-    settings.GRADER_JOBS_DIR = str(tmp_path / "jobs")
-    code, out, err = _run(SMOKE_PY, "--rules", _preset_file(tmp_path, "smoke"), "--format", "json")
+    code, out, err = _run(SMOKE_PY, "--assignment", "synthetic-quick", "--format", "json")
     [report] = _json_lines(out)
     assert "error" not in report, report
     assert code == 0, err
     assert report["model"]["name"] == "smoke_submission"
+    # grader.datasets: synthetic images are 16x16x3 in 4 classes.
+    assert report["model"]["input_shape"] == [16, 16, 3]
     assert report["model"]["output_shape"] == [4]
+    assert report["passed"] is True
 
 
 def _preset_file(tmp_path: Path, slug: str) -> str:

@@ -109,9 +109,7 @@ class Command(BaseCommand):
         from grader.presets import list_presets, load_preset
 
         try:
-            rules_yaml = (
-                Assignment.objects.filter(slug=slug).values_list("rules_yaml", flat=True).first()
-            )
+            row = Assignment.objects.filter(slug=slug).values_list("rules_yaml", "dataset").first()
         except DatabaseError as exc:
             # No database here (a fresh checkout, a CI step): the shipped preset still answers,
             # but say so, since a course may have changed its copy of the rules.
@@ -125,8 +123,9 @@ class Command(BaseCommand):
                 f"Database unavailable ({str(exc).strip()}); using the shipped preset `{slug}`."
             )
             return load_preset(slug)
-        if rules_yaml is not None:
-            return rules_yaml
+        if row is not None:
+            rules_yaml, dataset = row
+            return _with_dataset_shape(rules_yaml, dataset)
         if slug in list_presets():
             return load_preset(slug)
         raise CommandError(
@@ -134,6 +133,28 @@ class Command(BaseCommand):
             f"the presets: {', '.join(list_presets())}.",
             returncode=EXIT_NOT_ANALYSED,
         )
+
+
+def _with_dataset_shape(rules_yaml: str, dataset: str) -> Any:
+    """The assignment's rule set, with its dataset's input shape and classes when it has none.
+
+    A `.py` submission is built for the assignment's dataset; the stored rule set need not repeat
+    the shape.
+    """
+    from grader.datasets import get_source
+    from grader.rules import load_ruleset
+
+    ruleset = load_ruleset(rules_yaml)
+    if "input_shape" in ruleset.metadata and "num_classes" in ruleset.metadata:
+        return ruleset
+    try:
+        source = get_source(dataset)
+    except GraderError:
+        return ruleset
+    data = ruleset.to_dict()
+    data.setdefault("input_shape", list(source.input_shape))
+    data.setdefault("num_classes", source.num_classes)
+    return load_ruleset(data)
 
 
 def _input_shape(text: str | None) -> list[int] | None:
@@ -160,6 +181,12 @@ class BuildUnavailable(GraderError):
     kind = "build_unavailable"
 
 
+class SandboxUnavailable(GraderError):
+    """The sandbox could not run the build (an infrastructure problem, not the submission's)."""
+
+    kind = "sandbox_unavailable"
+
+
 class BuildInputMissing(GraderError):
     """Building a `.py` needs an input shape and a number of classes."""
 
@@ -181,5 +208,15 @@ def _build(path: Path, input_shape: Any, num_classes: Any) -> dict[str, Any]:
             "--assignment or --rules with `input_shape` and `num_classes`, or --input-shape and "
             "--num-classes."
         )
-    config: dict[str, Any] = build_model_config(path, list(input_shape), int(num_classes))
+    from workers.pipeline.errors import InfrastructureError
+
+    try:
+        config: dict[str, Any] = build_model_config(path, list(input_shape), int(num_classes))
+    except InfrastructureError as exc:
+        log = exc.log.strip().splitlines()[-1:] if exc.log else []
+        detail = f" ({log[0]})" if log else ""
+        raise SandboxUnavailable(
+            f"Building `{path.name}` failed in the grading machinery, not in the submission: "
+            f"{exc.message}{detail}"
+        ) from None
     return config
