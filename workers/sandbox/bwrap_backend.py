@@ -63,7 +63,6 @@ _ENTER_CGROUPS = (
 # Without cgroups, RLIMIT_AS must still let TensorFlow map its address space: a floor that
 # imports TensorFlow (FIELD-NOTES: 2 GB works) whatever the memory limit asked.
 RLIMIT_AS_FLOOR = 2_000_000_000
-STARTUP_FAILURE = 125  # our shell prelude could not join the cgroup
 
 
 class BwrapSandbox:
@@ -128,6 +127,9 @@ class BwrapSandbox:
         process: subprocess.Popen[bytes] | None = None
         killed_by_us = threading.Event()
         seccomp = filter_fd() if self.use_seccomp else None
+        # The sandbox writes one byte here once bwrap has set everything up, just before the
+        # job's own code starts: a non-zero exit without it is bwrap's failure, not the job's.
+        started_read, started_write = os.pipe()
         try:
             prepare_writable_mounts(job.mounts)
             argv = self._command(job, scratch, cgroup, seccomp)
@@ -142,7 +144,7 @@ class BwrapSandbox:
             started = time.monotonic()
             process = subprocess.Popen(
                 argv,
-                stdin=subprocess.DEVNULL,
+                stdin=started_write,  # becomes /dev/null once the sandbox reported in
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 env={},  # bwrap's own environment is visible to the job as /proc/1/environ
@@ -150,6 +152,8 @@ class BwrapSandbox:
                 close_fds=True,
                 pass_fds=() if seccomp is None else (seccomp,),
             )
+            os.close(started_write)
+            started_write = -1
             assert process.stdout is not None and process.stderr is not None
             capture.read_pipe("stdout", process.stdout)
             capture.read_pipe("stderr", process.stderr)
@@ -171,10 +175,11 @@ class BwrapSandbox:
             capture.join(timeout=5.0)
             stdout, stderr = capture.finish()
 
-            if exit_code == STARTUP_FAILURE and not stdout and "bwrap" in stderr:
-                raise SandboxError(f"bubblewrap could not start the job: {stderr.strip()[:500]}")
-            if exit_code == STARTUP_FAILURE and cgroup is not None and not stdout and not stderr:
-                raise SandboxError("the job could not join its cgroup")
+            if not _job_started(started_read):
+                raise SandboxError(
+                    f"bubblewrap could not start the job (exit status {exit_code}): "
+                    f"{stderr.strip()[-500:] or 'no message'}"
+                )
 
             sig = signal_from_exit_code(exit_code)
             oom = self._oom_killed(cgroup, exit_code, sig, stderr, killed_by_us.is_set())
@@ -213,6 +218,9 @@ class BwrapSandbox:
             scratch.close()
             if seccomp is not None:
                 os.close(seccomp)
+            for fd in (started_read, started_write):
+                if fd >= 0:
+                    os.close(fd)
 
     @staticmethod
     def _oom_killed(
@@ -232,7 +240,7 @@ class BwrapSandbox:
         job: SandboxJob,
         scratch: PrivateTmpfs,
         cgroup: JobCgroup | None,
-        seccomp: int | None = None,
+        seccomp: int | None,
     ) -> list[str]:
         limits = job.limits
         rlimits = [f"--fsize={limits.file_size_bytes}", "--core=0"]
@@ -291,6 +299,10 @@ class BwrapSandbox:
         if seccomp is not None:
             bwrap += ["--seccomp", str(seccomp)]
         bwrap += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--"]
+        # Inside, before the job: report "set up" on stdin (the pipe, a low fd every shell can
+        # name) and replace it with /dev/null, so no process of the job holds the pipe.
+        announce = 'printf 1 >&0 && exec 0</dev/null && exec "$@"'
+        bwrap += ["/bin/sh", "-c", announce, "sandbox-start"]
         setpriv = [
             self.setpriv,
             f"--reuid={SANDBOX_UID}",
@@ -309,6 +321,15 @@ class BwrapSandbox:
             + [str(p) for p in cgroup.procs_files]
             + ["--", *command]
         )
+
+
+def _job_started(started_read: int) -> bool:
+    """Whether the sandbox reported that set-up finished (a byte waits in the pipe)."""
+    os.set_blocking(started_read, False)
+    try:
+        return os.read(started_read, 1) == b"1"
+    except BlockingIOError:
+        return False
 
 
 def _wait(process: subprocess.Popen[bytes], timeout: float) -> int | None:

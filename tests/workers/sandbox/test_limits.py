@@ -181,3 +181,34 @@ def test_missing_mount_source_is_an_infrastructure_failure(sandbox, pyenv, tmp_p
     assert str(missing) in result.detail
     assert not missing.exists()  # nothing was created on the host
     run_benign(sandbox, pyenv)
+
+
+def test_setup_failure_is_infrastructure_but_imitating_one_is_a_crash(sandbox, pyenv, job_dirs):
+    from workers.sandbox import SandboxJob
+
+    broken = SandboxJob(
+        argv=pyenv.argv("-c", "print(1)"),
+        mounts=[*pyenv.mounts, *job_dirs.mounts()],
+        env=pyenv.env,
+        workdir="/job/in/does-not-exist",  # inside a read-only mount: cannot be created
+    )
+    result = sandbox.run(broken)
+    assert result.reason == "infrastructure", describe(result)
+    assert result.exit_code is None
+
+    imitation = SandboxJob(
+        argv=pyenv.argv(
+            "-c", "import sys; sys.stderr.write('bwrap: Can\\'t mount proc\\n'); sys.exit(1)"
+        ),
+        mounts=pyenv.mounts,
+        env=pyenv.env,
+    )
+    result = sandbox.run(imitation)
+    assert result.reason == "crashed", describe(result)
+    assert result.exit_code == 1
+
+
+def test_stdin_is_empty(run_script):
+    result = run_script("import sys\nprint(repr(sys.stdin.read()))\n")
+    assert result.reason is None, describe(result)
+    assert result.stdout == "''\n"
