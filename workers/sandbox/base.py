@@ -180,7 +180,11 @@ def infrastructure_result(detail: str, duration_seconds: float = 0.0) -> Sandbox
 
 @runtime_checkable
 class Sandbox(Protocol):
-    """A backend: runs a job, streaming each stdout line to `on_line` as it arrives."""
+    """A backend: runs a job, streaming each stdout line to `on_line` as it arrives.
+
+    `on_line` is called from a reader thread, in order; while it runs, the job's output waits
+    in the pipe, so a slow callback slows the job rather than losing lines.
+    """
 
     name: str
 

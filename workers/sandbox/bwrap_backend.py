@@ -267,7 +267,10 @@ class BwrapSandbox:
         ]
         env = job.full_env()
         if job.gpu_device is not None:
+            # Only /dev/nvidia<N> is bound, but the driver still lists every GPU through
+            # /dev/nvidiactl: select N, numbered in PCI order like the device nodes.
             env.setdefault("CUDA_VISIBLE_DEVICES", job.gpu_device)
+            env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
         for key, value in sorted(env.items()):
             bwrap += ["--setenv", key, value]
         bwrap += ["--proc", "/proc", "--dev", "/dev"]
