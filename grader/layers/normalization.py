@@ -1,4 +1,4 @@
-"""Normalization layers: Batch-, Layer-, Group- and UnitNormalization.
+"""Normalization layers: Batch-, Layer-, Group-, RMS- and UnitNormalization.
 
 BatchNormalization's moving statistics are never trained; Keras reports them as non-trainable
 weights, and so does this module.
@@ -63,6 +63,12 @@ def _layer_norm_weights(config: Config, input_shapes: Sequence[Shape]) -> list[W
     return weights
 
 
+def _rms_norm_weights(config: Config, input_shapes: Sequence[Shape]) -> list[WeightSpec]:
+    shape = single_input(input_shapes)
+    axes = normalize_axes(config.get("axis", -1), len(shape))
+    return [WeightSpec("scale", tuple(dim_of(shape, a, "normalized axis") for a in axes))]
+
+
 def _group_norm_weights(config: Config, input_shapes: Sequence[Shape]) -> list[WeightSpec]:
     shape = single_input(input_shapes)
     axes = normalize_axes(config.get("axis", -1), len(shape))
@@ -88,5 +94,6 @@ SPECS = [
     LayerSpec("BatchNormalization", _same_shape, _batch_norm_weights),
     LayerSpec("LayerNormalization", _same_shape, _layer_norm_weights),
     LayerSpec("GroupNormalization", _same_shape, _group_norm_weights),
+    LayerSpec("RMSNormalization", _same_shape, _rms_norm_weights),
     LayerSpec("UnitNormalization", _same_shape),
 ]

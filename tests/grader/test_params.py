@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from grader.analysis import ModelAnalysis, analyze
+from grader.layers import supported_classes
 from tests.grader.keras_models import (
     ModelTruth,
     keras,
@@ -91,6 +92,8 @@ LAYER_CASES: list[tuple[str, tuple[int, ...], Callable[[], Any]]] = [
     ("groupnorm_no_scale", (8, 8, 6), lambda: layers.GroupNormalization(groups=2, scale=False)),
     ("groupnorm_instance", (8, 8, 6), lambda: layers.GroupNormalization(groups=-1)),
     ("unitnorm", (7,), lambda: layers.UnitNormalization()),
+    ("rmsnorm", IMG, lambda: layers.RMSNormalization()),
+    ("rmsnorm_axes", IMG, lambda: layers.RMSNormalization(axis=[1, 3])),
     # Activations, dropout, noise
     ("dropout", IMG, lambda: layers.Dropout(0.3)),
     ("spatial_dropout1d", SEQ, lambda: layers.SpatialDropout1D(0.2)),
@@ -108,6 +111,7 @@ LAYER_CASES: list[tuple[str, tuple[int, ...], Callable[[], Any]]] = [
     ("softmax", IMG, lambda: layers.Softmax(axis=1)),
     ("identity", IMG, lambda: layers.Identity()),
     ("activity_regularization", (7,), lambda: layers.ActivityRegularization(l1=0.01)),
+    ("masking", SEQ, lambda: layers.Masking()),
     # Pooling
     ("maxpool1d", SEQ, lambda: layers.MaxPooling1D(2)),
     ("avgpool1d_same_stride", SEQ, lambda: layers.AveragePooling1D(3, strides=2, padding="same")),
@@ -164,6 +168,10 @@ LAYER_CASES: list[tuple[str, tuple[int, ...], Callable[[], Any]]] = [
     ("random_posterization", IMG, lambda: layers.RandomPosterization(factor=(1, 8))),
     ("random_perspective", IMG, lambda: layers.RandomPerspective()),
     ("solarization", IMG, lambda: layers.Solarization()),
+    ("aug_mix", IMG, lambda: layers.AugMix()),
+    ("rand_augment", IMG, lambda: layers.RandAugment()),
+    ("random_color_degeneration", IMG, lambda: layers.RandomColorDegeneration(0.2)),
+    ("random_elastic_transform", IMG, lambda: layers.RandomElasticTransform()),
     ("auto_contrast", IMG, lambda: layers.AutoContrast()),
 ]
 
@@ -339,3 +347,14 @@ def application(request) -> tuple[dict[str, Any], ModelTruth]:
 def test_keras_applications_match_keras(application) -> None:
     config, truth = application
     assert_matches_keras(analyze(config), truth)
+
+
+def test_every_supported_layer_class_is_checked_against_keras() -> None:
+    """No layer spec ships without a Keras comparison in the tables above."""
+    covered = set()
+    for _, _, factory in [*LAYER_CASES, *MERGE_CASES]:
+        made = factory()
+        covered.update(
+            type(layer).__name__ for layer in (made if isinstance(made, list) else [made])
+        )
+    assert set(supported_classes()) - covered == set()
