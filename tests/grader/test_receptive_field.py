@@ -412,6 +412,16 @@ def test_unknown_input_size_keeps_size_and_jump():
     assert report.start == (None, None)
 
 
+def test_growth_shows_what_each_layer_added():
+    rows = growth(compute_receptive_field(strided_stack(), end_point="c4"))
+    # From the STRIDED table: (k_eff - 1) * j_in per window layer, nothing for the input.
+    assert [(r["layer"], r["added"]) for r in rows] == [
+        ("image", [0, 0]), ("c1", [2, 2]), ("c2", [2, 2]), ("c3", [4, 4]), ("pool", [2, 2]),
+        ("c4", [8, 8]),
+    ]  # fmt: skip
+    assert rows[-1]["r_out"] == [19, 19]
+
+
 def test_format_table_lists_every_row():
     text = format_table(compute_receptive_field(strided_stack(), end_point="c4"))
     lines = text.splitlines()

@@ -390,3 +390,28 @@ def test_hint_formulas_match_keras_rebuilt_models(case):
     changed, _ = _rebuilt(sketch, dilate=targets[-1]).build(measure=False)
     truth = compute_receptive_field(build_graph(real_config(changed)), end_point=last)
     assert rf_if_appended(report, "dilate_last") == list(truth.size)
+
+
+def test_nested_model_called_twice_matches_gradient_support():
+    block = keras.Sequential(
+        [
+            keras.Input((None, None, 3)),  # any size: the two calls see different sizes
+            keras.layers.Conv2D(3, 3, padding="same", name="c1"),
+            keras.layers.AveragePooling2D(3, strides=2, padding="same", name="pool"),
+            keras.layers.DepthwiseConv2D([1, 3], padding="valid", name="dw"),
+        ],
+        name="block",
+    )
+    image = keras.Input((64, 60, 3), name="image")
+    x = keras.layers.Conv2D(3, 5, dilation_rate=2, name="stem")(image)
+    features = block(block(x))  # one set of weights, two calls: two nodes per inner layer
+    head = keras.layers.Dense(4)(keras.layers.GlobalAveragePooling2D()(features))
+    graph = build_graph(real_config(keras.Model(image, head)))
+    end_point = default_end_point(graph)
+    assert len(graph.nodes_of(end_point)) == 2
+    report = compute_receptive_field(graph)
+    twin = keras.Model(image, features)
+    measurement_weights(twin)
+    assert tuple(twin.output.shape[1:-1]) == report.output_size
+    x = np.random.default_rng(1).uniform(0.5, 1.5, size=(1, 64, 60, 3)).astype("float32")
+    check_units(report, twin, x, [(6, 5), (7, 6), (0, 0)])
