@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.signals import worker_process_init
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
@@ -42,3 +43,24 @@ app.conf.beat_schedule = {
     },
 }
 app.autodiscover_tasks(["workers"])
+
+
+@worker_process_init.connect
+def _own_one_gpu(**_: object) -> None:
+    """Give each pool process of a GPU worker its own GPU (`GRADER_GPU_DEVICE`).
+
+    An explicit `GRADER_GPU_DEVICE` (one worker per GPU, e.g. `run_worker --gpu 1`) wins;
+    otherwise pool process i takes entry i (round-robin) of `GRADER_GPU_IDS`. billiard keeps a
+    replaced process' index, so a recycled process keeps its GPU.
+    """
+    from billiard.process import current_process
+
+    from workers.pipeline.sandboxes import gpu_for_pool_process
+
+    if os.environ.get("GRADER_GPU_DEVICE", "").strip():
+        return
+    device = gpu_for_pool_process(
+        int(getattr(current_process(), "index", 0) or 0), os.environ.get("GRADER_GPU_IDS", "")
+    )
+    if device is not None:
+        os.environ["GRADER_GPU_DEVICE"] = device

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from grader.errors import GraderError
-from workers.pipeline.errors import StageFailed
+from workers.pipeline.errors import InfrastructureError, StageFailed
 from workers.pipeline.jobs import (
     JobDirs,
     StageResources,
@@ -105,7 +105,9 @@ def run_build(
             "num_classes": int(num_classes),
         }
     )
-    job = sandbox_job(stage="build", dirs=dirs, data_dir=train_dir, resources=resources)
+    job = sandbox_job(
+        stage="build", dirs=dirs, data_dir=train_dir, resources=resources, sandbox=sandbox
+    )
     result = sandbox.run(job)
     payload = read_stage_result(stage="build", dirs=dirs, result=result, resources=resources)
     config = payload.get("model_config")
@@ -135,7 +137,8 @@ def build_model_config(
 
     Raises:
         GraderError: The file could not be built (`kind` is the failure reason, e.g.
-            `build_error`, `timeout`, `invalid_submission`).
+            `build_error`, `timeout`, `invalid_submission`, or `infrastructure` when the
+            sandbox cannot run).
     """
     from django.conf import settings
 
@@ -160,7 +163,8 @@ def build_model_config(
                 resources=StageResources(DEFAULT_BUILD_SECONDS, DEFAULT_BUILD_MEMORY_MB),
             )
             return output.model_config
-    except StageFailed as exc:
+    except (StageFailed, InfrastructureError) as exc:
         error = GraderError(exc.message)
-        error.kind = exc.reason  # the instance's kind: the stage's verdict
+        # The instance's kind: the stage's verdict, or `infrastructure`.
+        error.kind = getattr(exc, "reason", "infrastructure")
         raise error from exc

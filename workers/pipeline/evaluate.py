@@ -78,7 +78,12 @@ def run_evaluate(
         spec = {"stage": "evaluate", "model_config": MODEL_CONFIG_FILE, "weights": WEIGHTS_FILE}
     dirs.write_spec(spec)
     job = sandbox_job(
-        stage="evaluate", dirs=dirs, data_dir=test_dir, resources=resources, gpu_device=gpu_device
+        stage="evaluate",
+        dirs=dirs,
+        data_dir=test_dir,
+        resources=resources,
+        gpu_device=gpu_device,
+        sandbox=sandbox,
     )
     result = sandbox.run(job)
     payload = read_stage_result(stage="evaluate", dirs=dirs, result=result, resources=resources)

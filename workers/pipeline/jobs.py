@@ -24,7 +24,11 @@ from typing import Any
 
 from workers.pipeline.errors import InfrastructureError, StageFailed
 from workers.sandbox import Limits, Mount, SandboxJob
-from workers.sandbox.environment import PythonEnvironment, python_environment
+from workers.sandbox.environment import (
+    PythonEnvironment,
+    image_python_environment,
+    python_environment,
+)
 from workers.sandbox.outputs import OutputRejected, collect_output
 
 RESULT_FILENAME = "result.json"
@@ -76,9 +80,24 @@ def remove_job_dirs(*, root: Path, key: str) -> None:
 
 
 @functools.cache
-def sandbox_python() -> PythonEnvironment:
-    """The interpreter, code and libraries to mount (computed once per process)."""
+def host_python() -> PythonEnvironment:
+    """This host's interpreter, code and libraries, to mount read-only (computed once)."""
     return python_environment()
+
+
+def sandbox_python(sandbox: Any = None) -> PythonEnvironment:
+    """How to run the runner in `sandbox`.
+
+    The docker backend on a real sandbox image (`GRADER_SANDBOX_IMAGE`, built from
+    `workers/sandbox/Dockerfile`) has its own interpreter and code; every other case (bwrap,
+    docker on the empty local image) mounts this host's.
+    """
+    from workers.sandbox.images import LOCAL_IMAGE
+
+    image = getattr(sandbox, "image", None)
+    if getattr(sandbox, "name", "") == "docker" and image and image != LOCAL_IMAGE:
+        return image_python_environment()
+    return host_python()
 
 
 @dataclass(frozen=True)
@@ -96,6 +115,7 @@ def sandbox_job(
     data_dir: Path | None,
     resources: StageResources,
     gpu_device: str | None = None,
+    sandbox: Any = None,
 ) -> SandboxJob:
     """The sandbox job that runs ``python -m workers.runner STAGE /job``.
 
@@ -106,6 +126,7 @@ def sandbox_job(
             train, the test split for evaluate (and only there).
         resources: Wall-clock and memory limits.
         gpu_device: The GPU this worker owns (train and evaluate only).
+        sandbox: The backend that will run the job (decides where the interpreter comes from).
     """
     mounts = [
         Mount(source=dirs.input, target=f"{SANDBOX_JOB_ROOT}/in", read_only=True),
@@ -114,7 +135,7 @@ def sandbox_job(
     ]
     if data_dir is not None:
         mounts.append(Mount(source=Path(data_dir), target=f"{SANDBOX_JOB_ROOT}/data"))
-    python = sandbox_python()
+    python = sandbox_python(sandbox)
     mounts.extend(python.mounts)
     # Only what the runner needs; never the worker's environment (secrets, broker, database).
     env = {**python.env, "KERAS_BACKEND": "tensorflow"}

@@ -7,12 +7,44 @@ from typing import Any
 
 from django.conf import settings
 
+#: `GRADER_SANDBOX_IMAGE` values that mean "the empty local image, with this host's Python
+#: mounted" (development and CI, where the production image cannot be built).
+LOCAL_IMAGE_NAMES = {"", "local"}
+
 
 def open_sandbox(name: str | None = None) -> Any:
-    """The sandbox backend `name`, or the configured one (`GRADER_SANDBOX`: docker or bwrap)."""
-    from workers.sandbox import get_sandbox
+    """The sandbox backend `name`, or the configured one (`GRADER_SANDBOX`: docker or bwrap).
 
-    return get_sandbox(name or getattr(settings, "GRADER_SANDBOX", "bwrap"))
+    Docker runs `GRADER_SANDBOX_IMAGE` (the production image from `workers/sandbox/Dockerfile`),
+    or the empty local image with this host's interpreter mounted when that setting is empty
+    or `local`.
+
+    Raises:
+        InfrastructureError: The backend cannot run here (engine down, bwrap missing).
+    """
+    from workers.pipeline.errors import InfrastructureError
+    from workers.sandbox import SandboxError, get_sandbox
+
+    name = name or getattr(settings, "GRADER_SANDBOX", "bwrap")
+    options: dict[str, Any] = {}
+    if name == "docker":
+        image = str(getattr(settings, "GRADER_SANDBOX_IMAGE", "") or "").strip()
+        if image not in LOCAL_IMAGE_NAMES:
+            options["image"] = image
+    try:
+        return get_sandbox(name, **options)
+    except SandboxError as exc:
+        raise InfrastructureError(f"The {name} sandbox is not available: {exc}") from exc
+
+
+def gpu_for_pool_process(index: int, gpu_ids: str) -> str | None:
+    """The GPU a worker's pool process `index` owns, from the comma-separated `gpu_ids`.
+
+    Processes are spread round-robin (4 processes on "0,1": 0, 1, 0, 1), so
+    `--concurrency` = k x (number of GPUs) runs k trainings per GPU.
+    """
+    ids = [part.strip() for part in gpu_ids.split(",") if part.strip()]
+    return ids[index % len(ids)] if ids else None
 
 
 def worker_gpu_device() -> str | None:

@@ -89,7 +89,12 @@ def run_train(
         }
     )
     job = sandbox_job(
-        stage="train", dirs=dirs, data_dir=train_dir, resources=resources, gpu_device=gpu_device
+        stage="train",
+        dirs=dirs,
+        data_dir=train_dir,
+        resources=resources,
+        gpu_device=gpu_device,
+        sandbox=sandbox,
     )
     result = sandbox.run(job, on_line=progress_listener(on_epoch))
     payload = read_stage_result(stage="train", dirs=dirs, result=result, resources=resources)

@@ -1,0 +1,210 @@
+"""Job folders, sandbox jobs and how a sandbox's answer becomes a verdict.
+
+What a stage's sandbox may see is the security boundary of grading: the test split is mounted
+for evaluation only, inputs are read-only, and the worker's environment never leaks in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from workers.pipeline.errors import InfrastructureError, StageFailed
+from workers.pipeline.jobs import (
+    StageResources,
+    job_dirs,
+    progress_listener,
+    read_stage_result,
+    sandbox_job,
+)
+from workers.pipeline.sandboxes import gpu_for_pool_process
+from workers.sandbox.base import SandboxResult
+
+RESOURCES = StageResources(wall_seconds=120, memory_mb=2048)
+
+
+def sandbox_result(**fields) -> SandboxResult:
+    values = {
+        "exit_code": 0,
+        "signal": None,
+        "timed_out": False,
+        "oom_killed": False,
+        "output_truncated": False,
+        "stdout": "",
+        "stderr": "",
+        "duration_seconds": 1.0,
+        "reason": None,
+    }
+    values.update(fields)
+    return SandboxResult(**values)
+
+
+@pytest.fixture
+def splits(tmp_path: Path) -> tuple[Path, Path]:
+    train, test = tmp_path / "data" / "train", tmp_path / "data" / "test"
+    train.mkdir(parents=True)
+    test.mkdir(parents=True)
+    return train, test
+
+
+def mounts_by_target(job) -> dict[str, object]:
+    return {m.target: m for m in job.mounts}
+
+
+@pytest.mark.parametrize("stage", ["build", "train"])
+def test_stages_running_student_code_never_see_the_test_split(tmp_path, splits, stage):
+    train, test = splits
+    dirs = job_dirs(root=tmp_path / "jobs", key="7/g1", stage=stage)
+
+    job = sandbox_job(stage=stage, dirs=dirs, data_dir=train, resources=RESOURCES)
+
+    mounts = mounts_by_target(job)
+    assert Path(mounts["/job/data"].source) == train
+    assert all(not str(m.source).startswith(str(test)) for m in job.mounts)
+    assert mounts["/job/in"].read_only and mounts["/job/data"].read_only
+    assert not mounts["/job/work"].read_only and not mounts["/job/out"].read_only
+    assert job.argv[-3:] == ["workers.runner", stage, "/job"]
+
+
+def test_the_evaluation_sees_the_test_split_read_only(tmp_path, splits):
+    _, test = splits
+    dirs = job_dirs(root=tmp_path / "jobs", key="7/g1", stage="evaluate")
+
+    job = sandbox_job(
+        stage="evaluate", dirs=dirs, data_dir=test, resources=RESOURCES, gpu_device="1"
+    )
+
+    data = mounts_by_target(job)["/job/data"]
+    assert (Path(data.source), data.read_only) == (test, True)
+    assert job.gpu_device == "1"
+
+
+def test_a_job_gets_the_stage_limits_and_none_of_the_worker_environment(
+    tmp_path, splits, monkeypatch
+):
+    monkeypatch.setenv("DJANGO_SECRET_KEY", "canary-secret-4f1c")
+    monkeypatch.setenv("DATABASE_URL", "postgres://canary@db/grader")
+    dirs = job_dirs(root=tmp_path / "jobs", key="7/g1", stage="build")
+
+    job = sandbox_job(
+        stage="build", dirs=dirs, data_dir=splits[0], resources=RESOURCES, gpu_device="0"
+    )
+
+    assert job.limits.wall_seconds == 120
+    assert job.limits.memory_bytes == 2048 * 1024 * 1024
+    assert job.gpu_device is None  # building needs no GPU
+    assert "DJANGO_SECRET_KEY" not in job.env and "DATABASE_URL" not in job.env
+    assert not any("canary" in value for value in job.env.values())
+
+
+def test_work_survives_a_new_attempt_but_inputs_and_outputs_do_not(tmp_path):
+    dirs = job_dirs(root=tmp_path, key="7/g1", stage="train")
+    (dirs.work / "checkpoint").write_text("epoch 2")
+    (dirs.out / "result.json").write_text("{}")
+    (dirs.input / "spec.json").write_text("{}")
+
+    again = job_dirs(root=tmp_path, key="7/g1", stage="train")
+
+    assert (again.work / "checkpoint").read_text() == "epoch 2"
+    assert list(again.out.iterdir()) == [] and list(again.input.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason", "words"),
+    [
+        ({"reason": "timeout", "timed_out": True, "exit_code": 137}, "timeout", "120 seconds"),
+        ({"reason": "out_of_memory", "oom_killed": True}, "out_of_memory", "2,048 MB"),
+        ({"reason": "output_limit", "output_truncated": True}, "output_limit", "more output"),
+        ({"reason": "crashed", "exit_code": 3}, "crashed", "exit code 3"),
+        ({"reason": "crashed", "exit_code": 139, "signal": 11}, "crashed", "signal 11"),
+    ],
+)
+def test_a_sandbox_limit_is_the_matching_verdict(tmp_path, fields, reason, words):
+    dirs = job_dirs(root=tmp_path, key="1/g1", stage="train")
+    with pytest.raises(StageFailed) as failure:
+        read_stage_result(
+            stage="train", dirs=dirs, result=sandbox_result(**fields), resources=RESOURCES
+        )
+    assert failure.value.reason == reason
+    assert words in failure.value.message
+
+
+def test_a_sandbox_that_could_not_run_is_an_infrastructure_error(tmp_path):
+    dirs = job_dirs(root=tmp_path, key="1/g1", stage="build")
+    with pytest.raises(InfrastructureError) as error:
+        read_stage_result(
+            stage="build",
+            dirs=dirs,
+            result=sandbox_result(reason="infrastructure", exit_code=None),
+            resources=RESOURCES,
+        )
+    assert error.value.retry is True
+
+
+@pytest.mark.parametrize(
+    ("stage", "kind", "reason"),
+    [
+        ("build", "build_error", "build_error"),
+        ("build", "unsafe_layer", "invalid_submission"),
+        ("train", "invalid_training_config", "invalid_submission"),
+        ("train", "custom_training_failed", "crashed"),
+    ],
+)
+def test_a_failure_reported_by_the_runner_keeps_its_message(tmp_path, stage, kind, reason):
+    dirs = job_dirs(root=tmp_path, key="1/g1", stage=stage)
+    message = "Layer `lambda` (Lambda) carries code. Expected built-in layers only."
+    (dirs.out / "result.json").write_text(
+        json.dumps({"ok": False, "error": {"kind": kind, "message": message}})
+    )
+    with pytest.raises(StageFailed) as failure:
+        read_stage_result(stage=stage, dirs=dirs, result=sandbox_result(), resources=RESOURCES)
+    assert (failure.value.reason, failure.value.message) == (reason, message)
+
+
+def test_a_result_planted_as_a_symlink_is_refused(tmp_path):
+    dirs = job_dirs(root=tmp_path, key="1/g1", stage="build")
+    secret = tmp_path / "secret.json"
+    secret.write_text(json.dumps({"ok": True, "model_config": {"stolen": True}}))
+    os.symlink(secret, dirs.out / "result.json")
+
+    with pytest.raises(StageFailed) as failure:
+        read_stage_result(stage="build", dirs=dirs, result=sandbox_result(), resources=RESOURCES)
+    assert failure.value.reason == "crashed"
+    assert "refuses" in failure.value.message
+
+
+def test_progress_lines_become_epoch_records_and_noise_is_ignored():
+    records: list[dict] = []
+    on_line = progress_listener(records.append)
+
+    on_line('GRADER-PROGRESS {"epoch": 1, "loss": 0.5, "val_accuracy": 0.75}')
+    on_line("Epoch 1/5 - a line Keras or the student printed")
+    on_line("GRADER-PROGRESS {not json")
+    on_line('GRADER-PROGRESS {"epoch": "two"}')
+    on_line('GRADER-PROGRESS {"epoch": 2, "loss": 0.25}')
+
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert records[0]["val_accuracy"] == 0.75
+
+
+@pytest.mark.parametrize(
+    ("index", "ids", "expected"),
+    [(0, "0,1", "0"), (1, "0,1", "1"), (2, "0,1", "0"), (3, " 2 , 3 ", "3"), (0, "", None)],
+)
+def test_pool_processes_are_spread_over_the_gpus(index, ids, expected):
+    assert gpu_for_pool_process(index, ids) == expected
+
+
+def test_the_production_image_brings_its_own_python(tmp_path):
+    from workers.pipeline.jobs import sandbox_python
+    from workers.sandbox.images import LOCAL_IMAGE
+
+    production = sandbox_python(SimpleNamespace(name="docker", image="cnn-grader-sandbox:1"))
+    local = sandbox_python(SimpleNamespace(name="docker", image=LOCAL_IMAGE))
+
+    assert production.mounts == () and production.python.startswith("/usr/bin/python")
+    assert local.mounts and Path(local.python).is_absolute()
