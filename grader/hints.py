@@ -50,6 +50,7 @@ class SeparableSaving:
 
     @property
     def saved(self) -> int:
+        """Parameters the replacement saves."""
         return self.params - self.separable_params
 
 

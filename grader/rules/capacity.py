@@ -19,6 +19,7 @@ from .schema import RuleSpec
     },
 )
 def max_params(spec: RuleSpec, ctx: RuleContext) -> Verdict:
+    """Measured: the parameter count (total or trainable); passes when at most `limit`."""
     limit = spec.params["limit"]
     trainable = spec.params["count"] == "trainable"
     measured = ctx.params_trainable if trainable else ctx.params_total

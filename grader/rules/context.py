@@ -65,6 +65,7 @@ class RuleContext:
 
     @property
     def graph(self) -> ModelGraph:
+        """The flattened graph the analysis was computed on."""
         graph: ModelGraph = self.analysis.graph
         return graph
 
@@ -81,10 +82,12 @@ class RuleContext:
 
     @property
     def params_total(self) -> int:
+        """All parameters of the model, as Keras' ``count_params()``."""
         return int(_param_count(self.analysis, "total"))
 
     @property
     def params_trainable(self) -> int:
+        """The trainable parameters of the model."""
         return int(_param_count(self.analysis, "trainable"))
 
     def default_end_point(self) -> str | None:

@@ -67,6 +67,7 @@ def _depthwise_separable(ctx: RuleContext) -> list[LayerFacts]:
     },
 )
 def separable_conv_used(spec: RuleSpec, ctx: RuleContext) -> Verdict:
+    """Measured: the number of separable convolutions (factored by hand ones included)."""
     min_count = spec.params["min_count"]
     found = ctx.layers_of(SEPARABLE_CONVS)
     if spec.params["include_depthwise"]:
@@ -102,6 +103,7 @@ def separable_conv_used(spec: RuleSpec, ctx: RuleContext) -> Verdict:
     },
 )
 def only_separable_convs(spec: RuleSpec, ctx: RuleContext) -> Verdict:
+    """Measured: the names of plain convolutions larger than 1x1 (bar an exempt first one)."""
     allow_first = spec.params["allow_first_layer"]
     convs = ctx.layers_of(CONVS)
     exempt = convs[0].name if allow_first and convs else None
@@ -143,6 +145,7 @@ def only_separable_convs(spec: RuleSpec, ctx: RuleContext) -> Verdict:
     params={"min_count": Int(default=1, minimum=1, doc="dilated convolutions required")},
 )
 def dilated_conv_used(spec: RuleSpec, ctx: RuleContext) -> Verdict:
+    """Measured: the number of convolutions with a dilation rate above 1."""
     min_count = spec.params["min_count"]
     found = [
         layer

@@ -15,6 +15,7 @@ from .schema import RuleSpec
     params={"layers": ClassNames(doc="Keras class names, e.g. [MaxPooling2D]")},
 )
 def forbidden_layers(spec: RuleSpec, ctx: RuleContext) -> Verdict:
+    """Measured: the names of layers of a forbidden class; passes when there are none."""
     forbidden = spec.params["layers"]
     found = ctx.layers_of(set(forbidden))
     listed = ", ".join(forbidden)
@@ -51,6 +52,7 @@ def _forbidden_hint(class_name: str) -> str | None:
     },
 )
 def required_layers(spec: RuleSpec, ctx: RuleContext) -> Verdict:
+    """Measured: occurrences of each listed class; passes when each reaches `min_count`."""
     required = spec.params["layers"]
     min_count = spec.params["min_count"]
     counts = {name: len(ctx.layers_of({name})) for name in required}
@@ -87,6 +89,7 @@ _POOLING = {
     params={"kind": Choice(default="any", choices=("average", "max", "any"), doc="which pooling")},
 )
 def global_pooling_used(spec: RuleSpec, ctx: RuleContext) -> Verdict:
+    """Measured: how many global pooling layers of the requested kind the model has."""
     kind = spec.params["kind"]
     found = ctx.layers_of(_POOLING[kind])
     expected = {

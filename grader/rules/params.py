@@ -49,13 +49,16 @@ class Param:
 
     @property
     def required(self) -> bool:
+        """True when a rule must give this parameter (no default)."""
         return self.default is REQUIRED
 
     @property
     def expected(self) -> str:
+        """What the parameter accepts, completing "Expected ...": ``"an integer >= 1"``."""
         raise NotImplementedError
 
     def check(self, value: Any) -> Any:
+        """The value normalised; raises `ParamTypeError` when it is not acceptable."""
         raise NotImplementedError
 
 

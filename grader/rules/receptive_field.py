@@ -34,6 +34,7 @@ def _fmt(size: Any) -> str:
     },
 )
 def min_receptive_field(spec: RuleSpec, ctx: RuleContext) -> Verdict:
+    """Measured: the field size at the end point, one number when square, else [h, w]."""
     limit = spec.params["limit"]
     try:
         report_obj = ctx.receptive_field(spec.params["end_point"])

@@ -18,6 +18,7 @@ from .schema import RuleSpec
     params={"limit": Number(minimum=0.0, maximum=1.0, doc="the largest rate allowed")},
 )
 def max_dropout(spec: RuleSpec, ctx: RuleContext) -> Verdict:
+    """Measured: the largest dropout-like rate in the model (0.0 without dropout)."""
     limit = spec.params["limit"]
     rates: list[tuple[LayerFacts, str, float]] = [
         (layer, what, rate)

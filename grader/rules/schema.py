@@ -171,6 +171,7 @@ class RuleSet:
 
     @property
     def total_points(self) -> float:
+        """The points of all rules together."""
         return sum(r.points for r in self.rules)
 
     def rule(self, name: str) -> RuleSpec:
@@ -198,6 +199,7 @@ class RuleSet:
         )
 
     def to_json(self) -> str:
+        """JSON text that loads back to an equal rule set."""
         return json.dumps(self.to_dict(), indent=2)
 
 

@@ -16,6 +16,7 @@ from .schema import RuleSpec
     phase="training",
 )
 def max_epochs(spec: RuleSpec, ctx: RuleContext) -> Verdict:
+    """Measured: the declared epochs when already too many, else the epochs trained."""
     limit = spec.params["limit"]
     declared = (ctx.training_config or {}).get("epochs")
     if isinstance(declared, int) and not isinstance(declared, bool) and declared > limit:
@@ -44,6 +45,7 @@ def max_epochs(spec: RuleSpec, ctx: RuleContext) -> Verdict:
     phase="training",
 )
 def min_val_accuracy(spec: RuleSpec, ctx: RuleContext) -> Verdict:
+    """Measured: the best validation accuracy within the epoch window."""
     limit = spec.params["limit"]
     within = spec.params["within_epochs"]
     window = f" within {within} epochs" if within else ""
@@ -70,6 +72,7 @@ def min_val_accuracy(spec: RuleSpec, ctx: RuleContext) -> Verdict:
     phase="training",
 )
 def min_test_accuracy(spec: RuleSpec, ctx: RuleContext) -> Verdict:
+    """Measured: the accuracy on the held-out test split."""
     limit = spec.params["limit"]
     accuracy = ctx.outcome.test_accuracy if ctx.outcome is not None else None
     if accuracy is None:

@@ -19,6 +19,8 @@ EXIT_NOT_ANALYSED = 2
 
 
 class Command(BaseCommand):
+    """Print the `check_model` report of each PATH; the exit status sums up the worst one."""
+
     help = (
         "Check Keras models (.json, .keras, or .py built in the sandbox) statically: shapes, "
         "parameters, receptive field and an assignment's rules. Exit status 2 if a file could "
@@ -51,6 +53,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        """Check every path, print each report, exit with 2, 1 or 0 (see the module docstring)."""
         from grader.report import check_model_file, error_report, format_text
 
         ruleset = self._ruleset(options)
