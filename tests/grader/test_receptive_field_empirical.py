@@ -290,6 +290,14 @@ def test_random_graph_field_matches_gradient_support(seed):
         .astype("float32")
     )
     check_units(report, twin, x, [centre, after, (0,) * len(n_out)])
+    # Every merge, and the layer after each, as an end-point of its own: the union must hold
+    # where it is formed, not only after later layers have widened it.
+    names = [call[0] for call in sketch.calls]
+    merges = [i for i, call in enumerate(sketch.calls) if call[1] in MERGES]
+    for name in sorted({names[j] for i in merges for j in (i, i + 1) if j < len(names) - 1}):
+        inner = compute_receptive_field(graph, end_point=name)
+        cut = keras.Model(twin.inputs, twin.get_layer(name).output)
+        check_units(inner, cut, x, [tuple(n // 2 for n in inner.output_size)])
 
 
 def test_volumetric_branches_match_gradient_support():
