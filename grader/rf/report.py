@@ -52,7 +52,7 @@ class Row:
     on_every_path: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        """The row as JSON: every per-axis value a list."""
+        """The row as JSON: every per-axis value a list, plus ``inputs`` and ``on_every_path``."""
         return {
             "layer": self.layer,
             "type": self.type,
@@ -63,6 +63,8 @@ class Row:
                     "r_in", "r_out", "start_in", "start_out",
                 )
             },
+            "inputs": list(self.inputs),
+            "on_every_path": self.on_every_path,
         }  # fmt: skip
 
 

@@ -359,6 +359,27 @@ def test_two_image_inputs_report_the_first_one_the_end_point_depends_on():
     assert (right.input_name, right.size) == ("input_1", (3, 3))
 
 
+def test_channels_first_layers_are_refused():
+    g = GraphSketch((16, 16, 1))
+    g.add("Conv2D", 0, name="cf", kernel_size=3, data_format="channels_first")
+    with pytest.raises(
+        ReceptiveFieldError, match=r"`cf` \(Conv2D\) has data_format='channels_first'"
+    ):
+        compute_receptive_field(g.graph(), end_point="cf")
+
+
+def test_rows_name_their_inputs_and_whether_every_path_crosses_them():
+    g = GraphSketch((16, 16, 1))
+    stem = conv(g, 0, name="stem")
+    branch = conv(g, stem, name="branch")
+    g.add("Add", stem, branch, name="add")
+    rows = {row["layer"]: row for row in compute_receptive_field(g.graph()).to_dict()["layers"]}
+    assert rows["add"]["inputs"] == ["stem", "branch"]
+    assert [rows[n]["on_every_path"] for n in ("image", "stem", "branch", "add")] == [
+        True, True, False, True,
+    ]  # fmt: skip
+
+
 def test_unknown_end_point_lists_valid_names():
     with pytest.raises(ReceptiveFieldError, match=r"no layer named `nope`.*`c2`, `c3`"):
         compute_receptive_field(plain_stack(), end_point="nope")
