@@ -128,10 +128,22 @@ def params_hint(layers: Sequence[LayerFacts]) -> str:
         for layer, share in top
     )
     lines = [f"Most parameters are in {parts}."]
-    saving = separable_hint(layers)
-    if saving:
-        lines.append(saving)
+    # Only savings that matter: replacing a stem convolution to save 741 of 275,000 is noise.
+    total = sum(layer.params for layer in layers)
+    worth = [
+        s.layer
+        for layer in layers
+        if (s := separable_saving(layer)) is not None and s.saved >= 0.01 * total
+    ]
+    if worth:
+        lines.append(separable_hint(layers, worth))
     return "\n".join(lines)
+
+
+def format_rate(rate: float) -> str:
+    """A rate as messages show it: two decimals (``0.25``, ``0.10``), more if needed (``0.001``)."""
+    two = f"{rate:.2f}"
+    return two if abs(float(two) - rate) < 1e-12 else f"{rate:g}"
 
 
 def dropout_hint(offenders: Sequence[tuple[LayerFacts, str, float]], limit: float) -> str:
@@ -139,7 +151,7 @@ def dropout_hint(offenders: Sequence[tuple[LayerFacts, str, float]], limit: floa
     ordered = sorted(offenders, key=lambda o: o[2], reverse=True)
     lines = [
         f"Lower {'the rate' if what == 'rate' else '`' + what + '`'} of `{layer.name}` "
-        f"({layer.class_name}) from {rate:.2f} to at most {limit:.2f}."
+        f"({layer.class_name}) from {format_rate(rate)} to at most {format_rate(limit)}."
         for layer, what, rate in ordered
     ]
     lines.append(

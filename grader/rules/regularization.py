@@ -34,13 +34,14 @@ def max_dropout(spec: RuleSpec, ctx: RuleContext) -> Verdict:
         return Verdict(
             True,
             worst,
-            f"The largest dropout rate is {worst:.2f}, in `{worst_layer.name}` "
-            f"({worst_layer.class_name}); at most {limit:.2f} is allowed.",
+            f"The largest dropout rate is {hints.format_rate(worst)}, in `{worst_layer.name}` "
+            f"({worst_layer.class_name}); at most {hints.format_rate(limit)} is allowed.",
         )
     more = f" ({len(offenders) - 1} more above the limit)" if len(offenders) > 1 else ""
     return Verdict(
         False,
         worst,
-        f"{worst_layer.label} has {what} {worst:.2f}{more}. Expected at most {limit:.2f}.",
+        f"{worst_layer.label} has {what} {hints.format_rate(worst)}{more}. "
+        f"Expected at most {hints.format_rate(limit)}.",
         hints.dropout_hint(offenders, limit),
     )

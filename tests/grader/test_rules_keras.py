@@ -168,3 +168,27 @@ def test_report_survives_a_model_without_a_receptive_field():
     assert rule["passed"] is False
     assert rule["message"].startswith("The receptive field could not be computed:")
     assert "Receptive field: not computed" in format_text(report)
+
+
+def test_mobilenet_v1_against_its_published_architecture():
+    # Howard et al. 2017 (Table 1): a 3x3 stem convolution, then 13 depthwise-separable blocks
+    # (DepthwiseConv2D, BN, ReLU, 1x1 Conv2D). Araujo et al., Distill 2019: receptive field 315.
+    model = keras.applications.MobileNet(weights=None, input_shape=(128, 128, 3))
+    rules = [
+        {"id": "separable_conv_used"},
+        {"id": "only_separable_convs", "allow_first_layer": True},
+        {"id": "only_separable_convs", "name": "strict"},
+        {"id": "min_receptive_field", "limit": 315},
+        {"id": "max_params", "limit": 100_000},
+        {"id": "max_dropout", "limit": 0.1},
+    ]
+    results = _results(model, rules)
+    assert results["separable_conv_used"].measured == 13
+    assert results["only_separable_convs"].passed is True
+    assert results["strict"].measured == ["conv1"]
+    assert results["min_receptive_field"].measured == 315
+    assert results["max_params"].measured == model.count_params()
+    assert "`conv_pw_13` (Conv2D)" in results["max_params"].hint
+    assert "Replace `conv1`" not in results["max_params"].hint  # saves 741 of millions
+    assert "in `dropout` (Dropout)" in results["max_dropout"].message
+    assert "is 0.001," in results["max_dropout"].message  # MobileNet's default dropout 1e-3
