@@ -48,6 +48,17 @@ TASK_OPTIONS = {
     "max_retries": MAX_RETRIES,
 }
 
+# Preflight tasks may arrive without per-message limits (the site's first build is sent by
+# `assignments.dispatch`): these defaults nest around the build sandbox's wall time like
+# `assignments.services.grading.stage_limits`. GPU tasks always carry per-assignment limits.
+_BUILD_SECONDS = int(os.environ.get("GRADER_BUILD_SECONDS") or 300)
+_GRACE_SECONDS = int(os.environ.get("GRADER_SANDBOX_GRACE_SECONDS") or 60)
+PREFLIGHT_OPTIONS = {
+    **TASK_OPTIONS,
+    "soft_time_limit": _BUILD_SECONDS + _GRACE_SECONDS,
+    "time_limit": _BUILD_SECONDS + 2 * _GRACE_SECONDS,
+}
+
 
 def worker_name(task: Task) -> str:
     """A unique owner name for this attempt: `node[/gpuN]#task-id-prefix`.
@@ -120,7 +131,7 @@ def _run_stage(task: Task, submission_id: int, stage: str) -> str:
         return stages.ERROR
 
 
-@shared_task(name="workers.build_submission", **TASK_OPTIONS)
+@shared_task(name="workers.build_submission", **PREFLIGHT_OPTIONS)
 def build_submission(self: Task, submission_id: int) -> str:
     """Build stage: `queued -> building`; `.py` modules run in the sandbox, configs are read.
 
@@ -129,7 +140,7 @@ def build_submission(self: Task, submission_id: int) -> str:
     return _run_stage(self, submission_id, "build")
 
 
-@shared_task(name="workers.check_submission", **TASK_OPTIONS)
+@shared_task(name="workers.check_submission", **PREFLIGHT_OPTIONS)
 def check_submission(self: Task, submission_id: int) -> str:
     """Check stage: static analysis and rules on the host; stops on a static failure.
 
@@ -157,7 +168,7 @@ def evaluate_submission(self: Task, submission_id: int) -> str:
     return _run_stage(self, submission_id, "evaluate")
 
 
-@shared_task(name="workers.finalize_submission", **TASK_OPTIONS)
+@shared_task(name="workers.finalize_submission", **PREFLIGHT_OPTIONS)
 def finalize_submission(self: Task, submission_id: int) -> str:
     """Finalize: training-decided rules, score, late policy; marks the submission finished.
 

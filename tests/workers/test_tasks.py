@@ -227,3 +227,35 @@ def test_evaluate_only_assignment_goes_from_check_to_evaluation(
     assert [name for name, _, _ in queued_tasks(redis_broker, "gpu")] == [
         "workers.evaluate_submission"
     ]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "name", ["workers.build_submission", "workers.check_submission", "workers.finalize_submission"]
+)
+def test_preflight_tasks_sent_without_limits_still_nest_around_the_build_sandbox(name):
+    task = app.tasks[name]
+    build = grading.stage_limits(stage=Status.BUILDING, assignment=make_assignment())
+    assert build.sandbox_seconds < task.soft_time_limit < task.time_limit
+
+
+def test_run_worker_starts_one_gpu_worker_named_after_its_gpu():
+    from workers.management.commands.run_worker import worker_command
+
+    argv, env = worker_command(queues="gpu", gpu="1", concurrency=2, beat=False, loglevel="INFO")
+
+    assert argv[1:4] == ["-A", "workers", "worker"]
+    assert argv[argv.index("-Q") + 1] == "gpu"
+    assert argv[argv.index("--concurrency") + 1] == "2"
+    assert argv[argv.index("-n") + 1] == "gpu1@%h"
+    assert env["GRADER_GPU_DEVICE"] == "1"
+    assert "-B" not in argv
+
+
+def test_run_worker_refuses_an_unknown_queue():
+    from django.core.management.base import CommandError
+
+    from workers.management.commands.run_worker import worker_command
+
+    with pytest.raises(CommandError, match=r"Queues gpus are not served\. Expected some of"):
+        worker_command(queues="gpus", gpu=None, concurrency=1, beat=True, loglevel="INFO")
