@@ -60,6 +60,9 @@ class Limits:
         file_size_bytes: Largest file a process may write (RLIMIT_FSIZE).
         shm_bytes: Size of `/dev/shm`.
         cpus: CPU cores the job may use at once (a CFS quota), e.g. 1.5.
+        writable_bytes: Disk space the job may fill in its writable mounts (`/job/out`,
+            `/job/work`) together; they live on the host's disk, so a watchdog measures them
+            while the job runs and kills it past this.
     """
 
     wall_seconds: float = 3600.0
@@ -71,13 +74,14 @@ class Limits:
     file_size_bytes: int = 1 * GiB
     shm_bytes: int = 64 * MiB
     cpus: float | None = None
+    writable_bytes: int = 2 * GiB
 
     def __post_init__(self) -> None:
         for name in ("wall_seconds", "memory_bytes", "pids", "output_bytes", "scratch_bytes"):
             value = getattr(self, name)
             if value <= 0:
                 raise ValueError(f"Limits.{name} is {value}. Expected a positive number.")
-        for name in ("file_size_bytes", "shm_bytes"):
+        for name in ("file_size_bytes", "shm_bytes", "writable_bytes"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"Limits.{name} is {getattr(self, name)}. Expected positive.")
         if self.cpu_seconds is not None and self.cpu_seconds <= 0:
@@ -220,6 +224,7 @@ def classify_reason(
     oom_killed: bool,
     output_truncated: bool,
     limits: Limits,
+    disk_exceeded: bool = False,
 ) -> tuple[Reason | None, str]:
     """Decide why a job ended, with a sentence explaining it.
 
@@ -227,6 +232,11 @@ def classify_reason(
     that follows; then the kernel's verdicts (out of memory, CPU time); then any other non-zero
     status is a crash.
     """
+    if disk_exceeded:
+        return "output_limit", (
+            f"The job wrote more than {limits.writable_bytes:,} bytes to its output and work "
+            f"directories (Limits.writable_bytes) and was stopped."
+        )
     if output_truncated:
         return "output_limit", (
             f"The job wrote more than {limits.output_bytes:,} bytes to stdout and stderr "

@@ -50,7 +50,8 @@ from workers.sandbox.base import (
     signal_from_exit_code,
 )
 from workers.sandbox.cgroups import JobCgroup
-from workers.sandbox.hostdirs import PrivateTmpfs, prepare_writable_mounts
+from workers.sandbox.environment import check_job_mounts
+from workers.sandbox.hostdirs import DiskWatch, PrivateTmpfs, prepare_writable_mounts
 from workers.sandbox.seccomp import filter_fd
 
 logger = logging.getLogger(__name__)
@@ -91,12 +92,13 @@ class BwrapSandbox:
                 f"bubblewrap (`{bwrap}`) is not installed. Run scripts/ensure-bwrap.sh."
             )
         self.bwrap = path
-        self.prlimit = shutil.which("prlimit")
-        self.setpriv = shutil.which("setpriv")
-        if self.prlimit is None or self.setpriv is None:
+        prlimit, setpriv = shutil.which("prlimit"), shutil.which("setpriv")
+        if prlimit is None or setpriv is None:
             raise SandboxError(
                 "`prlimit` and `setpriv` (util-linux) are needed by the bwrap backend."
             )
+        self.prlimit: str = prlimit
+        self.setpriv: str = setpriv
         if os.geteuid() != 0:
             raise SandboxError(
                 "The bwrap backend runs as root: it switches the job to uid 65534 itself."
@@ -115,6 +117,7 @@ class BwrapSandbox:
 
     def _run(self, job: SandboxJob, on_line: LineCallback | None) -> SandboxResult:
         limits = job.limits
+        check_job_mounts(job.mounts)
         for mount in job.mounts:
             if not os.path.exists(mount.source):
                 raise SandboxError(f"Mount source {mount.source} does not exist.")
@@ -130,6 +133,7 @@ class BwrapSandbox:
         # The sandbox writes one byte here once bwrap has set everything up, just before the
         # job's own code starts: a non-zero exit without it is bwrap's failure, not the job's.
         started_read, started_write = os.pipe()
+        watch: DiskWatch | None = None
         try:
             prepare_writable_mounts(job.mounts)
             argv = self._command(job, scratch, cgroup, seccomp)
@@ -157,14 +161,18 @@ class BwrapSandbox:
             assert process.stdout is not None and process.stderr is not None
             capture.read_pipe("stdout", process.stdout)
             capture.read_pipe("stderr", process.stderr)
+            watch = DiskWatch(
+                [m.source for m in job.mounts if not m.read_only], limits.writable_bytes, kill
+            ).start()
 
             timed_out = False
             exit_code = _wait(process, limits.wall_seconds)
             if exit_code is None:
-                timed_out = not capture.truncated
+                timed_out = not capture.truncated and not watch.exceeded
                 kill()
                 exit_code = process.wait()
             duration = time.monotonic() - started
+            disk_exceeded = watch.stop()
 
             # bwrap's pid 1 has died, so the kernel is tearing the namespace down; the cgroup
             # sweep catches anything that slipped out of the namespace (it cannot, but cheap).
@@ -190,6 +198,7 @@ class BwrapSandbox:
                 oom_killed=oom,
                 output_truncated=capture.truncated,
                 limits=limits,
+                disk_exceeded=disk_exceeded,
             )
             return SandboxResult(
                 exit_code=exit_code,
@@ -204,6 +213,8 @@ class BwrapSandbox:
                 detail=detail,
             )
         finally:
+            if watch is not None:
+                watch.stop()
             if process is not None and process.poll() is None:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(process.pid, signal.SIGKILL)

@@ -33,7 +33,8 @@ from workers.sandbox.base import (
     infrastructure_result,
     signal_from_exit_code,
 )
-from workers.sandbox.hostdirs import prepare_writable_mounts
+from workers.sandbox.environment import check_job_mounts
+from workers.sandbox.hostdirs import DiskWatch, prepare_writable_mounts
 from workers.sandbox.images import ensure_local_image
 
 logger = logging.getLogger(__name__)
@@ -84,7 +85,9 @@ class DockerSandbox:
 
         container = None
         stream = None
+        watch: DiskWatch | None = None
         try:
+            check_job_mounts(job.mounts)
             prepare_writable_mounts(job.mounts)
             container = self.client.containers.create(**self._create_arguments(job))
 
@@ -103,14 +106,18 @@ class DockerSandbox:
             reader.start()
             started = time.monotonic()
             container.start()
+            watch = DiskWatch(
+                [m.source for m in job.mounts if not m.read_only], job.limits.writable_bytes, kill
+            ).start()
             timed_out = False
             try:
                 status = container.wait(timeout=job.limits.wall_seconds)
             except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
-                timed_out = not capture.truncated
+                timed_out = not capture.truncated and not watch.exceeded
                 kill()
                 status = container.wait(timeout=30)
             duration = time.monotonic() - started
+            disk_exceeded = watch.stop()
             reader.join(timeout=5.0)
             stdout, stderr = capture.finish()
 
@@ -126,6 +133,7 @@ class DockerSandbox:
                 oom_killed=oom,
                 output_truncated=capture.truncated,
                 limits=job.limits,
+                disk_exceeded=disk_exceeded,
             )
             return SandboxResult(
                 exit_code=exit_code,
@@ -145,6 +153,8 @@ class DockerSandbox:
         except (SandboxError, OSError) as exc:
             return infrastructure_result(f"The sandbox could not be prepared: {exc}")
         finally:
+            if watch is not None:
+                watch.stop()
             if stream is not None:
                 with contextlib.suppress(Exception):
                     stream.close()

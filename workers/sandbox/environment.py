@@ -191,3 +191,40 @@ def image_python_environment(python: str = IMAGE_PYTHON) -> PythonEnvironment:
         "MPLCONFIGDIR": "/scratch/.matplotlib",
     }
     return PythonEnvironment(python=python, mounts=(), env=env)
+
+
+# Never mounted into any job, whatever the caller asks: whole system trees, the repository,
+# its `var/` as a whole, the Docker socket.
+JOB_FORBIDDEN_SOURCES = (
+    "/",
+    "/root",
+    "/home",
+    "/var",
+    "/etc",
+    "/proc",
+    "/sys",
+    "/dev",
+    "/run",
+    "/tmp",  # noqa: S108 - a path refused, not used
+)
+
+
+def check_job_mounts(mounts: Sequence[Mount], *, project_root: Path | None = None) -> None:
+    """Refuse a job mount that would expose far more than a job directory or a dataset split.
+
+    A last line of defence against a wrong path in the caller: the pipeline mounts single job
+    directories (`var/jobs/<key>/<stage>/in`) and single splits (`.../datasets/x/train`), never
+    their parents.
+
+    Raises:
+        SandboxError: Naming the first offending mount.
+    """
+    root = (project_root or PROJECT_ROOT).resolve()
+    forbidden = {Path(p) for p in JOB_FORBIDDEN_SOURCES} | {root, root / "var"}
+    for mount in mounts:
+        source = Path(os.path.realpath(mount.source))
+        if source in forbidden or "docker.sock" in source.name:
+            raise SandboxError(
+                f"Mount {mount.source} -> {mount.target} exposes {source} to the job. "
+                f"Expected a job directory, a dataset split, or the environment's mounts."
+            )

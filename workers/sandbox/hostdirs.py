@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import stat
 import subprocess
 import tempfile
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from workers.sandbox.base import SANDBOX_GID, SANDBOX_UID, Mount, SandboxError
@@ -104,3 +106,71 @@ class PrivateTmpfs:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def disk_usage(directories: Sequence[Path | str]) -> int:
+    """Bytes of disk the files under `directories` occupy (allocated blocks, links not followed).
+
+    Allocated blocks, not apparent sizes: a sparse file of a terabyte costs nothing.
+    """
+    total = 0
+    for root in directories:
+        for directory, _, files in os.walk(root):
+            for name in files:
+                with contextlib.suppress(OSError):
+                    info = os.lstat(os.path.join(directory, name))
+                    if stat.S_ISREG(info.st_mode):
+                        total += info.st_blocks * 512
+    return total
+
+
+class DiskWatch:
+    """Measures a job's writable host directories while it runs; fires `on_exceeded` past `limit`.
+
+    Bind mounts of host directories have no size limit of their own (unlike the tmpfs
+    scratch), so without this a job could fill the worker's disk.
+    """
+
+    def __init__(
+        self,
+        directories: Sequence[Path | str],
+        limit: int,
+        on_exceeded: Callable[[], None],
+        interval: float = 0.25,
+    ) -> None:
+        self.directories = list(directories)
+        self.limit = limit
+        self.on_exceeded = on_exceeded
+        self.interval = interval
+        self.exceeded = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="sandbox-disk-watch", daemon=True)
+
+    def start(self) -> DiskWatch:
+        """Begin watching (no thread when there is nothing writable)."""
+        if self.directories:
+            self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.interval):
+            if self.check():
+                return
+
+    def check(self) -> bool:
+        """Measure now; on the first excess, record it and fire `on_exceeded`."""
+        if self.exceeded:
+            return True
+        if disk_usage(self.directories) > self.limit:
+            self.exceeded = True
+            self.on_exceeded()
+        return self.exceeded
+
+    def stop(self) -> bool:
+        """Stop watching, measure a last time, and say whether the limit was passed."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5.0)
+        if self.directories and not self.exceeded and disk_usage(self.directories) > self.limit:
+            self.exceeded = True
+        return self.exceeded

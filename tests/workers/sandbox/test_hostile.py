@@ -456,3 +456,28 @@ def test_namespace_and_mount_system_calls_are_refused(sandbox, pyenv, run_script
     for call in ("unshare(NEWUSER)", "unshare(NEWNET)", "clone(NEWUSER)", "mount"):
         assert report[call] == "Operation not permitted", (call, report)
     run_benign(sandbox, pyenv)  # ordinary threads and processes still start
+
+
+def test_filling_the_output_directory_is_stopped(sandbox, pyenv, run_script, job_dirs):
+    """/job/out lives on the host's disk: a watchdog stops the job past Limits.writable_bytes."""
+    from workers.sandbox.hostdirs import disk_usage
+
+    limits = replace(ATTACK_LIMITS, writable_bytes=32 * MiB, wall_seconds=10.0)
+    result = run_script(
+        """
+        import os, time
+        block = os.urandom(1024 * 1024)
+        for n in range(100_000):
+            with open(f"/job/out/fill-{n}", "wb") as handle:
+                handle.write(block)
+            time.sleep(0.01)  # at most ~100 MB/s: the watchdog, not a full disk, must stop it
+        """,
+        limits=limits,
+    )
+    assert result.reason == "output_limit", describe(result)
+    assert "Limits.writable_bytes" in result.detail
+    assert not result.timed_out
+    # Overshoot: what the writer manages between two measurements and the kill.
+    assert disk_usage([job_dirs.out]) < limits.writable_bytes + 96 * MiB
+    within(result, limits.wall_seconds, sandbox)
+    run_benign(sandbox, pyenv)

@@ -212,3 +212,19 @@ def test_stdin_is_empty(run_script):
     result = run_script("import sys\nprint(repr(sys.stdin.read()))\n")
     assert result.reason is None, describe(result)
     assert result.stdout == "''\n"
+
+
+@pytest.mark.parametrize("source", ["/", "/etc", "/tmp", "REPO", "REPO/var"])
+def test_refuses_to_mount_whole_trees_into_a_job(sandbox, pyenv, source):
+    from workers.sandbox import Mount, SandboxJob
+    from workers.sandbox.environment import PROJECT_ROOT
+
+    path = source.replace("REPO", str(PROJECT_ROOT))
+    job = SandboxJob(
+        argv=pyenv.argv("-c", "print(1)"),
+        mounts=[*pyenv.mounts, Mount(path, "/job/data")],
+        env=pyenv.env,
+    )
+    result = sandbox.run(job)
+    assert result.reason == "infrastructure", describe(result)
+    assert "exposes" in result.detail
