@@ -292,12 +292,17 @@ def _check_code(layer_cfg: Mapping[str, Any], name: str) -> None:
             class_name=class_name,
         )
     inner = layer_cfg.get("config")
-    if isinstance(inner, dict):
-        for key, value in inner.items():
-            if type(value) is not dict and type(value) is not list:
-                continue  # scalars carry no code; most config values are scalars
-            if key == "layers" and class_name in MODEL_CLASSES:
-                continue  # each nested layer is checked on its own, with its own name
+    if not isinstance(inner, dict):
+        return
+    if class_name in MODEL_CLASSES:
+        # Each nested layer is checked on its own, with its own name.
+        inner = {key: value for key, value in inner.items() if key != "layers"}
+    # One walk over the whole config (the common, clean case); the offending key is looked up
+    # only when something is found.
+    if _find_code(list(inner.values())) is None:
+        return
+    for key, value in inner.items():
+        if type(value) is dict or type(value) is list:
             where = _find_code(value)
             if where is not None:
                 raise UnsafeLayer(
@@ -317,10 +322,16 @@ def _find_code(value: Any) -> str | None:
     while stack:
         item = pop()
         if type(item) is dict:
-            if "class_name" in item or "module" in item:
-                found = _code_in_object(item)
-                if found is not None:
-                    return found
+            module = item.get("module")
+            if module is not None and not (
+                type(module) is str and (module == "keras" or module.startswith("keras."))
+            ):
+                return f"{item.get('config') or item.get('class_name')!s} from module `{module}`"
+            if item.get("class_name") == "__lambda__":
+                return "a Python lambda"
+            registered = item.get("registered_name")
+            if type(registered) is str and ">" in registered:
+                return f"custom registered object {registered!r}"
             children: Any = item.values()
         else:  # a list: only dicts and lists are ever pushed
             children = item
@@ -328,19 +339,6 @@ def _find_code(value: Any) -> str | None:
             kind = type(child)
             if kind is dict or kind is list:
                 push(child)
-    return None
-
-
-def _code_in_object(item: dict[str, Any]) -> str | None:
-    class_name = item.get("class_name")
-    if class_name == "__lambda__":
-        return "a Python lambda"
-    module = item.get("module")
-    if module is not None and not _is_keras_module(module):
-        return f"{item.get('config') or class_name!s} from module `{module}`"
-    registered = item.get("registered_name")
-    if type(registered) is str and ">" in registered:
-        return f"custom registered object {registered!r}"
     return None
 
 

@@ -109,18 +109,17 @@ def format_shape(shape: Sequence[int | None]) -> str:
 
 def int_tuple(value: Any, n: int, name: str) -> tuple[int, ...]:
     """Normalize an int or a sequence of ints to an ``n``-tuple, as Keras' argument validation."""
-    if isinstance(value, bool):
-        raise SpecError(
-            f"Expected `{name}` to be an int or a tuple of {n} ints. Received {value!r}."
-        )
-    if isinstance(value, int):
+    # Exact type checks: bool is an int subclass and must be refused; this runs for every
+    # convolution and pooling call, so it avoids generic isinstance machinery.
+    kind = type(value)
+    if kind is int:
         return (value,) * n
-    if (
-        isinstance(value, (list, tuple))
-        and len(value) == n
-        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-    ):
-        return tuple(value)
+    if (kind is list or kind is tuple) and len(value) == n:
+        for v in value:
+            if type(v) is not int:
+                break
+        else:
+            return tuple(value)
     raise SpecError(f"Expected `{name}` to be an int or a tuple of {n} ints. Received {value!r}.")
 
 
