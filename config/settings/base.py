@@ -114,7 +114,9 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 MEDIA_ROOT = Path(env.str("GRADER_MEDIA_ROOT", default=str(VAR_DIR / "uploads")))
-MEDIA_URL = None  # uploads are served only through permission-checked views
+# Uploads are served only through permission-checked views: no URL pattern serves this path.
+# It is a string (not None) because Django's test live server parses it.
+MEDIA_URL = "/uploads-are-not-served/"
 
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="grader@localhost")

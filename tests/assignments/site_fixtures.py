@@ -25,7 +25,7 @@ rules:
   - id: max_dropout
     limit: 0.2
   - id: min_receptive_field
-    limit: 8
+    limit: 3
 """
 
 PASSWORD = "correct horse battery staple"

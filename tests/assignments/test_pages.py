@@ -51,7 +51,7 @@ def test_assignment_page_shows_rules_in_plain_words_and_quota(client, student, a
     page = login(client, student).get(reverse("assignment_detail", args=[assignment.slug]))
     html = page.content.decode()
     assert "At most 20,000 parameters" in html
-    assert "Receptive field at least 8 px" in html
+    assert "Receptive field at least 3 px" in html
     assert 'id="left-today">3<' in html
     assert "<strong>small</strong>" in html  # Markdown description
 

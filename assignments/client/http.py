@@ -1,0 +1,90 @@
+"""A small JSON-over-HTTP client on `urllib`, with token auth and multipart uploads."""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib import error, parse, request
+
+
+class ApiError(Exception):
+    """An error answer of the API: `{"error": {"kind", "message"}}` with its HTTP status."""
+
+    def __init__(self, status: int, kind: str, message: str, body: Any = None) -> None:
+        super().__init__(f"{kind}: {message}")
+        self.status = status
+        self.kind = kind
+        self.message = message
+        self.body = body
+
+
+@dataclass
+class Api:
+    """The grader's API at `base_url`, authenticated with `token`."""
+
+    base_url: str
+    token: str
+    timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        # urllib also opens file:// and other schemes: only the web is a server.
+        if parse.urlsplit(self.base_url).scheme not in {"http", "https"}:
+            raise ApiError(0, "bad_url", f"URL `{self.base_url}` is not http:// or https://.")
+
+    def url(self, path: str) -> str:
+        return parse.urljoin(self.base_url.rstrip("/") + "/", path.lstrip("/"))
+
+    def _request(self, path: str, data: bytes | None = None) -> request.Request:
+        method = "POST" if data is not None else "GET"
+        return request.Request(self.url(path), data=data, method=method)  # noqa: S310 - http(s)
+
+    def _send(self, req: request.Request) -> tuple[int, bytes, str]:
+        req.add_header("Authorization", f"Token {self.token}")
+        req.add_header("Accept", "application/json")
+        try:
+            with request.urlopen(req, timeout=self.timeout) as response:  # noqa: S310 - http(s)
+                return response.status, response.read(), response.headers.get("Content-Type", "")
+        except error.HTTPError as exc:
+            raw = exc.read()
+            try:
+                body = json.loads(raw)
+                problem = body.get("error") or {}
+                kind = problem.get("kind", "http_error")
+                message = problem.get("message", raw.decode(errors="replace")[:500])
+            except (ValueError, AttributeError):
+                body, kind, message = None, "http_error", raw.decode(errors="replace")[:500]
+            raise ApiError(exc.code, kind, message, body) from None
+        except error.URLError as exc:
+            raise ApiError(0, "unreachable", f"Cannot reach {req.full_url}: {exc.reason}") from None
+
+    def get_json(self, path: str) -> Any:
+        _, body, _ = self._send(self._request(path))
+        return json.loads(body)
+
+    def get_bytes(self, path: str) -> bytes:
+        _, body, _ = self._send(self._request(path))
+        return body
+
+    def post_file(self, path: str, file: Path, field: str = "file") -> Any:
+        boundary = uuid.uuid4().hex
+        content_type = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+        # The file name goes into a quoted header: drop characters that would break out of it.
+        safe_name = file.name.replace('"', "").replace("\r", "").replace("\n", "")
+        disposition = f'form-data; name="{field}"; filename="{safe_name}"'
+        body = b"".join(
+            [
+                f"--{boundary}\r\n".encode(),
+                f"Content-Disposition: {disposition}\r\n".encode(),
+                f"Content-Type: {content_type}\r\n\r\n".encode(),
+                file.read_bytes(),
+                f"\r\n--{boundary}--\r\n".encode(),
+            ]
+        )
+        req = self._request(path, body)
+        req.add_header("Content-Type", f"multipart/form-data; boundary={boundary}")
+        _, raw, _ = self._send(req)
+        return json.loads(raw)
