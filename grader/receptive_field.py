@@ -152,7 +152,7 @@ def _row(graph: ModelGraph, step: Step, input_id: int, on_every_path: bool) -> R
         p = (0,) * rank
 
     def merged_start(axis: int) -> int | None:
-        starts = [f[axis].start for f in fields]
+        starts = [f[axis].known_start for f in fields]
         return None if any(v is None for v in starts) else min(v for v in starts if v is not None)
 
     return Row(
@@ -169,7 +169,7 @@ def _row(graph: ModelGraph, step: Step, input_id: int, on_every_path: bool) -> R
         r_in=tuple(max(f[a].r for f in fields) for a in range(rank)),
         r_out=tuple(f.r for f in out),
         start_in=tuple(merged_start(a) for a in range(rank)),
-        start_out=tuple(f.start for f in out),
+        start_out=tuple(f.known_start for f in out),
         inputs=tuple(graph.nodes[i].layer.name for i in node.inputs),
         on_every_path=on_every_path,
     )
@@ -234,7 +234,7 @@ def compute_receptive_field(
             is_global=False,
             size=tuple(f.r for f in field),
             jump=tuple(f.j for f in field),
-            start=tuple(f.start for f in field),
+            start=tuple(f.known_start for f in field),
             input_size=input_size,
             output_size=tuple(f.n for f in field),
             rows=tuple(rows),

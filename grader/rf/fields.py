@@ -17,6 +17,12 @@ merge is refused (it cannot happen in a model whose branches keep the same strid
 A field can also be `GLOBAL` (every unit sees the whole input) or `FLATTENED` (one feature per
 position, but no spatial layout left).
 
+When the input size is unknown, ``same`` padding with a stride above 1 pads by an amount that
+depends on it; from there on ``start`` is an offset from an unknown position, tagged with the
+node that introduced it (the *anchor*). Sizes and jumps stay exact, and so does the union of
+paths that share the anchor (a residual block after a strided stem); paths with different
+anchors cannot be aligned and their merge is refused.
+
 Errors are recorded per node rather than raised at once, so that a refused layer only matters
 when the requested end-point depends on it (a decoder head with ``UpSampling`` does not prevent
 analysing the encoder).
@@ -49,19 +55,28 @@ class AxisField:
         n: the node's output size along the axis (``None`` when unknown).
         j: jump: input positions between the fields of neighbouring units.
         r: size: input positions one unit sees, padding included.
-        start: input position of unit 0's first position (``None`` when it depends on an
-            unknown input size).
+        start: input position of unit 0's first position; when ``anchor`` is set, an offset
+            from an unknown position instead.
+        anchor: ``None`` when ``start`` is exact; else the id of the node whose padding depends
+            on an unknown input size (``same`` with a stride above 1). Paths sharing the anchor
+            still align exactly relative to each other, so their union is exact.
     """
 
     n: int | None
     j: int
     r: int
-    start: int | None
+    start: int
+    anchor: int | None = None
 
     @property
-    def end(self) -> int | None:
-        """Input position of unit 0's last position."""
-        return None if self.start is None else self.start + self.r - 1
+    def end(self) -> int:
+        """Input position (or offset, see ``anchor``) of unit 0's last position."""
+        return self.start + self.r - 1
+
+    @property
+    def known_start(self) -> int | None:
+        """``start`` when it is an input position, ``None`` when it depends on the input size."""
+        return self.start if self.anchor is None else None
 
 
 GLOBAL_FIELD: Literal["global"] = "global"
@@ -120,11 +135,18 @@ def identity_field(dims: Shape) -> tuple[AxisField, ...]:
     return tuple(AxisField(n, 1, 1, 0) for n in dims)
 
 
-def _apply_window(field: tuple[AxisField, ...], window: Window) -> tuple[AxisField, ...]:
+def _apply_window(
+    field: tuple[AxisField, ...], window: Window, node_id: int
+) -> tuple[AxisField, ...]:
     out = []
     for axis, w in zip(field, window.axes, strict=True):
-        start = None if axis.start is None or w.p is None else axis.start - w.p * axis.j
-        out.append(AxisField(w.n_out, axis.j * w.s, axis.r + (w.k_eff - 1) * axis.j, start))
+        size = axis.r + (w.k_eff - 1) * axis.j
+        if w.p is None:
+            # The padding depends on the unknown input size: offsets restart from this node.
+            out.append(AxisField(w.n_out, axis.j * w.s, size, 0, node_id))
+        else:
+            start = axis.start - w.p * axis.j
+            out.append(AxisField(w.n_out, axis.j * w.s, size, start, axis.anchor))
     return tuple(out)
 
 
@@ -151,17 +173,18 @@ def _union(node: Node, fields: list[tuple[AxisField, ...]]) -> tuple[AxisField, 
                 f"{describe(node)} merges inputs of different spatial sizes along axis {axis}: "
                 f"{sizes}. Expected equal sizes; broadcasting positions is not supported."
             )
-        if any(f.start is None for f in column):
-            if len({(f.start, f.r) for f in column}) != 1:
-                raise ReceptiveFieldError(
-                    f"{describe(node)} merges paths whose alignment depends on the input size, "
-                    "which is unknown. Give the model a fixed input shape."
-                )
-            out.append(column[0])
-            continue
-        start = min(f.start for f in column if f.start is not None)
-        end = max(f.end for f in column if f.end is not None)
-        out.append(AxisField(next(iter(known), None), jumps[0], end - start + 1, start))
+        anchors = {f.anchor for f in column}
+        if len(anchors) != 1:
+            raise ReceptiveFieldError(
+                f"{describe(node)} merges paths whose alignment depends on the input size, "
+                "which is unknown (`same` padding with a stride above 1 on some paths only). "
+                "Give the model a fixed input shape."
+            )
+        start = min(f.start for f in column)
+        end = max(f.end for f in column)
+        out.append(
+            AxisField(next(iter(known), None), jumps[0], end - start + 1, start, anchors.pop())
+        )
     return tuple(out)
 
 
@@ -190,8 +213,11 @@ def _input_dims(node: Node, inputs: list[State]) -> Shape:
     return declared
 
 
-def _check_size(node: Node, field: tuple[AxisField, ...]) -> None:
-    """Our output sizes must agree with the graph's shape inference: a cross-check of both."""
+def _checked(node: Node, field: tuple[AxisField, ...]) -> tuple[AxisField, ...]:
+    """The field, once its sizes agree with the graph's shape inference (a check of both).
+
+    Sizes unknown here but known to the graph are taken from the graph.
+    """
     dims = tuple(node.output_shape[:-1])
     computed = tuple(f.n for f in field)
     if len(dims) != len(computed) or any(
@@ -201,6 +227,10 @@ def _check_size(node: Node, field: tuple[AxisField, ...]) -> None:
             f"{describe(node)} has output shape {tuple(node.output_shape)}, but its window "
             f"geometry gives spatial sizes {computed}. Expected them to agree."
         )
+    return tuple(
+        f if f.n is not None or n is None else AxisField(n, f.j, f.r, f.start, f.anchor)
+        for f, n in zip(field, dims, strict=True)
+    )
 
 
 def _node_state(
@@ -250,9 +280,7 @@ def _spatial_output(node: Node, effect: object, fields: list[tuple[AxisField, ..
                 f"{describe(node)} concatenates along axis {node.layer.config.get('axis')}. "
                 "Expected the channel axis (-1): concatenating positions is not supported."
             )
-        field = _union(node, fields)
-        _check_size(node, field)
-        return field
+        return _checked(node, _union(node, fields))
     if len(fields) != 1:
         raise ReceptiveFieldError(f"{describe(node)} takes several spatial inputs; expected one.")
     (field,) = fields
@@ -262,21 +290,18 @@ def _spatial_output(node: Node, effect: object, fields: list[tuple[AxisField, ..
                 f"{describe(node)} slides over {len(effect.axes)} axes, but its input has "
                 f"{len(field)} spatial axes."
             )
-        out = _apply_window(field, effect)
-        _check_size(node, out)
-        return out
+        return _checked(node, _apply_window(field, effect, node.id))
     if effect is ADD_CHANNEL_AXIS:
         # Reshape((28, 28, 1)) on a (28, 28) grayscale input turns the old channel axis into a
         # spatial one: exact only while every unit still sees itself alone (nothing mixed the
         # old channels yet).
-        if all(f.j == 1 and f.r == 1 and f.start == 0 for f in field):
+        if all(f.j == 1 and f.r == 1 and f.known_start == 0 for f in field):
             return identity_field(tuple(node.output_shape[:-1]))
         raise ReceptiveFieldError(
             f"{describe(node)} turns its channel axis into a spatial axis after layers that "
             "mixed positions. Expected it right after the image input."
         )
-    _check_size(node, field)
-    return field
+    return _checked(node, field)
 
 
 def propagate(graph: ModelGraph) -> tuple[Propagation, dict[int, list[Step]]]:

@@ -443,6 +443,42 @@ def test_growth_shows_what_each_layer_added():
     assert rows[-1]["r_out"] == [19, 19]
 
 
+def _residual_after_strided_stem(size: int | None) -> ModelGraph:
+    g = GraphSketch((size, size, 3))
+    stem = conv(g, 0, s=2, name="stem")
+    x = conv(g, stem, k=5, name="a")
+    x = g.add("ZeroPadding2D", x, name="pad", padding=[[3, 0], [3, 0]])
+    x = g.add("Cropping2D", x, name="crop", cropping=[[0, 3], [0, 3]])
+    g.add("Add", stem, x, name="add")
+    return g.graph()
+
+
+def test_unknown_input_size_merge_of_paths_sharing_the_unknown_offset_is_exact():
+    # Both paths leave `stem` (unit u sees [U + 2u, U + 2u + 2], U unknown) with the same
+    # unknown offset. Branch `a` (5x5, pad 2) sees [U - 4, U + 6] + 2u; `pad`/`crop` shift it
+    # three units (six pixels) left: [U - 10, U]. The union with stem's field is [U - 10, U + 2]:
+    # 13, not max(11, 3).
+    unknown = compute_receptive_field(_residual_after_strided_stem(None), end_point="add")
+    assert unknown.size == (13, 13)
+    assert unknown.start == (None, None)
+    for size in (31, 32):  # both parities of the `same` padding
+        known = compute_receptive_field(_residual_after_strided_stem(size), end_point="add")
+        assert known.size == unknown.size
+        assert known.start != (None, None)
+
+
+def test_unknown_input_size_merge_of_independently_padded_paths_is_refused():
+    g = GraphSketch((None, None, 3))
+    a = conv(g, 0, s=2, name="a")
+    b = conv(g, 0, k=1, s=2, name="b")
+    g.add("Add", a, b, name="add")
+    with pytest.raises(ReceptiveFieldError, match=r"`add` \(Add\) merges paths whose alignment"):
+        compute_receptive_field(g.graph(), end_point="add")
+    # With a known size both offsets are exact: a starts at -0 or -1, b at 0.
+    g.nodes[0] = Node(0, g.nodes[0].layer, (), (), (32, 32, 3))
+    assert compute_receptive_field(g.graph(), end_point="add").size == (3, 3)
+
+
 def test_format_table_lists_every_row():
     text = format_table(compute_receptive_field(strided_stack(), end_point="c4"))
     lines = text.splitlines()

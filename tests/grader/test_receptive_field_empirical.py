@@ -423,3 +423,25 @@ def test_nested_model_called_twice_matches_gradient_support():
     assert tuple(twin.output.shape[1:-1]) == report.output_size
     x = np.random.default_rng(1).uniform(0.5, 1.5, size=(1, 64, 60, 3)).astype("float32")
     check_units(report, twin, x, [(6, 5), (7, 6), (0, 0)])
+
+
+def test_unknown_input_size_field_matches_gradient_support_at_any_size():
+    conv = {"filters": 3, "padding": "same"}
+    image = keras.Input((None, None, 3), name="image")
+    stem = keras.layers.Conv2D(kernel_size=3, strides=2, name="stem", **conv)(image)
+    a = keras.layers.SeparableConv2D(kernel_size=5, name="a", **conv)(stem)
+    a = keras.layers.ZeroPadding2D([[3, 0], [0, 2]], name="pad")(a)
+    a = keras.layers.Cropping2D([[0, 3], [2, 0]], name="crop")(a)
+    merged = keras.layers.Add(name="add")([stem, a])
+    top = keras.layers.Conv2D(kernel_size=3, strides=2, name="top", **conv)(merged)
+    head = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(top))
+    report = compute_receptive_field(build_graph(real_config(keras.Model(image, head))))
+    assert report.end_point == "top"
+    assert report.start == (None, None)  # the `same` paddings depend on the size
+    twin = keras.Model(image, top)
+    measurement_weights(twin)
+    for size in (45, 46):
+        x = np.random.default_rng(size).uniform(0.5, 1.5, (1, size, size, 3)).astype("float32")
+        support = gradient_support(twin, x, (5, 5))
+        assert support is not None and all(lo > 0 and hi < size - 1 for lo, hi in support)
+        assert tuple(hi - lo + 1 for lo, hi in support) == report.size
