@@ -6,7 +6,8 @@ Prints two figures per backend, each against a bare-subprocess baseline run in t
   overhead in seconds over the bare median;
 - CPU-bound: a pure-Python loop calibrated to take about `--seconds` bare, run in turn bare and
   in each sandbox (interleaved, `--rounds` times); the ratio of sandboxed to bare time, measured
-  inside the job (the goal: within 5 %) and outside it (start-up included).
+  inside the job (the goal: within 5 %) and outside it (start-up included), and the ratio of
+  the CPU time the loop used (steadier than wall time on a shared, busy host).
 
     .venv/bin/python bench/bench_sandbox.py --seconds 5          # quick, during development
     .venv/bin/python bench/bench_sandbox.py                       # the 30-second figure
@@ -30,11 +31,12 @@ from workers.sandbox.environment import python_environment
 CPU_JOB = """
 import json, sys, time
 n = int(sys.argv[1])
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 total = 0
 for i in range(n):
     total += i * i % 7
-print(json.dumps({"seconds": time.perf_counter() - start, "total": total}))
+print(json.dumps({"seconds": time.perf_counter() - start, "cpu": time.process_time() - cpu,
+                  "total": total}))
 """
 
 
@@ -97,26 +99,39 @@ def main() -> None:
         f"\nCPU-bound job, {iterations:,} iterations (~{args.seconds:g} s bare), "
         f"{args.rounds} interleaved round(s):"
     )
-    inside: dict[str, list[float]] = {"bare": []}
-    outside: dict[str, list[float]] = {"bare": []}
-    for sandbox in backends:
-        inside[sandbox.name], outside[sandbox.name] = [], []
+    names = ["bare"] + [sandbox.name for sandbox in backends]
+    inside: dict[str, list[float]] = {name: [] for name in names}
+    outside: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
+
+    def record(name: str, wall: float, out: str) -> None:
+        report = json.loads(out)
+        inside[name].append(report["seconds"])
+        cpu[name].append(report["cpu"])
+        outside[name].append(wall)
+
     for _ in range(args.rounds):
-        wall, out = run_bare([python, "-c", CPU_JOB, str(iterations)], env)
-        inside["bare"].append(json.loads(out)["seconds"])
-        outside["bare"].append(wall)
+        record("bare", *run_bare([python, "-c", CPU_JOB, str(iterations)], env))
         for sandbox in backends:
-            wall, out = run_sandboxed(sandbox, job("-c", CPU_JOB, str(iterations)))
-            inside[sandbox.name].append(json.loads(out)["seconds"])
-            outside[sandbox.name].append(wall)
-    base_in, base_out = statistics.median(inside["bare"]), statistics.median(outside["bare"])
-    print(f"  bare      inside {base_in:7.2f} s   outside {base_out:7.2f} s")
+            record(sandbox.name, *run_sandboxed(sandbox, job("-c", CPU_JOB, str(iterations))))
+    median = {
+        name: (
+            statistics.median(inside[name]),
+            statistics.median(outside[name]),
+            statistics.median(cpu[name]),
+        )
+        for name in names
+    }
+    base_in, base_out, base_cpu = median["bare"]
+    print(
+        f"  bare      inside {base_in:7.2f} s   outside {base_out:7.2f} s   cpu {base_cpu:7.2f} s"
+    )
     for sandbox in backends:
-        t_in = statistics.median(inside[sandbox.name])
-        t_out = statistics.median(outside[sandbox.name])
+        t_in, t_out, t_cpu = median[sandbox.name]
         print(
-            f"  {sandbox.name:9} inside {t_in:7.2f} s   outside {t_out:7.2f} s   "
-            f"ratio inside {t_in / base_in:.3f}   ratio outside {t_out / base_out:.3f}"
+            f"  {sandbox.name:9} inside {t_in:7.2f} s   outside {t_out:7.2f} s   cpu {t_cpu:7.2f} s"
+            f"   ratio inside {t_in / base_in:.3f}   outside {t_out / base_out:.3f}"
+            f"   cpu {t_cpu / base_cpu:.3f}"
         )
 
 
