@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 Shape = tuple[int | None, ...]
@@ -76,15 +77,31 @@ class ModelGraph:
     @property
     def layers(self) -> dict[str, Layer]:
         """Unique layers by name, in the order of their first call."""
-        seen: dict[str, Layer] = {}
-        for node in self.nodes:
-            seen.setdefault(node.layer.name, node.layer)
-        return seen
+        return {name: calls[0].layer for name, calls in self._calls_by_layer.items()}
 
     def nodes_of(self, layer_name: str) -> list[Node]:
         """Every call of the named layer (more than one for a shared layer)."""
-        return [n for n in self.nodes if n.layer.name == layer_name]
+        return list(self._calls_by_layer.get(layer_name, ()))
 
     def consumers(self, node_id: int) -> list[Node]:
         """The nodes that take `node_id`'s output as an input."""
-        return [n for n in self.nodes if node_id in n.inputs]
+        return list(self._consumers.get(node_id, ()))
+
+    # Indexes built once on first use: callers ask per layer or per node, which would make
+    # whole-graph passes O(n^2) on 300-layer models. (cached_property writes the instance
+    # __dict__ directly, so it works on a frozen dataclass without touching its fields.)
+
+    @cached_property
+    def _calls_by_layer(self) -> dict[str, list[Node]]:
+        calls: dict[str, list[Node]] = {}
+        for node in self.nodes:
+            calls.setdefault(node.layer.name, []).append(node)
+        return calls
+
+    @cached_property
+    def _consumers(self) -> dict[int, list[Node]]:
+        consumers: dict[int, list[Node]] = {}
+        for node in self.nodes:
+            for producer in dict.fromkeys(node.inputs):  # a node fed twice is one consumer
+                consumers.setdefault(producer, []).append(node)
+        return consumers

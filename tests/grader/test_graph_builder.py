@@ -7,6 +7,7 @@ hostile or broken upload would, so they need no TensorFlow.
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -381,3 +382,18 @@ def test_layer_inside_nested_model_is_refused_with_its_qualified_name(k) -> None
     x = keras.Input((3, 4))
     with pytest.raises(UnsupportedLayer, match=r"Layer `inner/rnn` \(LSTM\)"):
         build_graph(k.to_config(keras.Model(x, inner(x))))
+
+
+def test_graph_indexes_agree_with_a_full_scan() -> None:
+    from pathlib import Path
+
+    fixture = Path(__file__).resolve().parents[1] / "fixtures/models/cifar10_dilated_reference.json"
+    graph = build_graph(json.loads(fixture.read_text()))
+    for node in graph.nodes:
+        assert graph.consumers(node.id) == [n for n in graph.nodes if node.id in n.inputs]
+        assert graph.nodes_of(node.layer.name) == [
+            n for n in graph.nodes if n.layer.name == node.layer.name
+        ]
+    assert list(graph.layers) == list(dict.fromkeys(n.layer.name for n in graph.nodes))
+    graph.nodes_of(graph.nodes[0].layer.name).clear()  # callers get copies, not the index
+    assert graph.nodes_of(graph.nodes[0].layer.name)
