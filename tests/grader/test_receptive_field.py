@@ -7,12 +7,16 @@ and TensorFlow's ``same`` padding rule, not printed by the code under test.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from grader.errors import ReceptiveFieldError
 from grader.graph import Layer, ModelGraph, Node
+from grader.graph_builder import build_graph
+from grader.loading import load_model_config
 from grader.receptive_field import (
     compute_receptive_field,
     default_end_point,
@@ -536,3 +540,20 @@ def test_hint_rejects_unknown_kind_and_global_end_point():
     report = compute_receptive_field(plain_stack())
     with pytest.raises(ReceptiveFieldError, match=r"Unknown change 'conv5x5'"):
         rf_if_appended(report, "conv5x5")
+
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "models"
+DESIGNED = {
+    name: entry["designed_receptive_field"]
+    for name, entry in json.loads((FIXTURES / "expected.json").read_text()).items()
+    if not name.startswith("_") and entry.get("designed_receptive_field")
+}
+
+
+@pytest.mark.parametrize("name", sorted(DESIGNED))
+def test_course_fixture_models_have_their_designed_receptive_field(name):
+    # The fixtures' authors designed each architecture for a receptive field, worked out layer
+    # by layer in tests/fixtures/make_models.py; the saved Keras JSON must give that number.
+    graph = build_graph(load_model_config(FIXTURES / f"{name}.json"))
+    report = compute_receptive_field(graph)
+    assert report.size == (DESIGNED[name], DESIGNED[name])
