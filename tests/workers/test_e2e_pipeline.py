@@ -130,8 +130,16 @@ class Workers:
 
 
 @pytest.fixture
+def sandbox_backend(request: pytest.FixtureRequest) -> str:
+    """The sandbox the worker uses: bwrap, unless a test asks for docker (indirectly)."""
+    name = getattr(request, "param", "bwrap")
+    request.getfixturevalue("docker_available" if name == "docker" else "bwrap_available")
+    return name
+
+
+@pytest.fixture
 def workers(
-    redis_broker, redis_url, grading_settings, bwrap_available, tmp_path
+    redis_broker, redis_url, grading_settings, sandbox_backend, tmp_path
 ) -> Iterator[Workers]:
     env = {
         **{k: v for k, v in os.environ.items() if k not in {"CI_SECRET"}},
@@ -143,7 +151,8 @@ def workers(
         "GRADER_MEDIA_ROOT": str(grading_settings.MEDIA_ROOT),
         "GRADER_JOBS_DIR": str(grading_settings.GRADER_JOBS_DIR),
         "GRADER_DATA_DIR": str(grading_settings.GRADER_DATA_DIR),
-        "GRADER_SANDBOX": "bwrap",
+        "GRADER_SANDBOX": sandbox_backend,
+        "GRADER_SANDBOX_IMAGE": "local",  # docker: the empty image, this host's Python
         # Seconds, not minutes: the reaper acts while the test waits.
         "GRADER_HEARTBEAT_INTERVAL": "1",
         "GRADER_HEARTBEAT_TIMEOUT": "8",
@@ -181,8 +190,11 @@ def submit(submission: Submission) -> None:
         enqueue_submission(submission.pk)
 
 
+@pytest.mark.parametrize(
+    "sandbox_backend", ["bwrap", pytest.param("docker", marks=pytest.mark.docker)], indirect=True
+)
 def test_a_separable_module_is_built_trained_evaluated_and_passes(
-    workers, student, grading_settings
+    workers, student, grading_settings, sandbox_backend
 ):
     submission = make_submission(make_assignment(), student, source=SMOKE_MODULE)
     workers.start()
