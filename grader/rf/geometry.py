@@ -305,6 +305,34 @@ def _pad_or_crop(node: Node, dims: Shape, rank: int, sign: int) -> Window:
     return Window(tuple(axes))
 
 
+def _center_crop(node: Node, dims: Shape) -> Window:
+    """Keras' CenterCrop as a crop: ``(n - target) // 2`` positions go first.
+
+    Keras resizes instead when the image is smaller than the target along an axis: refused.
+    """
+    config = node.layer.config
+    targets = (config.get("height"), config.get("width"))
+    if len(dims) != 2 or not all(isinstance(t, int) for t in targets):
+        raise ReceptiveFieldError(
+            f"{describe(node)} has height={targets[0]!r}, width={targets[1]!r}. Expected integer "
+            "sizes on an input with two spatial axes."
+        )
+    if any(n is not None and t is not None and n < t for n, t in zip(dims, targets, strict=True)):
+        raise ReceptiveFieldError(
+            f"{describe(node)} resizes its input of size {tuple(dims)} up to {targets}, a "
+            "fractional jump. Expected an input at least as large as the crop."
+        )
+    axes = []
+    for n, t in zip(dims, targets, strict=True):
+        assert isinstance(t, int)
+        if n is None:
+            # The offset depends on the unknown size, like `same` padding with a stride.
+            axes.append(AxisWindow(1, 1, 1, None, None, None, t))
+        else:
+            axes.append(AxisWindow(1, 1, 1, -((n - t) // 2), t - n, n, t))
+    return Window(tuple(axes))
+
+
 def _axes_cover_spatial(axis: Any, rank: int) -> bool:
     """Whether a layer's ``axis`` config touches a spatial axis of a rank-``rank`` tensor."""
     axes = axis if isinstance(axis, Sequence) and not isinstance(axis, str) else [axis]
@@ -351,6 +379,12 @@ def classify(node: Node, dims: Shape) -> Effect:
         if spatial_rank and _axes_cover_spatial(config.get("axis", -1), spatial_rank):
             return GLOBAL
         return POINTWISE
+    if class_name == "RandomCrop" and tuple(node.output_shape[:-1]) != tuple(dims):
+        raise ReceptiveFieldError(
+            f"{describe(node)} resizes its input at inference ({tuple(dims)} to "
+            f"{tuple(node.output_shape[:-1])}), a fractional jump. Expected a crop that keeps "
+            "the size; choose an end-point before this layer."
+        )
     if class_name in POINTWISE_CLASSES:
         return POINTWISE
     for table, builder in (
@@ -360,6 +394,9 @@ def classify(node: Node, dims: Shape) -> Effect:
         if class_name in table:
             _check_channels_last(node)
             return builder(node, dims, table[class_name])
+    if class_name == "CenterCrop":
+        _check_channels_last(node)
+        return _center_crop(node, dims)
     if class_name in ZERO_PADDING_CLASSES:
         _check_channels_last(node)
         return _pad_or_crop(node, dims, ZERO_PADDING_CLASSES[class_name], 1)

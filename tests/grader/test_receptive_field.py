@@ -408,6 +408,31 @@ def test_same_padding_left_offset(padding, n, pool, stride, expected_left):
     assert report.start == (-expected_left, -expected_left)
 
 
+def test_center_crop_is_an_asymmetric_crop():
+    # Keras crops (n - target) // 2 first: 4 of 9 rows on top, 2 of 5 columns on the left.
+    g = GraphSketch((41, 37, 3))
+    x = g.add("CenterCrop", 0, name="crop", out=(32, 32, 3), height=32, width=32)
+    conv(g, x, name="c1", padding="valid")
+    report = compute_receptive_field(g.graph())
+    assert report.start == (4, 2)
+    assert report.size == (3, 3)
+    assert report.output_size == (30, 30)
+
+
+@pytest.mark.parametrize(
+    ("cls", "shape", "match"),
+    [
+        ("CenterCrop", (20, 40, 3), r"`grow` \(CenterCrop\) resizes its input of size \(20, 40\)"),
+        ("RandomCrop", (40, 40, 3), r"`grow` \(RandomCrop\) resizes its input at inference"),
+    ],
+)
+def test_crops_that_resize_are_refused(cls, shape, match):
+    g = GraphSketch(shape)
+    g.add(cls, 0, name="grow", out=(32, 32, 3), height=32, width=32)
+    with pytest.raises(ReceptiveFieldError, match=match):
+        compute_receptive_field(g.graph(), end_point="grow")
+
+
 def test_cropping_and_causal_padding():
     g = GraphSketch((20, 2))
     x = g.add("Conv1D", 0, name="causal", kernel_size=3, dilation_rate=2, padding="causal")

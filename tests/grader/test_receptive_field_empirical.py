@@ -445,3 +445,16 @@ def test_unknown_input_size_field_matches_gradient_support_at_any_size():
         support = gradient_support(twin, x, (5, 5))
         assert support is not None and all(lo > 0 and hi < size - 1 for lo, hi in support)
         assert tuple(hi - lo + 1 for lo, hi in support) == report.size
+
+
+def test_center_crop_offsets_match_gradient_support():
+    sketch = Sketch(2, (41, 37, 3), [
+        ("crop", "CenterCrop", {"height": 32, "width": 30}, ("image",)),
+        ("c1", "Conv2D", {"filters": 3, "kernel_size": [3, 5], "strides": 2}, ("crop",)),
+    ])  # fmt: skip
+    real, _ = sketch.build(measure=False)
+    report = compute_receptive_field(build_graph(real_config(real)))
+    twin, _ = sketch.build(measure=True)
+    measurement_weights(twin)
+    x = np.random.default_rng(2).uniform(0.5, 1.5, (1, 41, 37, 3)).astype("float32")
+    check_units(report, twin, x, [(0, 0), (7, 6), (14, 12)])
