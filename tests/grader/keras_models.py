@@ -33,6 +33,7 @@ class LayerTruth:
     trainable: int
     non_trainable: int
     output_shape: Shape
+    call_shapes: tuple[Shape, ...]  # every call's output, for layers of the outer model only
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,13 @@ def _walk(model: keras.Model, prefix: str, out: dict[str, LayerTruth]) -> None:
             trainable=_size(layer.trainable_weights),
             non_trainable=_size(layer.non_trainable_weights),
             output_shape=_first_output_shape(layer),
+            # Inner layers of nested models gain a node per call of their model, which the
+            # flattened graph represents differently; their first call is compared instead.
+            call_shapes=(
+                tuple(tuple(n.output_tensors[0].shape[1:]) for n in layer._inbound_nodes)
+                if not prefix
+                else (_first_output_shape(layer),)
+            ),
         )
 
 
@@ -229,6 +237,39 @@ class _RandomCNN:
             y = layers.Add(name=self.name("nested_add"))([block(y), y])  # block called twice
         return y
 
+    def multi_scale(self, x: Any) -> Any:
+        """One shared convolution at two resolutions: its calls have different output shapes."""
+        h, w = _spatial(x)
+        if min(h, w) < 4:
+            return x
+        shared = layers.Conv2D(self.rng.choice([4, 8]), 3, padding="same", name=self.name("ms"))
+        full = shared(x)
+        coarse = shared(layers.MaxPooling2D(2, padding="same", name=self.name("ms_pool"))(x))
+        coarse = layers.UpSampling2D(2, name=self.name("ms_up"))(coarse)
+        extra_h, extra_w = int(coarse.shape[1]) - h, int(coarse.shape[2]) - w
+        if extra_h or extra_w:
+            coarse = layers.Cropping2D(((0, extra_h), (0, extra_w)), name=self.name("ms_crop"))(
+                coarse
+            )
+        return layers.Concatenate(name=self.name("ms_cat"))([full, coarse])
+
+    def nested_functional(self, x: Any) -> Any:
+        """A two-branch Functional block, sometimes frozen, sometimes called twice."""
+        h, w = _spatial(x)
+        channels = _channels(x)
+        inner_in = keras.Input((h, w, channels))
+        a = layers.Conv2D(channels, 1, name=self.name("f_pw"))(inner_in)
+        b = layers.DepthwiseConv2D(3, padding="same", name=self.name("f_dw"))(inner_in)
+        b = layers.BatchNormalization(name=self.name("f_bn"))(b)
+        out = layers.Add(name=self.name("f_add"))([a, b])
+        block = keras.Model(inner_in, out, name=self.name("fblock"))
+        if self.rng.random() < 0.3:
+            block.trainable = False
+        y = block(x)
+        if self.rng.random() < 0.5:
+            y = block(layers.ReLU(name=self.name("f_relu"))(y))
+        return y
+
     def pool(self, x: Any) -> Any:
         h, w = _spatial(x)
         if min(h, w) < 4:
@@ -250,6 +291,8 @@ class _RandomCNN:
                     self.inception,
                     self.shared,
                     self.nested,
+                    self.nested_functional,
+                    self.multi_scale,
                     self.pool,
                 ]
             )

@@ -209,6 +209,10 @@ def assert_matches_keras(analysis: ModelAnalysis, truth: ModelTruth) -> None:
             expected.non_trainable,
         ), name
         assert got.output_shape == expected.output_shape, name
+        calls = [n.output_shape for n in analysis.graph.nodes_of(name)]
+        assert tuple(calls[: len(expected.call_shapes)]) == expected.call_shapes, name
+        if "/" not in name:
+            assert got.calls == len(expected.call_shapes), name
     # Nothing extra, except the input layers of nested models, which are wired through.
     extra = {n for n in mine if n not in truth.layers and mine[n].class_name != "InputLayer"}
     assert not extra

@@ -110,6 +110,13 @@ def test_random_cnns_cover_the_features_they_claim() -> None:
         seen.update(classes)
         if any("/" in s.name for s in analysis.layers):
             seen["nested"] += 1
+        if any("fblock" in s.name for s in analysis.layers):
+            seen["nested_functional"] += 1
+        if any(
+            len({n.output_shape for n in analysis.graph.nodes_of(s.name)}) > 1
+            for s in analysis.layers
+        ):
+            seen["shared_at_two_shapes"] += 1
         if any(s.calls > 1 for s in analysis.layers):
             seen["shared"] += 1
         if analysis.non_trainable_params > 0 and any(
@@ -127,7 +134,9 @@ def test_random_cnns_cover_the_features_they_claim() -> None:
         "Concatenate",
         "MaxPooling2D",
         "nested",
+        "nested_functional",
         "shared",
+        "shared_at_two_shapes",
         "frozen",
         "dilated",
     ):
