@@ -32,8 +32,10 @@ import select
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 from workers.sandbox.base import (
@@ -49,7 +51,7 @@ from workers.sandbox.base import (
     infrastructure_result,
     signal_from_exit_code,
 )
-from workers.sandbox.cgroups import JobCgroup
+from workers.sandbox.cgroups import JobCgroup, group_is_live, job_groups, reap_stale_groups
 from workers.sandbox.environment import check_job_mounts
 from workers.sandbox.hostdirs import DiskWatch, PrivateTmpfs, prepare_writable_mounts
 from workers.sandbox.seccomp import filter_fd
@@ -106,6 +108,10 @@ class BwrapSandbox:
         self.use_cgroups = use_cgroups
         self.prefix = prefix
         self.use_seccomp = use_seccomp
+        try:
+            reap_stale(prefix)
+        except OSError:
+            logger.exception("could not reap stale bwrap sandboxes")
 
     def run(self, job: SandboxJob, on_line: LineCallback | None = None) -> SandboxResult:
         """Run `job` and report how it ended; a sandbox failure is an "infrastructure" result."""
@@ -121,12 +127,20 @@ class BwrapSandbox:
         for mount in job.mounts:
             if not os.path.exists(mount.source):
                 raise SandboxError(f"Mount source {mount.source} does not exist.")
+        job_id = uuid.uuid4().hex[:12]
         cgroup = (
-            JobCgroup.create(limits, prefix=self.prefix) if self.use_cgroups is not False else None
+            JobCgroup.create(limits, prefix=self.prefix, job_id=job_id)
+            if self.use_cgroups is not False
+            else None
         )
         if self.use_cgroups and cgroup is None:
             raise SandboxError("cgroups were required but no writable hierarchy was found.")
-        scratch = PrivateTmpfs(limits.scratch_bytes, prefix=f"{self.prefix}-scratch-")
+        # The scratch directory carries the cgroup's id, so `reap_stale` can tell a dead job's
+        # scratch (no live group) from a running one; without a group it is never reaped.
+        scratch_name = f"{self.prefix}-scratch-{job_id if cgroup else 'nocg-' + job_id}"
+        scratch = PrivateTmpfs(
+            limits.scratch_bytes, directory=Path(tempfile.gettempdir()) / scratch_name
+        )
         process: subprocess.Popen[bytes] | None = None
         killed_by_us = threading.Event()
         seccomp = filter_fd() if self.use_seccomp else None
@@ -335,6 +349,34 @@ class BwrapSandbox:
             + [str(p) for p in cgroup.procs_files]
             + ["--", *command]
         )
+
+
+def reap_stale(prefix: str = "grader-sandbox", min_age_seconds: float = 60.0) -> int:
+    """Unmount the scratch areas and remove the cgroups of jobs whose worker died mid-run.
+
+    A killed worker takes its jobs with it (`--die-with-parent`), but cannot clean up after
+    them. A job is dead when its cgroup holds no process and is older than `min_age_seconds`
+    (younger ones may be starting). Called by every new `BwrapSandbox`.
+
+    Returns:
+        How many scratch areas and cgroups were removed.
+    """
+    live = {
+        group.name.removeprefix(f"{prefix}-")
+        for group in job_groups(prefix)
+        if group_is_live(group, min_age_seconds)
+    }
+    removed = 0
+    for scratch in Path(tempfile.gettempdir()).glob(f"{prefix}-scratch-*"):
+        job_id = scratch.name.removeprefix(f"{prefix}-scratch-")
+        if job_id.startswith("nocg-") or job_id in live:
+            continue
+        if time.time() - scratch.stat().st_mtime < min_age_seconds:
+            continue
+        stale = PrivateTmpfs.adopt(scratch)
+        stale.close()
+        removed += 1
+    return removed + reap_stale_groups(prefix, min_age_seconds)
 
 
 def _job_started(started_read: int) -> bool:

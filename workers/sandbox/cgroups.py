@@ -56,9 +56,12 @@ class JobCgroup:
     directories: dict[str, Path]
 
     @classmethod
-    def create(cls, limits: Limits, *, prefix: str = "grader-sandbox") -> JobCgroup | None:
-        """Make and configure the job's group, or None when cgroups cannot be used here."""
-        name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    def create(
+        cls, limits: Limits, *, prefix: str = "grader-sandbox", job_id: str | None = None
+    ) -> JobCgroup | None:
+        """Make and configure the job's group `PREFIX-JOBID`, or None when cgroups cannot be
+        used here."""
+        name = f"{prefix}-{job_id or uuid.uuid4().hex[:12]}"
         try:
             group = cls._create_v2(name) if _is_v2() else cls._create_v1(name)
         except OSError as exc:
@@ -204,3 +207,48 @@ class JobCgroup:
                         break
                     self.kill_all(timeout=1.0)
                     time.sleep(0.02)
+
+
+def job_groups(prefix: str) -> list[Path]:
+    """Every group directory named `PREFIX-*` below this process' own groups (all controllers)."""
+    found: list[Path] = []
+    if _is_v2():
+        parents = [CGROUP_ROOT / (_own_group("") or "/").lstrip("/")]
+    else:
+        parents = [
+            CGROUP_ROOT / controller / own.lstrip("/")
+            for controller in V1_CONTROLLERS
+            if (own := _own_group(controller)) is not None
+        ]
+    for parent in parents:
+        with contextlib.suppress(OSError):
+            found.extend(p for p in parent.glob(f"{prefix}-*") if p.is_dir())
+    return found
+
+
+def group_is_live(directory: Path, min_age_seconds: float) -> bool:
+    """A group holds processes, or is too young to judge (its job may not have joined yet)."""
+    try:
+        if (directory / "cgroup.procs").read_text().split():
+            return True
+        return time.time() - directory.stat().st_mtime < min_age_seconds
+    except OSError:
+        return False
+
+
+def reap_stale_groups(prefix: str, min_age_seconds: float = 60.0) -> int:
+    """Remove empty job groups older than `min_age_seconds`, left by a worker that died.
+
+    Returns:
+        How many group directories were removed.
+    """
+    removed = 0
+    for directory in job_groups(prefix):
+        if group_is_live(directory, min_age_seconds):
+            continue
+        try:
+            directory.rmdir()
+            removed += 1
+        except OSError as exc:
+            logger.info("stale sandbox cgroup %s not removed: %s", directory, exc)
+    return removed

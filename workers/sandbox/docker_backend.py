@@ -40,6 +40,10 @@ from workers.sandbox.images import ensure_local_image
 logger = logging.getLogger(__name__)
 
 LABEL = "grader.sandbox"
+DEADLINE_LABEL = "grader.sandbox.deadline"
+# Past its wall-clock limit, how long a container may still exist while its worker reads the
+# result and removes it; after that it is an orphan of a dead worker.
+REAP_GRACE_SECONDS = 120
 
 
 class DockerSandbox:
@@ -77,6 +81,10 @@ class DockerSandbox:
         self.image = image or ensure_local_image(self.client)
         self.runtime = runtime
         self.labels = {LABEL: "1", **(labels or {})}
+        try:
+            reap_expired_containers(self.client)
+        except docker.errors.DockerException:
+            logger.exception("could not reap expired sandbox containers")
 
     def run(self, job: SandboxJob, on_line: LineCallback | None = None) -> SandboxResult:
         """Run `job` in a fresh container and report how it ended; the container is removed."""
@@ -221,7 +229,10 @@ class DockerSandbox:
             "mounts": mounts,
             "init": True,
             "log_config": LogConfig(type=LogConfig.types.NONE),
-            "labels": self.labels,
+            "labels": {
+                **self.labels,
+                DEADLINE_LABEL: str(int(time.time() + limits.wall_seconds + REAP_GRACE_SECONDS)),
+            },
             "detach": True,
             "stdin_open": False,
             "tty": False,
@@ -248,3 +259,41 @@ def _pump(stream: Any, capture: OutputCapture) -> None:
                 break
     except Exception:
         logger.debug("attach stream ended", exc_info=True)
+
+
+def reap_expired_containers(
+    client: Any, now: float | None = None, label_filter: str = LABEL
+) -> int:
+    """Remove sandbox containers past their deadline: orphans of a worker that died mid-job.
+
+    A worker removes its containers in a `finally`; a worker killed outright cannot, and its
+    container would run on (a `sleep` forever). Each container carries its deadline (start +
+    wall limit + `REAP_GRACE_SECONDS`) as a label; every new `DockerSandbox` removes those past it.
+
+    Containers without a deadline label are left alone.
+
+    Args:
+        client: A `docker.DockerClient`.
+        now: The time to compare deadlines with (default: now).
+        label_filter: Which containers to consider (Docker label filter syntax).
+
+    Returns:
+        How many containers were removed.
+    """
+    import docker.errors
+
+    now = time.time() if now is None else now
+    removed = 0
+    for container in client.containers.list(all=True, filters={"label": label_filter}):
+        if LABEL not in container.labels:
+            continue
+        deadline = container.labels.get(DEADLINE_LABEL, "")
+        if not deadline.isdigit() or int(deadline) > now:
+            continue
+        try:
+            container.remove(force=True)
+            removed += 1
+            logger.warning("removed orphaned sandbox container %s", container.id[:12])
+        except docker.errors.NotFound:
+            continue
+    return removed

@@ -66,9 +66,15 @@ class PrivateTmpfs:
     falls back to bubblewrap's tmpfs.
     """
 
-    def __init__(self, size_bytes: int, *, prefix: str = "grader-scratch-") -> None:
+    def __init__(
+        self, size_bytes: int, *, prefix: str = "grader-scratch-", directory: Path | None = None
+    ) -> None:
         self.size_bytes = size_bytes
-        self.path = Path(tempfile.mkdtemp(prefix=prefix))
+        if directory is None:
+            self.path = Path(tempfile.mkdtemp(prefix=prefix))
+        else:
+            directory.mkdir(mode=0o700)
+            self.path = directory
         self.mounted = False
         if os.geteuid() != 0:
             return
@@ -87,6 +93,15 @@ class PrivateTmpfs:
             logger.info(
                 "private tmpfs unavailable (%s); using bwrap --tmpfs", result.stderr.strip()
             )
+
+    @classmethod
+    def adopt(cls, path: Path) -> PrivateTmpfs:
+        """An existing scratch directory (mounted or not), to close one a dead job left."""
+        tmpfs = cls.__new__(cls)
+        tmpfs.size_bytes = 0
+        tmpfs.path = path
+        tmpfs.mounted = os.path.ismount(path)
+        return tmpfs
 
     def close(self) -> None:
         """Unmount (lazily, should a process still hold it) and remove the directory."""
