@@ -194,3 +194,14 @@ def test_broken_json_is_refused(data: bytes, message: str) -> None:
 def test_unexpected_suffix_is_refused() -> None:
     with pytest.raises(InvalidModelConfig, match=r"has suffix '.h5'. Expected a '.json'"):
         load_model_config_bytes(b"", "model.h5")
+
+
+def test_analysis_to_dict_is_plain_json_with_consistent_totals() -> None:
+    analysis = analyze(load_model_config(FIXTURES / "cifar10_dilated_reference.json"))
+    data = json.loads(json.dumps(analysis.to_dict()))
+    assert data["total_params"] == EXPECTED["cifar10_dilated_reference"]["params_total"]
+    assert data["total_params"] == sum(layer["params"]["total"] for layer in data["layers"])
+    assert data["trainable_params"] + data["non_trainable_params"] == data["total_params"]
+    assert data["input_shapes"] == [EXPECTED["cifar10_dilated_reference"]["input_shape"]]
+    assert [layer["name"] for layer in data["layers"]] == [s.name for s in analysis.layers]
+    assert all(layer["calls"] == 1 for layer in data["layers"])
