@@ -33,6 +33,7 @@ __all__ = [
     "SandboxJob",
     "SandboxResult",
     "get_sandbox",
+    "reap_orphans",
 ]
 
 
@@ -56,4 +57,24 @@ def get_sandbox(name: str, **options: Any) -> Sandbox:
         from workers.sandbox.bwrap_backend import BwrapSandbox
 
         return BwrapSandbox(**options)
+    raise ValueError(f"Unknown sandbox backend {name!r}. Expected one of {', '.join(BACKENDS)}.")
+
+
+def reap_orphans(name: str) -> int:
+    """Remove what jobs of killed workers left behind on this host, for a maintenance task.
+
+    Docker: containers past their deadline label. bwrap: scratch mounts and empty cgroups of
+    dead jobs. (Every new backend instance does this too; this is for periodic sweeps.)
+
+    Returns:
+        How many containers, mounts and groups were removed.
+    """
+    if name == "docker":
+        from workers.sandbox.docker_backend import DockerSandbox, reap_expired_containers
+
+        return reap_expired_containers(DockerSandbox().client)
+    if name == "bwrap":
+        from workers.sandbox.bwrap_backend import reap_stale
+
+        return reap_stale()
     raise ValueError(f"Unknown sandbox backend {name!r}. Expected one of {', '.join(BACKENDS)}.")

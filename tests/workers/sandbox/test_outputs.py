@@ -82,3 +82,23 @@ def test_read_result_rejects_missing_or_malformed_results(tmp_path, content, mes
         (tmp_path / "result.json").write_text(content)
     with pytest.raises(OutputRejected, match=message):
         read_result(tmp_path)
+
+
+def test_refuses_too_many_files(tmp_path, monkeypatch):
+    from workers.sandbox import outputs
+
+    monkeypatch.setattr(outputs, "MAX_FILES", 5)
+    for n in range(6):
+        (tmp_path / f"f{n}").write_bytes(b"x")
+    with pytest.raises(OutputRejected, match="more than 5 files"):
+        collect_output(tmp_path, 1000)
+
+
+def test_refuses_deep_nesting(tmp_path):
+    from workers.sandbox.outputs import MAX_DEPTH
+
+    deep = tmp_path.joinpath(*[f"d{n}" for n in range(MAX_DEPTH + 2)])
+    deep.mkdir(parents=True)
+    (deep / "result.json").write_text("{}")
+    with pytest.raises(OutputRejected, match="deeper than"):
+        collect_output(tmp_path, 1000)
