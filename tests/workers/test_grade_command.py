@@ -185,3 +185,40 @@ def test_grade_batch_writes_one_csv_row_per_file(env_dirs, tmp_path, grading_set
         assert (row["status"], row["reason"]) == ("failed", "rules")
         assert int(row["params_total"]) == EXPECTED[name]["params_total"]
         assert row["epochs"] == "" and row["test_accuracy"] == ""
+
+
+@pytest.mark.tf
+@pytest.mark.bwrap
+@pytest.mark.django_db
+@pytest.mark.timeout(600)
+def test_an_evaluate_only_assignment_scores_the_uploaded_keras_like_keras_does(
+    env_dirs, grading_settings, capsys
+):
+    document = yaml.safe_load(preset_text("smoke"))
+    document["rules"] = [
+        r for r in document["rules"] if r["id"] not in {"max_epochs", "min_val_accuracy"}
+    ]
+    make_assignment(slug="evaluate-smoke", mode="evaluate", rules_yaml=yaml.safe_dump(document))
+    archive = FIXTURE_MODELS / "smoke_separable.keras"
+
+    call_command("grade", str(archive), "--assignment", "evaluate-smoke", "--format", "json")
+
+    report = json.loads(capsys.readouterr().out)
+    assert (report["status"], report["training"]) == ("passed", None)
+    evaluation = report["evaluation"]
+
+    # Independent truth: Keras itself, in this process, on the same test split.
+    import keras
+    import numpy as np
+
+    from grader.datasets import load_split, prepare_dataset
+
+    dataset = prepare_dataset("synthetic", grading_settings.GRADER_DATA_DIR)
+    x, y = load_split(dataset.test_dir, mmap=False)
+    model = keras.saving.load_model(archive, safe_mode=True, compile=False)
+    predicted = np.argmax(model.predict(x.astype("float32") / 255.0, verbose=0), axis=1)
+    confusion = np.zeros((dataset.num_classes, dataset.num_classes), dtype=int)
+    np.add.at(confusion, (y, predicted), 1)
+    assert evaluation["num_examples"] == len(y)
+    assert evaluation["accuracy"] == pytest.approx(float(np.mean(predicted == y)), abs=1e-9)
+    assert evaluation["confusion_matrix"] == confusion.tolist()

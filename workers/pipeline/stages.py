@@ -149,15 +149,15 @@ def _guarded(submission_id: int, worker: str, stage: str, body: Callable[[], Non
         body()
     except StageFailed as exc:
         logger.info("Submission %s failed at %s: %s", submission_id, stage, exc.reason)
-        grading.mark_failed(
+        if grading.mark_failed(
             submission_id=submission_id,
             worker=worker,
             reason=exc.reason,
             message=exc.message,
             stage=stage,
             log=exc.log,
-        )
-        remove_grading(submission_id)
+        ):
+            remove_grading(submission_id)
         return FAILED
     except InfrastructureError as exc:
         if exc.retry:
@@ -263,7 +263,7 @@ def execute_check(submission_id: int, *, worker: str) -> str:
             plan=plan,
             is_late=submission.is_late,
         )
-        grading.complete_check(
+        recorded = grading.complete_check(
             submission_id=submission_id,
             worker=worker,
             checks=output.checks,
@@ -273,7 +273,7 @@ def execute_check(submission_id: int, *, worker: str) -> str:
             stop=output.stop,
             message=output.message,
         )
-        if output.stop:
+        if recorded and output.stop:
             outcome["result"] = FAILED
 
     result = _guarded(submission_id, worker, "check", body)
