@@ -234,8 +234,8 @@ def classify_reason(
     """
     if disk_exceeded:
         return "output_limit", (
-            f"The job wrote more than {limits.writable_bytes:,} bytes to its output and work "
-            f"directories (Limits.writable_bytes) and was stopped."
+            f"The job wrote more than {limits.writable_bytes:,} bytes (Limits.writable_bytes) "
+            f"or 20,000 files to its output and work directories and was stopped."
         )
     if output_truncated:
         return "output_limit", (

@@ -123,20 +123,33 @@ class PrivateTmpfs:
         self.close()
 
 
+# Entries (files, directories, links) a job may leave in its writable mounts: each costs an
+# inode and a watchdog measurement, so millions of empty files are an attack of their own.
+MAX_WRITABLE_ENTRIES = 20_000
+
+
 def disk_usage(directories: Sequence[Path | str]) -> int:
     """Bytes of disk the files under `directories` occupy (allocated blocks, links not followed).
 
     Allocated blocks, not apparent sizes: a sparse file of a terabyte costs nothing.
     """
-    total = 0
+    return _measure(directories)[0]
+
+
+def _measure(directories: Sequence[Path | str], stop_after: int | None = None) -> tuple[int, int]:
+    """(bytes, entries) under `directories`; stops counting after `stop_after` entries."""
+    total = entries = 0
     for root in directories:
-        for directory, _, files in os.walk(root):
+        for directory, subdirs, files in os.walk(root):
+            entries += len(subdirs) + len(files)
+            if stop_after is not None and entries > stop_after:
+                return total, entries
             for name in files:
                 with contextlib.suppress(OSError):
                     info = os.lstat(os.path.join(directory, name))
                     if stat.S_ISREG(info.st_mode):
                         total += info.st_blocks * 512
-    return total
+    return total, entries
 
 
 class DiskWatch:
@@ -152,9 +165,11 @@ class DiskWatch:
         limit: int,
         on_exceeded: Callable[[], None],
         interval: float = 0.25,
+        max_entries: int = MAX_WRITABLE_ENTRIES,
     ) -> None:
         self.directories = list(directories)
         self.limit = limit
+        self.max_entries = max_entries
         self.on_exceeded = on_exceeded
         self.interval = interval
         self.exceeded = False
@@ -176,16 +191,20 @@ class DiskWatch:
         """Measure now; on the first excess, record it and fire `on_exceeded`."""
         if self.exceeded:
             return True
-        if disk_usage(self.directories) > self.limit:
+        if self._over():
             self.exceeded = True
             self.on_exceeded()
         return self.exceeded
+
+    def _over(self) -> bool:
+        size, entries = _measure(self.directories, stop_after=self.max_entries)
+        return size > self.limit or entries > self.max_entries
 
     def stop(self) -> bool:
         """Stop watching, measure a last time, and say whether the limit was passed."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5.0)
-        if self.directories and not self.exceeded and disk_usage(self.directories) > self.limit:
+        if self.directories and not self.exceeded and self._over():
             self.exceeded = True
         return self.exceeded

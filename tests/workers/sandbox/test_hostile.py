@@ -481,3 +481,22 @@ def test_filling_the_output_directory_is_stopped(sandbox, pyenv, run_script, job
     assert disk_usage([job_dirs.out]) < limits.writable_bytes + 96 * MiB
     within(result, limits.wall_seconds, sandbox)
     run_benign(sandbox, pyenv)
+
+
+def test_flood_of_empty_files_is_stopped(sandbox, pyenv, run_script, job_dirs):
+    """Millions of empty files cost no bytes but exhaust inodes: the entry count is capped."""
+    from workers.sandbox.hostdirs import MAX_WRITABLE_ENTRIES
+
+    limits = replace(ATTACK_LIMITS, wall_seconds=30.0)
+    result = run_script(
+        """
+        import os
+        for n in range(10_000_000):
+            os.close(os.open(f"/job/out/{n}", os.O_CREAT | os.O_WRONLY))
+        """,
+        limits=limits,
+    )
+    assert result.reason == "output_limit", describe(result)
+    assert "20,000 files" in result.detail
+    assert len(os.listdir(job_dirs.out)) < 10 * MAX_WRITABLE_ENTRIES
+    run_benign(sandbox, pyenv)
