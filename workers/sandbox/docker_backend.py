@@ -121,6 +121,8 @@ class DockerSandbox:
             try:
                 status = container.wait(timeout=job.limits.wall_seconds)
             except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+                if time.monotonic() - started < job.limits.wall_seconds - 1.0:
+                    raise  # the engine went away before the deadline: not the job's doing
                 timed_out = not capture.truncated and not watch.exceeded
                 kill()
                 status = container.wait(timeout=30)
