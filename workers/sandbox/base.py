@@ -62,7 +62,8 @@ class Limits:
         cpus: CPU cores the job may use at once (a CFS quota), e.g. 1.5.
         writable_bytes: Disk space the job may fill in its writable mounts (`/job/out`,
             `/job/work`) together; they live on the host's disk, so a watchdog measures them
-            while the job runs and kills it past this.
+            while the job runs and kills it past this (or past 20,000 files and directories,
+            `hostdirs.MAX_WRITABLE_ENTRIES`).
     """
 
     wall_seconds: float = 3600.0

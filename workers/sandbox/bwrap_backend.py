@@ -15,7 +15,10 @@ How each guarantee is made:
   SIGKILL afterwards as a second line.
 - Limits: cgroup memory (memory+swap), pids and CPU quota (see `cgroups.py`); RLIMIT_CPU,
   RLIMIT_FSIZE and RLIMIT_CORE=0 through `prlimit`. Without a writable cgroup hierarchy,
-  RLIMIT_AS replaces the memory limit and RLIMIT_NPROC the pids limit.
+  RLIMIT_AS replaces the memory limit and RLIMIT_NPROC the pids limit (RLIMIT_AS counts
+  address space, not memory: CUDA reserves far more than it uses, so GPU hosts need cgroups).
+- System calls: a seccomp filter (`seccomp.py`) refuses namespaces, mounts, keyrings, BPF,
+  io_uring, ptrace and foreign ABIs, as Docker's default profile does for containers.
 
 Out-of-memory verdicts: with a cgroup, the kernel's `oom_kill` counter (exact). With rlimits only,
 a job is called out of memory when it exits non-zero and its stderr ends in a `MemoryError` or
