@@ -317,7 +317,8 @@ def complete_check(
                 "rules_yaml": assignment.rules_yaml,
                 "checks": checks,
                 "rules": list(rules),
-                "passed": False if stop else None,
+                # A failed static rule already decides the verdict, even when grading goes on.
+                "passed": False if any(r.get("passed") is False for r in rules) else None,
                 "params_total": params.get("total"),
                 "params_trainable": params.get("trainable"),
                 "score": score if stop else None,

@@ -259,3 +259,30 @@ def test_run_worker_refuses_an_unknown_queue():
 
     with pytest.raises(CommandError, match=r"Queues gpus are not served\. Expected some of"):
         worker_command(queues="gpus", gpu=None, concurrency=1, beat=True, loglevel="INFO")
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_without_stop_on_static_failure_a_failed_rule_still_trains_but_cannot_pass(
+    redis_broker, student, grading_settings
+):
+    assignment = make_assignment(
+        slug="separable",
+        dataset="cifar10",
+        rules_yaml=preset_text("cifar10-separable"),
+        max_epochs=50,
+        stop_on_static_failure=False,
+    )
+    submission = make_submission(
+        assignment, student, source=FIXTURE_MODELS / "breaks_dropout_025.json"
+    )
+
+    tasks.build_submission.apply(args=[submission.pk])
+    assert tasks.check_submission.apply(args=[submission.pk]).get() == "done"
+
+    submission.refresh_from_db()
+    assert (submission.status, submission.worker, submission.reason) == (Status.CHECKING, "", "")
+    assert submission.result.passed is False
+    assert [name for name, _, _ in queued_tasks(redis_broker, "gpu")] == [
+        "workers.train_submission"
+    ]

@@ -1,0 +1,84 @@
+"""Finalize: training-decided rules, the score, and the late policy.
+
+The expected verdicts come from the preset's own limits (read from its YAML), and the score from
+counting points by hand, not from numbers the code printed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from grader.presets import load_preset
+from tests.workers.conftest import FIXTURE_MODELS
+from workers.pipeline.finalize import compute_verdict, late_adjusted_score
+from workers.pipeline.plan import GradingPlan
+
+SMOKE = GradingPlan.from_preset("smoke")
+CONFIG = json.loads((FIXTURE_MODELS / "smoke_separable.json").read_text())
+RULES = {rule.id: rule for rule in load_preset("smoke").rules}
+TARGET = RULES["min_val_accuracy"].params["limit"]
+WITHIN = RULES["min_val_accuracy"].params["within_epochs"]
+
+
+def epochs(*val_accuracies: float) -> list[dict]:
+    return [{"epoch": i, "val_accuracy": v} for i, v in enumerate(val_accuracies, start=1)]
+
+
+def verdict_of(history: list[dict], plan: GradingPlan = SMOKE, *, is_late: bool = False):
+    return compute_verdict(
+        plan=plan,
+        model_config=CONFIG,
+        epochs=history,
+        test_accuracy=0.9,
+        is_late=is_late,
+        training_config={"epochs": len(history)},
+    )
+
+
+def by_id(verdict) -> dict[str, dict]:
+    return {rule["id"]: rule for rule in verdict.rules}
+
+
+def test_reaching_the_validation_target_passes_with_full_marks():
+    verdict = verdict_of(epochs(TARGET - 0.2, TARGET + 0.05))
+
+    assert by_id(verdict)["min_val_accuracy"]["passed"] is True
+    assert by_id(verdict)["min_val_accuracy"]["measured"] == pytest.approx(TARGET + 0.05)
+    assert verdict.passed is True
+    assert verdict.score == 100.0
+
+
+def test_missing_the_validation_target_fails_and_loses_its_points():
+    verdict = verdict_of(epochs(TARGET - 0.3, TARGET - 0.1))
+
+    rules = by_id(verdict)
+    assert rules["min_val_accuracy"]["passed"] is False
+    assert verdict.passed is False
+    points = {rule.id: rule.points for rule in load_preset("smoke").rules}
+    expected = (sum(points.values()) - points["min_val_accuracy"]) / sum(points.values()) * 100
+    assert verdict.score == pytest.approx(expected)
+
+
+def test_only_epochs_within_the_limit_count_for_the_target():
+    history = epochs(*([TARGET - 0.3] * WITHIN), TARGET + 0.2)
+
+    rules = by_id(verdict_of(history))
+
+    assert rules["min_val_accuracy"]["passed"] is False
+    assert rules["max_epochs"]["passed"] is False  # and training ran one epoch too many
+
+
+@pytest.mark.parametrize(
+    ("policy", "penalty", "late", "factor"),
+    [("penalty", 0.25, True, 0.75), ("penalty", 0.25, False, 1.0), ("accept", 0.25, True, 1.0)],
+)
+def test_the_late_policy_scales_the_score(policy, penalty, late, factor):
+    plan = dataclasses.replace(SMOKE, late_policy=policy, late_penalty=penalty)
+
+    verdict = verdict_of(epochs(TARGET + 0.1), plan, is_late=late)
+
+    assert verdict.score == pytest.approx(100.0 * factor)
+    assert late_adjusted_score(None, plan=plan, is_late=late) is None
