@@ -34,6 +34,7 @@ from django.utils import timezone
 
 from assignments.dispatch import enqueue_submission
 from assignments.models import Assignment, AuditEntry, EpochMetric, Result, Submission
+from grader.errors import GraderError
 
 logger = logging.getLogger(__name__)
 
@@ -71,12 +72,16 @@ STAGE_TASK = {
 }
 
 
-class GradingError(Exception):
+class GradingError(GraderError):
     """A grading write that the submission's current state does not allow."""
+
+    kind = "grading"
 
 
 class InvalidTransition(GradingError):
     """The submission is not in a state this operation applies to (e.g. cancelling a graded one)."""
+
+    kind = "invalid_transition"
 
 
 # --- Configuration ------------------------------------------------------------------------------

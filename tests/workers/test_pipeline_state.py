@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from assignments.models import AuditEntry, EpochMetric, Result, Submission
 from assignments.services import grading
+from grader.errors import GraderError
 from tests.conftest import service_missing
 from tests.workers.conftest import (
     SMOKE_MODULE,
@@ -274,8 +275,11 @@ def test_cancelling_an_ended_submission_is_refused(student, instructor, grading_
     submission = make_submission(
         make_assignment(), student, source=SMOKE_MODULE, status=Status.FINISHED
     )
-    with pytest.raises(grading.InvalidTransition, match=r"is finished\. Expected a queued"):
+    with pytest.raises(GraderError, match=r"is finished\. Expected a queued") as refused:
         grading.cancel_submission(submission_id=submission.pk, actor=instructor)
+    # A domain error the site maps like every other one.
+    assert isinstance(refused.value, grading.InvalidTransition)
+    assert refused.value.to_dict()["kind"] == "invalid_transition"
     assert not AuditEntry.objects.exists()
 
 
