@@ -33,10 +33,11 @@ import numpy as np
 import tensorflow as tf
 
 from grader.datasets.synthetic import make_synthetic
+from grader.training.accelerator import configure_accelerator, with_dtype_policy
 from grader.training.config import validate_training_config
+from grader.training.optimization import compile_model
 from grader.training.pipeline import make_train_dataset
 from grader.training.safe_model import build_model
-from grader.training.trainer import compile_model, configure_accelerator, with_dtype_policy
 
 MODELS = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "models"
 

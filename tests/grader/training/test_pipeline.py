@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from grader.training.accelerator import with_dtype_policy
 from grader.training.config import learning_rate_at, validate_training_config
-from grader.training.trainer import split_indices, with_dtype_policy
+from grader.training.trainer import split_indices
 
 pytestmark = pytest.mark.tf
 
@@ -138,7 +139,7 @@ def test_cutout_zeroes_one_square_per_image() -> None:
     ],
 )
 def test_keras_schedules_match_the_reference_arithmetic(schedule: Any) -> None:
-    from grader.training.trainer import make_schedule
+    from grader.training.optimization import make_schedule
 
     config = validate_training_config(
         {"learning_rate": 0.1, "epochs": 6, "schedule": schedule}, {"max_epochs": 6}

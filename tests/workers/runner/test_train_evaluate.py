@@ -194,8 +194,8 @@ def test_resumes_after_sigkill_from_the_last_checkpoint(
 def test_a_checkpoint_of_another_job_is_not_resumed(
     tmp_path: Path, synthetic: PreparedDataset, model_json: str
 ) -> None:
+    from grader.training.checkpoints import fingerprint
     from grader.training.config import validate_training_config
-    from grader.training.trainer import fingerprint
 
     config = validate_training_config(TRAINING_CONFIG, {"max_epochs": 10})
     ours = fingerprint(json.loads(model_json), config, 0, 0.1, 2048)

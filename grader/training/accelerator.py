@@ -1,0 +1,85 @@
+"""What the hardware allows: memory growth, mixed precision and XLA on a GPU; float32 on a CPU."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Accelerator:
+    """What the trainer found and enabled.
+
+    Attributes:
+        gpu: a GPU is visible to TensorFlow.
+        mixed_precision: the Keras dtype policy for hidden layers (None: float32 throughout).
+        jit_compile: XLA compilation of the train step.
+    """
+
+    gpu: bool
+    mixed_precision: str | None
+    jit_compile: bool
+
+
+def configure_accelerator(*, allow_mixed_precision: bool = True) -> Accelerator:
+    """Enable memory growth, mixed precision and XLA when a GPU is present; CPU stays float32.
+
+    bfloat16 on GPUs of compute capability 8.0 and newer (no loss scaling needed), float16 with
+    loss scaling on older ones.
+    """
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return Accelerator(gpu=False, mixed_precision=None, jit_compile=False)
+    for gpu in gpus:
+        # RuntimeError: already initialised in this process; keep its setting.
+        with contextlib.suppress(RuntimeError):
+            tf.config.experimental.set_memory_growth(gpu, True)
+    policy = None
+    if allow_mixed_precision:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        capability = details.get("compute_capability") or (0, 0)
+        policy = "mixed_bfloat16" if tuple(capability) >= (8, 0) else "mixed_float16"
+    return Accelerator(gpu=True, mixed_precision=policy, jit_compile=True)
+
+
+def with_dtype_policy(model_config: Mapping[str, Any], policy: str) -> dict[str, Any]:
+    """A copy of the config whose layers compute in `policy`, outputs kept in float32.
+
+    Keras 3 configs pin every layer's dtype policy, so the global policy alone would not apply.
+    Outputs stay float32 so that softmax and the loss are computed at full precision.
+    """
+    config = copy.deepcopy(dict(model_config))
+    body = config.get("config") or {}
+    layers = body.get("layers") or []
+    if config.get("class_name") == "Sequential":
+        outputs = {layers[-1]["config"]["name"]} if layers else set()
+    else:
+        declared = body.get("output_layers") or []
+        # One output is written flat (`["dense", 0, 0]`), several as a list of such triples.
+        if declared and isinstance(declared[0], str):
+            declared = [declared]
+        outputs = {entry[0] for entry in declared}
+
+    def visit(entries: list[dict[str, Any]], top: bool) -> None:
+        for entry in entries:
+            layer_config = entry.get("config") or {}
+            if entry.get("class_name") == "InputLayer":
+                continue
+            if entry.get("class_name") in ("Sequential", "Functional"):
+                visit(layer_config.get("layers") or [], top=False)
+                continue
+            keep_float32 = top and layer_config.get("name") in outputs
+            layer_config["dtype"] = {
+                "module": "keras",
+                "class_name": "DTypePolicy",
+                "config": {"name": "float32" if keep_float32 else policy},
+                "registered_name": None,
+            }
+
+    visit(layers, top=True)
+    return config
