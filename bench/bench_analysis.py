@@ -74,6 +74,11 @@ def timings(fn: Callable[[], object], repeats: int) -> tuple[float, float, float
 
 def main() -> int:
     failures = 0
+    load = os.getloadavg()[0]
+    cores = os.cpu_count() or 1
+    print(f"load average {load:.1f} on {cores} cores", end="")
+    # On a shared machine wall time includes waiting for a core; the CPU column does not.
+    print(": wall times include waiting for a core" if load > cores else "")
     print(
         f"{'model':<12} {'layers':>6} {'analyze ms':>11} {'(min':>6} {'cpu)':>6} "
         f"{'parse ms':>9} {'keras ms':>9} {'ratio':>6}  verdict"
