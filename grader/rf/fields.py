@@ -150,7 +150,9 @@ def _apply_window(
     return tuple(out)
 
 
-def _union(node: Node, fields: list[tuple[AxisField, ...]]) -> tuple[AxisField, ...]:
+def _union(
+    node: Node, fields: list[tuple[AxisField, ...]], names: list[str]
+) -> tuple[AxisField, ...]:
     """Per axis, the smallest interval containing every input's interval for the same unit."""
     ranks = {len(f) for f in fields}
     if len(ranks) != 1:
@@ -161,8 +163,9 @@ def _union(node: Node, fields: list[tuple[AxisField, ...]]) -> tuple[AxisField, 
     for axis, column in enumerate(zip(*fields, strict=True)):
         jumps = [f.j for f in column]
         if len(set(jumps)) != 1:
+            listed = ", ".join(f"{j} from `{name}`" for j, name in zip(jumps, names, strict=True))
             raise ReceptiveFieldError(
-                f"{describe(node)} merges inputs whose jumps differ along axis {axis}: {jumps}. "
+                f"{describe(node)} merges inputs whose jumps differ along axis {axis}: {listed}. "
                 "Expected every input to have the same stride product; the receptive field "
                 "would otherwise change from one output position to the next."
             )
@@ -234,7 +237,11 @@ def _checked(node: Node, field: tuple[AxisField, ...]) -> tuple[AxisField, ...]:
 
 
 def _node_state(
-    node: Node, inputs: list[State], windows: dict[int, Window], steps: dict[int, list[Step]]
+    node: Node,
+    inputs: list[State],
+    producers: list[str],
+    windows: dict[int, Window],
+    steps: dict[int, list[Step]],
 ) -> State:
     input_ids = sorted({i for state in inputs for i in state})
     state: State = {}
@@ -260,8 +267,11 @@ def _node_state(
             )
             out = FLATTENED_FIELD if flattened_ok else GLOBAL_FIELD
         else:
-            spatial = [f for f in fields if not isinstance(f, str)]
-            out = _spatial_output(node, effect, spatial)
+            named = [
+                (n, s[input_id]) for n, s in zip(producers, inputs, strict=True) if input_id in s
+            ]
+            spatial = [(n, f) for n, f in named if isinstance(f, tuple)]
+            out = _spatial_output(node, effect, [f for _, f in spatial], [n for n, _ in spatial])
         state[input_id] = out
         steps.setdefault(node.id, []).append(
             Step(node, input_id, effect if isinstance(effect, Window) else None, tuple(fields), out)
@@ -269,7 +279,9 @@ def _node_state(
     return state
 
 
-def _spatial_output(node: Node, effect: object, fields: list[tuple[AxisField, ...]]) -> Field:
+def _spatial_output(
+    node: Node, effect: object, fields: list[tuple[AxisField, ...]], names: list[str]
+) -> Field:
     if effect is GLOBAL:
         return GLOBAL_FIELD
     if effect is FLATTEN:
@@ -280,7 +292,7 @@ def _spatial_output(node: Node, effect: object, fields: list[tuple[AxisField, ..
                 f"{describe(node)} concatenates along axis {node.layer.config.get('axis')}. "
                 "Expected the channel axis (-1): concatenating positions is not supported."
             )
-        return _checked(node, _union(node, fields))
+        return _checked(node, _union(node, fields, names))
     if len(fields) != 1:
         raise ReceptiveFieldError(f"{describe(node)} takes several spatial inputs; expected one.")
     (field,) = fields
@@ -332,11 +344,11 @@ def propagate(graph: ModelGraph) -> tuple[Propagation, dict[int, list[Step]]]:
         if failed:
             states[node.id] = failed[0]
             continue
-        inputs = [states[i] for i in node.inputs]
+        # No input failed (checked above), so each has a state, in call order like `producers`.
+        inputs = [state for i in node.inputs if isinstance(state := states[i], dict)]
+        producers = [graph.nodes[i].layer.name for i in node.inputs]
         try:
-            states[node.id] = _node_state(
-                node, [s for s in inputs if isinstance(s, dict)], windows, steps
-            )
+            states[node.id] = _node_state(node, inputs, producers, windows, steps)
         except ReceptiveFieldError as error:
             states[node.id] = error
             steps.pop(node.id, None)
