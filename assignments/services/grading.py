@@ -19,6 +19,7 @@ second verdict: a submission is graded exactly once per (re)grade.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ Reason = Submission.Reason
 
 #: The captured sandbox output kept per submission; the head of older output is dropped.
 LOG_LIMIT_CHARS = 1_000_000
+#: The largest epoch number accepted from a progress report.
+MAX_EPOCH = 100_000
 
 #: When each stage began, per status.
 STAGE_TIMESTAMP = {
@@ -230,6 +233,20 @@ def _owned(submission_id: int, worker: str, status: str | None = None) -> Submis
     return queryset.select_related("assignment").first()
 
 
+def finite_or_none(value: Any) -> float | None:
+    """`value` as a float, or None when missing or not finite.
+
+    A diverged training reports NaN losses; stored as NULL they stay valid JSON for the API.
+
+    Raises:
+        ValueError / TypeError: `value` is not a number at all.
+    """
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
 def record_epoch(
     *, submission_id: int, worker: str, epoch: int, metrics: Mapping[str, float | None]
 ) -> bool:
@@ -241,8 +258,10 @@ def record_epoch(
     Returns:
         False if the worker no longer owns the training (nothing written).
     """
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= MAX_EPOCH:
+        raise ValueError(f"Epoch {epoch!r} is not an epoch number. Expected 0 to {MAX_EPOCH:,}.")
     fields = {
-        key: (float(metrics[key]) if metrics.get(key) is not None else None)
+        key: finite_or_none(metrics.get(key))
         for key in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds")
     }
     with transaction.atomic():
@@ -250,7 +269,7 @@ def record_epoch(
         if submission is None:
             return False
         EpochMetric.objects.update_or_create(
-            submission_id=submission_id, epoch=int(epoch), defaults=fields
+            submission_id=submission_id, epoch=epoch, defaults=fields
         )
         Submission.objects.filter(pk=submission_id).update(heartbeat_at=timezone.now())
     return True
@@ -374,8 +393,8 @@ def complete_evaluation(
         if submission is None:
             return False
         Result.objects.filter(submission=submission).update(
-            accuracy=accuracy,
-            loss=loss,
+            accuracy=finite_or_none(accuracy),
+            loss=finite_or_none(loss),
             per_class_accuracy=list(per_class_accuracy) if per_class_accuracy is not None else None,
             confusion_matrix=[list(row) for row in confusion_matrix]
             if confusion_matrix is not None

@@ -8,6 +8,7 @@ Sent tasks are read back from the real Redis queue.
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -144,6 +145,49 @@ def test_a_repeated_epoch_report_updates_the_one_row(submission):
     assert not grading.record_epoch(
         submission_id=submission.pk, worker="gpu1@h#2", epoch=2, metrics={"loss": 1.0}
     )
+
+
+def test_a_diverged_epoch_is_stored_without_nan(submission):
+    _to_training(submission)
+    assert grading.record_epoch(
+        submission_id=submission.pk,
+        worker="gpu0@h#1",
+        epoch=1,
+        metrics={"loss": float("nan"), "val_loss": float("inf"), "accuracy": 0.25},
+    )
+    row = EpochMetric.objects.get(submission=submission)
+    assert (row.loss, row.val_loss, row.accuracy) == (None, None, 0.25)
+
+
+@pytest.mark.parametrize("epoch", [-1, 10**9, "3", True, 2.5])
+def test_a_forged_epoch_number_is_refused(submission, epoch):
+    _to_training(submission)
+    with pytest.raises(ValueError, match="is not an epoch number"):
+        grading.record_epoch(
+            submission_id=submission.pk, worker="gpu0@h#1", epoch=epoch, metrics={}
+        )
+    assert not EpochMetric.objects.filter(submission=submission).exists()
+
+
+def test_the_heartbeat_thread_keeps_the_stage_alive_until_ownership_is_lost(submission, instructor):
+    from workers.pipeline.stages import Heartbeat
+
+    _to_training(submission)
+    stale = timezone.now() - timedelta(hours=1)
+    Submission.objects.filter(pk=submission.pk).update(heartbeat_at=stale)
+
+    with Heartbeat(submission_id=submission.pk, worker="gpu0@h#1", interval=0.1) as beat:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            submission.refresh_from_db()
+            if submission.heartbeat_at > stale:
+                break
+            time.sleep(0.05)
+        assert submission.heartbeat_at > stale
+        grading.cancel_submission(submission_id=submission.pk, actor=instructor)
+        while time.monotonic() < deadline and not beat.lost:
+            time.sleep(0.05)
+        assert beat.lost
 
 
 def test_a_train_task_carries_time_limits_that_nest_around_the_sandbox(

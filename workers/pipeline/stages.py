@@ -325,14 +325,10 @@ def execute_train(submission_id: int, *, worker: str, sandbox: Any = None) -> st
                 gpu_device=worker_gpu_device(),
             )
         # The result's epochs are authoritative (a line may have been missed while streaming).
+        on_epoch = _record_epoch_callback(submission_id, worker)
         for record in output.epochs:
             if isinstance(record.get("epoch"), int):
-                grading.record_epoch(
-                    submission_id=submission_id,
-                    worker=worker,
-                    epoch=record["epoch"],
-                    metrics=record,
-                )
+                on_epoch(record)
         log = output.log
         if output.resumed_from_epoch:
             log += f"\nTraining resumed from the checkpoint of epoch {output.resumed_from_epoch}.\n"
