@@ -60,26 +60,34 @@ def metrics_from_scores(scores: np.ndarray, labels: np.ndarray, num_classes: int
             f"Model predicted scores of shape {scores.shape}. Expected ({labels.shape[0]}, "
             f"{num_classes}): one score per class for each test image."
         )
+    # A diverged model predicts NaN or infinity: such an image counts as misclassified, at the
+    # largest loss the clipping allows, and stays out of the confusion matrix (it has no
+    # predicted class). Everything else stays finite, so results are always valid JSON.
+    valid = np.all(np.isfinite(scores), axis=1)
+    finite_scores = np.where(valid[:, None], scores, 0.0)
     is_distribution = (
-        np.all(scores >= 0.0)
-        and np.all(scores <= 1.0)
-        and np.allclose(scores.sum(axis=1), 1.0, atol=1e-3)
+        np.all(finite_scores >= 0.0)
+        and np.all(finite_scores <= 1.0)
+        and np.allclose(finite_scores[valid].sum(axis=1), 1.0, atol=1e-3)
     )
     if is_distribution:
-        probabilities = scores
+        probabilities = finite_scores
     else:
-        shifted = scores - scores.max(axis=1, keepdims=True)
+        shifted = finite_scores - finite_scores.max(axis=1, keepdims=True)
         probabilities = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
-    predicted = scores.argmax(axis=1)
+    predicted = finite_scores.argmax(axis=1)
+    correct = valid & (predicted == labels)
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(confusion, (labels, predicted), 1)
+    np.add.at(confusion, (labels[valid], predicted[valid]), 1)
+    totals = np.bincount(labels, minlength=num_classes)
+    hits = np.bincount(labels[correct], minlength=num_classes)
     per_class: list[float | None] = [
-        float(confusion[c, c] / confusion[c].sum()) if confusion[c].sum() else None
-        for c in range(num_classes)
+        float(hits[c] / totals[c]) if totals[c] else None for c in range(num_classes)
     ]
     chosen = np.clip(probabilities[np.arange(labels.shape[0]), labels], _PROBABILITY_FLOOR, 1.0)
+    chosen = np.where(valid, chosen, _PROBABILITY_FLOOR)
     return Evaluation(
-        accuracy=float(np.mean(predicted == labels)) if labels.size else 0.0,
+        accuracy=float(np.mean(correct)) if labels.size else 0.0,
         loss=float(-np.mean(np.log(chosen))) if labels.size else 0.0,
         per_class_accuracy=per_class,
         confusion_matrix=confusion.tolist(),

@@ -181,7 +181,9 @@ def train(
             initial_epoch=initial_epoch,
             steps_per_epoch=steps,
             validation_data=validation,
-            callbacks=[reporter],
+            # A NaN loss ends training at once: the rest of the epochs would burn GPU time
+            # for the same verdict.
+            callbacks=[keras.callbacks.TerminateOnNaN(), reporter],
             shuffle=False,  # the pipeline shuffles, statelessly
             verbose=0,
         )

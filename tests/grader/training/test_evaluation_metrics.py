@@ -48,3 +48,15 @@ def test_a_class_absent_from_the_test_split_has_no_accuracy() -> None:
 def test_wrong_score_shape_is_named() -> None:
     with pytest.raises(InvalidModelConfig, match=r"scores of shape \(2, 4\)\. Expected \(2, 3\)"):
         metrics_from_scores(np.zeros((2, 4)), np.array([0, 1]), 3)
+
+
+def test_non_finite_predictions_count_as_errors_and_keep_results_finite() -> None:
+    scores = np.array([[0.9, 0.1], [np.nan, np.nan], [0.2, 0.8], [np.inf, 0.0]])
+    labels = np.array([0, 0, 1, 1])
+    result = metrics_from_scores(scores, labels, 2)
+    assert result.accuracy == 0.5
+    assert result.per_class_accuracy == [0.5, 0.5]
+    assert result.confusion_matrix == [[1, 0], [0, 1]]
+    expected_loss = -np.mean(np.log([0.9, 1e-7, 0.8, 1e-7]))
+    assert result.loss == pytest.approx(expected_loss)
+    assert np.isfinite(result.loss)
