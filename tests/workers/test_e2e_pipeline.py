@@ -167,13 +167,20 @@ def workers(
         pool.stop_all()
 
 
-def wait_for(condition: Callable[[], Any], *, timeout: float, workers: Workers, what: str) -> Any:
+def wait_for(
+    condition: Callable[[], Any],
+    *,
+    timeout: float,
+    workers: Workers,
+    what: str,
+    interval: float = 0.5,
+) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
-        time.sleep(0.5)
+        time.sleep(interval)
     pytest.fail(f"Timed out after {timeout:.0f} s waiting for {what}.\n{workers.logs()}")
 
 
@@ -246,7 +253,9 @@ def test_a_worker_killed_mid_training_is_resumed_from_its_checkpoint_once(worker
         return EpochMetric.objects.filter(submission=submission).count()
 
     # Epoch 2's progress line comes after epoch 1's checkpoint was written.
-    wait_for(lambda: epochs_recorded() >= 2, timeout=300, workers=workers, what="epoch 2")
+    wait_for(
+        lambda: epochs_recorded() >= 2, timeout=300, workers=workers, what="epoch 2", interval=0.1
+    )
     workers.kill(first)
     submission.refresh_from_db()
     killed_at_epochs = epochs_recorded()
