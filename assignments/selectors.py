@@ -177,8 +177,9 @@ def names_hidden(assignment: Assignment, now: dt.datetime | None = None) -> bool
 def chosen_submissions(assignment: Assignment) -> QuerySet[Submission]:
     """Per student, the passing submission that stands for them (best or latest, by policy).
 
-    A window function numbers each student's passing submissions in preference order; the
-    first of each is kept. One query, whatever the number of submissions.
+    A window function numbers each student's passing submissions in preference order over
+    narrow rows (ids and sort keys only); the full rows of the first of each are then read by
+    id. One query, whatever the number of submissions.
     """
     if assignment.leaderboard_policy == Assignment.LeaderboardPolicy.LATEST:
         preference = [F("created_at").desc(), F("id").desc()]
@@ -189,9 +190,8 @@ def chosen_submissions(assignment: Assignment) -> QuerySet[Submission]:
             F("created_at").asc(),
             F("id").asc(),
         ]
-    return (
-        _list_queryset()
-        .filter(
+    ranked = (
+        Submission.objects.filter(
             assignment=assignment,
             status=Submission.Status.FINISHED,
             result__passed=True,
@@ -201,7 +201,21 @@ def chosen_submissions(assignment: Assignment) -> QuerySet[Submission]:
             preference=Window(RowNumber(), partition_by=[F("student_id")], order_by=preference)
         )
         .filter(preference=1)
+        .values("id")
     )
+    return _list_queryset().filter(pk__in=Subquery(ranked))
+
+
+# What a leaderboard row shows; loading only these keeps a 300-row page cheap to build.
+LEADERBOARD_FIELDS = (
+    "id",
+    "student_id",
+    "assignment_id",
+    "created_at",
+    "result__id",
+    "result__accuracy",
+    "result__params_total",
+)
 
 
 def leaderboard(
@@ -215,6 +229,9 @@ def leaderboard(
     enrollment = Enrollment.objects.filter(course_id=assignment.course_id, user=OuterRef("student"))
     rows = (
         chosen_submissions(assignment)
+        .select_related(None)
+        .select_related("result")
+        .only(*LEADERBOARD_FIELDS)
         .annotate(
             display_name=Subquery(enrollment.values("display_name")[:1]),
             pseudonym=Subquery(enrollment.values("pseudonym")[:1]),
