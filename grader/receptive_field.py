@@ -35,7 +35,7 @@ from grader.rf.fields import (
     identity_field,
     propagate,
 )
-from grader.rf.hints import HINT_KINDS, rf_if_appended
+from grader.rf.hints import HINT_KINDS, dilation_target, rf_if_appended
 from grader.rf.report import ReceptiveFieldReport, Row, format_table, growth
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "Row",
     "compute_receptive_field",
     "default_end_point",
+    "dilation_target",
     "format_table",
     "growth",
     "rf_if_appended",

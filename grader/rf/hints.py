@@ -20,7 +20,7 @@ recomputations.
 from __future__ import annotations
 
 from grader.errors import ReceptiveFieldError
-from grader.rf.report import ReceptiveFieldReport
+from grader.rf.report import ReceptiveFieldReport, Row
 
 HINT_KINDS = ("conv3x3", "pool2x2", "dilate_last")
 _CONVOLUTIONS = {
@@ -55,6 +55,21 @@ def rf_if_appended(report: ReceptiveFieldReport, kind: str) -> list[int]:
         return [r + 2 * j for r, j in zip(size, jump, strict=True)]
     if kind == "pool2x2":
         return [r + 5 * j for r, j in zip(size, jump, strict=True)]
+    target = dilation_target(report)
+    if target is None:
+        raise ReceptiveFieldError(
+            f"No 3x3 convolution with stride 1 and dilation 1 lies on every path to "
+            f"`{report.end_point}`. Expected one to dilate."
+        )
+    return [r + 2 * j for r, j in zip(size, target.j_in, strict=True)]
+
+
+def dilation_target(report: ReceptiveFieldReport) -> Row | None:
+    """The row of the convolution that ``"dilate_last"`` dilates, or ``None``.
+
+    It is the last 3x3 convolution with stride 1 and dilation 1 that every path from the input
+    to the end-point goes through.
+    """
     for row in reversed(report.rows):
         if (
             row.type in _CONVOLUTIONS
@@ -63,8 +78,5 @@ def rf_if_appended(report: ReceptiveFieldReport, kind: str) -> list[int]:
             and all(d == 1 for d in row.d)
             and all(s == 1 for s in row.s)
         ):
-            return [r + 2 * j for r, j in zip(size, row.j_in, strict=True)]
-    raise ReceptiveFieldError(
-        f"No 3x3 convolution with stride 1 and dilation 1 lies on every path to "
-        f"`{report.end_point}`. Expected one to dilate."
-    )
+            return row
+    return None

@@ -20,6 +20,7 @@ from grader.loading import load_model_config
 from grader.receptive_field import (
     compute_receptive_field,
     default_end_point,
+    dilation_target,
     format_table,
     growth,
     rf_if_appended,
@@ -557,6 +558,7 @@ def test_hint_formulas_match_recomputation(build):
     )
     target = next(r.layer for r in reversed(report.rows) if r.k == (3, 3) and r.d == (1, 1)
                   and r.s == (1, 1))  # fmt: skip
+    assert dilation_target(report).layer == target
     assert rf_if_appended(report, "dilate_last") == list(
         compute_receptive_field(_redilated(build, target), end_point=report.end_point).size
     )
