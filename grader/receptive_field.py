@@ -10,7 +10,13 @@ k_eff - n, 0)``, ``pad_left = pad_total // 2``, so ``start`` is exact too.
 Graphs with branches take, at every merge, the union of the intervals of all paths (smallest
 start, largest end), including the offsets that different paddings create; a merge of paths with
 different jumps is refused (`ReceptiveFieldError`), as are layers with fractional jumps
-(``UpSampling``, transposed convolutions) and reshapes of spatial axes.
+(``UpSampling``, transposed convolutions, resizing) and reshapes of spatial axes. Anything after
+a layer that mixes every position (global pooling, a Dense head after ``Flatten``, a
+squeeze-and-excitation gate) is *global*: it sees the whole input.
+
+With an unknown input size, sizes and jumps stay exact; ``start`` becomes ``None`` once a
+``same`` padding with a stride above 1 depends on the size (merges of paths that share that
+unknown offset stay exact, others are refused).
 
 ``to_dict()`` gives::
 
@@ -19,7 +25,9 @@ different jumps is refused (`ReceptiveFieldError`), as are layers with fractiona
 
 with one row per node on the paths from the image input to the end-point (topological order):
 ``{"layer", "type", "k", "d", "s", "p", "n_in", "n_out", "j_in", "j_out", "r_in", "r_out",
-"start_in", "start_out"}``, every per-axis value a list.
+"start_in", "start_out", "inputs", "on_every_path"}``, every per-axis value a list (also for
+square fields: ``[3, 3]``, never ``3``), ``p`` the padding before the first position (negative
+for cropping).
 """
 
 from __future__ import annotations
@@ -133,7 +141,7 @@ def _relevant(graph: ModelGraph, source: int, target: int) -> tuple[list[int], d
     return on_path, {i: forward[i] * backward[i] for i in on_path}
 
 
-def _row(graph: ModelGraph, step: Step, input_id: int, on_every_path: bool) -> Row:
+def _row(graph: ModelGraph, step: Step, on_every_path: bool) -> Row:
     node = step.node
     out = step.output
     assert isinstance(out, tuple)
@@ -226,7 +234,7 @@ def compute_receptive_field(
     for i in on_path:
         for step in steps.get(i, []):
             if step.input_id == input_id and isinstance(step.output, tuple):
-                rows.append(_row(graph, step, input_id, through[i] == total_paths))
+                rows.append(_row(graph, step, through[i] == total_paths))
     if isinstance(field, tuple):
         return ReceptiveFieldReport(
             end_point=node.layer.name,
