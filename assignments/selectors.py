@@ -260,21 +260,13 @@ def leaderboard(
 
 
 def effective_score(submission: Submission) -> float | None:
-    """The score that counts: the override if any, else the computed score.
+    """The score that counts: the instructor's override if any, else the computed score.
 
-    A late penalty applies to the computed score only (an override is the instructor's word).
+    The computed score already includes the late penalty (the pipeline's finalize step applies
+    it), so it is not applied again here.
     """
     result = getattr(submission, "result", None)
-    if result is None:
-        return None
-    if result.score_override is not None:
-        return result.score_override
-    if result.score is None:
-        return None
-    assignment = submission.assignment
-    if submission.is_late and assignment.late_policy == Assignment.LatePolicy.PENALTY:
-        return result.score * (1.0 - assignment.late_penalty)
-    return result.score
+    return None if result is None else result.final_score
 
 
 @dataclass

@@ -167,14 +167,10 @@ def test_grade_table_has_one_row_per_student_and_a_column_per_rule(
     assert rows["bob"]["submission_id"] == ""
 
 
-def test_late_penalty_applies_to_the_computed_score_not_to_an_override(assignment, student):
-    assignment.late_policy = Assignment.LatePolicy.PENALTY
-    assignment.late_penalty = 0.25
-    assignment.save()
+def test_grades_use_the_override_when_there_is_one(assignment, student):
     submission = make_submission(assignment, student, accuracy=0.8)
-    Submission.objects.filter(pk=submission.pk).update(is_late=True)
     submission = selectors.submission_detail(submission.pk)
-    assert selectors.effective_score(submission) == pytest.approx(80.0 * 0.75)
+    assert selectors.effective_score(submission) == submission.result.score == 80.0
     submission.result.score_override = 90.0
     assert selectors.effective_score(submission) == 90.0
 
