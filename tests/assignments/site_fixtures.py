@@ -8,6 +8,7 @@ import datetime as dt
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -224,21 +225,42 @@ def make_submission(
     return submission
 
 
-@pytest.fixture
-def broker_dir(tmp_path, settings):
-    """The real filesystem broker, in a temporary folder: tasks sent on commit land here.
+class SentTasks:
+    """Counts the task messages sent to the real broker since the fixture started."""
 
-    The messages are real kombu messages (a worker pointed at the folder would run them); the
-    tests count them to check what was enqueued, and the developer's var/broker stays clean.
+    def __init__(self, count: Callable[[], int]) -> None:
+        self._count = count
+        self._start = count()
+
+    def count(self) -> int:
+        return self._count() - self._start
+
+
+@pytest.fixture
+def broker_dir(tmp_path):
+    """The real broker, isolated: tasks sent on commit are real messages, counted by tests.
+
+    With the filesystem transport (the embedded default) messages land in a temporary folder,
+    keeping the developer's var/broker clean; with Redis (CI) they go to the configured
+    database and are counted by queue length.
     """
     from workers.celery import app
 
-    if not str(app.conf.broker_url or "").startswith("filesystem://"):
-        pytest.skip("the broker is not the filesystem transport")
+    url = str(app.conf.broker_url or "")
+    if url.startswith("redis://"):
+        import redis
+
+        client = redis.Redis.from_url(url)
+        queues = ("preflight", "gpu")
+        client.delete(*queues)
+        yield SentTasks(lambda: sum(client.llen(q) for q in queues))
+        client.delete(*queues)
+        return
+    if not url.startswith("filesystem://"):
+        pytest.fail(f"No way to count messages on broker {url.split('://')[0]}://.")
     folder = tmp_path / "broker"
-    (folder / "out").mkdir(parents=True)
-    (folder / "processed").mkdir()
-    (folder / "control").mkdir()
+    for sub in ("out", "processed", "control"):
+        (folder / sub).mkdir(parents=True)
     previous = app.conf.broker_transport_options
     app.conf.broker_transport_options = {
         "data_folder_in": str(folder / "out"),
@@ -248,7 +270,7 @@ def broker_dir(tmp_path, settings):
         "store_processed": False,
     }
     _drop_connections(app)  # the next send connects with the options above
-    yield folder / "out"
+    yield SentTasks(lambda: len(list((folder / "out").iterdir())))
     app.conf.broker_transport_options = previous
     _drop_connections(app)
 

@@ -61,7 +61,7 @@ def test_submit_waits_for_the_grading_and_writes_results(
     finished = rows[1]
     assert float(finished["accuracy"]) == 0.8125 and finished["passed"] == "True"
     # Every stage was sent to the broker as a real message: build, check, train, evaluate, finalize.
-    assert len(list(broker_dir.iterdir())) == 5
+    assert broker_dir.count() == 5
 
 
 def test_leaderboard_and_grades_commands(live_server, student, instructor, assignment, tmp_path):

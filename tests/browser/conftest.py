@@ -17,7 +17,11 @@ from tests.conftest import service_missing
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+# scripts/test.sh exports ARTIFACTS_DIR; by default the repository's artifacts/ (gitignored).
+ARTIFACTS = Path(
+    os.environ.get("ARTIFACTS_DIR") or Path(__file__).resolve().parents[2] / "artifacts"
+)
+SCREENSHOTS = ARTIFACTS / "screenshots"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
