@@ -205,3 +205,10 @@ def test_analysis_to_dict_is_plain_json_with_consistent_totals() -> None:
     assert data["input_shapes"] == [EXPECTED["cifar10_dilated_reference"]["input_shape"]]
     assert [layer["name"] for layer in data["layers"]] == [s.name for s in analysis.layers]
     assert all(layer["calls"] == 1 for layer in data["layers"])
+
+
+def test_analysis_leaves_the_config_untouched() -> None:
+    config = load_model_config(FIXTURES / "cifar10_separable_reference.json")
+    before = json.dumps(config, sort_keys=True)
+    analyze(config)
+    assert json.dumps(config, sort_keys=True) == before

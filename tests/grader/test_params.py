@@ -23,7 +23,12 @@ from tests.grader.keras_models import (
     to_config,
 )
 
-pytestmark = pytest.mark.tf
+pytestmark = [
+    pytest.mark.tf,
+    # Deprecated options are still what students may submit; Keras' advice is noise here.
+    pytest.mark.filterwarnings("ignore:You passed `rms_scaling=True`:UserWarning"),
+    pytest.mark.filterwarnings("ignore:Do not pass an `input_shape`:UserWarning"),
+]
 
 IMG = (12, 10, 3)
 SEQ = (9, 4)

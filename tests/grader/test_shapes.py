@@ -8,6 +8,7 @@ whole analysis, every layer, with Keras.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from grader.analysis import analyze
 from grader.errors import InvalidModelConfig
 from tests.grader.keras_models import (
+    ModelTruth,
     keras,
     keras_truth,
     layers,
@@ -95,17 +97,24 @@ def test_geometry_matches_keras(input_shape, factory) -> None:
 RANDOM_SEEDS = range(36)
 
 
+@functools.cache
+def random_case(seed: int) -> tuple[dict, ModelTruth]:
+    """Config and Keras truth of a random CNN, built once per session (builds cost seconds)."""
+    model = random_cnn(seed)
+    return to_config(model), keras_truth(model)
+
+
 @pytest.mark.parametrize("seed", RANDOM_SEEDS)
 def test_random_cnn_matches_keras(seed: int) -> None:
-    model = random_cnn(seed)
-    assert_matches_keras(analyze(to_config(model)), keras_truth(model))
+    config, truth = random_case(seed)
+    assert_matches_keras(analyze(config), truth)
 
 
 def test_random_cnns_cover_the_features_they_claim() -> None:
     """The generator really produces the structures the random test relies on."""
     seen: Counter[str] = Counter()
     for seed in RANDOM_SEEDS:
-        analysis = analyze(to_config(random_cnn(seed)))
+        analysis = analyze(random_case(seed)[0])
         classes = {s.class_name for s in analysis.layers}
         seen.update(classes)
         if any("/" in s.name for s in analysis.layers):
