@@ -93,7 +93,8 @@ def epoch_reporter(
                 "epochs": done,
             }
             _write_json_atomic(checkpoint_dir / STATE_FILENAME, state)
-            for old in checkpoint_dir.glob("epoch-*.weights.h5"):
+            # Older checkpoints, and a temporary file a killed run may have left half-written.
+            for old in checkpoint_dir.glob("*epoch-*.weights.h5"):
                 if old.name != name:
                     old.unlink(missing_ok=True)
             progress(record)

@@ -172,19 +172,23 @@ def test_resumes_after_sigkill_from_the_last_checkpoint(
     assert process.returncode == -signal.SIGKILL
     assert not (job / "out" / "result.json").exists()
     state = json.loads((job / "work" / "checkpoints" / "state.json").read_text())
-    assert state["epoch"] == 2
+    # Epoch 2's checkpoint is on disk; on a loaded machine epoch 3 may have finished too before
+    # the kill landed.
+    killed_after = state["epoch"]
+    assert killed_after in (2, 3)
 
     run = run_runner("train", job)
     assert run.returncode == 0, run.stderr
     result = run.result
     assert result["ok"] is True, result
-    assert result["resumed_from_epoch"] == 2
+    assert result["resumed_from_epoch"] == killed_after
     assert [e["epoch"] for e in result["epochs"]] == [1, 2, 3, 4, 5]
-    # The first two epochs are the killed run's, reported again; the rest are new.
+    # The killed run's epochs are reported again; the rest are new.
     assert result["epochs"][:2] == seen
     assert [e["epoch"] for e in run.progress] == [1, 2, 3, 4, 5]
-    # Epoch 3 continued from trained weights: its loss is far below a fresh model's first epoch.
-    assert result["epochs"][2]["loss"] < 0.5 * seen[0]["loss"]
+    # The first new epoch continued from trained weights: its loss is far below a fresh
+    # model's first epoch.
+    assert result["epochs"][killed_after]["loss"] < 0.5 * seen[0]["loss"]
     assert sorted(p.name for p in (job / "work" / "checkpoints").iterdir()) == [
         "epoch-0005.weights.h5",
         "state.json",
