@@ -61,6 +61,14 @@ def epoch_reporter(
     done: list[dict[str, Any]],
     progress: Progress,
 ) -> Any:
+    """A Keras callback that checkpoints each finished epoch, then reports it.
+
+    Args:
+        checkpoint_dir: where ``state.json`` and the ``epoch-NNNN.weights.h5`` files go.
+        job_fingerprint: `fingerprint` of this job, stored in the state.
+        done: the records so far (resumed epochs first); each new record is appended.
+        progress: receives each new record once its checkpoint is on disk.
+    """
     import keras
 
     class EpochReporter(keras.callbacks.Callback):
@@ -103,6 +111,7 @@ def epoch_reporter(
 
 
 def read_state(checkpoint_dir: Path, job_fingerprint: str, epochs: int) -> dict[str, Any] | None:
+    """The saved state of this job; None when there is nothing of this job to resume."""
     try:
         state = json.loads((checkpoint_dir / STATE_FILENAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):
