@@ -13,7 +13,7 @@ import json
 import stat
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 from grader.errors import ArchiveRejected, InvalidModelConfig
 
@@ -39,10 +39,16 @@ def load_model_config(path: str | Path) -> dict[str, Any]:
         InvalidModelConfig: the file is not a model config.
     """
     path = Path(path)
-    limit = MAX_ARCHIVE_BYTES if path.suffix.lower() == ".keras" else MAX_JSON_BYTES
+    is_archive = path.suffix.lower() == ".keras"
+    limit = MAX_ARCHIVE_BYTES if is_archive else MAX_JSON_BYTES
     size = path.stat().st_size
     if size > limit:
         raise ArchiveRejected(f"`{path.name}` is {size:,} bytes. Expected at most {limit:,} bytes.")
+    if is_archive:
+        # Read the archive in place: only its directory and config.json, never the weights.
+        with path.open("rb") as file:
+            content = _read_archive_config(file, path.name)
+        return _parse_config(content, f"{path.name}:{CONFIG_MEMBER}")
     return load_model_config_bytes(path.read_bytes(), path.name)
 
 
@@ -81,13 +87,15 @@ def load_model_config_bytes(data: bytes, filename: str) -> dict[str, Any]:
     )
 
 
-def _read_archive_config(data: bytes, filename: str) -> bytes:
-    if not zipfile.is_zipfile(io.BytesIO(data)):
+def _read_archive_config(data: bytes | BinaryIO, filename: str) -> bytes:
+    source = io.BytesIO(data) if isinstance(data, bytes) else data
+    if not zipfile.is_zipfile(source):
         raise ArchiveRejected(
             f"`{filename}` is not a zip archive. Expected a '.keras' file written by model.save()."
         )
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
+        source.seek(0)
+        archive = zipfile.ZipFile(source)
     except (zipfile.BadZipFile, ValueError, NotImplementedError) as exc:
         raise ArchiveRejected(f"`{filename}` is a damaged zip archive: {exc}.") from exc
     with archive:

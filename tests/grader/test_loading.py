@@ -212,3 +212,21 @@ def test_analysis_leaves_the_config_untouched() -> None:
     before = json.dumps(config, sort_keys=True)
     analyze(config)
     assert json.dumps(config, sort_keys=True) == before
+
+
+def test_archive_on_disk_is_checked_like_uploaded_bytes(tmp_path: Path) -> None:
+    hostile = tmp_path / "model.keras"
+    hostile.write_bytes(make_zip(keras_like(**{"../escape": b"x"})))
+    with pytest.raises(ArchiveRejected, match="absolute or parent path"):
+        load_model_config(hostile)
+    hostile.write_bytes(SMOKE_JSON)
+    with pytest.raises(ArchiveRejected, match="is not a zip archive"):
+        load_model_config(hostile)
+
+
+def test_file_over_the_size_cap_is_refused_before_reading(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(loading, "MAX_ARCHIVE_BYTES", 1000)
+    big = tmp_path / "model.keras"
+    big.write_bytes(bytes(1001))
+    with pytest.raises(ArchiveRejected, match=r"`model.keras` is 1,001 bytes. Expected at most"):
+        load_model_config(big)
