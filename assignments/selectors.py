@@ -278,11 +278,9 @@ class GradeTable:
 
 
 def _latest_per_student(assignment: Assignment) -> QuerySet[Submission]:
-    return (
-        Submission.objects.select_related("result", "assignment")
-        .defer(*HEAVY_SUBMISSION_FIELDS)
-        .defer("result__checks", "result__per_class_accuracy", "result__confusion_matrix")
-        .filter(assignment=assignment)
+    # Window over narrow rows, then the full rows of the latest of each student by id.
+    latest = (
+        Submission.objects.filter(assignment=assignment)
         .annotate(
             recency=Window(
                 RowNumber(),
@@ -291,6 +289,13 @@ def _latest_per_student(assignment: Assignment) -> QuerySet[Submission]:
             )
         )
         .filter(recency=1)
+        .values("id")
+    )
+    return (
+        Submission.objects.select_related("result", "assignment")
+        .defer(*HEAVY_SUBMISSION_FIELDS)
+        .defer("result__checks", "result__per_class_accuracy", "result__confusion_matrix")
+        .filter(pk__in=Subquery(latest))
     )
 
 
