@@ -299,30 +299,40 @@ def _latest_per_student(assignment: Assignment) -> QuerySet[Submission]:
     )
 
 
+# The columns the grades export reads: plain values, no model instances (300 students).
+GRADE_FIELDS = (
+    "id", "student_id", "status", "reason", "is_late", "created_at", "result__id",
+    "result__passed", "result__rules", "result__accuracy", "result__params_total",
+    "result__score", "result__score_override",
+)  # fmt: skip
+
+
 def grade_table(assignment: Assignment) -> GradeTable:
     """The grades export (three queries).
 
     Each student's standing submission is the leaderboard's choice when they have a passing
-    one, else their latest submission (so failures show which rule failed).
+    one, else their latest submission (so failures show which rule failed). The score is the
+    override if any, else the computed score (late penalty included by the pipeline).
     """
     students = list(
         Enrollment.objects.filter(course_id=assignment.course_id, role=Enrollment.Role.STUDENT)
-        .select_related("user")
         .order_by("user__username")
+        .values_list("user_id", "user__username", "display_name")
     )
-    chosen = {
-        s.student_id: s
-        for s in chosen_submissions(assignment)
-        .select_related("result", "assignment")
-        .defer(None)
-        .defer(*HEAVY_SUBMISSION_FIELDS, "result__checks")
-    }
-    latest = {s.student_id: s for s in _latest_per_student(assignment)}
+    chosen_ids = chosen_submissions(assignment).values("id")
+    latest_ids = _latest_per_student(assignment).values("id")
+    rows = Submission.objects.filter(Q(pk__in=chosen_ids) | Q(pk__in=latest_ids)).values(
+        *GRADE_FIELDS
+    )
+    chosen: dict[int, dict] = {}
+    latest: dict[int, dict] = {}
+    chosen_set = set(chosen_ids.values_list("id", flat=True))
+    for row in rows:
+        (chosen if row["id"] in chosen_set else latest)[row["student_id"]] = row
     standing = {sid: chosen.get(sid) or latest[sid] for sid in {*chosen, *latest}}
     rule_ids: list[str] = []
-    for submission in standing.values():
-        result = getattr(submission, "result", None)
-        for rule in (result.rules if result else None) or []:
+    for row in standing.values():
+        for rule in row["result__rules"] or []:
             if _rule_key(rule) not in rule_ids:
                 rule_ids.append(_rule_key(rule))
     header = [
@@ -341,25 +351,29 @@ def grade_table(assignment: Assignment) -> GradeTable:
         "submitted_at",
     ]
     table = GradeTable(header=header)
-    for enrollment in students:
-        submission = standing.get(enrollment.user_id)
-        result = getattr(submission, "result", None) if submission else None
-        verdicts = {_rule_key(r): r.get("passed") for r in (result.rules if result else None) or []}
+    for user_id, username, display_name in students:
+        row = standing.get(user_id)
+        if row is None:
+            table.rows.append([username, display_name, *[""] * (len(header) - 2)])
+            continue
+        graded = row["result__id"] is not None
+        verdicts = {_rule_key(r): r.get("passed") for r in row["result__rules"] or []}
+        override = row["result__score_override"]
         table.rows.append(
             [
-                enrollment.user.username,
-                enrollment.display_name,
-                submission.pk if submission else "",
-                submission.status if submission else "",
-                submission.reason if submission else "",
-                _yes_no(result.passed) if result else "",
+                username,
+                display_name,
+                row["id"],
+                row["status"],
+                row["reason"],
+                _yes_no(row["result__passed"]) if graded else "",
                 *[_yes_no(verdicts.get(rule_id)) for rule_id in rule_ids],
-                "" if result is None or result.accuracy is None else result.accuracy,
-                "" if result is None or result.params_total is None else result.params_total,
-                _blank(effective_score(submission)) if submission else "",
-                _yes_no(result.score_override is not None) if result else "",
-                _yes_no(submission.is_late) if submission else "",
-                submission.created_at.isoformat() if submission else "",
+                _blank(row["result__accuracy"]),
+                _blank(row["result__params_total"]),
+                _blank(override if override is not None else row["result__score"]),
+                _yes_no(override is not None) if graded else "",
+                _yes_no(row["is_late"]),
+                row["created_at"].isoformat(),
             ]
         )
     return table

@@ -5,7 +5,9 @@ Kept out of the views so the page and its live fragment render the same thing.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
+
+from django.utils import timezone
 
 from assignments import charts
 from assignments.models import Assignment, Submission
@@ -232,4 +234,31 @@ def describe_rules(rules_yaml: str) -> list[dict[str, Any]]:
             "phase": spec.phase,
         }
         for spec in ruleset.rules
+    ]
+
+
+class LeaderboardLine(NamedTuple):
+    """One leaderboard row, formatted for people (the template only prints it)."""
+
+    rank: int
+    name: str
+    is_viewer: bool
+    accuracy: str
+    params: str
+    submitted: str
+
+
+def leaderboard_lines(entries) -> list[LeaderboardLine]:
+    """Format leaderboard entries once in Python: with hundreds of rows, template filters
+    cost more than the query (see bench/bench_site.py)."""
+    return [
+        LeaderboardLine(
+            rank=e.rank,
+            name=e.name,
+            is_viewer=e.is_viewer,
+            accuracy=f"{e.accuracy * 100:.2f} %",
+            params="" if e.params is None else f"{e.params:,}",
+            submitted=timezone.localtime(e.submission.created_at).strftime("%Y-%m-%d %H:%M"),
+        )
+        for e in entries
     ]

@@ -22,7 +22,11 @@ from assignments.services.submissions import (
     create_submission,
     submissions_left_today,
 )
-from assignments.views.presentation import describe_rules, submission_context
+from assignments.views.presentation import (
+    describe_rules,
+    leaderboard_lines,
+    submission_context,
+)
 
 
 @login_required
@@ -156,7 +160,7 @@ def leaderboard(request: HttpRequest, slug: str) -> HttpResponse:
         "assignments/leaderboard.html",
         {
             "assignment": assignment,
-            "entries": entries,
+            "lines": leaderboard_lines(entries),
             "rule": selectors.ranking_rule(assignment),
             "names_hidden": selectors.names_hidden(assignment),
         },
