@@ -187,7 +187,6 @@ def submissions_table(request: HttpRequest, slug: str) -> HttpResponse:
             "filters": filters,
             "page": page,
             "query": query.urlencode(),
-            "override_form": OverrideForm(),
         },
     )
 

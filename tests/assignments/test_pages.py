@@ -397,3 +397,58 @@ def test_regrade_and_cancel_from_the_submission_page(client, instructor, student
     assert submission.status == Submission.Status.CANCELLED
     actions = set(AuditEntry.objects.values_list("action", flat=True))
     assert {"regrade", "cancel"} <= actions
+
+
+def test_submissions_table_filters_and_sorts(
+    client, instructor, student, other_student, assignment
+):
+    low = make_submission(assignment, student, accuracy=0.3)
+    high = make_submission(assignment, other_student, accuracy=0.9)
+    failed = make_submission(
+        assignment, student, status="failed", reason="rules", with_result=False
+    )
+    login(client, instructor)
+    url = reverse("manage_submissions", args=[assignment.slug])
+
+    def shown(**params) -> list[int]:
+        return [s.pk for s in client.get(url, params).context["page"].object_list]
+
+    assert shown(sort="accuracy") == [high.pk, low.pk, failed.pk]
+    assert shown(status="failed") == [failed.pk]
+    assert shown(reason="rules") == [failed.pk]
+    assert set(shown(student="bob")) == {high.pk}
+    assert shown(sort="oldest") == [low.pk, high.pk, failed.pk]
+
+
+def test_assignment_form_fills_rules_from_a_preset(client, instructor, assignment):
+    from grader.presets import preset_text
+
+    login(client, instructor)
+    url = reverse("assignment_edit", args=[assignment.slug])
+    form = client.get(url).context["form"]
+    data = {name: value for name, value in form.initial.items() if value is not None}
+    data.update({"preset": "smoke", "rules_yaml": "", "is_published": "on"})
+    data.pop("deadline", None)
+    data.pop("slug", None)
+    response = client.post(url, data)
+    assert response.status_code == 302, response.context["form"].errors
+    assignment.refresh_from_db()
+    assert assignment.rules_yaml == preset_text("smoke")
+    assert assignment.rules_version == 2
+
+
+def test_yaml_export_and_import_through_the_pages(client, instructor, assignment, course):
+    login(client, instructor)
+    exported = client.get(reverse("assignment_export", args=[assignment.slug])).content.decode()
+    copy = exported.replace("slug: hw1", "slug: hw1-copy").replace(
+        "title: Homework 1", "title: Copy"
+    )
+    response = client.post(reverse("assignment_import", args=[course.slug]), {"text": copy})
+    assert response.status_code == 302
+    from assignments.models import Assignment
+
+    imported = Assignment.objects.get(slug="hw1-copy")
+    from grader.rules import load_ruleset
+
+    assert imported.title == "Copy"
+    assert load_ruleset(imported.rules_yaml) == load_ruleset(assignment.rules_yaml)
