@@ -93,3 +93,14 @@ def get_item(mapping: Any, key: Any) -> Any:
         return mapping.get(key)
     except AttributeError:
         return None
+
+
+@register.simple_tag
+def teaches_any(user) -> bool:
+    """Whether to show the instructor menu: the user teaches a course (or is a superuser)."""
+    from assignments.permissions import instructed_course_ids
+
+    if not user.is_authenticated:
+        return False
+    ids = instructed_course_ids(user)
+    return ids is None or bool(ids)
