@@ -35,9 +35,9 @@ from __future__ import annotations
 from grader.errors import ReceptiveFieldError
 from grader.graph import ModelGraph, Node
 from grader.rf.fields import (
-    FLATTENED_FIELD,
-    GLOBAL_FIELD,
     AxisField,
+    FlattenedField,
+    GlobalField,
     Propagation,
     Step,
     identity_field,
@@ -79,7 +79,7 @@ def _default_node(prop: Propagation) -> Node:
         if not isinstance(state, dict):
             continue
         for input_id, field in state.items():
-            if field in (GLOBAL_FIELD, FLATTENED_FIELD):
+            if isinstance(field, (GlobalField, FlattenedField)):
                 feeding_head.extend(i for i in node.inputs if input_id in spatial.get(i, ()))
     if feeding_head:
         return graph.nodes[max(feeding_head)]
@@ -215,7 +215,7 @@ def compute_receptive_field(
         )
     input_id = candidates[0]
     field = state[input_id]
-    if field == FLATTENED_FIELD:
+    if isinstance(field, FlattenedField):
         producer = graph.nodes[node.inputs[0]].layer.name if node.inputs else "?"
         raise ReceptiveFieldError(
             f"Layer `{node.layer.name}` ({node.layer.class_name}) has no spatial layout: its "
@@ -248,14 +248,28 @@ def compute_receptive_field(
             output_size=tuple(f.n for f in field),
             rows=tuple(rows),
         )
+    # Global: every unit sees what any unit of the globalised tensor saw, within the image.
+    starts: list[int | None] = []
+    sizes: list[int | None] = []
+    for extent, n in zip(field.extent, input_size, strict=True):
+        if n is None:
+            starts.append(None if extent is None else max(extent[0], 0))
+            sizes.append(None)
+        elif extent is None:
+            starts.append(0)
+            sizes.append(n)
+        else:
+            first, last = max(extent[0], 0), min(extent[1], n - 1)
+            starts.append(first)
+            sizes.append(last - first + 1)
     return ReceptiveFieldReport(
         end_point=node.layer.name,
         end_point_type=node.layer.class_name,
         input_name=input_node.layer.name,
         is_global=True,
-        size=input_size,
-        jump=input_size,
-        start=(0,) * len(input_size),
+        size=tuple(sizes),
+        jump=tuple(sizes),
+        start=tuple(starts),
         input_size=input_size,
         output_size=(),
         rows=tuple(rows),

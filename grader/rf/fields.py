@@ -30,8 +30,8 @@ analysing the encoder).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 from grader.errors import ReceptiveFieldError
 from grader.graph import ModelGraph, Node, Shape
@@ -79,9 +79,30 @@ class AxisField:
         return self.start if self.anchor is None else None
 
 
-GLOBAL_FIELD: Literal["global"] = "global"
-FLATTENED_FIELD: Literal["flattened"] = "flattened"
-Field = tuple[AxisField, ...] | Literal["global", "flattened"]
+# Per axis, the first and last input positions (inclusive, before clipping to the image) that
+# some unit reaches; None where unknown.
+Extent = tuple[tuple[int, int] | None, ...]
+
+
+@dataclass(frozen=True)
+class GlobalField:
+    """Every unit sees every position any unit of the globalised tensor saw: ``extent``.
+
+    That is the whole image unless ``valid`` strides left trailing positions unread.
+    """
+
+    extent: Extent
+
+
+@dataclass(frozen=True)
+class FlattenedField:
+    """Positions folded into one feature axis (``Flatten``): no layout, positions within
+    ``extent``; a layer mixing features (``Dense``) then makes it global."""
+
+    extent: Extent
+
+
+Field = tuple[AxisField, ...] | GlobalField | FlattenedField
 # Input node id -> the node's field with respect to that input. Inputs a node does not depend on
 # spatially (a non-image input, or no path) are absent.
 State = dict[int, Field]
@@ -191,6 +212,31 @@ def _union(
     return tuple(out)
 
 
+def _extent(field: Field) -> Extent:
+    if not isinstance(field, tuple):
+        return field.extent
+    return tuple(
+        None
+        if f.anchor is not None or f.n is None
+        else (f.start, f.start + (f.n - 1) * f.j + f.r - 1)
+        for f in field
+    )
+
+
+def _union_extent(fields: Sequence[Field]) -> Extent:
+    """Per axis, the positions reached by any unit of any of the fields."""
+    extents = [_extent(f) for f in fields]
+    out: list[tuple[int, int] | None] = []
+    for column in zip(*extents, strict=True):
+        known = [c for c in column if c is not None]
+        out.append(
+            None
+            if len(known) < len(column)
+            else (min(c[0] for c in known), max(c[1] for c in known))
+        )
+    return tuple(out)
+
+
 def _channel_axis_concat(node: Node) -> bool:
     axis = node.layer.config.get("axis", -1)
     rank = len(node.output_shape)
@@ -248,24 +294,26 @@ def _node_state(
     if not input_ids:
         # Nothing spatial flows in (a label or metadata branch): no need to understand the layer.
         return state
-    if all(field == GLOBAL_FIELD for s in inputs for field in s.values()):
+    if all(isinstance(field, GlobalField) for s in inputs for field in s.values()):
         # Whatever comes after a global field sees the whole input too (MobileNet's head
         # reshapes its pooled features): no need to understand the layer.
-        return dict.fromkeys(input_ids, GLOBAL_FIELD)
+        return {i: GlobalField(_union_extent([s[i] for s in inputs if i in s])) for i in input_ids}
     effect = classify(node, _input_dims(node, inputs))
     if isinstance(effect, Window):
         windows[node.id] = effect
     for input_id in input_ids:
         fields = [s[input_id] for s in inputs if input_id in s]
-        if GLOBAL_FIELD in fields:
-            out: Field = GLOBAL_FIELD
-        elif FLATTENED_FIELD in fields:
+        if any(isinstance(f, GlobalField) for f in fields):
+            # A squeeze-and-excitation gate: global times local is global.
+            out: Field = GlobalField(_union_extent(fields))
+        elif any(isinstance(f, FlattenedField) for f in fields):
             # A merge of flattened features keeps them flattened; Dense (or anything mixing
             # features) sees every position.
             flattened_ok = effect in (MERGE, FLATTEN) or (
                 effect is POINTWISE and node.layer.class_name != "Dense"
             )
-            out = FLATTENED_FIELD if flattened_ok else GLOBAL_FIELD
+            extent = _union_extent(fields)
+            out = FlattenedField(extent) if flattened_ok else GlobalField(extent)
         else:
             named = [
                 (n, s[input_id]) for n, s in zip(producers, inputs, strict=True) if input_id in s
@@ -283,9 +331,9 @@ def _spatial_output(
     node: Node, effect: object, fields: list[tuple[AxisField, ...]], names: list[str]
 ) -> Field:
     if effect is GLOBAL:
-        return GLOBAL_FIELD
+        return GlobalField(_union_extent(fields))
     if effect is FLATTEN:
-        return FLATTENED_FIELD
+        return FlattenedField(_union_extent(fields))
     if effect is MERGE:
         if node.layer.class_name == "Concatenate" and not _channel_axis_concat(node):
             raise ReceptiveFieldError(

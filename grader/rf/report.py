@@ -75,8 +75,10 @@ class ReceptiveFieldReport:
     Output unit ``u`` (one index per axis) of the end-point sees input positions
     ``[start + u * jump, start + u * jump + size - 1]`` along each axis; ``start`` is negative
     when padding puts part of unit 0's field outside the image. When the end-point comes after
-    global pooling (or anything else that mixes every position), ``is_global`` is True, ``size``
-    is the input size, ``jump`` the input size (one unit covers everything) and ``start`` zero.
+    global pooling (or anything else that mixes every position), ``is_global`` is True and every
+    unit sees the same positions: ``size`` is the input size (less any trailing positions that
+    ``valid`` strides left unread, so it is exact), ``start`` the first position (0) and
+    ``jump`` equals ``size``.
 
     Attributes:
         end_point: the end-point layer's name.
@@ -120,9 +122,9 @@ class ReceptiveFieldReport:
             unit, self.size, self.jump, self.start, self.input_size, strict=True
         ):
             if self.is_global:
-                if n is None:
+                if start is None or size is None:
                     raise ReceptiveFieldError("The input size is unknown; no interval to give.")
-                out.append((0, n - 1))
+                out.append((start, start + size - 1))  # already within the image
                 continue
             if start is None or size is None or jump is None:
                 raise ReceptiveFieldError(

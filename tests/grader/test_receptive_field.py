@@ -298,6 +298,19 @@ def test_normalisation_axes_decide_between_pointwise_and_global(cls, config, is_
     assert report.size == ((16, 16) if is_global else (3, 3))
 
 
+@pytest.mark.parametrize(("padding", "size", "start"), [("same", 16, 0), ("valid", 15, 0)])
+def test_global_field_is_what_any_unit_saw(padding, size, start):
+    # 3x3 stride 2 on 16 positions: `same` (pad 0 left, 1 right) reaches 0..15, `valid` has 7
+    # units at 0, 2, ..., 12 reaching up to 14: position 15 never counts.
+    g = GraphSketch((16, 16, 1))
+    x = conv(g, 0, s=2, padding=padding, name="c1")
+    g.add("GlobalMaxPooling2D", x, name="gap", out=(8,))
+    report = compute_receptive_field(g.graph(), end_point="gap")
+    assert report.is_global
+    assert report.size == report.jump == (size, size)
+    assert report.interval((0, 0)) == ((start, start + size - 1),) * 2
+
+
 def test_default_end_point_with_flatten_head():
     g = GraphSketch((16, 16, 1))
     x = conv(g, 0, name="c1")

@@ -458,3 +458,37 @@ def test_center_crop_offsets_match_gradient_support():
     measurement_weights(twin)
     x = np.random.default_rng(2).uniform(0.5, 1.5, (1, 41, 37, 3)).astype("float32")
     check_units(report, twin, x, [(0, 0), (7, 6), (14, 12)])
+
+
+@pytest.mark.parametrize(("axis", "is_global"), [(-1, False), ([1, 2, 3], True), ([1, 2], True)])
+def test_inference_identities_and_normalisation_axes_match_gradient_support(axis, is_global):
+    # Augmentation and noise layers are the identity at inference; layer normalisation over the
+    # channels stays local, over the spatial axes it makes every unit depend on the whole image.
+    sketch = Sketch(2, (40, 36, 3), [
+        ("scale", "Rescaling", {"scale": 0.5, "offset": 0.25}, ("image",)),
+        ("flip", "RandomFlip", {}, ("scale",)),
+        ("shift", "RandomTranslation", {"height_factor": 0.2, "width_factor": 0.2}, ("flip",)),
+        ("zoom", "RandomZoom", {"height_factor": 0.2}, ("shift",)),
+        ("noise", "GaussianNoise", {"stddev": 0.3}, ("zoom",)),
+        ("conv", "Conv2D", {"filters": 3, "kernel_size": 5, "strides": 2}, ("noise",)),
+        ("norm", "LayerNormalization", {"axis": axis}, ("conv",)),
+        ("mix", "Dense", {"units": 2}, ("norm",)),
+    ])  # fmt: skip
+    real, _ = sketch.build(measure=False)
+    report = compute_receptive_field(build_graph(real_config(real)), end_point="mix")
+    assert report.is_global is is_global
+    twin, _ = sketch.build(measure=True)
+    measurement_weights(twin)
+    # Normalised values sum to zero over the normalised axes: mix them with unequal weights.
+    kernel = twin.get_layer("mix").kernel
+    kernel.assign(np.random.default_rng(3).uniform(0.1, 1.0, kernel.shape).astype("float32"))
+    x = np.random.default_rng(4).uniform(0.5, 1.5, (1, 40, 36, 3)).astype("float32")
+    if is_global:
+        # The 5x5 stride-2 `valid` convolution's last units read up to row 38 and column 34:
+        # global means every position any unit saw, 39 x 35, not the whole 40 x 36 image.
+        assert report.size == (39, 35)
+        for unit in [(8, 7), (0, 0)]:
+            assert gradient_support(twin, x, unit) == list(report.interval(unit))
+    else:
+        assert report.size == (5, 5) and report.jump == (2, 2)
+        check_units(report, twin, x, [(8, 7), (9, 8)])
