@@ -28,9 +28,10 @@ ENV PATH=/opt/venv/bin:$PATH \
     GRADER_ENV_FILE= \
     WEB_CONCURRENCY=3
 
-# A fixed uid/gid so bind-mounted job and dataset folders on hosts can be chowned to it.
-RUN groupadd --system --gid 10001 grader \
-    && useradd --system --uid 10001 --gid grader --home-dir /app --shell /usr/sbin/nologin grader \
+# A fixed uid/gid so bind-mounted job and dataset folders on hosts can be chowned to it. Its home
+# is the writable data folder: gunicorn keeps its control socket under $HOME; /app is read-only.
+RUN groupadd --gid 10001 grader \
+    && useradd --uid 10001 --gid grader --home-dir /var/lib/grader --shell /usr/sbin/nologin grader \
     && mkdir -p /var/lib/grader \
     && chown grader:grader /var/lib/grader
 
@@ -49,8 +50,8 @@ RUN DJANGO_SETTINGS_MODULE=config.settings.local \
 USER grader:grader
 EXPOSE 8000
 
-# Healthy when Django answers over HTTP: any status below 500 counts (a 400 for an unlisted Host
-# still proves the application serves). The forwarded-proto header avoids the https redirect.
-HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 CMD ["python", "-c", "import sys, urllib.request as u, urllib.error as e\ntry:\n    u.urlopen(u.Request('http://127.0.0.1:8000/', headers={'X-Forwarded-Proto': 'https'}), timeout=8)\nexcept e.HTTPError as x:\n    sys.exit(x.code >= 500)\nexcept Exception:\n    sys.exit(1)"]
+# Healthy when Django answers over HTTP, asked for the first allowed host as a proxy would (https
+# forwarded, so no redirect): any status below 500 counts.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 CMD ["python", "-c", "import os, sys, urllib.request as u, urllib.error as e\nhost = (os.environ.get(\"DJANGO_ALLOWED_HOSTS\") or \"localhost\").split(\",\")[0].strip().lstrip(\".\")\ntry:\n    u.urlopen(u.Request(\"http://127.0.0.1:8000/\", headers={\"Host\": host or \"localhost\", \"X-Forwarded-Proto\": \"https\"}), timeout=8)\nexcept e.HTTPError as x:\n    sys.exit(x.code >= 500)\nexcept Exception:\n    sys.exit(1)"]
 
 CMD ["sh", "-c", "python manage.py migrate --noinput && exec gunicorn config.wsgi:application --bind 0.0.0.0:8000 --workers ${WEB_CONCURRENCY} --access-logfile - --timeout 60"]

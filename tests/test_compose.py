@@ -311,6 +311,10 @@ def container_command() -> str:
     return json.loads(cmd)[-1]
 
 
+def test_compose_web_health_check_is_the_images_own(services):
+    assert services["web"]["healthcheck"]["test"][-1].strip() == healthcheck_program().strip()
+
+
 def run_healthcheck(port: int, env: dict[str, str]) -> int:
     program = healthcheck_program().replace("127.0.0.1:8000", f"127.0.0.1:{port}")
     return subprocess.run(
