@@ -210,8 +210,9 @@ def train_custom(
 
     `data` holds the training split only: ``x`` (uint8 NHWC), ``y`` (int64), ``num_classes``,
     ``class_names`` and ``callbacks`` (pass them to ``model.fit`` to report progress). No
-    checkpointing: the student's loop is theirs. Exceptions propagate to the runner, which
-    reports them as the submission's failure.
+    checkpointing: the student's loop is theirs. The model is trained in place, or `train` may
+    return a model of the same architecture. Exceptions propagate to the runner, which reports
+    them as the submission's failure.
     """
     import keras
 
@@ -252,7 +253,10 @@ def train_custom(
         "callbacks": [ProgressOnly()],
     }
     started = time.monotonic()
-    train_fn(model, data, config.to_dict())
+    returned = train_fn(model, data, config.to_dict())
     seconds = round(time.monotonic() - started, 3)
-    weights = save_final_weights(model_config, model, Path(work_dir) / WEIGHTS_FILENAME)
+    # Training in place is the norm; a returned model is accepted too, if it is the same
+    # architecture (save_final_weights checks that).
+    trained = returned if isinstance(returned, keras.Model) else model
+    weights = save_final_weights(model_config, trained, Path(work_dir) / WEIGHTS_FILENAME)
     return TrainOutcome(epochs=done, seconds=seconds, weights_path=weights, resumed_from_epoch=0)

@@ -307,3 +307,29 @@ def test_evaluate_only_scores_a_safe_keras_file(tmp_path: Path, synthetic: Prepa
     confusion = np.array(result["confusion_matrix"])
     assert confusion.sum() == result["num_examples"] == 512
     assert result["accuracy"] == pytest.approx(np.trace(confusion) / 512)
+
+
+def test_custom_training_returning_another_architecture_is_refused(
+    tmp_path: Path, synthetic: PreparedDataset, model_json: str
+) -> None:
+    submission = (
+        "import keras\n"
+        "def train(model, data, config):\n"
+        "    return keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Flatten(),\n"
+        "                             keras.layers.Dense(4, activation='softmax')])\n"
+    )
+    job = make_job(
+        tmp_path / "job",
+        _train_spec(
+            policy={"max_epochs": 10, "allow_custom_training": True},
+            submission="submission.py",
+        ),
+        files={"model.json": model_json, "submission.py": submission},
+        data=synthetic.train_dir,
+    )
+    run = run_runner("train", job)
+    assert run.returncode == 0, run.stderr
+    assert run.result["ok"] is False
+    assert run.result["error"]["kind"] == "custom_training_failed"
+    assert "no longer fit the submitted architecture" in run.result["error"]["message"]
+    assert not (job / "work" / "weights.weights.h5").exists()
