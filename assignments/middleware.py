@@ -24,3 +24,27 @@ class ContentSecurityPolicyMiddleware:
         if policy and "Content-Security-Policy" not in response:
             response["Content-Security-Policy"] = policy
         return response
+
+
+def with_inline_styles(policy: str) -> str:
+    """The policy with `'unsafe-inline'` added to `style-src` (scripts stay as strict)."""
+    directives = [d.strip() for d in policy.split(";") if d.strip()]
+    out = []
+    for directive in directives:
+        if directive.startswith("style-src") and "'unsafe-inline'" not in directive:
+            directive += " 'unsafe-inline'"
+        out.append(directive)
+    return "; ".join(out)
+
+
+def allow_inline_styles(view: Callable) -> Callable:
+    """Wrap a view whose third-party page sets inline styles from its script (Swagger UI)."""
+
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        response = view(request, *args, **kwargs)
+        policy = getattr(settings, "CONTENT_SECURITY_POLICY", "")
+        if policy:
+            response["Content-Security-Policy"] = with_inline_styles(policy)
+        return response
+
+    return wrapped

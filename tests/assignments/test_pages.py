@@ -452,3 +452,11 @@ def test_yaml_export_and_import_through_the_pages(client, instructor, assignment
 
     assert imported.title == "Copy"
     assert load_ruleset(imported.rules_yaml) == load_ruleset(assignment.rules_yaml)
+
+
+def test_only_the_api_docs_page_allows_inline_styles(client, settings, student):
+    settings.CONTENT_SECURITY_POLICY = "default-src 'self'; script-src 'self'; style-src 'self'"
+    login(client, student)
+    docs = client.get("/api/docs/")["Content-Security-Policy"]
+    assert docs == "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'"
+    assert client.get("/")["Content-Security-Policy"].endswith("style-src 'self'")

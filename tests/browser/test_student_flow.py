@@ -30,7 +30,32 @@ STEPS = [
 ]
 
 
-def test_student_uploads_and_watches_the_grading(page, screenshot, student, assignment, tmp_path):
+# The production policy: if the live updates work under it, the page runs no inline script.
+PRODUCTION_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'self'; frame-ancestors 'none'; form-action 'self'"
+)
+
+
+@pytest.fixture(autouse=True)
+def production_csp(settings):
+    settings.CONTENT_SECURITY_POLICY = PRODUCTION_CSP
+
+
+@pytest.fixture
+def csp_violations(page):
+    """Console messages reporting a Content-Security-Policy violation."""
+    seen: list[str] = []
+    page.on(
+        "console",
+        lambda msg: seen.append(msg.text) if "Content Security Policy" in msg.text else None,
+    )
+    return seen
+
+
+def test_student_uploads_and_watches_the_grading(
+    page, screenshot, student, assignment, tmp_path, csp_violations
+):
     log_in(page, "alice", PASSWORD)
     expect(page.get_by_role("link", name="Homework 1")).to_be_visible()
     screenshot(page, "home")
@@ -74,6 +99,17 @@ def test_student_uploads_and_watches_the_grading(page, screenshot, student, assi
     expect(row).to_contain_text("Alice A.")
     expect(row).to_contain_text("81.25 %")
     screenshot(page, "leaderboard")
+    assert csp_violations == []
+
+
+def test_api_docs_render_from_local_assets_under_the_csp(page, student, csp_violations):
+    log_in(page, "alice", PASSWORD)
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto("/api/docs/")
+    expect(page.locator(".swagger-ui .information-container")).to_contain_text("CNN Grader API")
+    assert all(url.startswith(page.url.split("/api/")[0]) for url in requests), requests
+    assert csp_violations == []
 
 
 def test_a_rejected_upload_is_explained(page, student, assignment, tmp_path):
