@@ -95,7 +95,9 @@ def assignment_create(request: HttpRequest, course_slug: str) -> HttpResponse:
             messages.success(request, f"Assignment `{assignment.slug}` created.")
             return redirect("manage_submissions", slug=assignment.slug)
     return render(
-        request, "assignments/manage/assignment_form.html", {"form": form, "course": course}
+        request,
+        "assignments/manage/assignment_form.html",
+        {"form": form, "course": course, "rule_reference": rule_reference()},
     )
 
 
@@ -127,8 +129,20 @@ def assignment_edit(request: HttpRequest, slug: str) -> HttpResponse:
     return render(
         request,
         "assignments/manage/assignment_form.html",
-        {"form": form, "course": assignment.course, "assignment": assignment},
+        {
+            "form": form,
+            "course": assignment.course,
+            "assignment": assignment,
+            "rule_reference": rule_reference(),
+        },
     )
+
+
+def rule_reference() -> list[dict]:
+    """Every rule the engine knows, with its parameters, shown beside the rules editor."""
+    from grader.rules import describe_rules
+
+    return describe_rules()
 
 
 @login_required

@@ -190,3 +190,13 @@ def test_profile_creates_and_replaces_the_token(client, student):
     client.post("/profile/")
     assert Token.objects.get(user=student).key != first
     assert api().get("/api/v1/assignments/", HTTP_AUTHORIZATION=f"Token {first}").status_code == 401
+
+
+def test_openapi_schema_is_valid_without_warnings(tmp_path):
+    from django.core.management import call_command
+
+    out = tmp_path / "schema.yaml"
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(out))
+    text = out.read_text()
+    for path in ("/api/v1/assignments/{slug}/batch/", "/api/v1/submissions/{id}/"):
+        assert path in text

@@ -460,3 +460,12 @@ def test_only_the_api_docs_page_allows_inline_styles(client, settings, student):
     docs = client.get("/api/docs/")["Content-Security-Policy"]
     assert docs == "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'"
     assert client.get("/")["Content-Security-Policy"].endswith("style-src 'self'")
+
+
+def test_assignment_form_lists_every_rule_the_engine_knows(client, instructor, assignment):
+    from grader.rules import RULES
+
+    html = login(client, instructor).get(reverse("assignment_edit", args=[assignment.slug]))
+    reference = html.content.decode().split('id="rule-reference"')[1]
+    for rule_id in RULES:
+        assert f"<code>{rule_id}</code>" in reference
