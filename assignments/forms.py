@@ -58,7 +58,11 @@ class AssignmentForm(forms.ModelForm):
         model = Assignment
         fields = ["slug", *EDITABLE_FIELDS]
         widgets = {
-            "deadline": forms.DateTimeInput(attrs={"type": "datetime-local"}),
+            # A datetime-local input shows and sends "2026-12-01T23:59"; any other format
+            # would show an empty field, and saving would silently clear the deadline.
+            "deadline": forms.DateTimeInput(
+                attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"
+            ),
             "description": forms.Textarea(attrs={"rows": 8}),
             "rules_yaml": forms.Textarea(
                 attrs={"rows": 14, "class": "code", "spellcheck": "false"}

@@ -469,3 +469,24 @@ def test_assignment_form_lists_every_rule_the_engine_knows(client, instructor, a
     reference = html.content.decode().split('id="rule-reference"')[1]
     for rule_id in RULES:
         assert f"<code>{rule_id}</code>" in reference
+
+
+def test_editing_keeps_the_deadline(client, instructor, assignment):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    assignment.deadline = timezone.make_aware(dt.datetime(2030, 1, 31, 23, 59))
+    assignment.save()
+    login(client, instructor)
+    url = reverse("assignment_edit", args=[assignment.slug])
+    html = client.get(url).content.decode()
+    assert 'value="2030-01-31T23:59"' in html
+    form = client.get(url).context["form"]
+    data = {k: v for k, v in form.initial.items() if v is not None and k != "slug"}
+    data.update({"deadline": "2030-01-31T23:59", "title": "Renamed", "is_published": "on"})
+    assert client.post(url, data).status_code == 302
+    assignment.refresh_from_db()
+    assert assignment.title == "Renamed" and assignment.deadline == timezone.make_aware(
+        dt.datetime(2030, 1, 31, 23, 59)
+    )
