@@ -490,3 +490,12 @@ def test_editing_keeps_the_deadline(client, instructor, assignment):
     assert assignment.title == "Renamed" and assignment.deadline == timezone.make_aware(
         dt.datetime(2030, 1, 31, 23, 59)
     )
+
+
+def test_an_oversized_upload_is_refused_by_the_form(client, settings, student, assignment):
+    settings.GRADER_MAX_UPLOAD_BYTES = 50
+    response = upload(login(client, student), assignment.slug, "net.json", model_json())
+    assert (
+        f"is {len(model_json()):,} bytes. Expected at most 50 bytes." in response.content.decode()
+    )
+    assert Submission.objects.count() == 0

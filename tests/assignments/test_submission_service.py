@@ -291,3 +291,57 @@ def test_batch_rejects_oversized_members_before_inflating(assignment, instructor
 def test_batch_rejects_a_non_zip(assignment, instructor):
     with pytest.raises(BatchRejected, match="not a zip archive"):
         create_batch(assignment=assignment, actor=instructor, data=b"hello")
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_uploads_cannot_exceed_the_quota(assignment, student):
+    """Two requests racing for the last slot: the enrollment row lock lets exactly one win."""
+    import threading
+    import time
+
+    from django.db import connection, connections
+
+    from tests.conftest import service_missing
+
+    if connection.vendor != "postgresql":
+        service_missing("PostgreSQL as the test database (DATABASE_URL=postgres://...)")
+    for filters in (1, 2):
+        create_submission(
+            assignment=assignment, student=student, filename="m.json", data=model_json(filters)
+        )
+    barrier = threading.Barrier(4)
+    outcomes: list[str] = []
+
+    # Widen the race: each request pauses between counting and inserting, so without the lock
+    # every request would count 2 used and all four would be accepted.
+    def slow_insert(sender, instance, **kwargs) -> None:
+        if instance.pk is None:
+            time.sleep(0.3)
+
+    from django.db.models.signals import pre_save
+
+    pre_save.connect(slow_insert, sender=Submission, dispatch_uid="slow_insert")
+
+    def race(filters: int) -> None:
+        try:
+            barrier.wait()
+            create_submission(
+                assignment=assignment, student=student, filename="m.json", data=model_json(filters)
+            )
+            outcomes.append("accepted")
+        except QuotaExceeded:
+            outcomes.append("quota")
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=race, args=(10 + i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        pre_save.disconnect(dispatch_uid="slow_insert", sender=Submission)
+    assert sorted(outcomes) == ["accepted", "quota", "quota", "quota"]
+    assert Submission.objects.filter(student=student).count() == assignment.daily_quota
