@@ -1,15 +1,16 @@
-"""The README's first command, run as a person would: start, log in, Ctrl-C.
+"""The README's first command, run as a person would: start, log in, submit, Ctrl-C.
 
 `scripts/quickstart.sh` runs on the embedded default in a scratch var folder and a free port:
 it must serve the login page on loopback, let a demo student log in with the printed password,
-start a Celery worker that reaches the filesystem broker, keep data on a second run, and stop
-both processes on SIGINT.
+grade a submission end to end (filesystem broker, bubblewrap, SQLite), keep data on a second
+run, and stop both processes on SIGINT.
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.cookiejar
+import json
 import os
 import re
 import signal
@@ -18,9 +19,11 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -103,7 +106,52 @@ def log_in(base: str, username: str, password: str) -> str:
         return response.geturl()
 
 
-def test_quickstart_serves_logs_in_and_stops_on_ctrl_c(tmp_path):
+def api_token(var_dir: Path, port: int, username: str) -> str:
+    result = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "python"), "manage.py", "drf_create_token", username],
+        cwd=ROOT,
+        env=quickstart_env(var_dir, port),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return result.stdout.split()[2]
+
+
+def api(base: str, token: str, path: str, *, upload: Path | None = None) -> dict:
+    headers = {"Authorization": f"Token {token}"}
+    body = None
+    if upload is not None:
+        boundary = uuid.uuid4().hex
+        headers["Content-Type"] = f"multipart/form-data; boundary={boundary}"
+        body = (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+                f'filename="{upload.name}"\r\nContent-Type: text/x-python\r\n\r\n'
+            ).encode()
+            + upload.read_bytes()
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+    request = urllib.request.Request(f"{base}{path}", data=body, headers=headers)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def grade_smoke_model(base: str, var_dir: Path, port: int) -> dict:
+    """Submit the smoke preset's reference model as student1; wait for the final verdict."""
+    token = api_token(var_dir, port, "student1")
+    model = ROOT / "tests" / "fixtures" / "models" / "smoke_submission.py"
+    submission = api(base, token, "/api/v1/assignments/smoke/submissions/", upload=model)
+    deadline = time.monotonic() + 600
+    while submission["status"] not in {"finished", "failed", "error", "cancelled"}:
+        assert time.monotonic() < deadline, f"still {submission['status']} after 600 s"
+        time.sleep(2)
+        submission = api(base, token, f"/api/v1/submissions/{submission['id']}/")
+    return submission
+
+
+def test_quickstart_serves_grades_a_submission_and_stops_on_ctrl_c(tmp_path, bwrap_available):
     var_dir = tmp_path / "var"
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -121,6 +169,15 @@ def test_quickstart_serves_logs_in_and_stops_on_ctrl_c(tmp_path):
             time.sleep(0.5)
         assert "filesystem://" in worker_log.read_text()
         assert (var_dir / "db.sqlite3").is_file()
+
+        # The whole pipeline on the embedded default: broker files, bubblewrap, SQLite.
+        verdict = grade_smoke_model(base, var_dir, port)
+        preset = yaml.safe_load((ROOT / "grader" / "presets" / "smoke.yaml").read_text())
+        target = next(r["limit"] for r in preset["rules"] if r["id"] == "min_val_accuracy")
+        assert verdict["status"] == "finished", verdict
+        assert verdict["passed"] is True, verdict["result"]
+        assert 1 <= len(verdict["epochs"]) <= preset["max_epochs"]
+        assert max(e["val_accuracy"] for e in verdict["epochs"]) >= target
     finally:
         code = interrupt(process)
     assert code == 130, f"quick start exited with {code} on Ctrl-C"
