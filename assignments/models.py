@@ -50,13 +50,13 @@ class Enrollment(models.Model):
         ]
         indexes = [models.Index(fields=["user", "role"])]
 
+    def __str__(self) -> str:
+        return f"{self.user} in {self.course} ({self.role})"
+
     def save(self, *args, **kwargs):
         if not self.pseudonym:
             self.pseudonym = f"Student-{secrets.randbelow(900000) + 100000}"
         super().save(*args, **kwargs)
-
-    def __str__(self) -> str:
-        return f"{self.user} in {self.course} ({self.role})"
 
 
 class Assignment(models.Model):
@@ -159,9 +159,7 @@ class Submission(models.Model):
     )
     TERMINAL_STATUSES = (Status.FINISHED, Status.FAILED, Status.ERROR, Status.CANCELLED)
 
-    assignment = models.ForeignKey(
-        Assignment, on_delete=models.CASCADE, related_name="submissions"
-    )
+    assignment = models.ForeignKey(Assignment, on_delete=models.CASCADE, related_name="submissions")
     student = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="submissions"
     )
@@ -217,9 +215,7 @@ class Submission(models.Model):
 class Result(models.Model):
     """The verdict of one grading of a submission (rewritten on regrade)."""
 
-    submission = models.OneToOneField(
-        Submission, on_delete=models.CASCADE, related_name="result"
-    )
+    submission = models.OneToOneField(Submission, on_delete=models.CASCADE, related_name="result")
     rules_version = models.PositiveIntegerField()
     rules_yaml = models.TextField(blank=True)  # the rule set actually applied, for the record
     checks = models.JSONField(default=dict)  # the check_model object (params, RF, layers, rules)
@@ -248,6 +244,9 @@ class Result(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"Result of submission #{self.submission_id}"
+
     @property
     def final_score(self) -> float | None:
         return self.score_override if self.score_override is not None else self.score
@@ -271,6 +270,9 @@ class EpochMetric(models.Model):
             models.UniqueConstraint(fields=["submission", "epoch"], name="unique_epoch"),
         ]
 
+    def __str__(self) -> str:
+        return f"Epoch {self.epoch} of submission #{self.submission_id}"
+
 
 class AuditEntry(models.Model):
     """Who did what to grades: overrides, regrades, cancellations, rule changes."""
@@ -290,3 +292,6 @@ class AuditEntry(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.action} by user #{self.actor_id or '-'} ({self.created_at or 'unsaved'})"
