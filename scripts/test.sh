@@ -63,9 +63,9 @@ step "pytest: whole suite on PostgreSQL + Redis" \
     "$PY" -m pytest "${PYTEST_ARGS[@]}" "${SERVICES_SESSION[@]}" \
     --junitxml="$ARTIFACTS_DIR/junit-services.xml" --durations=20 "$@"
 
-# The embedded default: no server at all.
+# The embedded default: no server at all (and no .env that could name one).
 step "pytest: embedded default (SQLite + filesystem broker)" \
-    env -u DATABASE_URL -u CELERY_BROKER_URL \
+    env -u DATABASE_URL -u CELERY_BROKER_URL GRADER_ENV_FILE= \
     "$PY" -m pytest "${PYTEST_ARGS[@]}" "${EMBEDDED_SESSION[@]}" \
     --junitxml="$ARTIFACTS_DIR/junit-embedded.xml" -m embedded
 
