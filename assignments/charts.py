@@ -55,13 +55,18 @@ class Frame:
         return MARGIN_TOP + (self.y_max - value) / span * self.plot_height
 
 
-def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """Round tick values covering [low, high] (steps of 1, 2 or 5 times a power of ten)."""
+def nice_ticks(low: float, high: float, count: int = 5, *, integer: bool = False) -> list[float]:
+    """Round tick values covering [low, high] (steps of 1, 2 or 5 times a power of ten).
+
+    With `integer=True` (counts), steps are at least 1: no "0.2 submissions".
+    """
     if high <= low:
         high = low + 1.0
     raw = (high - low) / max(count, 1)
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    if integer:
+        step = max(step, 1)
     start = math.floor(low / step) * step
     ticks = [round(start, 10)]
     # Keep going until a tick reaches the top, so the axis always covers the data.
@@ -266,15 +271,24 @@ def bar_chart(
     y_max: float | None = None,
     value_format: str = "{:,.0f}",
     css_class: str = "bar-chart",
+    counts: bool = True,
+    tooltips: Sequence[str] | None = None,
 ) -> SafeString:
-    """Vertical bars with a `<title>` per bar giving its label and exact value."""
+    """Vertical bars with a `<title>` per bar giving its label and exact value.
+
+    `counts=True` keeps the axis ticks on whole numbers; `tooltips` replace the labels in the
+    per-bar titles (e.g. a whole interval where the axis shows its lower edge).
+    """
     if not values:
         return empty_chart(title, "No data yet.", width=width)
-    top = y_max if y_max is not None else nice_ticks(0.0, max(max(values), 1e-9))[-1]
+    top = (
+        y_max if y_max is not None else nice_ticks(0.0, max(max(values), 1e-9), integer=counts)[-1]
+    )
     frame = Frame(width, height, 0.0, float(len(values)), 0.0, top)
     parts = _svg_open(width, height, title, css_class)
-    parts += _axes(frame, x_label, y_label, nice_ticks(0.0, top))
-    slot = frame.plot_width / len(values)
+    parts += _axes(frame, x_label, y_label, nice_ticks(0.0, top, integer=counts))
+    # At most 60 px per bar: a single day must not become a wall of colour.
+    slot = min(frame.plot_width / len(values), 60.0)
     every = max(1, math.ceil(len(values) / 12))
     for i, (label, value) in enumerate(zip(labels, values, strict=True)):
         x = MARGIN_LEFT + i * slot + slot * 0.1
@@ -282,7 +296,8 @@ def bar_chart(
         parts.append(
             f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{slot * 0.8:.1f}" '
             f'height="{frame.y(0.0) - y:.1f}" fill="{PALETTE[0]}" data-value="{value}">'
-            f"<title>{escape(label)}: {escape(value_format.format(value))}</title></rect>"
+            f"<title>{escape(tooltips[i] if tooltips else label)}: "
+            f"{escape(value_format.format(value))}</title></rect>"
         )
         if i % every == 0:
             parts.append(
@@ -296,10 +311,16 @@ def bar_chart(
 def accuracy_histogram(accuracies: Sequence[float], bins: int = 10) -> SafeString:
     """Distribution of test accuracies over [0, 1] in `bins` equal bins."""
     counts = histogram_counts(accuracies, bins, 0.0, 1.0)
-    labels = [f"{i / bins:.0%}-{(i + 1) / bins:.0%}" for i in range(bins)]
+    # Axis labels name each bin's lower edge; the tooltip gives the whole interval.
+    labels = [f"{i / bins:.0%}" for i in range(bins)]
+    intervals = [
+        f"{i / bins:.0%} to {(i + 1) / bins:.0%}" + (" inclusive" if i == bins - 1 else "")
+        for i in range(bins)
+    ]
     return bar_chart(
         labels,
         counts,
+        tooltips=intervals,
         title="Test accuracy of finished submissions",
         x_label="test accuracy",
         y_label="submissions",

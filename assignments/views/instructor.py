@@ -330,6 +330,7 @@ def stats(request: HttpRequest, slug: str) -> HttpResponse:
                 y_max=1.0,
                 value_format="{:.1%}",
                 css_class="pass-rates",
+                counts=False,
             ),
             "per_day_chart": charts.bar_chart(
                 [day.isoformat() for day, _ in data.per_day],

@@ -83,3 +83,14 @@ def test_nice_ticks_cover_the_range_in_round_steps(low, high):
     assert len(steps) == 1
     mantissa = re.sub(r"0|\.", "", f"{steps.pop():.9g}").lstrip("0")
     assert mantissa in {"1", "2", "5"}
+
+
+def test_count_axes_use_whole_numbers():
+    svg = charts.bar_chart(["a"], [1], title="t", x_label="x", y_label="n")
+    ticks = [t.text for t in ET.fromstring(svg).iter(f"{SVG}text") if t.get("text-anchor") == "end"]
+    assert ticks and all(t.replace(",", "").isdigit() for t in ticks)
+
+
+def test_histogram_tooltips_give_the_interval():
+    svg = charts.accuracy_histogram([0.95], bins=10)
+    assert "90% to 100% inclusive: 1" in svg
