@@ -103,7 +103,14 @@ class DockerSandbox:
                 with contextlib.suppress(docker.errors.APIError):
                     container.kill()
 
-            capture = OutputCapture(job.limits.output_bytes, on_line=on_line, on_overflow=kill)
+            def kill_in_background() -> None:
+                # Called by the output reader: the engine's kill returns once the container
+                # has stopped, which waits for its output to be read, by that same reader.
+                threading.Thread(target=kill, name="sandbox-docker-kill", daemon=True).start()
+
+            capture = OutputCapture(
+                job.limits.output_bytes, on_line=on_line, on_overflow=kill_in_background
+            )
             # Attach before start so not a byte is missed: there is no log to replay.
             stream = self.client.api.attach(
                 container.id, stdout=True, stderr=True, stream=True, demux=True
@@ -252,13 +259,17 @@ class DockerSandbox:
 
 
 def _pump(stream: Any, capture: OutputCapture) -> None:
-    """Copy the demultiplexed attach stream into `capture` until EOF or the budget is spent."""
+    """Copy the demultiplexed attach stream into `capture` until EOF.
+
+    Past the budget the stream is still drained (and dropped) until the killed container ends:
+    the engine does not report a container stopped while it cannot write its output to us.
+    """
     try:
         for stdout, stderr in stream:
-            if stdout and not capture.feed("stdout", stdout):
-                break
-            if stderr and not capture.feed("stderr", stderr):
-                break
+            if stdout:
+                capture.feed("stdout", stdout)
+            if stderr:
+                capture.feed("stderr", stderr)
     except Exception:
         logger.debug("attach stream ended", exc_info=True)
 
