@@ -75,6 +75,12 @@ def nice_ticks(low: float, high: float, count: int = 5, *, integer: bool = False
     return ticks
 
 
+def _fit(label: str, pixels: float) -> str:
+    """Shorten an axis label to the room it has (about 6 px per character at 10 px)."""
+    room = max(int(pixels // 6), 3)
+    return label if len(label) <= room else label[: room - 1] + "\u2026"
+
+
 def _fmt(value: float) -> str:
     if value == int(value) and abs(value) < 1e6:
         return f"{int(value):,}"
@@ -302,7 +308,8 @@ def bar_chart(
         if i % every == 0:
             parts.append(
                 f'<text x="{x + slot * 0.4:.1f}" y="{height - MARGIN_BOTTOM + 14}" '
-                f'text-anchor="middle" font-size="10" fill="#57606a">{escape(label)}</text>'
+                f'text-anchor="middle" font-size="10" fill="#57606a">'
+                f"{escape(_fit(label, slot * every))}</text>"
             )
     parts.append("</svg>")
     return mark_safe("".join(parts))  # noqa: S308 -- every data text above is escaped
