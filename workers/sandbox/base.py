@@ -9,12 +9,15 @@ that both backends agree.
 
 from __future__ import annotations
 
+import logging
 import signal as signal_module
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Literal, Protocol, runtime_checkable
+
+logger = logging.getLogger(__name__)
 
 Reason = Literal["timeout", "out_of_memory", "crashed", "output_limit", "infrastructure"]
 
@@ -325,10 +328,8 @@ class OutputCapture:
         text = line.decode("utf-8", errors="replace").rstrip("\r")
         try:
             self.on_line(text)
-        except Exception:
-            import logging
-
-            logging.getLogger(__name__).exception("on_line callback failed on %r", text[:200])
+        except Exception:  # a broken progress callback must not lose the job's output
+            logger.exception("on_line callback failed on %r", text[:200])
 
     def read_pipe(self, stream: str, pipe: IO[bytes]) -> None:
         """Start a thread copying `pipe` into the capture until EOF or the budget is spent."""
