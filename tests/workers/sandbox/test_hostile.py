@@ -500,3 +500,35 @@ def test_flood_of_empty_files_is_stopped(sandbox, pyenv, run_script, job_dirs):
     assert "20,000 files" in result.detail
     assert len(os.listdir(job_dirs.out)) < 10 * MAX_WRITABLE_ENTRIES
     run_benign(sandbox, pyenv)
+
+
+def test_escape_routes_through_proc_and_sys_are_closed(sandbox, pyenv, run_script):
+    result = run_script(
+        """
+        import errno, json, os
+        report = {}
+        root = os.stat("/")
+        try:
+            other = os.stat("/proc/1/root/")  # pid 1's root: must be this same sandbox root
+            report["proc1_root"] = "same" if (other.st_dev, other.st_ino) == (
+                root.st_dev, root.st_ino) else "different"
+        except OSError as exc:
+            report["proc1_root"] = errno.errorcode[exc.errno]
+        for path in ("/proc/sys/kernel/core_pattern", "/proc/sysrq-trigger",
+                     "/sys/fs/cgroup/cgroup.procs", "/sys/kernel/uevent_helper"):
+            try:
+                with open(path, "w") as handle:
+                    handle.write("|/scratch/pwn")
+                report[path] = "written"
+            except OSError as exc:
+                report[path] = errno.errorcode[exc.errno]
+        print(json.dumps(report))
+        """
+    )
+    assert result.reason is None, describe(result)
+    report = last_json(result)
+    assert report.pop("proc1_root") in {"same", "EACCES", "EPERM"}
+    for path, outcome in report.items():
+        assert outcome != "written", path
+        assert outcome in {"EROFS", "EACCES", "EPERM", "ENOENT"}, (path, outcome)
+    run_benign(sandbox, pyenv)
