@@ -1,0 +1,51 @@
+"""What pages show: rules in plain words with their limits, the log's tail, stage rows."""
+
+from __future__ import annotations
+
+import pytest
+
+from assignments.views.presentation import LOG_DISPLAY_CHARS, describe_rules, log_tail
+from grader.presets import list_presets, preset_text
+from grader.rules import load_ruleset
+
+
+@pytest.mark.parametrize("slug", list_presets())
+def test_every_preset_rule_is_described_with_its_limit(slug):
+    ruleset = load_ruleset(preset_text(slug))
+    described = describe_rules(preset_text(slug))
+    assert [d["name"] for d in described] == [spec.name for spec in ruleset.rules]
+    for item, spec in zip(described, ruleset.rules, strict=True):
+        assert "`" not in item["text"], item  # no unfilled `parameter` placeholders
+        limit = spec.params.get("limit")
+        if isinstance(limit, int) and not isinstance(limit, bool):
+            assert f"{limit:,}" in item["text"], item
+        elif isinstance(limit, float):
+            assert f"{limit:g}" in item["text"] or f"{limit * 100:g} %" in item["text"], item
+
+
+@pytest.mark.parametrize(
+    ("rules", "expected"),
+    [
+        ("rules:\n  - id: max_params\n    limit: 100000\n", "At most 100,000 parameters"),
+        ("rules:\n  - id: min_test_accuracy\n    limit: 0.85\n", "Test accuracy at least 85 %"),
+        ("rules:\n  - id: forbidden_layers\n    layers: [Dense, MaxPooling2D]\n",
+         "No Dense, MaxPooling2D layers"),
+        ("rules:\n  - id: min_receptive_field\n    limit: [32, 24]\n",
+         "Receptive field at least 32 \\u00d7 24 px before global pooling"),
+    ],
+)  # fmt: skip
+def test_rules_in_plain_words(rules, expected):
+    assert describe_rules(rules)[0]["text"] == expected.encode().decode("unicode_escape")
+
+
+def test_an_unloadable_rule_set_describes_nothing():
+    assert describe_rules("rules:\n  - id: no_such_rule\n") == []
+
+
+def test_log_tail_keeps_the_end_and_says_what_was_cut():
+    log = "".join(f"line {i}\n" for i in range(10_000))
+    shown = log_tail(log)
+    assert shown.endswith("line 9999\n")
+    cut = len(log) - LOG_DISPLAY_CHARS
+    assert shown.startswith(f"[… {cut:,} earlier characters not shown …]")
+    assert log_tail("short") == "short"
