@@ -499,3 +499,9 @@ def test_an_oversized_upload_is_refused_by_the_form(client, settings, student, a
         f"is {len(model_json()):,} bytes. Expected at most 50 bytes." in response.content.decode()
     )
     assert Submission.objects.count() == 0
+
+
+def test_not_found_page_uses_the_site_layout(client, student):
+    response = login(client, student).get("/s/999999/")
+    assert response.status_code == 404
+    assert "There is nothing here, or it is not yours to see." in response.content.decode()
