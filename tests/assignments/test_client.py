@@ -28,6 +28,7 @@ def test_progress_bar_and_stage_fraction():
     assert 0 < stage_fraction("training") < stage_fraction("evaluating") < 1
 
 
+@pytest.mark.embedded  # also proves the embedded default: SQLite and the filesystem broker
 def test_submit_waits_for_the_grading_and_writes_results(
     live_server, student, assignment, tmp_path, broker_dir, monkeypatch
 ):
