@@ -159,7 +159,7 @@ def make_submission(
 
 
 @pytest.fixture
-def redis_broker(redis_url: str) -> Iterator[Any]:
+def redis_broker(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """The Celery app pointed at the test Redis database (emptied before and after).
 
     Yields a `redis.Redis` client of that database, to read the queued messages.
@@ -168,6 +168,8 @@ def redis_broker(redis_url: str) -> Iterator[Any]:
 
     from workers.celery import app
 
+    # Celery prefers the CELERY_BROKER_URL environment variable over its configuration.
+    monkeypatch.setenv("CELERY_BROKER_URL", redis_url)
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
     saved = (app.conf.broker_url, app.conf.broker_transport_options)
