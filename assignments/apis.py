@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import APIException, NotAuthenticated, ValidationError
@@ -53,11 +54,10 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         extra = {}
         if isinstance(exc, DuplicateSubmission):
             request = context.get("request")
+            path = reverse("api-submission-detail", args=[exc.existing.pk])
             extra["existing"] = {
                 "id": exc.existing.pk,
-                "url": request.build_absolute_uri(f"/api/v1/submissions/{exc.existing.pk}/")
-                if request
-                else None,
+                "url": request.build_absolute_uri(path) if request else path,
             }
         if isinstance(exc, BatchRejected):
             extra["problems"] = exc.problems

@@ -81,7 +81,9 @@ def test_duplicate_is_a_conflict_with_the_earlier_submission(student, assignment
     first = submit(client, assignment.slug, "a.json", model_json()).json()
     response = submit(client, assignment.slug, "b.json", model_json())
     assert response.status_code == 409
-    assert response.json()["error"]["existing"]["id"] == first["id"]
+    existing = response.json()["error"]["existing"]
+    assert existing["id"] == first["id"]
+    assert existing["url"].endswith(f"/api/v1/submissions/{first['id']}/")
 
 
 def test_quota_is_429(student, assignment):
