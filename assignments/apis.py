@@ -104,9 +104,9 @@ class AssignmentListApi(generics.ListAPIView):
 
 
 class AssignmentDetailApi(generics.RetrieveAPIView):
-    """One assignment."""
+    """One assignment, with the submissions I have left today and its rules in plain words."""
 
-    serializer_class = serializers.AssignmentSerializer
+    serializer_class = serializers.AssignmentDetailSerializer
     lookup_field = "slug"
 
     def get_object(self):

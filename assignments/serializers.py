@@ -46,6 +46,26 @@ class AssignmentSerializer(serializers.ModelSerializer):
         return settings.GRADER_MAX_UPLOAD_BYTES
 
 
+class AssignmentDetailSerializer(AssignmentSerializer):
+    """One assignment, with what the requesting student has left today and the rules."""
+
+    submissions_left_today = serializers.SerializerMethodField()
+    rules = serializers.SerializerMethodField()
+
+    class Meta(AssignmentSerializer.Meta):
+        fields = [*AssignmentSerializer.Meta.fields, "submissions_left_today", "rules"]
+
+    def get_submissions_left_today(self, obj: Assignment) -> int:
+        from assignments.services.submissions import submissions_left_today
+
+        return submissions_left_today(assignment=obj, student_id=self.context["request"].user.pk)
+
+    def get_rules(self, obj: Assignment) -> list[dict]:
+        from assignments.views.presentation import describe_rules
+
+        return describe_rules(obj.rules_yaml)
+
+
 class EpochSerializer(serializers.ModelSerializer):
     class Meta:
         model = EpochMetric

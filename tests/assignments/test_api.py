@@ -202,3 +202,11 @@ def test_openapi_schema_is_valid_without_warnings(tmp_path):
     text = out.read_text()
     for path in ("/api/v1/assignments/{slug}/batch/", "/api/v1/submissions/{id}/"):
         assert path in text
+
+
+def test_assignment_detail_says_how_many_submissions_are_left(student, assignment):
+    client = api(student)
+    submit(client, assignment.slug, "n.json", model_json(1))
+    data = client.get(f"/api/v1/assignments/{assignment.slug}/").json()
+    assert data["submissions_left_today"] == assignment.daily_quota - 1
+    assert data["rules"][0]["text"] == "At most 20,000 parameters"
