@@ -222,7 +222,7 @@ def build_graph_and_weights(
     if not isinstance(config, dict):
         # The builder reads plain JSON data (dicts and lists); copy other mappings into it.
         config = json.loads(json.dumps(config))
-    class_name = config.get("class_name")
+    class_name = _class_name(config)
     if class_name not in MODEL_CLASSES:
         _check_code(config, str(config.get("name") or class_name))
         raise InvalidModelConfig(
@@ -239,6 +239,16 @@ def build_graph_and_weights(
         outputs=tuple(outputs),
     )
     return graph, builder.weights
+
+
+def _class_name(config: Mapping[str, Any]) -> str:
+    """The ``class_name`` of a serialized object, which must be a string."""
+    class_name = config.get("class_name")
+    if not isinstance(class_name, str):
+        raise InvalidModelConfig(
+            f"Expected `class_name` to be a string such as 'Conv2D'. Received {class_name!r}."
+        )
+    return class_name
 
 
 def _model_name(config: Mapping[str, Any]) -> str:
@@ -528,7 +538,7 @@ class _GraphBuilder:
     ) -> list[int]:
         if not isinstance(layer_cfg, dict):
             raise InvalidModelConfig(f"Expected a layer config object. Received {layer_cfg!r}.")
-        if layer_cfg.get("class_name") in MODEL_CLASSES:
+        if _class_name(layer_cfg) in MODEL_CLASSES:
             _check_code(layer_cfg, name)
             _, outputs = self.expand_model(
                 layer_cfg, prefix=name + "/", bound=inputs, trainable=trainable, depth=depth + 1
@@ -794,6 +804,11 @@ def _collect_tensors(
     if isinstance(value, dict):
         if value.get("class_name") == "__keras_tensor__":
             cfg = value.get("config") or {}
+            if not isinstance(cfg, dict):
+                raise InvalidModelConfig(
+                    f"An input tensor of `{layer_name}` has config {cfg!r}. Expected an object "
+                    "with `keras_history`."
+                )
             out.append(_ref(cfg.get("keras_history"), f"an input of `{layer_name}`"))
             shapes.append(cfg.get("shape"))
             return

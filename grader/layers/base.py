@@ -123,6 +123,24 @@ def int_tuple(value: Any, n: int, name: str) -> tuple[int, ...]:
     raise SpecError(f"Expected `{name}` to be an int or a tuple of {n} ints. Received {value!r}.")
 
 
+def positive_int(config: Config, key: str, default: Any = None) -> int:
+    """A config value that must be a positive int (``filters``, ``units``, ``groups``...)."""
+    value = config.get(key, default)
+    if type(value) is not int or value <= 0:
+        raise SpecError(f"Expected `{key}` to be a positive int. Received {value!r}.")
+    return value
+
+
+def flag(config: Config, key: str, default: bool) -> bool:
+    """A boolean option (``use_bias``, ``center``...): anything but true/false is refused."""
+    value = config.get(key, default)
+    if value is None:
+        return default
+    if type(value) is not bool:
+        raise SpecError(f"Expected `{key}` to be true or false. Received {value!r}.")
+    return value
+
+
 def data_format(config: Config) -> str:
     """The layer's ``data_format``; Keras' default image data format is channels_last."""
     value = config.get("data_format") or "channels_last"

@@ -18,8 +18,10 @@ from grader.layers.base import (
     conv_output_length,
     data_format,
     deconv_output_length,
+    flag,
     int_tuple,
     join_channels,
+    positive_int,
     require_known,
     require_rank,
     single_input,
@@ -72,14 +74,11 @@ def _conv_spatial(config: Config, shape: Shape, rank: int) -> tuple[int | None, 
 
 
 def _positive(config: Config, key: str) -> int:
-    value = config.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise SpecError(f"Expected `{key}` to be a positive int. Received {value!r}.")
-    return value
+    return positive_int(config, key)
 
 
 def _bias(config: Config, size: int) -> list[WeightSpec]:
-    return [WeightSpec("bias", (size,))] if config.get("use_bias", True) else []
+    return [WeightSpec("bias", (size,))] if flag(config, "use_bias", True) else []
 
 
 def conv_spec(class_name: str, rank: int) -> LayerSpec:
@@ -95,7 +94,7 @@ def conv_spec(class_name: str, rank: int) -> LayerSpec:
         _, channels = _in_channels(config, input_shapes, rank)
         kernel, _, _ = _geometry(config, rank)
         filters = _positive(config, "filters")
-        groups = int(config.get("groups", 1) or 1)
+        groups = positive_int(config, "groups", 1)
         if channels % groups or filters % groups:
             raise SpecError(
                 f"The number of input channels ({channels}) and `filters` ({filters}) must both "

@@ -15,16 +15,15 @@ from grader.layers.base import (
     SpecError,
     SpecUnsupported,
     WeightSpec,
+    flag,
+    positive_int,
     require_known,
     single_input,
 )
 
 
 def _units(config: Config) -> int:
-    units = config.get("units")
-    if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
-        raise SpecError(f"Expected `units` to be a positive int. Received {units!r}.")
-    return units
+    return positive_int(config, "units")
 
 
 def _dense_output(config: Config, input_shapes: Sequence[Shape]) -> Shape:
@@ -42,32 +41,27 @@ def _dense_weights(config: Config, input_shapes: Sequence[Shape]) -> list[Weight
         raise SpecUnsupported("Quantized Dense layers are not supported.")
     in_dim = require_known(shape[-1], "last axis of the input")
     units = _units(config)
-    lora_rank = config.get("lora_rank")
+    lora_rank = positive_int(config, "lora_rank") if config.get("lora_rank") else 0
     weights = [WeightSpec("kernel", (in_dim, units), trainable=not lora_rank)]
-    if config.get("use_bias", True):
+    if flag(config, "use_bias", True):
         weights.append(WeightSpec("bias", (units,)))
     if lora_rank:
         weights += [
-            WeightSpec("lora_kernel_a", (in_dim, int(lora_rank))),
-            WeightSpec("lora_kernel_b", (int(lora_rank), units)),
+            WeightSpec("lora_kernel_a", (in_dim, lora_rank)),
+            WeightSpec("lora_kernel_b", (lora_rank, units)),
         ]
     return weights
 
 
 def _embedding_output(config: Config, input_shapes: Sequence[Shape]) -> Shape:
-    return (*single_input(input_shapes), int(config.get("output_dim", 0)))
+    return (*single_input(input_shapes), positive_int(config, "output_dim"))
 
 
 def _embedding_weights(config: Config, input_shapes: Sequence[Shape]) -> list[WeightSpec]:
-    input_dim, output_dim = config.get("input_dim"), config.get("output_dim")
-    if not all(isinstance(v, int) and v > 0 for v in (input_dim, output_dim)):
-        raise SpecError(
-            f"Expected positive ints `input_dim` and `output_dim`. Received input_dim="
-            f"{input_dim!r}, output_dim={output_dim!r}."
-        )
+    input_dim, output_dim = positive_int(config, "input_dim"), positive_int(config, "output_dim")
     if config.get("lora_rank") or config.get("quantization_config"):
         raise SpecUnsupported("LoRA or quantized Embedding layers are not supported.")
-    return [WeightSpec("embeddings", (int(input_dim), int(output_dim)))]  # type: ignore[arg-type]
+    return [WeightSpec("embeddings", (input_dim, output_dim))]
 
 
 SPECS = [

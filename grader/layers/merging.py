@@ -63,7 +63,10 @@ def _concatenate(config: Config, input_shapes: Sequence[Shape]) -> Shape:
             + "."
         )
     rank = ranks.pop()
-    (axis,) = normalize_axes(config.get("axis", -1), rank)
+    axes = normalize_axes(config.get("axis", -1), rank)
+    if len(axes) != 1:
+        raise SpecError(f"Expected one concatenation `axis`. Received {config.get('axis')!r}.")
+    axis = axes[0]
     axis -= 1  # batchless index
     out: list[int | None] = list(input_shapes[0])
     for shape in input_shapes[1:]:

@@ -16,6 +16,7 @@ from grader.layers.base import (
     SpecUnsupported,
     WeightSpec,
     dim_of,
+    flag,
     normalize_axes,
     single_input,
 )
@@ -32,15 +33,15 @@ def _batch_norm_weights(config: Config, input_shapes: Sequence[Shape]) -> list[W
         raise SpecUnsupported(f"BatchNormalization over several axes {axes} is not supported.")
     size = dim_of(shape, axes[0], "normalized axis")
     weights = []
-    if config.get("scale", True):
+    if flag(config, "scale", True):
         weights.append(WeightSpec("gamma", (size,)))
-    if config.get("center", True):
+    if flag(config, "center", True):
         weights.append(WeightSpec("beta", (size,)))
     weights += [
         WeightSpec("moving_mean", (size,), trainable=False),
         WeightSpec("moving_variance", (size,), trainable=False),
     ]
-    if config.get("renorm"):
+    if flag(config, "renorm", False):
         # Batch renormalization tracks three more statistics, never trained.
         weights += [
             WeightSpec(stat, (size,), trainable=False)
@@ -53,12 +54,12 @@ def _layer_norm_weights(config: Config, input_shapes: Sequence[Shape]) -> list[W
     shape = single_input(input_shapes)
     axes = normalize_axes(config.get("axis", -1), len(shape))
     param_shape = tuple(dim_of(shape, a, "normalized axis") for a in axes)
-    rms_scaling = bool(config.get("rms_scaling", False))
+    rms_scaling = flag(config, "rms_scaling", False)
     weights = []
     # Keras: RMS scaling always has a scale and never a center.
-    if config.get("scale", True) or rms_scaling:
+    if flag(config, "scale", True) or rms_scaling:
         weights.append(WeightSpec("gamma", param_shape))
-    if config.get("center", True) and not rms_scaling:
+    if flag(config, "center", True) and not rms_scaling:
         weights.append(WeightSpec("beta", param_shape))
     return weights
 
@@ -74,8 +75,8 @@ def _group_norm_weights(config: Config, input_shapes: Sequence[Shape]) -> list[W
     axes = normalize_axes(config.get("axis", -1), len(shape))
     channels = dim_of(shape, axes[0], "normalized axis")
     groups = config.get("groups", 32)
-    if not isinstance(groups, int) or groups == 0:
-        raise SpecError(f"Expected `groups` to be a non-zero int. Received {groups!r}.")
+    if type(groups) is not int or groups == 0 or groups < -1:
+        raise SpecError(f"Expected `groups` to be a positive int or -1. Received {groups!r}.")
     groups = channels if groups == -1 else groups
     if groups > channels or channels % groups:
         raise SpecError(
@@ -83,9 +84,9 @@ def _group_norm_weights(config: Config, input_shapes: Sequence[Shape]) -> list[W
             f"({groups})."
         )
     weights = []
-    if config.get("scale", True):
+    if flag(config, "scale", True):
         weights.append(WeightSpec("gamma", (channels,)))
-    if config.get("center", True):
+    if flag(config, "center", True):
         weights.append(WeightSpec("beta", (channels,)))
     return weights
 

@@ -11,6 +11,7 @@ from grader.layers.base import (
     SpecError,
     conv_output_length,
     data_format,
+    flag,
     int_tuple,
     join_channels,
     require_rank,
@@ -55,7 +56,7 @@ def global_pooling_spec(class_name: str, rank: int) -> LayerSpec:
         require_rank(shape, rank + 1)
         fmt = data_format(config)
         _, channels = split_channels(shape, fmt)
-        if config.get("keepdims", False):
+        if flag(config, "keepdims", False):
             return join_channels((1,) * rank, channels, fmt)
         return (channels,)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 from typing import Any
 
 import pytest
@@ -397,3 +398,62 @@ def test_graph_indexes_agree_with_a_full_scan() -> None:
     assert list(graph.layers) == list(dict.fromkeys(n.layer.name for n in graph.nodes))
     graph.nodes_of(graph.nodes[0].layer.name).clear()  # callers get copies, not the index
     assert graph.nodes_of(graph.nodes[0].layer.name)
+
+
+# --- fuzzing: untrusted configs only ever fail as GraderError -----------------------------------
+
+FUZZ_VALUES = [None, 0, -1, 1, 2.5, True, "x", "same", [], [1], [None], [1, 2], [[1, 2]], {},
+               {"a": 1}, 10**12, "channels_first", [-1, 3]]  # fmt: skip
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found: list[tuple[Any, ...]] = []
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, child in items:
+        found.append((*prefix, key))
+        if isinstance(child, (dict, list)):
+            found.extend(_paths(child, (*prefix, key)))
+    return found
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mutated_configs_fail_only_with_grader_errors(seed: int) -> None:
+    """Random edits of real configs (deleted keys, wrong types, absurd values) are either
+    analysed or refused with a GraderError: never a TypeError or KeyError from deep inside."""
+    from pathlib import Path
+
+    from grader.analysis import analyze
+    from grader.errors import GraderError
+
+    fixtures = sorted((Path(__file__).resolve().parents[1] / "fixtures/models").glob("*.json"))
+    configs = [json.loads(f.read_text()) for f in fixtures if f.name != "expected.json"]
+    paths = [_paths(c) for c in configs]
+    rng = random.Random(seed)
+    refused = 0
+    for _ in range(400):
+        which = rng.randrange(len(configs))
+        config = copy.deepcopy(configs[which])
+        for _ in range(rng.randint(1, 3)):
+            *parents, last = rng.choice(paths[which])
+            target: Any = config
+            try:
+                for key in parents:
+                    target = target[key]
+                if isinstance(target, dict) and rng.random() < 0.3:
+                    del target[last]
+                else:
+                    target[last] = copy.deepcopy(rng.choice(FUZZ_VALUES))
+            except (KeyError, IndexError, TypeError):
+                pass  # an earlier edit removed or replaced this path
+        try:
+            analyze(config)
+        except GraderError:
+            refused += 1
+    assert refused > 50  # the edits really produce broken configs
+
+
+def test_non_boolean_flag_is_refused() -> None:
+    config = small_functional()
+    config["config"]["layers"][1]["config"]["use_bias"] = "yes"
+    with pytest.raises(InvalidModelConfig, match=r"Expected `use_bias` to be true or false"):
+        build_graph(config)
