@@ -11,7 +11,9 @@ from __future__ import annotations
 import io
 import json
 import stat
+import struct
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
@@ -87,17 +89,36 @@ def load_model_config_bytes(data: bytes, filename: str) -> dict[str, Any]:
     )
 
 
+# What the standard library raises on damaged archives (found by fuzzing corrupted .keras files):
+# bad headers, negative seeks from corrupt offsets, truncated or corrupt deflate streams, CRC
+# mismatches, unsupported compression methods or encryption.
+_DAMAGED_ZIP = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    ValueError,
+    OSError,
+    NotImplementedError,
+    RuntimeError,
+    struct.error,
+)
+
+
 def _read_archive_config(data: bytes | BinaryIO, filename: str) -> bytes:
     source = io.BytesIO(data) if isinstance(data, bytes) else data
-    if not zipfile.is_zipfile(source):
+    try:
+        is_zip = zipfile.is_zipfile(source)
+    except _DAMAGED_ZIP:
+        is_zip = False
+    if not is_zip:
         raise ArchiveRejected(
             f"`{filename}` is not a zip archive. Expected a '.keras' file written by model.save()."
         )
     try:
         source.seek(0)
         archive = zipfile.ZipFile(source)
-    except (zipfile.BadZipFile, ValueError, NotImplementedError) as exc:
-        raise ArchiveRejected(f"`{filename}` is a damaged zip archive: {exc}.") from exc
+    except _DAMAGED_ZIP as exc:
+        raise ArchiveRejected(f"`{filename}` is a damaged zip archive: {exc!r}.") from exc
     with archive:
         members = archive.infolist()
         if len(members) > MAX_MEMBERS:
@@ -130,9 +151,9 @@ def _read_archive_config(data: bytes | BinaryIO, filename: str) -> bytes:
             with archive.open(config_info) as member:
                 # Never trust the declared size: read at most one byte past the limit.
                 content = member.read(MAX_JSON_BYTES + 1)
-        except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError) as exc:
+        except _DAMAGED_ZIP as exc:
             raise ArchiveRejected(
-                f"`{CONFIG_MEMBER}` in `{filename}` cannot be read: {exc}."
+                f"`{CONFIG_MEMBER}` in `{filename}` cannot be read: {exc!r}."
             ) from exc
         if len(content) > MAX_JSON_BYTES:
             raise ArchiveRejected(

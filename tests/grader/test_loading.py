@@ -18,7 +18,7 @@ import pytest
 
 from grader import loading
 from grader.analysis import analyze
-from grader.errors import ArchiveRejected, InvalidModelConfig, UnsafeLayer
+from grader.errors import ArchiveRejected, GraderError, InvalidModelConfig, UnsafeLayer
 from grader.loading import load_model_config, load_model_config_bytes
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "models"
@@ -230,3 +230,31 @@ def test_file_over_the_size_cap_is_refused_before_reading(tmp_path: Path, monkey
     big.write_bytes(bytes(1001))
     with pytest.raises(ArchiveRejected, match=r"`model.keras` is 1,001 bytes. Expected at most"):
         load_model_config(big)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_corrupted_archives_fail_only_with_grader_errors(seed: int) -> None:
+    """Bytes flipped in the zip directory, the config member or anywhere, or a truncated file:
+    refused as ArchiveRejected / InvalidModelConfig, never a zlib, EOF or seek error."""
+    original = (FIXTURES / "smoke_separable.keras").read_bytes()
+    config_at = original.find(b"config.json")
+    rng = random.Random(seed)
+    refused = 0
+    for _ in range(300):
+        data = bytearray(original)
+        for _ in range(rng.randint(1, 8)):
+            where = rng.choice(
+                [
+                    rng.randrange(len(data)),
+                    len(data) - 1 - rng.randrange(600),  # the central directory
+                    config_at + rng.randrange(-40, 400),  # config.json's header and data
+                ]
+            )
+            data[where % len(data)] = rng.randrange(256)
+        if rng.random() < 0.2:
+            data = data[: rng.randrange(len(data))]
+        try:
+            analyze(load_model_config_bytes(bytes(data), "model.keras"))
+        except GraderError:
+            refused += 1
+    assert refused > 30
