@@ -11,6 +11,7 @@ Run: ``.venv/bin/python bench/bench_analysis.py`` (a few minutes on 2 shared cor
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import statistics
@@ -63,12 +64,20 @@ def timings(fn: Callable[[], object], repeats: int) -> tuple[float, float, float
     The machine is shared: wall time includes waiting for a core, CPU time does not. The
     verdict uses the median wall time; the other two show how much of it is contention.
     """
+    # As timeit does, the cyclic garbage collector is paused while timing (both sides): Keras
+    # leaves hundreds of thousands of objects on this process's heap (a web process has none of
+    # them), and a collection triggered mid-run would time their scan, not the code under test.
+    gc.collect()
+    gc.disable()
     wall, cpu = [], []
-    for _ in range(repeats):
-        start, start_cpu = time.perf_counter(), time.thread_time()
-        fn()
-        wall.append(time.perf_counter() - start)
-        cpu.append(time.thread_time() - start_cpu)
+    try:
+        for _ in range(repeats):
+            start, start_cpu = time.perf_counter(), time.thread_time()
+            fn()
+            wall.append(time.perf_counter() - start)
+            cpu.append(time.thread_time() - start_cpu)
+    finally:
+        gc.enable()
     return statistics.median(wall), min(wall), statistics.median(cpu)
 
 
