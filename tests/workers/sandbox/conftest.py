@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import service_missing
 from workers.sandbox import Limits, Mount, Sandbox, SandboxJob, SandboxResult, get_sandbox
 from workers.sandbox.base import MiB
 from workers.sandbox.environment import PythonEnvironment, python_environment
@@ -43,7 +44,7 @@ def docker_sandbox(docker_available: None) -> Sandbox:
 def bwrap_sandbox(bwrap_available: None) -> Sandbox:
     """One bubblewrap backend for the whole session."""
     if os.geteuid() != 0:
-        pytest.skip("the bwrap backend runs as root (cgroups, uid switch)")
+        service_missing("root, which the bwrap backend needs (cgroups, uid switch)")
     return get_sandbox("bwrap")
 
 
