@@ -170,8 +170,8 @@ def check_mounts_are_safe(mounts: Sequence[Mount], *, project_root: Path | None 
             raise SandboxError(f"Mount {mount.source} exposes the Docker socket.")
 
 
-# Looked up on PATH in the container: the TensorFlow base decides where its python3 lives.
-IMAGE_PYTHON = "python3"
+# The TensorFlow base image installs its interpreter here; an absolute path needs no PATH lookup.
+IMAGE_PYTHON = "/usr/bin/python3"
 
 
 def image_python_environment(python: str = IMAGE_PYTHON) -> PythonEnvironment:
