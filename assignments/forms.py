@@ -6,8 +6,10 @@ from django import forms
 from django.conf import settings
 
 from assignments.models import Assignment, Submission
-from assignments.services.courses import EDITABLE_FIELDS, validate_rules
-from grader.errors import GraderError
+from assignments.services.courses import EDITABLE_FIELDS
+
+# The settings the assignment form edits; the rule set has its own editor (`rule_forms`).
+SETTING_FIELDS = tuple(name for name in EDITABLE_FIELDS if name != "rules_yaml")
 
 
 class UploadForm(forms.Form):
@@ -37,26 +39,21 @@ def dataset_choices() -> list[tuple[str, str]]:
     return [(name, f"{name}: {source.description}") for name, source in sorted(DATASETS.items())]
 
 
-def preset_choices() -> list[tuple[str, str]]:
-    """Rule set presets shipped with the grader (empty choice first)."""
-    try:
-        from grader.presets import list_presets
-    except ImportError:
-        return [("", "—")]
-    return [("", "—"), *[(slug, slug) for slug in list_presets()]]
-
-
 class AssignmentForm(forms.ModelForm):
-    """Create or edit an assignment; the rule set is YAML validated by `grader.rules`."""
+    """Create or edit an assignment's settings; its rules come from `rule_forms.RuleSetEditor`."""
 
-    preset = forms.ChoiceField(
-        required=False,
-        help_text="Start from a preset rule set (replaces the rules below).",
+    # How the page groups the settings (a field left out of every group is shown last).
+    GROUPS = (
+        ("Assignment", ("slug", "title", "description", "is_published")),
+        ("Grading", ("dataset", "mode", "stop_on_static_failure", "allow_custom_training")),
+        ("Limits", ("time_limit_seconds", "memory_limit_mb", "max_epochs")),
+        ("Deadline and submissions", ("deadline", "late_policy", "late_penalty", "daily_quota")),
+        ("Leaderboard", ("leaderboard_policy", "hide_names_until_deadline")),
     )
 
     class Meta:
         model = Assignment
-        fields = ["slug", *EDITABLE_FIELDS]
+        fields = ["slug", *SETTING_FIELDS]
         widgets = {
             # A datetime-local input shows and sends "2026-12-01T23:59"; any other format
             # would show an empty field, and saving would silently clear the deadline.
@@ -64,40 +61,48 @@ class AssignmentForm(forms.ModelForm):
                 attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"
             ),
             "description": forms.Textarea(attrs={"rows": 8}),
-            "rules_yaml": forms.Textarea(
-                attrs={"rows": 14, "class": "code", "spellcheck": "false"}
-            ),
         }
-        labels = {"rules_yaml": "Rules (YAML)"}
+        labels = {
+            "time_limit_seconds": "Time limit (seconds)",
+            "memory_limit_mb": "Memory limit (MB)",
+            "max_epochs": "Epochs at most",
+            "daily_quota": "Submissions per student per day",
+        }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["dataset"] = forms.ChoiceField(choices=dataset_choices())
-        self.fields["preset"].choices = preset_choices()
-        self.fields["rules_yaml"].required = False
         if self.instance.pk:
             self.fields["slug"].disabled = True
 
-    def clean(self):
-        cleaned = super().clean()
-        preset = cleaned.get("preset")
-        if preset:
-            from grader.presets import preset_text
+    def groups(self) -> list[tuple[str, list[forms.BoundField]]]:
+        """The settings as the page shows them: (title, bound fields) per group."""
+        out = []
+        placed: set[str] = set()
+        for title, names in self.GROUPS:
+            present = [name for name in names if name in self.fields]
+            placed.update(present)
+            out.append((title, [self[name] for name in present]))
+        rest = [self[name] for name in self.fields if name not in placed]
+        if rest:
+            out.append(("Other", rest))
+        return out
 
-            try:
-                cleaned["rules_yaml"] = preset_text(preset)
-            except GraderError as exc:
-                self.add_error("preset", exc.message)
-        rules = cleaned.get("rules_yaml") or ""
-        try:
-            validate_rules(rules)
-        except GraderError as exc:
-            self.add_error("rules_yaml" if not preset else "preset", exc.message)
-        return cleaned
+    def redisplayed(self, updates: dict | None = None) -> AssignmentForm:
+        """An unbound copy showing what was typed, with `updates` filled in: a page rebuilt by a
+        rules button shows no error before the instructor presses Save."""
+        values = {name: self[name].value() for name in self.fields}
+        for name, value in (updates or {}).items():
+            if name not in values:
+                continue
+            if name in ("title", "description") and values.get(name):
+                continue  # a preset never overwrites what the instructor wrote
+            values[name] = value
+        return AssignmentForm(initial=values, instance=self.instance if self.instance.pk else None)
 
     def service_fields(self) -> dict:
-        """The cleaned values the services take (slug excluded)."""
-        return {name: self.cleaned_data[name] for name in EDITABLE_FIELDS}
+        """The cleaned values the services take (slug and rules excluded)."""
+        return {name: self.cleaned_data[name] for name in SETTING_FIELDS}
 
 
 class AssignmentImportForm(forms.Form):

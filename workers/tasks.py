@@ -4,7 +4,8 @@ Every task is idempotent: the stage's first step is a conditional status transit
 duplicate or redelivered message finds the stage owned (or done) and returns. Tasks are sent
 late-acknowledged (`acks_late`, `reject_on_worker_lost`): a worker that dies mid-stage leaves
 the message to be redelivered, and the reaper recovers the submission from its stale heartbeat
-either way.
+either way. A stage whose submission is cancelled (or taken over) while it runs kills its
+sandbox within seconds and returns `aborted`, writing nothing.
 
 Retry policy: only infrastructure problems are retried (the sandbox could not run, the database
 or Docker API failed), with exponential backoff up to `MAX_RETRIES`, after which the submission

@@ -607,7 +607,11 @@ def regrade_assignment(*, assignment_id: int, actor: Any) -> int:
 
 
 def cancel_submission(*, submission_id: int, actor: Any) -> Submission:
-    """Stop grading a submission. A running stage loses ownership; its later writes are refused.
+    """Stop grading a submission, for its student or an instructor (the caller checks which).
+
+    A running stage loses ownership at once: its worker notices within seconds
+    (`GRADER_CANCEL_CHECK_SECONDS`), kills the sandbox and writes nothing more. The message
+    names who cancelled; a cancelled submission still counts toward the daily quota.
 
     Raises:
         Submission.DoesNotExist: No such submission.
@@ -621,19 +625,27 @@ def cancel_submission(*, submission_id: int, actor: Any) -> Submission:
                 "Expected a queued or running submission to cancel."
             )
         previous = submission.status
+        by = "student" if actor is not None and actor.pk == submission.student_id else "instructor"
         submission.status = Status.CANCELLED
         submission.worker = ""
         submission.finished_at = timezone.now()
-        submission.message = "Cancelled by an instructor."
+        submission.message = _cancelled_message(actor, by)
         submission.save(update_fields=["status", "worker", "finished_at", "message"])
         AuditEntry.objects.create(
             actor=actor,
             action="cancel",
             assignment_id=submission.assignment_id,
             submission=submission,
-            details={"previous": {"status": previous}},
+            details={"previous": {"status": previous}, "by": by},
         )
     return submission
+
+
+def _cancelled_message(actor: Any, by: str) -> str:
+    if actor is None:
+        return "Cancelled by an instructor."
+    role = "the student" if by == "student" else "an instructor"
+    return f"Cancelled by {actor.get_username()} ({role})."
 
 
 # --- The reaper ---------------------------------------------------------------------------------

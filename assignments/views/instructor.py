@@ -24,6 +24,7 @@ from assignments.forms import (
 )
 from assignments.models import Assignment, Course, Result, Submission
 from assignments.permissions import instructed_course_ids, is_instructor, managed_assignment
+from assignments.rule_forms import EXPORT, SAVE, RuleSetEditor
 from assignments.services import courses as course_services
 from grader.errors import GraderError
 
@@ -80,25 +81,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 def assignment_create(request: HttpRequest, course_slug: str) -> HttpResponse:
     """Create an assignment in a course I teach."""
     course = _managed_course(request, course_slug)
-    form = AssignmentForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            assignment = course_services.create_assignment(
-                course=course,
-                actor=request.user,
-                slug=form.cleaned_data["slug"] or slugify(form.cleaned_data["title"]),
-                **form.service_fields(),
-            )
-        except GraderError as exc:
-            form.add_error(None, exc.message)
-        else:
-            messages.success(request, f"Assignment `{assignment.slug}` created.")
-            return redirect("manage_submissions", slug=assignment.slug)
-    return render(
-        request,
-        "assignments/manage/assignment_form.html",
-        {"form": form, "course": course, "rule_reference": rule_reference()},
-    )
+    return _assignment_page(request, course=course, assignment=None)
 
 
 @login_required
@@ -106,32 +89,88 @@ def assignment_create(request: HttpRequest, course_slug: str) -> HttpResponse:
 def assignment_edit(request: HttpRequest, slug: str) -> HttpResponse:
     """Edit an assignment; a changed rule set bumps its version."""
     assignment = _managed(request, slug)
-    form = AssignmentForm(request.POST or None, instance=assignment)
-    if request.method == "POST" and form.is_valid():
-        version = assignment.rules_version
+    return _assignment_page(request, course=assignment.course, assignment=assignment)
+
+
+def _assignment_page(
+    request: HttpRequest, *, course: Course, assignment: Assignment | None
+) -> HttpResponse:
+    """The assignment form: its settings, and the rule rows with their buttons.
+
+    Save validates both and calls one service. Export downloads the rows as YAML. Any other
+    button (add, remove, move a rule, change its id, import YAML, fill from a preset) returns the
+    page rebuilt and unsaved.
+    """
+    stored_rules = assignment.rules_yaml if assignment else ""
+    if request.method == "GET":
+        form = AssignmentForm(instance=assignment)
+        editor = RuleSetEditor.from_text(stored_rules)
+        return _render_assignment_page(request, form, editor, course, assignment)
+
+    form = AssignmentForm(request.POST, instance=assignment)
+    editor = RuleSetEditor(request.POST, request.FILES)
+    action = editor.pending_action
+    if action not in (SAVE, EXPORT):
+        update = editor.apply()
+        return _render_assignment_page(
+            request, form.redisplayed(update.settings), update.editor, course, assignment
+        )
+    if action == EXPORT:
+        if editor.is_valid():
+            name = form["slug"].value() or (assignment.slug if assignment else "") or "assignment"
+            response = HttpResponse(editor.ruleset.to_yaml(), content_type="application/yaml")
+            response["Content-Disposition"] = f'attachment; filename="{slugify(name)}-rules.yaml"'
+            return response
+        return _render_assignment_page(request, form, editor, course, assignment)
+
+    form_ok = form.is_valid()  # both validated, so that every error shows at once
+    if form_ok and editor.is_valid():
+        fields = {**form.service_fields(), "rules_yaml": editor.rules_yaml(stored_rules)}
         try:
-            # The form must not save the instance itself: the service validates and audits.
-            fresh = Assignment.objects.get(pk=assignment.pk)
-            updated = course_services.update_assignment(
-                assignment=fresh, actor=request.user, **form.service_fields()
-            )
+            if assignment is None:
+                saved = course_services.create_assignment(
+                    course=course,
+                    actor=request.user,
+                    slug=form.cleaned_data["slug"] or slugify(form.cleaned_data["title"]),
+                    **fields,
+                )
+            else:
+                # The form must not save the instance itself: the service validates and audits.
+                fresh = Assignment.objects.get(pk=assignment.pk)
+                saved = course_services.update_assignment(
+                    assignment=fresh, actor=request.user, **fields
+                )
         except GraderError as exc:
             form.add_error(None, exc.message)
         else:
-            if updated.rules_version != version:
+            if assignment is None:
+                messages.success(request, f"Assignment `{saved.slug}` created.")
+                return redirect("manage_submissions", slug=saved.slug)
+            if saved.rules_version != assignment.rules_version:
                 messages.warning(
                     request,
-                    f"Rules changed: now version {updated.rules_version}. Earlier results were "
+                    f"Rules changed: now version {saved.rules_version}. Earlier results were "
                     "graded under older rules; regrade to apply the new ones.",
                 )
-            messages.success(request, f"Assignment `{updated.slug}` saved.")
-            return redirect("assignment_edit", slug=updated.slug)
+            messages.success(request, f"Assignment `{saved.slug}` saved.")
+            return redirect("assignment_edit", slug=saved.slug)
+    return _render_assignment_page(request, form, editor, course, assignment)
+
+
+def _render_assignment_page(
+    request: HttpRequest,
+    form: AssignmentForm,
+    editor: RuleSetEditor,
+    course: Course,
+    assignment: Assignment | None,
+) -> HttpResponse:
     return render(
         request,
         "assignments/manage/assignment_form.html",
         {
             "form": form,
-            "course": assignment.course,
+            "editor": editor,
+            "course": course,
             "assignment": assignment,
             "rule_reference": rule_reference(),
         },

@@ -9,6 +9,7 @@ from django.test import Client
 from django.urls import reverse
 
 from assignments.models import AuditEntry, EpochMetric, Result, Submission
+from tests.assignments.page_forms import form_values
 from tests.assignments.site_fixtures import PASSWORD, make_submission, model_json
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("uploads_dir")]
@@ -305,15 +306,17 @@ def test_instructor_creates_an_assignment_with_validated_rules(client, instructo
     url = reverse("assignment_create", args=[course.slug])
     data = {
         "slug": "hw2", "title": "HW 2", "dataset": "synthetic", "mode": "train",
-        "rules_yaml": "rules:\n  - id: max_params\n    limit: -5\n",
         "time_limit_seconds": 600, "memory_limit_mb": 2048, "max_epochs": 5,
         "late_policy": "accept", "late_penalty": 0, "daily_quota": 5,
         "leaderboard_policy": "best", "is_published": "on",
+        "rules-TOTAL_FORMS": 1, "rules-INITIAL_FORMS": 1,
+        "rules-0-rule": "max_params", "rules-0-shown_rule": "max_params",
+        "rules-0-limit": "-5", "rules-0-count": "total", "rules-0-points": "1",
     }  # fmt: skip
     response = client.post(url, data)
     assert response.status_code == 200
-    assert "max_params" in response.content.decode()  # the rule engine's message
-    data["rules_yaml"] = "rules:\n  - id: max_params\n    limit: 5000\n"
+    assert "Rule 1 (`max_params`): `limit` must be an integer &gt;= 1" in response.content.decode()
+    data["rules-0-limit"] = "5000"
     response = client.post(url, data)
     assert response.status_code == 302
     from assignments.models import Assignment
@@ -421,19 +424,21 @@ def test_submissions_table_filters_and_sorts(
 
 
 def test_assignment_form_fills_rules_from_a_preset(client, instructor, assignment):
-    from grader.presets import preset_text
+    from grader.presets import load_preset
+    from grader.rules import load_ruleset
 
     login(client, instructor)
     url = reverse("assignment_edit", args=[assignment.slug])
-    form = client.get(url).context["form"]
-    data = {name: value for name, value in form.initial.items() if value is not None}
-    data.update({"preset": "smoke", "rules_yaml": "", "is_published": "on"})
-    data.pop("deadline", None)
-    data.pop("slug", None)
-    response = client.post(url, data)
-    assert response.status_code == 302, response.context["form"].errors
+    data = form_values(client.get(url).content)
+    data.update({"ruleset-preset": "smoke", "action": "preset"})
+    filled = form_values(client.post(url, data).content)  # the rows, not saved yet
     assignment.refresh_from_db()
-    assert assignment.rules_yaml == preset_text("smoke")
+    assert assignment.rules_version == 1
+    response = client.post(url, {**filled, "action": "save"})
+    assert response.status_code == 302
+    assignment.refresh_from_db()
+    assert load_ruleset(assignment.rules_yaml).rules == load_preset("smoke").rules
+    assert assignment.dataset == "synthetic" and assignment.max_epochs == 5
     assert assignment.rules_version == 2
 
 
@@ -482,9 +487,9 @@ def test_editing_keeps_the_deadline(client, instructor, assignment):
     url = reverse("assignment_edit", args=[assignment.slug])
     html = client.get(url).content.decode()
     assert 'value="2030-01-31T23:59"' in html
-    form = client.get(url).context["form"]
-    data = {k: v for k, v in form.initial.items() if v is not None and k != "slug"}
-    data.update({"deadline": "2030-01-31T23:59", "title": "Renamed", "is_published": "on"})
+    data = form_values(html)
+    assert data["deadline"] == "2030-01-31T23:59"
+    data["title"] = "Renamed"
     assert client.post(url, data).status_code == 302
     assignment.refresh_from_db()
     assert assignment.title == "Renamed" and assignment.deadline == timezone.make_aware(

@@ -167,7 +167,7 @@ class InfrastructureFailingSandbox:
     def __init__(self) -> None:
         self.jobs = 0
 
-    def run(self, job, on_line=None):
+    def run(self, job, on_line=None, cancel=None):
         self.jobs += 1
         return infrastructure_result("the engine is not answering")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,7 @@ def run_build(
     sandbox: Any,
     resources: StageResources,
     train_dir: Path | None = None,
+    cancel: threading.Event | None = None,
 ) -> BuildOutput:
     """Run the build stage for one uploaded file.
 
@@ -86,9 +88,11 @@ def run_build(
         resources: The build sandbox's limits.
         train_dir: The train split to mount read-only at ``/job/data`` (as the contract says;
             `build_model` has no business reading it, but nothing secret is in it).
+        cancel: Set from another thread to kill the sandbox (the worker lost the submission).
 
     Raises:
         StageFailed: The file is invalid or `build_model` failed (`build_error`, `timeout`, ...).
+        StageAborted: `cancel` was set; the sandbox was killed.
         InfrastructureError: The sandbox failed.
     """
     kind = submission_kind(path)
@@ -108,7 +112,7 @@ def run_build(
     job = sandbox_job(
         stage="build", dirs=dirs, data_dir=train_dir, resources=resources, sandbox=sandbox
     )
-    result = sandbox.run(job)
+    result = sandbox.run(job, cancel=cancel)
     payload = read_stage_result(stage="build", dirs=dirs, result=result, resources=resources)
     config = payload.get("model_config")
     if not isinstance(config, dict):

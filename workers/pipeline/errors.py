@@ -28,3 +28,16 @@ class InfrastructureError(Exception):
         self.message = message
         self.log = log
         self.retry = retry
+
+
+class StageAborted(Exception):
+    """The stage stopped because its worker no longer owns the submission: not an outcome.
+
+    The submission was cancelled, regraded or handed to another worker by the reaper while the
+    stage ran; its sandbox was killed and nothing is written (the new owner, or the cancel, has
+    the last word).
+    """
+
+    def __init__(self, message: str = "The stage's worker no longer owns the submission.") -> None:
+        super().__init__(message)
+        self.message = message

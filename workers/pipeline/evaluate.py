@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,11 +55,15 @@ def run_evaluate(
     weights_path: Path | None = None,
     keras_path: Path | None = None,
     gpu_device: str | None = None,
+    cancel: threading.Event | None = None,
 ) -> EvaluationOutput:
     """Evaluate trained weights (train mode) or an uploaded `.keras` (evaluate-only mode).
 
+    `cancel`, set from another thread, kills the sandbox (the worker lost the submission).
+
     Raises:
         StageFailed: The model could not be evaluated (refused archive, crash, timeout, ...).
+        StageAborted: `cancel` was set; the sandbox was killed.
         InfrastructureError: The sandbox failed.
     """
     if keras_path is not None:
@@ -85,7 +90,7 @@ def run_evaluate(
         gpu_device=gpu_device,
         sandbox=sandbox,
     )
-    result = sandbox.run(job)
+    result = sandbox.run(job, cancel=cancel)
     payload = read_stage_result(stage="evaluate", dirs=dirs, result=result, resources=resources)
     accuracy = payload.get("accuracy")
     if not isinstance(accuracy, int | float):

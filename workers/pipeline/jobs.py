@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workers.pipeline.errors import InfrastructureError, StageFailed
+from workers.pipeline.errors import InfrastructureError, StageAborted, StageFailed
 from workers.sandbox import Limits, Mount, SandboxJob
 from workers.sandbox.environment import (
     PythonEnvironment,
@@ -177,6 +177,7 @@ def read_stage_result(
     """Turn a `SandboxResult` and ``result.json`` into the stage's payload, or raise.
 
     Raises:
+        StageAborted: The job was cancelled (its worker no longer owns the submission).
         InfrastructureError: The sandbox itself failed (retried).
         StageFailed: A verdict: the job ran out of time or memory, crashed, printed too much,
             or the runner reported a failure caused by the submission.
@@ -184,6 +185,8 @@ def read_stage_result(
     log = f"{result.stdout or ''}{result.stderr or ''}"
     what = _STAGE_WORDS[stage]
     reason = result.reason
+    if reason == "cancelled":
+        raise StageAborted(f"The {stage} sandbox was stopped: {result.detail}")
     if reason == "infrastructure":
         raise InfrastructureError(f"The {stage} sandbox could not run the job.", log=log)
     if reason == "timeout":

@@ -6,6 +6,9 @@ stage (or the submission moved on) and the function returns without doing anythi
 
 - success: the stage's `complete_*` service stores the output and sends the next stage;
 - `StageFailed`: a verdict (`failed` with its reason), never retried;
+- `StageAborted`: the worker lost the submission while the stage ran (cancelled, regraded,
+  re-queued by the reaper; `Heartbeat` notices within `GRADER_CANCEL_CHECK_SECONDS`): the
+  sandbox was killed and the stage ends quietly, writing nothing;
 - `InfrastructureError` (retryable) and database errors: the stage is handed back
   (`release_stage`) and the exception propagates so the task can retry it with backoff;
 - anything else is a bug on our side: the submission ends as `error`, the exception is logged.
@@ -13,9 +16,11 @@ stage (or the submission moved on) and the function returns without doing anythi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +31,7 @@ from django.db import DatabaseError, close_old_connections, connection
 
 from assignments.models import Submission
 from assignments.services import grading
-from workers.pipeline.errors import InfrastructureError, StageFailed
+from workers.pipeline.errors import InfrastructureError, StageAborted, StageFailed
 from workers.pipeline.jobs import StageResources, job_dirs
 from workers.pipeline.plan import GradingPlan
 from workers.pipeline.sandboxes import open_sandbox, worker_gpu_device
@@ -39,6 +44,10 @@ SKIPPED = "skipped"
 DONE = "done"
 FAILED = "failed"
 ERROR = "error"
+ABORTED = "aborted"
+
+#: Seconds between a running stage's checks that it still owns its submission.
+DEFAULT_CANCEL_CHECK_SECONDS = 2
 
 
 def jobs_root() -> Path:
@@ -91,34 +100,69 @@ def resources_for(stage: str, submission: Submission) -> StageResources:
 
 
 class Heartbeat:
-    """Refreshes the running stage's heartbeat from a thread every `interval` seconds.
+    """Keeps a running stage's claim alive and notices, within seconds, when it is lost.
 
-    `lost` becomes True when the worker no longer owns the stage (cancelled, regraded, or
-    handed to another worker by the reaper); its results will be refused anyway.
+    A thread refreshes the heartbeat every `interval` seconds and, in between, reads every
+    `check_interval` seconds whether this worker still owns the stage. Once it does not (the
+    submission was cancelled, regraded, or handed to another worker by the reaper), `lost`
+    becomes True and `lost_event` is set: passed to the sandbox as its `cancel` event, it kills
+    the job at once, so an abandoned training stops holding its GPU.
     """
 
-    def __init__(self, *, submission_id: int, worker: str, interval: float) -> None:
+    def __init__(
+        self,
+        *,
+        submission_id: int,
+        worker: str,
+        interval: float,
+        check_interval: float | None = None,
+    ) -> None:
         self.submission_id = submission_id
         self.worker = worker
         self.interval = interval
-        self.lost = False
+        self.check_interval = min(interval, check_interval or interval)
+        self.lost_event = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="grader-heartbeat", daemon=True)
 
+    @property
+    def lost(self) -> bool:
+        """True once this worker no longer owns the stage."""
+        return self.lost_event.is_set()
+
+    def _still_owned(self, *, refresh: bool) -> bool:
+        if refresh:
+            return grading.heartbeat(submission_id=self.submission_id, worker=self.worker)
+        # A read between heartbeats: cheap (primary key), and writes nothing.
+        return Submission.objects.filter(
+            pk=self.submission_id, worker=self.worker, status__in=grading.RUNNING_STATUSES
+        ).exists()
+
     def _run(self) -> None:
+        next_beat = time.monotonic() + self.interval
         try:
-            while not self._stop.wait(self.interval):
+            while not self._stop.wait(self.check_interval):
+                refresh = time.monotonic() >= next_beat - 0.01
                 try:
-                    if not grading.heartbeat(submission_id=self.submission_id, worker=self.worker):
-                        self.lost = True
-                        logger.warning(
-                            "Submission %s: %s no longer owns the stage",
-                            self.submission_id,
-                            self.worker,
-                        )
-                        return
+                    owned = self._still_owned(refresh=refresh)
                 except DatabaseError:
-                    logger.exception("Heartbeat of submission %s failed", self.submission_id)
+                    # The database may be away for a moment: keep the job running. A worker
+                    # cut off for good is re-queued by the reaper, and notices when it is back.
+                    logger.warning(
+                        "Heartbeat of submission %s failed", self.submission_id, exc_info=True
+                    )
+                    connection.close()
+                    continue
+                if refresh:
+                    next_beat = time.monotonic() + self.interval
+                if not owned:
+                    logger.warning(
+                        "Submission %s: %s no longer owns the stage; stopping its sandbox",
+                        self.submission_id,
+                        self.worker,
+                    )
+                    self.lost_event.set()
+                    return
         finally:
             connection.close()  # this thread's own connection
 
@@ -133,10 +177,41 @@ class Heartbeat:
 
 @contextmanager
 def heartbeat_while_running(submission_id: int, worker: str) -> Iterator[Heartbeat]:
-    """Keep the heartbeat fresh while a sandbox runs (`GRADER_HEARTBEAT_INTERVAL`, 30 s)."""
+    """Keep the heartbeat fresh while a sandbox runs, and notice a lost claim within seconds.
+
+    `GRADER_HEARTBEAT_INTERVAL` (30 s) between heartbeats; `GRADER_CANCEL_CHECK_SECONDS` (2 s)
+    between ownership checks, so a cancel stops the sandbox within about that long.
+    """
     interval = grading.grading_setting("GRADER_HEARTBEAT_INTERVAL", 30)
-    with Heartbeat(submission_id=submission_id, worker=worker, interval=interval) as beat:
+    check = grading.grading_setting("GRADER_CANCEL_CHECK_SECONDS", DEFAULT_CANCEL_CHECK_SECONDS)
+    with Heartbeat(
+        submission_id=submission_id, worker=worker, interval=interval, check_interval=check
+    ) as beat:
         yield beat
+
+
+def abandon(submission_id: int) -> None:
+    """Clean up after a stage stopped because its worker lost the submission.
+
+    When the submission was cancelled, its current grading's job folders go (nothing will
+    resume from them). After a regrade the new grading removes the old folders itself, and a
+    stage the reaper re-queued keeps them: its next attempt resumes from the checkpoints.
+    """
+    submission = Submission.objects.filter(pk=submission_id).first()
+    if submission is not None and submission.status == Status.CANCELLED:
+        shutil.rmtree(jobs_root() / grading_key(submission), ignore_errors=True)
+        with contextlib.suppress(OSError):
+            (jobs_root() / str(submission_id)).rmdir()  # only when empty
+
+
+def stop_if_lost(beat: Heartbeat) -> None:
+    """Raise `StageAborted` when the stage's claim was lost while its sandbox ran.
+
+    The sandbox may have finished just before the loss was noticed; its results would be
+    refused anyway, so the stage ends quietly instead of reporting them.
+    """
+    if beat.lost:
+        raise StageAborted()
 
 
 def _load(submission_id: int) -> Submission:
@@ -147,6 +222,11 @@ def _guarded(submission_id: int, worker: str, stage: str, body: Callable[[], Non
     """Run a claimed stage's body and record a failure or error it raises."""
     try:
         body()
+    except StageAborted as exc:
+        # Cancelled, regraded or re-queued meanwhile: the new state is someone else's to write.
+        logger.info("Submission %s: %s stopped (%s)", submission_id, stage, exc.message)
+        abandon(submission_id)
+        return ABORTED
     except StageFailed as exc:
         logger.info("Submission %s failed at %s: %s", submission_id, stage, exc.reason)
         if grading.mark_failed(
@@ -225,7 +305,7 @@ def execute_build(submission_id: int, *, worker: str, sandbox: Any = None) -> st
             shape, classes = dataset.input_shape, dataset.num_classes
         else:
             shape, classes = (), 0
-        with heartbeat_while_running(submission_id, worker):
+        with heartbeat_while_running(submission_id, worker) as beat:
             output = run_build(
                 path=path,
                 input_shape=shape,
@@ -234,7 +314,9 @@ def execute_build(submission_id: int, *, worker: str, sandbox: Any = None) -> st
                 sandbox=sandbox_obj,
                 resources=resources_for(Status.BUILDING, submission),
                 train_dir=dataset.train_dir if dataset is not None else None,
+                cancel=beat.lost_event,
             )
+        stop_if_lost(beat)
         grading.complete_build(
             submission_id=submission_id,
             worker=worker,
@@ -311,7 +393,7 @@ def execute_train(submission_id: int, *, worker: str, sandbox: Any = None) -> st
         # Same key as the attempt before: `work` keeps the checkpoints to resume from.
         dirs = job_dirs(root=jobs_root(), key=grading_key(submission), stage="train")
         path = Path(submission.file.path)
-        with heartbeat_while_running(submission_id, worker):
+        with heartbeat_while_running(submission_id, worker) as beat:
             output = run_train(
                 model_config=submission.model_config or {},
                 training_config=submission.training_config,
@@ -323,7 +405,9 @@ def execute_train(submission_id: int, *, worker: str, sandbox: Any = None) -> st
                 on_epoch=_record_epoch_callback(submission_id, worker),
                 submission_path=path if path.suffix.lower() == ".py" else None,
                 gpu_device=worker_gpu_device(),
+                cancel=beat.lost_event,
             )
+        stop_if_lost(beat)
         # The result's epochs are authoritative (a line may have been missed while streaming).
         on_epoch = _record_epoch_callback(submission_id, worker)
         for record in output.epochs:
@@ -382,7 +466,8 @@ def execute_evaluate(submission_id: int, *, worker: str, sandbox: Any = None) ->
             "resources": resources_for(Status.EVALUATING, current),
             "gpu_device": worker_gpu_device(),
         }
-        with heartbeat_while_running(submission_id, worker):
+        with heartbeat_while_running(submission_id, worker) as beat:
+            common["cancel"] = beat.lost_event
             if plan.trains:
                 output = run_evaluate(
                     model_config=current.model_config,
@@ -391,6 +476,7 @@ def execute_evaluate(submission_id: int, *, worker: str, sandbox: Any = None) ->
                 )
             else:
                 output = run_evaluate(keras_path=Path(current.file.path), **common)
+        stop_if_lost(beat)
         grading.complete_evaluation(
             submission_id=submission_id,
             worker=worker,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,7 @@ def run_train(
     on_epoch: Callable[[dict[str, Any]], None],
     submission_path: Path | None = None,
     gpu_device: str | None = None,
+    cancel: threading.Event | None = None,
 ) -> TrainOutput:
     """Run the training sandbox and return its outcome.
 
@@ -68,9 +70,11 @@ def run_train(
         on_epoch: Called with each ``GRADER-PROGRESS`` record while training runs.
         submission_path: The `.py` module, passed only when custom training is allowed.
         gpu_device: The GPU this worker owns.
+        cancel: Set from another thread to kill the sandbox (the worker lost the submission).
 
     Raises:
         StageFailed: Timeout, out of memory, crash, or a failure the runner reported.
+        StageAborted: `cancel` was set; the sandbox was killed.
         InfrastructureError: The sandbox failed.
     """
     (dirs.input / MODEL_CONFIG_FILE).write_text(json.dumps(model_config), encoding="utf-8")
@@ -96,7 +100,7 @@ def run_train(
         gpu_device=gpu_device,
         sandbox=sandbox,
     )
-    result = sandbox.run(job, on_line=progress_listener(on_epoch))
+    result = sandbox.run(job, on_line=progress_listener(on_epoch), cancel=cancel)
     payload = read_stage_result(stage="train", dirs=dirs, result=result, resources=resources)
     weights_name = Path(str(payload.get("weights", ""))).name
     weights_path = dirs.work / weights_name

@@ -5,6 +5,11 @@ explicit environment) with no network, a read-only root, a size-limited noexec t
 `/scratch`, no capabilities, no-new-privileges and uid 65534, and answers a `SandboxResult`.
 Why a job ended is summarised in `SandboxResult.reason`, decided once here (`classify_reason`) so
 that both backends agree.
+
+A job can be stopped from outside: `run(job, cancel=event)` kills the whole job (container, or
+process group and cgroup) as soon as `event` is set, and reports `reason="cancelled"`. The
+pipeline sets it when a stage's worker no longer owns its submission (cancelled, regraded, or
+re-queued by the reaper), so an abandoned training does not hold a GPU until its deadline.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from typing import IO, Literal, Protocol, runtime_checkable
 
 logger = logging.getLogger(__name__)
 
-Reason = Literal["timeout", "out_of_memory", "crashed", "output_limit", "infrastructure"]
+Reason = Literal[
+    "timeout", "out_of_memory", "crashed", "output_limit", "infrastructure", "cancelled"
+]
 
 SANDBOX_UID = 65534
 SANDBOX_GID = 65534
@@ -146,7 +153,8 @@ class SandboxResult:
         stdout: Captured standard output (decoded as UTF-8, bad bytes replaced).
         stderr: Captured standard error.
         duration_seconds: From start to end of the job.
-        reason: None on success, else why it failed (see `Reason`).
+        reason: None on success, else why it failed (see `Reason`); "cancelled" when the
+            caller's `cancel` event stopped it (never a verdict on the job).
         detail: A sentence a person can read explaining `reason`.
     """
 
@@ -169,6 +177,10 @@ class SandboxResult:
 
 LineCallback = Callable[[str], None]
 
+#: How often a running job's cancel watcher looks at the caller's event (seconds).
+CANCEL_POLL_SECONDS = 0.1
+CANCELLED_DETAIL = "The job was stopped because its caller cancelled it."
+
 
 def infrastructure_result(detail: str, duration_seconds: float = 0.0) -> SandboxResult:
     """The result of a job the sandbox could not run: a retryable failure, never a verdict."""
@@ -186,19 +198,84 @@ def infrastructure_result(detail: str, duration_seconds: float = 0.0) -> Sandbox
     )
 
 
+def cancelled_result(duration_seconds: float = 0.0) -> SandboxResult:
+    """The result of a job stopped (or never started) because the caller cancelled it."""
+    return SandboxResult(
+        exit_code=None,
+        signal=None,
+        timed_out=False,
+        oom_killed=False,
+        output_truncated=False,
+        stdout="",
+        stderr="",
+        duration_seconds=duration_seconds,
+        reason="cancelled",
+        detail=CANCELLED_DETAIL,
+    )
+
+
 @runtime_checkable
 class Sandbox(Protocol):
     """A backend: runs a job, streaming each stdout line to `on_line` as it arrives.
 
     `on_line` is called from a reader thread, in order; while it runs, the job's output waits
-    in the pipe, so a slow callback slows the job rather than losing lines.
+    in the pipe, so a slow callback slows the job rather than losing lines. Setting `cancel`
+    (from any thread) kills the whole job within a fraction of a second; `run` then returns a
+    result with `reason="cancelled"` once the job's processes are gone.
     """
 
     name: str
 
-    def run(self, job: SandboxJob, on_line: LineCallback | None = None) -> SandboxResult:
-        """Run `job` to completion (or to a limit) and report how it ended."""
+    def run(
+        self,
+        job: SandboxJob,
+        on_line: LineCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> SandboxResult:
+        """Run `job` to completion (or to a limit, or until `cancel` is set) and report how it
+        ended."""
         ...
+
+
+class CancelWatch:
+    """Calls `kill` once when the caller's `cancel` event is set, until `stop()`.
+
+    A daemon thread looks at the event every `CANCEL_POLL_SECONDS`; without an event it does
+    nothing. `fired` says whether it killed the job.
+    """
+
+    def __init__(self, cancel: threading.Event | None, kill: Callable[[], None]) -> None:
+        self.cancel = cancel
+        self.kill = kill
+        self.fired = False
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> CancelWatch:
+        """Begin watching (call once the job runs)."""
+        if self.cancel is not None:
+            self._thread = threading.Thread(target=self._watch, name="sandbox-cancel", daemon=True)
+            self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        assert self.cancel is not None
+        while not self._done.is_set():
+            if self.cancel.wait(CANCEL_POLL_SECONDS):
+                if not self._done.is_set():
+                    self.fired = True
+                    try:
+                        self.kill()
+                    except Exception:  # the job ends at its deadline if the kill failed
+                        logger.exception("could not kill a cancelled sandbox job")
+                return
+
+    def stop(self) -> bool:
+        """Stop watching (waiting for a kill in progress); True when the job was cancelled."""
+        self._done.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=60)
+        return self.fired
 
 
 def signal_from_exit_code(exit_code: int | None) -> int | None:
@@ -229,13 +306,16 @@ def classify_reason(
     output_truncated: bool,
     limits: Limits,
     disk_exceeded: bool = False,
+    cancelled: bool = False,
 ) -> tuple[Reason | None, str]:
     """Decide why a job ended, with a sentence explaining it.
 
-    Kills the host decided (output cap, deadline) come first because they cause the exit status
-    that follows; then the kernel's verdicts (out of memory, CPU time); then any other non-zero
-    status is a crash.
+    Kills the host decided (the caller's cancel, output cap, deadline) come first because they
+    cause the exit status that follows; then the kernel's verdicts (out of memory, CPU time);
+    then any other non-zero status is a crash.
     """
+    if cancelled:
+        return "cancelled", CANCELLED_DETAIL
     if disk_exceeded:
         return "output_limit", (
             f"The job wrote more than {limits.writable_bytes:,} bytes (Limits.writable_bytes) "

@@ -12,7 +12,8 @@ How each guarantee is made:
 - Processes: `--unshare-pid` makes bwrap pid 1 of the job's namespace; when it exits or is
   killed, the kernel kills every process left in the namespace, daemons included.
   `--die-with-parent` ties it to the bwrap we started, and the job's cgroup is emptied by
-  SIGKILL afterwards as a second line.
+  SIGKILL afterwards as a second line. A deadline, the output cap, the disk watch and the
+  caller's `cancel` event all kill the same way: SIGKILL to bwrap's process group.
 - Limits: cgroup memory (memory+swap), pids and CPU quota (see `cgroups.py`); RLIMIT_CPU,
   RLIMIT_FSIZE and RLIMIT_CORE=0 through `prlimit`. Without a writable cgroup hierarchy,
   RLIMIT_AS replaces the memory limit and RLIMIT_NPROC the pids limit (RLIMIT_AS counts
@@ -45,11 +46,13 @@ from workers.sandbox.base import (
     SANDBOX_GID,
     SANDBOX_UID,
     SCRATCH_DIR,
+    CancelWatch,
     LineCallback,
     OutputCapture,
     SandboxError,
     SandboxJob,
     SandboxResult,
+    cancelled_result,
     classify_reason,
     infrastructure_result,
     signal_from_exit_code,
@@ -116,15 +119,30 @@ class BwrapSandbox:
         except OSError:
             logger.exception("could not reap stale bwrap sandboxes")
 
-    def run(self, job: SandboxJob, on_line: LineCallback | None = None) -> SandboxResult:
-        """Run `job` and report how it ended; a sandbox failure is an "infrastructure" result."""
+    def run(
+        self,
+        job: SandboxJob,
+        on_line: LineCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> SandboxResult:
+        """Run `job` and report how it ended; a sandbox failure is an "infrastructure" result.
+
+        Setting `cancel` kills the job's process group and cgroup; `run` returns (reason
+        "cancelled") once every process of the job is gone.
+        """
+        if cancel is not None and cancel.is_set():
+            return cancelled_result()
         try:
-            return self._run(job, on_line)
+            return self._run(job, on_line, cancel)
         except (SandboxError, OSError) as exc:
+            if cancel is not None and cancel.is_set():
+                return cancelled_result()
             logger.exception("bwrap sandbox failed")
             return infrastructure_result(f"The bwrap sandbox could not run the job: {exc}")
 
-    def _run(self, job: SandboxJob, on_line: LineCallback | None) -> SandboxResult:
+    def _run(
+        self, job: SandboxJob, on_line: LineCallback | None, cancel: threading.Event | None
+    ) -> SandboxResult:
         limits = job.limits
         check_job_mounts(job.mounts)
         for mount in job.mounts:
@@ -151,6 +169,7 @@ class BwrapSandbox:
         # job's own code starts: a non-zero exit without it is bwrap's failure, not the job's.
         started_read, started_write = os.pipe()
         watch: DiskWatch | None = None
+        cancel_watch: CancelWatch | None = None
         try:
             prepare_writable_mounts(job.mounts)
             argv = self._command(job, scratch, cgroup, seccomp)
@@ -181,6 +200,7 @@ class BwrapSandbox:
             watch = DiskWatch(
                 [m.source for m in job.mounts if not m.read_only], limits.writable_bytes, kill
             ).start()
+            cancel_watch = CancelWatch(cancel, kill).start()
 
             timed_out = False
             exit_code = _wait(process, limits.wall_seconds)
@@ -189,6 +209,7 @@ class BwrapSandbox:
                 kill()
                 exit_code = process.wait()
             duration = time.monotonic() - started
+            cancelled = cancel_watch.stop()
             disk_exceeded = watch.stop()
 
             # bwrap's pid 1 has died, so the kernel is tearing the namespace down; the cgroup
@@ -200,7 +221,7 @@ class BwrapSandbox:
             capture.join(timeout=5.0)
             stdout, stderr = capture.finish()
 
-            if not _job_started(started_read):
+            if not cancelled and not _job_started(started_read):
                 raise SandboxError(
                     f"bubblewrap could not start the job (exit status {exit_code}): "
                     f"{stderr.strip()[-500:] or 'no message'}"
@@ -216,6 +237,7 @@ class BwrapSandbox:
                 output_truncated=capture.truncated,
                 limits=limits,
                 disk_exceeded=disk_exceeded,
+                cancelled=cancelled,
             )
             return SandboxResult(
                 exit_code=exit_code,
@@ -230,6 +252,8 @@ class BwrapSandbox:
                 detail=detail,
             )
         finally:
+            if cancel_watch is not None:
+                cancel_watch.stop()
             if watch is not None:
                 watch.stop()
             if process is not None and process.poll() is None:

@@ -7,7 +7,8 @@ Every container gets `network_mode="none"`, a read-only root, `cap_drop=["ALL"]`
 status passes through), and no log driver: output travels only through the attach stream,
 read up to `Limits.output_bytes`, so a job printing without end cannot fill the host's disk.
 
-The container is removed in a `finally`, whatever happened. Out-of-memory verdicts come from the
+The container is removed in a `finally`, whatever happened; a cancelled job (`run(job,
+cancel=event)`) is killed at once and removed the same way. Out-of-memory verdicts come from the
 engine's `State.OOMKilled`.
 """
 
@@ -24,11 +25,13 @@ from workers.sandbox.base import (
     SANDBOX_GID,
     SANDBOX_UID,
     SCRATCH_DIR,
+    CancelWatch,
     LineCallback,
     OutputCapture,
     SandboxError,
     SandboxJob,
     SandboxResult,
+    cancelled_result,
     classify_reason,
     infrastructure_result,
     signal_from_exit_code,
@@ -86,14 +89,26 @@ class DockerSandbox:
         except docker.errors.DockerException:
             logger.exception("could not reap expired sandbox containers")
 
-    def run(self, job: SandboxJob, on_line: LineCallback | None = None) -> SandboxResult:
-        """Run `job` in a fresh container and report how it ended; the container is removed."""
+    def run(
+        self,
+        job: SandboxJob,
+        on_line: LineCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> SandboxResult:
+        """Run `job` in a fresh container and report how it ended; the container is removed.
+
+        Setting `cancel` kills the container; `run` returns (reason "cancelled") once it is
+        removed.
+        """
         import docker.errors
         import requests.exceptions
 
+        if cancel is not None and cancel.is_set():
+            return cancelled_result()
         container = None
         stream = None
         watch: DiskWatch | None = None
+        cancel_watch: CancelWatch | None = None
         try:
             check_job_mounts(job.mounts)
             prepare_writable_mounts(job.mounts)
@@ -124,6 +139,7 @@ class DockerSandbox:
             watch = DiskWatch(
                 [m.source for m in job.mounts if not m.read_only], job.limits.writable_bytes, kill
             ).start()
+            cancel_watch = CancelWatch(cancel, kill).start()
             timed_out = False
             try:
                 status = container.wait(timeout=job.limits.wall_seconds)
@@ -134,6 +150,7 @@ class DockerSandbox:
                 kill()
                 status = container.wait(timeout=30)
             duration = time.monotonic() - started
+            cancelled = cancel_watch.stop()
             disk_exceeded = watch.stop()
             reader.join(timeout=5.0)
             stdout, stderr = capture.finish()
@@ -151,6 +168,7 @@ class DockerSandbox:
                 output_truncated=capture.truncated,
                 limits=job.limits,
                 disk_exceeded=disk_exceeded,
+                cancelled=cancelled,
             )
             return SandboxResult(
                 exit_code=exit_code,
@@ -165,11 +183,15 @@ class DockerSandbox:
                 detail=detail,
             )
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            if cancel_watch is not None and cancel_watch.stop():
+                return cancelled_result()  # the engine's answers to a killed job do not matter
             logger.exception("docker sandbox failed")
             return infrastructure_result(f"The Docker engine failed to run the job: {exc}")
         except (SandboxError, OSError) as exc:
             return infrastructure_result(f"The sandbox could not be prepared: {exc}")
         finally:
+            if cancel_watch is not None:
+                cancel_watch.stop()
             if watch is not None:
                 watch.stop()
             if stream is not None:
