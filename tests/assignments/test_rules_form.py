@@ -15,10 +15,10 @@ from django.urls import reverse
 from django.utils.html import escape
 
 from assignments.models import Assignment, AuditEntry
-from assignments.rule_forms import RULES, RuleRowForm, displayed, new_row, param_input
+from assignments.rule_forms import RuleRowForm, displayed, new_row, param_input
 from grader.analysis import analyze
 from grader.presets import load_preset, preset_text
-from grader.rules import evaluate_rules, load_ruleset
+from grader.rules import RULES, evaluate_rules, load_ruleset
 from grader.rules.params import Bool, Choice, Int, Number, Param, ParamTypeError
 from tests.assignments.page_forms import form_values
 from tests.assignments.site_fixtures import RULES_YAML, tiny_model_config
@@ -472,6 +472,39 @@ def test_an_invalid_import_changes_no_row_and_keeps_the_text(client, instructor,
     response = press(client, url, again, "save")
     assert response.status_code == 200 and response.context["editor"].errors
     assert Assignment.objects.get(pk=assignment.pk).rules_version == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "rules:\n"
+            + "".join(f"  - {{id: max_params, name: r{i}, limit: 5}}\n" for i in range(101)),
+            "has 101 rules. Expected at most 100.",
+        ),
+        ("rules: []\n# " + "x" * 300_000 + "\n", "Expected at most 262,144 bytes."),
+        ("", "The YAML is empty."),
+    ],
+)
+def test_an_import_beyond_the_limits_is_refused(client, instructor, assignment, text, message):
+    url = edit_url(assignment)
+    values = page(login(client, instructor), url)
+    values["ruleset-import_text"] = text
+    response = press(client, url, values, "import")
+    [error] = response.context["editor"].errors
+    assert error.startswith("Nothing imported") or "bytes" in error
+    assert message in error
+    assert row_count(form_values(response.content)) == 3
+
+
+def test_a_post_without_the_rule_rows_saves_nothing(client, instructor, assignment):
+    url = edit_url(assignment)
+    values = page(login(client, instructor), url)
+    settings_only = {k: v for k, v in values.items() if not k.startswith("rules-")}
+    response = press(client, url, settings_only, "save")
+    assert response.status_code == 200 and response.context["editor"].errors
+    fresh = Assignment.objects.get(pk=assignment.pk)
+    assert fresh.rules_yaml == RULES_YAML and fresh.rules_version == 1
 
 
 def test_a_stored_rule_set_that_no_longer_loads_is_kept_for_fixing(client, instructor, assignment):
