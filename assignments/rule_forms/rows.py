@@ -84,6 +84,9 @@ class RuleRowForm(forms.Form):
             f"Rule {self.index + 1}: `%(value)s` is not a rule id. Expected one of: "
             f"{', '.join(RULES)}."
         )
+        self.fields["name"].error_messages["max_length"] = (
+            f"{where}: `name` must be at most %(limit_value)d characters, got %(show_value)d."
+        )
         self.fields["points"] = ParamField(param=POINTS, name="points", where=where)
         self.param_names: list[str] = []
         if self.rule_id:
