@@ -22,6 +22,7 @@ from django.db import connection, transaction
 
 from assignments.dispatch import enqueue_submission
 from assignments.models import EpochMetric, Result, Submission
+from assignments.services.grading import cancel_submission
 from tests.workers.conftest import (
     FIXTURE_MODELS,
     PLAIN_CONV_MODULE,
@@ -30,6 +31,7 @@ from tests.workers.conftest import (
     make_submission,
     queued_tasks,
 )
+from tests.workers.sandbox_probe import seconds_until_gone, wait_for_sandbox
 
 pytestmark = [
     pytest.mark.e2e,
@@ -294,3 +296,63 @@ def test_a_flushed_broker_loses_no_queued_submission(workers, redis_broker, stud
     wait_for(ended(submission), timeout=300, workers=workers, what="the re-sent grading")
     assert submission.status == Status.FINISHED, f"{submission.message}\n{workers.logs()}"
     assert submission.result.passed is True
+
+
+@pytest.mark.parametrize(
+    "sandbox_backend", ["bwrap", pytest.param("docker", marks=pytest.mark.docker)], indirect=True
+)
+def test_a_cancelled_training_stops_its_sandbox_and_the_worker_grades_the_next(
+    workers, student, grading_settings, sandbox_backend
+):
+    from workers.pipeline.stages import DEFAULT_CANCEL_CHECK_SECONDS, grading_key
+
+    # Production timing: heartbeats every 30 s, ownership checked every 2 s (the default).
+    workers.env.update({"GRADER_HEARTBEAT_INTERVAL": "30", "GRADER_HEARTBEAT_TIMEOUT": "300"})
+    workers.env.pop("GRADER_CANCEL_CHECK_SECONDS", None)
+    assignment = make_assignment()
+    submission = make_submission(assignment, student, source=SLOW_MODULE)
+    workers.start()
+    submit(submission)
+    wait_for(
+        lambda: EpochMetric.objects.filter(submission=submission).exists(),
+        timeout=300,
+        workers=workers,
+        what="the first epoch",
+        interval=0.2,
+    )
+    submission.refresh_from_db()
+    job_root = Path(grading_settings.GRADER_JOBS_DIR) / grading_key(submission)
+    probe = wait_for_sandbox(sandbox_backend, job_root, timeout=30)
+
+    began = time.monotonic()
+    cancel_submission(submission_id=submission.pk, actor=student)
+    elapsed = seconds_until_gone(probe, since=began, timeout=60)
+
+    print(f"{sandbox_backend}: training sandbox gone {elapsed:.2f} s after the cancel")
+    limit = DEFAULT_CANCEL_CHECK_SECONDS + {"bwrap": 3.0, "docker": 7.0}[sandbox_backend]
+    assert elapsed < limit, f"{elapsed:.1f} s\n{workers.logs()}"
+    cancelled = Submission.objects.get(pk=submission.pk)
+    assert cancelled.status == Status.CANCELLED
+    assert cancelled.message == "Cancelled by student (the student)."
+
+    # The same worker process takes the next submission and grades it as usual.
+    following = make_submission(assignment, student, source=FIXTURE_MODELS / "smoke_separable.json")
+    submit(following)
+    wait_for(ended(following), timeout=300, workers=workers, what="the next grading")
+    assert following.status == Status.FINISHED, f"{following.message}\n{workers.logs()}"
+    assert following.result.passed is True
+
+    # The cancelled one was left alone: no late verdict, no retry, folders gone.
+    after = Submission.objects.get(pk=submission.pk)
+    assert (after.status, after.reason, after.message, after.finished_at, after.log) == (
+        cancelled.status,
+        cancelled.reason,
+        cancelled.message,
+        cancelled.finished_at,
+        cancelled.log,
+    )
+    assert not job_root.exists()
+    logs = "".join(path.read_text(errors="replace") for path in workers.log_dir.glob("worker*"))
+    assert "no longer owns the stage; stopping its sandbox" in logs
+    assert "'aborted'" in logs  # the train task's return value: ended quietly, not retried
+    assert "Retry in" not in logs and "unexpected error" not in logs
