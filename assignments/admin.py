@@ -12,6 +12,7 @@ from assignments.models import (
     Course,
     Enrollment,
     EpochMetric,
+    RankedSubmission,
     Result,
     Submission,
 )
@@ -77,6 +78,24 @@ class ResultAdmin(admin.ModelAdmin):
     raw_id_fields = ["submission"]
     list_select_related = ["submission"]
     readonly_fields = ["checks", "rules", "rules_yaml", "created_at", "updated_at"]
+
+
+@admin.register(RankedSubmission)
+class RankedSubmissionAdmin(admin.ModelAdmin):
+    """Read-only: database triggers keep these rows (see the model)."""
+
+    list_display = ["submission", "assignment", "student", "accuracy", "params_total", "created_at"]
+    list_filter = ["assignment"]
+    list_select_related = ["submission", "assignment", "student"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(EpochMetric)

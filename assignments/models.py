@@ -252,6 +252,59 @@ class Result(models.Model):
         return self.score_override if self.score_override is not None else self.score
 
 
+class RankedSubmission(models.Model):
+    """A submission that can stand on the leaderboard, with its ranking keys, in a narrow table.
+
+    One row per finished submission whose result passed and has a test accuracy; nothing else.
+    The leaderboard and the grades export read this table instead of joining the two wide
+    submission and result tables (10,000 submissions: tens of milliseconds less per request).
+
+    Written only by database triggers (migration 0002): any change to a submission's status,
+    creation time, assignment or student, or to its result's verdict, accuracy or parameter
+    count refreshes its row in the same transaction, whoever writes (services, `update()`, bulk
+    inserts, the admin). The code never saves one.
+    """
+
+    submission = models.OneToOneField(
+        Submission, primary_key=True, on_delete=models.CASCADE, related_name="+"
+    )
+    assignment = models.ForeignKey(
+        Assignment, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    student = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    accuracy = models.FloatField()
+    params_total = models.BigIntegerField(null=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            # Each student's best first (policy `best`), and latest first (policy `latest`).
+            models.Index(
+                fields=[
+                    "assignment",
+                    "student",
+                    "-accuracy",
+                    "params_total",
+                    "created_at",
+                    "submission",
+                ],
+                name="ranked_best_per_student",
+            ),
+            models.Index(
+                fields=["assignment", "student", "-created_at", "-submission"],
+                name="ranked_latest_per_student",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Ranking keys of submission #{self.submission_id}"
+
+    def save(self, *args, **kwargs):
+        raise TypeError("RankedSubmission rows are written by database triggers only.")
+
+
 class EpochMetric(models.Model):
     """One training epoch as reported live by the trainer."""
 

@@ -12,11 +12,12 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Window
+from django.core.paginator import Page, Paginator
+from django.db.models import BigIntegerField, Count, F, OuterRef, Q, QuerySet, Subquery, Window
 from django.db.models.functions import Coalesce, RowNumber, TruncDate
 from django.utils import timezone
 
-from assignments.models import Assignment, Enrollment, EpochMetric, Submission
+from assignments.models import Assignment, Enrollment, EpochMetric, RankedSubmission, Submission
 from assignments.permissions import instructed_course_ids
 
 # Large columns that lists never show: leaving them out keeps list pages small and fast.
@@ -95,12 +96,23 @@ def queue_position(submission: Submission) -> int | None:
     return 1 + sum(1 for status, mode in ahead.iterator() if queue_of(status, mode) == queue)
 
 
+# What list pages and the API's submission list show of a submission, its student and its
+# result. Reading only these (and no assignment: every row has the same one) keeps a 50-row
+# page from building and filling four wide model instances per row.
+LIST_FIELDS = (
+    "id", "assignment_id", "student_id", "file", "original_name", "kind", "sha256",
+    "size_bytes", "status", "reason", "message", "is_late", "created_at", "queued_at",
+    "building_at", "checking_at", "training_at", "evaluating_at", "finished_at", "worker",
+    "heartbeat_at", "attempts",
+    "student__id", "student__username",
+    "result__id", "result__submission_id", "result__rules_version", "result__passed",
+    "result__params_total", "result__params_trainable", "result__accuracy", "result__loss",
+    "result__training_seconds", "result__epochs_run", "result__score", "result__score_override",
+)  # fmt: skip
+
+
 def _list_queryset() -> QuerySet[Submission]:
-    return (
-        Submission.objects.select_related("student", "result", "assignment")
-        .defer(*HEAVY_SUBMISSION_FIELDS)
-        .defer(*HEAVY_RESULT_FIELDS)
-    )
+    return Submission.objects.select_related("student", "result").only(*LIST_FIELDS)
 
 
 def student_submissions(*, assignment: Assignment, student) -> QuerySet[Submission]:
@@ -110,7 +122,13 @@ def student_submissions(*, assignment: Assignment, student) -> QuerySet[Submissi
 
 def visible_submissions(*, user, assignment: Assignment) -> QuerySet[Submission]:
     """Every submission for the course's instructors; only their own for students."""
-    qs = _list_queryset().filter(assignment=assignment).order_by("-created_at", "-id")
+    qs = (
+        _list_queryset()
+        .select_related("assignment")
+        .only(*LIST_FIELDS, "assignment__id", "assignment__slug")  # the API shows the slug
+        .filter(assignment=assignment)
+        .order_by("-created_at", "-id")
+    )
     course_ids = instructed_course_ids(user)
     if course_ids is None or assignment.course_id in course_ids:
         return qs
@@ -136,22 +154,18 @@ def submissions_table(
     return qs.order_by(*SORTS.get(sort, SORTS["newest"]))
 
 
-@dataclass
+@dataclass(slots=True)
 class LeaderboardEntry:
-    """One ranked row: the submission standing for a student."""
+    """One ranked row: the submission standing for a student, with its ranking keys."""
 
     rank: int
-    submission: Submission
-    name: str
+    submission_id: int
+    student_id: int
+    accuracy: float
+    params: int | None
+    submitted_at: dt.datetime
+    name: str = ""
     is_viewer: bool = False
-
-    @property
-    def accuracy(self) -> float | None:
-        return self.submission.result.accuracy
-
-    @property
-    def params(self) -> int | None:
-        return self.submission.result.params_total
 
 
 def ranking_rule(assignment: Assignment) -> str:
@@ -174,89 +188,138 @@ def names_hidden(assignment: Assignment, now: dt.datetime | None = None) -> bool
     return assignment.deadline is None or (now or timezone.now()) < assignment.deadline
 
 
-def chosen_submissions(assignment: Assignment) -> QuerySet[Submission]:
-    """Per student, the passing submission that stands for them (best or latest, by policy).
+# The ranking rule: test accuracy, then fewer parameters, then the earlier submission.
+RANK_ORDER = (
+    F("accuracy").desc(),
+    F("params_total").asc(nulls_last=True),
+    F("created_at").asc(),
+    F("submission_id").asc(),
+)
 
-    A window function numbers each student's passing submissions in preference order over
-    narrow rows (ids and sort keys only); the full rows of the first of each are then read by
-    id. One query, whatever the number of submissions.
-    """
+
+def _preference(assignment: Assignment) -> tuple:
+    """The order in which a student's ranked submissions compete to stand for them."""
     if assignment.leaderboard_policy == Assignment.LeaderboardPolicy.LATEST:
-        preference = [F("created_at").desc(), F("id").desc()]
-    else:
-        preference = [
-            F("result__accuracy").desc(),
-            F("result__params_total").asc(nulls_last=True),
-            F("created_at").asc(),
-            F("id").asc(),
-        ]
-    ranked = (
-        Submission.objects.filter(
-            assignment=assignment,
-            status=Submission.Status.FINISHED,
-            result__passed=True,
-            result__accuracy__isnull=False,
-        )
+        return (F("created_at").desc(), F("submission_id").desc())
+    return RANK_ORDER
+
+
+# (submission id, student id, accuracy, parameters, submitted at) of one standing submission.
+RankedRow = tuple[int, int, float, int | None, dt.datetime]
+
+
+def ranking(assignment: Assignment) -> list[RankedRow]:
+    """Per student, the passing submission that stands for them (best or latest, by policy),
+    in rank order (one query, plain tuples).
+
+    Reads `RankedSubmission`, the narrow table of finished passing submissions kept by
+    database triggers: a window function numbers each student's rows in preference order
+    (along an index made for it) and keeps the first. Failing submissions are never in it.
+    """
+    return list(
+        RankedSubmission.objects.filter(assignment=assignment)
         .annotate(
-            preference=Window(RowNumber(), partition_by=[F("student_id")], order_by=preference)
+            preference=Window(
+                RowNumber(), partition_by=[F("student_id")], order_by=_preference(assignment)
+            )
         )
         .filter(preference=1)
-        .values("id")
+        .order_by(*RANK_ORDER)
+        .values_list("submission_id", "student_id", "accuracy", "params_total", "created_at")
     )
-    return _list_queryset().filter(pk__in=Subquery(ranked))
 
 
-# What a leaderboard row shows; loading only these keeps a 300-row page cheap to build.
-LEADERBOARD_FIELDS = (
-    "id",
-    "student_id",
-    "assignment_id",
-    "created_at",
-    "result__id",
-    "result__accuracy",
-    "result__params_total",
-)
+def _names(assignment: Assignment, student_ids: list[int], *, hidden: bool) -> dict[int, str]:
+    """Leaderboard names: the course display name, else the pseudonym; only pseudonyms while
+    names are hidden. A student no longer enrolled shows as `Student-<id>` (one query)."""
+    names = {}
+    enrollments = Enrollment.objects.filter(
+        course_id=assignment.course_id, user_id__in=student_ids
+    ).values_list("user_id", "display_name", "pseudonym")
+    for user_id, display_name, pseudonym in enrollments:
+        names[user_id] = pseudonym if hidden else (display_name or pseudonym)
+    return {sid: names.get(sid) or f"Student-{sid}" for sid in student_ids}
+
+
+def _entries(
+    rows: list[RankedRow], first_rank: int, *, viewer_id: int | None, names: dict[int, str]
+) -> list[LeaderboardEntry]:
+    return [
+        LeaderboardEntry(
+            rank=rank,
+            submission_id=submission_id,
+            student_id=student_id,
+            accuracy=accuracy,
+            params=params,
+            submitted_at=submitted_at,
+            name=names[student_id],
+            is_viewer=student_id == viewer_id,
+        )
+        for rank, (submission_id, student_id, accuracy, params, submitted_at) in enumerate(
+            rows, start=first_rank
+        )
+    ]
 
 
 def leaderboard(
     assignment: Assignment, *, viewer=None, now: dt.datetime | None = None
 ) -> list[LeaderboardEntry]:
-    """The ranked leaderboard of an assignment (one query).
+    """The whole ranked leaderboard of an assignment (two queries).
 
     Names are the course display name, else the pseudonym; only pseudonyms while names are
     hidden before the deadline.
     """
-    enrollment = Enrollment.objects.filter(course_id=assignment.course_id, user=OuterRef("student"))
-    rows = (
-        chosen_submissions(assignment)
-        .select_related(None)
-        .select_related("result")
-        .only(*LEADERBOARD_FIELDS)
-        .annotate(
-            display_name=Subquery(enrollment.values("display_name")[:1]),
-            pseudonym=Subquery(enrollment.values("pseudonym")[:1]),
-        )
-        .order_by(
-            F("result__accuracy").desc(),
-            F("result__params_total").asc(nulls_last=True),
-            "created_at",
-            "id",
-        )
+    rows = ranking(assignment)
+    names = _names(assignment, [row[1] for row in rows], hidden=names_hidden(assignment, now))
+    return _entries(rows, 1, viewer_id=getattr(viewer, "pk", None), names=names)
+
+
+LEADERBOARD_PAGE_SIZE = 50
+
+
+@dataclass
+class LeaderboardPage:
+    """One page of the leaderboard, ranks counted over the whole ranking."""
+
+    entries: list[LeaderboardEntry]
+    page: Page  # the paginator's page (number, neighbours, count)
+    viewer: LeaderboardEntry | None  # the viewer's own row, on this page or not
+    viewer_page: int | None  # the page that shows it
+
+
+def leaderboard_page(
+    assignment: Assignment,
+    *,
+    viewer=None,
+    page: Any = None,
+    per_page: int = LEADERBOARD_PAGE_SIZE,
+    now: dt.datetime | None = None,
+) -> LeaderboardPage:
+    """A page of the leaderboard and the viewer's own standing (two queries).
+
+    Args:
+        page: The page number as the request gave it; out of range or malformed numbers give
+            the last or the first page (`Paginator.get_page`).
+    """
+    rows = ranking(assignment)
+    shown = Paginator(rows, per_page).get_page(page)
+    first = shown.start_index() if rows else 1
+    viewer_id = getattr(viewer, "pk", None)
+    position = next((i for i, row in enumerate(rows) if row[1] == viewer_id), None)
+    student_ids = [row[1] for row in shown.object_list]
+    if position is not None:
+        student_ids.append(viewer_id)
+    names = _names(assignment, student_ids, hidden=names_hidden(assignment, now))
+    entries = _entries(list(shown.object_list), first, viewer_id=viewer_id, names=names)
+    mine = None
+    if position is not None:
+        mine = _entries([rows[position]], position + 1, viewer_id=viewer_id, names=names)[0]
+    return LeaderboardPage(
+        entries=entries,
+        page=shown,
+        viewer=mine,
+        viewer_page=None if position is None else position // per_page + 1,
     )
-    hidden = names_hidden(assignment, now)
-    entries = []
-    for rank, submission in enumerate(rows, start=1):
-        pseudonym = submission.pseudonym or f"Student-{submission.student_id}"
-        name = pseudonym if hidden else (submission.display_name or pseudonym)
-        entries.append(
-            LeaderboardEntry(
-                rank=rank,
-                submission=submission,
-                name=name,
-                is_viewer=viewer is not None and submission.student_id == viewer.pk,
-            )
-        )
-    return entries
 
 
 def effective_score(submission: Submission) -> float | None:
@@ -277,62 +340,50 @@ class GradeTable:
     rows: list[list[Any]] = field(default_factory=list)
 
 
-def _latest_per_student(assignment: Assignment) -> QuerySet[Submission]:
-    # Window over narrow rows, then the full rows of the latest of each student by id.
-    latest = (
-        Submission.objects.filter(assignment=assignment)
-        .annotate(
-            recency=Window(
-                RowNumber(),
-                partition_by=[F("student_id")],
-                order_by=[F("created_at").desc(), F("id").desc()],
-            )
-        )
-        .filter(recency=1)
-        .values("id")
-    )
-    return (
-        Submission.objects.select_related("result", "assignment")
-        .defer(*HEAVY_SUBMISSION_FIELDS)
-        .defer("result__checks", "result__per_class_accuracy", "result__confusion_matrix")
-        .filter(pk__in=Subquery(latest))
-    )
-
-
 # The columns the grades export reads: plain values, no model instances (300 students).
 GRADE_FIELDS = (
-    "id", "student_id", "status", "reason", "is_late", "created_at", "result__id",
-    "result__passed", "result__rules", "result__accuracy", "result__params_total",
-    "result__score", "result__score_override",
+    "id", "status", "reason", "is_late", "created_at", "result__id", "result__passed",
+    "result__rules", "result__accuracy", "result__params_total", "result__score",
+    "result__score_override",
 )  # fmt: skip
 
 
 def grade_table(assignment: Assignment) -> GradeTable:
-    """The grades export (three queries).
+    """The grades export (two queries).
 
     Each student's standing submission is the leaderboard's choice when they have a passing
     one, else their latest submission (so failures show which rule failed). The score is the
     override if any, else the computed score (late penalty included by the pipeline).
     """
+    chosen = RankedSubmission.objects.filter(
+        assignment=assignment, student_id=OuterRef("user_id")
+    ).order_by(*_preference(assignment))
+    latest = Submission.objects.filter(
+        assignment=assignment, student_id=OuterRef("user_id")
+    ).order_by("-created_at", "-id")
+    # Per student, two index lookups (at most): whatever the number of submissions.
     students = list(
         Enrollment.objects.filter(course_id=assignment.course_id, role=Enrollment.Role.STUDENT)
+        .annotate(
+            standing=Coalesce(
+                Subquery(chosen.values("submission_id")[:1]),
+                Subquery(latest.values("id")[:1]),
+                output_field=BigIntegerField(),
+            )
+        )
         .order_by("user__username")
-        .values_list("user_id", "user__username", "display_name")
+        .values_list("user__username", "display_name", "standing")
     )
-    chosen_ids = chosen_submissions(assignment).values("id")
-    latest_ids = _latest_per_student(assignment).values("id")
-    rows = Submission.objects.filter(Q(pk__in=chosen_ids) | Q(pk__in=latest_ids)).values(
-        *GRADE_FIELDS
-    )
-    chosen: dict[int, dict] = {}
-    latest: dict[int, dict] = {}
-    chosen_set = set(chosen_ids.values_list("id", flat=True))
-    for row in rows:
-        (chosen if row["id"] in chosen_set else latest)[row["student_id"]] = row
-    standing = {sid: chosen.get(sid) or latest[sid] for sid in {*chosen, *latest}}
+    standing = {
+        row["id"]: row
+        for row in Submission.objects.filter(pk__in=[s for *_, s in students if s is not None])
+        .order_by()
+        .values(*GRADE_FIELDS)
+    }
     rule_ids: list[str] = []
-    for row in standing.values():
-        for rule in row["result__rules"] or []:
+    for *_, submission_id in students:
+        row = standing.get(submission_id)
+        for rule in (row and row["result__rules"]) or []:
             if _rule_key(rule) not in rule_ids:
                 rule_ids.append(_rule_key(rule))
     header = [
@@ -351,8 +402,8 @@ def grade_table(assignment: Assignment) -> GradeTable:
         "submitted_at",
     ]
     table = GradeTable(header=header)
-    for user_id, username, display_name in students:
-        row = standing.get(user_id)
+    for username, display_name, submission_id in students:
+        row = standing.get(submission_id)
         if row is None:
             table.rows.append([username, display_name, *[""] * (len(header) - 2)])
             continue

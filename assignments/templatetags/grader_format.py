@@ -104,3 +104,12 @@ def teaches_any(user) -> bool:
         return False
     ids = instructed_course_ids(user)
     return ids is None or bool(ids)
+
+
+@register.simple_tag
+def submission_rows(submissions) -> list:
+    """The instructor's submissions table, formatted once in Python: `{% submission_rows page
+    as rows %}` (see `assignments.views.presentation.submission_rows`)."""
+    from assignments.views.presentation import submission_rows as rows
+
+    return rows(submissions)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from django.urls import reverse
 from django.utils import timezone
 
 from assignments import charts
@@ -258,7 +259,66 @@ def leaderboard_lines(entries) -> list[LeaderboardLine]:
             is_viewer=e.is_viewer,
             accuracy=f"{e.accuracy * 100:.2f} %",
             params="" if e.params is None else f"{e.params:,}",
-            submitted=timezone.localtime(e.submission.created_at).strftime("%Y-%m-%d %H:%M"),
+            submitted=timezone.localtime(e.submitted_at).strftime("%Y-%m-%d %H:%M"),
         )
         for e in entries
     ]
+
+
+def _url_pattern(name: str) -> str:
+    """A URL with one integer argument as a format string: `reverse()` once per page instead
+    of once per row (three per row of a 50-row table cost more than the rest of the row)."""
+    marker = 9_876_543_210
+    return reverse(name, args=[marker]).replace(str(marker), "{}")
+
+
+class SubmissionRow(NamedTuple):
+    """One row of the instructor's submissions table, formatted once in Python."""
+
+    pk: int
+    url: str
+    student: str
+    original_name: str
+    is_late: bool
+    submitted: str
+    status: str  # a safe badge
+    verdict: str  # a safe mark, blank without a result
+    accuracy: str
+    params: str
+    score: str
+    overridden: bool
+    regrade_url: str
+    cancel_url: str  # blank unless the grading can still be cancelled
+
+
+def submission_rows(submissions) -> list[SubmissionRow]:
+    """Rows for the instructor's submissions table (the same text the template filters gave,
+    at a fraction of their cost for 50 rows)."""
+    from assignments.templatetags.grader_format import number, percent, status_badge, verdict_mark
+
+    detail, regrade, cancel = (
+        _url_pattern(name)
+        for name in ("submission_detail", "regrade_submission", "cancel_submission")
+    )
+    rows = []
+    for s in submissions:
+        result = getattr(s, "result", None)
+        rows.append(
+            SubmissionRow(
+                pk=s.pk,
+                url=detail.format(s.pk),
+                student=s.student.get_username(),
+                original_name=s.original_name,
+                is_late=s.is_late,
+                submitted=timezone.localtime(s.created_at).strftime("%Y-%m-%d %H:%M:%S"),
+                status=status_badge(s),
+                verdict=verdict_mark(result.passed) if result else "",
+                accuracy=percent(result.accuracy) if result else "",
+                params=number(result.params_total) if result else "",
+                score=number(result.final_score) if result else "",
+                overridden=result is not None and result.score_override is not None,
+                regrade_url=regrade.format(s.pk),
+                cancel_url=cancel.format(s.pk) if s.is_active else "",
+            )
+        )
+    return rows

@@ -150,17 +150,23 @@ def my_submissions(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def leaderboard(request: HttpRequest, slug: str) -> HttpResponse:
-    """Ranked best (or latest) passing submission per student."""
+    """Ranked best (or latest) passing submission per student, 50 a page; the viewer's own
+    rank is stated on every page with a link to the page that shows it."""
     assignment = assignment_for(
         request.user, get_object_or_404(Assignment.objects.select_related("course"), slug=slug)
     )
-    entries = selectors.leaderboard(assignment, viewer=request.user)
+    board = selectors.leaderboard_page(
+        assignment, viewer=request.user, page=request.GET.get("page")
+    )
     return render(
         request,
         "assignments/leaderboard.html",
         {
             "assignment": assignment,
-            "lines": leaderboard_lines(entries),
+            "lines": leaderboard_lines(board.entries),
+            "page": board.page,
+            "you": leaderboard_lines([board.viewer])[0] if board.viewer else None,
+            "your_page": board.viewer_page,
             "rule": selectors.ranking_rule(assignment),
             "names_hidden": selectors.names_hidden(assignment),
         },

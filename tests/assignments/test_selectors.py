@@ -81,9 +81,72 @@ def test_leaderboard_matches_brute_force_ranking(assignment, policy, seed_value)
     assignment.save()
     _, rows = seed(assignment, n_students=12, per_student=5, rng=random.Random(seed_value))
     entries = selectors.leaderboard(assignment)
-    assert [e.submission.pk for e in entries] == expected_leaderboard(rows, policy)
+    assert [e.submission_id for e in entries] == expected_leaderboard(rows, policy)
     assert [e.rank for e in entries] == list(range(1, len(entries) + 1))
-    assert len({e.submission.student_id for e in entries}) == len(entries)
+    assert len({e.student_id for e in entries}) == len(entries)
+
+
+def expected_standing(rows, policy: str) -> dict[int, int]:
+    """Per student, the submission the grades show: the leaderboard's choice, else the latest."""
+    ranked = set(expected_leaderboard(rows, policy))
+    standing: dict[int, int] = {}
+    for s in sorted(rows, key=lambda s: (s.created_at, s.pk)):
+        if s.pk in ranked or standing.get(s.student_id) not in ranked:
+            standing[s.student_id] = s.pk
+    return standing
+
+
+@pytest.mark.parametrize(
+    "policy", [Assignment.LeaderboardPolicy.BEST, Assignment.LeaderboardPolicy.LATEST]
+)
+def test_grades_show_the_ranked_submission_else_the_latest(assignment, policy):
+    assignment.leaderboard_policy = policy
+    assignment.save()
+    users, rows = seed(assignment, n_students=12, per_student=4, rng=random.Random(7))
+    latecomer = make_user("zz-none")  # enrolled, never submitted
+    Enrollment.objects.create(course=assignment.course, user=latecomer)
+    table = selectors.grade_table(assignment)
+    shown = {row[0]: row[2] for row in table.rows}
+    standing = expected_standing(rows, policy)
+    assert shown == {u.username: standing.get(u.pk, "") for u in [*users, latecomer]}
+    assert [row[0] for row in table.rows] == sorted(shown)
+
+
+@pytest.mark.parametrize("viewer_index", [0, 5, 11])
+def test_leaderboard_pages_rank_across_pages_and_find_the_viewer(assignment, viewer_index):
+    users, _ = seed(assignment, n_students=12, per_student=4, rng=random.Random(5))
+    whole = selectors.leaderboard(assignment)
+    viewer = users[viewer_index]
+    pages = [
+        selectors.leaderboard_page(assignment, viewer=viewer, page=n, per_page=5)
+        for n in range(1, 5)
+    ]
+    assert [e for p in pages[:3] for e in p.entries] == [
+        selectors.LeaderboardEntry(**{**vars_of(e), "is_viewer": e.student_id == viewer.pk})
+        for e in whole
+    ]
+    assert pages[3].page.number == 3  # past the end: the last page
+    mine = [e for e in whole if e.student_id == viewer.pk]
+    if mine:
+        assert all(p.viewer.rank == mine[0].rank and p.viewer.is_viewer for p in pages)
+        assert pages[0].viewer_page == (mine[0].rank - 1) // 5 + 1
+    else:
+        assert all(p.viewer is None and p.viewer_page is None for p in pages)
+    assert selectors.leaderboard_page(assignment, page="abc", per_page=5).page.number == 1
+
+
+def vars_of(entry) -> dict:
+    return {name: getattr(entry, name) for name in entry.__slots__}
+
+
+def test_leaderboard_and_grades_read_in_two_queries(assignment, django_assert_num_queries):
+    seed(assignment, n_students=6, per_student=3, rng=random.Random(1))
+    with django_assert_num_queries(2):
+        selectors.leaderboard(assignment)
+    with django_assert_num_queries(2):
+        selectors.leaderboard_page(assignment, viewer=None, page=2, per_page=2)
+    with django_assert_num_queries(2):
+        selectors.grade_table(assignment)
 
 
 def test_failing_submissions_are_not_ranked(assignment, student):
