@@ -1,24 +1,67 @@
 """Reads for pages, the API and exports.
 
 Every selector issues a fixed number of queries whatever the number of submissions:
-`select_related` for single rows, window functions for "best per student", aggregates in the
-database. `bench/bench_site.py` measures this at 100 and 10,000 submissions.
+`select_related` for single rows, only the columns a list shows, a narrow table kept by
+triggers for "best per student" (`ranking`), aggregates in the database. `bench/bench_site.py`
+measures this at 100 and 10,000 submissions.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import Counter, OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from django.core.paginator import Page, Paginator
-from django.db.models import BigIntegerField, Count, F, OuterRef, Q, QuerySet, Subquery, Window
-from django.db.models.functions import Coalesce, RowNumber, TruncDate
-from django.utils import timezone
+from django.db.models import Count, F, Q, QuerySet
+from django.db.models.functions import Coalesce, TruncDate
 
-from assignments.models import Assignment, Enrollment, EpochMetric, RankedSubmission, Submission
+from assignments.models import Assignment, Enrollment, EpochMetric, Submission
 from assignments.permissions import instructed_course_ids
+from assignments.selectors.ranking import (  # re-exported: callers use `selectors.<name>`
+    GRADE_FIELDS,
+    LEADERBOARD_PAGE_SIZE,
+    RANK_ORDER,
+    GradeTable,
+    LeaderboardEntry,
+    LeaderboardPage,
+    RankedRow,
+    _rule_key,
+    grade_table,
+    leaderboard,
+    leaderboard_page,
+    names_hidden,
+    ranking,
+    ranking_rule,
+)
+
+__all__ = [
+    "GRADE_FIELDS",
+    "LEADERBOARD_PAGE_SIZE",
+    "LIST_FIELDS",
+    "RANK_ORDER",
+    "GradeTable",
+    "LeaderboardEntry",
+    "LeaderboardPage",
+    "RankedRow",
+    "assignment_stats",
+    "assignments_for_user",
+    "courses_for_user",
+    "effective_score",
+    "epochs_of",
+    "grade_table",
+    "leaderboard",
+    "leaderboard_page",
+    "names_hidden",
+    "queue_position",
+    "ranking",
+    "ranking_rule",
+    "recent_audit",
+    "student_submissions",
+    "submission_detail",
+    "submissions_table",
+    "visible_submissions",
+]
 
 # Large columns that lists never show: leaving them out keeps list pages small and fast.
 HEAVY_SUBMISSION_FIELDS = ("log", "model_config", "training_config")
@@ -98,16 +141,14 @@ def queue_position(submission: Submission) -> int | None:
 
 # What list pages and the API's submission list show of a submission, its student and its
 # result. Reading only these (and no assignment: every row has the same one) keeps a 50-row
-# page from building and filling four wide model instances per row.
+# page from building and filling four wide model instances per row. Reading another field of
+# such a row costs a query per row: add it here instead.
 LIST_FIELDS = (
-    "id", "assignment_id", "student_id", "file", "original_name", "kind", "sha256",
-    "size_bytes", "status", "reason", "message", "is_late", "created_at", "queued_at",
-    "building_at", "checking_at", "training_at", "evaluating_at", "finished_at", "worker",
-    "heartbeat_at", "attempts",
+    "id", "assignment_id", "student_id", "original_name", "kind", "sha256", "size_bytes",
+    "status", "reason", "is_late", "created_at", "finished_at",
     "student__id", "student__username",
-    "result__id", "result__submission_id", "result__rules_version", "result__passed",
-    "result__params_total", "result__params_trainable", "result__accuracy", "result__loss",
-    "result__training_seconds", "result__epochs_run", "result__score", "result__score_override",
+    "result__id", "result__submission_id", "result__passed", "result__params_total",
+    "result__accuracy", "result__score", "result__score_override",
 )  # fmt: skip
 
 
@@ -154,174 +195,6 @@ def submissions_table(
     return qs.order_by(*SORTS.get(sort, SORTS["newest"]))
 
 
-@dataclass(slots=True)
-class LeaderboardEntry:
-    """One ranked row: the submission standing for a student, with its ranking keys."""
-
-    rank: int
-    submission_id: int
-    student_id: int
-    accuracy: float
-    params: int | None
-    submitted_at: dt.datetime
-    name: str = ""
-    is_viewer: bool = False
-
-
-def ranking_rule(assignment: Assignment) -> str:
-    """The leaderboard rule in plain words, stated on the page."""
-    which = (
-        "each student's best passing submission"
-        if assignment.leaderboard_policy == Assignment.LeaderboardPolicy.BEST
-        else "each student's latest passing submission"
-    )
-    return (
-        f"Ranked by test accuracy of {which}; ties go to fewer parameters, then to the earlier "
-        "submission. Submissions that fail a rule are not ranked."
-    )
-
-
-def names_hidden(assignment: Assignment, now: dt.datetime | None = None) -> bool:
-    """True while names are hidden (pseudonyms shown) before the deadline."""
-    if not assignment.hide_names_until_deadline:
-        return False
-    return assignment.deadline is None or (now or timezone.now()) < assignment.deadline
-
-
-# The ranking rule: test accuracy, then fewer parameters, then the earlier submission.
-RANK_ORDER = (
-    F("accuracy").desc(),
-    F("params_total").asc(nulls_last=True),
-    F("created_at").asc(),
-    F("submission_id").asc(),
-)
-
-
-def _preference(assignment: Assignment) -> tuple:
-    """The order in which a student's ranked submissions compete to stand for them."""
-    if assignment.leaderboard_policy == Assignment.LeaderboardPolicy.LATEST:
-        return (F("created_at").desc(), F("submission_id").desc())
-    return RANK_ORDER
-
-
-# (submission id, student id, accuracy, parameters, submitted at) of one standing submission.
-RankedRow = tuple[int, int, float, int | None, dt.datetime]
-
-
-def ranking(assignment: Assignment) -> list[RankedRow]:
-    """Per student, the passing submission that stands for them (best or latest, by policy),
-    in rank order (one query, plain tuples).
-
-    Reads `RankedSubmission`, the narrow table of finished passing submissions kept by
-    database triggers: a window function numbers each student's rows in preference order
-    (along an index made for it) and keeps the first. Failing submissions are never in it.
-    """
-    return list(
-        RankedSubmission.objects.filter(assignment=assignment)
-        .annotate(
-            preference=Window(
-                RowNumber(), partition_by=[F("student_id")], order_by=_preference(assignment)
-            )
-        )
-        .filter(preference=1)
-        .order_by(*RANK_ORDER)
-        .values_list("submission_id", "student_id", "accuracy", "params_total", "created_at")
-    )
-
-
-def _names(assignment: Assignment, student_ids: list[int], *, hidden: bool) -> dict[int, str]:
-    """Leaderboard names: the course display name, else the pseudonym; only pseudonyms while
-    names are hidden. A student no longer enrolled shows as `Student-<id>` (one query)."""
-    names = {}
-    enrollments = Enrollment.objects.filter(
-        course_id=assignment.course_id, user_id__in=student_ids
-    ).values_list("user_id", "display_name", "pseudonym")
-    for user_id, display_name, pseudonym in enrollments:
-        names[user_id] = pseudonym if hidden else (display_name or pseudonym)
-    return {sid: names.get(sid) or f"Student-{sid}" for sid in student_ids}
-
-
-def _entries(
-    rows: list[RankedRow], first_rank: int, *, viewer_id: int | None, names: dict[int, str]
-) -> list[LeaderboardEntry]:
-    return [
-        LeaderboardEntry(
-            rank=rank,
-            submission_id=submission_id,
-            student_id=student_id,
-            accuracy=accuracy,
-            params=params,
-            submitted_at=submitted_at,
-            name=names[student_id],
-            is_viewer=student_id == viewer_id,
-        )
-        for rank, (submission_id, student_id, accuracy, params, submitted_at) in enumerate(
-            rows, start=first_rank
-        )
-    ]
-
-
-def leaderboard(
-    assignment: Assignment, *, viewer=None, now: dt.datetime | None = None
-) -> list[LeaderboardEntry]:
-    """The whole ranked leaderboard of an assignment (two queries).
-
-    Names are the course display name, else the pseudonym; only pseudonyms while names are
-    hidden before the deadline.
-    """
-    rows = ranking(assignment)
-    names = _names(assignment, [row[1] for row in rows], hidden=names_hidden(assignment, now))
-    return _entries(rows, 1, viewer_id=getattr(viewer, "pk", None), names=names)
-
-
-LEADERBOARD_PAGE_SIZE = 50
-
-
-@dataclass
-class LeaderboardPage:
-    """One page of the leaderboard, ranks counted over the whole ranking."""
-
-    entries: list[LeaderboardEntry]
-    page: Page  # the paginator's page (number, neighbours, count)
-    viewer: LeaderboardEntry | None  # the viewer's own row, on this page or not
-    viewer_page: int | None  # the page that shows it
-
-
-def leaderboard_page(
-    assignment: Assignment,
-    *,
-    viewer=None,
-    page: Any = None,
-    per_page: int = LEADERBOARD_PAGE_SIZE,
-    now: dt.datetime | None = None,
-) -> LeaderboardPage:
-    """A page of the leaderboard and the viewer's own standing (two queries).
-
-    Args:
-        page: The page number as the request gave it; out of range or malformed numbers give
-            the last or the first page (`Paginator.get_page`).
-    """
-    rows = ranking(assignment)
-    shown = Paginator(rows, per_page).get_page(page)
-    first = shown.start_index() if rows else 1
-    viewer_id = getattr(viewer, "pk", None)
-    position = next((i for i, row in enumerate(rows) if row[1] == viewer_id), None)
-    student_ids = [row[1] for row in shown.object_list]
-    if position is not None:
-        student_ids.append(viewer_id)
-    names = _names(assignment, student_ids, hidden=names_hidden(assignment, now))
-    entries = _entries(list(shown.object_list), first, viewer_id=viewer_id, names=names)
-    mine = None
-    if position is not None:
-        mine = _entries([rows[position]], position + 1, viewer_id=viewer_id, names=names)[0]
-    return LeaderboardPage(
-        entries=entries,
-        page=shown,
-        viewer=mine,
-        viewer_page=None if position is None else position // per_page + 1,
-    )
-
-
 def effective_score(submission: Submission) -> float | None:
     """The score that counts: the instructor's override if any, else the computed score.
 
@@ -330,114 +203,6 @@ def effective_score(submission: Submission) -> float | None:
     """
     result = getattr(submission, "result", None)
     return None if result is None else result.final_score
-
-
-@dataclass
-class GradeTable:
-    """Grades: one row per enrolled student, a column per rule."""
-
-    header: list[str]
-    rows: list[list[Any]] = field(default_factory=list)
-
-
-# The columns the grades export reads: plain values, no model instances (300 students).
-GRADE_FIELDS = (
-    "id", "status", "reason", "is_late", "created_at", "result__id", "result__passed",
-    "result__rules", "result__accuracy", "result__params_total", "result__score",
-    "result__score_override",
-)  # fmt: skip
-
-
-def grade_table(assignment: Assignment) -> GradeTable:
-    """The grades export (two queries).
-
-    Each student's standing submission is the leaderboard's choice when they have a passing
-    one, else their latest submission (so failures show which rule failed). The score is the
-    override if any, else the computed score (late penalty included by the pipeline).
-    """
-    chosen = RankedSubmission.objects.filter(
-        assignment=assignment, student_id=OuterRef("user_id")
-    ).order_by(*_preference(assignment))
-    latest = Submission.objects.filter(
-        assignment=assignment, student_id=OuterRef("user_id")
-    ).order_by("-created_at", "-id")
-    # Per student, two index lookups (at most): whatever the number of submissions.
-    students = list(
-        Enrollment.objects.filter(course_id=assignment.course_id, role=Enrollment.Role.STUDENT)
-        .annotate(
-            standing=Coalesce(
-                Subquery(chosen.values("submission_id")[:1]),
-                Subquery(latest.values("id")[:1]),
-                output_field=BigIntegerField(),
-            )
-        )
-        .order_by("user__username")
-        .values_list("user__username", "display_name", "standing")
-    )
-    standing = {
-        row["id"]: row
-        for row in Submission.objects.filter(pk__in=[s for *_, s in students if s is not None])
-        .order_by()
-        .values(*GRADE_FIELDS)
-    }
-    rule_ids: list[str] = []
-    for *_, submission_id in students:
-        row = standing.get(submission_id)
-        for rule in (row and row["result__rules"]) or []:
-            if _rule_key(rule) not in rule_ids:
-                rule_ids.append(_rule_key(rule))
-    header = [
-        "username",
-        "display_name",
-        "submission_id",
-        "status",
-        "reason",
-        "passed",
-        *[f"rule:{rule_id}" for rule_id in rule_ids],
-        "accuracy",
-        "params",
-        "score",
-        "score_overridden",
-        "late",
-        "submitted_at",
-    ]
-    table = GradeTable(header=header)
-    for username, display_name, submission_id in students:
-        row = standing.get(submission_id)
-        if row is None:
-            table.rows.append([username, display_name, *[""] * (len(header) - 2)])
-            continue
-        graded = row["result__id"] is not None
-        verdicts = {_rule_key(r): r.get("passed") for r in row["result__rules"] or []}
-        override = row["result__score_override"]
-        table.rows.append(
-            [
-                username,
-                display_name,
-                row["id"],
-                row["status"],
-                row["reason"],
-                _yes_no(row["result__passed"]) if graded else "",
-                *[_yes_no(verdicts.get(rule_id)) for rule_id in rule_ids],
-                _blank(row["result__accuracy"]),
-                _blank(row["result__params_total"]),
-                _blank(override if override is not None else row["result__score"]),
-                _yes_no(override is not None) if graded else "",
-                _yes_no(row["is_late"]),
-                row["created_at"].isoformat(),
-            ]
-        )
-    return table
-
-
-def _yes_no(value: bool | None) -> str:
-    if value is None:
-        return ""
-    return "yes" if value else "no"
-
-
-def _blank(value: Any) -> Any:
-    return "" if value is None else value
 
 
 @dataclass
@@ -497,8 +262,3 @@ def assignment_stats(assignment: Assignment) -> AssignmentStats:
 def recent_audit(assignment: Assignment, limit: int = 50):
     """The latest audit entries of an assignment with their actors."""
     return assignment.audit.select_related("actor", "submission").order_by("-created_at")[:limit]
-
-
-def _rule_key(rule: dict) -> str:
-    # A rule set may use one rule id twice under different names; the name tells them apart.
-    return str(rule.get("name") or rule.get("id"))

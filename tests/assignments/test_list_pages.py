@@ -9,6 +9,8 @@ import datetime as dt
 import re
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework.serializers import ModelSerializer
@@ -135,3 +137,25 @@ def test_api_leaderboard_entries_match_drf(student, other_student, assignment):
         fast = serializer.to_representation(entry)
         drf = serializers.serializers.Serializer.to_representation(serializer, entry)
         assert fast == drf and list(fast) == list(drf)
+
+
+@pytest.mark.parametrize(
+    "url_name", ["manage_submissions", "assignment_detail", "api-submission-list"]
+)
+def test_list_pages_read_no_column_per_row(client, instructor, student, assignment, url_name):
+    """The lists read only `selectors.LIST_FIELDS`: a template or serializer reaching for
+    another column would cost a query per row, and the count would grow with the rows."""
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            assert client.get(reverse(url_name, args=[assignment.slug])).status_code == 200
+        return len(ctx.captured_queries)
+
+    client.force_login(student if url_name == "assignment_detail" else instructor)
+    make_submission(assignment, student, accuracy=0.5)
+    one = queries()
+    for i in range(4):
+        make_submission(assignment, student, accuracy=0.6, passed=bool(i % 2))
+    make_submission(assignment, student, status="training", with_result=False)
+    make_submission(assignment, student, status="failed", reason="rules", passed=False)
+    assert queries() == one
