@@ -15,11 +15,14 @@ from rest_framework.exceptions import APIException, NotAuthenticated, Validation
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView, exception_handler
 
 from assignments import selectors, serializers
 from assignments.models import Assignment, Submission
 from assignments.permissions import assignment_for, managed_assignment, submission_for
+from assignments.services.grading import InvalidTransition, cancel_submission
 from assignments.services.submissions import (
     BatchRejected,
     DuplicateSubmission,
@@ -36,6 +39,7 @@ from grader.errors import GraderError
 STATUS_BY_ERROR: tuple[tuple[type[GraderError], int], ...] = (
     (QuotaExceeded, status.HTTP_429_TOO_MANY_REQUESTS),
     (DuplicateSubmission, status.HTTP_409_CONFLICT),
+    (InvalidTransition, status.HTTP_409_CONFLICT),
     (NotEnrolled, status.HTTP_403_FORBIDDEN),
     (LateSubmission, status.HTTP_403_FORBIDDEN),
     (SubmissionRejected, status.HTTP_400_BAD_REQUEST),
@@ -84,6 +88,29 @@ def _flatten(detail, prefix: str = "") -> list[str]:
     return [f"{prefix}{detail}"]
 
 
+class UploadRateThrottle(UserRateThrottle):
+    """Uploads (POST of a submission or a batch) per user, in their own scope `uploads`.
+
+    Separate from the read rate (`user`): the rate is `API_THROTTLE_UPLOADS` (default 30/hour),
+    counted per user (per address when anonymous), read at request time. Past it the answer
+    is 429 with a `Retry-After` header. Other methods of the same views are not counted here.
+    """
+
+    scope = "uploads"
+
+    def get_rate(self) -> str | None:
+        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+
+    def allow_request(self, request, view) -> bool:
+        if request.method != "POST":
+            return True
+        return super().allow_request(request, view)
+
+
+#: The views that take uploads: the site-wide throttles plus the upload scope.
+UPLOAD_THROTTLES = [*api_settings.DEFAULT_THROTTLE_CLASSES, UploadRateThrottle]
+
+
 def _assignment(request: Request, slug: str) -> Assignment:
     assignment = get_object_or_404(Assignment.objects.select_related("course"), slug=slug)
     return assignment_for(request.user, assignment)
@@ -117,6 +144,7 @@ class SubmissionListCreateApi(generics.ListCreateAPIView):
     """GET: my submissions (all of them for the course's instructors). POST: submit a file."""
 
     parser_classes = [MultiPartParser, FormParser]
+    throttle_classes = UPLOAD_THROTTLES
 
     def get_serializer_class(self):
         if self.request.method == "POST":
@@ -134,7 +162,11 @@ class SubmissionListCreateApi(generics.ListCreateAPIView):
             400: OpenApiResponse(serializers.ErrorSerializer, "Rejected upload"),
             403: OpenApiResponse(serializers.ErrorSerializer, "Not enrolled, or late"),
             409: OpenApiResponse(serializers.ErrorSerializer, "Identical to an earlier file"),
-            429: OpenApiResponse(serializers.ErrorSerializer, "Daily quota used"),
+            429: OpenApiResponse(
+                serializers.ErrorSerializer,
+                "Daily quota used (`quota_exceeded`), or too many uploads per hour (`throttled`,"
+                " with Retry-After)",
+            ),
         },
     )
     def post(self, request: Request, slug: str) -> Response:
@@ -165,6 +197,33 @@ class SubmissionDetailApi(generics.RetrieveAPIView):
         except Submission.DoesNotExist:
             raise Http404 from None
         return submission_for(self.request.user, submission)
+
+
+class SubmissionCancelApi(APIView):
+    """Cancel a queued or running submission: my own, or any of my course's as its instructor.
+
+    Its running sandbox is stopped within seconds. A cancelled submission still counts toward
+    the daily quota. Another user's submission is 404, as for reading it.
+    """
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: serializers.SubmissionDetailSerializer,
+            404: OpenApiResponse(serializers.ErrorSerializer, "No such submission of mine"),
+            409: OpenApiResponse(serializers.ErrorSerializer, "The grading already ended"),
+        },
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        try:
+            submission = Submission.objects.select_related("assignment").get(pk=pk)
+        except Submission.DoesNotExist:
+            raise Http404 from None
+        submission_for(request.user, submission)
+        cancel_submission(submission_id=submission.pk, actor=request.user)
+        detail = selectors.submission_detail(submission.pk)
+        data = serializers.SubmissionDetailSerializer(detail, context={"request": request}).data
+        return Response(data)
 
 
 class LeaderboardApi(APIView):
@@ -198,12 +257,14 @@ class BatchApi(APIView):
     """Submit a zip of students' files (instructors only); all or nothing."""
 
     parser_classes = [MultiPartParser]
+    throttle_classes = UPLOAD_THROTTLES
 
     @extend_schema(
         request=serializers.BatchSerializer,
         responses={
             201: serializers.SubmissionListSerializer(many=True),
             400: OpenApiResponse(serializers.ErrorSerializer, "Rejected batch, with problems"),
+            429: OpenApiResponse(serializers.ErrorSerializer, "Too many uploads (Retry-After)"),
         },
     )
     def post(self, request: Request, slug: str) -> Response:

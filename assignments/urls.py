@@ -23,6 +23,11 @@ api_v1 = [
     path("assignments/<slug:slug>/grades.csv", apis.GradesCsvApi.as_view(), name="api-grades"),
     path("assignments/<slug:slug>/batch/", apis.BatchApi.as_view(), name="api-batch"),
     path("submissions/<int:pk>/", apis.SubmissionDetailApi.as_view(), name="api-submission-detail"),
+    path(
+        "submissions/<int:pk>/cancel/",
+        apis.SubmissionCancelApi.as_view(),
+        name="api-submission-cancel",
+    ),
 ]
 
 manage = [
@@ -49,6 +54,7 @@ urlpatterns = [
     path("a/<slug:slug>/leaderboard/", student.leaderboard, name="leaderboard"),
     path("s/<int:pk>/", student.submission_detail, name="submission_detail"),
     path("s/<int:pk>/live/", student.submission_fragment, name="submission_fragment"),
+    path("s/<int:pk>/cancel/", student.submission_cancel, name="submission_cancel"),
     path("s/<int:pk>/file/", student.submission_file, name="submission_file"),
     path("manage/", include(manage)),
     path("api/v1/", include(api_v1)),

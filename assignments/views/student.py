@@ -9,13 +9,14 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.html import format_html
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from assignments import selectors
 from assignments.forms import UploadForm
 from assignments.markdown import render_markdown
 from assignments.models import Assignment, Submission
 from assignments.permissions import assignment_for, is_instructor, submission_for
+from assignments.services.grading import InvalidTransition, cancel_submission
 from assignments.services.submissions import (
     DuplicateSubmission,
     SubmissionRejected,
@@ -101,14 +102,22 @@ def _visible_submission(request: HttpRequest, pk: int) -> Submission:
     return submission_for(request.user, submission)
 
 
+def _live_context(request: HttpRequest, submission: Submission) -> dict:
+    context = submission_context(submission)
+    context["teaches"] = is_instructor(request.user, submission.assignment.course_id)
+    # The student's own Cancel button (instructors have theirs among the page's actions).
+    context["student_can_cancel"] = (
+        submission.student_id == request.user.pk and not context["teaches"]
+    )
+    return context
+
+
 @login_required
 @require_GET
 def submission_detail(request: HttpRequest, pk: int) -> HttpResponse:
     """A submission's stages, curves, rule report, layer table and log; updates itself live."""
     submission = _visible_submission(request, pk)
-    context = submission_context(submission)
-    context["teaches"] = is_instructor(request.user, submission.assignment.course_id)
-    return render(request, "assignments/submission_detail.html", context)
+    return render(request, "assignments/submission_detail.html", _live_context(request, submission))
 
 
 @login_required
@@ -116,9 +125,33 @@ def submission_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def submission_fragment(request: HttpRequest, pk: int) -> HttpResponse:
     """The live part of the submission page, polled every 2 s while grading runs."""
     submission = _visible_submission(request, pk)
-    response = render(request, "assignments/_submission_live.html", submission_context(submission))
+    response = render(
+        request, "assignments/_submission_live.html", _live_context(request, submission)
+    )
     response["Cache-Control"] = "no-store"
     return response
+
+
+@login_required
+@require_POST
+def submission_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    """Cancel a queued or running submission: its student, or the course's instructors.
+
+    Anyone else gets 404, as for viewing it. A running sandbox is stopped within seconds; the
+    submission still counts toward the daily quota.
+    """
+    submission = _visible_submission(request, pk)
+    try:
+        cancel_submission(submission_id=submission.pk, actor=request.user)
+    except InvalidTransition as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.info(
+            request,
+            f"Submission #{submission.pk} cancelled. It still counts toward today's "
+            "submission limit.",
+        )
+    return redirect("submission_detail", pk=submission.pk)
 
 
 @login_required

@@ -88,6 +88,10 @@ else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
+# The API's rate limits count in this cache. The default is per process; with several web
+# processes (gunicorn) they must share one, e.g. CACHE_URL=redis://HOST:6379/1.
+CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -177,6 +181,8 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "user": env.str("API_THROTTLE_USER", default="600/minute"),
         "anon": env.str("API_THROTTLE_ANON", default="30/minute"),
+        # Uploads (POST submissions, batches) per user, on top of the read rate above.
+        "uploads": env.str("API_THROTTLE_UPLOADS", default="30/hour"),
     },
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # Domain errors (rejected uploads, quotas) become HTTP answers in one place.

@@ -335,3 +335,45 @@ def test_production_starts_with_real_values_and_secures_cookies(tmp_path):
         "ssl_redirect": True,
         "hsts": 3600,
     }
+
+
+DESCRIBE_THROTTLES = """
+    import json
+    import django
+    from django.conf import settings
+    django.setup()
+    from assignments.apis import BatchApi, SubmissionDetailApi, SubmissionListCreateApi
+    print(json.dumps({
+        "rates": settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"],
+        "cache": settings.CACHES["default"]["BACKEND"],
+        "uploads": [c.__name__ for c in SubmissionListCreateApi.throttle_classes],
+        "batch": [c.__name__ for c in BatchApi.throttle_classes],
+        "reads": [c.__name__ for c in SubmissionDetailApi.throttle_classes],
+    }))
+"""
+
+
+@pytest.mark.embedded
+def test_uploads_have_their_own_throttle_on_top_of_the_read_rates(tmp_path):
+    described = run_json(
+        DESCRIBE_THROTTLES, settings_module="config.settings.local", var_dir=tmp_path
+    )
+
+    assert described["rates"] == {"user": "600/minute", "anon": "30/minute", "uploads": "30/hour"}
+    site_wide = ["UserRateThrottle", "AnonRateThrottle"]
+    assert described["reads"] == site_wide
+    assert described["uploads"] == described["batch"] == [*site_wide, "UploadRateThrottle"]
+    assert described["cache"] == "django.core.cache.backends.locmem.LocMemCache"
+
+
+@pytest.mark.embedded
+def test_the_upload_rate_and_a_shared_cache_come_from_the_environment(tmp_path):
+    described = run_json(
+        DESCRIBE_THROTTLES,
+        settings_module="config.settings.local",
+        var_dir=tmp_path,
+        extra_env={"API_THROTTLE_UPLOADS": "5/minute", "CACHE_URL": "redis://127.0.0.1:6379/1"},
+    )
+
+    assert described["rates"]["uploads"] == "5/minute"
+    assert described["cache"] == "django.core.cache.backends.redis.RedisCache"
