@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -275,6 +275,34 @@ def record_epoch(
     return True
 
 
+def reset_epochs(*, submission_id: int, worker: str, keep: Iterable[int] = ()) -> bool:
+    """Delete a running training's recorded epochs, except those numbered in `keep`.
+
+    A custom training keeps no checkpoint: after a killed worker it starts over, so the epochs
+    the earlier attempt reported are dropped before it runs again (replaced, never appended).
+    Once a training ended, only the epochs of its result are kept.
+
+    Returns:
+        False if the worker no longer owns the training (nothing deleted).
+    """
+    with transaction.atomic():
+        submission = _owned(submission_id, worker, Status.TRAINING)
+        if submission is None:
+            return False
+        EpochMetric.objects.filter(submission_id=submission_id).exclude(
+            epoch__in=list(keep)
+        ).delete()
+    return True
+
+
+def _merge_checks(submission: Submission, entries: Mapping[str, Any]) -> None:
+    """Add keys to the result's `checks` object (the submission row is locked by the caller)."""
+    result = Result.objects.filter(submission=submission).first()
+    if result is not None:
+        result.checks = {**(result.checks or {}), **entries}
+        result.save(update_fields=["checks", "updated_at"])
+
+
 def _finish_stage(submission: Submission, *, stage: str, log: str) -> None:
     """Hand the submission to the next stage: no owner, fresh timestamp, next task sent."""
     submission.worker = ""
@@ -364,8 +392,15 @@ def complete_training(
     epochs_run: int,
     training_seconds: float,
     log: str = "",
+    custom_training: bool = False,
 ) -> bool:
-    """Record the training totals (epochs are already stored) and send the evaluation."""
+    """Record the training totals (epochs are already stored) and send the evaluation.
+
+    Args:
+        custom_training: The submission's own code ran the training (decided by the worker, not
+            reported by the sandbox): stored as `Result.checks["custom_training"]`; finalize
+            then decides accuracy from the grader's own measurement, not from the epochs.
+    """
     with transaction.atomic():
         submission = _owned(submission_id, worker, Status.TRAINING)
         if submission is None:
@@ -373,6 +408,7 @@ def complete_training(
         Result.objects.filter(submission=submission).update(
             epochs_run=epochs_run, training_seconds=training_seconds
         )
+        _merge_checks(submission, {"custom_training": bool(custom_training)})
         _finish_stage(submission, stage="train", log=log)
     return True
 
@@ -386,12 +422,26 @@ def complete_evaluation(
     per_class_accuracy: Sequence[float] | None,
     confusion_matrix: Sequence[Sequence[int]] | None,
     log: str = "",
+    validation: Mapping[str, Any] | None = None,
 ) -> bool:
-    """Record the test-split metrics and send the finalize step."""
+    """Record the test-split metrics and send the finalize step.
+
+    Args:
+        validation: The trained weights measured on the held-out validation part of the train
+            split (`{"accuracy", "loss", "num_examples", "validation_split", "seed"}`), stored
+            as `Result.checks["validation"]`.
+    """
     with transaction.atomic():
         submission = _owned(submission_id, worker, Status.EVALUATING)
         if submission is None:
             return False
+        if validation is not None:
+            measured = {
+                **validation,
+                "accuracy": finite_or_none(validation.get("accuracy")),
+                "loss": finite_or_none(validation.get("loss")),
+            }
+            _merge_checks(submission, {"validation": measured})
         Result.objects.filter(submission=submission).update(
             accuracy=finite_or_none(accuracy),
             loss=finite_or_none(loss),

@@ -18,6 +18,8 @@ from grader.datasets.prepared import (
     load_split,
     prepare_dataset,
     read_split_meta,
+    split_indices,
+    training_part,
 )
 from grader.datasets.registry import DATASETS, DatasetSource, get_source
 
@@ -30,4 +32,6 @@ __all__ = [
     "load_split",
     "prepare_dataset",
     "read_split_meta",
+    "split_indices",
+    "training_part",
 ]

@@ -20,6 +20,7 @@ FORMAT_VERSION = 1
 PREPARED_DIRNAME = "prepared"
 META_FILENAME = "meta.json"
 SPLITS = ("train", "test")
+TRAINING_PART_PREFIX = "train-part"
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,21 @@ def load_split(split_dir: Path, *, mmap: bool = True) -> tuple[np.ndarray, np.nd
             f"Expected shape ({meta.num_examples},) and dtype int64."
         )
     return x, y
+
+
+def split_indices(
+    num_examples: int, validation_split: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic ``(train, validation)`` index arrays over the training split.
+
+    The trainer holds the validation part out of training; the evaluate stage measures the
+    trained weights on the same part; a custom training never sees it (`training_part`).
+    """
+    if not 0.0 <= validation_split < 1.0:
+        raise ValueError(f"validation_split is {validation_split}. Expected a number in [0, 1).")
+    order = np.random.Generator(np.random.PCG64(seed)).permutation(num_examples)
+    held_out = round(num_examples * validation_split)
+    return np.sort(order[held_out:]), np.sort(order[:held_out])
 
 
 def _write_split(
@@ -219,3 +235,83 @@ def prepare_dataset(name: str, data_dir: Path | str) -> PreparedDataset:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return _as_prepared(root, source)
+
+
+def _raw_meta(split_dir: Path) -> dict[str, Any]:
+    try:
+        raw = json.loads((Path(split_dir) / META_FILENAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def training_part(train_dir: Path | str, *, validation_split: float, seed: int) -> Path:
+    """The training split without its held-out validation part, as a split directory of its own.
+
+    A custom training (the student's own ``train()``) is mounted this directory instead of the
+    whole training split, so the validation part the grader measures the trained weights on is
+    never seen by student code. Written once next to `train_dir` (``train-part-<split>-<seed>``),
+    reused while the training split it was cut from is unchanged, and safe to race like
+    `prepare_dataset`.
+
+    Args:
+        train_dir: a prepared ``train/`` directory.
+        validation_split: the fraction the trainer holds out (`split_indices`).
+        seed: the seed of the split.
+
+    Returns:
+        The directory (``x.npy``, ``y.npy``, ``meta.json`` with ``split`` = ``"train"``).
+
+    Raises:
+        DatasetUnavailable: the training split is missing or malformed.
+    """
+    train_dir = Path(train_dir)
+    meta = read_split_meta(train_dir)
+    origin = {
+        "sha256": _raw_meta(train_dir).get("sha256"),
+        "validation_split": validation_split,
+        "seed": seed,
+    }
+    target = train_dir.parent / f"{TRAINING_PART_PREFIX}-{validation_split:g}-{seed}"
+    if _raw_meta(target).get("cut_from") == origin:
+        try:
+            load_split(target)
+            return target
+        except DatasetUnavailable:
+            pass
+    x, y = load_split(train_dir)
+    keep, _ = split_indices(len(y), validation_split, seed)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=train_dir.parent))
+    try:
+        part = staging / "split"
+        part.mkdir()
+        np.save(part / "x.npy", np.ascontiguousarray(x[keep]), allow_pickle=False)
+        np.save(part / "y.npy", np.ascontiguousarray(y[keep]), allow_pickle=False)
+        record = {
+            "format": FORMAT_VERSION,
+            "dataset": meta.dataset,
+            "split": "train",
+            "input_shape": list(meta.input_shape),
+            "num_classes": meta.num_classes,
+            "class_names": list(meta.class_names),
+            "num_examples": len(keep),
+            "sha256": {name: _sha256(part / name) for name in ("x.npy", "y.npy")},
+            "cut_from": origin,
+        }
+        (part / META_FILENAME).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        for name in ("x.npy", "y.npy", META_FILENAME):
+            os.chmod(part / name, 0o444)
+        os.chmod(part, 0o755)  # noqa: S103 - read-only data, readable by the sandbox user
+        if target.exists():
+            if _raw_meta(target).get("cut_from") == origin:
+                return target  # another worker cut it meanwhile
+            shutil.rmtree(target)  # cut from an earlier preparation of the split
+        try:
+            os.rename(part, target)
+        except OSError:
+            # Another worker renamed its copy first; it was cut the same way.
+            if _raw_meta(target).get("cut_from") != origin:
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target

@@ -72,16 +72,22 @@ class TrainingOutcome:
     """What training and evaluation reported, as far as the rules need it.
 
     Attributes:
-        epochs_run: epochs actually trained.
+        epochs_run: epochs actually trained (as reported by the training).
         val_accuracy: validation accuracy of each epoch, in order (None where not reported).
         best_val_accuracy: the best validation accuracy over all epochs, or None.
         test_accuracy: accuracy on the held-out test split, or None before evaluation.
+        custom_training: the submission's own code ran the training, so the epochs above are
+            its claims, not measurements: accuracy rules use `measured_val_accuracy` instead.
+        measured_val_accuracy: accuracy of the trained weights on the validation part held out
+            of the training split, measured by the grader after training, or None.
     """
 
     epochs_run: int
     val_accuracy: tuple[float | None, ...] = field(default=())
     best_val_accuracy: float | None = None
     test_accuracy: float | None = None
+    custom_training: bool = False
+    measured_val_accuracy: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "val_accuracy", tuple(self.val_accuracy))
@@ -92,7 +98,12 @@ class TrainingOutcome:
 
     @classmethod
     def from_epochs(
-        cls, epochs: Sequence[Mapping[str, Any]], *, test_accuracy: float | None = None
+        cls,
+        epochs: Sequence[Mapping[str, Any]],
+        *,
+        test_accuracy: float | None = None,
+        custom_training: bool = False,
+        measured_val_accuracy: float | None = None,
     ) -> TrainingOutcome:
         """Build an outcome from ``GRADER-PROGRESS`` epoch records (``{"epoch", "val_accuracy"}``).
 
@@ -103,6 +114,8 @@ class TrainingOutcome:
             epochs_run=len(ordered),
             val_accuracy=tuple(e.get("val_accuracy") for e in ordered),
             test_accuracy=test_accuracy,
+            custom_training=custom_training,
+            measured_val_accuracy=measured_val_accuracy,
         )
 
     def best_val_accuracy_within(self, epochs: int | None) -> float | None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from grader.datasets import load_split, read_split_meta
+from grader.datasets import load_split, read_split_meta, split_indices
 from grader.errors import InvalidModelConfig
 from grader.training.safe_model import build_model, load_keras_file
 
@@ -110,8 +110,8 @@ def evaluate_model(model: Any, test_dir: Path) -> Evaluation:
     return metrics_from_scores(predict_scores(model, x), y, meta.num_classes)
 
 
-def evaluate(*, model_config: Mapping[str, Any], weights_path: Path, test_dir: Path) -> Evaluation:
-    """Rebuild the architecture from its config, load the trained weights, evaluate.
+def load_trained_model(*, model_config: Mapping[str, Any], weights_path: Path) -> Any:
+    """Rebuild the architecture from its config and load the trained weights (HDF5 data only).
 
     Raises:
         UnsafeLayer, InvalidModelConfig: the config cannot be rebuilt safely, or the weights do
@@ -124,7 +124,38 @@ def evaluate(*, model_config: Mapping[str, Any], weights_path: Path, test_dir: P
         raise InvalidModelConfig(
             f"Weights `{Path(weights_path).name}` do not fit the architecture: {exc}"
         ) from exc
+    return model
+
+
+def evaluate(*, model_config: Mapping[str, Any], weights_path: Path, test_dir: Path) -> Evaluation:
+    """Rebuild the architecture from its config, load the trained weights, evaluate.
+
+    Raises:
+        UnsafeLayer, InvalidModelConfig: the config cannot be rebuilt safely, or the weights do
+            not fit it.
+    """
+    model = load_trained_model(model_config=model_config, weights_path=weights_path)
     return evaluate_model(model, test_dir)
+
+
+def evaluate_held_out(
+    model: Any, train_dir: Path, *, validation_split: float, seed: int
+) -> Evaluation | None:
+    """Metrics on the validation part the trainer holds out of the training split.
+
+    The same examples as the trainer's per-epoch validation (`grader.datasets.split_indices`
+    with the same fraction and seed), measured here on the final weights: the grader's own
+    number, whoever ran the training loop.
+
+    Returns:
+        The metrics, or None when the split holds nothing out (too few examples).
+    """
+    meta = read_split_meta(train_dir)
+    x, y = load_split(train_dir)
+    _, held_out = split_indices(len(y), validation_split, seed)
+    if not len(held_out):
+        return None
+    return metrics_from_scores(predict_scores(model, x[held_out]), y[held_out], meta.num_classes)
 
 
 def evaluate_keras_file(*, keras_file: Path, test_dir: Path) -> Evaluation:

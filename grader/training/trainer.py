@@ -22,9 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from grader.datasets import load_split, read_split_meta
+from grader.datasets import load_split, read_split_meta, split_indices
 from grader.errors import GraderError
 from grader.training.accelerator import Accelerator, configure_accelerator, with_dtype_policy
 from grader.training.checkpoints import (
@@ -64,17 +62,6 @@ class TrainOutcome:
     seconds: float
     weights_path: Path
     resumed_from_epoch: int
-
-
-def split_indices(
-    num_examples: int, validation_split: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Deterministic ``(train, validation)`` index arrays over the training split."""
-    if not 0.0 <= validation_split < 1.0:
-        raise ValueError(f"validation_split is {validation_split}. Expected a number in [0, 1).")
-    order = np.random.Generator(np.random.PCG64(seed)).permutation(num_examples)
-    held_out = round(num_examples * validation_split)
-    return np.sort(order[held_out:]), np.sort(order[:held_out])
 
 
 def save_final_weights(model_config: Mapping[str, Any], trained: Any, path: Path) -> Path:
@@ -208,11 +195,16 @@ def train_custom(
 ) -> TrainOutcome:
     """Let the student's ``train(model, data, config)`` train a fresh model, then save it.
 
-    `data` holds the training split only: ``x`` (uint8 NHWC), ``y`` (int64), ``num_classes``,
-    ``class_names`` and ``callbacks`` (pass them to ``model.fit`` to report progress). No
-    checkpointing: the student's loop is theirs. The model is trained in place, or `train` may
-    return a model of the same architecture. Exceptions propagate to the runner, which reports
-    them as the submission's failure.
+    `data` holds the split in `train_dir` (the pipeline mounts the training split without its
+    held-out validation part): ``x`` (uint8 NHWC), ``y`` (int64), ``num_classes``,
+    ``class_names`` and ``callbacks`` (pass them to ``model.fit`` to report progress; they stop
+    a fit at ``config["epochs"]`` epochs). No checkpointing: the student's loop is theirs, and a
+    re-run starts over. The model is trained in place, or `train` may return a model of the
+    same architecture. Exceptions propagate to the runner, which reports them as the
+    submission's failure.
+
+    The student's code runs in this process: the epochs it reports are not evidence of
+    anything. The grader decides accuracy rules from its own measurement of the saved weights.
     """
     import keras
 
@@ -244,6 +236,10 @@ def train_custom(
             }
             done.append(record)
             progress(record)
+            # The declared epochs are what the rules check: a fit using these callbacks stops
+            # there. A loop that does not use them is bounded by the sandbox's time limit.
+            if len(done) >= config.epochs and self.model is not None:
+                self.model.stop_training = True
 
     data = {
         "x": x,

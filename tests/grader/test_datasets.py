@@ -23,7 +23,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grader.datasets import DATASETS, keras_formats, load_split, prepare_dataset, read_split_meta
+from grader.datasets import (
+    DATASETS,
+    keras_formats,
+    load_split,
+    prepare_dataset,
+    read_split_meta,
+    split_indices,
+    training_part,
+)
 from grader.datasets.fetch import fetch_dataset
 from grader.datasets.synthetic import make_synthetic
 from grader.errors import DatasetUnavailable
@@ -131,6 +139,57 @@ def test_prepare_rebuilds_a_corrupted_copy(tmp_path: Path) -> None:
     np.save(labels, np.zeros(3, dtype=np.int64))
     rebuilt = prepare_dataset("synthetic", tmp_path)
     assert load_split(rebuilt.train_dir)[1].shape == (2048,)
+
+
+def test_the_training_part_is_the_train_split_minus_exactly_the_held_out_examples(
+    tmp_path: Path,
+) -> None:
+    prepared = prepare_dataset("synthetic", tmp_path)
+    x, y = load_split(prepared.train_dir)
+
+    part = training_part(prepared.train_dir, validation_split=0.1, seed=0)
+
+    x_part, y_part = load_split(part)
+    assert not part.is_relative_to(prepared.train_dir)  # a split directory of its own
+    assert len(y_part) == 2048 - 205  # round(2048 * 0.1) held out
+    _, held_out = split_indices(2048, 0.1, 0)  # what the trainer holds out for validation
+    held_out_images = {x[i].tobytes() for i in held_out}
+    assert not any(image.tobytes() in held_out_images for image in x_part)
+    # Nothing else is missing: the part and the held-out examples make up the split again.
+    together = sorted(
+        [(image.tobytes(), int(label)) for image, label in zip(x_part, y_part, strict=True)]
+        + [(x[i].tobytes(), int(y[i])) for i in held_out]
+    )
+    assert together == sorted(
+        (image.tobytes(), int(label)) for image, label in zip(x, y, strict=True)
+    )
+    assert read_split_meta(part).split == "train"
+    for path in part.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o444
+
+
+def test_the_training_part_is_reused_and_cut_again_from_a_changed_split(tmp_path: Path) -> None:
+    prepared = prepare_dataset("synthetic", tmp_path)
+    part = training_part(prepared.train_dir, validation_split=0.1, seed=0)
+    before = (part / "x.npy").stat().st_mtime_ns
+
+    assert training_part(prepared.train_dir, validation_split=0.1, seed=0) == part
+    assert (part / "x.npy").stat().st_mtime_ns == before
+    other = training_part(prepared.train_dir, validation_split=0.2, seed=0)
+    assert other != part and len(load_split(other)[1]) == 2048 - 410
+
+    # A part cut from an earlier preparation of the split (other digests) is cut again.
+    meta_path = part / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["cut_from"]["sha256"] = {"x.npy": "0" * 64, "y.npy": "0" * 64}
+    os.chmod(meta_path, 0o644)
+    meta_path.write_text(json.dumps(meta))
+    again = training_part(prepared.train_dir, validation_split=0.1, seed=0)
+    assert again == part
+    assert json.loads(meta_path.read_text())["cut_from"]["sha256"] != meta["cut_from"]["sha256"]
+    x, _ = load_split(prepared.train_dir)
+    keep, _ = split_indices(2048, 0.1, 0)
+    assert np.array_equal(load_split(again)[0], x[keep])
 
 
 def test_meta_json_describes_the_split(tmp_path: Path) -> None:

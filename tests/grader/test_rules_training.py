@@ -100,6 +100,92 @@ def test_min_test_accuracy_after_evaluation(analysis):
     assert failed.message == "The test accuracy is 75.00%. Expected at least 80.00%."
 
 
+# --- Custom training: the submission's own loop reported the epochs --------------------------
+
+FORGED = [{"epoch": e, "val_accuracy": 0.99} for e in (1, 2, 3)]
+VAL_RULE = {"id": "min_val_accuracy", "limit": 0.6, "within_epochs": 5}
+
+
+def _custom(measured, epochs=FORGED):
+    return TrainingOutcome.from_epochs(epochs, custom_training=True, measured_val_accuracy=measured)
+
+
+def test_custom_training_is_judged_on_the_graders_measurement_not_on_reported_epochs(analysis):
+    result = _one(analysis, VAL_RULE, outcome=_custom(0.25), training_config={"epochs": 3})
+
+    assert (result.passed, result.measured) == (False, 0.25)
+    assert result.message == (
+        "The validation accuracy measured by the grader on the held-out validation split after "
+        "training is 25.00%. Expected at least 60.00%."
+    )
+    assert "reported a best validation accuracy of 99.00%" in result.hint
+
+
+def test_custom_training_passes_on_a_measurement_without_any_reported_epoch(analysis):
+    outcome = _custom(0.75, epochs=[])
+
+    result = _one(analysis, VAL_RULE, outcome=outcome, training_config={"epochs": 3})
+
+    assert (result.passed, result.measured) == (True, 0.75)
+    assert "measured by the grader on the held-out validation split after training" in (
+        result.message
+    )
+
+
+def test_custom_training_declaring_more_epochs_than_the_window_cannot_pass(analysis):
+    # The grader measures the model after all declared epochs: past the window, it cannot tell.
+    rule = {**VAL_RULE, "within_epochs": 3}
+
+    result = _one(analysis, rule, outcome=_custom(0.9), training_config={"epochs": 4})
+
+    assert (result.passed, result.measured) == (False, 0.9)
+    assert result.message == (
+        "Custom training declared 4 epochs; only the first 3 count, and the grader can measure "
+        "the model only after all of them. Expected `epochs` at most 3."
+    )
+
+
+def test_custom_training_without_a_measurement_stays_undecided(analysis):
+    result = _one(analysis, VAL_RULE, outcome=_custom(None), training_config={"epochs": 3})
+
+    assert (result.passed, result.measured) == (None, None)
+    assert "could not be measured by the grader" in result.message
+
+
+def test_the_trusted_trainers_epochs_still_decide_when_a_measurement_exists(analysis):
+    outcome = TrainingOutcome.from_epochs(
+        [{"epoch": 1, "val_accuracy": 0.7}], measured_val_accuracy=0.1
+    )
+
+    result = _one(analysis, VAL_RULE, outcome=outcome)
+
+    assert (result.passed, result.measured) == (True, 0.7)
+
+
+@pytest.mark.parametrize(
+    ("declared", "reported", "passed", "measured"),
+    [(3, 0, True, 3), (5, 3, True, 5), (3, 6, False, 6)],
+)
+def test_max_epochs_with_custom_training_checks_the_declared_epochs(
+    analysis, declared, reported, passed, measured
+):
+    outcome = _custom(0.5, epochs=[{"epoch": e} for e in range(1, reported + 1)])
+
+    result = _one(
+        analysis,
+        {"id": "max_epochs", "limit": 5},
+        outcome=outcome,
+        training_config={"epochs": declared},
+    )
+
+    assert (result.passed, result.measured) == (passed, measured)
+    if passed:
+        assert result.message.startswith(f"Custom training declared {declared} epochs")
+        assert "cannot count the epochs of a custom loop" in result.message
+    else:
+        assert result.message == "Custom training reported 6 epochs. Expected at most 5."
+
+
 def _result(passed, points=1.0):
     return RuleResult(id="x", passed=passed, measured=None, limit=None, message="", points=points)
 

@@ -82,3 +82,42 @@ def test_the_late_policy_scales_the_score(policy, penalty, late, factor):
 
     assert verdict.score == pytest.approx(100.0 * factor)
     assert late_adjusted_score(None, plan=plan, is_late=late) is None
+
+
+def test_custom_training_is_decided_by_the_measured_validation_accuracy_not_the_epochs():
+    forged = epochs(*([0.99] * WITHIN))
+
+    verdict = compute_verdict(
+        plan=dataclasses.replace(SMOKE, allow_custom_training=True),
+        model_config=CONFIG,
+        epochs=forged,
+        test_accuracy=0.3,
+        is_late=False,
+        training_config={"epochs": WITHIN},
+        custom_training=True,
+        measured_val_accuracy=TARGET - 0.3,
+    )
+
+    rules = by_id(verdict)
+    assert rules["min_val_accuracy"]["passed"] is False
+    assert rules["min_val_accuracy"]["measured"] == pytest.approx(TARGET - 0.3)
+    message = rules["min_val_accuracy"]["message"]
+    assert "measured by the grader on the held-out validation split after training" in message
+    assert rules["max_epochs"]["passed"] is True
+    assert "declared" in rules["max_epochs"]["message"]
+    assert verdict.passed is False and verdict.score < 100
+
+
+def test_the_trusted_trainers_epochs_keep_deciding_with_a_measurement_present():
+    verdict = compute_verdict(
+        plan=SMOKE,
+        model_config=CONFIG,
+        epochs=epochs(TARGET + 0.05),
+        test_accuracy=0.9,
+        is_late=False,
+        training_config={"epochs": 1},
+        measured_val_accuracy=TARGET - 0.3,
+    )
+
+    assert by_id(verdict)["min_val_accuracy"]["passed"] is True
+    assert by_id(verdict)["min_val_accuracy"]["measured"] == pytest.approx(TARGET + 0.05)

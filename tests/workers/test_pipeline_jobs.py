@@ -83,6 +83,104 @@ def test_the_evaluation_sees_the_test_split_read_only(tmp_path, splits):
     assert job.gpu_device == "1"
 
 
+def test_the_evaluation_measures_the_held_out_part_of_the_train_split_read_only(tmp_path, splits):
+    train, test = splits
+    dirs = job_dirs(root=tmp_path / "jobs", key="7/g1", stage="evaluate")
+
+    job = sandbox_job(
+        stage="evaluate", dirs=dirs, data_dir=test, resources=RESOURCES, validation_dir=train
+    )
+
+    mounts = mounts_by_target(job)
+    assert (Path(mounts["/job/data"].source), mounts["/job/data"].read_only) == (test, True)
+    assert (Path(mounts["/job/train-data"].source), mounts["/job/train-data"].read_only) == (
+        train,
+        True,
+    )
+
+
+@pytest.mark.parametrize("stage", ["build", "train"])
+def test_only_the_evaluation_may_mount_a_second_split(tmp_path, splits, stage):
+    train, test = splits
+    dirs = job_dirs(root=tmp_path / "jobs", key="7/g1", stage=stage)
+
+    with pytest.raises(ValueError, match="Expected one for `evaluate` only"):
+        sandbox_job(
+            stage=stage, dirs=dirs, data_dir=train, resources=RESOURCES, validation_dir=test
+        )
+
+
+class RecordingSandbox:
+    """Keeps the jobs it is given and reports that its engine is down (nothing runs)."""
+
+    name = "recording"
+
+    def __init__(self):
+        self.jobs = []
+
+    def run(self, job, on_line=None, cancel=None):
+        from workers.sandbox.base import infrastructure_result
+
+        self.jobs.append(job)
+        return infrastructure_result("recording only")
+
+
+def _train_job(tmp_path, prepared_data_dir, *, module: bool, allow_custom: bool):
+    import dataclasses
+
+    from grader.datasets import prepare_dataset
+    from workers.pipeline.plan import GradingPlan
+    from workers.pipeline.train import run_train
+
+    dataset = prepare_dataset("synthetic", prepared_data_dir)
+    plan = dataclasses.replace(GradingPlan.from_preset("smoke"), allow_custom_training=allow_custom)
+    submission = tmp_path / "model.py"
+    submission.write_text("def build_model(input_shape, num_classes): ...\n")
+    sandbox = RecordingSandbox()
+    with pytest.raises(InfrastructureError):
+        run_train(
+            model_config={},
+            training_config=None,
+            plan=plan,
+            dirs=job_dirs(root=tmp_path / "jobs", key="7/g1", stage="train"),
+            train_dir=dataset.train_dir,
+            sandbox=sandbox,
+            resources=RESOURCES,
+            on_epoch=lambda record: None,
+            submission_path=submission if module else None,
+        )
+    [job] = sandbox.jobs
+    return dataset, mounts_by_target(job)
+
+
+def test_custom_training_never_sees_the_validation_part_it_is_measured_on(
+    tmp_path, prepared_data_dir
+):
+    from grader.datasets import load_split, split_indices
+
+    dataset, mounts = _train_job(tmp_path, prepared_data_dir, module=True, allow_custom=True)
+
+    data = Path(mounts["/job/data"].source)
+    assert data != dataset.train_dir and mounts["/job/data"].read_only
+    x, _ = load_split(dataset.train_dir)
+    _, held_out = split_indices(len(x), 0.1, 0)
+    seen = {image.tobytes() for image in load_split(data)[0]}
+    assert len(seen) > 0 and not any(x[i].tobytes() in seen for i in held_out)
+    sources = [Path(m.source) for m in mounts.values()]
+    assert dataset.train_dir not in sources and dataset.test_dir not in sources
+
+
+@pytest.mark.parametrize(("module", "allow_custom"), [(True, False), (False, True)])
+def test_the_trusted_trainer_gets_the_whole_train_split(
+    tmp_path, prepared_data_dir, module, allow_custom
+):
+    dataset, mounts = _train_job(
+        tmp_path, prepared_data_dir, module=module, allow_custom=allow_custom
+    )
+
+    assert Path(mounts["/job/data"].source) == dataset.train_dir
+
+
 def test_a_job_gets_the_stage_limits_and_none_of_the_worker_environment(
     tmp_path, splits, monkeypatch
 ):

@@ -4,6 +4,10 @@ The only stage that sees the test split. It runs no student code: in train mode 
 rebuilds the architecture from its JSON config and loads the trained weights (HDF5 data); in
 evaluate-only mode it opens the uploaded `.keras` with Keras' safe mode after the pure-Python
 loader vetted its config. A `.py` submission is never given to this stage.
+
+In train mode it also measures the trained weights on the validation part the trainer holds out
+of the TRAIN split (mounted read-only next to the test split): the grader's own validation
+accuracy, which decides `min_val_accuracy` when the submission's code ran the training.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 
 from workers.pipeline.errors import StageFailed
 from workers.pipeline.jobs import JobDirs, StageResources, read_stage_result, sandbox_job
+from workers.pipeline.train import SEED, VALIDATION_SPLIT
 
 MODEL_CONFIG_FILE = "model.json"
 WEIGHTS_FILE = "weights.weights.h5"
@@ -25,7 +30,11 @@ KERAS_FILE = "submission.keras"
 
 @dataclass(frozen=True)
 class EvaluationOutput:
-    """Metrics on the test split."""
+    """Metrics on the test split, and on the held-out validation part when measured.
+
+    `validation`: ``{"accuracy", "loss", "num_examples", "validation_split", "seed"}`` of the
+    trained weights on the validation part of the train split, or None (evaluate-only mode).
+    """
 
     accuracy: float
     loss: float | None
@@ -33,6 +42,7 @@ class EvaluationOutput:
     confusion_matrix: list[list[int]] | None
     num_examples: int | None
     log: str = ""
+    validation: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The `grade --format json` form of the evaluation."""
@@ -42,6 +52,7 @@ class EvaluationOutput:
             "per_class_accuracy": self.per_class_accuracy,
             "confusion_matrix": self.confusion_matrix,
             "num_examples": self.num_examples,
+            "validation": self.validation,
         }
 
 
@@ -55,11 +66,15 @@ def run_evaluate(
     weights_path: Path | None = None,
     keras_path: Path | None = None,
     gpu_device: str | None = None,
+    train_dir: Path | None = None,
     cancel: threading.Event | None = None,
 ) -> EvaluationOutput:
     """Evaluate trained weights (train mode) or an uploaded `.keras` (evaluate-only mode).
 
     `cancel`, set from another thread, kills the sandbox (the worker lost the submission).
+
+    `train_dir` (train mode): the dataset's TRAIN split, to also measure the weights on the
+    validation part the trainer held out (`VALIDATION_SPLIT`, `SEED`).
 
     Raises:
         StageFailed: The model could not be evaluated (refused archive, crash, timeout, ...).
@@ -81,6 +96,8 @@ def run_evaluate(
         (dirs.input / MODEL_CONFIG_FILE).write_text(json.dumps(model_config), encoding="utf-8")
         shutil.copyfile(weights_path, dirs.input / WEIGHTS_FILE)
         spec = {"stage": "evaluate", "model_config": MODEL_CONFIG_FILE, "weights": WEIGHTS_FILE}
+        if train_dir is not None:
+            spec["validation"] = {"validation_split": VALIDATION_SPLIT, "seed": SEED}
     dirs.write_spec(spec)
     job = sandbox_job(
         stage="evaluate",
@@ -89,6 +106,7 @@ def run_evaluate(
         resources=resources,
         gpu_device=gpu_device,
         sandbox=sandbox,
+        validation_dir=train_dir if keras_path is None else None,
     )
     result = sandbox.run(job, cancel=cancel)
     payload = read_stage_result(stage="evaluate", dirs=dirs, result=result, resources=resources)
@@ -103,4 +121,19 @@ def run_evaluate(
         confusion_matrix=payload.get("confusion_matrix"),
         num_examples=payload.get("num_examples"),
         log=f"{result.stdout or ''}{result.stderr or ''}",
+        validation=_validation(payload.get("validation")),
     )
+
+
+def _validation(value: Any) -> dict[str, Any] | None:
+    if not isinstance(value, dict) or not isinstance(value.get("accuracy"), int | float):
+        return None
+    loss = value.get("loss")
+    examples = value.get("num_examples")
+    return {
+        "accuracy": float(value["accuracy"]),
+        "loss": float(loss) if isinstance(loss, int | float) else None,
+        "num_examples": examples if isinstance(examples, int) else None,
+        "validation_split": VALIDATION_SPLIT,
+        "seed": SEED,
+    }

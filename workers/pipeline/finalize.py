@@ -3,6 +3,11 @@
 Training-decided rules (`min_val_accuracy` from the epochs, `max_epochs`) are evaluated with a
 `grader.rules.TrainingOutcome` built from the recorded epochs and the test accuracy; the static
 rules are evaluated again on the same config, so the stored result is one consistent set.
+
+With custom training the recorded epochs came from student code: the outcome is marked
+`custom_training` and carries the validation accuracy the evaluate stage measured on the
+held-out validation split, which then decides `min_val_accuracy` (and `max_epochs` checks the
+declared epochs).
 """
 
 from __future__ import annotations
@@ -55,6 +60,8 @@ def compute_verdict(
     test_accuracy: float | None,
     is_late: bool,
     training_config: Mapping[str, Any] | None = None,
+    custom_training: bool = False,
+    measured_val_accuracy: float | None = None,
 ) -> Verdict:
     """Evaluate every rule with the training outcome and score the submission.
 
@@ -65,6 +72,9 @@ def compute_verdict(
         test_accuracy: The evaluation's accuracy on the test split, if evaluated.
         is_late: Whether the submission came after the deadline.
         training_config: The validated training config used (for `max_epochs`).
+        custom_training: The submission's own code ran the training: its epochs are claims.
+        measured_val_accuracy: The trained weights' accuracy on the held-out validation split,
+            measured by the evaluate stage (decides `min_val_accuracy` with custom training).
     """
     from grader.analysis import analyze
     from grader.receptive_field import compute_receptive_field
@@ -75,7 +85,12 @@ def compute_verdict(
     analysis = analyze(model_config)
     rf_report = compute_receptive_field(analysis.graph)
     outcome = (
-        TrainingOutcome.from_epochs(list(epochs), test_accuracy=test_accuracy)
+        TrainingOutcome.from_epochs(
+            list(epochs),
+            test_accuracy=test_accuracy,
+            custom_training=custom_training,
+            measured_val_accuracy=measured_val_accuracy,
+        )
         if plan.trains
         else TrainingOutcome(epochs_run=0, test_accuracy=test_accuracy)
     )

@@ -3,9 +3,12 @@
 Layout on the host: ``<jobs root>/<key>/<stage>/{in,work,out}``. Inside the sandbox:
 
 - ``/job/in``   read-only: ``spec.json`` and the stage's inputs;
-- ``/job/data`` read-only: the TRAIN split for build and train, the TEST split for evaluate only
-  (evaluate never runs student code: it rebuilds the model from its JSON config, or opens an
-  uploaded ``.keras`` with Keras' safe mode);
+- ``/job/data`` read-only: the TRAIN split for build and train (without its held-out validation
+  part when the student's own training code runs), the TEST split for evaluate only (evaluate
+  never runs student code: it rebuilds the model from its JSON config, or opens an uploaded
+  ``.keras`` with Keras' safe mode);
+- ``/job/train-data`` read-only, evaluate only: the TRAIN split, to measure the trained weights
+  on its held-out validation part;
 - ``/job/work`` read-write, kept between attempts: training checkpoints, so a re-run after a
   killed worker resumes;
 - ``/job/out``  read-write: ``result.json``, read back size-capped without following links.
@@ -116,6 +119,7 @@ def sandbox_job(
     resources: StageResources,
     gpu_device: str | None = None,
     sandbox: Any = None,
+    validation_dir: Path | None = None,
 ) -> SandboxJob:
     """The sandbox job that runs ``python -m workers.runner STAGE /job``.
 
@@ -127,7 +131,16 @@ def sandbox_job(
         resources: Wall-clock and memory limits.
         gpu_device: The GPU this worker owns (train and evaluate only).
         sandbox: The backend that will run the job (decides where the interpreter comes from).
+        validation_dir: Evaluate only: the train split, mounted read-only at
+            ``/job/train-data`` to measure the held-out validation part.
+
+    Raises:
+        ValueError: `validation_dir` for a stage other than evaluate.
     """
+    if validation_dir is not None and stage != "evaluate":
+        raise ValueError(
+            f"Stage `{stage}` got a validation split. Expected one for `evaluate` only."
+        )
     mounts = [
         Mount(source=dirs.input, target=f"{SANDBOX_JOB_ROOT}/in", read_only=True),
         Mount(source=dirs.work, target=f"{SANDBOX_JOB_ROOT}/work", read_only=False),
@@ -135,6 +148,8 @@ def sandbox_job(
     ]
     if data_dir is not None:
         mounts.append(Mount(source=Path(data_dir), target=f"{SANDBOX_JOB_ROOT}/data"))
+    if validation_dir is not None:
+        mounts.append(Mount(source=Path(validation_dir), target=f"{SANDBOX_JOB_ROOT}/train-data"))
     python = sandbox_python(sandbox)
     mounts.extend(python.mounts)
     # Only what the runner needs; never the worker's environment (secrets, broker, database).

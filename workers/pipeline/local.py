@@ -197,6 +197,7 @@ def _run_stages(
         raise StageFailed("rules", checked.message)
 
     gpu = worker_gpu_device()
+    custom = False
     if plan.trains:
         emit("stage", {"stage": "train"})
 
@@ -219,6 +220,7 @@ def _run_stages(
         # The result's list is authoritative (a streamed line could be missed).
         report.epochs = sorted(trained.epochs, key=lambda e: e.get("epoch", 0))
         report.training_seconds = trained.seconds
+        custom = trained.custom_training
         emit("stage", {"stage": "evaluate"})
         evaluated = run_evaluate(
             dirs=job_dirs(root=root, key=key, stage="evaluate"),
@@ -228,6 +230,7 @@ def _run_stages(
             model_config=built.model_config,
             weights_path=trained.weights_path,
             gpu_device=gpu,
+            train_dir=dataset().train_dir,
         )
     else:
         emit("stage", {"stage": "evaluate"})
@@ -240,6 +243,7 @@ def _run_stages(
             gpu_device=gpu,
         )
     report.evaluation = evaluated.to_dict()
+    measured = (evaluated.validation or {}).get("accuracy")
 
     verdict = compute_verdict(
         plan=plan,
@@ -248,6 +252,8 @@ def _run_stages(
         test_accuracy=evaluated.accuracy,
         is_late=is_late,
         training_config=checked.training_config,
+        custom_training=custom,
+        measured_val_accuracy=measured,
     )
     report.rules = verdict.rules
     report.score = verdict.score

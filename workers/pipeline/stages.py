@@ -384,7 +384,7 @@ def execute_train(submission_id: int, *, worker: str, sandbox: Any = None) -> st
     """Claim `checking -> training`, train in the sandbox streaming epochs, send the evaluation."""
     if not _claim(submission_id, worker, Status.CHECKING, Status.TRAINING):
         return SKIPPED
-    from workers.pipeline.train import run_train
+    from workers.pipeline.train import run_train, runs_student_code
 
     def body() -> None:
         submission = _load(submission_id)
@@ -393,6 +393,12 @@ def execute_train(submission_id: int, *, worker: str, sandbox: Any = None) -> st
         # Same key as the attempt before: `work` keeps the checkpoints to resume from.
         dirs = job_dirs(root=jobs_root(), key=grading_key(submission), stage="train")
         path = Path(submission.file.path)
+        module = path if path.suffix.lower() == ".py" else None
+        custom = runs_student_code(plan, module)
+        if custom:
+            # Student code keeps no checkpoint: this attempt starts over, and its epochs
+            # replace those an earlier (killed) attempt reported.
+            grading.reset_epochs(submission_id=submission_id, worker=worker)
         with heartbeat_while_running(submission_id, worker) as beat:
             output = run_train(
                 model_config=submission.model_config or {},
@@ -403,25 +409,33 @@ def execute_train(submission_id: int, *, worker: str, sandbox: Any = None) -> st
                 sandbox=sandbox or open_sandbox(),
                 resources=resources_for(Status.TRAINING, submission),
                 on_epoch=_record_epoch_callback(submission_id, worker),
-                submission_path=path if path.suffix.lower() == ".py" else None,
+                submission_path=module,
                 gpu_device=worker_gpu_device(),
                 cancel=beat.lost_event,
             )
         stop_if_lost(beat)
         # The result's epochs are authoritative (a line may have been missed while streaming).
         on_epoch = _record_epoch_callback(submission_id, worker)
+        numbers = [r["epoch"] for r in output.epochs if isinstance(r.get("epoch"), int)]
         for record in output.epochs:
             if isinstance(record.get("epoch"), int):
                 on_epoch(record)
+        grading.reset_epochs(submission_id=submission_id, worker=worker, keep=numbers)
         log = output.log
         if output.resumed_from_epoch:
             log += f"\nTraining resumed from the checkpoint of epoch {output.resumed_from_epoch}.\n"
+        if custom and submission.attempts:
+            log += (
+                f"\nCustom training started over (attempt {submission.attempts + 1}): the "
+                "submission's own training loop keeps no checkpoint.\n"
+            )
         grading.complete_training(
             submission_id=submission_id,
             worker=worker,
             epochs_run=len(output.epochs),
             training_seconds=output.seconds,
             log=log,
+            custom_training=output.custom_training,
         )
 
     return _guarded(submission_id, worker, "train", body)
@@ -472,6 +486,7 @@ def execute_evaluate(submission_id: int, *, worker: str, sandbox: Any = None) ->
                 output = run_evaluate(
                     model_config=current.model_config,
                     weights_path=_trained_weights(current),
+                    train_dir=dataset.train_dir,
                     **common,
                 )
             else:
@@ -485,6 +500,7 @@ def execute_evaluate(submission_id: int, *, worker: str, sandbox: Any = None) ->
             per_class_accuracy=output.per_class_accuracy,
             confusion_matrix=output.confusion_matrix,
             log=output.log,
+            validation=output.validation,
         )
 
     return _guarded(submission_id, worker, "evaluate", body)
@@ -499,14 +515,22 @@ def execute_finalize(submission_id: int) -> str:
         logger.info("Submission %s is not waiting to be finalized; skipped", submission_id)
         return SKIPPED
     result = getattr(submission, "result", None)
+    plan = GradingPlan.from_assignment(submission.assignment)
+    checks = (result.checks if result is not None else None) or {}
+    custom = checks.get("custom_training")
+    if not isinstance(custom, bool):  # trained before the train stage recorded it
+        custom = plan.allow_custom_training and submission.kind == Submission.Kind.PYTHON
+    measured = (checks.get("validation") or {}).get("accuracy")
     epochs = list(submission.epochs.values("epoch", "val_accuracy", "accuracy", "loss"))
     verdict = compute_verdict(
-        plan=GradingPlan.from_assignment(submission.assignment),
+        plan=plan,
         model_config=submission.model_config or {},
         epochs=epochs,
         test_accuracy=result.accuracy if result is not None else None,
         is_late=submission.is_late,
         training_config=submission.training_config,
+        custom_training=custom,
+        measured_val_accuracy=measured if isinstance(measured, int | float) else None,
     )
     if not grading.finalize(
         submission_id=submission_id,

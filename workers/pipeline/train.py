@@ -4,6 +4,13 @@ The runner trains inside the sandbox with the GPU this worker owns. Each finishe
 as a ``GRADER-PROGRESS`` line while the job runs (stored as an `EpochMetric` by the caller).
 Checkpoints live in the job's persistent ``work`` directory, so running the stage again after a
 killed worker resumes from the last finished epoch instead of starting over.
+
+Custom training (the assignment allows it and the submission is a `.py` module): the module is
+imported in the sandbox, so everything the job reports (epochs, seconds) comes from student
+code and proves nothing; `TrainOutput.custom_training` says so. Such a job is mounted the train
+split WITHOUT its held-out validation part (`grader.datasets.training_part`): the evaluate stage
+measures the trained weights on that part, which student code never saw. It keeps no
+checkpoint: a re-run starts over.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workers.pipeline.errors import StageFailed
+from workers.pipeline.errors import InfrastructureError, StageFailed
 from workers.pipeline.jobs import (
     JobDirs,
     StageResources,
@@ -34,13 +41,18 @@ SEED = 0
 
 @dataclass(frozen=True)
 class TrainOutput:
-    """What training produced: per-epoch metrics, seconds, and the weights file on the host."""
+    """What training produced: per-epoch metrics, seconds, and the weights file on the host.
+
+    `custom_training`: the submission's code ran in the sandbox (decided here, on the host):
+    `epochs`, `seconds` and `resumed_from_epoch` are what it reported, not measurements.
+    """
 
     epochs: list[dict[str, Any]]
     seconds: float
     weights_path: Path
     log: str = ""
     resumed_from_epoch: int | None = None
+    custom_training: bool = False
 
 
 def run_train(
@@ -78,9 +90,11 @@ def run_train(
         InfrastructureError: The sandbox failed.
     """
     (dirs.input / MODEL_CONFIG_FILE).write_text(json.dumps(model_config), encoding="utf-8")
-    custom = submission_path is not None and plan.allow_custom_training
-    if custom:
+    custom = runs_student_code(plan, submission_path)
+    if custom and submission_path is not None:
         shutil.copyfile(submission_path, dirs.input / SUBMISSION_MODULE)
+        # Student code must never see the examples its accuracy is measured on.
+        train_dir = _training_part(train_dir)
     dirs.write_spec(
         {
             "stage": "train",
@@ -116,8 +130,29 @@ def run_train(
         seconds=float(payload.get("seconds") or 0.0),
         weights_path=weights_path,
         log=f"{result.stdout or ''}{result.stderr or ''}",
-        resumed_from_epoch=_positive_int(payload.get("resumed_from_epoch")),
+        resumed_from_epoch=None if custom else _positive_int(payload.get("resumed_from_epoch")),
+        custom_training=custom,
     )
+
+
+def runs_student_code(plan: GradingPlan, submission_path: Path | None) -> bool:
+    """Whether the train sandbox imports the submission: custom training allowed and a `.py`.
+
+    Then its epochs are claims of student code (whether or not the module defines `train`).
+    """
+    return submission_path is not None and plan.allow_custom_training
+
+
+def _training_part(train_dir: Path) -> Path:
+    from grader.datasets import training_part
+    from grader.errors import DatasetUnavailable
+
+    try:
+        return training_part(train_dir, validation_split=VALIDATION_SPLIT, seed=SEED)
+    except (DatasetUnavailable, OSError) as exc:
+        raise InfrastructureError(
+            f"Could not cut the held-out validation part out of `{train_dir}`: {exc}"
+        ) from exc
 
 
 def _positive_int(value: Any) -> int | None:

@@ -1,16 +1,27 @@
 """Stage ``evaluate``: metrics on the test split (the only stage that sees it).
 
-Spec: ``{"stage": "evaluate", "model_config": "model.json", "weights": "weights.weights.h5"}``
-(weights looked up in ``/job/in``, then ``/job/work``), or ``{"stage": "evaluate",
-"keras_file": "submission.keras"}`` for evaluate-only assignments. Result: ``{"ok": true,
-"accuracy", "loss", "per_class_accuracy", "confusion_matrix", "num_examples"}``.
+Spec: ``{"stage": "evaluate", "model_config": "model.json", "weights": "weights.weights.h5",
+"validation": {"validation_split": 0.1, "seed": 0}|null}`` (weights looked up in ``/job/in``,
+then ``/job/work``), or ``{"stage": "evaluate", "keras_file": "submission.keras"}`` for
+evaluate-only assignments. Result: ``{"ok": true, "accuracy", "loss", "per_class_accuracy",
+"confusion_matrix", "num_examples", "validation"}``.
+
+With ``validation``, the training split is mounted at ``/job/train-data`` and the trained
+weights are also measured on the part of it the trainer holds out (``validation`` in the
+result: ``{"accuracy", "loss", "num_examples", "validation_split", "seed"}``, null when the
+spec asks for none). No student code runs here, so these numbers are the grader's own.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from grader.training.evaluation import evaluate, evaluate_keras_file
+from grader.training.evaluation import (
+    evaluate_held_out,
+    evaluate_keras_file,
+    evaluate_model,
+    load_trained_model,
+)
 from grader.training.safe_model import parse_model_json
 from workers.runner.protocol import JobPaths, ProgressChannel, RunnerError
 
@@ -21,15 +32,43 @@ def run(job: JobPaths, spec: dict[str, Any], progress: ProgressChannel) -> dict[
         evaluation = evaluate_keras_file(
             keras_file=job.input_file(str(spec["keras_file"])), test_dir=job.data
         )
-    else:
-        model_config = parse_model_json(
-            job.input_file(str(spec["model_config"])).read_text(encoding="utf-8")
-        )
-        name = str(spec.get("weights", "weights.weights.h5"))
-        weights = job.input_file(name)
-        if not weights.is_file():
-            weights = (job.work / name).resolve()
-            if not weights.is_relative_to(job.work.resolve()) or not weights.is_file():
-                raise RunnerError(f"weights `{name}` are in neither {job.inputs} nor {job.work}.")
-        evaluation = evaluate(model_config=model_config, weights_path=weights, test_dir=job.data)
-    return {"ok": True, **evaluation.to_dict()}
+        return {"ok": True, **evaluation.to_dict(), "validation": None}
+    model_config = parse_model_json(
+        job.input_file(str(spec["model_config"])).read_text(encoding="utf-8")
+    )
+    name = str(spec.get("weights", "weights.weights.h5"))
+    weights = job.input_file(name)
+    if not weights.is_file():
+        weights = (job.work / name).resolve()
+        if not weights.is_relative_to(job.work.resolve()) or not weights.is_file():
+            raise RunnerError(f"weights `{name}` are in neither {job.inputs} nor {job.work}.")
+    model = load_trained_model(model_config=model_config, weights_path=weights)
+    evaluation = evaluate_model(model, job.data)
+    return {"ok": True, **evaluation.to_dict(), "validation": _validation(job, spec, model)}
+
+
+def _validation(job: JobPaths, spec: dict[str, Any], model: Any) -> dict[str, Any] | None:
+    wanted = spec.get("validation")
+    if not wanted:
+        return None
+    if not isinstance(wanted, dict):
+        raise RunnerError(f"spec validation is a {type(wanted).__name__}; expected an object.")
+    try:
+        validation_split = float(wanted["validation_split"])
+        seed = int(wanted["seed"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RunnerError(f"spec validation {wanted!r} lacks a fraction and a seed.") from exc
+    if not job.train_data.is_dir():
+        raise RunnerError(f"spec asks for validation but {job.train_data} is not mounted.")
+    held_out = evaluate_held_out(
+        model, job.train_data, validation_split=validation_split, seed=seed
+    )
+    if held_out is None:
+        return None
+    return {
+        "accuracy": held_out.accuracy,
+        "loss": held_out.loss,
+        "num_examples": held_out.num_examples,
+        "validation_split": validation_split,
+        "seed": seed,
+    }

@@ -61,6 +61,11 @@ class JobPaths:
         return self.root / "data"
 
     @property
+    def train_data(self) -> Path:
+        """Evaluate only: the training split, to measure the held-out validation part."""
+        return self.root / "train-data"
+
+    @property
     def work(self) -> Path:
         """Read-write, kept between attempts: checkpoints and final weights."""
         return self.root / "work"

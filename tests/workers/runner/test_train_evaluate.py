@@ -141,6 +141,57 @@ def test_evaluate_matches_numpy_on_the_models_predictions(
     assert result["loss"] == pytest.approx(log_loss(y, probabilities, labels=range(4)), rel=1e-3)
 
 
+def test_evaluate_measures_the_held_out_validation_part_as_the_trainer_did(
+    tmp_path: Path, trained: tuple[Path, RunnerRun], synthetic: PreparedDataset, model_json: str
+) -> None:
+    # Keras measured the last epoch's val_accuracy during training, on the part the trainer
+    # held out; the evaluate stage measures the same weights on the same part by itself.
+    train_job, train_run = trained
+    weights = (train_job / "work" / "weights.weights.h5").read_bytes()
+    job = make_job(
+        tmp_path / "job",
+        {
+            "stage": "evaluate",
+            "model_config": "model.json",
+            "weights": "weights.weights.h5",
+            "validation": {"validation_split": 0.1, "seed": 0},
+        },
+        files={"model.json": model_json, "weights.weights.h5": weights},
+        data=synthetic.test_dir,
+    )
+    (job / "train-data").symlink_to(synthetic.train_dir, target_is_directory=True)
+
+    run = run_runner("evaluate", job)
+
+    assert run.returncode == 0, run.stderr
+    validation = run.result["validation"]
+    last = train_run.result["epochs"][-1]
+    assert validation["num_examples"] == 205  # round(2048 * 0.1)
+    assert validation["accuracy"] == pytest.approx(last["val_accuracy"], abs=1e-6)
+    assert validation["loss"] == pytest.approx(last["val_loss"], rel=1e-3)
+    assert (validation["validation_split"], validation["seed"]) == (0.1, 0)
+    # The test-split metrics are unchanged by the extra measurement.
+    assert run.result["num_examples"] == 512
+
+
+def test_evaluate_without_a_validation_request_measures_none(
+    tmp_path: Path, trained: tuple[Path, RunnerRun], synthetic: PreparedDataset, model_json: str
+) -> None:
+    train_job, _ = trained
+    weights = (train_job / "work" / "weights.weights.h5").read_bytes()
+    job = make_job(
+        tmp_path / "job",
+        {"stage": "evaluate", "model_config": "model.json", "weights": "weights.weights.h5"},
+        files={"model.json": model_json, "weights.weights.h5": weights},
+        data=synthetic.test_dir,
+    )
+
+    run = run_runner("evaluate", job)
+
+    assert run.returncode == 0, run.stderr
+    assert run.result["validation"] is None
+
+
 def test_resumes_after_sigkill_from_the_last_checkpoint(
     tmp_path: Path, synthetic: PreparedDataset, model_json: str
 ) -> None:
@@ -265,6 +316,34 @@ def test_custom_training_runs_the_students_loop_on_the_train_split(
     assert [e["epoch"] for e in result["epochs"]] == [1, 2] == [e["epoch"] for e in run.progress]
     assert "trained on 2048 images" in run.stderr  # the whole train split, nothing else
     assert (job / "work" / "weights.weights.h5").is_file()
+
+
+def test_custom_training_callbacks_stop_a_fit_at_the_declared_epochs(
+    tmp_path: Path, synthetic: PreparedDataset, model_json: str
+) -> None:
+    submission = (
+        "import keras\n"
+        "def train(model, data, config):\n"
+        "    model.compile(optimizer='adam', loss='sparse_categorical_crossentropy')\n"
+        "    model.fit(data['x'][:128] / 255.0, data['y'][:128], batch_size=64, epochs=50,\n"
+        "              callbacks=data['callbacks'], verbose=0)\n"
+    )
+    job = make_job(
+        tmp_path / "job",
+        _train_spec(
+            training_config={**TRAINING_CONFIG, "epochs": 2},
+            policy={"max_epochs": 10, "allow_custom_training": True},
+            submission="submission.py",
+        ),
+        files={"model.json": model_json, "submission.py": submission},
+        data=synthetic.train_dir,
+    )
+
+    run = run_runner("train", job)
+
+    assert run.returncode == 0, run.stderr
+    assert run.result["ok"] is True, run.result
+    assert [e["epoch"] for e in run.result["epochs"]] == [1, 2]
 
 
 def _keras_archive_from_config(config_text: str) -> bytes:
