@@ -22,7 +22,7 @@ import socket
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.core.exceptions import ObjectDoesNotExist
-from django.db import DatabaseError
+from django.db import DatabaseError, close_old_connections
 
 from workers.pipeline.errors import InfrastructureError
 
@@ -98,6 +98,11 @@ def _retry_or_give_up(task: Task, submission_id: int, stage: str, exc: BaseExcep
         exc,
         countdown,
     )
+    if isinstance(exc, DatabaseError):
+        # Drop a connection the failure left broken, so the retry connects afresh. A worker
+        # does this before every task anyway; an eager run (CELERY_TASK_ALWAYS_EAGER, tests)
+        # retries in place and would otherwise reuse the dead connection every time.
+        close_old_connections()
     raise task.retry(exc=exc, countdown=countdown)
 
 

@@ -286,3 +286,207 @@ def test_without_stop_on_static_failure_a_failed_rule_still_trains_but_cannot_pa
     assert [name for name, _, _ in queued_tasks(redis_broker, "gpu")] == [
         "workers.train_submission"
     ]
+
+
+# --- Transient database failures --------------------------------------------------------------
+
+
+def _kill_this_database_connection() -> None:
+    """Terminate the server process behind Django's connection, from a second connection.
+
+    The next query on Django's connection then fails the way a restarted or failed-over
+    PostgreSQL makes it fail: a real `OperationalError`, nothing staged in Python.
+    """
+    import psycopg
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    params.pop("prepare_threshold", None)
+    with psycopg.connect(**params, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+
+class KillsTheConnectionOnce:
+    """Wraps a grading service: its first call loses the database connection under it."""
+
+    def __init__(self, service):
+        self.service = service
+        self.calls = 0
+
+    def __call__(self, **kwargs):
+        self.calls += 1
+        if self.calls == 1:
+            _kill_this_database_connection()
+        return self.service(**kwargs)
+
+
+def _postgresql_only() -> None:
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        from tests.conftest import service_missing
+
+        service_missing(f"PostgreSQL as the test database (got {connection.vendor})")
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_a_lost_database_connection_inside_a_stage_is_retried_and_the_stage_completes_once(
+    redis_broker, student, grading_settings, monkeypatch
+):
+    _postgresql_only()
+    submission = make_submission(
+        make_assignment(), student, source=FIXTURE_MODELS / "smoke_separable.json"
+    )
+    tasks.build_submission.apply(args=[submission.pk])
+    complete_check = KillsTheConnectionOnce(grading.complete_check)
+    monkeypatch.setattr(grading, "complete_check", complete_check)
+
+    outcome = tasks.check_submission.apply(args=[submission.pk])
+
+    assert outcome.state == "SUCCESS" and outcome.get() == "done"
+    assert complete_check.calls == 2  # the failed attempt, then the retry
+    submission.refresh_from_db()
+    assert (submission.status, submission.worker, submission.reason) == (Status.CHECKING, "", "")
+    assert Result.objects.filter(submission=submission).count() == 1
+    # The next stage was sent exactly once: the failed attempt's transaction sent nothing.
+    assert [name for name, _, _ in queued_tasks(redis_broker, "gpu")] == [
+        "workers.train_submission"
+    ]
+
+
+def _evaluated(student) -> Submission:
+    """A submission whose evaluation is done, waiting for finalize (as `complete_evaluation`
+    leaves it)."""
+    from django.utils import timezone
+
+    config = json.loads((FIXTURE_MODELS / "smoke_separable.json").read_text())
+    submission = make_submission(
+        make_assignment(), student, source=FIXTURE_MODELS / "smoke_separable.json"
+    )
+    Submission.objects.filter(pk=submission.pk).update(
+        status=Status.EVALUATING,
+        worker="",
+        model_config=config,
+        training_config={"epochs": 2},
+        evaluating_at=timezone.now(),
+    )
+    Result.objects.create(submission=submission, rules_version=1, accuracy=0.9)
+    for epoch, val_accuracy in ((1, 0.5), (2, 0.8)):
+        submission.epochs.create(epoch=epoch, val_accuracy=val_accuracy)
+    return submission
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_a_lost_database_connection_in_finalize_is_retried_and_finishes_exactly_once(
+    redis_broker, student, grading_settings, monkeypatch
+):
+    _postgresql_only()
+    submission = _evaluated(student)
+    finalize = KillsTheConnectionOnce(grading.finalize)
+    monkeypatch.setattr(grading, "finalize", finalize)
+
+    outcome = tasks.finalize_submission.apply(args=[submission.pk])
+
+    assert outcome.state == "SUCCESS" and outcome.get() == "done"
+    assert finalize.calls == 2
+    submission.refresh_from_db()
+    assert (submission.status, submission.reason) == (Status.FINISHED, "")
+    assert submission.result.passed is True and submission.result.score == 100.0
+    finished_at = submission.finished_at
+    # A duplicate message finds it finished: nothing is written a second time.
+    assert tasks.finalize_submission.apply(args=[submission.pk]).get() == "skipped"
+    submission.refresh_from_db()
+    assert submission.finished_at == finished_at
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_a_database_that_stays_down_ends_the_stage_as_an_infrastructure_error(
+    redis_broker, student, grading_settings, monkeypatch
+):
+    from django.db import OperationalError
+
+    submission = make_submission(
+        make_assignment(), student, source=FIXTURE_MODELS / "smoke_separable.json"
+    )
+    tasks.build_submission.apply(args=[submission.pk])
+    calls = []
+
+    def down(**kwargs):
+        calls.append(kwargs)
+        raise OperationalError("could not connect to server: Connection refused")
+
+    monkeypatch.setattr(grading, "complete_check", down)
+
+    outcome = tasks.check_submission.apply(args=[submission.pk])
+
+    assert outcome.state == "SUCCESS"
+    assert len(calls) == tasks.MAX_RETRIES + 1
+    submission.refresh_from_db()
+    assert (submission.status, submission.reason) == (Status.ERROR, "infrastructure")
+    assert "check stage kept failing" in submission.message
+    assert "OperationalError" in submission.message
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("task_name", ["check", "finalize"])
+def test_a_bug_in_a_stage_is_not_retried(
+    redis_broker, student, grading_settings, monkeypatch, task_name
+):
+    calls = []
+
+    def broken(**kwargs):
+        calls.append(kwargs)
+        raise KeyError("params")  # a bug of ours, not the infrastructure's
+
+    if task_name == "check":
+        submission = make_submission(
+            make_assignment(), student, source=FIXTURE_MODELS / "smoke_separable.json"
+        )
+        tasks.build_submission.apply(args=[submission.pk])
+        monkeypatch.setattr(grading, "complete_check", broken)
+        outcome = tasks.check_submission.apply(args=[submission.pk])
+    else:
+        submission = _evaluated(student)
+        monkeypatch.setattr(grading, "finalize", broken)
+        outcome = tasks.finalize_submission.apply(args=[submission.pk])
+
+    assert outcome.state == "SUCCESS" and outcome.get() == "error"
+    assert len(calls) == 1  # never retried
+    submission.refresh_from_db()
+    assert submission.status == Status.ERROR
+    assert queued_tasks(redis_broker, "gpu") == []
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("task_name", ["check", "finalize"])
+def test_a_database_restarted_before_a_task_is_retried_on_a_fresh_connection(
+    redis_broker, student, grading_settings, task_name
+):
+    _postgresql_only()
+    if task_name == "check":
+        submission = make_submission(
+            make_assignment(), student, source=FIXTURE_MODELS / "smoke_separable.json"
+        )
+        tasks.build_submission.apply(args=[submission.pk])
+        task = tasks.check_submission
+    else:
+        submission = _evaluated(student)
+        task = tasks.finalize_submission
+    _kill_this_database_connection()  # the task's first query meets a dead connection
+
+    outcome = task.apply(args=[submission.pk])
+
+    assert outcome.state == "SUCCESS" and outcome.get() == "done"
+    submission.refresh_from_db()
+    expected = Status.CHECKING if task_name == "check" else Status.FINISHED
+    assert (submission.status, submission.worker, submission.reason) == (expected, "", "")
