@@ -181,6 +181,42 @@ def test_the_trusted_trainer_gets_the_whole_train_split(
     assert Path(mounts["/job/data"].source) == dataset.train_dir
 
 
+def test_the_evaluation_gets_no_student_code_with_both_splits(tmp_path, prepared_data_dir):
+    from grader.datasets import prepare_dataset
+    from workers.pipeline.evaluate import run_evaluate
+
+    dataset = prepare_dataset("synthetic", prepared_data_dir)
+    weights = tmp_path / "weights.weights.h5"
+    weights.write_bytes(b"HDF5 data only")
+    dirs = job_dirs(root=tmp_path / "jobs", key="7/g1", stage="evaluate")
+    sandbox = RecordingSandbox()
+
+    with pytest.raises(InfrastructureError):
+        run_evaluate(
+            dirs=dirs,
+            test_dir=dataset.test_dir,
+            sandbox=sandbox,
+            resources=RESOURCES,
+            model_config={"class_name": "Sequential"},
+            weights_path=weights,
+            train_dir=dataset.train_dir,
+        )
+
+    [job] = sandbox.jobs
+    assert sorted(p.name for p in dirs.input.iterdir()) == [
+        "model.json",
+        "spec.json",
+        "weights.weights.h5",
+    ]
+    spec = json.loads((dirs.input / "spec.json").read_text())
+    assert "submission" not in spec
+    assert spec["validation"] == {"validation_split": 0.1, "seed": 0}
+    mounts = mounts_by_target(job)
+    assert Path(mounts["/job/data"].source) == dataset.test_dir
+    assert Path(mounts["/job/train-data"].source) == dataset.train_dir
+    assert all(m.read_only for m in mounts.values() if m.target not in ("/job/work", "/job/out"))
+
+
 def test_a_job_gets_the_stage_limits_and_none_of_the_worker_environment(
     tmp_path, splits, monkeypatch
 ):
