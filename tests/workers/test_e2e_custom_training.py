@@ -110,8 +110,11 @@ def _held_out_labels(data_dir: Path) -> np.ndarray:
     return y[held_out]
 
 
+@pytest.mark.parametrize(
+    "sandbox_backend", ["bwrap", pytest.param("docker", marks=pytest.mark.docker)], indirect=True
+)
 def test_forged_epochs_of_a_custom_training_do_not_pass_min_val_accuracy(
-    workers, student, grading_settings
+    workers, student, grading_settings, sandbox_backend
 ):
     assignment = make_assignment(allow_custom_training=True)
     submission = make_submission(assignment, student, source=FORGING_MODULE)
