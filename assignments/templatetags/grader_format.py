@@ -11,6 +11,8 @@ from django import template
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
+from assignments.models import Submission
+
 register = template.Library()
 
 
@@ -80,10 +82,19 @@ def verdict_mark(passed: bool | None) -> str:
 @register.filter
 def status_badge(submission) -> str:
     """The submission's status as a badge with its reason."""
-    label = submission.get_status_display()
-    if submission.reason:
-        label = f"{label}: {submission.get_reason_display()}"
-    return format_html('<span class="badge status-{}">{}</span>', submission.status, label)
+    return status_badge_html(submission.status, submission.reason)
+
+
+STATUS_LABELS = dict(Submission.Status.choices)
+REASON_LABELS = dict(Submission.Reason.choices)
+
+
+def status_badge_html(status: str, reason: str) -> str:
+    """`status_badge` from the two values (for rows read without model instances)."""
+    label = STATUS_LABELS.get(status, status)
+    if reason:
+        label = f"{label}: {REASON_LABELS.get(reason, reason)}"
+    return format_html('<span class="badge status-{}">{}</span>', status, label)
 
 
 @register.filter
@@ -106,10 +117,13 @@ def teaches_any(user) -> bool:
     return ids is None or bool(ids)
 
 
-@register.simple_tag
-def submission_rows(submissions) -> list:
-    """The instructor's submissions table, formatted once in Python: `{% submission_rows page
-    as rows %}` (see `assignments.views.presentation.submission_rows`)."""
-    from assignments.views.presentation import submission_rows as rows
+@register.simple_tag(takes_context=True)
+def submission_rows(context, page) -> list[str]:
+    """The rows of the instructor's submissions table as HTML, formatted once in Python:
+    `{% submission_rows page as rows %}` (see `assignments.views.presentation`)."""
+    from django.template.defaulttags import CsrfTokenNode
 
-    return rows(submissions)
+    from assignments.views.presentation import submission_row_html, submission_rows
+
+    csrf_input = CsrfTokenNode().render(context)  # what {% csrf_token %} would write
+    return [submission_row_html(row, csrf_input) for row in submission_rows(page)]
