@@ -18,7 +18,7 @@ from django.db.models.functions import Coalesce, TruncDate
 
 from assignments.models import Assignment, Enrollment, EpochMetric, Submission
 from assignments.permissions import instructed_course_ids
-from assignments.selectors.ranking import (  # re-exported: callers use `selectors.<name>`
+from assignments.selectors.standings import (  # re-exported: callers use `selectors.<name>`
     GRADE_FIELDS,
     LEADERBOARD_PAGE_SIZE,
     RANK_ORDER,

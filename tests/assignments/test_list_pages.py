@@ -112,7 +112,9 @@ def drf_walk(serializer, instance) -> dict:
     return ModelSerializer.to_representation(serializer, instance)
 
 
-def test_api_submission_rows_match_drf(instructor, student, assignment):
+@pytest.mark.parametrize("zone", ["UTC", "America/Santiago"])
+def test_api_submission_rows_match_drf(instructor, student, assignment, settings, zone):
+    settings.TIME_ZONE = zone
     make_submission(assignment, student, accuracy=0.123456789, params=123457)
     make_submission(assignment, student, status="queued", with_result=False)
     Submission.objects.update(finished_at=timezone.now())
@@ -127,9 +129,12 @@ def test_api_submission_rows_match_drf(instructor, student, assignment):
             assert fast == drf_walk(serializer, submission)
             assert list(fast) == list(drf_walk(serializer, submission))
     assert fast["url"] == f"http://testserver/api/v1/submissions/{submission.pk}/"
+    assert fast["created_at"].endswith("Z") == (zone == "UTC")
 
 
-def test_api_leaderboard_entries_match_drf(student, other_student, assignment):
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Kolkata"])
+def test_api_leaderboard_entries_match_drf(student, other_student, assignment, settings, zone):
+    settings.TIME_ZONE = zone
     make_submission(assignment, student, accuracy=0.7, params=None)
     make_submission(assignment, other_student, accuracy=0.9)
     serializer = serializers.LeaderboardEntrySerializer()
