@@ -121,8 +121,9 @@ def _measured_val_accuracy(
     measured = outcome.measured_val_accuracy
     reported = outcome.best_val_accuracy
     hint = (
-        f"Your `train()` reported a best validation accuracy of {reported:.2%}; reported epochs "
-        "are shown but not graded: the grader measures the trained model itself."
+        f"The training reported a best validation accuracy of {reported:.2%}; with custom "
+        "training, reported epochs are shown but not graded: the grader measures the trained "
+        "model itself."
         if reported is not None
         else None
     )
