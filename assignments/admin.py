@@ -12,8 +12,8 @@ from assignments.models import (
     Course,
     Enrollment,
     EpochMetric,
-    RankedSubmission,
     Result,
+    Standing,
     Submission,
 )
 
@@ -80,12 +80,14 @@ class ResultAdmin(admin.ModelAdmin):
     readonly_fields = ["checks", "rules", "rules_yaml", "created_at", "updated_at"]
 
 
-@admin.register(RankedSubmission)
-class RankedSubmissionAdmin(admin.ModelAdmin):
+@admin.register(Standing)
+class StandingAdmin(admin.ModelAdmin):
     """Read-only: database triggers keep these rows (see the model)."""
 
-    list_display = ["submission", "assignment", "student", "accuracy", "params_total", "created_at"]
-    list_filter = ["assignment"]
+    list_display = [
+        "assignment", "policy", "student", "submission", "accuracy", "params_total", "created_at",
+    ]  # fmt: skip
+    list_filter = ["assignment", "policy"]
     list_select_related = ["submission", "assignment", "student"]
 
     def has_add_permission(self, request) -> bool:

@@ -252,57 +252,60 @@ class Result(models.Model):
         return self.score_override if self.score_override is not None else self.score
 
 
-class RankedSubmission(models.Model):
-    """A submission that can stand on the leaderboard, with its ranking keys, in a narrow table.
+class Standing(models.Model):
+    """The submission that stands for a student on an assignment's leaderboard, with its
+    ranking keys: one row per student and leaderboard policy, in a narrow table.
 
-    One row per finished submission whose result passed and has a test accuracy; nothing else.
-    The leaderboard and the grades export read this table instead of joining the two wide
-    submission and result tables (10,000 submissions: tens of milliseconds less per request).
+    Under `best` it is the student's finished, passing submission with the highest test
+    accuracy (ties: fewer parameters, then the earlier submission); under `latest` their latest
+    such submission. A student without one has no row. The leaderboard reads these rows in rank
+    order along an index, and the grades export looks each student's up, instead of picking
+    the best of thousands of submissions from the wide submission and result tables.
 
-    Written only by database triggers (migration 0002): any change to a submission's status,
+    Written only by database triggers (migration 0002): a change to a submission's status,
     creation time, assignment or student, or to its result's verdict, accuracy or parameter
-    count refreshes its row in the same transaction, whoever writes (services, `update()`, bulk
-    inserts, the admin). The code never saves one.
+    count recomputes that student's rows in the same transaction, whoever writes (services,
+    `update()`, bulk inserts, deletes, the admin). The code never saves one.
     """
 
-    submission = models.OneToOneField(
-        Submission, primary_key=True, on_delete=models.CASCADE, related_name="+"
-    )
     assignment = models.ForeignKey(
         Assignment, on_delete=models.CASCADE, related_name="+", db_index=False
     )
     student = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
     )
+    policy = models.CharField(max_length=16, choices=Assignment.LeaderboardPolicy.choices)
+    submission = models.ForeignKey(Submission, on_delete=models.CASCADE, related_name="+")
     accuracy = models.FloatField()
     params_total = models.BigIntegerField(null=True)
     created_at = models.DateTimeField()
 
     class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["assignment", "student", "policy"], name="one_standing_per_policy"
+            ),
+        ]
         indexes = [
-            # Each student's best first (policy `best`), and latest first (policy `latest`).
+            # The leaderboard's order: test accuracy, fewer parameters, earlier submission.
             models.Index(
                 fields=[
                     "assignment",
-                    "student",
+                    "policy",
                     "-accuracy",
                     "params_total",
                     "created_at",
                     "submission",
                 ],
-                name="ranked_best_per_student",
-            ),
-            models.Index(
-                fields=["assignment", "student", "-created_at", "-submission"],
-                name="ranked_latest_per_student",
+                name="standing_rank_order",
             ),
         ]
 
     def __str__(self) -> str:
-        return f"Ranking keys of submission #{self.submission_id}"
+        return f"Submission #{self.submission_id} stands for student #{self.student_id}"
 
     def save(self, *args, **kwargs):
-        raise TypeError("RankedSubmission rows are written by database triggers only.")
+        raise TypeError("Standing rows are written by database triggers only.")
 
 
 class EpochMetric(models.Model):

@@ -1,9 +1,9 @@
 """Leaderboards and grades: who stands for each student, and their rank.
 
-Both read `RankedSubmission`, the narrow table of finished passing submissions that database
-triggers keep (see the model): a window over its per-student index picks the standing
-submission, instead of joining the wide submission and result tables. A fixed number of queries
-whatever the number of submissions; `bench/bench_site.py` times them at 10,000.
+Both read `Standing`, the narrow table of each student's standing submission per leaderboard
+policy that database triggers keep (see the model): the leaderboard is its rows in rank order
+along an index, the grades look each student's row up. A fixed number of queries whatever the
+number of submissions; `bench/bench_site.py` times them at 10,000.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.paginator import Page, Paginator
-from django.db.models import BigIntegerField, F, OuterRef, Subquery, Window
-from django.db.models.functions import Coalesce, RowNumber
+from django.db.models import BigIntegerField, F, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from assignments.models import Assignment, Enrollment, RankedSubmission, Submission
+from assignments.models import Assignment, Enrollment, Standing, Submission
 
 
 @dataclass(slots=True)
@@ -63,33 +63,20 @@ RANK_ORDER = (
 )
 
 
-def _preference(assignment: Assignment) -> tuple:
-    """The order in which a student's ranked submissions compete to stand for them."""
-    if assignment.leaderboard_policy == Assignment.LeaderboardPolicy.LATEST:
-        return (F("created_at").desc(), F("submission_id").desc())
-    return RANK_ORDER
-
-
 # (submission id, student id, accuracy, parameters, submitted at) of one standing submission.
 RankedRow = tuple[int, int, float, int | None, dt.datetime]
 
 
+def _standings(assignment: Assignment):
+    return Standing.objects.filter(assignment=assignment, policy=assignment.leaderboard_policy)
+
+
 def ranking(assignment: Assignment) -> list[RankedRow]:
     """Per student, the passing submission that stands for them (best or latest, by policy),
-    in rank order (one query, plain tuples).
-
-    Reads `RankedSubmission`, the narrow table of finished passing submissions kept by
-    database triggers: a window function numbers each student's rows in preference order
-    (along an index made for it) and keeps the first. Failing submissions are never in it.
+    in rank order (one query along an index, plain tuples). Failing submissions never stand.
     """
     return list(
-        RankedSubmission.objects.filter(assignment=assignment)
-        .annotate(
-            preference=Window(
-                RowNumber(), partition_by=[F("student_id")], order_by=_preference(assignment)
-            )
-        )
-        .filter(preference=1)
+        _standings(assignment)
         .order_by(*RANK_ORDER)
         .values_list("submission_id", "student_id", "accuracy", "params_total", "created_at")
     )
@@ -225,9 +212,7 @@ def grade_table(assignment: Assignment) -> GradeTable:
     one, else their latest submission (so failures show which rule failed). The score is the
     override if any, else the computed score (late penalty included by the pipeline).
     """
-    chosen = RankedSubmission.objects.filter(
-        assignment=assignment, student_id=OuterRef("user_id")
-    ).order_by(*_preference(assignment))
+    chosen = _standings(assignment).filter(student_id=OuterRef("user_id"))
     latest = Submission.objects.filter(
         assignment=assignment, student_id=OuterRef("user_id")
     ).order_by("-created_at", "-id")
