@@ -342,3 +342,26 @@ def test_the_production_image_brings_its_own_python(tmp_path):
 
     assert production.mounts == () and production.python.startswith("/usr/bin/python")
     assert local.mounts and Path(local.python).is_absolute()
+
+
+def test_the_build_stage_mounts_no_data_at_all(tmp_path):
+    from workers.pipeline.build import run_build
+
+    submission = tmp_path / "model.py"
+    submission.write_text("def build_model(input_shape, num_classes): ...\n")
+    sandbox = RecordingSandbox()
+
+    with pytest.raises(InfrastructureError):
+        run_build(
+            path=submission,
+            input_shape=(8, 8, 3),
+            num_classes=4,
+            dirs=job_dirs(root=tmp_path / "jobs", key="7/g1", stage="build"),
+            sandbox=sandbox,
+            resources=RESOURCES,
+        )
+
+    [job] = sandbox.jobs
+    targets = set(mounts_by_target(job))
+    assert "/job/data" not in targets and "/job/train-data" not in targets
+    assert {"/job/in", "/job/out"} <= targets

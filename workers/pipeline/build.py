@@ -74,7 +74,6 @@ def run_build(
     dirs: JobDirs | None,
     sandbox: Any,
     resources: StageResources,
-    train_dir: Path | None = None,
     cancel: threading.Event | None = None,
 ) -> BuildOutput:
     """Run the build stage for one uploaded file.
@@ -86,8 +85,6 @@ def run_build(
         dirs: The build job's directories (needed for `.py` only).
         sandbox: The sandbox backend (needed for `.py` only).
         resources: The build sandbox's limits.
-        train_dir: The train split to mount read-only at ``/job/data`` (as the contract says;
-            `build_model` has no business reading it, but nothing secret is in it).
         cancel: Set from another thread to kill the sandbox (the worker lost the submission).
 
     Raises:
@@ -109,9 +106,9 @@ def run_build(
             "num_classes": int(num_classes),
         }
     )
-    job = sandbox_job(
-        stage="build", dirs=dirs, data_dir=train_dir, resources=resources, sandbox=sandbox
-    )
+    # No data at all: `build_model` only builds. (Were the train split mounted, a module could
+    # smuggle the held-out validation images into the config that custom training then reads.)
+    job = sandbox_job(stage="build", dirs=dirs, data_dir=None, resources=resources, sandbox=sandbox)
     result = sandbox.run(job, cancel=cancel)
     payload = read_stage_result(stage="build", dirs=dirs, result=result, resources=resources)
     config = payload.get("model_config")

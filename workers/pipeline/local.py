@@ -171,7 +171,6 @@ def _run_stages(
             dirs=job_dirs(root=root, key=key, stage="build"),
             sandbox=sandbox,
             resources=_resources(plan, "building"),
-            train_dir=dataset().train_dir,
         )
     else:
         built = run_build(

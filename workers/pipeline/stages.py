@@ -313,7 +313,6 @@ def execute_build(submission_id: int, *, worker: str, sandbox: Any = None) -> st
                 dirs=dirs,
                 sandbox=sandbox_obj,
                 resources=resources_for(Status.BUILDING, submission),
-                train_dir=dataset.train_dir if dataset is not None else None,
                 cancel=beat.lost_event,
             )
         stop_if_lost(beat)
