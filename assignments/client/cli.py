@@ -1,4 +1,4 @@
-"""The command line: `submit`, `status`, `leaderboard`, `grades`, `batch`.
+"""The command line: `submit`, `status`, `cancel`, `leaderboard`, `grades`, `batch`.
 
 Exit codes: 0 all went well; 1 a file was rejected or a grading did not pass; 2 bad usage or
 an API error (authentication, permission, unreachable server); 3 waiting timed out.
@@ -195,6 +195,22 @@ def cmd_status(api: Api, args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def cmd_cancel(api: Api, args: argparse.Namespace, out: TextIO) -> int:
+    """Cancel each submission; one that already ended is reported and makes the exit code 1."""
+    code = EXIT_OK
+    for sid in args.ids:
+        try:
+            sub = api.post_json(f"/api/v1/submissions/{sid}/cancel/")
+        except ApiError as exc:
+            if exc.kind != "invalid_transition":
+                raise
+            out.write(f"#{sid} not cancelled: {exc.message}\n")
+            code = EXIT_REJECTED
+            continue
+        out.write(describe(sub) + "\n")
+    return code
+
+
 def cmd_leaderboard(api: Api, args: argparse.Namespace, out: TextIO) -> int:
     board = api.get_json(f"/api/v1/assignments/{args.assignment}/leaderboard/")
     out.write(board["rule"] + "\n")
@@ -254,6 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--wait", action="store_true", help="wait until they are graded")
     status.add_argument("ids", nargs="+", type=int)
     status.set_defaults(run=cmd_status)
+
+    cancel = commands.add_parser("cancel", parents=[common], help="cancel queued or running ones")
+    cancel.add_argument("ids", nargs="+", type=int)
+    cancel.set_defaults(run=cmd_cancel)
 
     board = commands.add_parser("leaderboard", parents=[common], help="show the leaderboard")
     board.add_argument("--assignment", required=True)

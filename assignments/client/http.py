@@ -69,6 +69,12 @@ class Api:
         _, body, _ = self._send(self._request(path))
         return body
 
+    def post_json(self, path: str, payload: Any = None) -> Any:
+        req = self._request(path, json.dumps(payload or {}).encode())
+        req.add_header("Content-Type", "application/json")
+        _, raw, _ = self._send(req)
+        return json.loads(raw)
+
     def post_file(self, path: str, file: Path, field: str = "file") -> Any:
         boundary = uuid.uuid4().hex
         content_type = mimetypes.guess_type(file.name)[0] or "application/octet-stream"

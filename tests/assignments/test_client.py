@@ -93,3 +93,38 @@ def test_bad_token_is_reported(live_server, assignment):
     code = main(["leaderboard", "--url", live_server.url, "--token", "nope",
                  "--assignment", assignment.slug], out=output)  # fmt: skip
     assert code == 2 and "Error (401)" in output.getvalue()
+
+
+def test_cancel_command_cancels_queued_and_reports_ended_ones(live_server, student, assignment):
+    from tests.assignments.site_fixtures import make_submission
+
+    queued = make_submission(
+        assignment, student, status=Submission.Status.QUEUED, with_result=False
+    )
+    done = make_submission(assignment, student, accuracy=0.9)
+    output = io.StringIO()
+    code = main(["cancel", "--url", live_server.url, "--token", token(student),
+                 str(queued.pk), str(done.pk)], out=output)  # fmt: skip
+    text = output.getvalue()
+    assert code == 1  # the finished one could not be cancelled
+    assert f"#{queued.pk} cancelled" in text
+    assert f"#{done.pk} not cancelled: Submission #{done.pk} is finished." in text
+    queued.refresh_from_db()
+    assert queued.status == Submission.Status.CANCELLED
+    assert "Cancelled by" in queued.message
+
+
+def test_cancel_command_cannot_touch_another_students_submission(
+    live_server, student, other_student, assignment
+):
+    from tests.assignments.site_fixtures import make_submission
+
+    theirs = make_submission(
+        assignment, other_student, status=Submission.Status.QUEUED, with_result=False
+    )
+    output = io.StringIO()
+    code = main(["cancel", "--url", live_server.url, "--token", token(student),
+                 str(theirs.pk)], out=output)  # fmt: skip
+    assert code == 2 and "Error (404)" in output.getvalue()
+    theirs.refresh_from_db()
+    assert theirs.status == Submission.Status.QUEUED
