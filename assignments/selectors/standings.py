@@ -216,7 +216,7 @@ def grade_table(assignment: Assignment) -> GradeTable:
     latest = Submission.objects.filter(
         assignment=assignment, student_id=OuterRef("user_id")
     ).order_by("-created_at", "-id")
-    # Per student, two index lookups (at most): whatever the number of submissions.
+    # Per student one index lookup (two when nothing of theirs is ranked), in the database.
     students = list(
         Enrollment.objects.filter(course_id=assignment.course_id, role=Enrollment.Role.STUDENT)
         .annotate(
