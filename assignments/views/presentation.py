@@ -5,11 +5,11 @@ Kept out of the views so the page and its live fragment render the same thing.
 
 from __future__ import annotations
 
+import html
 from typing import Any, NamedTuple
 
 from django.urls import reverse
 from django.utils import formats, timezone
-from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from assignments import charts
@@ -316,6 +316,7 @@ def submission_rows(page) -> list[SubmissionRow]:
         for name in ("submission_detail", "regrade_submission", "cancel_submission")
     )
     active = set(Submission.ACTIVE_STATUSES)
+    tz = timezone.get_current_timezone()  # timezone.localtime()'s, looked up once
     rows = []
     for (
         pk, student, original_name, is_late, created_at, status, reason,
@@ -329,7 +330,7 @@ def submission_rows(page) -> list[SubmissionRow]:
                 student=student,
                 original_name=original_name,
                 is_late=is_late,
-                submitted=timezone.localtime(created_at).strftime("%Y-%m-%d %H:%M:%S"),
+                submitted=created_at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S"),
                 status=status_badge_html(status, reason),
                 verdict=verdict_mark(passed) if graded else "",
                 accuracy=percent(accuracy) if graded else "",
@@ -343,32 +344,42 @@ def submission_rows(page) -> list[SubmissionRow]:
     return rows
 
 
-def submission_row_html(row: SubmissionRow, csrf_input: str) -> str:
-    """One `<tr>` of the instructor's table. Built with `format_html` (every value escaped)
-    rather than in the template: 50 rows of a dozen template variables each cost more than
-    the rest of the page."""
-    cancel = (
-        format_html(
-            '<form method="post" action="{}" class="inline">{}'
-            '<button type="submit" class="small danger">Cancel</button></form>',
-            row.cancel_url,
-            csrf_input,
+def _html(template: str, *args: Any) -> str:
+    """`format_html`'s rule, every argument escaped unless already safe, without the lazy
+    string wrappers it pays for each argument (a 15-argument row, 50 times a page)."""
+    return mark_safe(  # noqa: S308 - every argument is escaped here
+        template.format(
+            *(a.__html__() if hasattr(a, "__html__") else html.escape(str(a)) for a in args)
         )
-        if row.cancel_url
-        else ""
     )
-    return format_html(
-        '<tr>\n    <td><a href="{}">#{}</a></td>\n    <td>{}</td>\n    <td>{}{}</td>\n'
-        "    <td>{}</td>\n    <td>{}</td>\n    <td>{}</td>\n"
-        '    <td class="num">{}</td>\n    <td class="num">{}</td>\n'
-        '    <td class="num">{}{}</td>\n'
-        '    <td><form method="post" action="{}" class="inline">{}'
-        '<button type="submit" class="small">Regrade</button></form>\n      {}</td>\n  </tr>',
+
+
+ROW_HTML = (
+    '<tr>\n    <td><a href="{}">#{}</a></td>\n    <td>{}</td>\n    <td>{}{}</td>\n'
+    "    <td>{}</td>\n    <td>{}</td>\n    <td>{}</td>\n"
+    '    <td class="num">{}</td>\n    <td class="num">{}</td>\n'
+    '    <td class="num">{}{}</td>\n'
+    '    <td><form method="post" action="{}" class="inline">{}'
+    '<button type="submit" class="small">Regrade</button></form>\n      {}</td>\n  </tr>'
+)
+CANCEL_HTML = (
+    '<form method="post" action="{}" class="inline">{}'
+    '<button type="submit" class="small danger">Cancel</button></form>'
+)
+LATE_BADGE = mark_safe(' <span class="badge late">late</span>')
+
+
+def submission_row_html(row: SubmissionRow, csrf_input: str) -> str:
+    """One `<tr>` of the instructor's table, every value escaped. Written here rather than in
+    the template: 50 rows of a dozen template variables each cost more than the rest of the
+    page."""
+    return _html(
+        ROW_HTML,
         row.url,
         formats.localize(row.pk),
         row.student,
         row.original_name,
-        mark_safe(' <span class="badge late">late</span>') if row.is_late else "",
+        LATE_BADGE if row.is_late else "",
         row.submitted,
         row.status,
         row.verdict,
@@ -378,5 +389,5 @@ def submission_row_html(row: SubmissionRow, csrf_input: str) -> str:
         "*" if row.overridden else "",
         row.regrade_url,
         csrf_input,
-        cancel,
+        _html(CANCEL_HTML, row.cancel_url, csrf_input) if row.cancel_url else "",
     )

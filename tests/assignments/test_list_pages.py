@@ -107,6 +107,14 @@ def test_instructor_table_rows(client, instructor, student, other_student, assig
     assert "Failed: Rules not met" in rows[failed.pk] and "✘ fail" in rows[failed.pk]
 
 
+def test_instructor_table_escapes_what_students_named(client, instructor, student, assignment):
+    submission = make_submission(assignment, student, accuracy=0.5)
+    Submission.objects.filter(pk=submission.pk).update(original_name="<b onclick='x'>&.py")
+    client.force_login(instructor)
+    html = client.get(reverse("manage_submissions", args=[assignment.slug])).content.decode()
+    assert "&lt;b onclick=&#x27;x&#x27;&gt;&amp;.py" in html and "<b onclick" not in html
+
+
 def drf_walk(serializer, instance) -> dict:
     """What DRF's own ModelSerializer.to_representation gives for the same instance."""
     return ModelSerializer.to_representation(serializer, instance)
