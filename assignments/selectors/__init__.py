@@ -36,6 +36,7 @@ from assignments.selectors.standings import (  # re-exported: callers use `selec
 )
 
 __all__ = [
+    "API_ROW_ANNOTATIONS",
     "GRADE_FIELDS",
     "LEADERBOARD_PAGE_SIZE",
     "LIST_FIELDS",
@@ -161,12 +162,25 @@ def student_submissions(*, assignment: Assignment, student) -> QuerySet[Submissi
     return _list_queryset().filter(assignment=assignment, student=student).order_by("-created_at")
 
 
+# What the API's submission list shows of a row's assignment, student and result, read as
+# annotations on the submission: no three related instances to build per row.
+API_ROW_ANNOTATIONS = {
+    "assignment_slug": F("assignment__slug"),
+    "student_username": F("student__username"),
+    "result_passed": F("result__passed"),
+    "result_accuracy": F("result__accuracy"),
+    "result_params_total": F("result__params_total"),
+}
+
+
 def visible_submissions(*, user, assignment: Assignment) -> QuerySet[Submission]:
-    """Every submission for the course's instructors; only their own for students."""
+    """Every submission for the course's instructors; only their own for students.
+
+    Rows carry `API_ROW_ANNOTATIONS` (what `SubmissionListSerializer` shows of related rows).
+    """
     qs = (
-        _list_queryset()
-        .select_related("assignment")
-        .only(*LIST_FIELDS, "assignment__id", "assignment__slug")  # the API shows the slug
+        Submission.objects.only(*(f for f in LIST_FIELDS if "__" not in f))
+        .annotate(**API_ROW_ANNOTATIONS)
         .filter(assignment=assignment)
         .order_by("-created_at", "-id")
     )
