@@ -223,16 +223,36 @@ def measurement_weights(model: Any) -> None:
         weight.assign(np.full(shape, value, dtype="float32"))
 
 
+# id(model) -> (model, its traced gradient); holding the model keeps its id from being reused.
+_input_gradients: dict[int, tuple[Any, Any]] = {}
+
+
 def gradient_support(
     model: Any, x: np.ndarray, unit: tuple[int, ...]
 ) -> list[tuple[int, int]] | None:
-    """Per spatial axis, the first and last input positions with a nonzero gradient (or None)."""
-    inputs = tf.constant(x)
-    with tf.GradientTape() as tape:
-        tape.watch(inputs)
-        y = model(inputs, training=False)
-        value = tf.reduce_sum(y[(0, *unit)])
-    grad = np.abs(tape.gradient(value, inputs).numpy()[0]).sum(axis=-1)
+    """Per spatial axis, the first and last input positions with a nonzero gradient (or None).
+
+    The gradient is taken in a `tf.function` (graph mode, as training takes it): TensorFlow
+    2.21's eager oneDNN kernel for the input gradient of a strided 1x1 convolution corrupts the
+    heap on CPU (seed 31's `Conv1D(kernel_size=1, strides=2)` aborted the process), while the
+    graph kernel is sound.
+    """
+
+    # The output's size for this input (a model may accept any input size).
+    mask = np.zeros(tuple(model.compute_output_shape(x.shape)), dtype="float32")
+    mask[(0, *unit)] = 1.0  # the unit, summed over its channels
+    cached_model, gradient = _input_gradients.get(id(model), (None, None))
+    if cached_model is not model:  # one trace per model, not per unit
+
+        @tf.function
+        def gradient(inputs: Any, mask: Any) -> Any:
+            with tf.GradientTape() as tape:
+                tape.watch(inputs)
+                value = tf.reduce_sum(model(inputs, training=False) * mask)
+            return tape.gradient(value, inputs)
+
+        _input_gradients[id(model)] = (model, gradient)
+    grad = np.abs(gradient(tf.constant(x), tf.constant(mask)).numpy()[0]).sum(axis=-1)
     support = []
     for axis in range(grad.ndim):
         other = tuple(a for a in range(grad.ndim) if a != axis)
