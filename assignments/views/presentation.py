@@ -114,6 +114,8 @@ def submission_context(submission: Submission) -> dict[str, Any]:
         "layers": layer_rows(checks),
         "rf_chart": rf_chart(submission.assignment, checks),
         "rf_summary": (checks or {}).get("receptive_field"),
+        "validation": (checks or {}).get("validation"),
+        "custom_training": bool((checks or {}).get("custom_training")),
         "rules": (result.rules or (checks or {}).get("rules") or []) if result else [],
         "log_tail": log_tail(submission.log),
         "is_active": submission.is_active,

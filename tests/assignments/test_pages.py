@@ -510,3 +510,31 @@ def test_not_found_page_uses_the_site_layout(client, student):
     response = login(client, student).get("/s/999999/")
     assert response.status_code == 404
     assert "There is nothing here, or it is not yours to see." in response.content.decode()
+
+
+@pytest.mark.parametrize("custom", [False, True])
+def test_submission_page_shows_the_graders_own_validation_measurement(
+    client, student, assignment, custom
+):
+    checks = {
+        "validation": {"accuracy": 0.4375, "loss": 1.2, "num_examples": 160},
+        "custom_training": custom,
+    }
+    submission = make_submission(assignment, student, accuracy=0.8125, checks=checks)
+    EpochMetric.objects.create(
+        submission=submission, epoch=1, loss=0.1, accuracy=0.99, val_loss=0.1,
+        val_accuracy=0.99, seconds=1.0,
+    )  # fmt: skip
+
+    html = login(client, student).get(reverse("submission_detail", args=[submission.pk]))
+    text = html.content.decode()
+
+    assert 'id="validation-accuracy">43.75 %' in text
+    assert "held-out 160 training images" in text
+    assert ("decides <code>min_val_accuracy</code>" in text) is custom
+
+
+def test_submission_page_without_a_validation_measurement_shows_none(client, student, assignment):
+    submission = make_submission(assignment, student, accuracy=0.8125, checks={})
+    text = login(client, student).get(reverse("submission_detail", args=[submission.pk]))
+    assert 'id="validation-accuracy"' not in text.content.decode()
