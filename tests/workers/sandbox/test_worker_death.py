@@ -56,7 +56,7 @@ def wait_for(condition, timeout: float = 30.0) -> bool:
 @pytest.mark.bwrap
 def test_bwrap_job_dies_with_its_worker_and_leftovers_are_reaped(bwrap_sandbox):
     from workers.sandbox.bwrap_backend import reap_stale
-    from workers.sandbox.cgroups import job_groups
+    from workers.sandbox.cgroups import group_is_live, job_groups
 
     marker, prefix = f"orphan-{uuid.uuid4().hex}", f"grader-test-{uuid.uuid4().hex[:8]}"
     worker = start_worker("bwrap", marker, prefix)
@@ -70,6 +70,12 @@ def test_bwrap_job_dies_with_its_worker_and_leftovers_are_reaped(bwrap_sandbox):
         scratch = list(Path("/tmp").glob(f"{prefix}-scratch-*"))
         assert len(scratch) == 1 and os.path.ismount(scratch[0])
         assert job_groups(prefix)  # the dead worker could not clean up
+        # The kernel lists a dying process in its cgroup until it is reaped, a moment after it
+        # left the process table; a group still listing one is (rightly) not reaped yet.
+        assert wait_for(
+            lambda: not any(group_is_live(g, min_age_seconds=0) for g in job_groups(prefix)),
+            timeout=10,
+        )
         assert reap_stale(prefix, min_age_seconds=0) >= 2
         assert not scratch[0].exists()
         assert job_groups(prefix) == []
