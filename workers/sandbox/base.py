@@ -182,8 +182,8 @@ CANCEL_POLL_SECONDS = 0.1
 CANCELLED_DETAIL = "The job was stopped because its caller cancelled it."
 
 
-def infrastructure_result(detail: str, duration_seconds: float = 0.0) -> SandboxResult:
-    """The result of a job the sandbox could not run: a retryable failure, never a verdict."""
+def _unrun_result(reason: str, detail: str, duration_seconds: float) -> SandboxResult:
+    """A job that produced no exit status or output: `reason` says why."""
     return SandboxResult(
         exit_code=None,
         signal=None,
@@ -193,25 +193,19 @@ def infrastructure_result(detail: str, duration_seconds: float = 0.0) -> Sandbox
         stdout="",
         stderr="",
         duration_seconds=duration_seconds,
-        reason="infrastructure",
+        reason=reason,
         detail=detail,
     )
 
 
+def infrastructure_result(detail: str, duration_seconds: float = 0.0) -> SandboxResult:
+    """The result of a job the sandbox could not run: a retryable failure, never a verdict."""
+    return _unrun_result("infrastructure", detail, duration_seconds)
+
+
 def cancelled_result(duration_seconds: float = 0.0) -> SandboxResult:
     """The result of a job stopped (or never started) because the caller cancelled it."""
-    return SandboxResult(
-        exit_code=None,
-        signal=None,
-        timed_out=False,
-        oom_killed=False,
-        output_truncated=False,
-        stdout="",
-        stderr="",
-        duration_seconds=duration_seconds,
-        reason="cancelled",
-        detail=CANCELLED_DETAIL,
-    )
+    return _unrun_result("cancelled", CANCELLED_DETAIL, duration_seconds)
 
 
 @runtime_checkable
