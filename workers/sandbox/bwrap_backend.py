@@ -17,7 +17,10 @@ How each guarantee is made:
 - Limits: cgroup memory (memory+swap), pids and CPU quota (see `cgroups.py`); RLIMIT_CPU,
   RLIMIT_FSIZE and RLIMIT_CORE=0 through `prlimit`. Without a writable cgroup hierarchy,
   RLIMIT_AS replaces the memory limit and RLIMIT_NPROC the pids limit (RLIMIT_AS counts
-  address space, not memory: CUDA reserves far more than it uses, so GPU hosts need cgroups).
+  address space, not memory: CUDA reserves far more than it uses, so GPU hosts need cgroups);
+  a group without the pids controller gets RLIMIT_NPROC too. On cgroup v2 the worker moves its
+  own processes into a leaf group first (see `cgroups.py`): without that, a worker run as a
+  systemd service could not give its jobs any memory or pids limit.
 - System calls: a seccomp filter (`seccomp.py`) refuses namespaces, mounts, keyrings, BPF,
   io_uring, ptrace and foreign ABIs, as Docker's default profile does for containers.
 
@@ -302,6 +305,7 @@ class BwrapSandbox:
             rlimits.append(f"--cpu={limits.cpu_seconds}:{limits.cpu_seconds + 1}")
         if cgroup is None:
             rlimits.append(f"--as={max(limits.memory_bytes, RLIMIT_AS_FLOOR)}")
+        if cgroup is None or "pids" not in cgroup.enforces:
             rlimits.append(f"--nproc={limits.pids}")
 
         bwrap = [

@@ -6,8 +6,16 @@ before `bwrap` starts, and reads the kernel's OOM-kill counter afterwards: an ex
 verdict, not a guess from the exit status.
 
 Both hierarchies are handled: cgroup v1 (one directory per controller: `memory`, `pids`, `cpu`)
-and cgroup v2 (one unified directory). When neither is writable, `JobCgroup.create` answers None
-and the backend falls back to rlimits.
+and cgroup v2 (one unified directory). When neither is writable, or a group would not enforce the
+memory limit, `JobCgroup.create` answers None and the backend falls back to rlimits; a group
+without the pids controller is reported (`enforces`) so the backend adds RLIMIT_NPROC.
+
+cgroup v2 forbids a group that holds processes to hand controllers to its children ("no internal
+processes"). A worker started as a systemd service, or in a container with its own cgroup
+namespace, sits in exactly such a group: enabling `memory` for the job groups fails with EBUSY,
+and a job group created anyway has no `memory.max` at all. So, as systemd asks of a service with
+`Delegate=yes`, the worker first moves its group's processes into a leaf, `grader-workers`, and
+creates the job groups beside it.
 """
 
 from __future__ import annotations
@@ -28,7 +36,10 @@ logger = logging.getLogger(__name__)
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 V1_CONTROLLERS = ("memory", "pids", "cpu")
+V2_CONTROLLERS = ("memory", "pids", "cpu")
 CFS_PERIOD_US = 100_000
+# cgroup v2: the leaf the worker's own processes move into so their group may delegate.
+WORKERS_LEAF = "grader-workers"
 
 
 def _own_group(controller: str) -> str | None:
@@ -48,12 +59,50 @@ def _is_v2() -> bool:
     return (CGROUP_ROOT / "cgroup.controllers").is_file()
 
 
+def _v2_base() -> Path:
+    """The v2 group the job groups go in: this process' own, or the one above its leaf."""
+    own = CGROUP_ROOT / (_own_group("") or "/").lstrip("/")
+    return own.parent if own.name == WORKERS_LEAF else own
+
+
+def _v2_delegate(base: Path, wanted: list[str]) -> set[str]:
+    """Enable `wanted` controllers for `base`'s children; returns those enabled afterwards.
+
+    On EBUSY (`base` holds processes and is not the root), moves them into `base/grader-workers`
+    first. Retried a few times: a process forked into `base` meanwhile makes the write fail again.
+    """
+    control = base / "cgroup.subtree_control"
+    for _ in range(5):
+        enabled = set(control.read_text().split())
+        missing = [c for c in wanted if c not in enabled]
+        if not missing:
+            return enabled
+        try:
+            control.write_text(" ".join(f"+{c}" for c in missing))
+            continue
+        except OSError as exc:
+            if exc.errno != errno.EBUSY:
+                logger.warning("cannot enable cgroup controllers %s in %s: %s", missing, base, exc)
+                return enabled
+        leaf = base / WORKERS_LEAF
+        leaf.mkdir(exist_ok=True)
+        for pid in (base / "cgroup.procs").read_text().split():
+            try:
+                (leaf / "cgroup.procs").write_text(pid)
+            except ProcessLookupError:
+                continue  # exited meanwhile
+        logger.info("moved the worker processes of %s into %s to delegate", base, leaf)
+    return set(control.read_text().split())
+
+
 @dataclass
 class JobCgroup:
     """One job's group(s). `procs_files` are what the job's first process writes its pid into."""
 
     version: int
     directories: dict[str, Path]
+    # The limits the kernel enforces through this group ("memory", "pids", "cpu").
+    enforces: frozenset[str] = frozenset()
 
     @classmethod
     def create(
@@ -75,6 +124,13 @@ class JobCgroup:
             group.remove()
             logger.warning("could not configure sandbox cgroup %s: %s", name, exc)
             return None
+        if "memory" not in group.enforces:
+            group.remove()
+            logger.warning("sandbox cgroup %s has no memory limit; using rlimits only", name)
+            return None
+        expected = {"pids"} | ({"cpu"} if limits.cpus is not None else set())
+        for controller in sorted(expected - group.enforces):
+            logger.warning("sandbox cgroup %s has no %s controller", name, controller)
         return group
 
     @classmethod
@@ -96,16 +152,15 @@ class JobCgroup:
 
     @classmethod
     def _create_v2(cls, name: str) -> JobCgroup | None:
-        own = _own_group("") or "/"
-        parent = CGROUP_ROOT / own.lstrip("/")
-        available = (parent / "cgroup.controllers").read_text().split()
-        wanted = [c for c in ("memory", "pids", "cpu") if c in available]
+        base = _v2_base()
+        available = (base / "cgroup.controllers").read_text().split()
+        wanted = [c for c in V2_CONTROLLERS if c in available]
         if "memory" not in wanted:
+            logger.warning("cgroup %s offers no memory controller to delegate", base)
             return None
-        # A v2 group can only delegate controllers its parent enables for children.
-        with contextlib.suppress(OSError):
-            (parent / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in wanted))
-        directory = parent / name
+        if "memory" not in _v2_delegate(base, wanted):
+            return None
+        directory = base / name
         directory.mkdir()
         return cls(version=2, directories={"unified": directory})
 
@@ -117,23 +172,31 @@ class JobCgroup:
         return True
 
     def _configure(self, limits: Limits) -> None:
+        """Write the limits; `enforces` records which ones the kernel took (a controller that is
+        not delegated has no file to write, which must not pass for a limit)."""
         memory = str(limits.memory_bytes)
+        enforces: set[str] = set()
+        quota = int(limits.cpus * CFS_PERIOD_US) if limits.cpus is not None else None
         if self.version == 1:
-            self._write("memory", "memory.limit_in_bytes", memory)
+            if self._write("memory", "memory.limit_in_bytes", memory):
+                enforces.add("memory")
             # Swap accounting: memory+swap equal to memory means no swap at all, as docker's
             # mem_limit == memswap_limit. Absent when the kernel does not account swap.
             self._write("memory", "memory.memsw.limit_in_bytes", memory)
-            self._write("pids", "pids.max", str(limits.pids))
-            if limits.cpus is not None:
-                self._write("cpu", "cpu.cfs_period_us", str(CFS_PERIOD_US))
-                self._write("cpu", "cpu.cfs_quota_us", str(int(limits.cpus * CFS_PERIOD_US)))
+            if self._write("pids", "pids.max", str(limits.pids)):
+                enforces.add("pids")
+            if quota is not None and self._write("cpu", "cpu.cfs_period_us", str(CFS_PERIOD_US)):
+                self._write("cpu", "cpu.cfs_quota_us", str(quota))
+                enforces.add("cpu")
         else:
-            self._write("unified", "memory.max", memory)
+            if self._write("unified", "memory.max", memory):
+                enforces.add("memory")
             self._write("unified", "memory.swap.max", "0")
-            self._write("unified", "pids.max", str(limits.pids))
-            if limits.cpus is not None:
-                quota = int(limits.cpus * CFS_PERIOD_US)
-                self._write("unified", "cpu.max", f"{quota} {CFS_PERIOD_US}")
+            if self._write("unified", "pids.max", str(limits.pids)):
+                enforces.add("pids")
+            if quota is not None and self._write("unified", "cpu.max", f"{quota} {CFS_PERIOD_US}"):
+                enforces.add("cpu")
+        self.enforces = frozenset(enforces)
 
     @property
     def procs_files(self) -> list[Path]:
@@ -213,7 +276,7 @@ def job_groups(prefix: str) -> list[Path]:
     """Every group directory named `PREFIX-*` below this process' own groups (all controllers)."""
     found: list[Path] = []
     if _is_v2():
-        parents = [CGROUP_ROOT / (_own_group("") or "/").lstrip("/")]
+        parents = [_v2_base()]
     else:
         parents = [
             CGROUP_ROOT / controller / own.lstrip("/")
