@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -69,7 +70,7 @@ def test_bwrap_removes_cgroups_and_scratch_however_the_job_ends(bwrap_sandbox, p
         assert result.reason == (None if ending == "normal" else ending), describe(result)
         assert _cgroups_named(prefix) == [], ending
         assert _mounts_named(prefix) == [], ending
-        assert list(Path("/tmp").glob(f"{prefix}*")) == [], ending
+        assert list(Path(tempfile.gettempdir()).glob(f"{prefix}*")) == [], ending
 
 
 @pytest.mark.bwrap

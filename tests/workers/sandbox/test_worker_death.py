@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -67,7 +68,7 @@ def test_bwrap_job_dies_with_its_worker_and_leftovers_are_reaped(bwrap_sandbox):
         worker.wait()
         # --die-with-parent: bwrap, and with it the job's whole pid namespace, goes too.
         assert wait_for(lambda: not host_processes_with(job), timeout=10)
-        scratch = list(Path("/tmp").glob(f"{prefix}-scratch-*"))
+        scratch = list(Path(tempfile.gettempdir()).glob(f"{prefix}-scratch-*"))
         assert len(scratch) == 1 and os.path.ismount(scratch[0])
         assert job_groups(prefix)  # the dead worker could not clean up
         # The kernel lists a dying process in its cgroup until it is reaped, a moment after it
