@@ -242,6 +242,11 @@ class SubmissionDetailSerializer(SubmissionListSerializer):
     epochs = EpochSerializer(many=True, read_only=True)
     result = serializers.SerializerMethodField()
     log_tail = serializers.SerializerMethodField()
+    late_penalty = serializers.SerializerMethodField(
+        help_text="Fraction of the computed score removed because the submission is late: the "
+        "assignment's penalty under the `penalty` policy, 0 when late submissions are accepted "
+        "as is, null when on time."
+    )
 
     class Meta(SubmissionListSerializer.Meta):
         fields = [
@@ -256,6 +261,7 @@ class SubmissionDetailSerializer(SubmissionListSerializer):
             "epochs",
             "result",
             "log_tail",
+            "late_penalty",
         ]
 
     def get_queue_position(self, obj) -> int | None:
@@ -270,6 +276,11 @@ class SubmissionDetailSerializer(SubmissionListSerializer):
         data = ResultSerializer(result).data
         data["final_score"] = result.final_score
         return data
+
+    def get_late_penalty(self, obj) -> float | None:
+        from assignments.views.presentation import late_penalty
+
+        return late_penalty(obj)
 
     def get_log_tail(self, obj) -> str:
         from assignments.views.presentation import log_tail

@@ -27,6 +27,7 @@ from assignments.selectors.standings import (  # re-exported: callers use `selec
     LeaderboardPage,
     RankedRow,
     _rule_key,
+    course_student_ids,
     grade_table,
     leaderboard,
     leaderboard_page,
@@ -47,6 +48,7 @@ __all__ = [
     "RankedRow",
     "assignment_stats",
     "assignments_for_user",
+    "course_student_ids",
     "courses_for_user",
     "effective_score",
     "epochs_of",
@@ -231,8 +233,15 @@ class AssignmentStats:
 
 
 def assignment_stats(assignment: Assignment) -> AssignmentStats:
-    """Accuracy distribution, pass rate per rule, submissions per day, counts by status."""
-    graded = Submission.objects.filter(assignment=assignment, result__isnull=False)
+    """Accuracy distribution, pass rate per rule, submissions per day, counts by status.
+
+    Of the course's students' submissions only (`course_student_ids`), as on the leaderboard
+    and in the grades: the staff's test submissions would skew every number.
+    """
+    submissions = Submission.objects.filter(
+        assignment=assignment, student_id__in=course_student_ids(assignment)
+    )
+    graded = submissions.filter(result__isnull=False)
     accuracies = [
         a
         for a in graded.filter(status=Submission.Status.FINISHED).values_list(
@@ -249,21 +258,13 @@ def assignment_stats(assignment: Assignment) -> AssignmentStats:
             seen[_rule_key(rule)] += 1
             passed[_rule_key(rule)] += bool(rule["passed"])
     per_day = list(
-        Submission.objects.filter(assignment=assignment)
-        .annotate(day=TruncDate("created_at"))
+        submissions.annotate(day=TruncDate("created_at"))
         .values_list("day")
         .annotate(n=Count("id"))
         .order_by("day")
     )
-    by_status = dict(
-        Submission.objects.filter(assignment=assignment)
-        .values_list("status")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
-    students = (
-        Submission.objects.filter(assignment=assignment).values("student_id").distinct().count()
-    )
+    by_status = dict(submissions.values_list("status").annotate(n=Count("id")).order_by())
+    students = submissions.values("student_id").distinct().count()
     return AssignmentStats(
         accuracies=accuracies,
         rule_pass_rates=[(rule_id, passed[rule_id], seen[rule_id]) for rule_id in seen],

@@ -1,9 +1,11 @@
 """Leaderboards and grades: who stands for each student, and their rank.
 
-Both read `Standing`, the narrow table of each student's standing submission per leaderboard
-policy that database triggers keep (see the model): the leaderboard is its rows in rank order
-along an index, the grades look each student's row up. A fixed number of queries whatever the
-number of submissions; `bench/bench_site.py` times them at 10,000.
+The leaderboard reads `Standing`, the narrow table of each student's standing submission per
+leaderboard policy that database triggers keep (see the model), in rank order along an index.
+The grades pick, per student, the submission that counts for the grade (`grade_table`). Both
+cover the course's students only: an instructor's own test submissions are never ranked,
+counted or graded. A fixed number of queries whatever the number of submissions;
+`bench/bench_site.py` times them at 10,000.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.paginator import Page, Paginator
-from django.db.models import BigIntegerField, F, OuterRef, Subquery
+from django.db.models import BigIntegerField, F, FloatField, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -43,7 +45,7 @@ def ranking_rule(assignment: Assignment) -> str:
     )
     return (
         f"Ranked by test accuracy of {which}; ties go to fewer parameters, then to the earlier "
-        "submission. Submissions that fail a rule are not ranked."
+        "submission. Submissions that fail a rule, and the course staff's own, are not ranked."
     )
 
 
@@ -67,16 +69,30 @@ RANK_ORDER = (
 RankedRow = tuple[int, int, float, int | None, dt.datetime]
 
 
+def course_student_ids(assignment: Assignment) -> QuerySet[Enrollment]:
+    """The user ids of the course's students, as a subquery.
+
+    Leaderboard, statistics and grades all count these users only: the course staff may submit
+    to try an assignment out, and a user no longer enrolled is no longer the course's student
+    (the grades export, one row per enrolled student, has always left both out).
+    """
+    return Enrollment.objects.filter(
+        course_id=assignment.course_id, role=Enrollment.Role.STUDENT
+    ).values("user_id")
+
+
 def _standings(assignment: Assignment):
     return Standing.objects.filter(assignment=assignment, policy=assignment.leaderboard_policy)
 
 
 def ranking(assignment: Assignment) -> list[RankedRow]:
     """Per student, the passing submission that stands for them (best or latest, by policy),
-    in rank order (one query along an index, plain tuples). Failing submissions never stand.
+    in rank order (one query along an index, plain tuples). Failing submissions never stand;
+    only the course's students are ranked (`course_student_ids`).
     """
     return list(
         _standings(assignment)
+        .filter(student_id__in=course_student_ids(assignment))
         .order_by(*RANK_ORDER)
         .values_list("submission_id", "student_id", "accuracy", "params_total", "created_at")
     )
@@ -86,7 +102,8 @@ def _names(
     assignment: Assignment, student_ids: list[int], *, hidden: bool, whole_course: bool = False
 ) -> dict[int, str]:
     """Leaderboard names: the course display name, else the pseudonym; only pseudonyms while
-    names are hidden. A student no longer enrolled shows as `Student-<id>` (one query).
+    names are hidden (one query). An id without an enrollment (never ranked: `ranking` keeps
+    the course's students) would show as `Student-<id>`.
 
     Args:
         whole_course: Read the course's every enrollment instead of those of `student_ids`:
@@ -205,23 +222,54 @@ GRADE_FIELDS = (
 )  # fmt: skip
 
 
-def grade_table(assignment: Assignment) -> GradeTable:
-    """The grades export (two queries).
+# The score that counts: the instructor's override if any, else the computed score (the late
+# penalty is already in it). The same rule as `Result.final_score` and the instructor's table.
+EFFECTIVE_SCORE = Coalesce("result__score_override", "result__score", output_field=FloatField())
 
-    Each student's standing submission is the leaderboard's choice when they have a passing
-    one, else their latest submission (so failures show which rule failed). The score is the
-    override if any, else the computed score (late penalty included by the pipeline).
+# Among submissions with the same effective score, the grade takes the one the leaderboard
+# policy would: so for a student whose passing submissions all score alike, the grade and the
+# leaderboard name the same submission.
+TIE_ORDER = {
+    Assignment.LeaderboardPolicy.BEST: (
+        F("result__accuracy").desc(nulls_last=True),
+        F("result__params_total").asc(nulls_last=True),
+        F("created_at").asc(),
+        F("id").asc(),
+    ),
+    Assignment.LeaderboardPolicy.LATEST: (F("created_at").desc(), F("id").desc()),
+}
+
+
+def grade_table(assignment: Assignment) -> GradeTable:
+    """The grades export (two queries): one row per student of the course.
+
+    Each student's row is the submission that counts for the grade (README, contracts): the best
+    effective score (override, else computed score), so partial credit on a failed submission
+    and an instructor's override are never replaced by a later submission that failed to
+    build, was cancelled or is still running. Ties follow the leaderboard policy, passing
+    submissions first, so when scores tie the row names the leaderboard's submission. A student
+    with no scored submission shows their latest one (so it says what happened to it).
     """
-    chosen = _standings(assignment).filter(student_id=OuterRef("user_id"))
+    counted = (
+        Submission.objects.filter(assignment=assignment, student_id=OuterRef("user_id"))
+        .annotate(effective_score=EFFECTIVE_SCORE)
+        .filter(effective_score__isnull=False)
+        .order_by(
+            F("effective_score").desc(),
+            F("result__passed").desc(nulls_last=True),
+            *TIE_ORDER[Assignment.LeaderboardPolicy(assignment.leaderboard_policy)],
+        )
+    )
     latest = Submission.objects.filter(
         assignment=assignment, student_id=OuterRef("user_id")
     ).order_by("-created_at", "-id")
-    # Per student one index lookup (two when nothing of theirs is ranked), in the database.
+    # Per student, their submissions along the (assignment, student) index, in the database;
+    # the latest only for a student without a score.
     students = list(
         Enrollment.objects.filter(course_id=assignment.course_id, role=Enrollment.Role.STUDENT)
         .annotate(
             standing=Coalesce(
-                Subquery(chosen.values("submission_id")[:1]),
+                Subquery(counted.values("id")[:1]),
                 Subquery(latest.values("id")[:1]),
                 output_field=BigIntegerField(),
             )

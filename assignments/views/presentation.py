@@ -96,6 +96,29 @@ def stage_rows(submission: Submission) -> list[dict[str, Any]]:
     return rows
 
 
+def late_penalty(submission: Submission) -> float | None:
+    """The fraction of the score removed because the submission came after the deadline: the
+    assignment's penalty under the `penalty` policy, 0 for a late submission accepted as is,
+    None for one on time. The pipeline applied it to the computed score (not to an override).
+    """
+    if not submission.is_late:
+        return None
+    assignment = submission.assignment
+    if assignment.late_policy != Assignment.LatePolicy.PENALTY:
+        return 0.0
+    return float(assignment.late_penalty)
+
+
+def late_note(submission: Submission) -> str:
+    """What lateness did to the score, in words: `Late: score \u00d7 0.5 (50 % late penalty).`"""
+    penalty = late_penalty(submission)
+    if penalty is None:
+        return ""
+    if not penalty:
+        return "Late: accepted without penalty."
+    return f"Late: score \u00d7 {1 - penalty:g} ({_percent(penalty)} late penalty)."
+
+
 def submission_context(submission: Submission) -> dict[str, Any]:
     """Everything the submission page and its live fragment show."""
     result = getattr(submission, "result", None)
@@ -119,6 +142,8 @@ def submission_context(submission: Submission) -> dict[str, Any]:
         "rules": (result.rules or (checks or {}).get("rules") or []) if result else [],
         "log_tail": log_tail(submission.log),
         "is_active": submission.is_active,
+        "late_note": late_note(submission),
+        "late_penalty": late_penalty(submission),
     }
 
 

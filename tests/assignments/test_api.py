@@ -140,6 +140,48 @@ def test_grades_csv_for_instructors_only(student, instructor, assignment):
     assert rows == [rows[0]] and rows[0]["username"] == "alice" and rows[0]["accuracy"] == "0.7"
 
 
+def test_grades_csv_keeps_partial_credit_and_overrides(
+    student, other_student, instructor, assignment
+):
+    from assignments.services.courses import override_score
+
+    partial = make_submission(assignment, student, status="failed", accuracy=0.5, passed=False)
+    make_submission(assignment, student, status="failed", reason="build_error", with_result=False)
+    overridden = make_submission(assignment, other_student, status="failed", passed=False)
+    override_score(result=overridden.result, actor=instructor, score=80.0, reason="By hand")
+    make_submission(assignment, other_student, status="queued", with_result=False)
+    response = api(instructor).get(f"/api/v1/assignments/{assignment.slug}/grades.csv")
+    rows = {r["username"]: r for r in csv.DictReader(io.StringIO(response.content.decode()))}
+    assert (rows["alice"]["submission_id"], rows["alice"]["score"]) == (str(partial.pk), "50.0")
+    assert (rows["bob"]["submission_id"], rows["bob"]["score"]) == (str(overridden.pk), "80.0")
+    assert rows["bob"]["score_overridden"] == "yes"
+
+
+def test_leaderboard_leaves_out_the_staff(student, instructor, assignment):
+    make_submission(assignment, instructor, accuracy=0.99)
+    make_submission(assignment, student, accuracy=0.7)
+    for viewer in (student, instructor):
+        data = api(viewer).get(f"/api/v1/assignments/{assignment.slug}/leaderboard/").json()
+        assert [(e["rank"], e["name"], e["is_you"]) for e in data["entries"]] == [
+            (1, "Alice A.", viewer == student)
+        ]
+
+
+@pytest.mark.parametrize(
+    ("policy", "penalty", "late", "expected"),
+    [("penalty", 0.5, True, 0.5), ("accept", 0.0, True, 0.0), ("penalty", 0.5, False, None)],
+)
+def test_submission_detail_says_the_late_penalty(
+    student, assignment, policy, penalty, late, expected
+):
+    assignment.late_policy, assignment.late_penalty = policy, penalty
+    assignment.save()
+    submission = make_submission(assignment, student, accuracy=0.9)
+    Submission.objects.filter(pk=submission.pk).update(is_late=late)
+    data = api(student).get(f"/api/v1/submissions/{submission.pk}/").json()
+    assert (data["is_late"], data["late_penalty"]) == (late, expected)
+
+
 def zip_of(files: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:

@@ -344,6 +344,95 @@ def test_grades_csv_neutralises_spreadsheet_formulas(client, instructor, student
     assert b",'=HYPERLINK(1)," in content
 
 
+def _csv_rows(client, assignment) -> dict[str, dict]:
+    import csv
+
+    response = client.get(reverse("grades_csv", args=[assignment.slug]))
+    assert response.status_code == 200
+    return {r["username"]: r for r in csv.DictReader(io.StringIO(response.content.decode()))}
+
+
+def test_grades_csv_keeps_an_override_after_a_later_upload_fails(
+    client, instructor, student, assignment
+):
+    graded = make_submission(
+        assignment, student, status="failed", reason="rules", accuracy=0.5, passed=False
+    )
+    teacher = login(Client(), instructor)
+    teacher.post(
+        reverse("override_score", args=[graded.pk]), {"score": "80", "reason": "Partial credit"}
+    )
+    page = teacher.get(reverse("submission_detail", args=[graded.pk])).content.decode()
+    assert "80 (override)" in page
+    # The student uploads again: queued first, then the build fails.
+    broken = b"def build_model(input_shape, num_classes):\n    raise ValueError('oops')\n"
+    response = upload(login(client, student), assignment.slug, "broken.py", broken)
+    assert "is queued" in response.content.decode()
+    later = Submission.objects.exclude(pk=graded.pk).get(student=student)
+    for status, reason in [("queued", ""), ("failed", "build_error"), ("cancelled", "")]:
+        Submission.objects.filter(pk=later.pk).update(status=status, reason=reason)
+        row = _csv_rows(teacher, assignment)["alice"]
+        assert (row["submission_id"], row["status"], row["score"], row["score_overridden"]) == (
+            str(graded.pk),
+            "failed",
+            "80.0",
+            "yes",
+        ), status
+
+
+def test_staff_submissions_stay_off_the_leaderboard_and_stats(
+    client, instructor, student, assignment
+):
+    own = make_submission(assignment, instructor, accuracy=0.99)
+    make_submission(assignment, student, accuracy=0.7)
+    board = login(client, student).get(reverse("leaderboard", args=[assignment.slug]))
+    html = board.content.decode()
+    assert "Alice A." in html and "prof" not in html.split('<table class="leaderboard">')[1]
+    assert "You are ranked <strong>1</strong> of 1 " in html
+    teacher = login(Client(), instructor)
+    stats = teacher.get(reverse("assignment_stats", args=[assignment.slug])).content.decode()
+    assert "<p>1 student submitted" in stats and "finished: 1<" in stats
+    staff_board = teacher.get(reverse("leaderboard", args=[assignment.slug])).content.decode()
+    assert 'id="your-rank"' not in staff_board
+    # Staff still see their own submission.
+    assert teacher.get(reverse("submission_detail", args=[own.pk])).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("policy", "penalty", "late", "note"),
+    [
+        ("penalty", 0.5, True, "Late: score \u00d7 0.5 (50 % late penalty)."),
+        ("penalty", 0.25, True, "Late: score \u00d7 0.75 (25 % late penalty)."),
+        ("accept", 0.0, True, "Late: accepted without penalty."),
+        ("penalty", 0.5, False, None),
+    ],
+)
+def test_submission_page_says_it_was_late_and_the_penalty(
+    client, student, assignment, policy, penalty, late, note
+):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    assignment.late_policy, assignment.late_penalty = policy, penalty
+    assignment.deadline = timezone.now() - dt.timedelta(days=1)
+    assignment.save()
+    submission = make_submission(assignment, student, accuracy=0.9)
+    Submission.objects.filter(pk=submission.pk).update(is_late=late)
+    Result.objects.filter(submission=submission).update(score=100 * (1 - penalty) if late else 100)
+    login(client, student)
+    page = client.get(reverse("submission_detail", args=[submission.pk])).content.decode()
+    fragment = client.get(reverse("submission_fragment", args=[submission.pk])).content.decode()
+    if note is None:
+        assert 'id="late-note"' not in page and "Late:" not in fragment
+        return
+    assert 'id="late-note"><span class="badge late">late</span>' in page and note in page
+    if penalty:
+        assert f'<span class="badge late" id="late-penalty">{note}</span>' in fragment
+    else:
+        assert 'id="late-penalty"' not in fragment
+
+
 # --- production settings ----------------------------------------------------------------------
 
 

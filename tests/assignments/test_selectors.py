@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from assignments import selectors
-from assignments.models import Assignment, Enrollment, Submission
+from assignments.models import Assignment, Enrollment, Result, Submission
 from tests.assignments.site_fixtures import make_submission, make_user
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("uploads_dir")]
@@ -86,30 +86,101 @@ def test_leaderboard_matches_brute_force_ranking(assignment, policy, seed_value)
     assert len({e.student_id for e in entries}) == len(entries)
 
 
-def expected_standing(rows, policy: str) -> dict[int, int]:
-    """Per student, the submission the grades show: the leaderboard's choice, else the latest."""
-    ranked = set(expected_leaderboard(rows, policy))
-    standing: dict[int, int] = {}
-    for s in sorted(rows, key=lambda s: (s.created_at, s.pk)):
-        if s.pk in ranked or standing.get(s.student_id) not in ranked:
-            standing[s.student_id] = s.pk
-    return standing
+def expected_grades(rows, policy: str) -> dict[int, int]:
+    """Per student, the submission the grades show, computed independently: the best effective
+    score (override, else score) of any status; ties to a passing submission, then by the
+    leaderboard policy; without a score, the latest submission."""
+    by_student: dict[int, list] = {}
+    for s in rows:
+        by_student.setdefault(s.student_id, []).append(s)
+    passed_rank = {True: 0, False: 1, None: 2}
+    chosen = {}
+    for student_id, subs in by_student.items():
+        scored = [s for s in subs if s.result_or_none and s.result_or_none.final_score is not None]
+        if not scored:
+            chosen[student_id] = max(subs, key=lambda s: (s.created_at, s.pk)).pk
+            continue
+        if policy == Assignment.LeaderboardPolicy.BEST:
+
+            def ties(s):
+                accuracy = s.result.accuracy
+                params = s.result.params_total
+                return (
+                    (accuracy is None, -(accuracy or 0)),
+                    (params is None, params or 0),
+                    s.created_at,
+                    s.pk,
+                )
+        else:
+
+            def ties(s):
+                return (-s.created_at.timestamp(), -s.pk)
+
+        best = min(
+            scored,
+            key=lambda s: (-s.result.final_score, passed_rank[s.result.passed], ties(s)),
+        )
+        chosen[student_id] = best.pk
+    return chosen
 
 
 @pytest.mark.parametrize(
     "policy", [Assignment.LeaderboardPolicy.BEST, Assignment.LeaderboardPolicy.LATEST]
 )
-def test_grades_show_the_ranked_submission_else_the_latest(assignment, policy):
+@pytest.mark.parametrize("seed_value", [7, 8])
+def test_grades_show_the_best_scored_submission_else_the_latest(assignment, policy, seed_value):
     assignment.leaderboard_policy = policy
     assignment.save()
-    users, rows = seed(assignment, n_students=12, per_student=4, rng=random.Random(7))
+    rng = random.Random(seed_value)
+    users, rows = seed(assignment, n_students=12, per_student=4, rng=rng)
+    # As the pipeline scores: 100 for a pass, partial credit for a failure, the late penalty on
+    # some, overrides on some, and submissions without a result (queued, cancelled early).
+    for s in rows:
+        score = rng.choice([100.0, 100.0, 50.0]) if s.result.passed else rng.choice([0.0, 50.0])
+        override = rng.choice([None, None, None, None, 80.0, 100.0])
+        Result.objects.filter(pk=s.result.pk).update(
+            score=score,
+            score_override=override,
+            override_reason="checked by hand" if override else "",
+        )
+    for user in users[:4]:
+        rows.append(make_submission(assignment, user, status="queued", with_result=False))
+    lonely = make_user("zz-queued")  # only a submission without a result
+    Enrollment.objects.create(course=assignment.course, user=lonely)
+    rows.append(make_submission(assignment, lonely, status="cancelled", with_result=False))
     latecomer = make_user("zz-none")  # enrolled, never submitted
     Enrollment.objects.create(course=assignment.course, user=latecomer)
+    rows = list(Submission.objects.filter(assignment=assignment).select_related("result"))
+    for s in rows:
+        s.result_or_none = getattr(s, "result", None)
     table = selectors.grade_table(assignment)
     shown = {row[0]: row[2] for row in table.rows}
-    standing = expected_standing(rows, policy)
-    assert shown == {u.username: standing.get(u.pk, "") for u in [*users, latecomer]}
+    expected = expected_grades(rows, policy)
+    everyone = [*users, lonely, latecomer]
+    assert shown == {u.username: expected.get(u.pk, "") for u in everyone}
     assert [row[0] for row in table.rows] == sorted(shown)
+    scores = {row[0]: row[table.header.index("score")] for row in table.rows}
+    by_pk = {s.pk: s for s in rows}
+    for user in users:
+        assert scores[user.username] == by_pk[expected[user.pk]].result.final_score
+
+
+@pytest.mark.parametrize(
+    "policy", [Assignment.LeaderboardPolicy.BEST, Assignment.LeaderboardPolicy.LATEST]
+)
+def test_grades_name_the_leaderboards_submission_when_passing_scores_tie(assignment, policy):
+    assignment.leaderboard_policy = policy
+    assignment.save()
+    users, _ = seed(assignment, n_students=10, per_student=5, rng=random.Random(3))
+    # Every pass scores 100 and every failure less, as the pipeline scores them.
+    Result.objects.filter(submission__assignment=assignment, passed=True).update(score=100.0)
+    Result.objects.exclude(passed=True).update(score=40.0)
+    ranked = {e.student_id: e.submission_id for e in selectors.leaderboard(assignment)}
+    assert ranked
+    shown = {row[0]: row[2] for row in selectors.grade_table(assignment).rows}
+    assert {u.username: shown[u.username] for u in users if u.pk in ranked} == {
+        u.username: ranked[u.pk] for u in users if u.pk in ranked
+    }
 
 
 @pytest.mark.parametrize("viewer_index", [0, 5, 11])
@@ -263,3 +334,80 @@ def test_queue_position_counts_earlier_queued_submissions(assignment, student, o
     assert selectors.queue_position(b) == 2
     assert selectors.queue_position(running) is None
     assert selectors.queue_position(trained) == 1
+
+
+def _grade_row(assignment, username: str) -> dict:
+    table = selectors.grade_table(assignment)
+    return next(dict(zip(table.header, r, strict=True)) for r in table.rows if r[0] == username)
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "with_result"),
+    [
+        ("failed", "build_error", False),
+        ("cancelled", "", False),
+        ("queued", "", False),
+        ("training", "", True),  # checked, not yet scored
+        ("failed", "rules", True),  # scored lower
+    ],
+)
+def test_a_later_submission_never_replaces_an_override(
+    assignment, student, status, reason, with_result
+):
+    from assignments.services.courses import override_score
+
+    graded = make_submission(
+        assignment, student, status="failed", reason="rules", accuracy=0.5, passed=False
+    )
+    override_score(result=graded.result, actor=None, score=80.0, reason="Partial credit")
+    later = make_submission(
+        assignment, student, status=status, reason=reason, passed=None, with_result=with_result
+    )
+    if with_result:
+        Result.objects.filter(submission=later).update(score=30.0 if status == "failed" else None)
+    row = _grade_row(assignment, "alice")
+    assert (row["submission_id"], row["score"], row["score_overridden"]) == (graded.pk, 80.0, "yes")
+
+
+def test_partial_credit_stands_over_a_later_unscored_submission(assignment, student):
+    graded = make_submission(
+        assignment, student, status="failed", reason="rules", accuracy=0.5, passed=False
+    )
+    make_submission(assignment, student, status="failed", reason="build_error", with_result=False)
+    row = _grade_row(assignment, "alice")
+    assert (row["submission_id"], row["status"], row["score"]) == (graded.pk, "failed", 50.0)
+
+
+def test_an_override_above_a_pass_counts_for_the_grade(assignment, student):
+    from assignments.services.courses import override_score
+
+    passing = make_submission(assignment, student, accuracy=0.9)  # score 90
+    failing = make_submission(assignment, student, status="failed", accuracy=0.4, passed=False)
+    override_score(result=failing.result, actor=None, score=95.0, reason="Regraded by hand")
+    assert _grade_row(assignment, "alice")["submission_id"] == failing.pk
+    override_score(result=failing.result, actor=None, score=None, reason="Undo")
+    assert _grade_row(assignment, "alice")["submission_id"] == passing.pk
+
+
+def test_staff_submissions_are_not_ranked_counted_or_graded(
+    assignment, instructor, student, other_student
+):
+    from django.contrib.auth import get_user_model
+
+    admin = get_user_model().objects.create_superuser("root", "root@example.org", "x")
+    make_submission(assignment, instructor, accuracy=0.99)
+    make_submission(assignment, admin, accuracy=0.98)
+    mine = make_submission(assignment, student, accuracy=0.7)
+    make_submission(assignment, other_student, status="failed", accuracy=0.6, passed=False)
+    gone = make_user("gone")  # submitted, then left the course
+    make_submission(assignment, gone, accuracy=0.95)
+    assert [(e.rank, e.submission_id) for e in selectors.leaderboard(assignment)] == [(1, mine.pk)]
+    board = selectors.leaderboard_page(assignment, viewer=student)
+    assert board.page.paginator.count == 1 and board.viewer.rank == 1
+    assert selectors.leaderboard_page(assignment, viewer=instructor).viewer is None
+    stats = selectors.assignment_stats(assignment)
+    assert stats.students_submitted == 2
+    assert stats.by_status == {"finished": 1, "failed": 1}
+    assert stats.accuracies == [0.7]  # finished ones only
+    assert sum(n for _, n in stats.per_day) == 2
+    assert [row[0] for row in selectors.grade_table(assignment).rows] == ["alice", "bob"]
