@@ -4,6 +4,7 @@ Grade-affecting edits belong in the instructor pages (they audit); the admin sho
 trail read-only so it cannot be rewritten.
 """
 
+from django import forms
 from django.contrib import admin
 
 from assignments.models import (
@@ -16,6 +17,9 @@ from assignments.models import (
     Standing,
     Submission,
 )
+from assignments.services.assignment_settings import assignment_problems
+from assignments.services.courses import EDITABLE_FIELDS, validate_dataset, validate_rules
+from grader.errors import GraderError
 
 
 class EnrollmentInline(admin.TabularInline):
@@ -39,8 +43,37 @@ class EnrollmentAdmin(admin.ModelAdmin):
     raw_id_fields = ["user"]
 
 
+class AssignmentAdminForm(forms.ModelForm):
+    """The admin's back door gets the services' checks: rules that load, a known dataset, and
+    settings the pipeline can run (`assignment_problems`), each error on its field."""
+
+    class Meta:
+        model = Assignment
+        fields = ["course", "slug", *EDITABLE_FIELDS]
+
+    def clean(self):
+        cleaned = super().clean()
+        ruleset = None
+        if "rules_yaml" in cleaned:
+            try:
+                ruleset = validate_rules(cleaned["rules_yaml"])
+            except GraderError as exc:
+                self.add_error("rules_yaml", exc.message)
+        if "dataset" in cleaned:
+            try:
+                validate_dataset(cleaned["dataset"])
+            except GraderError as exc:
+                self.add_error("dataset", exc.message)
+        values = {name: cleaned[name] for name in EDITABLE_FIELDS if name in cleaned}
+        for key, messages in assignment_problems(values=values, ruleset=ruleset).items():
+            # A rule-set key (`rules.num_classes`) is about the rules' text.
+            self.add_error(key if key in self.fields else "rules_yaml", messages)
+        return cleaned
+
+
 @admin.register(Assignment)
 class AssignmentAdmin(admin.ModelAdmin):
+    form = AssignmentAdminForm
     list_display = ["slug", "title", "course", "dataset", "mode", "deadline", "rules_version"]
     list_filter = ["course", "mode", "dataset", "is_published"]
     search_fields = ["slug", "title"]

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django import forms
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 
 from assignments.models import Assignment, Submission
+from assignments.services.assignment_settings import LABELS, assignment_problems
 from assignments.services.courses import EDITABLE_FIELDS
+
+if TYPE_CHECKING:
+    from assignments.rule_forms import RuleSetEditor
 
 # The settings the assignment form edits; the rule set has its own editor (`rule_forms`).
 SETTING_FIELDS = tuple(name for name in EDITABLE_FIELDS if name != "rules_yaml")
@@ -74,6 +81,24 @@ class AssignmentForm(forms.ModelForm):
         self.fields["dataset"] = forms.ChoiceField(choices=dataset_choices())
         if self.instance.pk:
             self.fields["slug"].disabled = True
+        # The service judges these ranges (`assignment_problems`, in `clean`); the columns' own
+        # bounds would answer first with a message that does not say what is allowed.
+        for name in LABELS:
+            field = self.fields[name]
+            field.validators = [
+                v
+                for v in field.validators
+                if not isinstance(v, MinValueValidator | MaxValueValidator)
+            ]
+            field.widget.attrs.pop("min", None)
+            field.widget.attrs.pop("max", None)
+
+    def clean(self):
+        cleaned = super().clean()
+        values = {name: cleaned[name] for name in SETTING_FIELDS if name in cleaned}
+        for name, messages in assignment_problems(values=values).items():
+            self.add_error(name, messages)
+        return cleaned
 
     def groups(self) -> list[tuple[str, list[forms.BoundField]]]:
         """The settings as the page shows them: (title, bound fields) per group."""
@@ -103,6 +128,17 @@ class AssignmentForm(forms.ModelForm):
     def service_fields(self) -> dict:
         """The cleaned values the services take (slug and rules excluded)."""
         return {name: self.cleaned_data[name] for name in SETTING_FIELDS}
+
+    def add_service_errors(self, errors: dict[str, list[str]], editor: RuleSetEditor) -> None:
+        """Put a service's errors by key next to their inputs: a setting's on its field, a
+        rule-set key's (``rules.num_classes``) on the rules editor's defaults box."""
+        for key, messages in errors.items():
+            if key in self.fields:
+                self.add_error(key, messages)
+            elif key.startswith("rules."):
+                editor.tools.add_error("metadata", messages)
+            else:
+                self.add_error(None, messages)
 
 
 class AssignmentImportForm(forms.Form):

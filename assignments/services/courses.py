@@ -15,7 +15,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from assignments.models import Assignment, AuditEntry, Course, Enrollment, Result
-from grader.errors import GraderError, RuleSetError
+from assignments.services.assignment_settings import (
+    AssignmentInvalid,
+    validate_assignment_settings,
+)
+from grader.errors import RuleSetError
 
 # The assignment fields an instructor edits (and that YAML export/import round-trips).
 EDITABLE_FIELDS = (
@@ -37,12 +41,6 @@ EDITABLE_FIELDS = (
     "allow_custom_training",
     "is_published",
 )
-
-
-class AssignmentInvalid(GraderError):
-    """An assignment's settings or its YAML file are invalid."""
-
-    kind = "invalid_assignment"
 
 
 def validate_rules(rules_yaml: str) -> Any:
@@ -82,12 +80,26 @@ def _audit(*, actor, action: str, assignment=None, submission=None, **details) -
     )
 
 
+def _settings_of(assignment: Assignment) -> dict[str, Any]:
+    return {name: getattr(assignment, name) for name in EDITABLE_FIELDS}
+
+
+def _stored_ruleset(assignment: Assignment) -> Any:
+    """The stored rule set, or None when it no longer loads (the rules editor says why)."""
+    try:
+        return validate_rules(assignment.rules_yaml)
+    except RuleSetError:
+        return None
+
+
 def _full_clean(assignment: Assignment) -> None:
     try:
         assignment.full_clean()
     except ValidationError as exc:
         parts = [f"{field}: {' '.join(msgs)}" for field, msgs in exc.message_dict.items()]
-        raise AssignmentInvalid("Invalid assignment settings. " + "; ".join(parts)) from exc
+        raise AssignmentInvalid(
+            "Invalid assignment settings. " + "; ".join(parts), errors=exc.message_dict
+        ) from exc
 
 
 @transaction.atomic
@@ -116,14 +128,16 @@ def create_assignment(*, course: Course, actor, slug: str, **fields: Any) -> Ass
 
     Raises:
         RuleSetError: the rules are invalid.
-        AssignmentInvalid: another setting is invalid (the message lists each field).
+        AssignmentInvalid: another setting is invalid, or contradicts the rules (the message
+            names each key; `errors` holds them by key, see `assignment_settings`).
     """
     unknown = set(fields) - set(EDITABLE_FIELDS)
     if unknown:
         raise AssignmentInvalid(f"Unknown assignment settings: {sorted(unknown)}.")
-    validate_rules(fields.get("rules_yaml", ""))
+    ruleset = validate_rules(fields.get("rules_yaml", ""))
     validate_dataset(fields.get("dataset", "synthetic"))
     assignment = Assignment(course=course, slug=slug, **fields)
+    validate_assignment_settings(values=_settings_of(assignment), ruleset=ruleset)
     _full_clean(assignment)
     assignment.save()
     _audit(actor=actor, action="assignment.created", assignment=assignment, slug=slug)
@@ -136,6 +150,10 @@ def update_assignment(*, assignment: Assignment, actor, **fields: Any) -> Assign
 
     Results keep the version they were graded under, so the pages can tell which verdicts
     predate the change (and the instructor can regrade them).
+
+    Raises:
+        RuleSetError: the new rules are invalid.
+        AssignmentInvalid: a setting is invalid, or the settings and rules contradict each other.
     """
     unknown = set(fields) - set(EDITABLE_FIELDS)
     if unknown:
@@ -146,14 +164,15 @@ def update_assignment(*, assignment: Assignment, actor, **fields: Any) -> Assign
     rules_changed = new_rules is not None and _normalized(new_rules) != _normalized(
         assignment.rules_yaml
     )
-    if rules_changed:
-        validate_rules(new_rules)
+    ruleset = validate_rules(new_rules) if rules_changed else _stored_ruleset(assignment)
     if "dataset" in fields:
         validate_dataset(fields["dataset"])
     for name, value in fields.items():
         setattr(assignment, name, value)
     if rules_changed:
         assignment.rules_version += 1
+    # Every setting, changed or not: a new dataset or epoch limit can contradict the stored rules.
+    validate_assignment_settings(values=_settings_of(assignment), ruleset=ruleset)
     _full_clean(assignment)
     assignment.save()
     changed = sorted(name for name in fields if before[name] != fields[name])

@@ -141,6 +141,11 @@ def _assignment_page(
                 saved = course_services.update_assignment(
                     assignment=fresh, actor=request.user, **fields
                 )
+        except course_services.AssignmentInvalid as exc:
+            if exc.errors:
+                form.add_service_errors(exc.errors, editor)
+            else:
+                form.add_error(None, exc.message)
         except GraderError as exc:
             form.add_error(None, exc.message)
         else:

@@ -34,6 +34,8 @@ LEARNING_RATE_RANGE = (1e-6, 1.0)
 WEIGHT_DECAY_RANGE = (0.0, 0.1)
 DEFAULT_MAX_BATCH_SIZE = 1024
 DEFAULT_MAX_EPOCHS = 50
+# The most epochs a policy may allow; assignment settings are validated against it on save.
+POLICY_MAX_EPOCHS = 10**6
 
 BUILTIN_DEFAULTS: dict[str, Any] = {
     "optimizer": "adam",
@@ -215,7 +217,7 @@ def validate_training_config(
             names the key, the value received and what is allowed.
     """
     max_epochs = _integer(
-        "policy.max_epochs", policy.get("max_epochs", DEFAULT_MAX_EPOCHS), 1, 10**6
+        "policy.max_epochs", policy.get("max_epochs", DEFAULT_MAX_EPOCHS), 1, POLICY_MAX_EPOCHS
     )
     max_batch = _integer(
         "policy.max_batch_size", policy.get("max_batch_size", DEFAULT_MAX_BATCH_SIZE), 1, 1 << 16
