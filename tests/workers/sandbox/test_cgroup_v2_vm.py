@@ -74,7 +74,6 @@ def guest_script(placement: str) -> str:
         "set -e",
         f"cd {shlex.quote(str(PROJECT_ROOT))}",
         "grep -q ' /sys/fs/cgroup cgroup2 ' /proc/mounts",  # v2 only, or the run proves nothing
-        "mount -t tmpfs -o mode=1777 tmpfs /tmp",  # the guest's /tmp is the host's, read-only
     ]
     if placement == "service":
         lines += [
@@ -90,7 +89,10 @@ def guest_script(placement: str) -> str:
         "GRADER_TEST_REQUIRE_CGROUPS": "1",
         "GRADER_TEST_CGROUP_VERSION": "2",
         "GRADER_TEST_TIME_SCALE": TIME_SCALE,
-        "HOME": "/tmp",
+        # The guest's /tmp is the host's, read-only (and may hold this checkout: no tmpfs over
+        # it); virtme-ng gives the guest a tmpfs at /var/tmp.
+        "HOME": "/var/tmp",
+        "TMPDIR": "/var/tmp",
         "PYTHONDONTWRITEBYTECODE": "1",
         "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     }
