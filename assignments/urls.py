@@ -52,6 +52,7 @@ urlpatterns = [
     path("submissions/", student.my_submissions, name="my_submissions"),
     path("a/<slug:slug>/", student.assignment_detail, name="assignment_detail"),
     path("a/<slug:slug>/leaderboard/", student.leaderboard, name="leaderboard"),
+    path("a/<slug:slug>/layers/", student.supported_layers, name="supported_layers"),
     path("s/<int:pk>/", student.submission_detail, name="submission_detail"),
     path("s/<int:pk>/live/", student.submission_fragment, name="submission_fragment"),
     path("s/<int:pk>/cancel/", student.submission_cancel, name="submission_cancel"),

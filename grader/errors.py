@@ -77,3 +77,9 @@ class DatasetUnavailable(GraderError):
     """A dataset is unknown, or its files are not present on this host."""
 
     kind = "dataset_unavailable"
+
+
+class DatasetMismatch(GraderError):
+    """The model does not fit the assignment's dataset (image shape, number of classes)."""
+
+    kind = "dataset_mismatch"

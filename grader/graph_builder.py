@@ -440,7 +440,9 @@ class _GraphBuilder:
             if class_name in KERAS_BUILTIN_LAYERS:
                 raise UnsupportedLayer(
                     f"Layer `{name}` ({class_name}) is not supported by the model analysis. "
-                    "Expected one of the supported layer classes (see the assignment's help).",
+                    "Expected one of the supported layer classes, listed under 'Supported "
+                    "layers' on the assignment's page and by `python manage.py check_model "
+                    "--list-layers`.",
                     layer_name=name,
                     class_name=class_name,
                 )

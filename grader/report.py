@@ -43,6 +43,7 @@ def check_model(
     file: str | None = None,
     *,
     training_config: Mapping[str, Any] | None = None,
+    dataset: Any = None,
 ) -> dict[str, Any]:
     """Analyse a model config and evaluate a rule set on it, statically.
 
@@ -53,21 +54,34 @@ def check_model(
             pooling). Rules use their own end point, whatever this is.
         file: the file name to report, if any.
         training_config: the student's declared training config, for `max_epochs`.
+        dataset: the assignment's dataset (a `grader.datasets.DatasetSource` or its registered
+            name): the model must take its images and give one score per class, checked
+            before any rule.
 
     Returns:
         The report object described in the module docstring.
 
     Raises:
         GraderError: the config cannot be analysed (`InvalidModelConfig`, `UnsafeLayer`,
-            `UnsupportedLayer`), the receptive field cannot be computed at `end_point`
-            (`ReceptiveFieldError`), or the rule set is invalid (`RuleSetError`).
+            `UnsupportedLayer`; a layer name TensorFlow refuses is an `InvalidModelConfig`),
+            the model does not fit `dataset` (`DatasetMismatch`), the receptive field cannot be
+            computed at `end_point` (`ReceptiveFieldError`), or the rule set is invalid
+            (`RuleSetError`).
     """
     from grader.analysis import analyze
+    from grader.fit import check_dataset_fit, check_names
     from grader.receptive_field import compute_receptive_field
     from grader.rules import evaluate_rules, load_ruleset, overall_passed
 
     rules = load_ruleset(ruleset) if ruleset is not None else None
     analysis = analyze(config)
+    check_names(config)
+    if dataset is not None:
+        if isinstance(dataset, str):
+            from grader.datasets import get_source
+
+            dataset = get_source(dataset)
+        check_dataset_fit(analysis.input_shapes, analysis.output_shapes, dataset)
     rf: Any = None
     try:
         rf = compute_receptive_field(analysis.graph, end_point=end_point)
@@ -129,6 +143,7 @@ def check_model_file(
     *,
     config: Mapping[str, Any] | None = None,
     training_config: Mapping[str, Any] | None = None,
+    dataset: Any = None,
 ) -> dict[str, Any]:
     """`check_model` on a ``.json`` or ``.keras`` file; a `GraderError` becomes an error object.
 
@@ -139,6 +154,7 @@ def check_model_file(
         config: an already obtained model config (a ``.py`` built in a sandbox); the file is then
             only named, not read.
         training_config: as for `check_model`.
+        dataset: as for `check_model`.
 
     Returns:
         The `check_model` object, or ``{"file", "error": {"kind", "message"}}`` (also when
@@ -151,7 +167,12 @@ def check_model_file(
 
             config = load_model_config(path)
         return check_model(
-            config, ruleset, end_point=end_point, file=name, training_config=training_config
+            config,
+            ruleset,
+            end_point=end_point,
+            file=name,
+            training_config=training_config,
+            dataset=dataset,
         )
     except GraderError as exc:
         return error_report(name, exc)

@@ -60,6 +60,25 @@ def _assignment_page(
 
 
 @login_required
+@require_GET
+def supported_layers(request: HttpRequest, slug: str) -> HttpResponse:
+    """The layer classes the grader analyses, and the shapes the assignment's dataset needs."""
+    from grader.datasets import get_source
+    from grader.errors import DatasetUnavailable
+    from grader.layers import supported_classes
+
+    assignment = assignment_for(
+        request.user, get_object_or_404(Assignment.objects.select_related("course"), slug=slug)
+    )
+    try:
+        dataset = get_source(assignment.dataset)
+    except DatasetUnavailable:
+        dataset = None
+    context = {"assignment": assignment, "layers": supported_classes(), "dataset": dataset}
+    return render(request, "assignments/supported_layers.html", context)
+
+
+@login_required
 @require_http_methods(["GET", "POST"])
 def assignment_detail(request: HttpRequest, slug: str) -> HttpResponse:
     """The assignment: description, rules in plain words, quota, upload form, my submissions."""

@@ -80,6 +80,7 @@ def test_database_assignment_rules_take_precedence_over_the_preset():
         course=course,
         slug="cifar10-separable",
         title="Stricter copy",
+        dataset="cifar10",  # the reference model must fit the assignment's dataset
         rules_yaml="rules:\n  - id: max_params\n    limit: 50000\n",
     )
     code, out, _ = _run(REFERENCE, "--assignment", "cifar10-separable", "--format", "json")
@@ -203,3 +204,38 @@ def test_subprocess_assignment_without_database_falls_back_to_the_preset(tmp_pat
     assert result.returncode == 1
     assert "using the shipped preset `cifar10-separable`" in result.stderr
     assert "Layer `dropout` (Dropout) has rate 0.25. Expected at most 0.10." in result.stdout
+
+
+@pytest.mark.django_db
+def test_a_model_that_does_not_fit_the_assignment_dataset_is_reported_before_its_rules():
+    # The smoke model (16x16x3 -> 4 classes) against the CIFAR-10 assignment.
+    smoke = str(model_path("smoke_separable"))
+    code, out, _ = _run(smoke, "--assignment", "cifar10-separable", "--format", "json")
+    [report] = _json_lines(out)
+    assert code == 2
+    assert report["error"] == {
+        "kind": "dataset_mismatch",
+        "message": "Model input shape is (16, 16, 3). Expected (32, 32, 3), the images of "
+        "dataset `cifar10`.",
+    }
+    code, _, _ = _run(smoke, "--assignment", "smoke")
+    assert code == 0
+
+
+@pytest.mark.django_db
+def test_list_layers_prints_the_supported_layer_classes():
+    from grader.layers import supported_classes
+
+    code, out, _ = _run("--list-layers", "--format", "json")
+    assert code == 0
+    assert json.loads(out) == {"supported_layers": supported_classes()}
+    code, out, _ = _run("--list-layers")
+    assert code == 0
+    assert "  SeparableConv2D" in out.splitlines()
+    assert "Lambda" not in out
+
+
+@pytest.mark.django_db
+def test_no_path_and_no_list_layers_is_a_usage_error():
+    with pytest.raises(CommandError, match="Expected one or more PATH arguments"):
+        call_command("check_model")

@@ -24,6 +24,7 @@ from workers.pipeline.jobs import (
     job_dirs,
     read_stage_result,
     sandbox_job,
+    stage_log,
 )
 
 SUBMISSION_MODULE = "submission.py"
@@ -42,14 +43,15 @@ class BuildOutput:
 
 def submission_kind(path: Path) -> str:
     """`py`, `json` or `keras` from the file name (the upload service already checked content)."""
-    suffix = Path(path).suffix.lower().lstrip(".")
-    if suffix not in {"py", "json", "keras"}:
+    suffix = Path(path).suffix.lower()
+    if suffix not in {".py", ".json", ".keras"}:
+        # Word for word what the site's upload check says (`validate_upload`).
         raise StageFailed(
             "invalid_submission",
-            f"File `{Path(path).name}` has the extension `.{suffix}`. "
-            "Expected a `.py` module, a `.json` model config or a `.keras` archive.",
+            f"File `{Path(path).name}` has extension `{suffix or '(none)'}`. "
+            "Expected one of `.py`, `.json`, `.keras`.",
         )
-    return suffix
+    return suffix.lstrip(".")
 
 
 def read_static_config(path: Path) -> dict[str, Any]:
@@ -120,7 +122,7 @@ def run_build(
     return BuildOutput(
         model_config=config,
         training_config=training if isinstance(training, dict) else None,
-        log=f"{result.stdout or ''}{result.stderr or ''}",
+        log=stage_log(result),
     )
 
 

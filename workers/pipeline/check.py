@@ -1,8 +1,11 @@
 """Check: the static report (parameters, receptive field, rules) and the training config.
 
 Pure Python on the host (`grader.report`, `grader.training.config`): nothing here imports
-TensorFlow or runs student code. A failed static rule ends the grading here when the assignment
-says so, so an invalid model never uses GPU time.
+TensorFlow or runs student code. Before any rule, the model must fit the assignment's dataset
+(its image shape and number of classes, from `grader.datasets`' registry: no data is needed)
+and its names must be ones TensorFlow accepts; otherwise the grading ends as
+`invalid_submission`, without a score. A failed static rule ends the grading here when the
+assignment says so, so an invalid model never uses GPU time.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ class CheckOutput:
         training_config: The validated training config (None in evaluate mode).
         failed: The rules that failed statically.
         stop: Whether grading ends here (a rule failed and the assignment stops on it).
-        score: The score the static results earn (late penalty applied).
+        score: The score the static results earn (late penalty applied); the grading keeps it
+            only when it ends here (`recorded_score`).
     """
 
     checks: dict[str, Any]
@@ -36,6 +40,16 @@ class CheckOutput:
     failed: list[dict[str, Any]]
     stop: bool
     score: float | None
+
+    @property
+    def recorded_score(self) -> float | None:
+        """The score a grading that got this far records: the static one if it stops here.
+
+        A grading that goes on records no score until finalize decides the training rules; if
+        a later stage fails (build error, crash, timeout, infrastructure) it keeps none. The
+        site (`complete_check`) and the local grader (`grade`, `grade_batch`) both follow this.
+        """
+        return self.score if self.stop else None
 
     @property
     def message(self) -> str:
@@ -95,6 +109,24 @@ def validated_training_config(
     return dict(config)
 
 
+def plan_dataset(plan: GradingPlan) -> Any:
+    """The registered dataset of the plan: its image shape and classes, no data needed.
+
+    Raises:
+        InfrastructureError: (not retried) the assignment names a dataset the grader does not
+            know: the instructor's problem, not the student's.
+    """
+    from grader.datasets import get_source
+    from grader.errors import DatasetUnavailable
+
+    try:
+        return get_source(plan.dataset)
+    except DatasetUnavailable as exc:
+        raise InfrastructureError(
+            f"Assignment `{plan.slug}` names an unknown dataset: {exc.message}", retry=False
+        ) from exc
+
+
 def run_check(
     *,
     model_config: dict[str, Any],
@@ -106,15 +138,20 @@ def run_check(
 
     Raises:
         StageFailed: The model cannot be analysed (`invalid_submission`: unsupported or unsafe
-            layer, malformed graph) or its training config is not allowed.
-        InfrastructureError: The assignment's rule set is invalid (not retried).
+            layer, malformed graph, a name TensorFlow refuses), does not fit the dataset
+            (`invalid_submission`: input shape or number of classes) or its training config is
+            not allowed.
+        InfrastructureError: The assignment's rule set or dataset is invalid (not retried).
     """
     from grader.report import check_model
 
     ruleset = load_plan_ruleset(plan)
+    dataset = plan_dataset(plan)
     training_config = validated_training_config(declared_training, plan)
     try:
-        checks = check_model(model_config, ruleset, training_config=training_config)
+        checks = check_model(
+            model_config, ruleset, training_config=training_config, dataset=dataset
+        )
     except RuleSetError as exc:
         raise InfrastructureError(
             f"The rule set of assignment `{plan.slug}` is invalid: {exc.message}", retry=False

@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from workers.pipeline.errors import StageFailed
-from workers.pipeline.jobs import JobDirs, StageResources, read_stage_result, sandbox_job
+from workers.pipeline.jobs import (
+    JobDirs,
+    StageResources,
+    read_stage_result,
+    sandbox_job,
+    stage_log,
+)
 from workers.pipeline.train import SEED, VALIDATION_SPLIT
 
 MODEL_CONFIG_FILE = "model.json"
@@ -120,7 +126,7 @@ def run_evaluate(
         per_class_accuracy=payload.get("per_class_accuracy"),
         confusion_matrix=payload.get("confusion_matrix"),
         num_examples=payload.get("num_examples"),
-        log=f"{result.stdout or ''}{result.stderr or ''}",
+        log=stage_log(result),
         validation=_validation(payload.get("validation")),
     )
 

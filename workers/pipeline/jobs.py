@@ -181,9 +181,27 @@ _INVALID_KINDS = {
 _STAGE_WORDS = {"build": "The build", "train": "Training", "evaluate": "The evaluation"}
 
 
+def stage_log(result: Any) -> str:
+    """A sandbox job's stdout and stderr, as stored and shown to the student.
+
+    Host paths are redacted (`workers.runner.redact`): a job mounts this host's interpreter and
+    virtual environment at their own paths, and tracebacks would name them.
+    """
+    return stage_log_text(f"{result.stdout or ''}{result.stderr or ''}")
+
+
+def stage_log_text(text: str) -> str:
+    """`text` (a message a job reported) with host paths redacted, as `stage_log` does."""
+    from django.conf import settings
+
+    from workers.runner.redact import redact_paths
+
+    jobs = getattr(settings, "GRADER_JOBS_DIR", None)
+    return redact_paths(text, [(str(jobs), "<jobs>")] if jobs else [])
+
+
 def _output_tail(result: Any, limit: int = 4000) -> str:
-    text = f"{result.stdout or ''}{result.stderr or ''}"
-    return text[-limit:]
+    return stage_log(result)[-limit:]
 
 
 def read_stage_result(
@@ -197,7 +215,7 @@ def read_stage_result(
         StageFailed: A verdict: the job ran out of time or memory, crashed, printed too much,
             or the runner reported a failure caused by the submission.
     """
-    log = f"{result.stdout or ''}{result.stderr or ''}"
+    log = stage_log(result)
     what = _STAGE_WORDS[stage]
     reason = result.reason
     if reason == "cancelled":
@@ -256,7 +274,7 @@ def read_stage_result(
         return payload
     error = payload.get("error") or {}
     kind = str(error.get("kind", "error"))
-    message = str(error.get("message", "")) or f"{what} failed ({kind})."
+    message = stage_log_text(str(error.get("message", ""))) or f"{what} failed ({kind})."
     if kind in _INVALID_KINDS:
         raise StageFailed("invalid_submission", message, log=log)
     raise StageFailed("build_error" if stage == "build" else "crashed", message, log=log)

@@ -191,7 +191,8 @@ def _run_stages(
     )
     report.checks = checked.checks
     report.rules = checked.rules
-    report.score = checked.score
+    # What the site records at this point: a later stage's failure leaves no score.
+    report.score = checked.recorded_score
     if checked.stop:
         raise StageFailed("rules", checked.message)
 

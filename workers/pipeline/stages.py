@@ -350,7 +350,7 @@ def execute_check(submission_id: int, *, worker: str) -> str:
             checks=output.checks,
             rules=output.rules,
             training_config=output.training_config,
-            score=output.score,
+            score=output.recorded_score,
             stop=output.stop,
             message=output.message,
         )

@@ -30,6 +30,7 @@ from workers.pipeline.jobs import (
     progress_listener,
     read_stage_result,
     sandbox_job,
+    stage_log,
 )
 from workers.pipeline.plan import GradingPlan
 
@@ -129,7 +130,7 @@ def run_train(
         epochs=epochs,
         seconds=float(payload.get("seconds") or 0.0),
         weights_path=weights_path,
-        log=f"{result.stdout or ''}{result.stderr or ''}",
+        log=stage_log(result),
         resumed_from_epoch=None if custom else _positive_int(payload.get("resumed_from_epoch")),
         custom_training=custom,
     )

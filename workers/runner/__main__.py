@@ -1,7 +1,8 @@
 """``python -m workers.runner STAGE /job``: run one stage inside the sandbox.
 
 Exit codes: 0 when ``result.json`` was written (success, or a failure the submission caused);
-1 when the runner crashed (traceback on stderr); 2 for a malformed job (usage, spec).
+1 when the runner crashed (traceback on stderr, host paths redacted); 2 for a malformed job
+(usage, spec).
 """
 
 from __future__ import annotations
@@ -58,7 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"workers.runner: {exc}", file=sys.stderr)
         return 2
     except Exception:
-        traceback.print_exc(file=sys.stderr)
+        # Shown to the student in the log: the host's interpreter and library paths go.
+        from workers.runner.redact import redact_paths
+
+        print(redact_paths(traceback.format_exc()), file=sys.stderr, end="")
         return 1
     return 0
 

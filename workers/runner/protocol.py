@@ -127,7 +127,10 @@ def write_result(job: JobPaths, result: dict[str, Any]) -> Path:
 
 
 def failure(kind: str, message: str) -> dict[str, Any]:
-    """A ``{"ok": false, "error": {...}}`` result with a bounded message."""
+    """A ``{"ok": false, "error": {...}}`` result with a bounded message, host paths redacted."""
+    from workers.runner.redact import redact_paths
+
+    message = redact_paths(message)
     if len(message) > MAX_MESSAGE_CHARS:
         marker = "\n... (truncated)"
         message = message[: MAX_MESSAGE_CHARS - len(marker)] + marker

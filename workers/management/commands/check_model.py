@@ -1,7 +1,10 @@
 """``python manage.py check_model PATH [PATH ...]``: analyse model files against a rule set.
 
-Thin: parse the arguments, resolve the rule set, call `grader.report`, print. Exit status: 2 if
-any file could not be analysed, 1 if any rule failed, 0 otherwise.
+Thin: parse the arguments, resolve the rule set, call `grader.report`, print. With
+`--assignment` (or a rule set naming a `dataset`), a model must also fit that dataset's image
+shape and classes, as in the grading's check stage. Exit status: 2 if any file could not be
+analysed (or does not fit the dataset), 1 if any rule failed, 0 otherwise.
+`check_model --list-layers` prints the layer classes the analysis supports.
 """
 
 from __future__ import annotations
@@ -28,7 +31,12 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("paths", nargs="+", metavar="PATH", help="model files to check")
+        parser.add_argument("paths", nargs="*", metavar="PATH", help="model files to check")
+        parser.add_argument(
+            "--list-layers",
+            action="store_true",
+            help="print the Keras layer classes the model analysis supports, then exit",
+        )
         rules = parser.add_mutually_exclusive_group()
         rules.add_argument(
             "--assignment",
@@ -56,7 +64,17 @@ class Command(BaseCommand):
         """Check every path, print each report, exit with 2, 1 or 0 (see the module docstring)."""
         from grader.report import check_model_file, error_report, format_text
 
+        if options["list_layers"]:
+            self._list_layers(options["format"])
+            return
+        if not options["paths"]:
+            raise CommandError(
+                "No model file given. Expected one or more PATH arguments, or --list-layers.",
+                returncode=EXIT_NOT_ANALYSED,
+            )
+        self._dataset: str | None = None
         ruleset = self._ruleset(options)
+        dataset = self._dataset_source(ruleset)
         input_shape = _input_shape(options["input_shape"]) or (
             ruleset.metadata.get("input_shape") if ruleset else None
         )
@@ -69,11 +87,13 @@ class Command(BaseCommand):
             if path.suffix.lower() == ".py":
                 try:
                     config = _build(path, input_shape, num_classes)
-                    report = check_model_file(path, ruleset, options["end_point"], config=config)
+                    report = check_model_file(
+                        path, ruleset, options["end_point"], config=config, dataset=dataset
+                    )
                 except GraderError as exc:
                     report = error_report(str(path), exc)
             else:
-                report = check_model_file(path, ruleset, options["end_point"])
+                report = check_model_file(path, ruleset, options["end_point"], dataset=dataset)
             if options["format"] == "json":
                 self.stdout.write(json.dumps(report))
             else:
@@ -84,6 +104,29 @@ class Command(BaseCommand):
                 status = max(status, EXIT_RULE_FAILED)
         if status:
             raise SystemExit(status)
+
+    def _list_layers(self, fmt: str) -> None:
+        from grader.layers import supported_classes
+
+        classes = supported_classes()
+        if fmt == "json":
+            self.stdout.write(json.dumps({"supported_layers": classes}))
+            return
+        self.stdout.write(f"The model analysis supports {len(classes)} Keras layer classes:")
+        for name in classes:
+            self.stdout.write(f"  {name}")
+
+    def _dataset_source(self, ruleset: Any) -> Any:
+        """The dataset models must fit: the assignment's, else the rule set's `dataset`, if any."""
+        from grader.datasets import get_source
+
+        name = self._dataset or (ruleset.metadata.get("dataset") if ruleset else None)
+        if not name:
+            return None
+        try:
+            return get_source(str(name))
+        except GraderError as exc:
+            raise CommandError(exc.message, returncode=EXIT_NOT_ANALYSED) from None
 
     def _ruleset(self, options: dict[str, Any]) -> Any:
         from grader.rules import load_ruleset
@@ -128,6 +171,7 @@ class Command(BaseCommand):
             return load_preset(slug)
         if row is not None:
             rules_yaml, dataset = row
+            self._dataset = dataset
             return _with_dataset_shape(rules_yaml, dataset)
         if slug in list_presets():
             return load_preset(slug)
