@@ -82,8 +82,20 @@ DATABASES = {
 }
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Web and worker processes share the file: wait for locks instead of failing at once.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+    # Web threads and worker processes share the file. The busy timeout alone does not make a
+    # writer wait: in SQLite's default (deferred) transactions, one that read first and then
+    # writes while another connection writes gets "database is locked" at once, since waiting
+    # could deadlock. IMMEDIATE takes the write lock at BEGIN, where waiting is safe, so every
+    # transaction.atomic() queues for up to `timeout` seconds (and writers are serialized, which
+    # the daily quota's check-then-insert needs). WAL lets readers go on during a write; with
+    # WAL, synchronous=NORMAL never corrupts the file (a power cut may lose the last commits).
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+        }
+    )
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
