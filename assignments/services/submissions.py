@@ -10,6 +10,9 @@ from __future__ import annotations
 import ast
 import datetime as dt
 import hashlib
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import PurePath
 
@@ -22,6 +25,8 @@ from django.utils import timezone
 from assignments.dispatch import enqueue_submission
 from assignments.models import Assignment, Enrollment, Submission
 from grader.errors import GraderError
+
+logger = logging.getLogger(__name__)
 
 ALLOWED_SUFFIXES = {
     ".py": Submission.Kind.PYTHON,
@@ -212,6 +217,31 @@ def find_duplicate(*, assignment: Assignment, student_id: int, sha256: str) -> S
     )
 
 
+@contextmanager
+def files_removed_on_failure() -> Iterator[list[str]]:
+    """Delete the stored files whose names the block appends if the block raises.
+
+    A file is stored inside the transaction that records its row, before the commit: when the
+    transaction fails (a lock timeout, a failed commit, a later batch member), the row is rolled
+    back and nothing would ever point at the file again. Wrap the `transaction.atomic()` block
+    (`with files_removed_on_failure() as stored, transaction.atomic():`) so that a failed
+    commit is seen here too.
+    """
+    from django.core.files.storage import default_storage
+
+    stored: list[str] = []
+    try:
+        yield stored
+    except BaseException:
+        for name in stored:
+            try:
+                default_storage.delete(name)
+            except OSError:
+                # The request's own error is the one to report; this one only leaves a file.
+                logger.warning("Could not remove upload %s of a failed submission.", name)
+        raise
+
+
 def create_submission(
     *,
     assignment: Assignment,
@@ -237,10 +267,13 @@ def create_submission(
 
     Raises:
         InvalidUpload, DuplicateSubmission, QuotaExceeded, LateSubmission, NotEnrolled.
+        Any database error leaves neither a row nor a stored file. Inside a caller's
+        transaction, the caller removes the file if its transaction fails later
+        (`files_removed_on_failure`, as `create_batch` does).
     """
     now = now or timezone.now()
     upload = validate_upload(filename=filename, data=data, mode=assignment.mode)
-    with transaction.atomic():
+    with files_removed_on_failure() as stored, transaction.atomic():
         # Locking the enrollment row serializes one student's concurrent uploads, so two
         # requests racing for the last slot of the quota cannot both win.
         enrollment = (
@@ -297,6 +330,7 @@ def create_submission(
         )
         # upload_to generates the stored name; the student's name never reaches the disk.
         submission.file.save(upload.name, ContentFile(upload.data), save=False)
+        stored.append(submission.file.name)
         submission.save()
         enqueue_submission(submission.pk)
     return submission
@@ -377,12 +411,17 @@ def read_batch_zip(data: bytes) -> list[BatchMember]:
     manifest = by_name.pop(MANIFEST_NAME, None)
     if manifest is not None:
         text = read(manifest).decode("utf-8-sig", errors="replace")
-        rows = list(csv.DictReader(io.StringIO(text)))
-        if not rows or not {"file", "username"} <= set(rows[0]):
+        reader = csv.DictReader(io.StringIO(text))
+        # (line, file, username): the line numbers name rows in the errors below.
+        rows = [
+            (reader.line_num, (row.get("file") or "").strip(), (row.get("username") or "").strip())
+            for row in reader
+        ]
+        if not rows or not {"file", "username"} <= set(reader.fieldnames or []):
             raise BatchRejected(
                 "`manifest.csv` must have a header `file,username` and one row per file."
             )
-        mapping = {row["file"].strip(): row["username"].strip() for row in rows}
+        mapping = _manifest_mapping(rows)
         missing = sorted(set(mapping) - set(by_name))
         if missing:
             raise BatchRejected(f"`manifest.csv` names files missing from the zip: {missing}.")
@@ -397,6 +436,40 @@ def read_batch_zip(data: bytes) -> list[BatchMember]:
         BatchMember(filename=name, username=username, data=read(by_name[name]))
         for name, username in sorted(mapping.items())
     ]
+
+
+def _manifest_mapping(rows: list[tuple[int, str, str]]) -> dict[str, str]:
+    """File -> username from the manifest's (line, file, username) rows, one row per file.
+
+    Raises:
+        BatchRejected: a file is listed on several rows; a dictionary would silently keep the
+            last of them, and the other students' submissions would be lost.
+    """
+    lines_by_file: dict[str, list[tuple[int, str]]] = {}
+    for line, file, username in rows:
+        lines_by_file.setdefault(file, []).append((line, username))
+    repeated = {file: lines for file, lines in lines_by_file.items() if len(lines) > 1}
+    if repeated:
+        described = "; ".join(
+            f"`{file}` on lines " + ", ".join(f"{line} (`{username}`)" for line, username in lines)
+            for file, lines in sorted(repeated.items())
+        )
+        raise BatchRejected(
+            f"`manifest.csv` lists a file on several rows: {described}. Expected one row per "
+            "file (one file per student).",
+            problems=[
+                {
+                    "file": file,
+                    "username": username,
+                    "kind": BatchRejected.kind,
+                    "message": f"`{file}` is listed on {len(lines):,} rows of `manifest.csv` "
+                    f"(line {line} names `{username}`). Expected one row per file.",
+                }
+                for file, lines in sorted(repeated.items())
+                for line, username in lines
+            ],
+        )
+    return {file: lines[0][1] for file, lines in lines_by_file.items()}
 
 
 def create_batch(*, assignment: Assignment, actor, data: bytes) -> list[Submission]:
@@ -461,14 +534,17 @@ def create_batch(*, assignment: Assignment, actor, data: bytes) -> list[Submissi
             "nothing was queued.",
             problems=problems,
         )
-    with transaction.atomic():
-        return [
-            create_submission(
+    submissions: list[Submission] = []
+    # All or nothing on disk too: a failing member rolls back the earlier rows, so their files go.
+    with files_removed_on_failure() as stored, transaction.atomic():
+        for member in members:
+            submission = create_submission(
                 assignment=assignment,
                 student=users[member.username],
                 filename=member.filename,
                 data=member.data,
                 enforce_quota=False,
             )
-            for member in members
-        ]
+            stored.append(submission.file.name)
+            submissions.append(submission)
+    return submissions

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.db import DatabaseError
+from django.db.models.signals import post_save
 from django.utils import timezone
 
 from assignments.models import Assignment, Submission
@@ -278,6 +280,24 @@ def test_batch_is_all_or_nothing_and_lists_every_problem(assignment, instructor,
     assert Submission.objects.count() == 0
 
 
+def test_batch_rejects_a_manifest_listing_one_file_for_two_students(
+    assignment, instructor, student, other_student
+):
+    manifest = b"file,username\na.json,alice\na.json,bob\n"
+    data = batch_zip({"manifest.csv": manifest, "a.json": model_json()})
+    with pytest.raises(BatchRejected) as info:
+        create_batch(assignment=assignment, actor=instructor, data=data)
+    assert info.value.message == (
+        "`manifest.csv` lists a file on several rows: `a.json` on lines 2 (`alice`), "
+        "3 (`bob`). Expected one row per file (one file per student)."
+    )
+    assert [(p["file"], p["username"]) for p in info.value.problems] == [
+        ("a.json", "alice"),
+        ("a.json", "bob"),
+    ]
+    assert Submission.objects.count() == 0
+
+
 def test_batch_rejects_oversized_members_before_inflating(assignment, instructor, settings):
     settings.GRADER_MAX_UPLOAD_BYTES = 1000
     data = batch_zip({"alice.py": b"#" * 5000})  # compresses to far less than 1000 bytes
@@ -345,3 +365,51 @@ def test_concurrent_uploads_cannot_exceed_the_quota(assignment, student):
         pre_save.disconnect(dispatch_uid="slow_insert", sender=Submission)
     assert sorted(outcomes) == ["accepted", "quota", "quota", "quota"]
     assert Submission.objects.filter(student=student).count() == assignment.daily_quota
+
+
+def stored_files() -> list[Path]:
+    return [path for path in Path(settings.MEDIA_ROOT).rglob("*") if path.is_file()]
+
+
+class FailingSaves:
+    """Makes the Nth save of a submission fail the way a database error fails the transaction."""
+
+    def __init__(self, fail_at: int) -> None:
+        self.fail_at = fail_at
+        self.saves = 0
+
+    def __call__(self, sender, instance, **kwargs) -> None:
+        self.saves += 1
+        if self.saves == self.fail_at:
+            raise DatabaseError("database is locked")
+
+    def __enter__(self) -> FailingSaves:
+        post_save.connect(self, sender=Submission, dispatch_uid="failing_saves")
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        post_save.disconnect(sender=Submission, dispatch_uid="failing_saves")
+
+
+def test_a_failed_transaction_removes_the_stored_file(assignment, student):
+    with FailingSaves(fail_at=1), pytest.raises(DatabaseError):
+        create_submission(
+            assignment=assignment, student=student, filename="m.json", data=model_json()
+        )
+    assert Submission.objects.count() == 0
+    assert stored_files() == []
+    # The next upload works and keeps its file.
+    submission = create_submission(
+        assignment=assignment, student=student, filename="m.json", data=model_json()
+    )
+    assert stored_files() == [Path(submission.file.path)]
+
+
+def test_a_failed_batch_member_removes_the_files_of_the_earlier_members(
+    assignment, instructor, student, other_student
+):
+    data = batch_zip({"alice.json": model_json(1), "bob.json": model_json(2)})
+    with FailingSaves(fail_at=2), pytest.raises(DatabaseError):
+        create_batch(assignment=assignment, actor=instructor, data=data)
+    assert Submission.objects.count() == 0
+    assert stored_files() == []
