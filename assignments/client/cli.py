@@ -1,7 +1,8 @@
 """The command line: `submit`, `status`, `cancel`, `leaderboard`, `grades`, `batch`.
 
 Exit codes: 0 all went well; 1 a file was rejected or a grading did not pass; 2 bad usage or
-an API error (authentication, permission, unreachable server); 3 waiting timed out.
+an API error (authentication, permission, unreachable server, a server error); 3 waiting timed
+out.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from assignments.client.http import Api, ApiError
 
 EXIT_OK, EXIT_REJECTED, EXIT_ERROR, EXIT_TIMEOUT = 0, 1, 2, 3
 TERMINAL = {"finished", "failed", "error", "cancelled"}
+# How much of a failed submission's message is printed under it (the API has all of it).
+MESSAGE_LINES, MESSAGE_WIDTH = 6, 200
 STAGES = ["queued", "building", "checking", "training", "evaluating", "finished"]
 RESULT_COLUMNS = [
     "file", "submission_id", "status", "reason", "passed", "accuracy", "params_total", "score",
@@ -55,6 +58,27 @@ def describe(sub: dict) -> str:
     if sub["status"] in TERMINAL and sub.get("accuracy") is not None:
         text += f", test accuracy {sub['accuracy'] * 100:.2f} %"
     return text
+
+
+def did_not_pass(sub: dict) -> bool:
+    """A graded submission that failed, ended in an error, was cancelled or missed a rule."""
+    return sub["status"] in TERMINAL and (sub["status"] != "finished" or sub.get("passed") is False)
+
+
+def message_lines(sub: dict) -> list[str]:
+    """The first lines of why a submission did not pass, indented, each cut to one line."""
+    text = (sub.get("message") or "").strip()
+    if not text or not did_not_pass(sub):
+        return []
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+    shown = [
+        "  " + (line if len(line) <= MESSAGE_WIDTH else line[: MESSAGE_WIDTH - 3] + "...")
+        for line in lines[:MESSAGE_LINES]
+    ]
+    if len(lines) > MESSAGE_LINES:
+        where = f"; the whole message: {sub['url']}" if sub.get("url") else ""
+        shown.append(f"  ... {len(lines) - MESSAGE_LINES:,} more line(s){where}")
+    return shown
 
 
 def pause(seconds: float) -> None:
@@ -104,10 +128,12 @@ def wait_for(
         sleep(poll)
 
 
-def result_row(file: str, sub: dict | None, error: ApiError | None = None) -> dict[str, Any]:
-    """A CSV row for one submitted file (rejected files get their error)."""
+def result_row(
+    file: str, sub: dict | None, error: ApiError | None = None, *, status: str = "rejected"
+) -> dict[str, Any]:
+    """A CSV row for one submitted file (rejected files and failed uploads get their error)."""
     if sub is None:
-        return {"file": file, "status": "rejected", "reason": error.kind if error else "",
+        return {"file": file, "status": status, "reason": error.kind if error else "",
                 "message": error.message if error else ""}  # fmt: skip
     result = sub.get("result") or {}
     return {
@@ -138,6 +164,7 @@ def cmd_submit(api: Api, args: argparse.Namespace, out: TextIO) -> int:
     accepted: dict[int, str] = {}
     rows: list[dict[str, Any]] = []
     code = EXIT_OK
+    server_failed = False
     for name in args.files:
         path = Path(name)
         if not path.is_file():
@@ -148,6 +175,13 @@ def cmd_submit(api: Api, args: argparse.Namespace, out: TextIO) -> int:
         try:
             sub = api.post_file(f"/api/v1/assignments/{args.assignment}/submissions/", path)
         except ApiError as exc:
+            if exc.status >= 500:
+                # The server failed, not the file. The files already queued are still waited
+                # for and written to the CSV; the exit code says an API error happened.
+                out.write(f"{name}: API error ({exc.status}): {exc.message}\n")
+                rows.append(result_row(name, None, exc, status="api_error"))
+                server_failed = True
+                continue
             if exc.status in (0, 401, 403, 404) and exc.kind not in {"not_enrolled", "late"}:
                 raise
             out.write(f"{name}: rejected: {exc.message}\n")
@@ -168,15 +202,18 @@ def cmd_submit(api: Api, args: argparse.Namespace, out: TextIO) -> int:
         rows.append(result_row(name, sub))
         if sid in details:
             out.write(f"{name}: {describe(sub)}\n")
-            if sub["status"] != "finished" or sub.get("passed") is False:
+            for line in message_lines(sub):
+                out.write(line + "\n")
+            if did_not_pass(sub):
                 code = code or EXIT_REJECTED
     if args.out:
         write_csv(Path(args.out), rows)
         out.write(f"Results written to {args.out}\n")
-    return code
+    return EXIT_ERROR if server_failed else code
 
 
 def cmd_status(api: Api, args: argparse.Namespace, out: TextIO) -> int:
+    """Show each submission, why it failed and its rules; exit 1 if one did not pass."""
     if args.wait:
         try:
             details = wait_for(api, args.ids, poll=args.poll, timeout=args.timeout, out=out)
@@ -185,14 +222,20 @@ def cmd_status(api: Api, args: argparse.Namespace, out: TextIO) -> int:
             return EXIT_TIMEOUT
     else:
         details = {sid: api.get_json(f"/api/v1/submissions/{sid}/") for sid in args.ids}
+    code = EXIT_OK
     for sub in details.values():
         out.write(describe(sub) + "\n")
+        for line in message_lines(sub):
+            out.write(line + "\n")
         for rule in (sub.get("result") or {}).get("rules") or []:
             mark = {True: "pass", False: "FAIL", None: "pending"}[rule.get("passed")]
             out.write(
                 f"  [{mark:>7}] {rule.get('name') or rule['id']}: {rule.get('message', '')}\n"
             )
-    return EXIT_OK
+        # The same codes as `submit`: one that is still being graded has not failed (yet).
+        if did_not_pass(sub):
+            code = EXIT_REJECTED
+    return code
 
 
 def cmd_cancel(api: Api, args: argparse.Namespace, out: TextIO) -> int:

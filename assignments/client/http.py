@@ -22,6 +22,38 @@ class ApiError(Exception):
         self.body = body
 
 
+MAX_MESSAGE = 500
+
+
+def describe_error_answer(status: int, reason: str, raw: bytes) -> tuple[Any, str, str]:
+    """(body, kind, message) of an error answer, the message short enough for one line.
+
+    The API answers `{"error": {"kind", "message"}}`; DRF's own answers `{"detail": ...}`. Any
+    other body (Django's 500 page, a proxy's 502 page) is never shown: its HTML or traceback
+    buries the one line a user needs, and the server's log holds it anyway.
+    """
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    kind = "server_error" if status >= 500 else "http_error"
+    message = ""
+    if isinstance(body, dict):
+        problem = body.get("error")
+        if isinstance(problem, dict):
+            kind = str(problem.get("kind") or kind)
+            message = str(problem.get("message") or "")
+        elif body.get("detail"):
+            message = str(body["detail"])
+    if not message:
+        message = f"HTTP {status} {reason or ''}".strip()
+        if body is None and raw:
+            message += " (the answer is not JSON; the server's log has the details)"
+    if len(message) > MAX_MESSAGE:
+        message = message[: MAX_MESSAGE - 3] + "..."
+    return body, kind, message
+
+
 @dataclass
 class Api:
     """The grader's API at `base_url`, authenticated with `token`."""
@@ -49,14 +81,7 @@ class Api:
             with request.urlopen(req, timeout=self.timeout) as response:  # noqa: S310 - http(s)
                 return response.status, response.read(), response.headers.get("Content-Type", "")
         except error.HTTPError as exc:
-            raw = exc.read()
-            try:
-                body = json.loads(raw)
-                problem = body.get("error") or {}
-                kind = problem.get("kind", "http_error")
-                message = problem.get("message", raw.decode(errors="replace")[:500])
-            except (ValueError, AttributeError):
-                body, kind, message = None, "http_error", raw.decode(errors="replace")[:500]
+            body, kind, message = describe_error_answer(exc.code, exc.reason, exc.read())
             raise ApiError(exc.code, kind, message, body) from None
         except error.URLError as exc:
             raise ApiError(0, "unreachable", f"Cannot reach {req.full_url}: {exc.reason}") from None

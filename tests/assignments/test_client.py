@@ -128,3 +128,124 @@ def test_cancel_command_cannot_touch_another_students_submission(
     assert code == 2 and "Error (404)" in output.getvalue()
     theirs.refresh_from_db()
     assert theirs.status == Submission.Status.QUEUED
+
+
+@pytest.mark.parametrize("debug", [True, False])
+def test_a_server_error_is_an_api_error_with_a_short_message(
+    live_server, student, assignment, tmp_path, settings, debug
+):
+    # A real failure inside the server: the uploads folder cannot be created.
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where the uploads folder's parent should be")
+    settings.MEDIA_ROOT = blocker / "uploads"
+    settings.DEBUG = debug  # the debug page is plain text for a JSON client, else HTML
+    models = []
+    for filters in (1, 2):
+        models.append(tmp_path / f"net{filters}.json")
+        models[-1].write_bytes(model_json(filters))
+    out_csv = tmp_path / "results.csv"
+    output = io.StringIO()
+    code = main(
+        ["submit", "--url", live_server.url, "--token", token(student), "--assignment",
+         assignment.slug, "--out", str(out_csv), *map(str, models)],
+        out=output,
+    )  # fmt: skip
+    lines = output.getvalue().splitlines()
+    assert code == 2  # an API error, not a rejected file
+    assert lines[:2] == [
+        f"{model}: API error (500): HTTP 500 Internal Server Error (the answer is not JSON; "
+        "the server's log has the details)"
+        for model in models
+    ]
+    assert "rejected" not in output.getvalue()
+    rows = list(csv.DictReader(out_csv.open()))
+    assert [(r["file"], r["status"], r["reason"]) for r in rows] == [
+        (str(model), "api_error", "server_error") for model in models
+    ]
+    assert Submission.objects.count() == 0
+
+
+FAILURE_MESSAGE = (
+    "Model `tiny` has output shape (None, 10). Expected (None, 4): one unit per class of "
+    "`synthetic`.\n" + "".join(f"  detail line {n}\n" for n in range(2, 12))
+)
+
+
+def test_status_shows_why_a_submission_failed_and_exits_1(live_server, student, assignment):
+    from tests.assignments.site_fixtures import make_submission
+
+    failed = make_submission(
+        assignment, student, status=Submission.Status.FAILED,
+        reason=Submission.Reason.INVALID_SUBMISSION, with_result=False,
+    )  # fmt: skip
+    Submission.objects.filter(pk=failed.pk).update(message=FAILURE_MESSAGE)
+    passed = make_submission(assignment, student, accuracy=0.9)
+    common = ["status", "--url", live_server.url, "--token", token(student)]
+
+    output = io.StringIO()
+    assert main([*common, str(passed.pk)], out=output) == 0
+    assert f"#{passed.pk} finished" in output.getvalue()
+
+    output = io.StringIO()
+    assert main([*common, str(passed.pk), str(failed.pk)], out=output) == 1
+    text = output.getvalue()
+    assert (
+        f"#{failed.pk} failed: invalid_submission\n"
+        "  Model `tiny` has output shape (None, 10). Expected (None, 4): one unit per class of "
+        "`synthetic`.\n    detail line 2\n"
+    ) in text
+    assert "    detail line 6\n" in text and "detail line 7" not in text
+    assert f"  ... 5 more line(s); the whole message: {live_server.url}/api/v1/" in text
+
+
+def test_submit_shows_why_the_build_failed(live_server, student, assignment, tmp_path, monkeypatch):
+    from assignments.services import grading
+
+    model = tmp_path / "net.json"
+    model.write_bytes(model_json())
+
+    # The "worker" takes the build and fails it the way the build stage does.
+    def fail_the_build(_seconds: float) -> None:
+        for sub in Submission.objects.filter(status=Submission.Status.QUEUED):
+            assert grading.claim_stage(
+                submission_id=sub.pk, from_status="queued", to_status="building", worker="w#1"
+            )
+            assert grading.mark_failed(
+                submission_id=sub.pk, worker="w#1", reason=Submission.Reason.BUILD_ERROR,
+                message="build_model() raised ValueError: Kernel size 9 is larger than the "
+                "8x8 input.",
+                stage="build",
+            )  # fmt: skip
+
+    monkeypatch.setattr("assignments.client.cli.pause", fail_the_build)
+    output = io.StringIO()
+    code = main(
+        ["submit", "--url", live_server.url, "--token", token(student), "--assignment",
+         assignment.slug, "--poll", "0", str(model)],
+        out=output,
+    )  # fmt: skip
+    assert code == 1
+    sub = Submission.objects.get()
+    assert (
+        f"{model}: #{sub.pk} failed: build_error\n"
+        "  build_model() raised ValueError: Kernel size 9 is larger than the 8x8 input.\n"
+    ) in output.getvalue()
+
+
+def test_batch_with_a_file_listed_twice_in_the_manifest_is_rejected(
+    live_server, instructor, student, other_student, assignment, tmp_path
+):
+    import zipfile
+
+    archive = tmp_path / "students.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("manifest.csv", "file,username\na.json,alice\na.json,bob\n")
+        zipped.writestr("a.json", model_json())
+    output = io.StringIO()
+    code = main(["batch", "--url", live_server.url, "--token", token(instructor),
+                 "--assignment", assignment.slug, str(archive)], out=output)  # fmt: skip
+    text = output.getvalue()
+    assert code == 1
+    assert "`a.json` on lines 2 (`alice`), 3 (`bob`). Expected one row per file" in text
+    assert "  a.json (alice): " in text and "  a.json (bob): " in text
+    assert Submission.objects.count() == 0
