@@ -160,11 +160,35 @@ def _rules_problems(values: Mapping[str, Any], ruleset: Any) -> dict[str, str]:
                 f"{described}, and models are built for that. Change it, or remove "
                 "`num_classes` from the rules: the dataset decides it."
             )
+    problems.update(_evaluate_only_problems(values, ruleset))
     training = metadata.get("training")
     max_epochs = values.get("max_epochs")
     limit_ok = _integer_problem("max_epochs", max_epochs, 1, POLICY_MAX_EPOCHS) is None
     if training is not None and limit_ok:
         problems.update(_training_problems(training, values, max_epochs))
+    return problems
+
+
+def _evaluate_only_problems(values: Mapping[str, Any], ruleset: Any) -> dict[str, str]:
+    """An evaluate-only assignment trains nothing, so a rule decided by training (the
+    registry's ``phase="training"``) could never be decided: every submission would fail it."""
+    from grader.rules import RULES
+
+    mode = values.get("mode", ruleset.metadata.get("mode"))
+    if mode != "evaluate":
+        return {}
+    problems: dict[str, str] = {}
+    for spec in ruleset.rules:
+        definition = RULES.get(spec.id)
+        if definition is None or definition.phase != "training":
+            continue
+        named = f"`{spec.id}`" if spec.name == spec.id else f"`{spec.name}` ({spec.id})"
+        problems[f"rules.{spec.name}"] = (
+            f"Rule {named} is decided by training. Expected no training rules in an "
+            "evaluate-only assignment; `mode: evaluate` grades an uploaded trained model "
+            "without training it, so every submission would fail this rule. Remove the rule, "
+            "or set the mode to train."
+        )
     return problems
 
 

@@ -397,3 +397,63 @@ def test_the_admin_refuses_what_the_form_refuses(client, smoke):
     assert errors["late_penalty"][0].startswith("Late penalty is 1.5. Expected a fraction")
     assert errors["rules_yaml"][0].startswith("Rules `num_classes` is 7. Expected 4")
     assert snapshot(smoke) == before
+
+
+# --- evaluate-only assignments train nothing: no rule decided by training ---------------------
+
+EVALUATE_REFUSAL = (
+    "Rule `min_val_accuracy` is decided by training. Expected no training rules in an "
+    "evaluate-only assignment;"
+)
+
+
+def test_the_service_refuses_training_rules_in_an_evaluate_only_assignment(smoke, instructor):
+    before = snapshot(smoke)
+    with pytest.raises(AssignmentInvalid) as caught:
+        courses.update_assignment(assignment=smoke, actor=instructor, mode="evaluate")
+    assert set(caught.value.errors) == {"rules.max_epochs", "rules.min_val_accuracy"}
+    assert caught.value.errors["rules.min_val_accuracy"][0].startswith(EVALUATE_REFUSAL)
+    assert "Rule `max_epochs` is decided by training." in caught.value.message
+    assert snapshot(smoke) == before
+
+
+def test_import_refuses_training_rules_in_an_evaluate_only_assignment(
+    client, instructor, course, smoke
+):
+    text = exported(smoke, slug="smoke-eval", mode="evaluate")
+    message = import_errors(import_text(client, instructor, course, text))
+    assert f"`rules.min_val_accuracy`: {EVALUATE_REFUSAL}" in message
+    assert not Assignment.objects.filter(slug="smoke-eval").exists()
+
+
+def test_form_refuses_switching_to_evaluate_under_training_rules(client, instructor, smoke):
+    before = snapshot(smoke)
+    response = save_page(client, instructor, smoke, mode="evaluate")
+    assert response.status_code == 200
+    assert EVALUATE_REFUSAL in response.content.decode().replace("&#x27;", "'")
+    assert snapshot(smoke) == before
+
+
+def test_the_admin_refuses_training_rules_in_an_evaluate_only_assignment(client, smoke):
+    from tests.assignments.site_fixtures import make_user
+
+    client.force_login(make_user("root", superuser=True))
+    url = reverse("admin:assignments_assignment_change", args=[smoke.pk])
+    values = form_values(client.get(url).content, form_id="assignment_form")
+    before = snapshot(smoke)
+    response = client.post(url, {**values, "mode": "evaluate"})
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert any(message.startswith(EVALUATE_REFUSAL) for message in errors["rules_yaml"])
+    assert snapshot(smoke) == before
+
+
+def test_static_rules_are_fine_in_an_evaluate_only_assignment(smoke, instructor):
+    from grader.rules import RULES
+
+    static = yaml.safe_load(smoke.rules_yaml)
+    static["rules"] = [r for r in static["rules"] if RULES[r["id"]].phase == "static"]
+    courses.update_assignment(
+        assignment=smoke, actor=instructor, mode="evaluate", rules_yaml=yaml.safe_dump(static)
+    )
+    assert Assignment.objects.get(pk=smoke.pk).mode == "evaluate"
