@@ -221,7 +221,10 @@ def read_stage_result(
     if reason == "cancelled":
         raise StageAborted(f"The {stage} sandbox was stopped: {result.detail}")
     if reason == "infrastructure":
-        raise InfrastructureError(f"The {stage} sandbox could not run the job.", log=log)
+        # The backend's detail says why (an image not built, the engine down) and the fix.
+        detail = stage_log_text(str(result.detail or "")).strip()
+        message = f"The {stage} sandbox could not run the job."
+        raise InfrastructureError(f"{message} {detail}" if detail else message, log=log)
     if reason == "timeout":
         raise StageFailed(
             "timeout",

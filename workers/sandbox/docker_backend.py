@@ -38,7 +38,7 @@ from workers.sandbox.base import (
 )
 from workers.sandbox.environment import check_job_mounts
 from workers.sandbox.hostdirs import DiskWatch, prepare_writable_mounts
-from workers.sandbox.images import ensure_local_image
+from workers.sandbox.images import ensure_local_image, missing_image_message
 
 logger = logging.getLogger(__name__)
 
@@ -182,6 +182,9 @@ class DockerSandbox:
                 reason=reason,
                 detail=detail,
             )
+        except docker.errors.ImageNotFound:
+            # Raised by `containers.create` before anything ran: say which image and the fix.
+            return infrastructure_result(missing_image_message(self.image))
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             if cancel_watch is not None and cancel_watch.stop():
                 return cancelled_result()  # the engine's answers to a killed job do not matter

@@ -21,6 +21,18 @@ PRODUCTION_IMAGE = "grader-sandbox:2.21.0-gpu"
 _lock = threading.Lock()
 
 
+def missing_image_message(name: str) -> str:
+    """Why the docker backend cannot run a job in `name`, an image this engine lacks, and how
+    to get one: build it, or run the empty local image with this host's Python."""
+    return (
+        f"The sandbox image `{name}` is not built on this Docker engine (No such image: "
+        f"{name}). Build it: `docker build -f workers/sandbox/Dockerfile -t {name} .` "
+        "(or `docker compose --profile build build sandbox`, see README), or set "
+        "`GRADER_SANDBOX_IMAGE=local` to run jobs in an empty image with this host's Python "
+        "mounted."
+    )
+
+
 def _empty_tar() -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w"):

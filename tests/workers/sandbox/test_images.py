@@ -24,3 +24,17 @@ def test_local_image_is_empty_and_created_idempotently(docker_available):
         assert client.images.get(name).attrs["Size"] == 0  # nothing inside but the binds
     finally:
         client.images.remove(name, force=True)
+
+
+def test_a_missing_image_is_an_infrastructure_result_naming_it_and_the_fix(docker_available):
+    from workers.sandbox.base import Limits, SandboxJob
+    from workers.sandbox.docker_backend import DockerSandbox
+
+    name = f"grader-no-such-image:{uuid.uuid4().hex[:12]}"
+    result = DockerSandbox(image=name).run(
+        SandboxJob(argv=["/bin/true"], mounts=[], limits=Limits(wall_seconds=10.0))
+    )
+    assert result.reason == "infrastructure"
+    assert result.detail.startswith(f"The sandbox image `{name}` is not built")
+    assert f"docker build -f workers/sandbox/Dockerfile -t {name} ." in result.detail
+    assert "GRADER_SANDBOX_IMAGE=local" in result.detail
