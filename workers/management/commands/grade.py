@@ -23,6 +23,9 @@ from grader.errors import GraderError
 from workers.pipeline.local import EXIT_CODES, GradeReport, grade_file
 from workers.pipeline.plan import GradingPlan
 
+#: The `--format json` reason of a bad argument (no such file, no such assignment or preset).
+INVALID_ARGUMENT = "invalid_argument"
+
 
 def resolve_plan(slug: str) -> GradingPlan:
     """The grading plan of a database assignment `slug`, else of the preset `slug`.
@@ -95,6 +98,13 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def argument_error(path: Path, message: str) -> dict[str, Any]:
+    """The `--format json` report of a run that could not start: a file that does not exist,
+    an unknown assignment. The keys of `GradeReport.to_dict`, status `error`, reason
+    `invalid_argument`."""
+    return GradeReport(file=str(path), reason=INVALID_ARGUMENT, message=message).to_dict()
+
+
 class Command(BaseCommand):
     help = "Grade one submission file locally through every stage (build, check, train, evaluate)."
 
@@ -113,10 +123,18 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         path = Path(options["path"])
-        if not path.is_file():
-            raise CommandError(f"File {path} does not exist.", returncode=EXIT_CODES["error"])
-        plan = resolve_plan(options["assignment"])
         text = options["format"] == "text"
+        try:
+            if not path.is_file():
+                raise CommandError(f"File {path} does not exist.", returncode=EXIT_CODES["error"])
+            plan = resolve_plan(options["assignment"])
+        except CommandError as exc:
+            if text:
+                raise
+            # A script reading `--format json` gets the report's object, never a bare stderr.
+            self.stdout.write(json.dumps(argument_error(path, str(exc))))
+            self.stdout.flush()
+            sys.exit(EXIT_CODES["error"])
 
         def on_event(kind: str, data: dict[str, Any]) -> None:
             if not text:
