@@ -123,11 +123,13 @@ def test_forged_epochs_of_a_custom_training_do_not_pass_min_val_accuracy(
 
     wait_for(ended(submission), timeout=300, workers=workers, what="the grading to end")
 
-    assert (submission.status, submission.reason) == (Status.FINISHED, ""), (
+    # A rule failed after training: `failed/rules` with its message, as for a static failure.
+    assert (submission.status, submission.reason) == (Status.FAILED, "rules"), (
         f"{submission.message}\n{submission.log[-3000:]}\n{workers.logs()}"
     )
     result = Result.objects.get(submission=submission)
     rules = {rule["id"]: rule for rule in result.rules}
+    assert submission.message == "1 rule failed: " + rules["min_val_accuracy"]["message"]
     held_out = _held_out_labels(Path(grading_settings.GRADER_DATA_DIR))
     expected = _class_zero_share(held_out)
     assert expected < 0.6  # the preset's limit: an honest measurement fails it

@@ -76,6 +76,23 @@ def test_grade_trains_a_json_model_and_reports_progress_per_epoch(env_dirs, tmp_
 @pytest.mark.tf
 @pytest.mark.bwrap
 @pytest.mark.timeout(600)
+def test_grade_progress_counts_the_epochs_this_run_trains_not_the_assignment_maximum(
+    env_dirs, tmp_path
+):
+    module = tmp_path / "student.py"
+    module.write_text(SMOKE_MODULE)  # declares 3 epochs; the smoke preset allows 5
+
+    completed = run_grade(str(module), "--assignment", "smoke", env_dirs=env_dirs)
+
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    lines = [line.strip() for line in completed.stdout.splitlines()]
+    progress = [line.split("  ")[0] for line in lines if line.startswith("epoch ")]
+    assert progress == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+
+
+@pytest.mark.tf
+@pytest.mark.bwrap
+@pytest.mark.timeout(600)
 def test_grade_json_output_of_a_python_module(env_dirs, tmp_path):
     module = tmp_path / "student.py"
     module.write_text(SMOKE_MODULE)

@@ -17,7 +17,12 @@ from django.core.management import call_command
 
 from assignments.models import Result, Submission
 from grader.presets import preset_text
-from tests.workers.conftest import FIXTURE_MODELS, make_assignment, make_submission
+from tests.workers.conftest import (
+    FIXTURE_MODELS,
+    make_assignment,
+    make_submission,
+    smoke_rules_yaml,
+)
 from workers.pipeline.local import grade_file
 from workers.pipeline.plan import GradingPlan
 
@@ -36,6 +41,12 @@ def _site_outcome(submission: Submission) -> dict[str, Any]:
     if submission.status == Submission.Status.CHECKING:
         stages.execute_train(submission.pk, worker=WORKER)
     submission.refresh_from_db()
+    if submission.status == Submission.Status.TRAINING and not submission.worker:
+        stages.execute_evaluate(submission.pk, worker=WORKER)
+        submission.refresh_from_db()
+    if submission.status == Submission.Status.EVALUATING and not submission.worker:
+        stages.execute_finalize(submission.pk)
+        submission.refresh_from_db()
     result = Result.objects.filter(submission=submission).first()
     return {
         "status": submission.status,
@@ -139,6 +150,35 @@ def test_a_static_failure_that_stops_keeps_the_same_static_score_on_both(
     assert site == local
     assert (site["status"], site["reason"]) == ("failed", "rules")
     assert site["score"] is not None and 0 < site["score"] < 100
+
+
+@pytest.mark.tf
+@pytest.mark.timeout(600)
+@pytest.mark.django_db(transaction=True)  # the training's heartbeat thread reads the submission
+def test_a_rule_failed_after_training_is_failed_rules_with_its_message_on_both(
+    tmp_path, student, grading_settings, bwrap_available
+):
+    # Passes every static rule, trains 2 epochs at a learning rate too small to learn anything:
+    # `min_val_accuracy` (60 % within 5 epochs) fails once training is over.
+    path = _model(tmp_path, "smoke_separable", "slow.json")
+    training = {
+        "optimizer": "adam",
+        "learning_rate": 1e-6,
+        "schedule": "constant",
+        "batch_size": 64,
+        "epochs": 2,
+    }
+
+    site, local = _both(tmp_path, student, path, rules_yaml=smoke_rules_yaml(training=training))
+
+    assert site == local
+    assert (site["status"], site["reason"]) == ("failed", "rules")
+    assert site["message"].startswith("1 rule failed: The best validation accuracy within 5 ")
+    assert "Expected at least 60.00%." in site["message"]
+    assert site["score"] is not None and 0 < site["score"] < 100
+    result = Result.objects.get()  # the site's only submission
+    assert result.passed is False
+    assert {r["id"] for r in result.rules if r["passed"] is False} == {"min_val_accuracy"}
 
 
 def test_grade_batch_writes_no_score_for_a_model_the_site_gives_none(

@@ -16,7 +16,7 @@ from typing import Any
 
 from grader.errors import GraderError, RuleSetError, TrainingConfigError
 from workers.pipeline.errors import InfrastructureError, StageFailed
-from workers.pipeline.finalize import late_adjusted_score, rule_score
+from workers.pipeline.finalize import failure_message, late_adjusted_score, rule_score
 from workers.pipeline.plan import GradingPlan
 
 
@@ -54,11 +54,7 @@ class CheckOutput:
     @property
     def message(self) -> str:
         """A sentence per failed rule, for the submission's status line."""
-        if not self.failed:
-            return ""
-        count = len(self.failed)
-        head = f"{count} rule{'s' if count != 1 else ''} failed: "
-        return head + " ".join(str(r.get("message", r.get("id"))) for r in self.failed)
+        return failure_message(self.failed)
 
 
 def load_plan_ruleset(plan: GradingPlan) -> Any:

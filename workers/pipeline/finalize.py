@@ -52,6 +52,32 @@ def overall_passed(rules: Sequence[Mapping[str, Any]]) -> bool | None:
     return True
 
 
+def failure_message(failed: Sequence[Mapping[str, Any]]) -> str:
+    """A sentence per failed rule, Keras-style: `2 rules failed: <message> <message>`."""
+    if not failed:
+        return ""
+    count = len(failed)
+    head = f"{count} rule{'s' if count != 1 else ''} failed: "
+    return head + " ".join(str(r.get("message", r.get("id"))) for r in failed)
+
+
+def final_failure(rules: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
+    """`(reason, message)` of a finalized grading: `("", "")` when every rule passed.
+
+    A failed rule ends the grading `failed/rules` whichever stage decided it (a static rule when
+    the assignment does not stop on it, or a rule decided after training), with the same
+    message the check stage gives a static failure; a rule left undecided fails it too. The
+    site (`execute_finalize`) and the local grader (`grade_file`) both use this.
+    """
+    failed = [r for r in rules if r.get("passed") is False]
+    if failed:
+        return "rules", failure_message(failed)
+    undecided = [str(r.get("id")) for r in rules if r.get("passed") is None]
+    if undecided:
+        return "rules", f"Rules {', '.join(undecided)} could not be decided."
+    return "", ""
+
+
 def compute_verdict(
     *,
     plan: GradingPlan,

@@ -76,6 +76,11 @@ def _overall(rules: list[dict[str, Any]]) -> bool | None:
     return overall_passed(rules)
 
 
+def _planned_epochs(training_config: dict[str, Any] | None) -> int | None:
+    epochs = (training_config or {}).get("epochs")
+    return epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None
+
+
 def _resources(plan: GradingPlan, stage: str) -> StageResources:
     from assignments.services.grading import stage_limits
 
@@ -137,7 +142,7 @@ def _run_stages(
     from workers.pipeline.build import run_build, submission_kind
     from workers.pipeline.check import run_check
     from workers.pipeline.evaluate import run_evaluate
-    from workers.pipeline.finalize import compute_verdict
+    from workers.pipeline.finalize import compute_verdict, final_failure
     from workers.pipeline.sandboxes import open_sandbox, worker_gpu_device
     from workers.pipeline.train import run_train
 
@@ -199,7 +204,8 @@ def _run_stages(
     gpu = worker_gpu_device()
     custom = False
     if plan.trains:
-        emit("stage", {"stage": "train"})
+        # The epochs this run trains: the validated config's (declared, for custom training).
+        emit("stage", {"stage": "train", "epochs": _planned_epochs(checked.training_config)})
 
         def on_epoch(record: dict[str, Any]) -> None:
             report.epochs.append(record)
@@ -257,13 +263,8 @@ def _run_stages(
     )
     report.rules = verdict.rules
     report.score = verdict.score
-    failed = [r for r in verdict.rules if r.get("passed") is False]
-    if verdict.passed is True:
-        report.status = PASSED
-    elif failed:
-        report.status, report.reason = FAILED, "rules"
-        report.message = " ".join(str(r.get("message")) for r in failed)
+    reason, message = final_failure(verdict.rules)
+    if reason:
+        report.status, report.reason, report.message = FAILED, reason, message
     else:
-        undecided = [r.get("id") for r in verdict.rules if r.get("passed") is None]
-        report.status, report.reason = FAILED, "rules"
-        report.message = f"Rules {', '.join(map(str, undecided))} could not be decided."
+        report.status = PASSED

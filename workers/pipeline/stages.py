@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection, transaction
 
 from assignments.models import Submission
 from assignments.services import grading
@@ -506,8 +506,13 @@ def execute_evaluate(submission_id: int, *, worker: str, sandbox: Any = None) ->
 
 
 def execute_finalize(submission_id: int) -> str:
-    """Decide the training rules, score, and mark the submission finished (exactly once)."""
-    from workers.pipeline.finalize import compute_verdict
+    """Decide the training rules, score, and end the grading (exactly once).
+
+    `finished` when every rule passed; a failed rule (decided after training, or a static one
+    the assignment did not stop on) ends it `failed/rules` with the failed rules' messages, as
+    the check stage does and as `grade_file` reports (`finalize.final_failure`).
+    """
+    from workers.pipeline.finalize import compute_verdict, final_failure
 
     submission = _load(submission_id)
     if submission.status != Status.EVALUATING or submission.worker:
@@ -531,13 +536,20 @@ def execute_finalize(submission_id: int) -> str:
         custom_training=custom,
         measured_val_accuracy=measured if isinstance(measured, int | float) else None,
     )
-    if not grading.finalize(
-        submission_id=submission_id,
-        rules=verdict.rules,
-        passed=verdict.passed,
-        score=verdict.score,
-    ):
-        return SKIPPED
+    reason, message = final_failure(verdict.rules)
+    with transaction.atomic():
+        if not grading.finalize(
+            submission_id=submission_id,
+            rules=verdict.rules,
+            passed=verdict.passed,
+            score=verdict.score,
+        ):
+            return SKIPPED
+        if reason:
+            # In the same transaction (the row is still locked): a failed rule is a verdict.
+            Submission.objects.filter(pk=submission_id, status=Status.FINISHED).update(
+                status=Status.FAILED, reason=reason, message=message
+            )
     remove_grading(submission_id)
     return DONE
 

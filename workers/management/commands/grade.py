@@ -51,8 +51,10 @@ def resolve_plan(slug: str) -> GradingPlan:
         ) from exc
 
 
-def _format_epoch(record: dict[str, Any], max_epochs: int) -> str:
-    parts = [f"epoch {record.get('epoch')}/{max_epochs}"]
+def _format_epoch(record: dict[str, Any], epochs: int | None) -> str:
+    """`epoch 2/5  loss ...`: `epochs` is what this run trains (the validated config's)."""
+    total = f"/{epochs}" if epochs else ""
+    parts = [f"epoch {record.get('epoch')}{total}"]
     for key, label in (
         ("loss", "loss"),
         ("accuracy", "acc"),
@@ -136,13 +138,17 @@ class Command(BaseCommand):
             self.stdout.flush()
             sys.exit(EXIT_CODES["error"])
 
+        planned: dict[str, int | None] = {"epochs": None}
+
         def on_event(kind: str, data: dict[str, Any]) -> None:
             if not text:
                 return
             if kind == "stage":
+                if data["stage"] == "train":
+                    planned["epochs"] = data.get("epochs")
                 self.stdout.write(f"-> {data['stage']}")
             elif kind == "epoch":
-                self.stdout.write("   " + _format_epoch(data, plan.max_epochs))
+                self.stdout.write("   " + _format_epoch(data, planned["epochs"]))
             self.stdout.flush()
 
         report: GradeReport = grade_file(
