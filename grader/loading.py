@@ -27,6 +27,15 @@ MAX_COMPRESSION_RATIO = 200  # ratio of one member; JSON compresses ~10x, weight
 CONFIG_MEMBER = "config.json"
 
 
+SUBMISSION_SUFFIXES = (".py", ".json", ".keras")
+
+
+def unsupported_extension_message(name: str, suffix: str) -> str:
+    """What the site's upload check and the local grader both say of a file they cannot grade."""
+    expected = ", ".join(f"`{s}`" for s in SUBMISSION_SUFFIXES)
+    return f"File `{name}` has extension `{suffix or '(none)'}`. Expected one of {expected}."
+
+
 def load_model_config(path: str | Path) -> dict[str, Any]:
     """Read the model config of a ``.json`` or ``.keras`` file.
 

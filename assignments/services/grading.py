@@ -455,11 +455,19 @@ def complete_evaluation(
 
 
 def finalize(
-    *, submission_id: int, rules: Sequence[dict[str, Any]], passed: bool | None, score: float | None
+    *,
+    submission_id: int,
+    rules: Sequence[dict[str, Any]],
+    passed: bool | None,
+    score: float | None,
+    reason: str = "",
+    message: str = "",
 ) -> bool:
-    """Write the final verdict and mark the submission finished (once: conditional on the state).
+    """Write the final verdict and end the grading (once: conditional on the state).
 
-    Runs only on an evaluated submission with no owner (`evaluating`, evaluation done).
+    Runs only on an evaluated submission with no owner (`evaluating`, evaluation done). With a
+    `reason` (a rule failed: `rules`), the grading ends `failed` with `message`, as the check
+    stage ends one; without, `finished`.
 
     Returns:
         False if the submission is not waiting for finalization (already finalized, regraded,
@@ -476,10 +484,14 @@ def finalize(
         Result.objects.filter(submission=submission).update(
             rules=list(rules), passed=passed, score=score
         )
-        submission.status = Status.FINISHED
-        submission.reason = Reason.NONE
+        fields = ["status", "reason", "finished_at"]
+        submission.status = Status.FAILED if reason else Status.FINISHED
+        submission.reason = reason or Reason.NONE
+        if reason:
+            submission.message = message
+            fields.append("message")
         submission.finished_at = timezone.now()
-        submission.save(update_fields=["status", "reason", "finished_at"])
+        submission.save(update_fields=fields)
     return True
 
 

@@ -25,6 +25,7 @@ from django.utils import timezone
 from assignments.dispatch import enqueue_submission
 from assignments.models import Assignment, Enrollment, Submission
 from grader.errors import GraderError
+from grader.loading import unsupported_extension_message
 
 logger = logging.getLogger(__name__)
 
@@ -113,10 +114,7 @@ def validate_upload(
     name = clean_filename(filename)
     suffix = PurePath(name).suffix.lower()
     if suffix not in ALLOWED_SUFFIXES:
-        raise InvalidUpload(
-            f"File `{name}` has extension `{suffix or '(none)'}`. "
-            "Expected one of `.py`, `.json`, `.keras`."
-        )
+        raise InvalidUpload(unsupported_extension_message(name, suffix))
     if mode == Assignment.Mode.EVALUATE and suffix != ".keras":
         raise InvalidUpload(
             f"File `{name}` is a `{suffix}` file. This assignment evaluates a trained model: "

@@ -43,13 +43,13 @@ class BuildOutput:
 
 def submission_kind(path: Path) -> str:
     """`py`, `json` or `keras` from the file name (the upload service already checked content)."""
+    from grader.loading import SUBMISSION_SUFFIXES, unsupported_extension_message
+
     suffix = Path(path).suffix.lower()
-    if suffix not in {".py", ".json", ".keras"}:
-        # Word for word what the site's upload check says (`validate_upload`).
+    if suffix not in SUBMISSION_SUFFIXES:
+        # The same words as the site's upload check (`validate_upload`).
         raise StageFailed(
-            "invalid_submission",
-            f"File `{Path(path).name}` has extension `{suffix or '(none)'}`. "
-            "Expected one of `.py`, `.json`, `.keras`.",
+            "invalid_submission", unsupported_extension_message(Path(path).name, suffix)
         )
     return suffix.lstrip(".")
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.db import DatabaseError, close_old_connections, connection
 
 from assignments.models import Submission
 from assignments.services import grading
@@ -537,19 +537,15 @@ def execute_finalize(submission_id: int) -> str:
         measured_val_accuracy=measured if isinstance(measured, int | float) else None,
     )
     reason, message = final_failure(verdict.rules)
-    with transaction.atomic():
-        if not grading.finalize(
-            submission_id=submission_id,
-            rules=verdict.rules,
-            passed=verdict.passed,
-            score=verdict.score,
-        ):
-            return SKIPPED
-        if reason:
-            # In the same transaction (the row is still locked): a failed rule is a verdict.
-            Submission.objects.filter(pk=submission_id, status=Status.FINISHED).update(
-                status=Status.FAILED, reason=reason, message=message
-            )
+    if not grading.finalize(
+        submission_id=submission_id,
+        rules=verdict.rules,
+        passed=verdict.passed,
+        score=verdict.score,
+        reason=reason,
+        message=message,
+    ):
+        return SKIPPED
     remove_grading(submission_id)
     return DONE
 
