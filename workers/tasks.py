@@ -1,10 +1,11 @@
 """Celery tasks: thin wrappers that take a submission id and run one pipeline stage.
 
 Every task is idempotent: the stage's first step is a conditional status transition, so a
-duplicate or redelivered message finds the stage owned (or done) and returns. Tasks are sent
-late-acknowledged (`acks_late`, `reject_on_worker_lost`): a worker that dies mid-stage leaves
-the message to be redelivered, and the reaper recovers the submission from its stale heartbeat
-either way. A stage whose submission is cancelled (or taken over) while it runs kills its
+duplicate message finds the stage owned (or done) and returns. Tasks are sent late-acknowledged
+(`acks_late`, `reject_on_worker_lost`): a worker that dies mid-stage leaves the message to be
+redelivered, and the redelivered task (same task id) takes its stage over at once, resuming
+from the stage's checkpoints; the reaper recovers the submission from its stale heartbeat when
+no redelivery comes. A stage whose submission is cancelled (or taken over) while it runs kills its
 sandbox within seconds and returns `aborted`, writing nothing.
 
 Retry policy: only infrastructure problems are retried (the sandbox could not run, the database
@@ -62,16 +63,19 @@ PREFLIGHT_OPTIONS = {
 
 
 def worker_name(task: Task) -> str:
-    """A unique owner name for this attempt: `node[/gpuN]#task-id-prefix`.
+    """A unique owner name for this run: `node[/gpuN]#task-id-prefix.run`.
 
     The part before `#` names the worker process (and its GPU): the dashboard groups by it.
+    The task id prefix lets a redelivered task take its stage over from its killed earlier run
+    (`grading.claim_stage`); the run suffix tells the runs apart, so an earlier run that is
+    still alive loses the stage instead of sharing it.
     """
     node = task.request.hostname or f"local@{socket.gethostname()}"
     gpu = os.environ.get("GRADER_GPU_DEVICE", "").strip()
     if gpu:
         node = f"{node}/gpu{gpu}"
-    token = (task.request.id or os.urandom(4).hex())[:12]
-    return f"{node}#{token}"
+    token = (task.request.id or os.urandom(4).hex())[:12].replace(".", "-").replace("#", "-")
+    return f"{node}#{token}.{os.urandom(3).hex()}"
 
 
 def backoff_seconds(retries: int) -> int:

@@ -29,7 +29,7 @@ from typing import Any
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -194,6 +194,15 @@ def claim_stage(*, submission_id: int, from_status: str, to_status: str, worker:
         to_status: The running status of the stage.
         worker: A unique name of this attempt (`node#token`); later writes must present it.
 
+    A redelivery takes its stage over: when the submission is already in `to_status`, owned
+    by another run of the same task (same task id, see `task_token`), the task's earlier run was
+    lost (its pool process killed, the message requeued by `reject_on_worker_lost`) and this run
+    becomes the owner at once, resuming from the stage's checkpoints instead of waiting for the
+    reaper. Each run has its own name, so an earlier run that is in fact still alive loses the
+    stage: its heartbeat notices within seconds and stops its sandbox, and its writes are
+    refused. A takeover counts as an attempt like a re-queue by the reaper; past
+    `GRADER_MAX_ATTEMPTS` it is refused and the reaper ends the submission.
+
     Returns:
         True if this worker now owns the stage; False if someone else does, or the submission
         moved on (finished, cancelled, regraded): the caller logs and returns.
@@ -205,7 +214,33 @@ def claim_stage(*, submission_id: int, from_status: str, to_status: str, worker:
         updated = Submission.objects.filter(pk=submission_id, status=from_status, worker="").update(
             **fields
         )
+        token = task_token(worker)
+        if not updated and token:
+            max_attempts = grading_setting("GRADER_MAX_ATTEMPTS", 3)
+            updated = (
+                Submission.objects.filter(pk=submission_id, status=to_status)
+                .filter(Q(worker__endswith=f"#{token}") | Q(worker__contains=f"#{token}."))
+                .exclude(worker=worker)
+                .filter(attempts__lt=max_attempts - 1)
+                .update(attempts=F("attempts") + 1, **fields)
+            )
+            if updated:
+                logger.warning(
+                    "Submission %s: %s taken over by %s (the task was redelivered)",
+                    submission_id,
+                    to_status,
+                    worker,
+                )
     return updated == 1
+
+
+def task_token(worker: str) -> str:
+    """The task id part of an owner name `node#task-id-prefix[.run]` ("" when it has none).
+
+    Runs of the same task (a redelivery) share it; `workers.tasks.worker_name` builds the name.
+    """
+    _, sep, rest = worker.rpartition("#")
+    return rest.split(".", 1)[0] if sep else ""
 
 
 def heartbeat(*, submission_id: int, worker: str) -> bool:

@@ -280,6 +280,57 @@ def test_a_worker_killed_mid_training_is_resumed_from_its_checkpoint_once(worker
     assert (submission.status, submission.finished_at) == (Status.FINISHED, finished_at)
 
 
+def _pool_process_running(worker_pid: int, sandbox_pid: int) -> int:
+    """The worker's pool process that started the sandbox `sandbox_pid` (walking up /proc)."""
+    pid = sandbox_pid
+    while pid > 1:
+        text = Path(f"/proc/{pid}/stat").read_text()
+        parent = int(text[text.rindex(")") + 2 :].split()[1])
+        if parent == worker_pid:
+            return pid
+        pid = parent
+    raise AssertionError(f"process {sandbox_pid} does not descend from worker {worker_pid}")
+
+
+def test_a_pool_process_killed_mid_training_is_resumed_at_once_by_the_redelivered_task(
+    workers, student, grading_settings
+):
+    from workers.pipeline.stages import grading_key
+
+    # The reaper waits far longer than this test: only the redelivery can resume the training.
+    workers.env.update({"GRADER_HEARTBEAT_TIMEOUT": "600", "GRADER_QUEUE_TIMEOUT": "600"})
+    submission = make_submission(make_assignment(), student, source=SLOW_MODULE)
+    worker = workers.start()
+    submit(submission)
+
+    def epochs_recorded() -> int:
+        return EpochMetric.objects.filter(submission=submission).count()
+
+    wait_for(
+        lambda: epochs_recorded() >= 2, timeout=300, workers=workers, what="epoch 2", interval=0.1
+    )
+    submission.refresh_from_db()
+    first_run = submission.worker
+    job_root = Path(grading_settings.GRADER_JOBS_DIR) / grading_key(submission)
+    probe = wait_for_sandbox("bwrap", job_root, timeout=30)
+    pool = _pool_process_running(worker.pid, min(probe.processes))
+    os.kill(pool, signal.SIGKILL)  # the pool process only: Celery sees the worker lost
+    killed_at_epochs = epochs_recorded()
+    assert killed_at_epochs < 5
+
+    wait_for(ended(submission), timeout=240, workers=workers, what="the resumed grading")
+
+    assert submission.status == Status.FINISHED, f"{submission.message}\n{workers.logs()}"
+    assert submission.attempts == 1  # the redelivered task's takeover; no reaper re-send
+    log = (workers.log_dir / "worker0.log").read_text(errors="replace")
+    assert "taken over by e2e0@" in log and first_run.split("#")[1].split(".")[0] in log
+    epochs = list(EpochMetric.objects.filter(submission=submission).values_list("epoch", flat=True))
+    assert sorted(epochs) == [1, 2, 3, 4, 5]
+    assert submission.result.epochs_run == 5
+    resumed_from = int(submission.log.split("checkpoint of epoch ")[1].split(".")[0])
+    assert 1 <= resumed_from <= killed_at_epochs
+
+
 def test_a_flushed_broker_loses_no_queued_submission(workers, redis_broker, student):
     submission = make_submission(
         make_assignment(), student, source=FIXTURE_MODELS / "smoke_separable.json"

@@ -85,6 +85,59 @@ def test_claim_refuses_a_stage_that_is_not_waiting_in_the_expected_status(submis
     assert not claim(submission, Status.BUILDING, Status.CHECKING, "w#2")
 
 
+@pytest.mark.parametrize(
+    "first",
+    ["celery@a#4cfcbccc-972.0a0b0c", "celery@a#4cfcbccc-972"],  # this and the older name format
+)
+def test_a_redelivered_task_takes_its_stage_over_and_fences_out_its_earlier_run(
+    submission, settings, first
+):
+    settings.GRADER_MAX_ATTEMPTS = 3
+    _to_training(submission, worker=first)
+    stale = timezone.now() - timedelta(minutes=1)
+    Submission.objects.filter(pk=submission.pk).update(heartbeat_at=stale)
+    # The same task (id `4cfcbccc-972...`) again, maybe on another host, after its run was killed.
+    redelivered = "celery@b#4cfcbccc-972.1d2e3f"
+
+    # Another task, a duplicate or an older one, still finds the stage owned.
+    assert not claim(submission, Status.CHECKING, Status.TRAINING, "celery@a#77aa88bb-123.0a0b0c")
+    assert not claim(submission, Status.CHECKING, Status.TRAINING, "celery@a#4cfcbccc-97.0a0b0c")
+    # A run of the same task claiming another stage takes nothing over.
+    assert not claim(submission, Status.BUILDING, Status.CHECKING, redelivered)
+    assert claim(submission, Status.CHECKING, Status.TRAINING, redelivered)
+
+    submission.refresh_from_db()
+    assert (submission.status, submission.worker) == (Status.TRAINING, redelivered)
+    assert submission.heartbeat_at > stale
+    assert submission.attempts == 1  # counted like a re-queue by the reaper
+    # The earlier run, were it still alive, has lost the stage: its writes are refused.
+    assert not grading.heartbeat(submission_id=submission.pk, worker=first)
+    assert not grading.complete_training(
+        submission_id=submission.pk, worker=first, epochs_run=1, training_seconds=1.0, log=""
+    )
+    assert grading.heartbeat(submission_id=submission.pk, worker=redelivered)
+    # The same run claiming again (a retried claim) is no takeover.
+    assert not claim(submission, Status.CHECKING, Status.TRAINING, redelivered)
+    # Past GRADER_MAX_ATTEMPTS a submission that kills its worker every time is left to the
+    # reaper, which ends it, instead of being redelivered forever.
+    assert claim(submission, Status.CHECKING, Status.TRAINING, "celery@a#4cfcbccc-972.aaaaaa")
+    assert not claim(submission, Status.CHECKING, Status.TRAINING, "celery@a#4cfcbccc-972.bbbbbb")
+    submission.refresh_from_db()
+    assert (submission.worker, submission.attempts) == ("celery@a#4cfcbccc-972.aaaaaa", 2)
+
+
+def test_a_redelivered_task_takes_nothing_over_once_its_stage_is_done(redis_broker, submission):
+    worker = "celery@a#5d6e7f80-111.0a0b0c"
+    assert claim(submission, Status.QUEUED, Status.BUILDING, worker)
+    assert grading.complete_build(
+        submission_id=submission.pk, worker=worker, model_config={}, training_config=None
+    )
+
+    assert not claim(submission, Status.QUEUED, Status.BUILDING, "celery@b#5d6e7f80-111.1a1b1c")
+    submission.refresh_from_db()
+    assert (submission.status, submission.worker, submission.attempts) == (Status.BUILDING, "", 0)
+
+
 def test_finished_stage_hands_over_and_sends_the_next_task(redis_broker, submission):
     assert claim(submission, Status.QUEUED, Status.BUILDING, "w#1")
     config = {"class_name": "Functional", "config": {}}

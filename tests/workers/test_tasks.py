@@ -108,6 +108,53 @@ def test_a_json_model_passing_statically_goes_through_build_and_check_to_trainin
     ]
 
 
+class WorkerKilled(BaseException):
+    """Stands for SIGKILL: the stage's run ends at once, nothing of it cleans up or reports."""
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_a_task_redelivered_after_its_run_was_killed_takes_the_stage_over_at_once(
+    redis_broker, student, grading_settings, monkeypatch
+):
+    from workers.pipeline import check
+
+    submission = make_submission(
+        make_assignment(), student, source=FIXTURE_MODELS / "smoke_separable.json"
+    )
+    assert tasks.build_submission.apply(args=[submission.pk]).get() == "done"
+    run_check = check.run_check
+
+    def killed(**kwargs: object) -> None:
+        raise WorkerKilled()
+
+    monkeypatch.setattr(check, "run_check", killed)
+    task_id = "4cfcbccc-9720-4d1e-8f00-123456789abc"
+    with pytest.raises(WorkerKilled):
+        tasks.check_submission.apply(args=[submission.pk], task_id=task_id)
+    submission.refresh_from_db()
+    killed_run = submission.worker
+    assert submission.status == Status.CHECKING and "#4cfcbccc-972" in killed_run
+    monkeypatch.setattr(check, "run_check", run_check)
+
+    # A different task (a duplicate sent by the reaper, an old message) is still refused.
+    assert tasks.check_submission.apply(args=[submission.pk], task_id="other-task").get() == (
+        "skipped"
+    )
+    # The same task, redelivered (acks_late + reject_on_worker_lost), resumes the stage at once.
+    assert tasks.check_submission.apply(args=[submission.pk], task_id=task_id).get() == "done"
+
+    submission.refresh_from_db()
+    assert (submission.status, submission.worker, submission.attempts) == (Status.CHECKING, "", 1)
+    assert Result.objects.filter(submission=submission).count() == 1
+    assert [name for name, _, _ in queued_tasks(redis_broker, "gpu")] == [
+        "workers.train_submission"
+    ]
+    # Delivered once more after it finished, it finds the stage done: nothing runs twice.
+    assert tasks.check_submission.apply(args=[submission.pk], task_id=task_id).get() == "skipped"
+    assert len(queued_tasks(redis_broker, "gpu")) == 1
+
+
 @pytest.mark.services
 @pytest.mark.django_db(transaction=True)
 def test_a_static_rule_failure_ends_at_check_naming_the_rule(
