@@ -99,6 +99,25 @@ def test_the_evaluation_measures_the_held_out_part_of_the_train_split_read_only(
     )
 
 
+def test_every_attempt_of_a_gradings_stage_has_the_same_job_name(tmp_path, splits):
+    train, _ = splits
+    names = {
+        (key, stage, attempt): sandbox_job(
+            stage=stage,
+            dirs=job_dirs(root=tmp_path / "jobs", key=key, stage=stage),
+            data_dir=train,
+            resources=RESOURCES,
+        ).name
+        for key in ("7/g1", "7/g2")
+        for stage in ("build", "train")
+        for attempt in (1, 2)
+    }
+
+    # A resumed attempt ends its killed predecessor's job (docker), never another stage's.
+    assert names[("7/g1", "train", 1)] == names[("7/g1", "train", 2)]
+    assert len(set(names.values())) == 4
+
+
 @pytest.mark.parametrize("stage", ["build", "train"])
 def test_only_the_evaluation_may_mount_a_second_split(tmp_path, splits, stage):
     train, test = splits

@@ -165,6 +165,8 @@ def sandbox_job(
         env=env,
         workdir=SANDBOX_JOB_ROOT,
         gpu_device=gpu_device if stage != "build" else None,
+        # Every attempt of this grading's stage shares the name (and the `work` folder).
+        name=str(dirs.root),
     )
 
 

@@ -113,6 +113,10 @@ class SandboxJob:
             backend only adds HOME and TMPDIR (both `/scratch`) when absent.
         workdir: Working directory inside the sandbox.
         gpu_device: A GPU index or UUID to expose (e.g. "0"), or None for none.
+        name: A name the job keeps across attempts (a grading's stage), or None. A backend
+            whose jobs can outlive the worker that started them (docker: the engine owns the
+            container) ends an earlier job of the same name before starting this one, so a
+            resumed stage never shares its checkpoint folder with a killed worker's leftover.
     """
 
     argv: Sequence[str]
@@ -121,6 +125,7 @@ class SandboxJob:
     env: Mapping[str, str] = field(default_factory=dict)
     workdir: str = "/"
     gpu_device: str | None = None
+    name: str | None = None
 
     def __post_init__(self) -> None:
         if not self.argv:

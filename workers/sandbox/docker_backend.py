@@ -8,13 +8,16 @@ status passes through), and no log driver: output travels only through the attac
 read up to `Limits.output_bytes`, so a job printing without end cannot fill the host's disk.
 
 The container is removed in a `finally`, whatever happened; a cancelled job (`run(job,
-cancel=event)`) is killed at once and removed the same way. Out-of-memory verdicts come from the
-engine's `State.OOMKilled`.
+cancel=event)`) is killed at once and removed the same way. A container outlives a worker
+killed outright (the engine owns it): a job with a `name` first removes any container left
+running under that name, so a resumed stage never trains beside a killed worker's leftover.
+Out-of-memory verdicts come from the engine's `State.OOMKilled`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import threading
@@ -44,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 LABEL = "grader.sandbox"
 DEADLINE_LABEL = "grader.sandbox.deadline"
+JOB_LABEL = "grader.sandbox.job"
 # Past its wall-clock limit, how long a container may still exist while its worker reads the
 # result and removes it; after that it is an orphan of a dead worker.
 REAP_GRACE_SECONDS = 120
@@ -112,6 +116,8 @@ class DockerSandbox:
         try:
             check_job_mounts(job.mounts)
             prepare_writable_mounts(job.mounts)
+            if job.name is not None:
+                self._remove_earlier(job.name)
             container = self.client.containers.create(**self._create_arguments(job))
 
             def kill() -> None:
@@ -203,6 +209,19 @@ class DockerSandbox:
             if container is not None:
                 self._remove(container)
 
+    def _remove_earlier(self, name: str) -> None:
+        """Remove containers an earlier attempt of the job `name` left (its worker was killed).
+
+        `remove(force=True)` returns once the container's processes are dead, so nothing of
+        the earlier attempt writes into the job's folders after this.
+        """
+        label = f"{JOB_LABEL}={job_label(name)}"
+        for container in self.client.containers.list(all=True, filters={"label": label}):
+            logger.warning(
+                "removing container %s of an earlier attempt of job %s", container.id[:12], name
+            )
+            self._remove(container)
+
     def _remove(self, container: Any) -> None:
         import docker.errors
 
@@ -266,6 +285,7 @@ class DockerSandbox:
             "labels": {
                 **self.labels,
                 DEADLINE_LABEL: str(int(time.time() + limits.wall_seconds + REAP_GRACE_SECONDS)),
+                **({JOB_LABEL: job_label(job.name)} if job.name is not None else {}),
             },
             "detach": True,
             "stdin_open": False,
@@ -281,6 +301,11 @@ class DockerSandbox:
         if self.runtime is not None:
             arguments["runtime"] = self.runtime
         return arguments
+
+
+def job_label(name: str) -> str:
+    """The label value of job `name`: a digest, so any name is a valid label filter value."""
+    return hashlib.sha256(name.encode()).hexdigest()[:32]
 
 
 def _pump(stream: Any, capture: OutputCapture) -> None:

@@ -24,20 +24,23 @@ from workers.sandbox import Limits, SandboxJob, get_sandbox
 from workers.sandbox.environment import python_environment
 
 backend, marker, option = sys.argv[1], sys.argv[2], sys.argv[3]
+name = sys.argv[4] if len(sys.argv) > 4 else None
 options = {"labels": {"grader.test": option}} if backend == "docker" else {"prefix": option}
 environment = python_environment()
 sandbox = get_sandbox(backend, **options)
 print("worker ready", flush=True)
 sandbox.run(SandboxJob(
     argv=environment.argv("-c", "import time; time.sleep(600)", marker + "-job"),
-    mounts=environment.mounts, env=environment.env, limits=Limits(wall_seconds=600),
+    mounts=environment.mounts, env=environment.env, limits=Limits(wall_seconds=600), name=name,
 ))
 """
 
 
-def start_worker(backend: str, marker: str, option: str) -> subprocess.Popen[str]:
+def start_worker(
+    backend: str, marker: str, option: str, name: str | None = None
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", WORKER, backend, marker, option],
+        [sys.executable, "-c", WORKER, backend, marker, option, *([name] if name else [])],
         cwd=PROJECT_ROOT,
         env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
         stdout=subprocess.PIPE,
@@ -106,6 +109,57 @@ def test_docker_container_of_a_dead_worker_is_reaped(docker_available):
         # ...after it, it is an orphan and goes.
         later = time.time() + 600 + 121
         assert reap_expired_containers(client, now=later, label_filter=f"grader.test={tag}") == 1
+        assert client.containers.list(all=True, filters=mine) == []
+        assert wait_for(lambda: not host_processes_with(f"{marker}-job"), timeout=10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        for container in client.containers.list(all=True, filters=mine):
+            container.remove(force=True)
+
+
+@pytest.mark.docker
+def test_docker_job_of_the_same_name_removes_a_dead_workers_container_first(docker_available):
+    """A resumed stage must not train beside the container its killed worker left running."""
+    import docker
+
+    from workers.sandbox import SandboxJob, get_sandbox
+    from workers.sandbox.environment import python_environment
+
+    marker, tag = f"orphan-{uuid.uuid4().hex}", uuid.uuid4().hex
+    name = f"/jobs/{tag}/train"
+    client = docker.from_env(version="auto")
+    mine = {"label": f"grader.test={tag}"}
+    worker = start_worker("docker", marker, tag, name)
+    try:
+        assert wait_for(lambda: host_processes_with(f"{marker}-job")), "the job never started"
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        time.sleep(1.0)
+        assert len(client.containers.list(filters=mine)) == 1
+        environment = python_environment()
+        sandbox = get_sandbox("docker", labels={"grader.test": tag})
+        # Another job's name leaves the leftover alone...
+        other = sandbox.run(
+            SandboxJob(
+                argv=environment.argv("-c", "print('other')"),
+                mounts=environment.mounts,
+                env=environment.env,
+                name=f"/jobs/{tag}/evaluate",
+            )
+        )
+        assert other.ok, other.detail
+        assert len(client.containers.list(filters=mine)) == 1
+        # ...the same name removes it (and its processes) before its own container starts.
+        result = sandbox.run(
+            SandboxJob(
+                argv=environment.argv("-c", "print('resumed')"),
+                mounts=environment.mounts,
+                env=environment.env,
+                name=name,
+            )
+        )
+        assert result.ok and "resumed" in result.stdout, result.detail
         assert client.containers.list(all=True, filters=mine) == []
         assert wait_for(lambda: not host_processes_with(f"{marker}-job"), timeout=10)
     finally:
