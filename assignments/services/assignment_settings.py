@@ -160,12 +160,36 @@ def _rules_problems(values: Mapping[str, Any], ruleset: Any) -> dict[str, str]:
                 f"{described}, and models are built for that. Change it, or remove "
                 "`num_classes` from the rules: the dataset decides it."
             )
+    problems.update(_setting_conflicts(values, metadata))
     problems.update(_evaluate_only_problems(values, ruleset))
     training = metadata.get("training")
     max_epochs = values.get("max_epochs")
     limit_ok = _integer_problem("max_epochs", max_epochs, 1, POLICY_MAX_EPOCHS) is None
     if training is not None and limit_ok:
         problems.update(_training_problems(training, values, max_epochs))
+    return problems
+
+
+# Rule-set keys the assignment's own settings decide (`GradingPlan.from_assignment` reads the
+# settings, never these keys): a rule set stating another value would be silently ignored.
+_SETTING_KEYS = {
+    "mode": "mode",
+    "max_epochs": "epochs at most",
+    "time_limit_seconds": "time limit (seconds)",
+}
+
+
+def _setting_conflicts(values: Mapping[str, Any], metadata: Mapping[str, Any]) -> dict[str, str]:
+    problems: dict[str, str] = {}
+    for key, words in _SETTING_KEYS.items():
+        declared = metadata.get(key)
+        if declared is None or key not in values or declared == values[key]:
+            continue
+        problems[f"rules.{key}"] = (
+            f"Rules `{key}` is {declared!r}. Expected {values[key]!r}, the assignment's "
+            f"{words}, which the grader uses. Change it, or remove `{key}` from the rules: "
+            "the assignment's setting decides."
+        )
     return problems
 
 

@@ -303,6 +303,52 @@ def test_import_refuses_an_input_shape_or_dataset_that_contradict_the_dataset(
     assert not Assignment.objects.filter(slug="smoke-copy").exists()
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "words"),
+    [
+        ("max_epochs", 50, "epochs at most"),
+        ("time_limit_seconds", 60, "time limit (seconds)"),
+        ("mode", "evaluate", "mode"),
+    ],
+)
+def test_import_refuses_rules_keys_that_contradict_the_assignments_settings(
+    client, instructor, course, smoke, key, value, words
+):
+    # The grader reads the assignment's settings, never these keys: a rule set saying
+    # otherwise would be ignored without a word.
+    setting = getattr(smoke, key)
+    assert setting != value
+    text = exported(smoke, slug="smoke-copy", rules={key: value})
+    message = import_errors(import_text(client, instructor, course, text))
+    assert (
+        f"`rules.{key}`: Rules `{key}` is {value!r}. Expected {setting!r}, the assignment's "
+        f"{words}, which the grader uses." in message
+    )
+    assert not Assignment.objects.filter(slug="smoke-copy").exists()
+
+    # The same value as the setting is only redundant: saved.
+    text = exported(smoke, slug="smoke-copy", rules={key: setting})
+    assert import_text(client, instructor, course, text).status_code == 302
+    assert Assignment.objects.filter(slug="smoke-copy").exists()
+
+
+def test_form_refuses_an_epoch_limit_in_the_rules_that_the_setting_contradicts(
+    client, instructor, smoke
+):
+    before = snapshot(smoke)
+    url = reverse("assignment_edit", args=[smoke.slug])
+    client.force_login(instructor)
+    shown = form_values(client.get(url).content)
+    typed = f"{shown['ruleset-metadata'].rstrip()}\nmax_epochs: {smoke.max_epochs + 1}\n"
+    response = client.post(url, {**shown, "ruleset-metadata": typed, "action": "save"})
+    assert metadata_errors(response) == [
+        f"Rules `max_epochs` is {smoke.max_epochs + 1}. Expected {smoke.max_epochs}, the "
+        "assignment's epochs at most, which the grader uses. Change it, or remove `max_epochs` "
+        "from the rules: the assignment's setting decides."
+    ]
+    assert snapshot(smoke) == before
+
+
 def test_updating_by_import_refuses_a_contradiction_and_keeps_the_assignment(
     client, instructor, course, smoke
 ):
