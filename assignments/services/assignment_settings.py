@@ -177,6 +177,9 @@ _SETTING_KEYS = {
     "max_epochs": "epochs at most",
     "time_limit_seconds": "time limit (seconds)",
 }
+# The rule-set keys that are assignment settings (the dataset's is checked above, with its
+# shape and classes): `create_assignment` fills a setting left out from them.
+RULES_SETTING_KEYS = ("dataset", *_SETTING_KEYS)
 
 
 def _setting_conflicts(values: Mapping[str, Any], metadata: Mapping[str, Any]) -> dict[str, str]:

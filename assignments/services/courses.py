@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from assignments.models import Assignment, AuditEntry, Course, Enrollment, Result
 from assignments.services.assignment_settings import (
+    RULES_SETTING_KEYS,
     AssignmentInvalid,
     validate_assignment_settings,
 )
@@ -135,6 +136,11 @@ def create_assignment(*, course: Course, actor, slug: str, **fields: Any) -> Ass
     if unknown:
         raise AssignmentInvalid(f"Unknown assignment settings: {sorted(unknown)}.")
     ruleset = validate_rules(fields.get("rules_yaml", ""))
+    # A setting the caller left out takes the rule set's value (a preset states them), so the
+    # two agree; a setting given explicitly must match it (`assignment_settings`).
+    for key in RULES_SETTING_KEYS:
+        if key not in fields and ruleset.metadata.get(key) is not None:
+            fields[key] = ruleset.metadata[key]
     validate_dataset(fields.get("dataset", "synthetic"))
     assignment = Assignment(course=course, slug=slug, **fields)
     validate_assignment_settings(values=_settings_of(assignment), ruleset=ruleset)

@@ -332,6 +332,25 @@ def test_import_refuses_rules_keys_that_contradict_the_assignments_settings(
     assert Assignment.objects.filter(slug="smoke-copy").exists()
 
 
+def test_a_created_assignment_takes_the_settings_its_rules_state_unless_given(course, instructor):
+    from grader.presets import load_preset, preset_text
+
+    stated = load_preset("cifar10-separable").metadata
+    created = courses.create_assignment(
+        course=course, actor=instructor, slug="sep", title="Sep",
+        rules_yaml=preset_text("cifar10-separable"),
+    )  # fmt: skip
+    for key in ("dataset", "mode", "max_epochs", "time_limit_seconds"):
+        assert getattr(created, key) == stated[key], key
+    assert GradingPlan.from_assignment(created).time_limit_seconds == stated["time_limit_seconds"]
+
+    with pytest.raises(courses.AssignmentInvalid, match="Rules `max_epochs` is"):
+        courses.create_assignment(
+            course=course, actor=instructor, slug="sep2", title="Sep",
+            rules_yaml=preset_text("cifar10-separable"), max_epochs=stated["max_epochs"] + 1,
+        )  # fmt: skip
+
+
 def test_form_refuses_an_epoch_limit_in_the_rules_that_the_setting_contradicts(
     client, instructor, smoke
 ):

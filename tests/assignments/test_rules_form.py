@@ -298,6 +298,9 @@ def test_changing_a_rows_rule_shows_the_new_parameters_before_saving(
 def test_saving_an_unchanged_page_keeps_the_stored_text_and_version(client, instructor, assignment):
     text = "# the instructor's comment\n" + preset_text("smoke")
     assignment.rules_yaml = text
+    # The preset also states settings; the assignment's agree with them (else saving refuses).
+    for key in ("dataset", "mode", "max_epochs", "time_limit_seconds"):
+        setattr(assignment, key, load_ruleset(text).metadata[key])
     assignment.save()
     url = edit_url(assignment)
     values = page(login(client, instructor), url)
