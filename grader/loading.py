@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import stat
 import struct
 import zipfile
@@ -24,6 +25,9 @@ MAX_ARCHIVE_BYTES = 512 * 1024 * 1024  # the weights of a course-sized model fit
 MAX_MEMBERS = 64
 MAX_TOTAL_UNCOMPRESSED = 1024 * 1024 * 1024
 MAX_COMPRESSION_RATIO = 200  # ratio of one member; JSON compresses ~10x, weights ~1x
+# zipfile reads the whole central directory into objects before its members can be counted: a
+# directory of 20 MB holds 400,000 records (seconds, hundreds of MB). Keras writes 3 members.
+MAX_DIRECTORY_BYTES = 1024 * 1024
 CONFIG_MEMBER = "config.json"
 
 
@@ -124,6 +128,7 @@ def _read_archive_config(data: bytes | BinaryIO, filename: str) -> bytes:
             f"`{filename}` is not a zip archive. Expected a '.keras' file written by model.save()."
         )
     try:
+        _check_directory(source, filename)
         source.seek(0)
         archive = zipfile.ZipFile(source)
     except _DAMAGED_ZIP as exc:
@@ -172,6 +177,45 @@ def _read_archive_config(data: bytes | BinaryIO, filename: str) -> bytes:
         return content
 
 
+# The end-of-central-directory records zipfile reads (APPNOTE 4.3.14 to 4.3.16), found the way
+# zipfile finds them: the last signature in the final 64 KiB, the Zip64 record just before its
+# locator.
+_END = struct.Struct("<4s4H2LH")
+_END64_LOCATOR_SIZE = 20
+_END64 = struct.Struct("<4sQ2H2L4Q")
+
+
+def _check_directory(source: BinaryIO, filename: str) -> None:
+    """Refuse a central directory too large for a Keras archive before zipfile parses it."""
+    size = source.seek(0, io.SEEK_END)
+    tail_start = max(size - _END.size - 0xFFFF, 0)
+    source.seek(tail_start)
+    tail = source.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < _END.size:
+        return  # zipfile says it is damaged
+    end = _END.unpack_from(tail, at)
+    entries, directory = end[4], end[5]
+    locator = tail_start + at - _END64_LOCATOR_SIZE
+    if locator - _END64.size >= 0:
+        source.seek(locator)
+        if source.read(4) == b"PK\x06\x07":
+            source.seek(locator - _END64.size)
+            record = source.read(_END64.size)
+            if len(record) == _END64.size and record[:4] == b"PK\x06\x06":
+                end64 = _END64.unpack(record)
+                entries, directory = end64[7], end64[8]
+    if entries > MAX_MEMBERS:
+        raise ArchiveRejected(
+            f"`{filename}` has {entries:,} members. Expected at most {MAX_MEMBERS}."
+        )
+    if directory > MAX_DIRECTORY_BYTES:
+        raise ArchiveRejected(
+            f"`{filename}` has a central directory of {directory:,} bytes. Expected at most "
+            f"{MAX_DIRECTORY_BYTES:,} bytes (a Keras archive lists 3 members)."
+        )
+
+
 def _check_member(info: zipfile.ZipInfo, filename: str) -> None:
     name = info.filename
     parts = PurePosixPath(name.replace("\\", "/")).parts
@@ -202,14 +246,37 @@ def _check_member(info: zipfile.ZipInfo, filename: str) -> None:
         )
 
 
+class _NonFinite(Exception):
+    """A number JSON cannot hold (NaN, Infinity, or a float literal too large for a double)."""
+
+
+def _refuse_constant(literal: str) -> float:
+    raise _NonFinite(literal)
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):  # 1e400 reads as inf
+        raise _NonFinite(literal[:40])
+    return value
+
+
 def _parse_config(data: bytes, where: str) -> dict[str, Any]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidModelConfig(f"`{where}` is not UTF-8 text: {exc}.") from exc
     try:
-        config = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
+        # Python's json accepts NaN and Infinity, which PostgreSQL (where configs are stored)
+        # refuses and which compare false with every rule limit: refused like any bad JSON.
+        config = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except _NonFinite as exc:
+        raise InvalidModelConfig(
+            f"`{where}` holds the number {exc}. Expected a finite number: NaN and Infinity "
+            "are not JSON."
+        ) from exc
+    except (ValueError, RecursionError) as exc:
+        # ValueError: JSONDecodeError, and integers past Python's 4,300-digit conversion limit.
         raise InvalidModelConfig(f"`{where}` is not valid JSON: {exc}.") from exc
     if not isinstance(config, dict) or "class_name" not in config:
         raise InvalidModelConfig(

@@ -258,3 +258,71 @@ def test_corrupted_archives_fail_only_with_grader_errors(seed: int) -> None:
         except GraderError:
             refused += 1
     assert refused > 30
+
+
+# --- numbers and archives built to break the reader ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "literal", ["NaN", "Infinity", "-Infinity", "1e400", "-1e999"], ids=lambda s: s.lower()
+)
+def test_non_finite_numbers_are_refused(literal: str) -> None:
+    # Python's json reads these (1e400 as inf); PostgreSQL's jsonb, where the config is stored,
+    # refuses them, and a NaN dropout rate compares false with every limit.
+    data = b'{"class_name": "Sequential", "config": {"rate": ' + literal.encode() + b"}}"
+    with pytest.raises(InvalidModelConfig, match="finite number"):
+        load_model_config_bytes(data, "model.json")
+
+
+def test_integer_too_long_to_read_is_refused() -> None:
+    # Past 4,300 digits Python refuses to convert the text with a plain ValueError.
+    data = b'{"class_name": "Sequential", "config": {"units": ' + b"9" * 5000 + b"}}"
+    with pytest.raises(InvalidModelConfig, match="not valid JSON"):
+        load_model_config_bytes(data, "model.json")
+
+
+def central_directory_bomb(entries: int, declared: int) -> bytes:
+    """A zip that is nothing but a central directory of `entries` one-byte-named members."""
+    record = b"PK\x01\x02" + bytes(24) + (1).to_bytes(2, "little") + bytes(16) + b"a"
+    directory = record * entries
+    end = (
+        b"PK\x05\x06"
+        + bytes(4)
+        + (declared & 0xFFFF).to_bytes(2, "little") * 2
+        + len(directory).to_bytes(4, "little")
+        + bytes(6)
+    )
+    return directory + end
+
+
+@pytest.mark.parametrize(
+    ("entries", "declared", "message"),
+    [(200_000, 200, "has 200 members"), (200_000, 3, "central directory of 9,400,000 bytes")],
+    ids=["counted", "miscounted"],
+)
+def test_huge_central_directory_is_refused_before_it_is_parsed(
+    entries: int, declared: int, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """zipfile turns every directory record into an object before anyone can count them: 20 MB
+    of records cost seconds and hundreds of MB (512 MB: gigabytes). The declared count is not
+    trusted (zipfile reads the directory's declared size, whatever the count says)."""
+
+    def parse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the central directory was parsed")
+
+    monkeypatch.setattr(loading.zipfile, "ZipFile", parse)
+    with pytest.raises(ArchiveRejected, match=message):
+        load_model_config_bytes(central_directory_bomb(entries, declared), "model.keras")
+
+
+def test_keras_archive_with_a_comment_and_zip64_records_still_reads(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", allowZip64=True) as archive:
+        archive.comment = b"x" * 1000
+        for name, data in keras_like().items():
+            with archive.open(name, "w", force_zip64=True) as member:
+                member.write(data)
+    assert load_model_config_bytes(buffer.getvalue(), "model.keras") == json.loads(SMOKE_JSON)
+    path = tmp_path / "model.keras"
+    path.write_bytes(buffer.getvalue())
+    assert load_model_config(path) == json.loads(SMOKE_JSON)
