@@ -28,6 +28,19 @@ RESULT_COLUMNS = [
 ]  # fmt: skip
 
 
+# C0 and C1 control characters but tab, written as `\x1b`: a student's exception message or
+# layer name reaches an instructor's terminal through `status`, and an escape sequence in it
+# could retitle the window, clear the screen or overwrite the lines above.
+_CONTROL_CHARACTERS = {
+    code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if code != 0x09
+}
+
+
+def terminal_safe(text: Any) -> str:
+    """Text from the site, safe to print on one line: control characters shown as escapes."""
+    return str(text).translate(_CONTROL_CHARACTERS)
+
+
 def stage_fraction(status: str) -> float:
     """How far along the pipeline a status is, 0..1 (terminal states count as done)."""
     if status in TERMINAL:
@@ -70,7 +83,7 @@ def message_lines(sub: dict) -> list[str]:
     text = (sub.get("message") or "").strip()
     if not text or not did_not_pass(sub):
         return []
-    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+    lines = [terminal_safe(line.rstrip()) for line in text.splitlines() if line.strip()]
     shown = [
         "  " + (line if len(line) <= MESSAGE_WIDTH else line[: MESSAGE_WIDTH - 3] + "...")
         for line in lines[:MESSAGE_LINES]
@@ -178,13 +191,13 @@ def cmd_submit(api: Api, args: argparse.Namespace, out: TextIO) -> int:
             if exc.status >= 500:
                 # The server failed, not the file. The files already queued are still waited
                 # for and written to the CSV; the exit code says an API error happened.
-                out.write(f"{name}: API error ({exc.status}): {exc.message}\n")
+                out.write(f"{name}: API error ({exc.status}): {terminal_safe(exc.message)}\n")
                 rows.append(result_row(name, None, exc, status="api_error"))
                 server_failed = True
                 continue
             if exc.status in (0, 401, 403, 404) and exc.kind not in {"not_enrolled", "late"}:
                 raise
-            out.write(f"{name}: rejected: {exc.message}\n")
+            out.write(f"{name}: rejected: {terminal_safe(exc.message)}\n")
             rows.append(result_row(name, None, exc))
             code = EXIT_REJECTED
             continue
@@ -229,9 +242,8 @@ def cmd_status(api: Api, args: argparse.Namespace, out: TextIO) -> int:
             out.write(line + "\n")
         for rule in (sub.get("result") or {}).get("rules") or []:
             mark = {True: "pass", False: "FAIL", None: "pending"}[rule.get("passed")]
-            out.write(
-                f"  [{mark:>7}] {rule.get('name') or rule['id']}: {rule.get('message', '')}\n"
-            )
+            name = terminal_safe(rule.get("name") or rule["id"])
+            out.write(f"  [{mark:>7}] {name}: {terminal_safe(rule.get('message', ''))}\n")
         # The same codes as `submit`: one that is still being graded has not failed (yet).
         if did_not_pass(sub):
             code = EXIT_REJECTED
@@ -247,7 +259,7 @@ def cmd_cancel(api: Api, args: argparse.Namespace, out: TextIO) -> int:
         except ApiError as exc:
             if exc.kind != "invalid_transition":
                 raise
-            out.write(f"#{sid} not cancelled: {exc.message}\n")
+            out.write(f"#{sid} not cancelled: {terminal_safe(exc.message)}\n")
             code = EXIT_REJECTED
             continue
         out.write(describe(sub) + "\n")
@@ -256,13 +268,14 @@ def cmd_cancel(api: Api, args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_leaderboard(api: Api, args: argparse.Namespace, out: TextIO) -> int:
     board = api.get_json(f"/api/v1/assignments/{args.assignment}/leaderboard/")
-    out.write(board["rule"] + "\n")
+    out.write(terminal_safe(board["rule"]) + "\n")
     out.write(f"{'rank':>4}  {'name':<30} {'accuracy':>9} {'params':>10}\n")
     for entry in board["entries"]:
         you = "  (you)" if entry["is_you"] else ""
         params = "" if entry["params_total"] is None else f"{entry['params_total']:,}"
         out.write(
-            f"{entry['rank']:>4}  {entry['name'][:30]:<30} {entry['accuracy'] * 100:>8.2f}% "
+            f"{entry['rank']:>4}  {terminal_safe(entry['name'])[:30]:<30} "
+            f"{entry['accuracy'] * 100:>8.2f}% "
             f"{params:>10}{you}\n"
         )
     return EXIT_OK
@@ -284,9 +297,12 @@ def cmd_batch(api: Api, args: argparse.Namespace, out: TextIO) -> int:
     except ApiError as exc:
         if exc.kind != "batch_rejected":
             raise
-        out.write(f"Batch rejected: {exc.message}\n")
+        out.write(f"Batch rejected: {terminal_safe(exc.message)}\n")
         for problem in (exc.body or {}).get("error", {}).get("problems", []):
-            out.write(f"  {problem['file']} ({problem['username']}): {problem['message']}\n")
+            file, username, message = (
+                terminal_safe(problem[key]) for key in ("file", "username", "message")
+            )
+            out.write(f"  {file} ({username}): {message}\n")
         return EXIT_REJECTED
     out.write(f"{answer['count']} submissions queued.\n")
     return EXIT_OK
@@ -341,5 +357,5 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     try:
         return args.run(Api(args.url, args.token), args, out)
     except ApiError as exc:
-        out.write(f"Error ({exc.status or 'no answer'}): {exc.message}\n")
+        out.write(f"Error ({exc.status or 'no answer'}): {terminal_safe(exc.message)}\n")
         return EXIT_ERROR

@@ -89,9 +89,12 @@ class ValidatedUpload:
 
 
 def clean_filename(filename: str) -> str:
-    """The base name a browser or client sent, stripped of any directory part, at most 255."""
-    # Windows clients may send backslashes; neither kind of separator may survive.
-    name = PurePath(filename.replace("\\", "/")).name.strip()
+    """The base name a browser or client sent, stripped of any directory part and of
+    non-printable characters (newlines, terminal escapes), at most 255."""
+    # Windows clients may send backslashes; neither kind of separator may survive. A batch zip
+    # member's name never went through Django's multipart parser, which drops the rest.
+    printable = "".join(char for char in filename if char.isprintable())
+    name = PurePath(printable.replace("\\", "/")).name.strip()
     return name[-255:] if name else "upload"
 
 

@@ -337,15 +337,19 @@ def grades_response(assignment: Assignment) -> HttpResponse:
     writer = csv.writer(buffer)
     writer.writerow(table.header)
     for row in table.rows:
-        # A leading =, +, - or @ would make a spreadsheet evaluate a display name as a formula.
+        # A leading =, +, -, @, tab or carriage return would make a spreadsheet evaluate a
+        # display name as a formula (OWASP's list of triggers).
         writer.writerow([_spreadsheet_safe(v) for v in row])
     response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{assignment.slug}-grades.csv"'
     return response
 
 
+FORMULA_TRIGGERS = frozenset({"=", "+", "-", "@", "\t", "\r"})
+
+
 def _spreadsheet_safe(value):
-    if isinstance(value, str) and value[:1] in {"=", "+", "-", "@"}:
+    if isinstance(value, str) and value[:1] in FORMULA_TRIGGERS:
         return "'" + value
     return value
 
