@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from assignments.client.http import Api, ApiError
+from assignments.spreadsheet import spreadsheet_safe
 
 EXIT_OK, EXIT_REJECTED, EXIT_ERROR, EXIT_TIMEOUT = 0, 1, 2, 3
 TERMINAL = {"finished", "failed", "error", "cancelled"}
@@ -168,8 +169,12 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         writer = csv.DictWriter(handle, fieldnames=RESULT_COLUMNS)
         writer.writeheader()
         for row in rows:
+            # File names and messages come from students: never a formula in a spreadsheet.
             writer.writerow(
-                {key: "" if row.get(key) is None else row.get(key) for key in RESULT_COLUMNS}
+                {
+                    key: "" if row.get(key) is None else spreadsheet_safe(row.get(key))
+                    for key in RESULT_COLUMNS
+                }
             )
 
 

@@ -27,6 +27,7 @@ from assignments.models import Assignment, Course, Result, Submission
 from assignments.permissions import instructed_course_ids, is_instructor, managed_assignment
 from assignments.rule_forms import EXPORT, SAVE, RuleSetEditor
 from assignments.services import courses as course_services
+from assignments.spreadsheet import spreadsheet_safe
 from grader.errors import GraderError
 
 
@@ -339,19 +340,10 @@ def grades_response(assignment: Assignment) -> HttpResponse:
     for row in table.rows:
         # A leading =, +, -, @, tab or carriage return would make a spreadsheet evaluate a
         # display name as a formula (OWASP's list of triggers).
-        writer.writerow([_spreadsheet_safe(v) for v in row])
+        writer.writerow([spreadsheet_safe(v) for v in row])
     response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{assignment.slug}-grades.csv"'
     return response
-
-
-FORMULA_TRIGGERS = frozenset({"=", "+", "-", "@", "\t", "\r"})
-
-
-def _spreadsheet_safe(value):
-    if isinstance(value, str) and value[:1] in FORMULA_TRIGGERS:
-        return "'" + value
-    return value
 
 
 @login_required

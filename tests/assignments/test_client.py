@@ -249,3 +249,17 @@ def test_batch_with_a_file_listed_twice_in_the_manifest_is_rejected(
     assert "`a.json` on lines 2 (`alice`), 3 (`bob`). Expected one row per file" in text
     assert "  a.json (alice): " in text and "  a.json (bob): " in text
     assert Submission.objects.count() == 0
+
+
+def test_the_results_csv_never_hands_a_spreadsheet_a_formula(tmp_path):
+    from assignments.client.cli import RESULT_COLUMNS, write_csv
+
+    out = tmp_path / "results.csv"
+    row = dict.fromkeys(RESULT_COLUMNS, "")
+    row.update(file="=cmd|' /C calc'!A0.py", status="error", message="+build failed", score=-1)
+    write_csv(out, [row])
+
+    [written] = list(csv.DictReader(out.open()))
+    assert written["file"] == "'=cmd|' /C calc'!A0.py"
+    assert written["message"] == "'+build failed"
+    assert written["score"] == "-1"  # a number stays a number

@@ -239,3 +239,25 @@ def test_an_evaluate_only_assignment_scores_the_uploaded_keras_like_keras_does(
     assert evaluation["num_examples"] == len(y)
     assert evaluation["accuracy"] == pytest.approx(float(np.mean(predicted == y)), abs=1e-9)
     assert evaluation["confusion_matrix"] == confusion.tolist()
+
+
+def test_grade_batch_csv_never_hands_a_spreadsheet_a_formula():
+    from workers.management.commands.grade_batch import write_csv
+    from workers.pipeline.local import GradeReport
+
+    reports = [
+        GradeReport(
+            file='/in/=HYPERLINK("x").py',
+            status="error",
+            reason="build_error",
+            message="@SUM(A1:A9) raised",
+        ),
+        GradeReport(file="/in/ok.json", status="passed", message="-fine", score=-1.5),
+    ]
+    stream = io.StringIO()
+    write_csv(reports, stream)
+
+    rows = list(csv.DictReader(io.StringIO(stream.getvalue())))
+    assert rows[0]["file"] == '\'=HYPERLINK("x").py'
+    assert rows[0]["message"] == "'@SUM(A1:A9) raised"
+    assert (rows[1]["file"], rows[1]["message"], rows[1]["score"]) == ("ok.json", "'-fine", "-1.5")

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from assignments.spreadsheet import spreadsheet_safe
 from workers.management.commands.grade import resolve_plan
 from workers.pipeline.local import EXIT_CODES, GradeReport, grade_file
 
@@ -54,7 +55,8 @@ def write_csv(reports: list[GradeReport], stream: TextIO) -> None:
     writer = csv.DictWriter(stream, fieldnames=CSV_COLUMNS)
     writer.writeheader()
     for report in reports:
-        writer.writerow(csv_row(report))
+        # File names and messages are the students' text: never a formula in a spreadsheet.
+        writer.writerow({k: spreadsheet_safe(v) for k, v in csv_row(report).items()})
 
 
 class Command(BaseCommand):
