@@ -22,6 +22,7 @@ from grader.errors import InvalidModelConfig, UnsafeLayer, UnsupportedLayer
 from grader.graph import Layer, ModelGraph, Node, Shape
 from grader.layers import SpecError, SpecUnsupported, WeightSpec, get_spec
 from grader.layers.base import format_shape
+from grader.limits import MAX_SIZE, check_values
 
 MODEL_CLASSES = frozenset({"Functional", "Sequential", "Model"})
 
@@ -221,7 +222,12 @@ def build_graph_and_weights(
         )
     if not isinstance(config, dict):
         # The builder reads plain JSON data (dicts and lists); copy other mappings into it.
-        config = json.loads(json.dumps(config))
+        try:
+            config = json.loads(json.dumps(config))
+        except (TypeError, ValueError) as exc:
+            raise InvalidModelConfig(f"Expected a model config of JSON data. {exc}.") from exc
+    # Sizes, NaN, text: every number below is then bounded (see grader.limits).
+    check_values(config)
     class_name = _class_name(config)
     if class_name not in MODEL_CLASSES:
         _check_code(config, str(config.get("name") or class_name))
@@ -379,6 +385,21 @@ def _as_shape(raw: Any, what: str) -> Shape:
     return tuple(raw)
 
 
+def _check_size(layer: Layer, shape: Shape) -> None:
+    """Refuse an output whose axis or number of values (batch axis excluded) passes MAX_SIZE."""
+    values = 1
+    for dim in shape:
+        if dim is not None:
+            values *= dim
+            if values > MAX_SIZE or dim > MAX_SIZE:
+                # Not printed: a product of many axes can pass what Python prints (4,300 digits).
+                raise InvalidModelConfig(
+                    f"Layer `{layer.name}` ({layer.class_name}) outputs a tensor of more than "
+                    f"{MAX_SIZE:,} values per example (or an axis that long). Expected a model "
+                    "that fits in memory."
+                )
+
+
 def _compatible(declared: Shape, actual: Shape) -> bool:
     return len(declared) == len(actual) and all(
         d is None or a is None or d == a for d, a in zip(declared, actual, strict=True)
@@ -394,6 +415,7 @@ class _GraphBuilder:
         self.expansions = 0
         # Weights of each layer built so far (at its first call), by layer name.
         self.weights: dict[str, list[WeightSpec]] = {}
+        self.total_params = 0
 
     # -- nodes -------------------------------------------------------------------------------
 
@@ -414,6 +436,7 @@ class _GraphBuilder:
             raise InvalidModelConfig(
                 f"The model has more than {MAX_NODES:,} layer calls. Expected a smaller model."
             )
+        _check_size(layer, output_shape)
         node = Node(
             id=len(self.nodes),
             layer=layer,
@@ -423,6 +446,22 @@ class _GraphBuilder:
         )
         self.nodes.append(node)
         return node.id
+
+    def _count_weights(self, layer: Layer, weights: Sequence[WeightSpec]) -> None:
+        """Add a newly built layer's weights to the model's total, both held to MAX_SIZE."""
+        for weight in weights:
+            size = weight.size
+            if size > MAX_SIZE:
+                raise InvalidModelConfig(
+                    f"Layer `{layer.name}` ({layer.class_name}) has a weight `{weight.name}` of "
+                    f"more than {MAX_SIZE:,} values. Expected a model that fits in memory."
+                )
+            self.total_params += size
+        if self.total_params > MAX_SIZE:
+            raise InvalidModelConfig(
+                f"Layer `{layer.name}` ({layer.class_name}) brings the model past {MAX_SIZE:,} "
+                "parameters. Expected a model that fits in memory."
+            )
 
     def add_input(self, layer_cfg: Mapping[str, Any], name: str) -> int:
         layer = self._layer(layer_cfg, name, trainable=True)
@@ -473,6 +512,8 @@ class _GraphBuilder:
             # Weight shapes are fixed by the first call; a shared layer called again must fit
             # the weights it already has (Keras raises at that call too).
             weights = spec.weights(layer.config, input_shapes)
+            if name not in self.weights:
+                self._count_weights(layer, weights)
             built = self.weights.setdefault(name, weights)
             if weights != built:
                 raise SpecError(

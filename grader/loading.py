@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from grader.errors import ArchiveRejected, InvalidModelConfig
+from grader.limits import check_values
 
 MAX_JSON_BYTES = 8 * 1024 * 1024  # a 300-layer model's config is about 1 MB
 MAX_ARCHIVE_BYTES = 512 * 1024 * 1024  # the weights of a course-sized model fit easily
@@ -283,4 +284,6 @@ def _parse_config(data: bytes, where: str) -> dict[str, Any]:
             f"`{where}` is not a Keras model config. Expected a JSON object with `class_name` "
             "and `config` (model.to_json())."
         )
+    # Stored as the submission's config before any analysis: nothing PostgreSQL refuses.
+    check_values(config)
     return config

@@ -21,6 +21,7 @@ from grader.layers.base import (
     single_input,
     split_channels,
 )
+from grader.limits import MAX_SIZE
 
 
 def _product(dims: Sequence[int | None]) -> int | None:
@@ -48,6 +49,12 @@ def _reshape(config: Config, input_shapes: Sequence[Shape]) -> Shape:
         raise SpecError(f"Expected at most one -1 in `target_shape`. Received {target!r}.")
     total = _product(shape)
     known = _product([d for d in target if d != -1]) or 1
+    if known > MAX_SIZE:
+        # Not printed: the product of a long target can pass what Python prints (4,300 digits).
+        raise SpecError(
+            f"`target_shape` of {len(target)} axes holds more than {MAX_SIZE:,} values. "
+            "Expected a model that fits in memory."
+        )
     if unknown:
         if total is not None:
             if total % known:

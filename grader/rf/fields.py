@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 from grader.errors import ReceptiveFieldError
 from grader.graph import ModelGraph, Node, Shape
+from grader.limits import MAX_SIZE
 from grader.rf.geometry import (
     ADD_CHANNEL_AXIS,
     FLATTEN,
@@ -154,6 +155,22 @@ class Propagation:
 def identity_field(dims: Shape) -> tuple[AxisField, ...]:
     """The field of an input image: each unit sees itself."""
     return tuple(AxisField(n, 1, 1, 0) for n in dims)
+
+
+def _bounded(node: Node, field: tuple[AxisField, ...]) -> tuple[AxisField, ...]:
+    """The field, if its size, jump and start stay within MAX_SIZE.
+
+    Strides multiply the jump: a few hundred `same` convolutions with huge strides would give
+    numbers past what Python prints (4,300 digits), and JSON readers round anything past 2**53.
+    """
+    for axis in field:
+        if axis.r > MAX_SIZE or axis.j > MAX_SIZE or abs(axis.start) > MAX_SIZE:
+            raise ReceptiveFieldError(
+                f"{describe(node)} makes the receptive field, its jump or its offset larger than "
+                f"{MAX_SIZE:,} input positions. Expected strides, dilations and kernels that fit "
+                "the image; choose an end-point before this layer."
+            )
+    return field
 
 
 def _apply_window(
@@ -340,7 +357,7 @@ def _spatial_output(
                 f"{describe(node)} concatenates along axis {node.layer.config.get('axis')}. "
                 "Expected the channel axis (-1): concatenating positions is not supported."
             )
-        return _checked(node, _union(node, fields, names))
+        return _checked(node, _bounded(node, _union(node, fields, names)))
     if len(fields) != 1:
         raise ReceptiveFieldError(f"{describe(node)} takes several spatial inputs; expected one.")
     (field,) = fields
@@ -350,7 +367,7 @@ def _spatial_output(
                 f"{describe(node)} slides over {len(effect.axes)} axes, but its input has "
                 f"{len(field)} spatial axes."
             )
-        return _checked(node, _apply_window(field, effect, node.id))
+        return _checked(node, _bounded(node, _apply_window(field, effect, node.id)))
     if effect is ADD_CHANNEL_AXIS:
         # Reshape((28, 28, 1)) on a (28, 28) grayscale input turns the old channel axis into a
         # spatial one: exact only while every unit still sees itself alone (nothing mixed the

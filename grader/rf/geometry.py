@@ -24,7 +24,6 @@ layer: refusing beats a silently wrong number.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -219,7 +218,8 @@ def same_padding(n: int | None, k_eff: int, s: int) -> tuple[int | None, int | N
         return total // 2, total
     if n is None:
         return None, None
-    total = max((math.ceil(n / s) - 1) * s + k_eff - n, 0)
+    # An integer ceil: the float n / s can round down past an integer once n exceeds 2**53.
+    total = max((-(-n // s) - 1) * s + k_eff - n, 0)
     return total // 2, total
 
 

@@ -457,3 +457,85 @@ def test_non_boolean_flag_is_refused() -> None:
     config["config"]["layers"][1]["config"]["use_bias"] = "yes"
     with pytest.raises(InvalidModelConfig, match=r"Expected `use_bias` to be true or false"):
         build_graph(config)
+
+
+# --- values and sizes built to break the analysis ------------------------------------------------
+# Python's integers never overflow, so absurd sizes come out exact, but then fail elsewhere: a
+# count past 2**63 overflows the database's bigint, one past 4,300 digits cannot even be printed
+# (ValueError), and JavaScript readers of the JSON round anything past 2**53.
+
+
+def _sequential(shape: list[int | None], *layer_cfgs: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "class_name": "Sequential",
+        "config": {
+            "name": "hostile",
+            "layers": [_input_layer("x", shape), *layer_cfgs],
+        },
+    }
+
+
+def _layer(class_name: str, name: str, **config: Any) -> dict[str, Any]:
+    return {"module": "keras.layers", "class_name": class_name, "config": {"name": name, **config}}
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")], ids=str)
+def test_non_finite_numbers_are_refused(value: float) -> None:
+    # A `.py` submission's config comes back from its sandbox, not through grader.loading.
+    config = _sequential([4], _layer("Dropout", "drop", rate=value))
+    with pytest.raises(InvalidModelConfig, match=r"`drop`.*Expected finite numbers"):
+        build_graph(config)
+
+
+@pytest.mark.parametrize("value", [2**53, -(2**53), 10**5000], ids=["2**53", "-2**53", "10**5000"])
+def test_integers_past_the_size_limit_are_refused(value: int) -> None:
+    config = _sequential([4], _layer("Dense", "dense", units=value))
+    with pytest.raises(InvalidModelConfig, match=r"`dense`.*9,007,199,254,740,991") as info:
+        build_graph(config)
+    assert len(info.value.message) < 1000
+
+
+@pytest.mark.parametrize("name", ["a\x00b", "a\ud800b"], ids=["nul", "lone surrogate"])
+def test_text_the_database_cannot_store_is_refused(name: str) -> None:
+    # PostgreSQL refuses NUL in text and jsonb, and UTF-8 has no lone surrogates: a message
+    # quoting such a name could not be saved, and the grading would end as `infrastructure`.
+    config = _sequential([4], _layer("Dense", name, units=2))
+    with pytest.raises(InvalidModelConfig, match="Expected text without") as info:
+        build_graph(config)
+    assert "\x00" not in info.value.message
+    info.value.message.encode("utf-8")
+
+
+@pytest.mark.parametrize(
+    ("shape", "layer_cfgs", "message"),
+    [
+        # 10**9 x 10**9 x 3 x 4 kernel: 1.2e19 parameters, past 2**63.
+        ([16, 16, 3], [_layer("Conv2D", "c", filters=4, kernel_size=10**9, padding="same")],
+         r"Layer `c` \(Conv2D\) has a weight `kernel` of more than 9,007,199,254,740,991"),
+        # One kernel of about 2**265 scalars (80 digits; 10**1000-sized values reach 5,000).
+        ([4, 4, 4, 3], [_layer("Conv3D", "c", filters=2**52, kernel_size=2**52, padding="same")],
+         r"weight `kernel` of more than"),
+        # Three Dense layers of 2**52 parameters each: each fits, the model does not.
+        ([2**26], [_layer("Dense", f"d{i}", units=2**26) for i in range(3)],
+         r"Layer `d1` \(Dense\) brings the model past 9,007,199,254,740,991 parameters"),
+        # 16 + 2**52 positions fit; 16 + 2**53 do not.
+        ([16, 1], [_layer("ZeroPadding1D", f"z{i}", padding=2**51) for i in range(3)],
+         r"Layer `z1` \(ZeroPadding1D\) outputs .*more than 9,007,199,254,740,991 values"),
+        ([2**20, 2**20, 2**20], [], r"Layer `x` \(InputLayer\) outputs .*more than"),
+        ([4], [_layer("Reshape", "r", target_shape=[2**53 - 1] * 300)],
+         r"Layer `r` \(Reshape\).*more than 9,007,199,254,740,991 values"),
+    ],
+    ids=["kernel", "conv3d", "total", "axis", "input", "reshape-target"],
+)  # fmt: skip
+def test_sizes_past_the_limit_are_refused_not_reported(shape, layer_cfgs, message) -> None:
+    with pytest.raises(InvalidModelConfig, match=message) as info:
+        build_graph(_sequential(shape, *layer_cfgs))
+    assert len(info.value.message) < 1000
+
+
+def test_sizes_up_to_the_limit_are_counted_exactly() -> None:
+    from grader.analysis import analyze
+
+    # Dense on 2**26 features: kernel 2**52, bias 2**26; by hand, not from the code.
+    analysis = analyze(_sequential([2**26], _layer("Dense", "d", units=2**26)))
+    assert analysis.total_params == 2**52 + 2**26

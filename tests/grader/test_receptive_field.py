@@ -413,6 +413,9 @@ def test_unknown_end_point_lists_valid_names():
         ("same", 9, 2, 3, 0),  # (3 - 1) * 3 + 2 - 9 < 0
         ("same", 10, 4, 1, 1),  # stride 1: k - 1 = 3
         ("valid", 10, 4, 1, 0),
+        # (2**51 + 1 - 1) * 4 + 3 - n = 2, where the float n / 4 = 2**51 + 1/4 rounds to 2**51
+        # (past 2**53, which the graph builder refuses, but a graph can be built by hand).
+        ("same", 2**53 + 1, 3, 4, 1),
     ],
 )
 def test_same_padding_left_offset(padding, n, pool, stride, expected_left):
@@ -598,3 +601,32 @@ def test_course_fixture_models_have_their_designed_receptive_field(name):
     graph = build_graph(load_model_config(FIXTURES / f"{name}.json"))
     report = compute_receptive_field(graph)
     assert report.size == (DESIGNED[name], DESIGNED[name])
+
+
+def test_receptive_field_past_the_size_limit_is_refused_not_reported():
+    """Strides multiply the jump: 400 `same` convolutions of stride 2**40 (each a valid Keras
+    layer on a 1x1 map) would give a jump of 2**16000, past what Python prints (4,300 digits),
+    so the report could not even be written. Past 2**53 - 1 the field is refused instead."""
+    from grader.report import check_model
+
+    layers = [
+        {"class_name": "InputLayer", "config": {"batch_shape": [None, 16, 16, 1], "name": "x"}},
+        *(
+            {
+                "class_name": "Conv2D",
+                "module": "keras.layers",
+                "config": {"name": f"c{i}", "filters": 1, "kernel_size": 3, "strides": 2**40},
+            }
+            for i in range(400)
+        ),
+    ]
+    for layer in layers[1:]:
+        layer["config"]["padding"] = "same"
+    config = {"class_name": "Sequential", "config": {"name": "strided", "layers": layers}}
+    with pytest.raises(ReceptiveFieldError, match=r"Layer `c1` \(Conv2D\).*9,007,199,254,740,991"):
+        compute_receptive_field(build_graph(config), end_point="c399")
+    # The default end point is `c0`, the last one larger than 1x1; the report has every row.
+    report = check_model(config)
+    assert report["receptive_field"]["jump"] == [2**40, 2**40]
+    assert [row["rf_jump"] for row in report["layers"][:3]] == [[1, 1], [2**40, 2**40], None]
+    json.dumps(report)

@@ -206,6 +206,43 @@ def test_an_unsafe_model_is_a_verdict_not_a_retry(redis_broker, student, grading
     assert queued_tasks(redis_broker, "gpu") == []
 
 
+def _hostile_smoke(edit: str) -> bytes:
+    """The smoke reference model with one hostile edit, as raw JSON text."""
+    config = json.loads((FIXTURE_MODELS / "smoke_separable.json").read_text())
+    conv = config["config"]["layers"][1]["config"]
+    if edit == "kernel":  # 10**9 x 10**9 x 3 depthwise: 3e18 weights, 1.2e19 with the rest
+        conv["kernel_size"] = [10**9, 10**9]
+        conv["padding"] = "same"
+        config["config"]["layers"][2]["config"]["kernel_size"] = [10**9, 10**9]
+    elif edit == "name":
+        conv["name"] = "conv\x00"
+    text = json.dumps(config)
+    if edit == "nan":
+        text = text.replace('"depth_multiplier": 1', '"depth_multiplier": 1, "rate": NaN', 1)
+    return text.encode()
+
+
+@pytest.mark.parametrize("edit", ["kernel", "name", "nan"])
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_a_hostile_config_is_a_verdict_not_an_infrastructure_error(
+    edit, redis_broker, student, grading_settings, tmp_path
+):
+    # Each once ended as error/infrastructure: a parameter count past PostgreSQL's bigint, a NUL
+    # in the stored message, a NaN in the stored jsonb config.
+    path = tmp_path / "model.json"
+    path.write_bytes(_hostile_smoke(edit))
+    submission = make_submission(make_assignment(), student, source=path)
+
+    tasks.build_submission.apply(args=[submission.pk])
+    tasks.check_submission.apply(args=[submission.pk])
+
+    submission.refresh_from_db()
+    assert (submission.status, submission.reason) == (Status.FAILED, "invalid_submission")
+    assert "Expected" in submission.message, submission.message
+    assert queued_tasks(redis_broker, "gpu") == []
+
+
 class InfrastructureFailingSandbox:
     """A sandbox whose engine is down: every job is an infrastructure result."""
 
