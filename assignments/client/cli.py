@@ -20,6 +20,11 @@ from assignments.spreadsheet import spreadsheet_safe
 
 EXIT_OK, EXIT_REJECTED, EXIT_ERROR, EXIT_TIMEOUT = 0, 1, 2, 3
 TERMINAL = {"finished", "failed", "error", "cancelled"}
+# The submission page's words for a rule an ended grading never decided.
+NOT_RUN_MESSAGE = (
+    "Not decided: grading ended before this rule was checked (a stage it needs did not run), "
+    "so it earned no points."
+)
 # How much of a failed submission's message is printed under it (the API has all of it).
 MESSAGE_LINES, MESSAGE_WIDTH = 6, 200
 STAGES = ["queued", "building", "checking", "training", "evaluating", "finished"]
@@ -247,8 +252,12 @@ def cmd_status(api: Api, args: argparse.Namespace, out: TextIO) -> int:
             out.write(line + "\n")
         for rule in (sub.get("result") or {}).get("rules") or []:
             mark = {True: "pass", False: "FAIL", None: "pending"}[rule.get("passed")]
+            message = rule.get("message", "")
+            if rule.get("passed") is None and sub["status"] in TERMINAL:
+                # The grading ended: a rule still undecided never will be (training skipped).
+                mark, message = "not run", NOT_RUN_MESSAGE
             name = terminal_safe(rule.get("name") or rule["id"])
-            out.write(f"  [{mark:>7}] {name}: {terminal_safe(rule.get('message', ''))}\n")
+            out.write(f"  [{mark:>7}] {name}: {terminal_safe(message)}\n")
         # The same codes as `submit`: one that is still being graded has not failed (yet).
         if did_not_pass(sub):
             code = EXIT_REJECTED

@@ -139,12 +139,41 @@ def submission_context(submission: Submission) -> dict[str, Any]:
         "rf_summary": (checks or {}).get("receptive_field"),
         "validation": (checks or {}).get("validation"),
         "custom_training": bool((checks or {}).get("custom_training")),
-        "rules": (result.rules or (checks or {}).get("rules") or []) if result else [],
+        "rules": rule_rows(
+            (result.rules or (checks or {}).get("rules") or []) if result else [],
+            active=submission.is_active,
+        ),
         "log_tail": log_tail(submission.log),
         "is_active": submission.is_active,
         "late_note": late_note(submission),
         "late_penalty": late_penalty(submission),
     }
+
+
+# Rules whose measured value and limit are fractions: the rule list states them as percentages.
+PERCENT_RULES = frozenset({"min_val_accuracy", "min_test_accuracy"})
+
+
+def rule_rows(rules: list[dict[str, Any]], *, active: bool) -> list[dict[str, Any]]:
+    """The rule report's rows, in the units the rule list uses (accuracies as percentages).
+
+    Once grading has ended, a rule still undecided (training skipped after a failed rule, a
+    build error, a cancel) will never be decided: it is marked `not_run`, not pending.
+    """
+    from assignments.client.cli import NOT_RUN_MESSAGE  # the same words as the client's
+    from assignments.templatetags.grader_format import percent
+
+    rows = []
+    for rule in rules:
+        row = dict(rule)
+        if rule.get("id") in PERCENT_RULES:
+            row["measured"] = percent(rule.get("measured"))
+            row["limit"] = percent(rule.get("limit"))
+        row["not_run"] = rule.get("passed") is None and not active
+        if row["not_run"]:
+            row["message"], row["hint"] = NOT_RUN_MESSAGE, None
+        rows.append(row)
+    return rows
 
 
 LOG_DISPLAY_CHARS = 20_000

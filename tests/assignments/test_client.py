@@ -263,3 +263,27 @@ def test_the_results_csv_never_hands_a_spreadsheet_a_formula(tmp_path):
     assert written["file"] == "'=cmd|' /C calc'!A0.py"
     assert written["message"] == "'+build failed"
     assert written["score"] == "-1"  # a number stays a number
+
+
+def test_status_marks_rules_an_ended_grading_never_decided_as_not_run(
+    live_server, student, assignment
+):
+    from tests.assignments.site_fixtures import make_submission
+
+    rules = [
+        {"id": "max_params", "name": "max_params", "passed": False, "measured": 416095,
+         "limit": 20000, "message": "The model has 416,095 parameters.", "points": 1.0},
+        {"id": "max_epochs", "name": "max_epochs", "passed": None, "measured": None,
+         "limit": 5, "message": "Decided after training (at most 5 epochs).", "points": 1.0},
+    ]  # fmt: skip
+    failed = make_submission(
+        assignment, student, status=Submission.Status.FAILED, reason=Submission.Reason.RULES,
+        passed=False, rules=rules,
+    )  # fmt: skip
+    output = io.StringIO()
+    common = ["status", "--url", live_server.url, "--token", token(student)]
+    assert main([*common, str(failed.pk)], out=output) == 1
+    text = output.getvalue()
+    assert "[   FAIL] max_params: The model has 416,095 parameters.\n" in text
+    assert ("[not run] max_epochs: Not decided: grading ended before this rule was checked") in text
+    assert "pending" not in text and "Decided after training" not in text

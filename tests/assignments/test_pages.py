@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from django.test import Client
@@ -627,3 +628,77 @@ def test_submission_page_without_a_validation_measurement_shows_none(client, stu
     submission = make_submission(assignment, student, accuracy=0.8125, checks={})
     text = login(client, student).get(reverse("submission_detail", args=[submission.pk]))
     assert 'id="validation-accuracy"' not in text.content.decode()
+
+
+def _rule(rule_id, passed, measured, limit, message):
+    return {
+        "id": rule_id, "name": rule_id, "passed": passed, "measured": measured,
+        "limit": limit, "message": message, "hint": None, "points": 1.0,
+    }  # fmt: skip
+
+
+def rule_report(html: str) -> str:
+    start = html.index('id="rule-report"')
+    return html[start : html.index("</table>", start)]
+
+
+def test_rules_never_decided_on_an_ended_submission_show_not_run_not_pending(
+    client, student, assignment
+):
+    # Training is skipped after a failed static rule: its rules stay undecided for good.
+    rules = [
+        _rule("max_params", False, 416095, 20000, "The model has 416,095 parameters."),
+        _rule("max_epochs", None, None, 5, "Decided after training (at most 5 epochs)."),
+        _rule("min_val_accuracy", None, None, 0.6, "Decided after training (60.00%)."),
+    ]
+    failed = make_submission(
+        assignment, student, status=Submission.Status.FAILED, reason=Submission.Reason.RULES,
+        passed=False, rules=rules,
+    )  # fmt: skip
+    html = login(client, student).get(reverse("submission_detail", args=[failed.pk]))
+    report = rule_report(html.content.decode())
+    assert "pending" not in report and "Decided after training" not in report
+    assert report.count("\u2013 not run</span>") == 2
+    assert report.count("Not decided: grading ended before this rule was checked") == 2
+
+
+def test_rules_still_to_be_decided_on_a_running_submission_show_pending(
+    client, student, assignment
+):
+    rules = [_rule("max_epochs", None, None, 5, "Decided after training (at most 5 epochs).")]
+    running = make_submission(
+        assignment, student, status=Submission.Status.TRAINING, passed=None, rules=rules
+    )
+    html = login(client, student).get(reverse("submission_detail", args=[running.pk]))
+    report = rule_report(html.content.decode())
+    assert "… pending" in report and "Decided after training" in report
+    assert "not run" not in report
+
+
+def test_rule_report_shows_accuracies_as_percentages_like_the_rule_list(
+    client, student, assignment
+):
+    rules = [
+        _rule("min_val_accuracy", True, 0.9375, 0.6, "Best validation accuracy 93.75%."),
+        _rule("min_test_accuracy", False, 0.5, 0.85, "Test accuracy 50.00%."),
+        _rule("max_dropout", True, 0.1, 0.2, "Dropout 0.1."),
+    ]
+    done = make_submission(assignment, student, accuracy=0.9, passed=False, rules=rules)
+    html = login(client, student).get(reverse("submission_detail", args=[done.pk]))
+    cells = re.findall(r'<td class="num">([^<]*)</td>', rule_report(html.content.decode()))
+    assert cells == ["93.75 %", "60.00 %", "50.00 %", "85.00 %", "0.1", "0.2"]
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (Submission.Status.FAILED, "Nothing logged."),
+        (Submission.Status.TRAINING, "Nothing logged yet."),
+    ],
+)
+def test_an_empty_log_says_yet_only_while_grading_goes_on(
+    client, student, assignment, status, expected
+):
+    submission = make_submission(assignment, student, status=status, with_result=False)
+    html = login(client, student).get(reverse("submission_detail", args=[submission.pk]))
+    assert f'<p class="muted">{expected}</p>' in html.content.decode()
