@@ -26,6 +26,8 @@ class UploadForm(forms.Form):
         help_text="A .py file defining build_model(input_shape, num_classes), a model .json, "
         "or a .keras archive.",
         widget=forms.ClearableFileInput(attrs={"accept": ".py,.json,.keras"}),
+        # The upload service refuses an empty file with its name and what was expected.
+        allow_empty_file=True,
     )
 
     def clean_file(self):

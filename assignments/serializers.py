@@ -289,7 +289,10 @@ class SubmissionDetailSerializer(SubmissionListSerializer):
 
 
 class SubmissionCreateSerializer(serializers.Serializer):
-    file = serializers.FileField(help_text="A .py, .json or .keras model file.")
+    # The upload service refuses an empty file with its name and what was expected.
+    file = serializers.FileField(
+        help_text="A .py, .json or .keras model file.", allow_empty_file=True
+    )
 
 
 class BatchSerializer(serializers.Serializer):

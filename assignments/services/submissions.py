@@ -34,6 +34,12 @@ ALLOWED_SUFFIXES = {
     ".json": Submission.Kind.JSON,
     ".keras": Submission.Kind.KERAS,
 }
+# What a file of each kind holds, for the message refusing an empty one.
+EXPECTED_CONTENT = {
+    Submission.Kind.PYTHON: "Python source defining `build_model(input_shape, num_classes)`",
+    Submission.Kind.JSON: "a Keras model config, as written by `model.to_json()`",
+    Submission.Kind.KERAS: "a .keras archive saved with `model.save('model.keras')`",
+}
 # Model classes a Keras 3 model config may name at its top level.
 MODEL_CLASSES = {"Sequential", "Functional", "Model"}
 
@@ -128,9 +134,9 @@ def validate_upload(
         raise InvalidUpload(
             f"File `{name}` is {len(data):,} bytes. Expected at most {limit:,} bytes."
         )
-    if not data:
-        raise InvalidUpload(f"File `{name}` is empty.")
     kind = ALLOWED_SUFFIXES[suffix]
+    if not data:
+        raise InvalidUpload(f"File `{name}` is empty (0 bytes). Expected {EXPECTED_CONTENT[kind]}.")
     if kind == Submission.Kind.PYTHON:
         _check_python(name, data)
     else:

@@ -252,3 +252,23 @@ def test_assignment_detail_says_how_many_submissions_are_left(student, assignmen
     data = client.get(f"/api/v1/assignments/{assignment.slug}/").json()
     assert data["submissions_left_today"] == assignment.daily_quota - 1
     assert data["rules"][0]["text"] == "At most 20,000 parameters"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("net.py", "File `net.py` is empty (0 bytes). Expected Python source defining"),
+        ("net.keras", "File `net.keras` is empty (0 bytes). Expected a .keras archive"),
+        # The extension is checked first, as for a file with content.
+        ("notes.txt", "File `notes.txt` has extension `.txt`. Expected one of"),
+    ],
+)
+def test_an_empty_file_is_an_invalid_upload_naming_the_file_and_what_was_expected(
+    student, assignment, name, expected
+):
+    response = submit(api(student), assignment.slug, name, b"")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["kind"] == "invalid_upload"
+    assert error["message"].startswith(expected), error
+    assert Submission.objects.count() == 0

@@ -702,3 +702,11 @@ def test_an_empty_log_says_yet_only_while_grading_goes_on(
     submission = make_submission(assignment, student, status=status, with_result=False)
     html = login(client, student).get(reverse("submission_detail", args=[submission.pk]))
     assert f'<p class="muted">{expected}</p>' in html.content.decode()
+
+
+def test_an_empty_upload_names_the_file_and_what_was_expected(client, student, assignment):
+    response = upload(login(client, student), assignment.slug, "model.py", b"")
+    html = response.content.decode()
+    assert "File `model.py` is empty (0 bytes). Expected Python source defining" in html
+    assert "The submitted file is empty." not in html
+    assert Submission.objects.count() == 0
