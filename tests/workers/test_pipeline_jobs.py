@@ -384,3 +384,67 @@ def test_the_build_stage_mounts_no_data_at_all(tmp_path):
     targets = set(mounts_by_target(job))
     assert "/job/data" not in targets and "/job/train-data" not in targets
     assert {"/job/in", "/job/out"} <= targets
+
+
+FORGED_RESULTS = {
+    "NaN": '{"ok": true, "model_config": {"rate": NaN}}',
+    "Infinity": '{"ok": true, "training_config": {"learning_rate": -Infinity}}',
+    "overflowing float": '{"ok": true, "training_config": {"learning_rate": 1e400}}',
+    "5,000-digit integer": '{"ok": true, "model_config": {"units": ' + "9" * 5000 + "}}",
+    "deep nesting": '{"ok": true, "model_config": ' + "[" * 200_000 + "]" * 200_000 + "}",
+}
+
+
+@pytest.mark.parametrize("content", FORGED_RESULTS.values(), ids=FORGED_RESULTS.keys())
+def test_a_result_json_cannot_parse_is_a_verdict_not_an_internal_error(tmp_path, content):
+    # Student code in the build (or a custom training) can write `result.json` itself.
+    dirs = job_dirs(root=tmp_path, key="1/g1", stage="build")
+    (dirs.out / "result.json").write_text(content)
+
+    with pytest.raises(StageFailed) as failure:
+        read_stage_result(stage="build", dirs=dirs, result=sandbox_result(), resources=RESOURCES)
+    assert failure.value.reason == "crashed"
+    assert failure.value.message.startswith("The build wrote an unreadable result (")
+
+
+@pytest.mark.parametrize(
+    ("stage", "payload", "reason", "words"),
+    [
+        (
+            "build",
+            {"model_config": {"class_name": "Dense", "name": "d", "config": {"units": 2**60}}},
+            "invalid_submission",
+            "Layer `d` has, at `model_config.config.units`, an integer beyond",
+        ),
+        (
+            "build",
+            {"model_config": {}, "training_config": {"note": "a\x00b"}},
+            "invalid_submission",
+            "at `training_config.note`, text containing '\\x00'",
+        ),
+        ("train", {"custom_training": {"seconds": 2**63}}, "crashed", "an integer beyond"),
+    ],
+)
+def test_a_result_the_database_could_not_store_is_refused_with_where(
+    tmp_path, stage, payload, reason, words
+):
+    dirs = job_dirs(root=tmp_path, key="1/g1", stage=stage)
+    (dirs.out / "result.json").write_text(json.dumps({"ok": True, **payload}))
+
+    with pytest.raises(StageFailed) as failure:
+        read_stage_result(stage=stage, dirs=dirs, result=sandbox_result(), resources=RESOURCES)
+    assert failure.value.reason == reason
+    assert "produced output the grader refuses" in failure.value.message
+    assert words in failure.value.message
+
+
+def test_forged_progress_lines_are_ignored_without_breaking_the_reader():
+    records: list[dict] = []
+    on_line = progress_listener(records.append)
+
+    on_line('GRADER-PROGRESS {"epoch": 1, "loss": NaN}')
+    on_line('GRADER-PROGRESS {"epoch": ' + "9" * 5000 + "}")
+    on_line("GRADER-PROGRESS " + "[" * 200_000)
+    on_line('GRADER-PROGRESS {"epoch": 2, "loss": 0.25}')
+
+    assert [r["epoch"] for r in records] == [2]

@@ -243,6 +243,49 @@ def test_a_hostile_config_is_a_verdict_not_an_infrastructure_error(
     assert queued_tasks(redis_broker, "gpu") == []
 
 
+FORGING_MODULE = """
+import os
+
+
+def build_model(input_shape, num_classes):
+    # Write the build's result instead of the runner, and leave before the runner can.
+    with open("/job/out/result.json", "w") as result:
+        result.write(RESULT)
+    os._exit(0)
+"""
+
+
+@pytest.mark.parametrize(
+    ("result", "reason", "words"),
+    [
+        ('{"ok": true, "model_config": {"rate": NaN}}', "crashed", "NaN is not a JSON number"),
+        (
+            '{"ok": true, "model_config": {"name": "x\\u0000"}}',
+            "invalid_submission",
+            "text containing '\\x00'",
+        ),
+    ],
+    ids=["nan", "nul"],
+)
+@pytest.mark.services
+@pytest.mark.bwrap
+@pytest.mark.django_db(transaction=True)
+def test_a_build_result_forged_by_student_code_is_a_verdict_not_an_infrastructure_error(
+    result, reason, words, redis_broker, student, grading_settings
+):
+    # Before: PostgreSQL refused the NaN or NUL when the build was stored, and the stage was
+    # retried 5 times, then ended error/infrastructure.
+    source = FORGING_MODULE.replace("RESULT", repr(result))
+    submission = make_submission(make_assignment(), student, source=source)
+
+    tasks.build_submission.apply(args=[submission.pk])
+
+    submission.refresh_from_db()
+    assert (submission.status, submission.reason) == (Status.FAILED, reason), submission.message
+    assert words in submission.message
+    assert queued_tasks(redis_broker, "preflight") == []
+
+
 class InfrastructureFailingSandbox:
     """A sandbox whose engine is down: every job is an infrastructure result."""
 

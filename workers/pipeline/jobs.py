@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from grader.errors import GraderError
+from grader.limits import check_values
 from workers.pipeline.errors import InfrastructureError, StageAborted, StageFailed
 from workers.sandbox import Limits, Mount, SandboxJob
 from workers.sandbox.environment import (
@@ -32,7 +34,7 @@ from workers.sandbox.environment import (
     image_python_environment,
     python_environment,
 )
-from workers.sandbox.outputs import OutputRejected, collect_output
+from workers.sandbox.outputs import OutputRejected, collect_output, parse_untrusted_json
 
 RESULT_FILENAME = "result.json"
 RESULT_MAX_BYTES = 4 * 1024 * 1024
@@ -268,13 +270,24 @@ def read_stage_result(
             log=log,
         )
     try:
-        payload = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        payload = parse_untrusted_json(raw)
+    except OutputRejected as exc:
         raise StageFailed(
             "crashed", f"{what} wrote an unreadable result ({exc}).", log=log
         ) from exc
     if not isinstance(payload, dict):
         raise StageFailed("crashed", f"{what} wrote a result that is not a JSON object.", log=log)
+    try:
+        # Student code may have written the result itself (build; custom training): every
+        # value must be one the analysis and the database take, or the stage would end as an
+        # infrastructure error when storing it, after retries.
+        check_values(payload)
+    except GraderError as exc:
+        raise StageFailed(
+            "invalid_submission" if stage == "build" else "crashed",
+            f"{what} produced output the grader refuses. {exc.message}",
+            log=log,
+        ) from exc
     if payload.get("ok") is True:
         return payload
     error = payload.get("error") or {}
@@ -298,8 +311,8 @@ def progress_listener(on_epoch: Callable[[dict[str, Any]], None]) -> Callable[[s
         if not line.startswith(prefix):
             return
         try:
-            record = json.loads(line[len(prefix) :])
-        except json.JSONDecodeError:
+            record = parse_untrusted_json(line[len(prefix) :])
+        except OutputRejected:
             return
         if isinstance(record, dict) and isinstance(record.get("epoch"), int):
             on_epoch(record)

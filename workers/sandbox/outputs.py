@@ -10,6 +10,7 @@ file with a single link, and reads at most `max_bytes` in all.
 from __future__ import annotations
 
 import json
+import math
 import os
 import stat
 from pathlib import Path
@@ -111,6 +112,38 @@ def _read_regular(dir_fd: int, name: str, relative: str, budget: list[int]) -> b
         os.close(fd)
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # `1e400` reads as infinity
+        raise ValueError(f"{text[:40]} is out of range")
+    return value
+
+
+def parse_untrusted_json(data: bytes | str) -> Any:
+    """Parse JSON a sandboxed job wrote (student code may have written it instead of the runner).
+
+    Strict where Python's `json` is lenient or fragile: `NaN`, `Infinity` and numbers too large
+    for a float are refused (the runner writes none; the database refuses them), and so are an
+    integer past Python's 4,300-digit limit (a plain `ValueError`) and nesting deeper than the
+    interpreter's stack (`RecursionError`), which `json.loads` would otherwise raise past any
+    `JSONDecodeError` handler.
+
+    Raises:
+        OutputRejected: not UTF-8, not JSON, or one of the above; the message says which.
+    """
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError as exc:
+        raise OutputRejected("nested too deeply") from exc
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError included
+        raise OutputRejected(str(exc)) from exc
+
+
 def read_result(out_dir: Path | str, max_bytes: int = RESULT_MAX_BYTES) -> dict[str, Any]:
     """Load `result.json` from a job's output directory through `collect_output`.
 
@@ -122,8 +155,8 @@ def read_result(out_dir: Path | str, max_bytes: int = RESULT_MAX_BYTES) -> dict[
     if RESULT_FILE not in files:
         raise OutputRejected(f"The job wrote no `{RESULT_FILE}` in its output directory.")
     try:
-        value = json.loads(files[RESULT_FILE].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        value = parse_untrusted_json(files[RESULT_FILE])
+    except OutputRejected as exc:
         raise OutputRejected(f"`{RESULT_FILE}` is not valid UTF-8 JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise OutputRejected(
