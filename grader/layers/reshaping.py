@@ -94,11 +94,30 @@ def _repeat_vector(config: Config, input_shapes: Sequence[Shape]) -> Shape:
 
 
 def _pairs(value: Any, rank: int, name: str) -> tuple[tuple[int, int], ...]:
-    """Keras' padding/cropping forms: int, per-axis ints, or per-axis (before, after) pairs."""
+    """Keras' padding/cropping forms: int, per-axis ints, or per-axis (before, after) pairs.
+
+    Negative amounts are refused in every form: Keras refuses them for cropping and for 1D
+    padding (a 2D or 3D padding of -1 would silently crop), and the grader's shapes must be
+    the ones the trainer builds.
+    """
+    pairs = _pair_form(value, rank)
+    if pairs is not None and all(a >= 0 and b >= 0 for a, b in pairs):
+        return pairs
+    raise SpecError(
+        f"Expected `{name}` to be an int, {rank} ints or {rank} pairs of non-negative ints. "
+        f"Received {value!r}."
+    )
+
+
+def _pair_form(value: Any, rank: int) -> tuple[tuple[int, int], ...] | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return ((value, value),) * rank
     if isinstance(value, (list, tuple)):
-        if rank == 1 and len(value) == 2 and all(isinstance(v, int) for v in value):
+        if (
+            rank == 1
+            and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        ):
             return ((int(value[0]), int(value[1])),)
         if len(value) == rank:
             out = []
@@ -112,14 +131,9 @@ def _pairs(value: Any, rank: int, name: str) -> tuple[tuple[int, int], ...]:
                 ):
                     out.append((int(v[0]), int(v[1])))
                 else:
-                    break
-            else:
-                if all(a >= 0 and b >= 0 for a, b in out):
-                    return tuple(out)
-    raise SpecError(
-        f"Expected `{name}` to be an int, {rank} ints or {rank} pairs of non-negative ints. "
-        f"Received {value!r}."
-    )
+                    return None
+            return tuple(out)
+    return None
 
 
 def _pad_crop_spec(class_name: str, rank: int, key: str, sign: int) -> LayerSpec:

@@ -539,3 +539,21 @@ def test_sizes_up_to_the_limit_are_counted_exactly() -> None:
     # Dense on 2**26 features: kernel 2**52, bias 2**26; by hand, not from the code.
     analysis = analyze(_sequential([2**26], _layer("Dense", "d", units=2**26)))
     assert analysis.total_params == 2**52 + 2**26
+
+
+@pytest.mark.parametrize(
+    ("class_name", "shape", "key", "value"),
+    [
+        ("Cropping2D", [8, 8, 3], "cropping", -1),  # Keras: "`cropping` cannot be negative"
+        ("Cropping1D", [8, 3], "cropping", [-1, 0]),
+        ("Cropping3D", [8, 8, 8, 3], "cropping", [[0, 0], [-1, 1], [0, 0]]),
+        ("ZeroPadding1D", [8, 3], "padding", -1),  # Keras: "must satisfy value >= 0"
+        # Keras builds these, as a crop in disguise; the grader refuses it like the rest.
+        ("ZeroPadding2D", [8, 8, 3], "padding", -1),
+        ("ZeroPadding2D", [8, 8, 3], "padding", [1, -1]),
+    ],
+)
+def test_negative_padding_or_cropping_is_refused_in_every_form(class_name, shape, key, value):
+    config = _sequential(shape, _layer(class_name, "p", **{key: value}))
+    with pytest.raises(InvalidModelConfig, match=f"Expected `{key}` to be .* non-negative ints"):
+        build_graph(config)
