@@ -70,12 +70,14 @@ WEB_PID=""
 stop_all() {
     trap - INT TERM EXIT
     log "stopping"
-    # Each runs in its own session (setsid): signal the whole group, children included.
-    # TERM asks Celery for a warm shutdown; a grading cut short is requeued by the reaper.
+    # Each runs in its own session (setsid). The site's whole group gets TERM. Celery gets it
+    # in its main process only: that is its warm shutdown, which stops the pool and beat
+    # itself; TERM sent to a pool process kills it mid-task and is logged as an ERROR. What
+    # is still alive after the wait below (a grading cut short, requeued later by the reaper,
+    # and its sandbox) goes with the group's KILL.
     local pid
-    for pid in $WEB_PID $WORKER_PID; do
-        kill -TERM -- "-$pid" 2>/dev/null || true
-    done
+    [ -n "$WEB_PID" ] && kill -TERM -- "-$WEB_PID" 2>/dev/null || true
+    [ -n "$WORKER_PID" ] && kill -TERM "$WORKER_PID" 2>/dev/null || true
     for _ in $(seq 1 20); do
         local alive=0
         for pid in $WEB_PID $WORKER_PID; do

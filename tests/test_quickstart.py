@@ -184,6 +184,9 @@ def test_quickstart_serves_grades_a_submission_and_stops_on_ctrl_c(tmp_path, bwr
     time.sleep(0.5)
     assert not processes_mentioning(f"runserver 127.0.0.1:{port}")
     assert not processes_mentioning(str(var_dir / "celerybeat-schedule"))
+    # A warm shutdown of the idle worker: its pool processes were not killed from outside.
+    assert "exited with 'signal" not in worker_log.read_text()
+    assert "ERROR" not in worker_log.read_text()
 
     # Command 1 again: the data (and the student's password) are still there.
     process = start(var_dir, port)
