@@ -236,16 +236,24 @@ def cmd_submit(api: Api, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_status(api: Api, args: argparse.Namespace, out: TextIO) -> int:
-    """Show each submission, why it failed and its rules; exit 1 if one did not pass."""
-    if args.wait:
+    """Show each submission, why it failed and its rules; exit 1 if one did not pass, 2 if an
+    id is not one of the caller's submissions (the others are still shown)."""
+    details: dict[int, dict] = {}
+    code = EXIT_OK
+    for sid in args.ids:
         try:
-            details = wait_for(api, args.ids, poll=args.poll, timeout=args.timeout, out=out)
+            details[sid] = api.get_json(f"/api/v1/submissions/{sid}/")
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            out.write(f"#{sid}: not found (no submission with that id that you may see)\n")
+            code = EXIT_ERROR
+    if args.wait and details:
+        try:
+            details = wait_for(api, list(details), poll=args.poll, timeout=args.timeout, out=out)
         except TimeoutError as exc:
             out.write(f"{exc}\n")
             return EXIT_TIMEOUT
-    else:
-        details = {sid: api.get_json(f"/api/v1/submissions/{sid}/") for sid in args.ids}
-    code = EXIT_OK
     for sub in details.values():
         out.write(describe(sub) + "\n")
         for line in message_lines(sub):
@@ -259,7 +267,7 @@ def cmd_status(api: Api, args: argparse.Namespace, out: TextIO) -> int:
             name = terminal_safe(rule.get("name") or rule["id"])
             out.write(f"  [{mark:>7}] {name}: {terminal_safe(message)}\n")
         # The same codes as `submit`: one that is still being graded has not failed (yet).
-        if did_not_pass(sub):
+        if did_not_pass(sub) and code == EXIT_OK:
             code = EXIT_REJECTED
     return code
 
@@ -296,7 +304,17 @@ def cmd_leaderboard(api: Api, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_grades(api: Api, args: argparse.Namespace, out: TextIO) -> int:
-    data = api.get_bytes(f"/api/v1/assignments/{args.assignment}/grades.csv")
+    try:
+        data = api.get_bytes(f"/api/v1/assignments/{args.assignment}/grades.csv")
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        # The API does not tell a student that the assignment exists: say what 404 can mean.
+        out.write(
+            f"Error (404): no assignment `{terminal_safe(args.assignment)}` whose grades you "
+            "may download. Grades are for the course's instructors and teaching assistants.\n"
+        )
+        return EXIT_ERROR
     if args.out:
         Path(args.out).write_bytes(data)
         out.write(f"Grades written to {args.out}\n")

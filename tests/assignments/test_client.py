@@ -86,6 +86,20 @@ def test_students_cannot_download_grades(live_server, student, assignment):
     code = main(["grades", "--url", live_server.url, "--token", token(student),
                  "--assignment", assignment.slug], out=output)  # fmt: skip
     assert code == 2 and "Error (404)" in output.getvalue()
+    assert "Grades are for the course's instructors" in output.getvalue()
+
+
+def test_status_names_an_unknown_id_and_still_shows_the_others(live_server, student, assignment):
+    from tests.assignments.site_fixtures import make_submission
+
+    mine = make_submission(assignment, student, accuracy=0.9)
+    output = io.StringIO()
+    code = main(["status", "--url", live_server.url, "--token", token(student),
+                 str(mine.pk), "999999"], out=output)  # fmt: skip
+    text = output.getvalue()
+    assert code == 2
+    assert "#999999: not found (no submission with that id that you may see)" in text
+    assert f"#{mine.pk}" in text and "finished" in text
 
 
 def test_bad_token_is_reported(live_server, assignment):
