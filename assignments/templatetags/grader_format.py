@@ -5,10 +5,11 @@ JSON answers carry the exact numbers; pages round them for reading.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django import template
-from django.utils.html import format_html
+from django.utils.html import escape, format_html
 from django.utils.safestring import mark_safe
 
 from assignments.models import Submission
@@ -40,6 +41,22 @@ def number(value: Any) -> str:
     if isinstance(value, list | tuple):
         return " \u00d7 ".join(number(v) for v in value)
     return str(value)
+
+
+_QUOTED = re.compile(r"`([^`\n]+)`")
+
+
+@register.filter
+def inline_code(text: Any) -> str:
+    """A message as HTML: escaped, with its `backticked` names (layers, rules, files) as code.
+
+    The grader's messages quote names in backticks (Markdown's convention), and the same text
+    goes to the API and the command line, so pages turn them into `<code>` rather than show
+    the backticks. The text is escaped first: a name a student chose stays inert.
+    """
+    if text is None:
+        return ""
+    return mark_safe(_QUOTED.sub(r"<code>\1</code>", escape(str(text))))  # noqa: S308
 
 
 @register.filter

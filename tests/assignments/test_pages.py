@@ -710,3 +710,24 @@ def test_an_empty_upload_names_the_file_and_what_was_expected(client, student, a
     assert "File `model.py` is empty (0 bytes). Expected Python source defining" in html
     assert "The submitted file is empty." not in html
     assert Submission.objects.count() == 0
+
+
+def test_names_quoted_in_messages_show_as_code_and_stay_escaped(client, student, assignment):
+    rules = [
+        _rule(
+            "max_dropout", False, 0.5, 0.2,
+            "Layer `drop<b>1` (Dropout) has rate 0.5. Expected at most 0.2.",
+        ),
+    ]  # fmt: skip
+    failed = make_submission(
+        assignment, student, status=Submission.Status.FAILED, reason=Submission.Reason.RULES,
+        passed=False, rules=rules,
+    )  # fmt: skip
+    Submission.objects.filter(pk=failed.pk).update(
+        message="`build_model` must return a keras.Model; `x` is not one."
+    )
+    html = login(client, student).get(reverse("submission_detail", args=[failed.pk]))
+    text = html.content.decode()
+    assert "Layer <code>drop&lt;b&gt;1</code> (Dropout)" in rule_report(text)
+    assert "<code>build_model</code> must return a keras.Model; <code>x</code> is not" in text
+    assert "`" not in rule_report(text)
