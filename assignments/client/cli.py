@@ -60,9 +60,21 @@ def progress_bar(fraction: float, width: int = 30) -> str:
     return f"[{'#' * filled}{'-' * (width - filled)}] {fraction * 100:3.0f} %"
 
 
+# A stage's status stays on the submission, with no worker, until the next stage starts:
+# while it waits in a queue, its status names the stage it finished.
+_NEXT_STAGE = {
+    "building": "the check",
+    "checking": "training",
+    "training": "evaluation",
+    "evaluating": "the final verdict",
+}
+
+
 def describe(sub: dict) -> str:
-    """One line about a submission: `#12 training (epoch 3, val. accuracy 61.2 %)`."""
-    text = f"#{sub['id']} {sub['status']}"
+    """One line about a submission: `#12 training (epoch 3, val. accuracy 61.2 %)`, or
+    `#12 training done (epoch 5, ...), waiting for evaluation (position 2 in the queue)`."""
+    waiting = bool(sub.get("queue_position")) and sub["status"] in _NEXT_STAGE
+    text = f"#{sub['id']} {sub['status']}" + (" done" if waiting else "")
     if sub.get("reason"):
         text += f": {sub['reason']}"
     epochs = sub.get("epochs") or []
@@ -72,6 +84,8 @@ def describe(sub: dict) -> str:
         if last.get("val_accuracy") is not None:
             detail += f", val. accuracy {last['val_accuracy'] * 100:.1f} %"
         text += f" ({detail})"
+    if waiting:
+        text += f", waiting for {_NEXT_STAGE[sub['status']]}"
     if sub.get("queue_position"):
         text += f" (position {sub['queue_position']} in the queue)"
     if sub["status"] in TERMINAL and sub.get("accuracy") is not None:

@@ -301,3 +301,30 @@ def test_status_marks_rules_an_ended_grading_never_decided_as_not_run(
     assert "[   FAIL] max_params: The model has 416,095 parameters.\n" in text
     assert ("[not run] max_epochs: Not decided: grading ended before this rule was checked") in text
     assert "pending" not in text and "Decided after training" not in text
+
+
+@pytest.mark.parametrize(
+    ("sub", "line"),
+    [
+        (
+            {"id": 12, "status": "training", "queue_position": None,
+             "epochs": [{"epoch": 3, "val_accuracy": 0.612}]},
+            "#12 training (epoch 3, val. accuracy 61.2 %)",
+        ),
+        (
+            {"id": 12, "status": "training", "queue_position": 2,
+             "epochs": [{"epoch": 5, "val_accuracy": 0.9}]},
+            "#12 training done (epoch 5, val. accuracy 90.0 %), waiting for evaluation "
+            "(position 2 in the queue)",
+        ),
+        (
+            {"id": 7, "status": "checking", "queue_position": 1},
+            "#7 checking done, waiting for training (position 1 in the queue)",
+        ),
+        ({"id": 3, "status": "queued", "queue_position": 4}, "#3 queued (position 4 in the queue)"),
+    ],
+)  # fmt: skip
+def test_a_submission_waiting_between_stages_says_what_it_waits_for(sub, line):
+    from assignments.client.cli import describe
+
+    assert describe(sub) == line
