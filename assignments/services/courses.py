@@ -181,7 +181,7 @@ def update_assignment(*, assignment: Assignment, actor, **fields: Any) -> Assign
     validate_assignment_settings(values=_settings_of(assignment), ruleset=ruleset)
     _full_clean(assignment)
     assignment.save()
-    changed = sorted(name for name in fields if before[name] != fields[name])
+    changed = sorted(name for name in fields if _differs(before[name], fields[name]))
     if changed:
         _audit(
             actor=actor,
@@ -199,6 +199,14 @@ def update_assignment(*, assignment: Assignment, actor, **fields: Any) -> Assign
             previous=before["rules_yaml"],
         )
     return assignment
+
+
+def _differs(before: Any, after: Any) -> bool:
+    """Whether a setting really changed: text that differs only in surrounding or trailing
+    whitespace (forms strip what they post) is the same text, and not worth an audit entry."""
+    if isinstance(before, str) and isinstance(after, str):
+        return _normalized(before) != _normalized(after)
+    return before != after
 
 
 def export_assignment_yaml(assignment: Assignment) -> str:

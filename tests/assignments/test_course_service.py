@@ -54,6 +54,23 @@ def test_changing_rules_bumps_the_version_and_is_audited(assignment, instructor)
     assert entry.details["previous"] == same and entry.actor == instructor
 
 
+def test_saving_text_a_form_stripped_is_not_audited_as_a_change(assignment, instructor):
+    Assignment.objects.filter(pk=assignment.pk).update(description="Build a small CNN.\n")
+    assignment.refresh_from_db()
+    # A form posts the description stripped, unchanged otherwise, with a real change elsewhere.
+    courses.update_assignment(
+        assignment=assignment, actor=instructor, description="Build a small CNN.", daily_quota=7
+    )
+    entry = AuditEntry.objects.get(action="assignment.updated")
+    assert entry.details["fields"] == ["daily_quota"]
+
+    courses.update_assignment(
+        assignment=assignment, actor=instructor, description="Build a tiny CNN."
+    )
+    latest = AuditEntry.objects.filter(action="assignment.updated").latest("id")
+    assert latest.details["fields"] == ["description"]
+
+
 def test_other_settings_do_not_bump_the_rules_version(assignment, instructor):
     courses.update_assignment(assignment=assignment, actor=instructor, daily_quota=9)
     assignment.refresh_from_db()
