@@ -60,6 +60,27 @@ def inline_code(text: Any) -> str:
 
 
 @register.filter
+def audit_details(details: Any) -> str:
+    """An audit entry's details for people: `key: value` lines, lists joined with commas, and
+    long or multi-line text (a previous rule set) folded away under its key."""
+    if not isinstance(details, dict):
+        return "" if details in (None, "") else escape(str(details))
+    lines = []
+    for key, value in details.items():
+        if isinstance(value, list | tuple):
+            text = ", ".join(str(item) for item in value)
+        else:
+            text = "\u2013" if value is None else str(value)
+        if "\n" in text or len(text) > 80:
+            lines.append(
+                format_html("<details><summary>{}</summary><pre>{}</pre></details>", key, text)
+            )
+        else:
+            lines.append(format_html("{}: {}", key, text))
+    return mark_safe("<br>".join(lines))  # noqa: S308 - every part is escaped by format_html
+
+
+@register.filter
 def duration(seconds: Any) -> str:
     """Seconds for people: "850 ms", "12.3 s", "4 min 05 s", "1 h 02 min"."""
     if seconds is None or seconds == "":

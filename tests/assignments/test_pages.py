@@ -292,6 +292,24 @@ def test_override_records_the_reason_in_the_audit_trail(client, instructor, stud
     assert entry.details["previous"] is None and entry.details["computed_score"] == result.score
 
 
+def test_the_audit_trail_reads_as_text_with_a_previous_rule_set_folded(
+    client, instructor, student, assignment
+):
+    from assignments.services import courses
+
+    previous = assignment.rules_yaml
+    changed = previous.replace("20000", "30000")
+    assert changed != previous
+    courses.update_assignment(
+        assignment=assignment, actor=instructor, rules_yaml=changed, daily_quota=9
+    )
+    stats = login(client, instructor).get(reverse("assignment_stats", args=[assignment.slug]))
+    html = stats.content.decode()
+    assert "fields: daily_quota, rules_yaml<br>rules_version: 2" in html
+    assert "<details><summary>previous</summary><pre>" in html
+    assert "{&#x27;" not in html and "{'" not in html  # no Python dict text
+
+
 def test_override_without_reason_is_refused(client, instructor, student, assignment):
     submission = make_submission(assignment, student, accuracy=0.5)
     login(client, instructor)
