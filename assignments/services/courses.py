@@ -22,6 +22,9 @@ from assignments.services.assignment_settings import (
 )
 from grader.errors import RuleSetError
 
+# Computed scores run from 0 to 100 (`grader.rules.score`); an override stays on that scale.
+MAX_SCORE = 100.0
+
 # The assignment fields an instructor edits (and that YAML export/import round-trips).
 EDITABLE_FIELDS = (
     "title",
@@ -284,14 +287,22 @@ def import_assignment_yaml(*, course: Course, actor, text: str) -> Assignment:
 def override_score(*, result: Result, actor, score: float | None, reason: str) -> Result:
     """Set (or, with `score=None`, clear) a manual score; the reason is required and audited.
 
+    The score is on the grader's scale, 0 to 100 (a typo such as 950 for 95 would otherwise
+    top every ranking and grade export).
+
     Raises:
-        AssignmentInvalid: no reason was given, or the score is not finite.
+        AssignmentInvalid: no reason was given, or the score is not a number from 0 to 100.
     """
     reason = reason.strip()
     if not reason:
         raise AssignmentInvalid("A score override needs a reason. Received an empty reason.")
     if score is not None and not (score == score and abs(score) != float("inf")):
         raise AssignmentInvalid(f"Score {score!r} is not a finite number.")
+    if score is not None and not 0 <= score <= MAX_SCORE:
+        raise AssignmentInvalid(
+            f"Score {score:g} is outside the grader's scale. Expected a score from 0 to "
+            f"{MAX_SCORE:g}, like the computed ones."
+        )
     result = Result.objects.select_for_update().select_related("submission").get(pk=result.pk)
     previous = result.score_override
     result.score_override = score

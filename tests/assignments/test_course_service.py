@@ -132,6 +132,19 @@ def test_override_and_clear_are_audited(assignment, student, instructor):
     assert actions == ["score.override", "score.override_cleared"]
 
 
+@pytest.mark.parametrize("score", [-5.0, 100.5, 950.0])
+def test_an_override_stays_on_the_graders_scale(assignment, student, instructor, score):
+    result = Result.objects.get(submission=make_submission(assignment, student, accuracy=0.5))
+    with pytest.raises(courses.AssignmentInvalid, match="Expected a score from 0 to 100"):
+        courses.override_score(result=result, actor=instructor, score=score, reason="typo")
+    result.refresh_from_db()
+    assert result.score_override is None
+    for edge in (0.0, 100.0):
+        courses.override_score(result=result, actor=instructor, score=edge, reason="edge")
+        result.refresh_from_db()
+        assert result.score_override == edge
+
+
 def test_override_needs_a_reason(assignment, student, instructor):
     result = Result.objects.get(submission=make_submission(assignment, student, accuracy=0.5))
     with pytest.raises(courses.AssignmentInvalid, match="needs a reason"):
