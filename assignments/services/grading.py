@@ -26,14 +26,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from assignments.dispatch import enqueue_submission
+from assignments.dispatch import enqueue_submission, send_after_commit
 from assignments.models import Assignment, AuditEntry, EpochMetric, Result, Submission
 from grader.errors import GraderError
 
@@ -172,7 +171,7 @@ def send_stage_task(*, submission_id: int, stage: str, assignment: Assignment) -
     if stage != Status.FINISHED:
         limits = stage_limits(stage=stage, assignment=assignment)
         options.update(soft_time_limit=limits.soft_time_limit, time_limit=limits.time_limit)
-    transaction.on_commit(lambda: current_app.send_task(task_name, args=[submission_id], **options))
+    send_after_commit(task_name, submission_id=submission_id, **options)
 
 
 def _append_log(existing: str, stage: str, text: str) -> str:
