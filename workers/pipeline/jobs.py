@@ -250,6 +250,7 @@ def read_stage_result(
             log=log,
         )
     if reason == "crashed" or (result.exit_code not in (0, None)):
+        _raise_if_disk_full(stage, dirs, log)
         detail = (
             f"signal {result.signal}"
             if getattr(result, "signal", None)
@@ -264,6 +265,7 @@ def read_stage_result(
         ) from exc
     raw = files.get(RESULT_FILENAME)
     if raw is None:
+        _raise_if_disk_full(stage, dirs, log)
         raise StageFailed(
             "crashed",
             f"{what} ended without writing `{RESULT_FILENAME}`. Expected the runner's result.",
@@ -296,6 +298,42 @@ def read_stage_result(
     if kind in _INVALID_KINDS:
         raise StageFailed("invalid_submission", message, log=log)
     raise StageFailed("build_error" if stage == "build" else "crashed", message, log=log)
+
+
+#: A job's folders count as out of space below this many free bytes (or 1 % of the disk, if less).
+DISK_FULL_FREE_BYTES = 64 * 1024 * 1024
+
+
+def disk_full(path: Path) -> tuple[bool, int]:
+    """Whether the filesystem holding `path` is (nearly) out of space, and its free bytes.
+
+    Measured on the host after a job failed: a write that ran out of space leaves the disk full
+    (the partial file stays), whatever the job printed. False when it cannot be measured.
+    """
+    try:
+        usage = shutil.disk_usage(path)
+    except OSError:
+        return False, -1
+    return usage.free < min(DISK_FULL_FREE_BYTES, usage.total // 100), usage.free
+
+
+def _raise_if_disk_full(stage: str, dirs: JobDirs, log: str) -> None:
+    """A job that crashed (or wrote no result) on a full jobs disk failed because of us: retry.
+
+    Checkpoints and results go to the job's writable folders (under `GRADER_JOBS_DIR`); a write
+    failing there with ENOSPC is not the submission's fault, so it is an infrastructure error
+    (retried with backoff, resuming from the last checkpoint that was written whole), never a
+    `crashed` verdict.
+    """
+    for folder in (dirs.work, dirs.out):
+        full, free = disk_full(folder)
+        if full:
+            raise InfrastructureError(
+                f"The {stage} job stopped while the disk of the jobs folder was full "
+                f"({free:,} bytes free). Expected free space for its checkpoints and "
+                "result (GRADER_JOBS_DIR); it is retried once space is freed.",
+                log=log,
+            )
 
 
 def progress_listener(on_epoch: Callable[[dict[str, Any]], None]) -> Callable[[str], None]:

@@ -17,6 +17,7 @@ stage (or the submission moved on) and the function returns without doing anythi
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import shutil
 import threading
@@ -258,7 +259,15 @@ def _guarded(submission_id: int, worker: str, stage: str, body: Callable[[], Non
         except DatabaseError:
             logger.exception("Could not release submission %s; the reaper will", submission_id)
         raise
-    except Exception:
+    except Exception as exc:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            # The host could not write a job file (spec, inputs) because the disk of the jobs
+            # folder is full: not the submission's fault. Hand the stage back; the task retries.
+            grading.release_stage(submission_id=submission_id, worker=worker)
+            raise InfrastructureError(
+                f"The {stage} stage could not write its job files: {exc.strerror}. "
+                "Expected free space in the jobs folder (GRADER_JOBS_DIR)."
+            ) from exc
         logger.exception("Submission %s: unexpected error in %s", submission_id, stage)
         grading.mark_error(
             submission_id=submission_id,
