@@ -189,6 +189,11 @@ def heartbeat_while_running(submission_id: int, worker: str) -> Iterator[Heartbe
         submission_id=submission_id, worker=worker, interval=interval, check_interval=check
     ) as beat:
         yield beat
+    # The stage's own connection sat idle while the sandbox ran (up to hours): a database that
+    # restarted meanwhile left it broken. Have it checked (and replaced) before the stage's
+    # result is written, instead of failing that write once and training again on a retry.
+    if not connection.in_atomic_block:
+        connection.close_if_unusable_or_obsolete()
 
 
 def abandon(submission_id: int) -> None:
