@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -28,6 +29,12 @@ def service_missing(what: str) -> None:
     pytest.skip(message)
 
 
+def _address(url: str, default_port: int) -> tuple[str, int]:
+    """The (host, port) a service URL names; the ports of CI's shared services by default."""
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or default_port
+
+
 def _port_open(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1.0):
@@ -38,17 +45,19 @@ def _port_open(host: str, port: int) -> bool:
 
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
-    """A URL of the real PostgreSQL server (loopback)."""
-    if not _port_open("127.0.0.1", 5432):
-        service_missing("PostgreSQL on 127.0.0.1:5432")
+    """A URL of the real PostgreSQL server (loopback; `TEST_POSTGRES_URL` picks another)."""
+    host, port = _address(POSTGRES_URL, 5432)
+    if not _port_open(host, port):
+        service_missing(f"PostgreSQL on {host}:{port}")
     return POSTGRES_URL
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    """A URL of a database on the real Redis server (loopback), database 15 for tests."""
-    if not _port_open("127.0.0.1", 6379):
-        service_missing("Redis on 127.0.0.1:6379")
+    """A database of the real Redis server (loopback, db 15; `TEST_REDIS_URL` picks another)."""
+    host, port = _address(REDIS_URL, 6379)
+    if not _port_open(host, port):
+        service_missing(f"Redis on {host}:{port}")
     return REDIS_URL
 
 
