@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init, worker_ready
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
@@ -64,3 +64,41 @@ def _own_one_gpu(**_: object) -> None:
     )
     if device is not None:
         os.environ["GRADER_GPU_DEVICE"] = device
+
+
+_node_started_at = None
+
+
+@worker_init.connect
+def _note_start(**_: object) -> None:
+    from django.utils import timezone
+
+    global _node_started_at
+    _node_started_at = timezone.now()
+
+
+@worker_ready.connect
+def _take_back_stages_of_an_earlier_run(sender: object = None, **_: object) -> None:
+    """Re-send the stages this node owned when an earlier run of it was killed outright.
+
+    A SIGKILLed worker (its stop timeout ran out, the host rebooted) leaves its running stages
+    claimed; restarted under the same node name (`-n`), it hands them back at once instead of
+    leaving them to the reaper's heartbeat timeout (`grading.requeue_stages_of`).
+    """
+    import logging
+
+    from django.db import DatabaseError
+    from django.utils import timezone
+
+    from assignments.services import grading
+
+    node = getattr(sender, "hostname", "") or ""
+    try:
+        taken = grading.requeue_stages_of(node=node, started_at=_node_started_at or timezone.now())
+    except DatabaseError:  # the reaper will do it once the database answers
+        logging.getLogger(__name__).exception("Could not take back the stages of %s", node)
+        return
+    if taken:
+        logging.getLogger(__name__).warning(
+            "%s: re-sent the stages an earlier run of this worker left: %s", node, taken
+        )

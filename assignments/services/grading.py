@@ -747,6 +747,81 @@ def _cancelled_message(actor: Any, by: str) -> str:
 # --- The reaper ---------------------------------------------------------------------------------
 
 
+def _resend_lost_stage(
+    submission: Submission, *, now: Any, max_attempts: int, why: str, given_up: str
+) -> None:
+    """Hand a stage whose worker is gone back to its waiting state and send its task again;
+    past `max_attempts`, end the submission as `error/infrastructure` with `given_up`.
+    The caller holds the row locked (select_for_update) in a transaction."""
+    stage = submission.status
+    if submission.attempts + 1 >= max_attempts:
+        logger.warning(
+            "Giving up on submission %s after %s attempts", submission.pk, submission.attempts + 1
+        )
+        _terminate(
+            submission, Status.ERROR, Reason.INFRASTRUCTURE, given_up, stage="reaper", log=""
+        )
+        submission.save()
+        return
+    logger.warning(
+        "Re-sending %s of submission %s: worker %s %s", stage, submission.pk, submission.worker, why
+    )
+    submission.status = previous_status(stage=stage, mode=submission.assignment.mode)
+    submission.worker = ""
+    submission.attempts += 1
+    submission.heartbeat_at = now
+    submission.save(update_fields=["status", "worker", "attempts", "heartbeat_at"])
+    send_stage_task(submission_id=submission.pk, stage=stage, assignment=submission.assignment)
+
+
+def requeue_stages_of(*, node: str, started_at: Any) -> list[int]:
+    """Re-send at once the stages a worker node owned before it (re)started.
+
+    Called when the worker `node` (Celery's node name, `-n`) is ready: a running stage owned
+    by `node` (owner `node#...`, or `node/gpuN#...` for its pool processes' GPUs) whose last
+    heartbeat (or claim) predates `started_at`, the start of this run of the node, belongs to
+    an earlier run of it, killed outright (SIGKILL, the host rebooted); a stage this run has
+    already claimed is left alone. Without this the stage waits for the reaper's heartbeat timeout
+    (`GRADER_HEARTBEAT_TIMEOUT`, 5 minutes by default). Like the reaper's re-send, it counts
+    as an attempt and resumes from the stage's checkpoints.
+
+    Node names must be unique among running workers (Celery warns about duplicates): a second
+    worker started under a name already running would take its stages over, and the first would
+    stop them within seconds (fenced out, nothing graded twice).
+
+    Returns:
+        The ids of the submissions re-sent (or given up).
+    """
+    if not node or "#" in node:
+        return []
+    now = timezone.now()
+    max_attempts = grading_setting("GRADER_MAX_ATTEMPTS", 3)
+    acted: list[int] = []
+    with transaction.atomic():
+        orphaned = (
+            Submission.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("assignment")
+            .filter(status__in=RUNNING_STATUSES)
+            .filter(Q(worker__startswith=f"{node}#") | Q(worker__startswith=f"{node}/gpu"))
+            .filter(Q(heartbeat_at__lt=started_at) | Q(heartbeat_at__isnull=True))
+            .order_by("pk")
+        )
+        for submission in orphaned:
+            acted.append(submission.pk)
+            _resend_lost_stage(
+                submission,
+                now=now,
+                max_attempts=max_attempts,
+                why="was restarted",
+                given_up=(
+                    f"The grading worker was stopped during {submission.status} "
+                    f"{submission.attempts + 1} times (last: `{submission.worker}`). An "
+                    "instructor can regrade it."
+                ),
+            )
+    return acted
+
+
 def requeue_stale(
     *, older_than_seconds: int, waiting_older_than_seconds: int | None = None
 ) -> list[int]:
@@ -781,39 +856,17 @@ def requeue_stale(
         )
         for submission in stale_running:
             acted.append(submission.pk)
-            stage = submission.status
-            if submission.attempts + 1 >= max_attempts:
-                logger.warning(
-                    "Giving up on submission %s after %s attempts",
-                    submission.pk,
-                    submission.attempts + 1,
-                )
-                _terminate(
-                    submission,
-                    Status.ERROR,
-                    Reason.INFRASTRUCTURE,
-                    f"The grading worker stopped responding during {stage} "
-                    f"{submission.attempts + 1} times (last: `{submission.worker}`). "
-                    "Expected a heartbeat at least every "
-                    f"{older_than_seconds:,} seconds. An instructor can regrade it.",
-                    stage="reaper",
-                    log="",
-                )
-                submission.save()
-                continue
-            logger.warning(
-                "Re-sending %s of submission %s: worker %s went silent",
-                stage,
-                submission.pk,
-                submission.worker,
-            )
-            submission.status = previous_status(stage=stage, mode=submission.assignment.mode)
-            submission.worker = ""
-            submission.attempts += 1
-            submission.heartbeat_at = now
-            submission.save(update_fields=["status", "worker", "attempts", "heartbeat_at"])
-            send_stage_task(
-                submission_id=submission.pk, stage=stage, assignment=submission.assignment
+            _resend_lost_stage(
+                submission,
+                now=now,
+                max_attempts=max_attempts,
+                why="went silent",
+                given_up=(
+                    f"The grading worker stopped responding during {submission.status} "
+                    f"{submission.attempts + 1} times (last: `{submission.worker}`). Expected a "
+                    f"heartbeat at least every {older_than_seconds:,} seconds. An instructor "
+                    "can regrade it."
+                ),
             )
 
         waiting = (

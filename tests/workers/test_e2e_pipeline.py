@@ -77,7 +77,8 @@ class Workers:
         self.log_dir = log_dir
         self.processes: list[subprocess.Popen[bytes]] = []
 
-    def start(self) -> subprocess.Popen[bytes]:
+    def start(self, node: str | None = None) -> subprocess.Popen[bytes]:
+        """Start a worker named `node` (Celery's `-n`), by default `e2e<index>@<host>`."""
         index = len(self.processes)
         log = (self.log_dir / f"worker{index}.log").open("wb")
         process = subprocess.Popen(
@@ -98,7 +99,7 @@ class Workers:
                 "--loglevel",
                 "INFO",
                 "-n",
-                f"e2e{index}@%h",
+                node or f"e2e{index}@%h",
             ],
             cwd=ROOT,
             env=self.env,

@@ -396,3 +396,44 @@ def test_a_warm_shutdown_waits_for_the_running_training_and_a_cold_one_hands_it_
     assert submission.status == Status.FINISHED, f"{submission.message}\n{workers.logs()}"
     assert submission.attempts == 1  # the redelivered task's takeover (the reaper waits 600 s)
     assert "Training resumed from the checkpoint of epoch" in submission.log
+
+
+@pytest.mark.e2e
+@pytest.mark.services
+@pytest.mark.bwrap
+@pytest.mark.tf
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(600)
+def test_a_worker_killed_outright_takes_its_training_back_when_it_restarts(workers, student):
+    """SIGKILL (a stop timeout ran out, the host rebooted) leaves the stage claimed and its
+    message unacknowledged; the worker restarted under the same node name re-sends it at once,
+    long before the reaper's heartbeat timeout (600 s here)."""
+    workers.env.update({"GRADER_HEARTBEAT_TIMEOUT": "600", "GRADER_QUEUE_TIMEOUT": "600"})
+    submission = make_submission(make_assignment(), student, source=SLOWER_MODULE)
+    node = f"restarted@{socket.gethostname()}"
+    first = workers.start(node)
+    with transaction.atomic():
+        enqueue_submission(submission.pk)
+    wait_for(
+        lambda: EpochMetric.objects.filter(submission=submission).count() >= 2,
+        timeout=300,
+        workers=workers,
+        what="epoch 2",
+        interval=0.1,
+    )
+    workers.kill(first)  # SIGKILL to every process of the worker
+    submission.refresh_from_db()
+    assert submission.status == Status.TRAINING and submission.worker.startswith(f"{node}#")
+    killed_at_epochs = EpochMetric.objects.filter(submission=submission).count()
+
+    began = time.monotonic()
+    workers.start(node)
+    wait_for(ended(submission), timeout=300, workers=workers, what="the resumed grading")
+    print(f"ended {time.monotonic() - began:.1f} s after the worker restarted")
+    assert submission.status == Status.FINISHED, f"{submission.message}\n{workers.logs()}"
+    assert submission.attempts == 1
+    assert "re-sent the stages an earlier run of this worker left" in workers.logs()
+    epochs = list(EpochMetric.objects.filter(submission=submission).values_list("epoch", flat=True))
+    assert sorted(epochs) == [1, 2, 3, 4, 5]
+    resumed_from = int(submission.log.split("checkpoint of epoch ")[1].split(".")[0])
+    assert 1 <= resumed_from <= killed_at_epochs

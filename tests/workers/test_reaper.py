@@ -145,3 +145,48 @@ def test_ended_submissions_are_never_touched(redis_broker, timeouts, student, gr
         )
 
     assert reap_stale_submissions.apply().get() == []
+
+
+def owned_by(assignment, student, worker: str, *, beat: timedelta, attempts: int = 0):
+    return make_submission(
+        assignment,
+        student,
+        source=SMOKE_MODULE,
+        status=Status.TRAINING,
+        worker=worker,
+        heartbeat_at=timezone.now() - beat,
+        attempts=attempts,
+    )
+
+
+def test_a_restarted_worker_takes_back_at_once_what_its_killed_run_left(
+    redis_broker, timeouts, student, grading_settings
+):
+    assignment = make_assignment()
+    started = timezone.now()
+    # Heartbeats seconds old: the reaper (60 s timeout here) would wait, the restart need not.
+    earlier = owned_by(assignment, student, "gpu@host#3f2a.9c1", beat=timedelta(seconds=5))
+    on_its_gpu = owned_by(assignment, student, "gpu@host/gpu1#77aa.01", beat=timedelta(seconds=5))
+    other_node = owned_by(assignment, student, "gpu@host2#3f2a.9c1", beat=timedelta(seconds=5))
+    last_try = owned_by(
+        assignment, student, "gpu@host#aa.bb", beat=timedelta(seconds=5), attempts=2
+    )
+    # Claimed by the new run itself (after it started): left alone.
+    current = owned_by(assignment, student, "gpu@host#beef.02", beat=-timedelta(seconds=1))
+
+    assert reap_stale_submissions.apply().get() == []
+    acted = grading.requeue_stages_of(node="gpu@host", started_at=started)
+
+    assert sorted(acted) == sorted([earlier.pk, on_its_gpu.pk, last_try.pk])
+    for sub in (earlier, on_its_gpu):
+        sub.refresh_from_db()
+        assert (sub.status, sub.worker, sub.attempts) == (Status.CHECKING, "", 1)
+    last_try.refresh_from_db()
+    assert (last_try.status, last_try.reason) == (Status.ERROR, Submission.Reason.INFRASTRUCTURE)
+    assert "was stopped during training 3 times" in last_try.message
+    for sub in (other_node, current):
+        before = (sub.status, sub.worker, sub.attempts)
+        sub.refresh_from_db()
+        assert (sub.status, sub.worker, sub.attempts) == before
+    sent = sorted(args[0] for name, args, _ in queued_tasks(redis_broker, "gpu"))
+    assert sent == sorted([earlier.pk, on_its_gpu.pk])
