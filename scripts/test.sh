@@ -50,6 +50,15 @@ if [ "${CI:-}" = "true" ] || [ "${CI:-}" = "1" ]; then
     PYTEST_ARGS+=(-p no:cacheprovider)
     SERVICES_SESSION=(--session-timeout=2700)
     EMBEDDED_SESSION=(--session-timeout=600)
+    # CI owns this machine's PostgreSQL while the suite runs one test at a time, so the
+    # database-restart test (tests/workers/test_operational_failures.py) may restart it.
+    # Outside CI nothing sets this and that test is skipped: a shared server is never restarted.
+    if [ -z "${TEST_POSTGRES_RESTART_COMMAND:-}" ] && command -v pg_ctlcluster >/dev/null 2>&1; then
+        pg_version="$(ls /etc/postgresql | sort -V | tail -n 1)"
+        pg="pg_ctlcluster --skip-systemctl-redirect $pg_version main"
+        export TEST_POSTGRES_RESTART_COMMAND="$pg stop --mode=fast && sleep 5 && $pg start \
+&& for i in \$(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done"
+    fi
 fi
 
 step "ruff check" "$PY" -m ruff check .
