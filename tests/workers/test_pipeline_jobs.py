@@ -448,3 +448,14 @@ def test_forged_progress_lines_are_ignored_without_breaking_the_reader():
     on_line('GRADER-PROGRESS {"epoch": 2, "loss": 0.25}')
 
     assert [r["epoch"] for r in records] == [2]
+
+
+def test_the_stored_log_leaves_out_the_runners_progress_lines():
+    from workers.pipeline.jobs import stage_log
+
+    result = sandbox_result(
+        stdout='GRADER-PROGRESS {"epoch": 1, "loss": 0.5}\nstudent print\n'
+        'GRADER-PROGRESS {"epoch": 2, "loss": 0.25}\n',
+        stderr="a warning\n",
+    )
+    assert stage_log(result) == "student print\na warning\n"

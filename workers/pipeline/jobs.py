@@ -28,6 +28,7 @@ from typing import Any
 from grader.errors import GraderError
 from grader.limits import check_values
 from workers.pipeline.errors import InfrastructureError, StageAborted, StageFailed
+from workers.runner.protocol import PROGRESS_PREFIX
 from workers.sandbox import Limits, Mount, SandboxJob
 from workers.sandbox.environment import (
     PythonEnvironment,
@@ -188,10 +189,17 @@ _STAGE_WORDS = {"build": "The build", "train": "Training", "evaluate": "The eval
 def stage_log(result: Any) -> str:
     """A sandbox job's stdout and stderr, as stored and shown to the student.
 
-    Host paths are redacted (`workers.runner.redact`): a job mounts this host's interpreter and
-    virtual environment at their own paths, and tracebacks would name them.
+    The runner's ``GRADER-PROGRESS {json}`` lines are left out (the page shows each epoch in
+    its table already). Host paths are redacted (`workers.runner.redact`): a job mounts this
+    host's interpreter and virtual environment at their own paths, and tracebacks would name
+    them.
     """
-    return stage_log_text(f"{result.stdout or ''}{result.stderr or ''}")
+    stdout = "".join(
+        line
+        for line in (result.stdout or "").splitlines(keepends=True)
+        if not line.startswith(PROGRESS_PREFIX)
+    )
+    return stage_log_text(f"{stdout}{result.stderr or ''}")
 
 
 def stage_log_text(text: str) -> str:
@@ -343,7 +351,7 @@ def progress_listener(on_epoch: Callable[[dict[str, Any]], None]) -> Callable[[s
     stdout in custom training, so a fake line must not break the host: values are validated
     when stored).
     """
-    prefix = "GRADER-PROGRESS "
+    prefix = PROGRESS_PREFIX
 
     def on_line(line: str) -> None:
         if not line.startswith(prefix):
