@@ -6,6 +6,7 @@ GPU, its device in `GRADER_GPU_DEVICE`) and `maintenance` (the reaper, every min
 
 from __future__ import annotations
 
+import logging
 import os
 
 from celery import Celery
@@ -66,6 +67,7 @@ def _own_one_gpu(**_: object) -> None:
         os.environ["GRADER_GPU_DEVICE"] = device
 
 
+logger = logging.getLogger(__name__)
 _node_started_at = None
 
 
@@ -85,8 +87,6 @@ def _take_back_stages_of_an_earlier_run(sender: object = None, **_: object) -> N
     claimed; restarted under the same node name (`-n`), it hands them back at once instead of
     leaving them to the reaper's heartbeat timeout (`grading.requeue_stages_of`).
     """
-    import logging
-
     from django.db import DatabaseError
     from django.utils import timezone
 
@@ -96,9 +96,7 @@ def _take_back_stages_of_an_earlier_run(sender: object = None, **_: object) -> N
     try:
         taken = grading.requeue_stages_of(node=node, started_at=_node_started_at or timezone.now())
     except DatabaseError:  # the reaper will do it once the database answers
-        logging.getLogger(__name__).exception("Could not take back the stages of %s", node)
+        logger.exception("Could not take back the stages of %s", node)
         return
     if taken:
-        logging.getLogger(__name__).warning(
-            "%s: re-sent the stages an earlier run of this worker left: %s", node, taken
-        )
+        logger.warning("%s: re-sent the stages an earlier run of this worker left: %s", node, taken)

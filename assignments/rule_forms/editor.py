@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from django import forms
 
+from assignments.services.assignment_settings import RULES_SETTING_KEYS
 from grader.errors import GraderError, RuleSetError
 from grader.rules import RULES, InvalidRule, RuleSet, load_preset, load_ruleset, parse_text
 from grader.rules.schema import METADATA
@@ -29,9 +30,7 @@ MAX_IMPORT_BYTES = 256 * 1024
 
 # Rule-set metadata keys that are also assignment settings: a preset fills the assignment's
 # fields with them instead of repeating them in the rule set.
-SETTING_KEYS = (
-    "slug", "title", "description", "dataset", "mode", "max_epochs", "time_limit_seconds",
-)  # fmt: skip
+SETTING_KEYS = ("slug", "title", "description", *RULES_SETTING_KEYS)
 
 
 def preset_choices() -> list[tuple[str, str]]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -774,6 +774,30 @@ def _resend_lost_stage(
     send_stage_task(submission_id=submission.pk, stage=stage, assignment=submission.assignment)
 
 
+def _resend_lost_stages(
+    rows: Any, *, now: Any, why: str, given_up: Callable[[Submission], str]
+) -> list[int]:
+    """`_resend_lost_stage` for each running submission of `rows` (a queryset filtered from
+    `_running_locked()`); returns their ids."""
+    max_attempts = grading_setting("GRADER_MAX_ATTEMPTS", 3)
+    acted: list[int] = []
+    for submission in rows.order_by("pk"):
+        acted.append(submission.pk)
+        _resend_lost_stage(
+            submission, now=now, max_attempts=max_attempts, why=why, given_up=given_up(submission)
+        )
+    return acted
+
+
+def _running_locked() -> Any:
+    """Running stages, locked for the caller's transaction (rows another reaper holds skipped)."""
+    return (
+        Submission.objects.select_for_update(skip_locked=True, of=("self",))
+        .select_related("assignment")
+        .filter(status__in=RUNNING_STATUSES)
+    )
+
+
 def requeue_stages_of(*, node: str, started_at: Any) -> list[int]:
     """Re-send at once the stages a worker node owned before it (re)started.
 
@@ -781,8 +805,8 @@ def requeue_stages_of(*, node: str, started_at: Any) -> list[int]:
     by `node` (owner `node#...`, or `node/gpuN#...` for its pool processes' GPUs) whose last
     heartbeat (or claim) predates `started_at`, the start of this run of the node, belongs to
     an earlier run of it, killed outright (SIGKILL, the host rebooted); a stage this run has
-    already claimed is left alone. Without this the stage waits for the reaper's heartbeat timeout
-    (`GRADER_HEARTBEAT_TIMEOUT`, 5 minutes by default). Like the reaper's re-send, it counts
+    already claimed is left alone. Without this the stage waits for the reaper's heartbeat
+    timeout (`GRADER_HEARTBEAT_TIMEOUT`, 5 minutes by default). Like the reaper's re-send, it counts
     as an attempt and resumes from the stage's checkpoints.
 
     Node names must be unique among running workers (Celery warns about duplicates): a second
@@ -794,32 +818,22 @@ def requeue_stages_of(*, node: str, started_at: Any) -> list[int]:
     """
     if not node or "#" in node:
         return []
-    now = timezone.now()
-    max_attempts = grading_setting("GRADER_MAX_ATTEMPTS", 3)
-    acted: list[int] = []
     with transaction.atomic():
         orphaned = (
-            Submission.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("assignment")
-            .filter(status__in=RUNNING_STATUSES)
+            _running_locked()
             .filter(Q(worker__startswith=f"{node}#") | Q(worker__startswith=f"{node}/gpu"))
             .filter(Q(heartbeat_at__lt=started_at) | Q(heartbeat_at__isnull=True))
-            .order_by("pk")
         )
-        for submission in orphaned:
-            acted.append(submission.pk)
-            _resend_lost_stage(
-                submission,
-                now=now,
-                max_attempts=max_attempts,
-                why="was restarted",
-                given_up=(
-                    f"The grading worker was stopped during {submission.status} "
-                    f"{submission.attempts + 1} times (last: `{submission.worker}`). An "
-                    "instructor can regrade it."
-                ),
-            )
-    return acted
+        return _resend_lost_stages(
+            orphaned,
+            now=timezone.now(),
+            why="was restarted",
+            given_up=lambda submission: (
+                f"The grading worker was stopped during {submission.status} "
+                f"{submission.attempts + 1} times (last: `{submission.worker}`). An "
+                "instructor can regrade it."
+            ),
+        )
 
 
 def requeue_stale(
@@ -841,33 +855,25 @@ def requeue_stale(
     now = timezone.now()
     if waiting_older_than_seconds is None:
         waiting_older_than_seconds = grading_setting("GRADER_QUEUE_TIMEOUT", 900)
-    max_attempts = grading_setting("GRADER_MAX_ATTEMPTS", 3)
     running_cutoff = now - timedelta(seconds=older_than_seconds)
     waiting_cutoff = now - timedelta(seconds=waiting_older_than_seconds)
-    acted: list[int] = []
     with transaction.atomic():
         stale_running = (
-            Submission.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("assignment")
-            .filter(status__in=RUNNING_STATUSES)
+            _running_locked()
             .exclude(worker="")
             .filter(Q(heartbeat_at__lt=running_cutoff) | Q(heartbeat_at__isnull=True))
-            .order_by("pk")
         )
-        for submission in stale_running:
-            acted.append(submission.pk)
-            _resend_lost_stage(
-                submission,
-                now=now,
-                max_attempts=max_attempts,
-                why="went silent",
-                given_up=(
-                    f"The grading worker stopped responding during {submission.status} "
-                    f"{submission.attempts + 1} times (last: `{submission.worker}`). Expected a "
-                    f"heartbeat at least every {older_than_seconds:,} seconds. An instructor "
-                    "can regrade it."
-                ),
-            )
+        acted = _resend_lost_stages(
+            stale_running,
+            now=now,
+            why="went silent",
+            given_up=lambda submission: (
+                f"The grading worker stopped responding during {submission.status} "
+                f"{submission.attempts + 1} times (last: `{submission.worker}`). Expected a "
+                f"heartbeat at least every {older_than_seconds:,} seconds. An instructor "
+                "can regrade it."
+            ),
+        )
 
         waiting = (
             Submission.objects.select_for_update(skip_locked=True, of=("self",))

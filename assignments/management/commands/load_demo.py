@@ -18,6 +18,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from assignments.models import Assignment, Course, Enrollment
+from assignments.services.assignment_settings import RULES_SETTING_KEYS
 
 # Used only for the demo accounts, and only when they are first created. Documented in the
 # README and printed by the command; scripts/quickstart.sh prints the same default.
@@ -29,7 +30,7 @@ DEMO_INSTRUCTOR = "instructor"
 DEMO_STUDENTS = ("student1", "student2")
 
 # Preset keys that are assignment settings; the rest of a preset is its rule set.
-_SETTING_KEYS = ("title", "description", "dataset", "mode", "max_epochs", "time_limit_seconds")
+_SETTING_KEYS = ("title", "description", *RULES_SETTING_KEYS)
 
 
 def demo_password() -> str:
