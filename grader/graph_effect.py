@@ -154,7 +154,8 @@ def output_influence(graph: ModelGraph) -> OutputInfluence:
         if node.id in output_ids:
             influences[node.id], influences_why[node.id] = Effect.YES, None
             continue
-        found: tuple[Effect, str | None] | None = None
+        strongest: Effect | None = None
+        reasons: list[str] = []  # why each path at the strongest state falls short of YES
         for consumer in graph.consumers(node.id):
             for slot, producer in enumerate(consumer.inputs):
                 if producer != node.id:
@@ -163,12 +164,14 @@ def output_influence(graph: ModelGraph) -> OutputInfluence:
                 onward = influences[consumer.id]
                 state = min(passing, onward)
                 reason = why if passing < onward else influences_why[consumer.id]
-                if found is None or state > found[0]:
-                    found = (state, reason)
-        if found is None:
-            found = (Effect.NO, "it is not connected to the model's output")
-        influences[node.id] = found[0]
-        influences_why[node.id] = None if found[0] is Effect.YES else found[1]
+                if strongest is None or state > strongest:
+                    strongest, reasons = state, []
+                if state == strongest and reason is not None:
+                    reasons.append(reason)
+        if strongest is None:
+            strongest, reasons = Effect.NO, ["it is not connected to the model's output"]
+        influences[node.id] = strongest
+        influences_why[node.id] = None if strongest is Effect.YES else _join(reasons)
 
     calls: dict[int, CallEffect] = {}
     for node in nodes:
@@ -190,6 +193,13 @@ def _as_clause(node: Node, state: Effect, why: str | None) -> str:
         return why  # the call itself makes its output constant
     may = "may not depend" if state is Effect.MAYBE else "does not depend"
     return f"its input {may} on the image: {why}"
+
+
+def _join(reasons: list[str]) -> str:
+    """Distinct reasons, leaving out one that another already quotes."""
+    unique = list(dict.fromkeys(reasons))
+    kept = [r for r in unique if not any(r != other and r in other for other in unique)]
+    return "; ".join(kept)
 
 
 def _weaker(

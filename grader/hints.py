@@ -122,27 +122,30 @@ def degenerate_separable_hint(calls: Sequence[CallFacts]) -> str:
     """
     from grader.rules.kernels import filters_spatially, kernel_axes
 
+    one_by_one: dict[str, list[str]] = {}  # class -> layer names with a 1x1 kernel
     lines = []
     seen: set[str] = set()
     for call in calls:
         if call.class_name not in SEPARABLE_CONVS | DEPTHWISE_CONVS or call.name in seen:
             continue
-        if not call.counts or filters_spatially(call.node):
+        if call.dead or filters_spatially(call.node):
             continue
         seen.add(call.name)
         axes = kernel_axes(call.node)
         if all(axis.kernel == 1 for axis in axes):
-            lines.append(
-                f"Give `{call.name}` ({call.class_name}) a 3x3 kernel (kernel_size=3): its "
-                f"{format_kernel(tuple(a.kernel for a in axes))} depthwise kernel only scales "
-                "each channel."
-            )
+            one_by_one.setdefault(call.class_name, []).append(f"`{call.name}`")
         else:
             lines.append(
                 f"Apply `{call.name}` ({call.class_name}) to a larger feature map: on its "
                 f"{'x'.join(str(a.length) for a in axes)} input only one tap of its window "
                 "reads the input."
             )
+    for class_name, names in one_by_one.items():
+        lines.insert(
+            0,
+            f"Give {', '.join(names)} ({class_name}) a 3x3 kernel (kernel_size=3): a 1x1 "
+            "depthwise kernel only scales each channel.",
+        )
     return "\n".join(lines)
 
 

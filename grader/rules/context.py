@@ -96,9 +96,10 @@ class CallFacts:
 
     @property
     def label(self) -> str:
-        """``Layer `c` (Conv2D)``, or ``Layer `c` (Conv2D), call 2 of 3`` for a shared one."""
-        more = "" if self.calls == 1 else f", call {self.index} of {self.calls}"
-        return f"{self.layer.label}{more}"
+        """``Layer `c` (Conv2D)``, or ``Layer `c` (Conv2D, call 2 of 3)`` for a shared one."""
+        if self.calls == 1:
+            return self.layer.label
+        return f"Layer `{self.name}` ({self.class_name}, call {self.index} of {self.calls})"
 
     @property
     def counts(self) -> bool:

@@ -158,14 +158,14 @@ def separable_conv_used(spec: RuleSpec, ctx: RuleContext) -> Verdict:
             min_count,
         )
     listed = f"{by_call} ({counted_phrase(found)})" if by_call else ""
-    hint = exclusion_hint(left_out) or hints.degenerate_separable_hint([e.call for e in left_out])
-    hint = (
-        hint
-        or hints.separable_hint(ctx.layers)
-        or (
-            "Use SeparableConv2D layers (a depthwise 3x3 filter per channel, then a 1x1 pointwise "
-            "convolution) for the feature extractor."
-        )
+    advice = [
+        exclusion_hint(left_out),
+        hints.degenerate_separable_hint([e.call for e in left_out]),
+        hints.separable_hint(ctx.layers),
+    ]
+    hint = "\n".join(a for a in advice if a) or (
+        "Use SeparableConv2D layers (a depthwise 3x3 filter per channel, then a 1x1 pointwise "
+        "convolution) for the feature extractor."
     )
     return Verdict(
         False,
@@ -174,6 +174,21 @@ def separable_conv_used(spec: RuleSpec, ctx: RuleContext) -> Verdict:
         f"{_undecided_note(left_out, count, min_count)}",
         hint,
         min_count,
+    )
+
+
+_IMAGE_CHAIN = (
+    " (directly, or through preprocessing, augmentation, normalization, noise or activations)"
+)
+
+
+def _reads(ctx: RuleContext, call: CallFacts) -> str:
+    """ "`c` reads the output of `b` (Conv2D)": what a call's first input is."""
+    if not call.node.inputs:
+        return f"`{call.name}` has no input"
+    producer = ctx.graph.nodes[call.node.inputs[0]]
+    return (
+        f"`{call.name}` reads the output of `{producer.layer.name}` ({producer.layer.class_name})"
     )
 
 
@@ -241,6 +256,8 @@ def only_separable_convs(spec: RuleSpec, ctx: RuleContext) -> Verdict:
             f"{exempt.index}); `{exempt.name}` call{'s' if len(recalled) > 1 else ''} {numbers} "
             f"read{'s' if len(recalled) == 1 else ''} another layer's output."
         )
+    if allow_first and exempt is None:
+        again = f" No plain convolution call reads the image{_IMAGE_CHAIN}; {_reads(ctx, worst)}."
     return Verdict(
         False,
         [call.ref for call in offenders],

@@ -68,7 +68,7 @@ def effect_exclusion(call: CallFacts) -> Exclusion | None:
         return None
     if call.effect is Effect.NO:
         return Exclusion(call, f"cannot change the output: {call.why}")
-    return Exclusion(call, f"may not change the output, which the grader cannot tell: {call.why}")
+    return Exclusion(call, f"the grader cannot tell whether it changes the output: {call.why}")
 
 
 def describe_exclusions(exclusions: Sequence[Exclusion]) -> str:
