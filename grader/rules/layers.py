@@ -38,7 +38,8 @@ def forbidden_layers(spec: RuleSpec, ctx: RuleContext) -> Verdict:
     if not found:
         return Verdict(True, [], f"The model uses none of: {listed}.{notes}", limit=forbidden)
     first = found[0]
-    more = f" ({len(found) - 1} more forbidden layer calls)" if len(found) > 1 else ""
+    others = len(found) - 1
+    more = f" ({others} more forbidden layer call{'s' if others > 1 else ''})" if others else ""
     return Verdict(
         False,
         [call.ref for call in found],
