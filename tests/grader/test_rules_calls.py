@@ -86,12 +86,16 @@ def test_a_separable_convolution_without_a_spatial_filter_is_not_counted(conv, s
     assert f"Not counted: `sep` ({cls}): {reason}" in result.message
 
 
-def test_a_separable_kernel_wide_along_one_axis_counts():
+def test_a_separable_kernel_wide_along_one_axis_counts_and_a_1x1_one_beside_it_does_not():
     inputs = keras.Input((16, 16, 3))
-    x = layers.SeparableConv2D(8, (3, 1), padding="same", name="sep")(inputs)
+    x = layers.SeparableConv2D(8, (3, 1), padding="same", name="tall")(inputs)
+    x = layers.SeparableConv2D(8, 1, name="flat")(x)
     result = _results(keras.Model(inputs, _head(x)), [{"id": "separable_conv_used"}])
 
     assert result["separable_conv_used"].measured == 1
+    assert result["separable_conv_used"].message.startswith(
+        "The model has 1 separable convolution (`tall`). Not counted: `flat`"
+    )
 
 
 def test_a_1x1_depthwise_then_pointwise_is_not_a_separable_convolution():
@@ -136,9 +140,13 @@ def _separable_tail(x):
     ids=["direct", "rescaling", "augmentation", "batch-norm", "noise-padding"],
 )
 def test_the_convolution_that_reads_the_image_is_exempt(preprocess):
+    # A separable branch reads the image too, and comes first: the plain `stem` is not the
+    # model's first convolution, but it is the plain one reading the image.
     inputs = keras.Input((16, 16, 3))
-    x = layers.Conv2D(8, 3, padding="same", name="stem")(preprocess(inputs))
-    model = keras.Model(inputs, _head(_separable_tail(x)))
+    image = preprocess(inputs)
+    side = layers.SeparableConv2D(8, 3, padding="same", name="side")(image)
+    x = layers.Conv2D(8, 3, padding="same", name="stem")(image)
+    model = keras.Model(inputs, _head(_separable_tail(layers.Add()([side, x]))))
 
     result = _results(model, [{"id": "only_separable_convs", "allow_first_layer": True}])[
         "only_separable_convs"
@@ -150,15 +158,16 @@ def test_the_convolution_that_reads_the_image_is_exempt(preprocess):
 
 def test_only_one_call_reading_the_image_is_exempt():
     inputs = keras.Input((16, 16, 3))
-    a = layers.Conv2D(8, 3, padding="same", name="stem_a")(inputs)
-    b = layers.Conv2D(8, 3, padding="same", name="stem_b")(inputs)
-    x = layers.Add()([a, b])
+    stem_a = layers.Conv2D(3, 3, padding="same", name="stem_a")
+    a = stem_a(inputs)
+    b = layers.Conv2D(3, 3, padding="same", name="stem_b")(inputs)
+    x = stem_a(layers.Add()([a, b]))
     result = _results(
         keras.Model(inputs, _head(_separable_tail(x))),
         [{"id": "only_separable_convs", "allow_first_layer": True}],
     )["only_separable_convs"]
 
-    assert (result.passed, result.measured) == (False, ["stem_b"])
+    assert (result.passed, result.measured) == (False, ["stem_b", "stem_a (call 2)"])
 
 
 def test_a_plain_convolution_after_a_bottleneck_does_not_read_the_image():
@@ -248,7 +257,14 @@ def test_dilation_counts_only_where_the_kernel_filters(conv, counted):
     result = _results(model, [{"id": "dilated_conv_used"}])["dilated_conv_used"]
 
     assert result.measured == counted
-    if not counted:
+    if counted:  # the counted call is described by its kernel, not by its rate alone
+        from grader.rules.kernels import describe_kernel
+
+        assert f"`c` (Conv2D {describe_kernel(analyze(to_config(model)).graph.nodes[1])})" in (
+            result.message
+        )
+        assert "dilation 2x1" in result.message or "dilation 2x2" in result.message
+    else:
         assert "Not counted: `c`" in result.message
 
 

@@ -144,6 +144,9 @@ def test_a_real_dilation_on_the_same_model_passes():
 
     assert _static_failures(rules) == set()
     assert rules["dilated_conv_used"]["measured"] == 1
+    assert rules["dilated_conv_used"]["message"] == (
+        "The model has 1 dilated convolution: `dilated` (SeparableConv2D 3x3, dilation 2x2)."
+    )
 
 
 # --- counting by call ------------------------------------------------------------------------
