@@ -428,7 +428,7 @@ def _softmax_constant(node: Node) -> _Gate | None:
                 f"{label} applies softmax over an axis of size 1: it outputs 1 whatever its input",
             )
         return None
-    activation = config.get("activation")
+    activation = _activation(config)
     if activation in ("softmax", "log_softmax") and node.output_shape[-1:] == (1,):
         one = activation == "softmax"
         return _Gate(
@@ -551,9 +551,22 @@ _ZERO_ACTIVATIONS = frozenset(
 )
 
 
+def _activation(config: Mapping[str, Any]) -> str | None:
+    """The name of a layer's activation: a name, or a serialized built-in function's name.
+
+    Anything else is returned as ``"?"``, an activation the grader does not know.
+    """
+    value = config.get("activation")
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, Mapping) and isinstance(value.get("config"), str):
+        return str(value["config"])
+    return "?"
+
+
 def _zero_preserving(node: Node) -> bool:
     config, cls = node.layer.config, node.layer.class_name
-    if config.get("activation") not in _ZERO_ACTIVATIONS:
+    if _activation(config) not in _ZERO_ACTIVATIONS:
         return False
     if cls in _ZERO_PRESERVING or cls == "Activation":
         return True
