@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -258,14 +258,10 @@ def _kill(
             return Effect.NO, f"{_label(node)} multiplies it by a constant zero ({source})"
         return Effect.YES, None  # max(x, 0), min(x, 0): x still shows through
     what = "multiplies it by" if cls == "Multiply" else "compares it with"
-    constant = (
-        "a value that does not depend on the image"
-        if state is Effect.NO
-        else ("a value that may not depend on the image")
-    )
+    constant = "a constant" if state is Effect.NO else "what may be a constant"
     return (
         Effect.MAYBE,
-        f"{_label(node)} {what} {constant}, which the grader cannot tell ({source})",
+        f"{_label(node)} {what} {constant} whose value the grader cannot tell ({source})",
     )
 
 
@@ -613,8 +609,3 @@ def _show(value: Any) -> str:
         return f"{numbers[0]:g}" if numbers[0] != 0 else "0.0"
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
-
-
-def describe_nodes(nodes: Iterable[Node]) -> str:
-    """``"`a` (Conv2D), `b` (Dense)"``: calls as reasons name them."""
-    return ", ".join(_label(node) for node in nodes)

@@ -245,9 +245,9 @@ def test_a_multiplication_by_a_learnt_constant_is_undecided():
     state, reason = _states(model)["probe"]
 
     assert state is Effect.MAYBE
-    assert reason.startswith(
-        "`mul` (Multiply) multiplies it by a value that does not depend on the image, which the "
-        "grader cannot tell"
+    assert reason == (
+        "`mul` (Multiply) multiplies it by a constant whose value the grader cannot tell "
+        "(`zero` (Rescaling) has scale 0.0: it outputs 0.0 whatever its input)"
     )
 
 
