@@ -173,11 +173,12 @@ class RuleContext:
         return [call for call in self.calls if call.class_name in classes]
 
     def reads_image(self, call: CallFacts) -> bool:
-        """Whether the call's input is a model input, directly or through layers that keep it
-        the image (preprocessing, augmentation, normalization, noise, activations, padding).
+        """Whether the call reads the image: a model input, directly or through image-preserving
+        layers.
 
-        Such a chain has no learned spatial filter and no merge, so the call is the first to
-        filter the image itself.
+        Those (`kinds.IMAGE_PRESERVING`: preprocessing, augmentation, normalization, noise,
+        activations, padding) have no learned spatial filter and merge nothing, so the call is
+        the first to filter the image itself.
         """
         if self._image_readers is None:
             self._image_readers = _image_readers(self.graph)

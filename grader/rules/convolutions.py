@@ -183,7 +183,7 @@ _IMAGE_CHAIN = (
 
 
 def _reads(ctx: RuleContext, call: CallFacts) -> str:
-    """ "`c` reads the output of `b` (Conv2D)": what a call's first input is."""
+    """What a call's first input is: "`c` reads the output of `b` (Conv2D)"."""
     if not call.node.inputs:
         return f"`{call.name}` has no input"
     producer = ctx.graph.nodes[call.node.inputs[0]]
