@@ -17,13 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 from grader.rules.kinds import (
     CONVS,
+    DEPTHWISE_CONVS,
     PLAIN_CONVS,
+    SEPARABLE_CONVS,
     format_kernel,
     kernel_size,
 )
 
 if TYPE_CHECKING:
-    from grader.rules.context import LayerFacts
+    from grader.rules.context import CallFacts, LayerFacts
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,42 @@ def separable_hint(layers: Sequence[LayerFacts], offenders: Sequence[str] | None
     if len(savings) > 1:
         total = sum(s.saved for s in savings)
         lines.append(f"Together: {total:,} fewer parameters.")
+    return "\n".join(lines)
+
+
+def degenerate_separable_hint(calls: Sequence[CallFacts]) -> str:
+    """What to change on separable or depthwise calls whose kernel filters nothing spatially.
+
+    Args:
+        calls: calls a rule left out; only separable and depthwise ones whose kernel filters
+            along no axis are considered.
+    """
+    from grader.rules.kernels import filters_spatially, kernel_axes
+
+    one_by_one: dict[str, list[str]] = {}  # class -> layer names with a 1x1 kernel
+    lines = []
+    seen: set[str] = set()
+    for call in calls:
+        if call.class_name not in SEPARABLE_CONVS | DEPTHWISE_CONVS or call.name in seen:
+            continue
+        if call.dead or filters_spatially(call.node):
+            continue
+        seen.add(call.name)
+        axes = kernel_axes(call.node)
+        if all(axis.kernel == 1 for axis in axes):
+            one_by_one.setdefault(call.class_name, []).append(f"`{call.name}`")
+        else:
+            lines.append(
+                f"Apply `{call.name}` ({call.class_name}) to a larger feature map: on its "
+                f"{'x'.join(str(a.length) for a in axes)} input only one tap of its window "
+                "reads the input."
+            )
+    for class_name, names in one_by_one.items():
+        lines.insert(
+            0,
+            f"Give {', '.join(names)} ({class_name}) a 3x3 kernel (kernel_size=3): a 1x1 "
+            "depthwise kernel only scales each channel.",
+        )
     return "\n".join(lines)
 
 

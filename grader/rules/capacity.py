@@ -12,7 +12,8 @@ from .schema import RuleSpec
 
 @rule(
     "max_params",
-    summary="The model has at most `limit` parameters (all of them, or only trainable ones).",
+    summary="The model has at most `limit` parameters (all of them, or only trainable ones), as "
+    "Keras counts them: a shared layer's weights once, however often it is called.",
     params={
         "limit": Int(minimum=1, doc="the most parameters allowed"),
         "count": Choice(default="total", choices=("total", "trainable"), doc="what to count"),

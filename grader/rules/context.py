@@ -2,6 +2,12 @@
 
 Rules read the analysis through this context only, so the seam with `grader.analysis` and
 `grader.receptive_field` lives in one place.
+
+Per-layer rules count *calls* (`RuleContext.calls`), not layer objects: a layer called three
+times is three convolutions. Each call carries whether it can change the model's output
+(`grader.graph_effect`): a call on a path that provably cannot (``Effect.NO``) counts for no
+rule; one that can only if some weight is non-zero (``Effect.MAYBE``) never helps a rule that
+asks for something, and still counts for a rule that forbids something.
 """
 
 from __future__ import annotations
@@ -10,8 +16,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from grader.graph import ModelGraph, Shape
+from grader.graph import ModelGraph, Node, Shape
+from grader.graph_effect import Effect, OutputInfluence, output_influence
 
+from .kinds import IMAGE_PRESERVING
 from .results import TrainingOutcome
 
 
@@ -41,6 +49,69 @@ class LayerFacts:
         return f"Layer `{self.name}` ({self.class_name})"
 
 
+@dataclass(frozen=True)
+class CallFacts:
+    """One call of a layer, as the per-layer rules count it.
+
+    Attributes:
+        node: the call in the model graph (its input shapes, its producers).
+        layer: the layer called.
+        index: which call of the layer this is (1-based, in graph order).
+        calls: how many times the model calls the layer.
+        effect: whether this call can change the model's output (`grader.graph_effect`).
+        why: for an effect other than ``YES``, the reason, naming the layer responsible.
+    """
+
+    node: Node
+    layer: LayerFacts
+    index: int
+    calls: int
+    effect: Effect
+    why: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The layer's name."""
+        return self.layer.name
+
+    @property
+    def class_name(self) -> str:
+        """The layer's Keras class."""
+        return self.layer.class_name
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        """The layer's Keras config."""
+        return self.layer.config
+
+    @property
+    def input_shape(self) -> Shape | None:
+        """The shape of this call's first input."""
+        return self.node.input_shapes[0] if self.node.input_shapes else None
+
+    @property
+    def ref(self) -> str:
+        """The layer's name, with the call number for a layer called more than once."""
+        return self.name if self.calls == 1 else f"{self.name} (call {self.index})"
+
+    @property
+    def label(self) -> str:
+        """``Layer `c` (Conv2D)``, or ``Layer `c` (Conv2D, call 2 of 3)`` for a shared one."""
+        if self.calls == 1:
+            return self.layer.label
+        return f"Layer `{self.name}` ({self.class_name}, call {self.index} of {self.calls})"
+
+    @property
+    def counts(self) -> bool:
+        """Whether the call provably influences the output (counts toward a requirement)."""
+        return self.effect is Effect.YES
+
+    @property
+    def dead(self) -> bool:
+        """Whether the call provably cannot change the output (counts for no rule)."""
+        return self.effect is Effect.NO
+
+
 @dataclass
 class RuleContext:
     """The model under evaluation and what is known about it so far.
@@ -62,6 +133,9 @@ class RuleContext:
     forbidden_classes: frozenset[str] = frozenset()
     _rf_cache: dict[str | None, Any] = field(default_factory=dict, repr=False)
     _layers: list[LayerFacts] | None = field(default=None, repr=False)
+    _calls: list[CallFacts] | None = field(default=None, repr=False)
+    _influence: OutputInfluence | None = field(default=None, repr=False)
+    _image_readers: frozenset[int] | None = field(default=None, repr=False)
 
     @property
     def graph(self) -> ModelGraph:
@@ -79,6 +153,36 @@ class RuleContext:
     def layers_of(self, classes: frozenset[str] | set[str]) -> list[LayerFacts]:
         """The layers whose class is in `classes`, in call order."""
         return [layer for layer in self.layers if layer.class_name in classes]
+
+    @property
+    def influence(self) -> OutputInfluence:
+        """Which calls can change the model's output (`grader.graph_effect.output_influence`)."""
+        if self._influence is None:
+            self._influence = output_influence(self.graph)
+        return self._influence
+
+    @property
+    def calls(self) -> list[CallFacts]:
+        """Every layer call in graph order, input layers excluded."""
+        if self._calls is None:
+            self._calls = list(_call_facts(self.graph, self.layers, self.influence))
+        return self._calls
+
+    def calls_of(self, classes: frozenset[str] | set[str]) -> list[CallFacts]:
+        """The calls of layers whose class is in `classes` (dead ones included), in order."""
+        return [call for call in self.calls if call.class_name in classes]
+
+    def reads_image(self, call: CallFacts) -> bool:
+        """Whether the call reads the image: a model input, directly or through image-preserving
+        layers.
+
+        Those (`kinds.IMAGE_PRESERVING`: preprocessing, augmentation, normalization, noise,
+        activations, padding) have no learned spatial filter and merge nothing, so the call is
+        the first to filter the image itself.
+        """
+        if self._image_readers is None:
+            self._image_readers = _image_readers(self.graph)
+        return call.node.id in self._image_readers
 
     @property
     def params_total(self) -> int:
@@ -135,6 +239,40 @@ def _layer_facts(analysis: Any) -> Iterator[LayerFacts]:
             input_shape=input_shape,
             output_shape=summary.output_shape,
         )
+
+
+def _call_facts(
+    graph: ModelGraph, layers: list[LayerFacts], influence: OutputInfluence
+) -> Iterator[CallFacts]:
+    by_name = {layer.name: layer for layer in layers}
+    seen: dict[str, int] = {}
+    for node in graph.nodes:
+        facts = by_name.get(node.layer.name)
+        if facts is None:  # an input layer
+            continue
+        seen[facts.name] = seen.get(facts.name, 0) + 1
+        yield CallFacts(
+            node=node,
+            layer=facts,
+            index=seen[facts.name],
+            calls=len(graph.nodes_of(facts.name)),
+            effect=influence.state(node.id),
+            why=influence.reason(node.id),
+        )
+
+
+def _image_readers(graph: ModelGraph) -> frozenset[int]:
+    """Calls whose (single) input is a model input through image-preserving layers only."""
+    image = set(graph.inputs)  # nodes whose output is still the image
+    readers = set()
+    for node in graph.nodes:
+        if node.id in image or len(set(node.inputs)) != 1:
+            continue
+        if node.inputs[0] in image:
+            readers.add(node.id)
+            if node.layer.class_name in IMAGE_PRESERVING:
+                image.add(node.id)
+    return frozenset(readers)
 
 
 def _param_count(analysis: Any, which: str) -> int:

@@ -35,6 +35,65 @@ GLOBAL_AVERAGE_POOLING = frozenset(
 )
 GLOBAL_MAX_POOLING = frozenset({"GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D"})
 
+# Layers after which a tensor is still "the image" for the first-convolution exemption: each one
+# maps every position on its own (a scale, a shift, a per-channel affine map such as batch
+# normalization at inference, noise, an activation) or only moves, pads, crops or resamples
+# positions without learned weights (preprocessing, augmentation). None filters the image with
+# learned weights or merges it with another tensor, so the convolution after them is the one
+# that reads the image. Batch normalization belongs here: at inference it is a per-channel
+# ``x * a + b`` like `Normalization`, learnt instead of adapted.
+IMAGE_PRESERVING = (
+    frozenset(
+        {
+            "Rescaling",
+            "Normalization",
+            "BatchNormalization",
+            "LayerNormalization",
+            "Identity",
+            "ActivityRegularization",
+            "Activation",
+            "ReLU",
+            "LeakyReLU",
+            "ELU",
+            "PReLU",
+            "GaussianNoise",
+            "ZeroPadding1D",
+            "ZeroPadding2D",
+            "ZeroPadding3D",
+            "Cropping1D",
+            "Cropping2D",
+            "Cropping3D",
+            "Resizing",
+            "CenterCrop",
+            "AugMix",
+            "AutoContrast",
+            "RandAugment",
+            "Solarization",
+            "RandomBrightness",
+            "RandomColorDegeneration",
+            "RandomColorJitter",
+            "RandomContrast",
+            "RandomCrop",
+            "RandomElasticTransform",
+            "RandomErasing",
+            "RandomFlip",
+            "RandomGaussianBlur",
+            "RandomGrayscale",
+            "RandomHue",
+            "RandomInvert",
+            "RandomPerspective",
+            "RandomPosterization",
+            "RandomRotation",
+            "RandomSaturation",
+            "RandomSharpness",
+            "RandomShear",
+            "RandomTranslation",
+            "RandomZoom",
+        }
+    )
+    | DROPOUTS
+)
+
 _RANK = {"1D": 1, "2D": 2, "3D": 3}
 
 

@@ -14,15 +14,20 @@ from .schema import RuleSpec
 @rule(
     "max_dropout",
     summary="Every dropout-like rate (Dropout, SpatialDropout, GaussianDropout, AlphaDropout, "
-    "recurrent dropout) is at most `limit`.",
+    "recurrent dropout) is at most `limit` (a layer on a path that cannot change the output "
+    "does not count).",
     params={"limit": Number(minimum=0.0, maximum=1.0, doc="the largest rate allowed")},
 )
 def max_dropout(spec: RuleSpec, ctx: RuleContext) -> Verdict:
     """Measured: the largest dropout-like rate in the model (0.0 without dropout)."""
     limit = spec.params["limit"]
+    # A rate belongs to the layer: a Dropout called three times applies its one rate three
+    # times. Only a layer whose every call cannot change the output is left out.
+    active = {call.name for call in ctx.calls if not call.dead}
     rates: list[tuple[LayerFacts, str, float]] = [
         (layer, what, rate)
         for layer in ctx.layers
+        if layer.name in active
         for what, rate in dropout_rates(layer.class_name, layer.config)
     ]
     if not rates:
