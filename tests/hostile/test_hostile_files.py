@@ -247,10 +247,11 @@ def test_a_planted_weights_file_is_a_verdict_and_costs_the_host_no_disk(
             weights_path=trained.weights_path,
         )
 
-    assert (info.value.reason, info.value.message) == (reason, message)
-    assert not (evaluate_dirs.input / "weights.weights.h5").exists()
+    # Nothing was copied: the host's disk holds the job's few real bytes, not the file's length.
     assert disk_usage([jobs]) < 16 * MiB
+    assert not (evaluate_dirs.input / "weights.weights.h5").exists()
     assert secret.read_text() == "host canary"
+    assert (info.value.reason, info.value.message) == (reason, message)
 
 
 # --- terminal injection ----------------------------------------------------------------------
