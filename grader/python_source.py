@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from grader.errors import SourceRejected
 
@@ -150,7 +151,7 @@ def top_level_functions(name: str, data: bytes) -> list[str]:
     )
 
 
-def _parse_in_child(data: bytes) -> dict:
+def _parse_in_child(data: bytes) -> dict[str, Any]:
     """The child's answer: `functions`, `syntax_error` (and `line`), or `too_complex`.
 
     Raises:
@@ -159,7 +160,7 @@ def _parse_in_child(data: bytes) -> dict:
     """
     try:
         completed = subprocess.run(
-            [sys.executable, "-I", "-S", "-c", _PARSER],
+            [sys.executable, "-I", "-S", "-W", "ignore", "-c", _PARSER],
             input=data,
             capture_output=True,
             timeout=PARSE_WALL_SECONDS,
@@ -168,17 +169,18 @@ def _parse_in_child(data: bytes) -> dict:
         )
     except subprocess.TimeoutExpired:
         return {"too_complex": True}
+    if completed.returncode == 0:
+        try:
+            answer = json.loads(completed.stdout)
+        except ValueError:
+            answer = None
+        if isinstance(answer, dict):
+            return answer
     stderr = completed.stderr.decode("utf-8", errors="replace")
-    # Killed by a signal (SIGXCPU past the CPU limit, SIGKILL) or out of memory outside `parse`.
+    # Killed by a signal (SIGXCPU past the CPU limit, SIGKILL), or out of memory outside `parse`.
     if completed.returncode < 0 or "MemoryError" in stderr or "RecursionError" in stderr:
         return {"too_complex": True}
-    try:
-        answer = json.loads(completed.stdout) if completed.returncode == 0 else None
-    except ValueError:
-        answer = None
-    if not isinstance(answer, dict):
-        raise RuntimeError(
-            f"The Python parsing child exited with status {completed.returncode}: "
-            f"{stderr.strip()[-500:]}"
-        )
-    return answer
+    raise RuntimeError(
+        f"The Python parsing child exited with status {completed.returncode}: "
+        f"{stderr.strip()[-500:]}"
+    )

@@ -171,7 +171,7 @@ PLANTS = {
         "crashed",
         f"Training left a weights file the grader refuses: `weights.weights.h5` is a sparse "
         f"file: {300 * MiB:,} bytes long with only 0 bytes stored. Expected a file written in "
-        "full, as Keras writes weights.",
+        "full.",
     ),
     "ten_thousand_files": (
         "os.mkdir('/job/work/many'); "

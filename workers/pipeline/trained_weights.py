@@ -48,22 +48,22 @@ def checked_weights(*, work: Path, reported: Any, log: str = "") -> Path:
         raise StageFailed(
             _reason(exc), f"Training left a work folder the grader refuses: {exc}", log=log
         ) from exc
-    try:
-        if not name:
-            raise FileNotFoundError(name)
-        check_output_file(work, name, max_bytes=WEIGHTS_MAX_BYTES)
-    except FileNotFoundError:
-        raise StageFailed(
-            "crashed",
-            f"Training finished without the weights file `{name or '(none)'}` in its work "
-            "directory. Expected the trained weights.",
-            log=log,
-        ) from None
-    except OutputRejected as exc:
-        raise StageFailed(
-            _reason(exc), f"Training left a weights file the grader refuses: {exc}", log=log
-        ) from exc
-    return work / name
+    if name:
+        try:
+            check_output_file(work, name, max_bytes=WEIGHTS_MAX_BYTES)
+            return work / name
+        except FileNotFoundError:
+            pass
+        except OutputRejected as exc:
+            raise StageFailed(
+                _reason(exc), f"Training left a weights file the grader refuses: {exc}", log=log
+            ) from exc
+    raise StageFailed(
+        "crashed",
+        f"Training finished without the weights file `{name or '(none)'}` in its work "
+        "directory. Expected the trained weights.",
+        log=log,
+    )
 
 
 def copy_weights(*, source: Path, destination: Path) -> None:

@@ -98,7 +98,7 @@ def check_plain_file(info: os.stat_result, name: str, *, max_bytes: int) -> None
     if info.st_size - stored > SPARSE_SLACK_BYTES and stored * 2 < info.st_size:
         raise OutputRejected(
             f"`{name}` is a sparse file: {info.st_size:,} bytes long with only {stored:,} bytes "
-            "stored. Expected a file written in full, as Keras writes weights."
+            "stored. Expected a file written in full."
         )
 
 

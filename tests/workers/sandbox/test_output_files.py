@@ -47,7 +47,7 @@ def test_a_sparse_file_is_refused_and_never_expanded_on_the_host(tmp_path):
     assert not isinstance(info.value, OutputTooLarge)
     assert str(info.value) == (
         f"`weights.h5` is a sparse file: {300 * MiB:,} bytes long with only 0 bytes stored. "
-        "Expected a file written in full, as Keras writes weights."
+        "Expected a file written in full."
     )
     assert not (tmp_path / "copy.h5").exists()
     assert disk_usage([tmp_path]) - before < MiB
