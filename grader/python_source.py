@@ -63,7 +63,8 @@ def count_lines(data: bytes) -> int:
     """Lines as Python's tokenizer counts them: `\\n`, `\\r\\n` and a lone `\\r` end a line."""
     if not data:
         return 0
-    breaks = data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
+    returns = data.count(b"\r")  # searching for `\r\n` costs 4x more: only when there is a `\r`
+    breaks = data.count(b"\n") + returns - (data.count(b"\r\n") if returns else 0)
     return breaks + (0 if data.endswith((b"\n", b"\r")) else 1)
 
 
