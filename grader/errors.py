@@ -49,6 +49,13 @@ class UnsafeLayer(GraderError):
         self.class_name = class_name
 
 
+class SourceRejected(GraderError):
+    """An uploaded Python module is not one the grader reads: too long, not UTF-8, not Python,
+    or too complex to parse within bounds (`grader.python_source`)."""
+
+    kind = "invalid_submission"
+
+
 class ArchiveRejected(GraderError):
     """An uploaded archive is unsafe or malformed (zip bomb, path traversal, oversized member)."""
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from grader.errors import GraderError, ReceptiveFieldError
+from grader.terminal import terminal_lines, terminal_safe
 
 _MARKS = {True: "PASS", False: "FAIL", None: "PENDING"}
 
@@ -224,8 +225,8 @@ def _fmt_value(value: Any) -> str:
             return "x".join(str(v) for v in value)
         return ", ".join(_fmt_value(v) for v in value) or "none"
     if isinstance(value, Mapping):
-        return ", ".join(f"{k}: {_fmt_value(v)}" for k, v in value.items())
-    return str(value)
+        return ", ".join(f"{terminal_safe(k)}: {_fmt_value(v)}" for k, v in value.items())
+    return terminal_safe(value)
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> list[str]:
@@ -247,24 +248,26 @@ def format_text(obj: Mapping[str, Any]) -> str:
 
     A summary table (layer, type, output shape, params, receptive field and jump), the totals
     with thousands separators, the receptive field at the end point, then each rule with its
-    mark (PASS, FAIL, PENDING), measured value, limit, message and hint.
+    mark (PASS, FAIL, PENDING), measured value, limit, message and hint. Every text that comes
+    from the model file (its name, layer names, messages quoting them) is `terminal_safe`.
     """
-    lines = [f"== {obj.get('file') or obj.get('model', {}).get('name', 'model')}"]
+    safe = terminal_safe
+    lines = [f"== {safe(obj.get('file') or obj.get('model', {}).get('name', 'model'))}"]
     if "error" in obj:
         error = obj["error"]
-        lines.append(f"ERROR ({error['kind']}): {error['message']}")
+        lines.append(f"ERROR ({safe(error['kind'])}): {safe(error['message'])}")
         return "\n".join(lines) + "\n"
 
     model = obj["model"]
     lines.append(
-        f"Model `{model['name']}`: input {_fmt_shape(model['input_shape'])}, output "
+        f"Model `{safe(model['name'])}`: input {_fmt_shape(model['input_shape'])}, output "
         f"{_fmt_shape(model['output_shape'])}, {model['layer_count']:,} layers."
     )
     lines.append("")
     rows = [
         [
-            layer["name"],
-            layer["class_name"],
+            safe(layer["name"]),
+            safe(layer["class_name"]),
             _fmt_shape(layer["output_shape"]),
             f"{layer['params']:,}",
             _fmt_axes(layer["rf_size"]),
@@ -281,12 +284,12 @@ def format_text(obj: Mapping[str, Any]) -> str:
     lines.append(f"Non-trainable params: {params['non_trainable']:,}")
     rf = obj["receptive_field"]
     if rf.get("error"):
-        lines.append(f"Receptive field: not computed ({rf['error']['message']})")
+        lines.append(f"Receptive field: not computed ({safe(rf['error']['message'])})")
     elif rf["global"]:
-        lines.append(f"Receptive field at `{rf['end_point']}`: the whole input.")
+        lines.append(f"Receptive field at `{safe(rf['end_point'])}`: the whole input.")
     else:
         lines.append(
-            f"Receptive field at `{rf['end_point']}`: {_fmt_axes(rf['size'])} "
+            f"Receptive field at `{safe(rf['end_point'])}`: {_fmt_axes(rf['size'])} "
             f"(jump {_fmt_axes(rf['jump'])})."
         )
 
@@ -303,12 +306,12 @@ def format_text(obj: Mapping[str, Any]) -> str:
             points = rule["points"]
             pts = f"{points:g} pt" + ("" if points == 1 else "s")
             lines.append(
-                f"  [{mark}] {title}: measured {_fmt_value(rule['measured'])}, "
+                f"  [{mark}] {safe(title)}: measured {_fmt_value(rule['measured'])}, "
                 f"limit {_fmt_value(rule['limit'])} ({pts})"
             )
-            lines.append(f"      {rule['message']}")
+            lines.append(f"      {safe(rule['message'])}")
             if rule.get("hint"):
-                first, *rest = str(rule["hint"]).splitlines()
+                first, *rest = terminal_lines(rule["hint"])
                 lines.append(f"      hint: {first}")
                 lines.extend(f"            {line}" for line in rest)
         verdict = {True: "PASSED", False: "FAILED", None: "PENDING (decided after training)"}

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 from assignments.client.http import Api, ApiError
 from assignments.spreadsheet import spreadsheet_safe
+from grader.terminal import terminal_safe
 
 EXIT_OK, EXIT_REJECTED, EXIT_ERROR, EXIT_TIMEOUT = 0, 1, 2, 3
 TERMINAL = {"finished", "failed", "error", "cancelled"}
@@ -32,19 +33,6 @@ RESULT_COLUMNS = [
     "file", "submission_id", "status", "reason", "passed", "accuracy", "params_total", "score",
     "message", "url",
 ]  # fmt: skip
-
-
-# C0 and C1 control characters but tab, written as `\x1b`: a student's exception message or
-# layer name reaches an instructor's terminal through `status`, and an escape sequence in it
-# could retitle the window, clear the screen or overwrite the lines above.
-_CONTROL_CHARACTERS = {
-    code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if code != 0x09
-}
-
-
-def terminal_safe(text: Any) -> str:
-    """Text from the site, safe to print on one line: control characters shown as escapes."""
-    return str(text).translate(_CONTROL_CHARACTERS)
 
 
 def stage_fraction(status: str) -> float:

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -68,6 +67,16 @@ def read_static_config(path: Path) -> dict[str, Any]:
         raise StageFailed("invalid_submission", exc.message) from exc
 
 
+def _bounded_module(path: Path) -> bytes:
+    """The module's bytes, if within the upload check's bounds (the same words as the site's)."""
+    from grader.python_source import read_source_file
+
+    try:
+        return read_source_file(path)
+    except GraderError as exc:
+        raise StageFailed("invalid_submission", exc.message) from exc
+
+
 def run_build(
     *,
     path: Path,
@@ -99,7 +108,7 @@ def run_build(
         return BuildOutput(model_config=read_static_config(path), training_config=None)
     if dirs is None or sandbox is None:
         raise ValueError("Building a `.py` submission needs job directories and a sandbox.")
-    shutil.copyfile(path, dirs.input / SUBMISSION_MODULE)
+    (dirs.input / SUBMISSION_MODULE).write_bytes(_bounded_module(path))
     dirs.write_spec(
         {
             "stage": "build",

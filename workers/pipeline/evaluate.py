@@ -28,6 +28,7 @@ from workers.pipeline.jobs import (
     stage_log,
 )
 from workers.pipeline.train import SEED, VALIDATION_SPLIT
+from workers.pipeline.trained_weights import copy_weights
 
 MODEL_CONFIG_FILE = "model.json"
 WEIGHTS_FILE = "weights.weights.h5"
@@ -100,7 +101,7 @@ def run_evaluate(
         if model_config is None or weights_path is None:
             raise ValueError("Evaluation needs a model config and trained weights, or a .keras.")
         (dirs.input / MODEL_CONFIG_FILE).write_text(json.dumps(model_config), encoding="utf-8")
-        shutil.copyfile(weights_path, dirs.input / WEIGHTS_FILE)
+        copy_weights(source=weights_path, destination=dirs.input / WEIGHTS_FILE)
         spec = {"stage": "evaluate", "model_config": MODEL_CONFIG_FILE, "weights": WEIGHTS_FILE}
         if train_dir is not None:
             spec["validation"] = {"validation_split": VALIDATION_SPLIT, "seed": SEED}

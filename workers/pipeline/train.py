@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workers.pipeline.errors import InfrastructureError, StageFailed
+from workers.pipeline.errors import InfrastructureError
 from workers.pipeline.jobs import (
     JobDirs,
     StageResources,
@@ -33,6 +33,7 @@ from workers.pipeline.jobs import (
     stage_log,
 )
 from workers.pipeline.plan import GradingPlan
+from workers.pipeline.trained_weights import checked_weights
 
 MODEL_CONFIG_FILE = "model.json"
 SUBMISSION_MODULE = "submission.py"
@@ -117,14 +118,10 @@ def run_train(
     )
     result = sandbox.run(job, on_line=progress_listener(on_epoch), cancel=cancel)
     payload = read_stage_result(stage="train", dirs=dirs, result=result, resources=resources)
-    weights_name = Path(str(payload.get("weights", ""))).name
-    weights_path = dirs.work / weights_name
-    if not weights_name or not weights_path.is_file() or weights_path.is_symlink():
-        raise StageFailed(
-            "crashed",
-            f"Training finished without the weights file `{weights_name or '(none)'}` "
-            "in its work directory. Expected the trained weights.",
-        )
+    # Student code may have written the weights and the result itself: checked, not trusted.
+    weights_path = checked_weights(
+        work=dirs.work, reported=payload.get("weights"), log=stage_log(result)
+    )
     epochs = [e for e in payload.get("epochs", []) if isinstance(e, dict)]
     return TrainOutput(
         epochs=epochs,

@@ -16,14 +16,14 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from workers.sandbox.output_files import OutputRejected, check_plain_file
+
+__all__ = ["OutputRejected", "collect_output", "parse_untrusted_json", "read_result"]
+
 RESULT_FILE = "result.json"
 RESULT_MAX_BYTES = 4 * 1024 * 1024
 MAX_FILES = 1000
 MAX_DEPTH = 8
-
-
-class OutputRejected(Exception):
-    """The job's output directory holds something the host refuses to read."""
 
 
 def collect_output(out_dir: Path | str, max_bytes: int) -> dict[str, bytes]:
@@ -91,17 +91,13 @@ def _read_regular(dir_fd: int, name: str, relative: str, budget: list[int]) -> b
     fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise OutputRejected(f"Output `{relative}` is not a regular file. Expected one.")
-        if info.st_nlink != 1:
-            raise OutputRejected(
-                f"Output `{relative}` has {info.st_nlink} hard links. Expected a file of its own."
-            )
         if info.st_size > budget[0]:
             raise OutputRejected(
                 f"Output `{relative}` is {info.st_size:,} bytes; only {budget[0]:,} bytes of "
                 f"output remain. Expected smaller files."
             )
+        # The opened file, not the name: a regular file of its own, not sparse.
+        check_plain_file(info, relative, max_bytes=budget[0])
         with os.fdopen(os.dup(fd), "rb") as handle:
             data = handle.read(budget[0] + 1)  # the file may have grown since the fstat
         if len(data) > budget[0]:

@@ -20,6 +20,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
 from grader.errors import GraderError
+from grader.terminal import terminal_lines, terminal_safe
 from workers.pipeline.local import EXIT_CODES, GradeReport, grade_file
 from workers.pipeline.plan import GradingPlan
 
@@ -71,12 +72,16 @@ def _format_epoch(record: dict[str, Any], epochs: int | None) -> str:
 
 
 def format_report(report: dict[str, Any]) -> str:
-    """A readable summary of a `grade` report: verdict, rules, training and evaluation."""
-    lines = [f"{report['file']}: {report['status'].upper()}"]
+    """A readable summary of a `grade` report: verdict, rules, training and evaluation.
+
+    The file name and every message are the student's text: `terminal_safe`, and a multi-line
+    message (a traceback) stays indented under its verdict.
+    """
+    lines = [f"{terminal_safe(report['file'])}: {report['status'].upper()}"]
     if report.get("reason"):
         lines.append(f"  reason: {report['reason']}")
     if report.get("message"):
-        lines.append(f"  {report['message']}")
+        lines.extend(f"  {line}" for line in terminal_lines(report["message"]))
     checks = report.get("checks") or {}
     params = checks.get("params")
     if params:
@@ -84,8 +89,8 @@ def format_report(report: dict[str, Any]) -> str:
     marks = {True: "PASS", False: "FAIL", None: "----"}
     for rule in checks.get("rules", []):
         lines.append(
-            f"  [{marks[rule.get('passed')]}] {rule.get('name') or rule['id']}: "
-            f"{rule.get('message', '')}"
+            f"  [{marks[rule.get('passed')]}] {terminal_safe(rule.get('name') or rule['id'])}: "
+            f"{terminal_safe(rule.get('message', ''))}"
         )
     training = report.get("training")
     if training:
@@ -128,7 +133,9 @@ class Command(BaseCommand):
         text = options["format"] == "text"
         try:
             if not path.is_file():
-                raise CommandError(f"File {path} does not exist.", returncode=EXIT_CODES["error"])
+                raise CommandError(
+                    f"File {terminal_safe(path)} does not exist.", returncode=EXIT_CODES["error"]
+                )
             plan = resolve_plan(options["assignment"])
         except CommandError as exc:
             if text:

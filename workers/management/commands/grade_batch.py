@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from assignments.spreadsheet import spreadsheet_safe
+from grader.terminal import terminal_safe
 from workers.management.commands.grade import resolve_plan
 from workers.pipeline.local import EXIT_CODES, GradeReport, grade_file
 
@@ -50,13 +51,20 @@ def csv_row(report: GradeReport) -> dict[str, Any]:
     }
 
 
-def write_csv(reports: list[GradeReport], stream: TextIO) -> None:
-    """Write the reports as CSV with a header row."""
+def write_csv(reports: list[GradeReport], stream: TextIO, *, terminal: bool = False) -> None:
+    """Write the reports as CSV with a header row.
+
+    `terminal`: the CSV goes to a terminal (standard output), so control characters in the
+    students' text are written as escapes (`grader.terminal`), newlines included.
+    """
     writer = csv.DictWriter(stream, fieldnames=CSV_COLUMNS)
     writer.writeheader()
     for report in reports:
+        row = csv_row(report)
+        if terminal:
+            row = {k: v if isinstance(v, int | float) else terminal_safe(v) for k, v in row.items()}
         # File names and messages are the students' text: never a formula in a spreadsheet.
-        writer.writerow({k: spreadsheet_safe(v) for k, v in csv_row(report).items()})
+        writer.writerow({k: spreadsheet_safe(v) for k, v in row.items()})
 
 
 class Command(BaseCommand):
@@ -73,7 +81,9 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         directory = Path(options["directory"])
         if not directory.is_dir():
-            raise CommandError(f"{directory} is not a directory.", returncode=EXIT_CODES["error"])
+            raise CommandError(
+                f"{terminal_safe(directory)} is not a directory.", returncode=EXIT_CODES["error"]
+            )
         files = sorted(
             p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES
         )
@@ -88,14 +98,14 @@ class Command(BaseCommand):
             reports.append(report)
             score = "" if report.score is None else f"  score {report.score:.1f}"
             self.stderr.write(
-                f"[{index}/{len(files)}] {path.name}: {report.status}"
+                f"[{index}/{len(files)}] {terminal_safe(path.name)}: {report.status}"
                 f"{f' ({report.reason})' if report.reason else ''}{score}"
             )
         if options["out"]:
             with open(options["out"], "w", newline="", encoding="utf-8") as stream:
                 write_csv(reports, stream)
         else:
-            write_csv(reports, self.stdout)
+            write_csv(reports, self.stdout, terminal=True)
         worst = max(report.exit_code for report in reports)
         if worst:
             sys.exit(worst)
