@@ -64,8 +64,8 @@ NOT_QUANTIZED = Refusal(
     "quantization_config",
     is_null,
     "null",
-    "a quantized layer stores integer weights and scales, not the float weights that are "
-    "counted and trained here; quantize after grading.",
+    "quantization settings are for deployment, and models are counted and trained in float "
+    "here; quantize after grading.",
 )
 NO_INITIAL_WEIGHTS = Refusal(
     "weights",
