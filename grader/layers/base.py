@@ -176,10 +176,14 @@ class LayerSpec:
             refusal.check(config)
 
     def _unknown_argument(self, key: Any) -> str:
-        close = difflib.get_close_matches(str(key), sorted(self.arguments), n=1)
+        text = str(key)
+        close = (
+            difflib.get_close_matches(text, sorted(self.arguments), n=1) if len(text) < 60 else []
+        )
         hint = f" (did you mean `{close[0]}`?)" if close else ""
+        shown = text if len(text) < 60 else text[:57] + "..."
         return (
-            f"Keras' {self.class_name} has no argument `{key}`, so Keras cannot build this "
+            f"Keras' {self.class_name} has no argument `{shown}`, so Keras cannot build this "
             f"model. Expected only {self.class_name}'s own arguments{hint}."
         )
 
