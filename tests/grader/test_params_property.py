@@ -38,7 +38,13 @@ from grader.analysis import analyze
 from grader.errors import GraderError, InvalidModelConfig, UnsupportedLayer
 from grader.layers import REGISTRY
 from tests.grader.keras_models import keras
-from tests.grader.layer_configs import INT8_QUANTIZATION, QUANTIZED_DTYPE, Case, draw_case
+from tests.grader.layer_configs import (
+    FAMILIES,
+    INT8_QUANTIZATION,
+    QUANTIZED_DTYPE,
+    Case,
+    draw_case,
+)
 
 pytestmark = pytest.mark.tf
 
@@ -261,6 +267,10 @@ class Run:
 
 
 def _cases(rng: random.Random) -> Iterator[tuple[str, Case]]:
+    missing = sorted(set(REGISTRY) - set(FAMILIES))
+    assert not missing, (
+        f"No random configs for {missing}: add them to tests/grader/layer_configs.py"
+    )
     for class_name in sorted(REGISTRY):
         spec = REGISTRY[class_name]
         for i in range(WEIGHTED.get(class_name, DEFAULT_DRAWS)):
