@@ -1,6 +1,8 @@
 """Shape-preserving layers: activations, dropout, noise, regularization and identity.
 
-Only PReLU has weights: one ``alpha`` per input position, shared along ``shared_axes``.
+Only PReLU has weights: one ``alpha`` per input position, shared along ``shared_axes`` (its
+initializer, regularizer and constraint change values only). No other argument of these classes
+creates a weight.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from grader.layers.base import (
     LayerSpec,
     SpecError,
     WeightSpec,
+    arguments,
     require_known,
     require_rank,
     single_input,
@@ -44,28 +47,38 @@ def _spatial_dropout(class_name: str, rank: int) -> LayerSpec:
         require_rank(shape, rank + 1)
         return shape
 
-    return LayerSpec(class_name, output_shape)
+    # SpatialDropoutND has no **kwargs: `trainable`, `input_shape` ... make Keras refuse it.
+    own = ("rate", "seed", "name", "dtype", *(("data_format",) if rank > 1 else ()))
+    return LayerSpec(class_name, output_shape, arguments=frozenset(own))
 
+
+# Each class's own arguments, besides those every layer accepts.
+_SHAPE_PRESERVING: dict[str, frozenset[str]] = {
+    "Activation": arguments("activation"),
+    "ReLU": arguments("max_value", "negative_slope", "threshold"),
+    "LeakyReLU": arguments("negative_slope", "alpha"),  # alpha: deprecated name of the slope
+    "ELU": arguments("alpha"),
+    "Softmax": arguments("axis"),
+    "Dropout": arguments("rate", "noise_shape", "seed"),
+    "GaussianDropout": arguments("rate", "seed"),
+    "GaussianNoise": arguments("stddev", "seed"),
+    "AlphaDropout": arguments("rate", "noise_shape", "seed"),
+    # It passes its own activity regularizer to Layer: Keras refuses another one.
+    "ActivityRegularization": arguments("l1", "l2") - {"activity_regularizer"},
+    "Identity": arguments(),
+    "Masking": arguments("mask_value"),
+}
 
 SPECS = [
-    *(
-        LayerSpec(name, _same_shape)
-        for name in (
-            "Activation",
-            "ReLU",
-            "LeakyReLU",
-            "ELU",
-            "Softmax",
-            "Dropout",
-            "GaussianDropout",
-            "GaussianNoise",
-            "AlphaDropout",
-            "ActivityRegularization",
-            "Identity",
-            "Masking",
-        )
+    *(LayerSpec(name, _same_shape, arguments=own) for name, own in _SHAPE_PRESERVING.items()),
+    LayerSpec(
+        "PReLU",
+        _same_shape,
+        _prelu_weights,
+        arguments=arguments(
+            "alpha_initializer", "alpha_regularizer", "alpha_constraint", "shared_axes"
+        ),
     ),
-    LayerSpec("PReLU", _same_shape, _prelu_weights),
     _spatial_dropout("SpatialDropout1D", 1),
     _spatial_dropout("SpatialDropout2D", 2),
     _spatial_dropout("SpatialDropout3D", 3),

@@ -1,13 +1,22 @@
-"""What every layer spec provides: output-shape inference and the shapes of its weights.
+"""What every layer spec provides: its arguments, output-shape inference and its weights.
 
 A spec is pure Python: it reads a layer's Keras config and the shapes of its inputs (batch axis
 excluded, ``None`` for unknown sizes) and answers like Keras' ``compute_output_shape`` and
 ``build`` would, without importing Keras. Problems raise `SpecError` with a message that the graph
 builder prefixes with the layer's name and class.
+
+Each spec also lists every config key its Keras class accepts (``LayerSpec.arguments``, one table
+per family module). Keras builds a layer with ``cls(**config)``, so a key outside that list makes
+Keras refuse the whole model; the analysis refuses it too (`SpecError`) instead of ignoring it
+and reporting numbers for a model that can never be trained. Argument values that add or change
+weights in ways the analysis does not model are refused by name (`Refusal`, `SpecUnsupported`);
+every other argument either has no effect on the weights or is counted by the spec's
+``infer_weights``.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -57,21 +66,146 @@ def no_weights(config: Config, input_shapes: Sequence[Shape]) -> list[WeightSpec
     return []
 
 
+# Keys every Keras layer's config may carry through ``Layer.__init__``. ``input_shape`` and
+# ``input_dim`` declare the input of a Sequential model's first layer; Keras ignores them
+# elsewhere. A class that passes one of these itself, or has no ``**kwargs``, lists its own set.
+LAYER_ARGUMENTS = frozenset(
+    {"name", "trainable", "dtype", "autocast", "activity_regularizer", "input_shape", "input_dim"}
+)
+
+# Keras' quantization modes: a dtype policy named "<mode>_from_<dtype>" quantizes the layer,
+# which then holds integer kernels and scales instead of float weights.
+QUANTIZATION_MODES = ("int8", "int4", "float8", "gptq", "awq")
+
+
+def arguments(*own: str, base: frozenset[str] = LAYER_ARGUMENTS) -> frozenset[str]:
+    """The config keys a Keras layer class accepts: its own arguments and the `base` ones."""
+    return frozenset(own) | base
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """An argument value the analysis refuses instead of modelling (`SpecUnsupported`).
+
+    Attributes:
+        argument: the config key.
+        allowed: ``value -> bool``; False refuses the layer.
+        expected: what to write instead, completing "Expected ...".
+        reason: why, for the student.
+    """
+
+    argument: str
+    allowed: Callable[[Any], bool]
+    expected: str
+    reason: str
+
+    def check(self, config: Config) -> None:
+        """Raise `SpecUnsupported` if `config` gives this argument a refused value."""
+        if self.argument in config and not self.allowed(config[self.argument]):
+            raise SpecUnsupported(
+                f"`{self.argument}` is {_brief(config[self.argument])}. Expected "
+                f"{self.expected}: {self.reason}"
+            )
+
+
+def _brief(value: Any) -> str:
+    """A config value as a message quotes it, cut short (weights can be megabytes long)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def is_null(value: Any) -> bool:
+    """True for an unset option (``null`` in JSON)."""
+    return value is None
+
+
+def _float_dtype(value: Any) -> bool:
+    """False for a quantized dtype policy, by name or by its serialized form."""
+    name = value
+    if isinstance(value, Mapping):
+        if "Quantized" in str(value.get("class_name")):
+            return False
+        inner = value.get("config")
+        name = inner.get("name") if isinstance(inner, Mapping) else None
+    return not (isinstance(name, str) and name.startswith(QUANTIZATION_MODES))
+
+
+# Refused for every layer class.
+COMMON_REFUSALS = (
+    Refusal(
+        "dtype",
+        _float_dtype,
+        "a float dtype policy such as 'float32' or 'mixed_float16'",
+        "a quantized layer stores integer weights and scales, not the float weights that are "
+        "counted and trained here; quantize after grading.",
+    ),
+)
+
+
 @dataclass(frozen=True)
 class LayerSpec:
     """How to analyse one Keras layer class.
 
     Attributes:
         class_name: the Keras class name.
-        output_shape: ``(config, input_shapes) -> output shape``.
-        weights: ``(config, input_shapes) -> weight specs`` at build time (first call).
+        infer_output_shape: ``(config, input_shapes) -> output shape``.
+        infer_weights: ``(config, input_shapes) -> weight specs`` at build time (first call).
         multi_input: True for merge layers, which take a list of tensors.
+        arguments: every config key the Keras class accepts (see `arguments`).
+        refusals: argument values refused for this class, besides `COMMON_REFUSALS`.
     """
 
     class_name: str
-    output_shape: OutputShapeFn
-    weights: WeightsFn = no_weights
+    infer_output_shape: OutputShapeFn
+    infer_weights: WeightsFn = no_weights
     multi_input: bool = False
+    arguments: frozenset[str] = LAYER_ARGUMENTS
+    refusals: tuple[Refusal, ...] = ()
+
+    def check_config(self, config: Config) -> None:
+        """Refuse keys the Keras class does not accept and argument values not modelled.
+
+        Raises:
+            SpecError: a key Keras refuses (Keras would not build the model).
+            SpecUnsupported: a value in `refusals` or `COMMON_REFUSALS`.
+        """
+        for key in config:
+            if key not in self.arguments:
+                raise SpecError(self._unknown_argument(key))
+        for refusal in (*COMMON_REFUSALS, *self.refusals):
+            refusal.check(config)
+
+    def _unknown_argument(self, key: Any) -> str:
+        text = str(key)
+        close = (
+            difflib.get_close_matches(text, sorted(self.arguments), n=1) if len(text) < 60 else []
+        )
+        hint = f" (did you mean `{close[0]}`?)" if close else ""
+        shown = text if len(text) < 60 else text[:57] + "..."
+        return (
+            f"Keras' {self.class_name} has no argument `{shown}`, so Keras cannot build this "
+            f"model. Expected only {self.class_name}'s own arguments{hint}."
+        )
+
+    def output_shape(self, config: Config, input_shapes: Sequence[Shape]) -> Shape:
+        """The output shape of a call on `input_shapes`, once the config is checked.
+
+        Raises:
+            SpecError: invalid config or input shapes.
+            SpecUnsupported: an argument value the analysis does not model.
+        """
+        self.check_config(config)
+        return self.infer_output_shape(config, input_shapes)
+
+    def weights(self, config: Config, input_shapes: Sequence[Shape]) -> list[WeightSpec]:
+        """The weights the layer creates when first called on `input_shapes`.
+
+        Raises:
+            SpecError: invalid config or input shapes.
+            SpecUnsupported: an argument value the analysis does not model.
+        """
+        self.check_config(config)
+        return self.infer_weights(config, input_shapes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,3 +365,37 @@ def normalize_axes(axis: Any, rank: int, name: str = "axis") -> tuple[int, ...]:
 def dim_of(shape: Shape, full_axis: int, what: str) -> int:
     """The known size of a full-shape axis (batch axis = 0) of a batchless shape."""
     return require_known(shape[full_axis - 1], what)
+
+
+def lora_rank(config: Config, constraint: str) -> int:
+    """The rank of a layer's LoRA adapters, 0 without them, read as Keras reads ``lora_rank``.
+
+    Keras enables LoRA when ``lora_rank`` is truthy; it refuses LoRA on a layer whose kernel has
+    a constraint (`constraint` names that argument).
+    """
+    if not config.get("lora_rank"):
+        return 0
+    rank = positive_int(config, "lora_rank")
+    if config.get(constraint) is not None:
+        raise SpecError(
+            f"LoRA (`lora_rank` {rank}) cannot be combined with `{constraint}`; Keras refuses "
+            f"it. Expected `lora_rank` null or `{constraint}` null."
+        )
+    return rank
+
+
+def with_lora(
+    kernel: WeightSpec, rank: int, names: tuple[str, str] = ("lora_kernel_a", "lora_kernel_b")
+) -> list[WeightSpec]:
+    """`kernel`, frozen, and its two trainable LoRA factors when `rank` > 0 (``enable_lora``).
+
+    The factors are ``kernel.shape[:-1] + (rank,)`` and ``(rank, kernel.shape[-1])``; Keras then
+    trains only them and keeps the kernel as a non-trainable weight.
+    """
+    if not rank:
+        return [kernel]
+    return [
+        WeightSpec(kernel.name, kernel.shape, trainable=False),
+        WeightSpec(names[0], (*kernel.shape[:-1], rank)),
+        WeightSpec(names[1], (rank, kernel.shape[-1])),
+    ]

@@ -3,6 +3,12 @@
 Weight shapes follow Keras 3's ``build``: ``kernel`` is ``kernel_size + (in // groups, filters)``
 for a convolution and ``kernel_size + (filters, in)`` for a transposed one; depthwise kernels are
 ``kernel_size + (in, depth_multiplier)``; a separable convolution adds a 1x..x1 pointwise kernel.
+
+Arguments that change the weights: ``filters``, ``kernel_size``, ``groups``, ``depth_multiplier``,
+``use_bias``, ``data_format`` (which axis holds the input channels) and, on ConvND only,
+``lora_rank``: LoRA freezes the kernel and adds two trainable factors, counted exactly as for
+Dense. The others (strides, padding, dilation, activation, initializers, regularizers,
+constraints, ``lora_alpha``) change values or shapes of outputs, never the weights.
 """
 
 from __future__ import annotations
@@ -15,18 +21,43 @@ from grader.layers.base import (
     LayerSpec,
     SpecError,
     WeightSpec,
+    arguments,
     conv_output_length,
     data_format,
     deconv_output_length,
     flag,
     int_tuple,
     join_channels,
+    lora_rank,
     positive_int,
     require_known,
     require_rank,
     single_input,
     split_channels,
+    with_lora,
 )
+
+_COMMON = (
+    "kernel_size",
+    "strides",
+    "padding",
+    "data_format",
+    "dilation_rate",
+    "activation",
+    "use_bias",
+    "bias_initializer",
+    "bias_regularizer",
+    "activity_regularizer",
+    "bias_constraint",
+)
+_KERNEL = ("kernel_initializer", "kernel_regularizer", "kernel_constraint")
+_DEPTHWISE = ("depthwise_initializer", "depthwise_regularizer", "depthwise_constraint")
+_POINTWISE = ("pointwise_initializer", "pointwise_regularizer", "pointwise_constraint")
+# Keras' BaseConv (ConvND) accepts LoRA through **kwargs; the other convolution bases do not.
+CONV_ARGUMENTS = arguments(*_COMMON, *_KERNEL, "filters", "groups", "lora_rank", "lora_alpha")
+TRANSPOSE_ARGUMENTS = arguments(*_COMMON, *_KERNEL, "filters", "output_padding")
+DEPTHWISE_ARGUMENTS = arguments(*_COMMON, *_DEPTHWISE, "depth_multiplier")
+SEPARABLE_ARGUMENTS = arguments(*_COMMON, *_DEPTHWISE, *_POINTWISE, "filters", "depth_multiplier")
 
 
 def _geometry(
@@ -100,12 +131,13 @@ def conv_spec(class_name: str, rank: int) -> LayerSpec:
                 f"The number of input channels ({channels}) and `filters` ({filters}) must both "
                 f"be divisible by `groups` ({groups})."
             )
-        return [
-            WeightSpec("kernel", (*kernel, channels // groups, filters)),
-            *_bias(config, filters),
-        ]
+        lora = lora_rank(config, "kernel_constraint")
+        kernel_weight, *adapters = with_lora(
+            WeightSpec("kernel", (*kernel, channels // groups, filters)), lora
+        )
+        return [kernel_weight, *_bias(config, filters), *adapters]
 
-    return LayerSpec(class_name, output_shape, weights)
+    return LayerSpec(class_name, output_shape, weights, arguments=CONV_ARGUMENTS)
 
 
 def depthwise_spec(class_name: str, rank: int) -> LayerSpec:
@@ -116,20 +148,20 @@ def depthwise_spec(class_name: str, rank: int) -> LayerSpec:
         require_rank(shape, rank + 1)
         fmt = data_format(config)
         _, channels = split_channels(shape, fmt)
-        multiplier = _positive(config, "depth_multiplier")
+        multiplier = positive_int(config, "depth_multiplier", 1)
         out_channels = None if channels is None else channels * multiplier
         return join_channels(_conv_spatial(config, shape, rank), out_channels, fmt)
 
     def weights(config: Config, input_shapes: Sequence[Shape]) -> list[WeightSpec]:
         _, channels = _in_channels(config, input_shapes, rank)
         kernel, _, _ = _geometry(config, rank)
-        multiplier = _positive(config, "depth_multiplier")
+        multiplier = positive_int(config, "depth_multiplier", 1)
         return [
             WeightSpec("kernel", (*kernel, channels, multiplier)),
             *_bias(config, channels * multiplier),
         ]
 
-    return LayerSpec(class_name, output_shape, weights)
+    return LayerSpec(class_name, output_shape, weights, arguments=DEPTHWISE_ARGUMENTS)
 
 
 def separable_spec(class_name: str, rank: int) -> LayerSpec:
@@ -144,7 +176,7 @@ def separable_spec(class_name: str, rank: int) -> LayerSpec:
     def weights(config: Config, input_shapes: Sequence[Shape]) -> list[WeightSpec]:
         _, channels = _in_channels(config, input_shapes, rank)
         kernel, _, _ = _geometry(config, rank)
-        multiplier = _positive(config, "depth_multiplier")
+        multiplier = positive_int(config, "depth_multiplier", 1)
         filters = _positive(config, "filters")
         return [
             WeightSpec("depthwise_kernel", (*kernel, channels, multiplier)),
@@ -152,7 +184,7 @@ def separable_spec(class_name: str, rank: int) -> LayerSpec:
             *_bias(config, filters),
         ]
 
-    return LayerSpec(class_name, output_shape, weights)
+    return LayerSpec(class_name, output_shape, weights, arguments=SEPARABLE_ARGUMENTS)
 
 
 def transpose_spec(class_name: str, rank: int) -> LayerSpec:
@@ -191,7 +223,7 @@ def transpose_spec(class_name: str, rank: int) -> LayerSpec:
         filters = _positive(config, "filters")
         return [WeightSpec("kernel", (*kernel, filters, channels)), *_bias(config, filters)]
 
-    return LayerSpec(class_name, output_shape, weights)
+    return LayerSpec(class_name, output_shape, weights, arguments=TRANSPOSE_ARGUMENTS)
 
 
 SPECS = [

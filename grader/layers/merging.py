@@ -1,6 +1,6 @@
 """Merge layers: Add, Subtract, Multiply, Average, Maximum, Minimum and Concatenate.
 
-The element-wise ones broadcast like Keras' ``_Merge``; none has weights.
+The element-wise ones broadcast like Keras' ``_Merge``; none has weights, whatever its arguments.
 """
 
 from __future__ import annotations
@@ -8,7 +8,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from grader.graph import Shape
-from grader.layers.base import Config, LayerSpec, SpecError, format_shape, normalize_axes
+from grader.layers.base import (
+    LAYER_ARGUMENTS,
+    Config,
+    LayerSpec,
+    SpecError,
+    arguments,
+    format_shape,
+    normalize_axes,
+)
 
 
 def _at_least(input_shapes: Sequence[Shape], n: int) -> None:
@@ -50,7 +58,7 @@ def _elementwise_spec(class_name: str, exactly: int | None = None) -> LayerSpec:
             out = _broadcast(out, shape)
         return out
 
-    return LayerSpec(class_name, output_shape, multi_input=True)
+    return LayerSpec(class_name, output_shape, multi_input=True, arguments=LAYER_ARGUMENTS)
 
 
 def _concatenate(config: Config, input_shapes: Sequence[Shape]) -> Shape:
@@ -92,5 +100,5 @@ SPECS = [
     _elementwise_spec("Average"),
     _elementwise_spec("Maximum"),
     _elementwise_spec("Minimum"),
-    LayerSpec("Concatenate", _concatenate, multi_input=True),
+    LayerSpec("Concatenate", _concatenate, multi_input=True, arguments=arguments("axis")),
 ]

@@ -2,6 +2,12 @@
 
 BatchNormalization's moving statistics are never trained; Keras reports them as non-trainable
 weights, and so does this module.
+
+Arguments that change the weights: ``axis`` (the normalized axes), ``center`` (beta), ``scale``
+(gamma), BatchNormalization's ``renorm`` (three more statistics) and LayerNormalization's
+deprecated ``rms_scaling`` (gamma, never beta). ``epsilon``, ``momentum``, ``renorm_clipping``,
+``renorm_momentum``, ``synchronized``, ``groups`` (beyond its validity), initializers,
+regularizers and constraints change values, never the weights.
 """
 
 from __future__ import annotations
@@ -13,13 +19,40 @@ from grader.layers.base import (
     Config,
     LayerSpec,
     SpecError,
-    SpecUnsupported,
     WeightSpec,
+    arguments,
     dim_of,
     flag,
     normalize_axes,
     single_input,
 )
+
+_AFFINE = (
+    "epsilon",
+    "center",
+    "scale",
+    "beta_initializer",
+    "gamma_initializer",
+    "beta_regularizer",
+    "gamma_regularizer",
+    "beta_constraint",
+    "gamma_constraint",
+)
+BATCH_NORM_ARGUMENTS = arguments(
+    "axis",
+    "momentum",
+    *_AFFINE,
+    "moving_mean_initializer",
+    "moving_variance_initializer",
+    "renorm",
+    "renorm_clipping",
+    "renorm_momentum",
+    "synchronized",
+)
+LAYER_NORM_ARGUMENTS = arguments("axis", *_AFFINE, "rms_scaling")
+GROUP_NORM_ARGUMENTS = arguments("groups", "axis", *_AFFINE)
+RMS_NORM_ARGUMENTS = arguments("axis", "epsilon")
+UNIT_NORM_ARGUMENTS = arguments("axis")
 
 
 def _same_shape(config: Config, input_shapes: Sequence[Shape]) -> Shape:
@@ -28,10 +61,12 @@ def _same_shape(config: Config, input_shapes: Sequence[Shape]) -> Shape:
 
 def _batch_norm_weights(config: Config, input_shapes: Sequence[Shape]) -> list[WeightSpec]:
     shape = single_input(input_shapes)
-    axes = normalize_axes(config.get("axis", -1), len(shape))
-    if len(axes) != 1:
-        raise SpecUnsupported(f"BatchNormalization over several axes {axes} is not supported.")
-    size = dim_of(shape, axes[0], "normalized axis")
+    axis = config.get("axis", -1)
+    if type(axis) is not int:
+        # Keras reads `int(axis)`: one axis only.
+        raise SpecError(f"Expected `axis` to be an int. Received {axis!r}.")
+    (normalized,) = normalize_axes(axis, len(shape))
+    size = dim_of(shape, normalized, "normalized axis")
     weights = []
     if flag(config, "scale", True):
         weights.append(WeightSpec("gamma", (size,)))
@@ -92,9 +127,15 @@ def _group_norm_weights(config: Config, input_shapes: Sequence[Shape]) -> list[W
 
 
 SPECS = [
-    LayerSpec("BatchNormalization", _same_shape, _batch_norm_weights),
-    LayerSpec("LayerNormalization", _same_shape, _layer_norm_weights),
-    LayerSpec("GroupNormalization", _same_shape, _group_norm_weights),
-    LayerSpec("RMSNormalization", _same_shape, _rms_norm_weights),
-    LayerSpec("UnitNormalization", _same_shape),
+    LayerSpec(
+        "BatchNormalization", _same_shape, _batch_norm_weights, arguments=BATCH_NORM_ARGUMENTS
+    ),
+    LayerSpec(
+        "LayerNormalization", _same_shape, _layer_norm_weights, arguments=LAYER_NORM_ARGUMENTS
+    ),
+    LayerSpec(
+        "GroupNormalization", _same_shape, _group_norm_weights, arguments=GROUP_NORM_ARGUMENTS
+    ),
+    LayerSpec("RMSNormalization", _same_shape, _rms_norm_weights, arguments=RMS_NORM_ARGUMENTS),
+    LayerSpec("UnitNormalization", _same_shape, arguments=UNIT_NORM_ARGUMENTS),
 ]

@@ -9,6 +9,7 @@ from grader.layers.base import (
     Config,
     LayerSpec,
     SpecError,
+    arguments,
     conv_output_length,
     data_format,
     flag,
@@ -45,7 +46,12 @@ def pooling_spec(class_name: str, rank: int) -> LayerSpec:
         )
         return join_channels(out, channels, fmt)
 
-    return LayerSpec(class_name, output_shape)
+    # `pool_mode` and `pool_dimensions` are fixed by each class: Keras refuses them in a config.
+    return LayerSpec(
+        class_name,
+        output_shape,
+        arguments=arguments("pool_size", "strides", "padding", "data_format"),
+    )
 
 
 def global_pooling_spec(class_name: str, rank: int) -> LayerSpec:
@@ -60,7 +66,7 @@ def global_pooling_spec(class_name: str, rank: int) -> LayerSpec:
             return join_channels((1,) * rank, channels, fmt)
         return (channels,)
 
-    return LayerSpec(class_name, output_shape)
+    return LayerSpec(class_name, output_shape, arguments=arguments("data_format", "keepdims"))
 
 
 SPECS = [

@@ -2,7 +2,8 @@
 
 Augmentation layers keep their input shape (they are the identity at inference); only
 Normalization has weights, all of them statistics that Keras never trains (``mean``,
-``variance``, ``count``), and none when the mean and variance are given in its config.
+``variance``, ``count``), and none when the mean and variance are given in its config. Its
+``axis`` sets their shape; no other argument of these classes creates a weight.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from grader.layers.base import (
     LayerSpec,
     SpecError,
     WeightSpec,
+    arguments,
     data_format,
     dim_of,
     join_channels,
@@ -23,34 +25,60 @@ from grader.layers.base import (
     split_channels,
 )
 
-# Augmentations whose output shape is their input shape. (Equalization is left out: Keras 3.15
-# cannot put it in a functional model, so no Keras truth exists to check it against.)
-SHAPE_PRESERVING = (
-    "AugMix",
-    "AutoContrast",
-    "RandAugment",
-    "RandomBrightness",
-    "RandomColorDegeneration",
-    "RandomColorJitter",
-    "RandomContrast",
-    "RandomElasticTransform",
-    "RandomErasing",
-    "RandomFlip",
-    "RandomGaussianBlur",
-    "RandomGrayscale",
-    "RandomHue",
-    "RandomInvert",
-    "RandomPerspective",
-    "RandomPosterization",
-    "RandomRotation",
-    "RandomSaturation",
-    "RandomSharpness",
-    "RandomShear",
-    "RandomTranslation",
-    "RandomZoom",
-    "Rescaling",
-    "Solarization",
-)
+# Image preprocessing layers (BaseImagePreprocessingLayer) also accept these through **kwargs.
+_IMAGE = ("factor", "bounding_box_format", "data_format")
+
+
+def _image(*own: str) -> frozenset[str]:
+    return arguments(*_IMAGE, *own)
+
+
+# Augmentations whose output shape is their input shape, with their arguments. (Equalization is
+# left out: Keras 3.15 cannot put it in a functional model, so no Keras truth exists to check it
+# against.)
+SHAPE_PRESERVING: dict[str, frozenset[str]] = {
+    "AugMix": _image(
+        "value_range", "num_chains", "chain_depth", "alpha", "all_ops", "interpolation", "seed"
+    ),
+    "AutoContrast": _image("value_range"),
+    "RandAugment": _image("value_range", "num_ops", "interpolation", "seed"),
+    "RandomBrightness": _image("value_range", "seed"),
+    "RandomColorDegeneration": _image("value_range", "seed"),
+    "RandomColorJitter": _image(
+        "value_range",
+        "brightness_factor",
+        "contrast_factor",
+        "saturation_factor",
+        "hue_factor",
+        "seed",
+    ),
+    "RandomContrast": _image("value_range", "seed"),
+    "RandomElasticTransform": _image(
+        "scale", "interpolation", "fill_mode", "fill_value", "value_range", "seed"
+    ),
+    "RandomErasing": _image("scale", "fill_value", "value_range", "seed"),
+    "RandomFlip": _image("mode", "seed"),
+    "RandomGaussianBlur": _image("kernel_size", "sigma", "value_range", "seed"),
+    "RandomGrayscale": _image("seed"),
+    "RandomHue": _image("value_range", "seed"),
+    "RandomInvert": _image("value_range", "seed"),
+    "RandomPerspective": _image("scale", "interpolation", "fill_value", "seed"),
+    "RandomPosterization": _image("value_range", "seed"),
+    "RandomRotation": _image("fill_mode", "interpolation", "seed", "fill_value"),
+    "RandomSaturation": _image("value_range", "seed"),
+    "RandomSharpness": _image("value_range", "seed"),
+    "RandomShear": _image(
+        "x_factor", "y_factor", "interpolation", "fill_mode", "fill_value", "seed"
+    ),
+    "RandomTranslation": _image(
+        "height_factor", "width_factor", "fill_mode", "interpolation", "seed", "fill_value"
+    ),
+    "RandomZoom": _image(
+        "height_factor", "width_factor", "fill_mode", "interpolation", "seed", "fill_value"
+    ),
+    "Rescaling": arguments("scale", "offset"),  # a DataLayer: no image-layer arguments
+    "Solarization": _image("addition_factor", "threshold_factor", "value_range", "seed"),
+}
 
 
 def _same_shape(config: Config, input_shapes: Sequence[Shape]) -> Shape:
@@ -91,9 +119,27 @@ def _normalization_weights(config: Config, input_shapes: Sequence[Shape]) -> lis
 
 
 SPECS = [
-    *(LayerSpec(name, _same_shape) for name in SHAPE_PRESERVING),
-    LayerSpec("Normalization", _same_shape, _normalization_weights),
-    LayerSpec("Resizing", _resize_like),
-    LayerSpec("CenterCrop", _resize_like),
-    LayerSpec("RandomCrop", _resize_like),
+    *(LayerSpec(name, _same_shape, arguments=own) for name, own in SHAPE_PRESERVING.items()),
+    LayerSpec(
+        "Normalization",
+        _same_shape,
+        _normalization_weights,
+        arguments=arguments("axis", "mean", "variance", "invert"),
+    ),
+    LayerSpec(
+        "Resizing",
+        _resize_like,
+        arguments=_image(
+            "height",
+            "width",
+            "interpolation",
+            "crop_to_aspect_ratio",
+            "pad_to_aspect_ratio",
+            "fill_mode",
+            "fill_value",
+            "antialias",
+        ),
+    ),
+    LayerSpec("CenterCrop", _resize_like, arguments=_image("height", "width")),
+    LayerSpec("RandomCrop", _resize_like, arguments=_image("height", "width", "seed")),
 ]

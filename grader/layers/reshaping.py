@@ -13,6 +13,7 @@ from grader.layers.base import (
     Config,
     LayerSpec,
     SpecError,
+    arguments,
     data_format,
     format_shape,
     int_tuple,
@@ -136,12 +137,27 @@ def _pair_form(value: Any, rank: int) -> tuple[tuple[int, int], ...] | None:
     return None
 
 
+# Keras' defaults when a config leaves the amount out: not the same for every class.
+_PAD_CROP_DEFAULTS: dict[str, Any] = {
+    "ZeroPadding1D": 1,
+    "ZeroPadding2D": 1,
+    "ZeroPadding3D": 1,
+    "Cropping1D": 1,
+    "Cropping2D": 0,
+    "Cropping3D": 1,
+}
+
+
 def _pad_crop_spec(class_name: str, rank: int, key: str, sign: int) -> LayerSpec:
+    # Cropping1D is the one class of these without a `data_format` argument.
+    own = (key,) if class_name == "Cropping1D" else (key, "data_format")
+    default = _PAD_CROP_DEFAULTS[class_name]
+
     def output_shape(config: Config, input_shapes: Sequence[Shape]) -> Shape:
         shape = single_input(input_shapes)
         require_rank(shape, rank + 1)
         fmt = data_format(config)
-        pairs = _pairs(config.get(key, 1), rank, key)
+        pairs = _pairs(config.get(key, default), rank, key)
         spatial, channels = split_channels(shape, fmt)
         out: list[int | None] = []
         for size, (before, after) in zip(spatial, pairs, strict=True):
@@ -157,7 +173,7 @@ def _pad_crop_spec(class_name: str, rank: int, key: str, sign: int) -> LayerSpec
             out.append(new)
         return join_channels(out, channels, fmt)
 
-    return LayerSpec(class_name, output_shape)
+    return LayerSpec(class_name, output_shape, arguments=arguments(*own))
 
 
 def _upsampling_spec(class_name: str, rank: int) -> LayerSpec:
@@ -172,14 +188,15 @@ def _upsampling_spec(class_name: str, rank: int) -> LayerSpec:
         out = tuple(None if d is None else d * s for d, s in zip(spatial, size, strict=True))
         return join_channels(out, channels, fmt)
 
-    return LayerSpec(class_name, output_shape)
+    own = {1: ("size",), 2: ("size", "data_format", "interpolation"), 3: ("size", "data_format")}
+    return LayerSpec(class_name, output_shape, arguments=arguments(*own[rank]))
 
 
 SPECS = [
-    LayerSpec("Flatten", _flatten),
-    LayerSpec("Reshape", _reshape),
-    LayerSpec("Permute", _permute),
-    LayerSpec("RepeatVector", _repeat_vector),
+    LayerSpec("Flatten", _flatten, arguments=arguments("data_format")),
+    LayerSpec("Reshape", _reshape, arguments=arguments("target_shape")),
+    LayerSpec("Permute", _permute, arguments=arguments("dims")),
+    LayerSpec("RepeatVector", _repeat_vector, arguments=arguments("n")),
     *(_pad_crop_spec(f"ZeroPadding{r}D", r, "padding", +1) for r in (1, 2, 3)),
     *(_pad_crop_spec(f"Cropping{r}D", r, "cropping", -1) for r in (1, 2, 3)),
     *(_upsampling_spec(f"UpSampling{r}D", r) for r in (1, 2, 3)),

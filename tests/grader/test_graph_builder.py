@@ -184,7 +184,7 @@ def test_unknown_keras_builtin_is_unsupported_not_unsafe() -> None:
         ),
         pytest.param(
             lambda cfg: cfg.update(quantization_config={"mode": "int8"}),
-            r"Layer `d1` \(Dense\): Quantized Dense layers are not supported",
+            r"Layer `d1` \(Dense\): `quantization_config` is \{'mode': 'int8'\}\. Expected null",
             id="quantization_config",
         ),
     ],
