@@ -214,6 +214,16 @@ def compare_with_analysis(checks: Mapping[str, Any], built: BuiltModelReport) ->
     }
     keras_layers = {layer.name: layer for layer in built.layers if layer.class_name != INPUT_CLASS}
     found: list[Difference] = []
+    named: dict[str, int] = {}
+    for layer in built.layers:
+        named[layer.name] = named.get(layer.name, 0) + 1
+    for name, count in named.items():
+        # Keras keeps names unique within a model: two layers under one name would be compared
+        # as one, so the name itself is the difference.
+        if count > 1:
+            found.append(
+                Difference(name, f"Layer `{name}`: Keras built {count:,} layers of this name.")
+            )
     for name, row in analysed.items():
         layer = keras_layers.get(name)
         if layer is None:

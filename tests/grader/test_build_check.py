@@ -135,6 +135,15 @@ def test_each_field_that_differs_is_a_difference_naming_the_layer(change, words)
     assert words in difference.message
 
 
+def test_two_built_layers_under_one_name_are_a_difference():
+    twin = BuiltLayer("conv", "Conv2D", calls=1, params=448, trainable_params=448, trainable=True)
+    report = BuiltModelReport((twin, CONV, DENSE), 618, 618, 0)
+
+    differences = compare_with_analysis(_checks(_row(CONV), _row(DENSE)), report)
+
+    assert [d.message for d in differences] == ["Layer `conv`: Keras built 2 layers of this name."]
+
+
 def test_differences_are_listed_up_to_a_cap_then_counted():
     from grader.build_check import Difference
 
