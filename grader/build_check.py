@@ -215,8 +215,8 @@ def compare_with_analysis(checks: Mapping[str, Any], built: BuiltModelReport) ->
     keras_layers = {layer.name: layer for layer in built.layers if layer.class_name != INPUT_CLASS}
     found: list[Difference] = []
     named: dict[str, int] = {}
-    for layer in built.layers:
-        named[layer.name] = named.get(layer.name, 0) + 1
+    for each in built.layers:
+        named[each.name] = named.get(each.name, 0) + 1
     for name, count in named.items():
         # Keras keeps names unique within a model: two layers under one name would be compared
         # as one, so the name itself is the difference.
@@ -225,8 +225,8 @@ def compare_with_analysis(checks: Mapping[str, Any], built: BuiltModelReport) ->
                 Difference(name, f"Layer `{name}`: Keras built {count:,} layers of this name.")
             )
     for name, row in analysed.items():
-        layer = keras_layers.get(name)
-        if layer is None:
+        match = keras_layers.get(name)
+        if match is None:
             found.append(
                 Difference(
                     name,
@@ -237,7 +237,7 @@ def compare_with_analysis(checks: Mapping[str, Any], built: BuiltModelReport) ->
                 )
             )
         else:
-            found.extend(Difference(name, message) for message in _compare_layer(row, layer))
+            found.extend(Difference(name, message) for message in _compare_layer(row, match))
     for name, layer in keras_layers.items():
         if name not in analysed:
             found.append(
