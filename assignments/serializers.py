@@ -270,11 +270,17 @@ class SubmissionDetailSerializer(SubmissionListSerializer):
         return queue_position(obj)
 
     def get_result(self, obj) -> dict | None:
+        from assignments.permissions import is_instructor
+        from assignments.views.presentation import visible_checks
+
         result = self._result(obj)
         if result is None:
             return None
         data = ResultSerializer(result).data
         data["final_score"] = result.final_score
+        request = self.context.get("request")
+        teaches = request is not None and is_instructor(request.user, obj.assignment.course_id)
+        data["checks"] = visible_checks(data["checks"], teaches=teaches)
         return data
 
     def get_late_penalty(self, obj) -> float | None:

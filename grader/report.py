@@ -6,11 +6,12 @@
      "params": {"total", "trainable", "non_trainable"},
      "receptive_field": {"end_point", "size": [h, w], "jump": [h, w], "global", "layers": [...]},
      "layers": [{"name", "class_name", "output_shape", "params", "trainable_params", "calls",
-                 "rf_size", "rf_jump"}, ...],
+                 "trainable", "rf_size", "rf_jump"}, ...],
      "rules": [RuleResult.to_dict(), ...],
      "passed": true | false | null}
 
-``layer_count`` counts layers other than inputs, nested models flattened. When the receptive
+``layer_count`` counts layers other than inputs, nested models flattened. A layer's
+``trainable`` is False when it or an enclosing nested model is frozen. When the receptive
 field cannot be computed at the default end point, ``receptive_field`` holds null values and an
 ``error`` object, and the receptive-field rule fails with that reason. ``passed`` is false if
 any rule failed, null if none failed but some are undecided (training rules), true otherwise.
@@ -102,6 +103,7 @@ def check_model(
     rf_rows = {row["layer"]: row for row in rf_dict["layers"]}
 
     layers = []
+    graph_layers = analysis.graph.layers
     for summary in analysis.layers:
         row = rf_rows.get(summary.name)
         layers.append(
@@ -112,6 +114,7 @@ def check_model(
                 "params": summary.params.total,
                 "trainable_params": summary.params.trainable,
                 "calls": summary.calls,
+                "trainable": graph_layers[summary.name].trainable,
                 "rf_size": row["r_out"] if row else None,
                 "rf_jump": row["j_out"] if row else None,
             }

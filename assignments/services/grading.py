@@ -541,9 +541,21 @@ def _terminate(
 
 
 def mark_failed(
-    *, submission_id: int, worker: str, reason: str, message: str, stage: str, log: str = ""
+    *,
+    submission_id: int,
+    worker: str,
+    reason: str,
+    message: str,
+    stage: str,
+    log: str = "",
+    details: Mapping[str, Any] | None = None,
 ) -> bool:
     """End the grading with a student-caused verdict (`rules`, `build_error`, `timeout`, ...).
+
+    Args:
+        details: Entries added to the result's `checks` (e.g. ``built_model``: the differences
+            behind an `invalid_submission`, shown to instructors only); needs the result row
+            the check stage wrote, else they are dropped.
 
     Returns:
         False if `worker` no longer owns the running stage (nothing written).
@@ -556,6 +568,11 @@ def mark_failed(
             return False
         _terminate(submission, Status.FAILED, reason, message, stage=stage, log=log)
         submission.save()
+        if details:
+            result = Result.objects.select_for_update().filter(submission=submission).first()
+            if result is not None:
+                result.checks = {**(result.checks or {}), **details}
+                result.save(update_fields=["checks"])
     return True
 
 

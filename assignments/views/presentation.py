@@ -119,6 +119,20 @@ def late_note(submission: Submission) -> str:
     return f"Late: score \u00d7 {1 - penalty:g} ({_percent(penalty)} late penalty)."
 
 
+#: Entries of `Result.checks` only the course's instructors see: the built-network check's
+#: differences (`workers.pipeline.built_model`) would show a student, line by line, how the
+#: grader's reading of a config differs from Keras', which is how such a gap is exploited.
+#: The student reads the submission's message instead.
+INSTRUCTOR_ONLY_CHECKS = frozenset({"built_model"})
+
+
+def visible_checks(checks: dict[str, Any] | None, *, teaches: bool) -> dict[str, Any] | None:
+    """`checks` as the viewer may see them: everything for instructors, less for students."""
+    if teaches or not isinstance(checks, dict):
+        return checks
+    return {key: value for key, value in checks.items() if key not in INSTRUCTOR_ONLY_CHECKS}
+
+
 def submission_context(submission: Submission) -> dict[str, Any]:
     """Everything the submission page and its live fragment show."""
     result = getattr(submission, "result", None)

@@ -124,6 +124,11 @@ def _visible_submission(request: HttpRequest, pk: int) -> Submission:
 def _live_context(request: HttpRequest, submission: Submission) -> dict:
     context = submission_context(submission)
     context["teaches"] = is_instructor(request.user, submission.assignment.course_id)
+    if context["teaches"]:
+        # Why the built network was refused: the student's page says so in a sentence only.
+        result = context["result"]
+        built = ((result.checks if result else None) or {}).get("built_model") or {}
+        context["built_model_differences"] = list(built.get("differences") or [])
     # The student's own Cancel button (instructors have theirs among the page's actions).
     context["student_can_cancel"] = (
         submission.student_id == request.user.pk and not context["teaches"]

@@ -83,6 +83,38 @@ def save_final_weights(model_config: Mapping[str, Any], trained: Any, path: Path
     return path
 
 
+def build_training_model(
+    model_config: Mapping[str, Any],
+    *,
+    train_dir: Path,
+    seed: int,
+    mixed_precision: str | None = None,
+) -> Any:
+    """The model to train: seeded fresh weights, checked against the training split's shapes.
+
+    Args:
+        model_config: the Keras model config (checked: no Lambda, no custom classes).
+        train_dir: the prepared training split (its ``meta.json`` gives the shapes).
+        seed: seeds the initial weights (and Python's, NumPy's and TensorFlow's generators).
+        mixed_precision: the dtype policy of hidden layers (``mixed_bfloat16``, ...); None:
+            float32 throughout. The weights and their counts are the same either way.
+
+    Raises:
+        UnsafeLayer, InvalidModelConfig: the architecture cannot be rebuilt or does not fit the
+            dataset.
+    """
+    import keras
+
+    meta = read_split_meta(train_dir)
+    keras.utils.set_random_seed(seed)
+    build_config = (
+        with_dtype_policy(model_config, mixed_precision) if mixed_precision else model_config
+    )
+    model = build_model(build_config)
+    check_io_shapes(model, meta.input_shape, meta.num_classes)
+    return model
+
+
 def train(
     *,
     model_config: Mapping[str, Any],
@@ -93,6 +125,7 @@ def train(
     seed: int = 0,
     progress: Progress = lambda _record: None,
     accelerator: Accelerator | None = None,
+    on_built: Callable[[Any], None] = lambda _model: None,
 ) -> TrainOutcome:
     """Train the architecture from scratch on the training split; resume if a checkpoint exists.
 
@@ -105,6 +138,8 @@ def train(
         seed: seeds weights, the split, shuffling and augmentation.
         progress: receives each epoch's record (already-done epochs first when resuming).
         accelerator: what to enable; detected when None.
+        on_built: receives the freshly built model first, before any epoch is reported
+            (the runner describes it for the host's check against the analysis).
 
     Returns:
         The epochs, the time spent and the final weights' path.
@@ -113,9 +148,17 @@ def train(
         UnsafeLayer, InvalidModelConfig: the architecture cannot be rebuilt or does not fit the
             dataset.
     """
-    import keras
-
     accelerator = accelerator or configure_accelerator()
+    model = build_training_model(
+        model_config,
+        train_dir=train_dir,
+        seed=seed,
+        mixed_precision=accelerator.mixed_precision,
+    )
+    # Before anything else happens (even replaying finished epochs): the host compares this
+    # with its analysis and stops the job on a difference, so no epoch of another network
+    # is ever reported.
+    on_built(model)
     meta = read_split_meta(train_dir)
     x, y = load_split(train_dir)
     train_index, val_index = split_indices(len(y), validation_split, seed)
@@ -129,14 +172,6 @@ def train(
     for record in done:
         progress(record)
 
-    keras.utils.set_random_seed(seed)
-    build_config = (
-        with_dtype_policy(model_config, accelerator.mixed_precision)
-        if accelerator.mixed_precision
-        else model_config
-    )
-    model = build_model(build_config)
-    check_io_shapes(model, meta.input_shape, meta.num_classes)
     dataset, steps = make_train_dataset(
         x[train_index],
         y[train_index],
@@ -159,6 +194,8 @@ def train(
             one_hot=bool(config.label_smoothing),
         )
     if initial_epoch < config.epochs:
+        import keras
+
         reporter = epoch_reporter(
             checkpoint_dir=checkpoint_dir, job_fingerprint=job, done=done, progress=progress
         )
@@ -192,6 +229,7 @@ def train_custom(
     train_fn: Callable[[Any, dict[str, Any], dict[str, Any]], Any],
     seed: int = 0,
     progress: Progress = lambda _record: None,
+    model: Any = None,
 ) -> TrainOutcome:
     """Let the student's ``train(model, data, config)`` train a fresh model, then save it.
 
@@ -203,16 +241,19 @@ def train_custom(
     same architecture. Exceptions propagate to the runner, which reports them as the
     submission's failure.
 
+    `model`: the model to hand to `train_fn`, built by `build_training_model` BEFORE the
+    student's module was imported (the runner describes it for the host first: once their
+    code runs in this process, whatever it builds or reports is theirs); built here if None.
+
     The student's code runs in this process: the epochs it reports are not evidence of
     anything. The grader decides accuracy rules from its own measurement of the saved weights.
     """
     import keras
 
+    if model is None:
+        model = build_training_model(model_config, train_dir=train_dir, seed=seed)
     meta = read_split_meta(train_dir)
     x, y = load_split(train_dir, mmap=False)
-    keras.utils.set_random_seed(seed)
-    model = build_model(model_config)
-    check_io_shapes(model, meta.input_shape, meta.num_classes)
     done: list[dict[str, Any]] = []
 
     class ProgressOnly(keras.callbacks.Callback):

@@ -261,3 +261,25 @@ def test_grade_batch_csv_never_hands_a_spreadsheet_a_formula():
     assert rows[0]["file"] == '\'=HYPERLINK("x").py'
     assert rows[0]["message"] == "'@SUM(A1:A9) raised"
     assert (rows[1]["file"], rows[1]["message"], rows[1]["score"]) == ("ok.json", "'-fine", "-1.5")
+
+
+def test_grade_text_lists_the_differences_of_a_refused_built_network():
+    from workers.management.commands.grade import format_report
+
+    text = format_report(
+        {
+            "file": "alias.json",
+            "status": "failed",
+            "reason": "invalid_submission",
+            "message": "Your model could not be graded: ...",
+            "checks": {
+                "built_model": {
+                    "matches": False,
+                    "stage": "train",
+                    "differences": ["Layer `c2` (Conv2D): built by Keras with 148 parameters."],
+                },
+            },
+        }
+    )
+
+    assert "  built network: Layer `c2` (Conv2D): built by Keras with 148 parameters." in text

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class StageFailed(Exception):
     """The submission caused the failure: a verdict (`rules`, `build_error`, `timeout`, ...).
 
     Never retried: the same submission would fail the same way.
+
+    `details`: entries for the result's `checks` that only instructors see (the submission's
+    `message` and `log` are the student's), e.g. ``{"built_model": {...}}``.
     """
 
-    def __init__(self, reason: str, message: str, *, log: str = "") -> None:
+    def __init__(
+        self, reason: str, message: str, *, log: str = "", details: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
         self.log = log
+        self.details = details or {}
 
 
 class InfrastructureError(Exception):

@@ -8,6 +8,9 @@ loader vetted its config. A `.py` submission is never given to this stage.
 In train mode it also measures the trained weights on the validation part the trainer holds out
 of the TRAIN split (mounted read-only next to the test split): the grader's own validation
 accuracy, which decides `min_val_accuracy` when the submission's code ran the training.
+
+The runner first describes the network Keras built (or loaded from the archive); it must match
+the check stage's analysis (`workers.pipeline.built_model`), or the file is refused.
 """
 
 from __future__ import annotations
@@ -15,18 +18,14 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from workers.pipeline.built_model import run_checked_job
 from workers.pipeline.errors import StageFailed
-from workers.pipeline.jobs import (
-    JobDirs,
-    StageResources,
-    read_stage_result,
-    sandbox_job,
-    stage_log,
-)
+from workers.pipeline.jobs import JobDirs, StageResources, sandbox_job, stage_log
 from workers.pipeline.train import SEED, VALIDATION_SPLIT
 from workers.pipeline.trained_weights import copy_weights
 
@@ -69,6 +68,7 @@ def run_evaluate(
     test_dir: Path,
     sandbox: Any,
     resources: StageResources,
+    analysis: Mapping[str, Any] | None,
     model_config: dict[str, Any] | None = None,
     weights_path: Path | None = None,
     keras_path: Path | None = None,
@@ -80,13 +80,17 @@ def run_evaluate(
 
     `cancel`, set from another thread, kills the sandbox (the worker lost the submission).
 
+    `analysis`: the check stage's `check_model` object; the network the sandbox builds (or
+    loads) must match it.
+
     `train_dir` (train mode): the dataset's TRAIN split, to also measure the weights on the
     validation part the trainer held out (`VALIDATION_SPLIT`, `SEED`).
 
     Raises:
-        StageFailed: The model could not be evaluated (refused archive, crash, timeout, ...).
+        StageFailed: The model could not be evaluated (refused archive, crash, timeout, ...);
+            `BuiltModelMismatch` (`invalid_submission`) when Keras built another network.
         StageAborted: `cancel` was set; the sandbox was killed.
-        InfrastructureError: The sandbox failed.
+        InfrastructureError: The sandbox failed, or did not report the network it built.
     """
     if keras_path is not None:
         if Path(keras_path).suffix.lower() != ".keras":
@@ -115,8 +119,15 @@ def run_evaluate(
         sandbox=sandbox,
         validation_dir=train_dir if keras_path is None else None,
     )
-    result = sandbox.run(job, cancel=cancel)
-    payload = read_stage_result(stage="evaluate", dirs=dirs, result=result, resources=resources)
+    payload, result = run_checked_job(
+        stage="evaluate",
+        sandbox=sandbox,
+        job=job,
+        dirs=dirs,
+        resources=resources,
+        analysis=analysis,
+        cancel=cancel,
+    )
     accuracy = payload.get("accuracy")
     if not isinstance(accuracy, int | float):
         raise StageFailed("crashed", "The evaluation reported no accuracy. Expected a number.")

@@ -20,7 +20,6 @@ import functools
 import json
 import os
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -344,23 +343,16 @@ def _raise_if_disk_full(stage: str, dirs: JobDirs, log: str) -> None:
             )
 
 
-def progress_listener(on_epoch: Callable[[dict[str, Any]], None]) -> Callable[[str], None]:
-    """An `on_line` callback that decodes ``GRADER-PROGRESS {json}`` lines into `on_epoch` calls.
+def protocol_record(line: str) -> dict[str, Any] | None:
+    """The object of a ``GRADER-PROGRESS {json}`` stdout line; None for any other line.
 
-    Other lines are ignored; a malformed progress line is ignored too (the student controls
-    stdout in custom training, so a fake line must not break the host: values are validated
-    when stored).
+    A malformed protocol line is None too: the student controls stdout in custom training, so
+    a fake line must not break the host (values are validated when stored).
     """
-    prefix = PROGRESS_PREFIX
-
-    def on_line(line: str) -> None:
-        if not line.startswith(prefix):
-            return
-        try:
-            record = parse_untrusted_json(line[len(prefix) :])
-        except OutputRejected:
-            return
-        if isinstance(record, dict) and isinstance(record.get("epoch"), int):
-            on_epoch(record)
-
-    return on_line
+    if not line.startswith(PROGRESS_PREFIX):
+        return None
+    try:
+        record = parse_untrusted_json(line[len(PROGRESS_PREFIX) :])
+    except OutputRejected:
+        return None
+    return record if isinstance(record, dict) else None

@@ -122,6 +122,9 @@ def grade_file(
             _run_stages(path, plan, Path(root), report, emit, sandbox_name, is_late)
     except StageFailed as exc:
         report.status, report.reason, report.message = FAILED, exc.reason, exc.message
+        if exc.details and report.checks is not None:
+            # What the site keeps for instructors only; whoever runs `grade` is one.
+            report.checks = {**report.checks, **exc.details}
     except InfrastructureError as exc:
         report.status, report.reason, report.message = ERROR, "infrastructure", exc.message
     emit("done", report.to_dict())
@@ -220,6 +223,7 @@ def _run_stages(
             sandbox=sandbox,
             resources=_resources(plan, "training"),
             on_epoch=on_epoch,
+            analysis=checked.checks,
             submission_path=path if kind == "py" else None,
             gpu_device=gpu,
         )
@@ -233,6 +237,7 @@ def _run_stages(
             test_dir=dataset().test_dir,
             sandbox=sandbox,
             resources=_resources(plan, "evaluating"),
+            analysis=checked.checks,
             model_config=built.model_config,
             weights_path=trained.weights_path,
             gpu_device=gpu,
@@ -245,6 +250,7 @@ def _run_stages(
             test_dir=dataset().test_dir,
             sandbox=sandbox,
             resources=_resources(plan, "evaluating"),
+            analysis=checked.checks,
             keras_path=path,
             gpu_device=gpu,
         )

@@ -242,6 +242,7 @@ def _guarded(submission_id: int, worker: str, stage: str, body: Callable[[], Non
             message=exc.message,
             stage=stage,
             log=exc.log,
+            details=exc.details,
         ):
             remove_grading(submission_id)
         return FAILED
@@ -393,6 +394,12 @@ def _record_epoch_callback(submission_id: int, worker: str) -> Callable[[dict[st
     return on_epoch
 
 
+def _stored_analysis(submission: Submission) -> dict[str, Any] | None:
+    """The check stage's `check_model` object: what the sandbox's network must match."""
+    result = getattr(submission, "result", None)
+    return result.checks if result is not None else None
+
+
 def execute_train(submission_id: int, *, worker: str, sandbox: Any = None) -> str:
     """Claim `checking -> training`, train in the sandbox streaming epochs, send the evaluation."""
     if not _claim(submission_id, worker, Status.CHECKING, Status.TRAINING):
@@ -422,6 +429,7 @@ def execute_train(submission_id: int, *, worker: str, sandbox: Any = None) -> st
                 sandbox=sandbox or open_sandbox(),
                 resources=resources_for(Status.TRAINING, submission),
                 on_epoch=_record_epoch_callback(submission_id, worker),
+                analysis=_stored_analysis(submission),
                 submission_path=module,
                 gpu_device=worker_gpu_device(),
                 cancel=beat.lost_event,
@@ -487,6 +495,7 @@ def execute_evaluate(submission_id: int, *, worker: str, sandbox: Any = None) ->
         dataset = prepare(plan)
         dirs = job_dirs(root=jobs_root(), key=grading_key(current), stage="evaluate")
         common: dict[str, Any] = {
+            "analysis": _stored_analysis(current),
             "dirs": dirs,
             "test_dir": dataset.test_dir,
             "sandbox": sandbox or open_sandbox(),

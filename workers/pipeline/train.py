@@ -1,7 +1,10 @@
 """Train: fresh weights, the train split only, progress streamed live, checkpoints kept.
 
-The runner trains inside the sandbox with the GPU this worker owns. Each finished epoch arrives
-as a ``GRADER-PROGRESS`` line while the job runs (stored as an `EpochMetric` by the caller).
+The runner trains inside the sandbox with the GPU this worker owns. Its first protocol line
+describes the network Keras built; it must match the check stage's analysis before any epoch
+counts (`workers.pipeline.built_model`: a difference stops the job and refuses the file). Each
+finished epoch then arrives as a ``GRADER-PROGRESS`` line while the job runs (stored as an
+`EpochMetric` by the caller).
 Checkpoints live in the job's persistent ``work`` directory, so running the stage again after a
 killed worker resumes from the last finished epoch instead of starting over.
 
@@ -18,20 +21,14 @@ from __future__ import annotations
 import json
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from workers.pipeline.built_model import run_checked_job
 from workers.pipeline.errors import InfrastructureError
-from workers.pipeline.jobs import (
-    JobDirs,
-    StageResources,
-    progress_listener,
-    read_stage_result,
-    sandbox_job,
-    stage_log,
-)
+from workers.pipeline.jobs import JobDirs, StageResources, sandbox_job, stage_log
 from workers.pipeline.plan import GradingPlan
 from workers.pipeline.trained_weights import checked_weights
 
@@ -67,6 +64,7 @@ def run_train(
     sandbox: Any,
     resources: StageResources,
     on_epoch: Callable[[dict[str, Any]], None],
+    analysis: Mapping[str, Any] | None,
     submission_path: Path | None = None,
     gpu_device: str | None = None,
     cancel: threading.Event | None = None,
@@ -81,15 +79,19 @@ def run_train(
         train_dir: The dataset's TRAIN split (mounted at ``/job/data``).
         sandbox: The sandbox backend.
         resources: Wall-clock and memory limits.
-        on_epoch: Called with each ``GRADER-PROGRESS`` record while training runs.
+        on_epoch: Called with each ``GRADER-PROGRESS`` record while training runs, once the
+            built network matched `analysis`.
+        analysis: The check stage's `check_model` object: the network Keras builds in the
+            sandbox must match its layers and parameter counts.
         submission_path: The `.py` module, passed only when custom training is allowed.
         gpu_device: The GPU this worker owns.
         cancel: Set from another thread to kill the sandbox (the worker lost the submission).
 
     Raises:
-        StageFailed: Timeout, out of memory, crash, or a failure the runner reported.
+        StageFailed: Timeout, out of memory, crash, or a failure the runner reported;
+            `BuiltModelMismatch` (`invalid_submission`) when Keras built another network.
         StageAborted: `cancel` was set; the sandbox was killed.
-        InfrastructureError: The sandbox failed.
+        InfrastructureError: The sandbox failed, or did not report the network it built.
     """
     (dirs.input / MODEL_CONFIG_FILE).write_text(json.dumps(model_config), encoding="utf-8")
     custom = runs_student_code(plan, submission_path)
@@ -116,8 +118,16 @@ def run_train(
         gpu_device=gpu_device,
         sandbox=sandbox,
     )
-    result = sandbox.run(job, on_line=progress_listener(on_epoch), cancel=cancel)
-    payload = read_stage_result(stage="train", dirs=dirs, result=result, resources=resources)
+    payload, result = run_checked_job(
+        stage="train",
+        sandbox=sandbox,
+        job=job,
+        dirs=dirs,
+        resources=resources,
+        analysis=analysis,
+        on_epoch=on_epoch,
+        cancel=cancel,
+    )
     # Student code may have written the weights and the result itself: checked, not trusted.
     weights_path = checked_weights(
         work=dirs.work, reported=payload.get("weights"), log=stage_log(result)

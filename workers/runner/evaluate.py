@@ -10,6 +10,9 @@ With ``validation``, the training split is mounted at ``/job/train-data`` and th
 weights are also measured on the part of it the trainer holds out (``validation`` in the
 result: ``{"accuracy", "loss", "num_examples", "validation_split", "seed"}``, null when the
 spec asks for none). No student code runs here, so these numbers are the grader's own.
+
+Before evaluating, the model Keras built (or loaded from the archive) is described on the
+protocol stream (``{"built_model": ...}``), for the host to compare with its static analysis.
 """
 
 from __future__ import annotations
@@ -18,20 +21,19 @@ from typing import Any
 
 from grader.training.evaluation import (
     evaluate_held_out,
-    evaluate_keras_file,
     evaluate_model,
     load_trained_model,
 )
-from grader.training.safe_model import parse_model_json
+from grader.training.safe_model import load_keras_file, parse_model_json
 from workers.runner.protocol import JobPaths, ProgressChannel, RunnerError
 
 
 def run(job: JobPaths, spec: dict[str, Any], progress: ProgressChannel) -> dict[str, Any]:
     """Run the evaluate stage; raises `GraderError` subclasses for the submission's failures."""
     if spec.get("keras_file"):
-        evaluation = evaluate_keras_file(
-            keras_file=job.input_file(str(spec["keras_file"])), test_dir=job.data
-        )
+        archived = load_keras_file(job.input_file(str(spec["keras_file"])))
+        progress.report_built_model(archived)
+        evaluation = evaluate_model(archived, job.data)
         return {"ok": True, **evaluation.to_dict(), "validation": None}
     model_config = parse_model_json(
         job.input_file(str(spec["model_config"])).read_text(encoding="utf-8")
@@ -43,6 +45,7 @@ def run(job: JobPaths, spec: dict[str, Any], progress: ProgressChannel) -> dict[
         if not weights.is_relative_to(job.work.resolve()) or not weights.is_file():
             raise RunnerError(f"weights `{name}` are in neither {job.inputs} nor {job.work}.")
     model = load_trained_model(model_config=model_config, weights_path=weights)
+    progress.report_built_model(model)
     evaluation = evaluate_model(model, job.data)
     return {"ok": True, **evaluation.to_dict(), "validation": _validation(job, spec, model)}
 

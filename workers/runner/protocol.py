@@ -30,6 +30,8 @@ MAX_SPEC_BYTES = 1024 * 1024
 MAX_RESULT_BYTES = 4 * 1024 * 1024
 MAX_MESSAGE_CHARS = 4000
 PROGRESS_PREFIX = "GRADER-PROGRESS "
+#: The key of the one protocol record that is not an epoch: what Keras built, reported first.
+BUILT_MODEL_KEY = "built_model"
 
 
 class SubmissionFailure(GraderError):
@@ -138,7 +140,12 @@ def failure(kind: str, message: str) -> dict[str, Any]:
 
 
 class ProgressChannel:
-    """Writes ``GRADER-PROGRESS {json}`` lines to the protocol stream, one per epoch."""
+    """Writes ``GRADER-PROGRESS {json}`` lines to the protocol stream.
+
+    One per epoch, and before them (train and evaluate) one ``{"built_model": {...}}`` record:
+    what Keras built, written by the runner's own code before any student code is imported.
+    The host trusts only the first such record, and only before the first epoch.
+    """
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
@@ -146,6 +153,12 @@ class ProgressChannel:
     def __call__(self, record: dict[str, Any]) -> None:
         self._stream.write(PROGRESS_PREFIX + json.dumps(record, allow_nan=False) + "\n")
         self._stream.flush()
+
+    def report_built_model(self, model: Any) -> None:
+        """Describe the built `keras.Model` for the host (`grader.training.built_model`)."""
+        from grader.training.built_model import describe_built_model
+
+        self({BUILT_MODEL_KEY: describe_built_model(model).to_dict()})
 
 
 def claim_stdout() -> ProgressChannel:

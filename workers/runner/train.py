@@ -5,8 +5,14 @@ Spec: ``{"stage": "train", "model_config": "model.json", "training_config": {...
 Result: ``{"ok": true, "epochs": [...], "seconds", "weights": "weights.weights.h5",
 "resumed_from_epoch", "custom_training", "training_config"}``; the weights are in ``/job/work``.
 
-The submission's code is imported only when the policy allows custom training and the module
-defines ``train(model, data, config)``; otherwise this stage never runs student code.
+The submission's code is imported only when the policy allows custom training (and used to
+train when the module defines ``train(model, data, config)``); otherwise this stage never runs
+student code.
+
+Before any epoch, and before the submission is imported, the model Keras built is described on
+the protocol stream (``{"built_model": ...}``, `ProgressChannel.report_built_model`): the host
+compares it with its static analysis and stops the job on a difference. Once the student's
+module is imported, anything this process prints is theirs; the first report is not.
 """
 
 from __future__ import annotations
@@ -15,7 +21,12 @@ from typing import Any
 
 from grader.training.config import validate_training_config
 from grader.training.safe_model import parse_model_json
-from grader.training.trainer import WEIGHTS_FILENAME, train, train_custom
+from grader.training.trainer import (
+    WEIGHTS_FILENAME,
+    build_training_model,
+    train,
+    train_custom,
+)
 from workers.runner.protocol import JobPaths, ProgressChannel, RunnerError
 from workers.runner.submission import call_student, import_submission
 
@@ -39,29 +50,38 @@ def run(job: JobPaths, spec: dict[str, Any], progress: ProgressChannel) -> dict[
         "progress": progress,
     }
 
-    train_fn = None
+    validation_split = float(spec.get("validation_split", 0.1))
     submission = spec.get("submission")
-    if policy.get("allow_custom_training") and submission:
+    if not (policy.get("allow_custom_training") and submission):
+        outcome = train(
+            validation_split=validation_split, on_built=progress.report_built_model, **common
+        )
+        custom = False
+    else:
+        # Built and described first: from the import on, code in this process is the student's.
+        model = build_training_model(model_config, train_dir=job.data, seed=seed)
+        progress.report_built_model(model)
         path = job.input_file(str(submission))
         candidate = getattr(import_submission(path), "train", None)
-        if callable(candidate):
+        custom = callable(candidate)
+        if custom:
 
-            def train_fn(model: Any, data: dict[str, Any], declared: dict[str, Any]) -> Any:
+            def train_fn(given: Any, data: dict[str, Any], declared: dict[str, Any]) -> Any:
                 what = "Calling `train(model, data, config)`"
                 return call_student(
-                    "custom_training_failed", what, path, candidate, model, data, declared
+                    "custom_training_failed", what, path, candidate, given, data, declared
                 )
 
-    if train_fn is not None:
-        outcome = train_custom(train_fn=train_fn, **common)
-    else:
-        outcome = train(validation_split=float(spec.get("validation_split", 0.1)), **common)
+            outcome = train_custom(train_fn=train_fn, model=model, **common)
+        else:
+            # The module only builds: the trusted loop trains (the report is already sent).
+            outcome = train(validation_split=validation_split, **common)
     return {
         "ok": True,
         "epochs": outcome.epochs,
         "seconds": outcome.seconds,
         "weights": WEIGHTS_FILENAME,
         "resumed_from_epoch": outcome.resumed_from_epoch,
-        "custom_training": train_fn is not None,
+        "custom_training": custom,
         "training_config": config.to_dict(),
     }

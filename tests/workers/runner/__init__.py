@@ -52,13 +52,23 @@ class RunnerRun:
     result: dict[str, Any] | None
 
     @property
-    def progress(self) -> list[dict[str, Any]]:
-        """The parsed ``GRADER-PROGRESS`` records, in order."""
+    def records(self) -> list[dict[str, Any]]:
+        """Every parsed ``GRADER-PROGRESS`` record (built-network reports and epochs), in order."""
         return [
             json.loads(line[len(PROGRESS_PREFIX) :])
             for line in self.stdout.splitlines()
             if line.startswith(PROGRESS_PREFIX)
         ]
+
+    @property
+    def progress(self) -> list[dict[str, Any]]:
+        """The epoch records, in order."""
+        return [record for record in self.records if "epoch" in record]
+
+    @property
+    def built_models(self) -> list[dict[str, Any]]:
+        """The ``built_model`` reports, in order (the runner writes exactly one)."""
+        return [record["built_model"] for record in self.records if "built_model" in record]
 
 
 def runner_command(stage: str, job: Path) -> list[str]:

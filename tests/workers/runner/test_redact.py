@@ -62,6 +62,11 @@ def test_a_training_crash_in_the_sandbox_shows_no_host_path(tmp_path, bwrap_avai
 
     models = Path(__file__).resolve().parents[2] / "fixtures" / "models"
     config = json.loads((models / "smoke_separable.json").read_text())
+    # The analysis of the same network (check_model refuses the name itself, as it should).
+    from grader.report import check_model
+
+    analysis = check_model(config)
+    analysis["layers"][-1]["name"] = "scores<1>"
     config["config"]["layers"][-1]["config"]["name"] = "scores<1>"
     data = prepare_dataset("synthetic", tmp_path / "data")
     jobs = tmp_path / "jobs"
@@ -76,6 +81,7 @@ def test_a_training_crash_in_the_sandbox_shows_no_host_path(tmp_path, bwrap_avai
             sandbox=open_sandbox("bwrap"),
             resources=StageResources(wall_seconds=300, memory_mb=3072),
             on_epoch=lambda record: None,
+            analysis=analysis,
         )
     shown = info.value.message + "\n" + info.value.log
     assert "scores<1>" in shown  # the failure is there ...

@@ -100,6 +100,8 @@ def test_trains_the_smoke_model_to_the_smoke_target(trained: tuple[Path, RunnerR
 def test_progress_lines_follow_the_contract(trained: tuple[Path, RunnerRun]) -> None:
     _, run = trained
     assert run.progress == run.result["epochs"]
+    # One report of the built network, before any epoch.
+    assert list(run.records[0]) == ["built_model"] and len(run.built_models) == 1
     for record in run.progress:
         assert set(record) == PROGRESS_KEYS
         assert record["learning_rate"] == pytest.approx(0.003)
@@ -214,7 +216,10 @@ def test_resumes_after_sigkill_from_the_last_checkpoint(
     assert process.stdout is not None
     for line in process.stdout:
         if line.startswith(PROGRESS_PREFIX):
-            seen.append(json.loads(line[len(PROGRESS_PREFIX) :]))
+            record = json.loads(line[len(PROGRESS_PREFIX) :])
+            if "epoch" not in record:
+                continue  # the built-network report, first
+            seen.append(record)
             if seen[-1]["epoch"] == 2:
                 # The line is printed after the checkpoint is on disk: kill without warning.
                 os.kill(process.pid, signal.SIGKILL)
@@ -237,6 +242,8 @@ def test_resumes_after_sigkill_from_the_last_checkpoint(
     # The killed run's epochs are reported again; the rest are new.
     assert result["epochs"][:2] == seen
     assert [e["epoch"] for e in run.progress] == [1, 2, 3, 4, 5]
+    # The built network is reported before the finished epochs are replayed.
+    assert "built_model" in run.records[0] and len(run.built_models) == 1
     # The first new epoch continued from trained weights: its loss is far below a fresh
     # model's first epoch.
     assert result["epochs"][killed_after]["loss"] < 0.5 * seen[0]["loss"]

@@ -83,6 +83,9 @@ def format_report(report: dict[str, Any]) -> str:
     if report.get("message"):
         lines.extend(f"  {line}" for line in terminal_lines(report["message"]))
     checks = report.get("checks") or {}
+    built = checks.get("built_model") or {}
+    for difference in built.get("differences") or []:
+        lines.append(f"  built network: {difference}")
     params = checks.get("params")
     if params:
         lines.append(f"  parameters: {params['total']:,} ({params['trainable']:,} trainable)")
