@@ -204,6 +204,7 @@ def test_a_planted_weights_file_is_a_verdict_and_costs_the_host_no_disk(
     attack, bwrap_available, grading_settings, tmp_path
 ):
     from grader.datasets import prepare_dataset
+    from grader.report import check_model
     from workers.pipeline.errors import StageFailed
     from workers.pipeline.evaluate import run_evaluate
     from workers.pipeline.jobs import StageResources, job_dirs
@@ -223,6 +224,8 @@ def test_a_planted_weights_file_is_a_verdict_and_costs_the_host_no_disk(
     sandbox = get_sandbox("bwrap")
     resources = StageResources(wall_seconds=240, memory_mb=3072)
     model_config = json.loads((FIXTURE_MODELS / "smoke_separable.json").read_text())
+    # The check stage's analysis, which the network each sandbox builds must match.
+    analysis = check_model(model_config)
     evaluate_dirs = job_dirs(root=jobs, key="1/g1", stage="evaluate")
 
     # As a worker runs the stages: train, then the evaluation copies the weights it reported.
@@ -237,6 +240,7 @@ def test_a_planted_weights_file_is_a_verdict_and_costs_the_host_no_disk(
             resources=resources,
             on_epoch=lambda record: None,
             submission_path=module,
+            analysis=analysis,
         )
         run_evaluate(
             dirs=evaluate_dirs,
@@ -245,6 +249,7 @@ def test_a_planted_weights_file_is_a_verdict_and_costs_the_host_no_disk(
             resources=resources,
             model_config=model_config,
             weights_path=trained.weights_path,
+            analysis=analysis,
         )
 
     # Nothing was copied: the host's disk holds the job's few real bytes, not the file's length.
