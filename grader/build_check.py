@@ -10,9 +10,12 @@ analysis (`compare_with_analysis`) before the first epoch counts. Any difference
 grading: a refusal instead of a wrong score.
 
 Both sides are compared layer by layer under the analysis' names (layers of nested models
-qualified ``outer/inner``): class, number of calls, parameters, trainable parameters and the
-trainable flag, then the whole-model totals. Input layers are left out on both sides: they
-hold no weights and the analysis wires a nested model's inputs through to its callers.
+qualified ``outer/inner``): class, number of calls, parameters, trainable parameters, the
+trainable flag and, for a layer called once, the shape of its output, then the whole-model
+totals. The output shape catches what no count shows: strides, padding, pooling sizes,
+cropping or upsampling read differently by the two readers change the map a layer produces.
+Input layers are left out on both sides: they hold no weights and the analysis wires a nested
+model's inputs through to its callers.
 
 Pure Python: no Keras, no Django.
 """
@@ -49,6 +52,8 @@ class BuiltLayer:
         trainable_params: the scalars the optimizer updates (0 when it or an enclosing model is
             frozen).
         trainable: False when it or an enclosing nested model is frozen.
+        output_shape: the shape of its first call's output, batch axis excluded (None for an
+            unknown size); None when it has several outputs or Keras cannot tell.
     """
 
     name: str
@@ -57,6 +62,7 @@ class BuiltLayer:
     params: int
     trainable_params: int
     trainable: bool
+    output_shape: tuple[int | None, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -71,7 +77,15 @@ class BuiltModelReport:
     def to_dict(self) -> dict[str, Any]:
         """The wire form: ``{"layers": [{...}], "params": {"total", "trainable", ...}}``."""
         return {
-            "layers": [asdict(layer) for layer in self.layers],
+            "layers": [
+                {
+                    **asdict(layer),
+                    "output_shape": None
+                    if layer.output_shape is None
+                    else list(layer.output_shape),
+                }
+                for layer in self.layers
+            ],
             "params": {
                 "total": self.total_params,
                 "trainable": self.trainable_params,
@@ -115,6 +129,7 @@ class BuiltModelReport:
                     params=_count(row, "params", f"layer `{name}`"),
                     trainable_params=_count(row, "trainable_params", f"layer `{name}`"),
                     trainable=trainable,
+                    output_shape=_shape(row.get("output_shape"), f"layer `{name}`"),
                 )
             )
         return cls(
@@ -130,6 +145,35 @@ def _count(row: Mapping[str, Any], key: str, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SIZE:
         raise MalformedBuildReport(f"Report {where} has `{key}` {value!r}; expected a count.")
     return value
+
+
+def _shape(value: Any, where: str) -> tuple[int | None, ...] | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or len(value) > 64
+        or not all(
+            d is None or (isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_SIZE)
+            for d in value
+        )
+    ):
+        raise MalformedBuildReport(
+            f"Report {where} has `output_shape` {value!r}; expected a shape."
+        )
+    return tuple(value)
+
+
+def _shapes_agree(analysed: Any, built: tuple[int | None, ...]) -> bool:
+    """Whether an analysed shape (a list, None for unknown sizes) agrees with a built one."""
+    if not isinstance(analysed, list) or len(analysed) != len(built):
+        return False
+    return all(a is None or b is None or a == b for a, b in zip(analysed, built, strict=True))
+
+
+def _format_shape(shape: Any) -> str:
+    dims = ", ".join("None" if d is None else str(d) for d in shape)
+    return f"({dims}{',' if len(shape) == 1 else ''})"
 
 
 def _plural(count: Any, word: str) -> str:
@@ -188,6 +232,21 @@ def _compare_layer(analysed: Mapping[str, Any], built: BuiltLayer) -> list[str]:
         found.append(
             f"{where}: the analysis has it {_frozen(flag)}, Keras built it "
             f"{_frozen(built.trainable)}."
+        )
+    shape = analysed.get("output_shape")
+    # Only a layer called once on both sides: the analysis records its first call's output in
+    # graph order, Keras its first call in construction order, and these may differ for a
+    # layer shared across inputs of different sizes.
+    if (
+        built.output_shape is not None
+        and built.calls == 1
+        and calls == 1
+        and isinstance(shape, list)
+        and not _shapes_agree(shape, built.output_shape)
+    ):
+        found.append(
+            f"{where}: the analysis infers output shape {_format_shape(shape)}, Keras built "
+            f"{_format_shape(built.output_shape)}."
         )
     return found
 

@@ -4,8 +4,8 @@
 config: a nested model's layers are named ``outer/inner`` and counted once per call of that
 model; input layers are left out (they hold no weights). Everything is read through Keras' own
 public API: ``layers``, ``get_config()`` (a Functional model's calls of each layer: its
-``inbound_nodes``), ``count_params()``, ``trainable``, ``trainable_weights``. Runs inside the
-train and evaluate sandboxes, before any student code is imported there.
+``inbound_nodes``), ``count_params()``, ``trainable``, ``trainable_weights``, ``output``. Runs
+inside the train and evaluate sandboxes, before any student code is imported there.
 
 TensorFlow and Keras are imported inside functions: importing this module stays cheap.
 """
@@ -40,6 +40,18 @@ def _calls_by_name(model: Any) -> dict[str, int]:
     }
 
 
+def _first_output_shape(layer: Any) -> tuple[int | None, ...] | None:
+    """The shape of `layer`'s first call's output, batch axis excluded, if it has one output."""
+    try:
+        output = layer.output  # Keras: the tensor(s) of the layer's first call
+    except (AttributeError, ValueError):
+        return None
+    shape = getattr(output, "shape", None)
+    if shape is None:  # several outputs: a list or a dict of tensors
+        return None
+    return tuple(None if d is None else int(d) for d in tuple(shape)[1:])
+
+
 def _walk(
     model: Any, prefix: str, multiplier: int, trainable: bool, into: list[BuiltLayer]
 ) -> None:
@@ -65,6 +77,7 @@ def _walk(
                 params=int(layer.count_params()),
                 trainable_params=_size(layer.trainable_weights) if effective else 0,
                 trainable=effective,
+                output_shape=_first_output_shape(layer) if count == 1 else None,
             )
         )
 

@@ -6,6 +6,8 @@ here the inputs are written out by hand, so each case reads at a glance.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from grader.build_check import (
@@ -151,3 +153,33 @@ def test_differences_are_listed_up_to_a_cap_then_counted():
     sentences = describe_differences(many)
     assert len(sentences) == MAX_DIFFERENCES + 1
     assert sentences[-1] == "... and 7 more differences."
+
+
+def test_an_output_shape_keras_built_otherwise_is_a_difference():
+    # Strides or padding read differently change no count, only the map the layer produces.
+    strided = dataclasses.replace(CONV, output_shape=(3, 3, 16))
+    report = BuiltModelReport((strided, DENSE), 618, 618, 0)
+
+    [difference] = compare_with_analysis(_checks(_row(CONV), _row(DENSE)), report)
+
+    assert difference.layer == "conv"
+    assert difference.message == (
+        "Layer `conv` (Conv2D): the analysis infers output shape (8, 8, 16), Keras built "
+        "(3, 3, 16)."
+    )
+
+
+def test_unknown_sizes_agree_with_any_size_and_shared_layers_are_not_shape_compared():
+    unknown = dataclasses.replace(CONV, output_shape=(None, 8, 16))
+    shared = dataclasses.replace(DENSE, calls=2, output_shape=(99,))
+    report = BuiltModelReport((unknown, shared), 618, 618, 0)
+
+    assert compare_with_analysis(_checks(_row(CONV), _row(DENSE, calls=2)), report) == []
+
+
+def test_the_output_shape_round_trips_through_json():
+    import json
+
+    report = BuiltModelReport((dataclasses.replace(CONV, output_shape=(None, 8, 16)),), 448, 448, 0)
+
+    assert BuiltModelReport.from_dict(json.loads(json.dumps(report.to_dict()))) == report

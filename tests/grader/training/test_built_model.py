@@ -250,3 +250,27 @@ def test_a_name_alias_is_refused_by_the_analysis_or_caught_by_the_build_check():
         return  # the analysis refuses the file: no number is graded either
     differences = compare_with_analysis(checks, report)
     assert {d.layer for d in differences} >= {"c2"}, differences
+
+
+def test_a_stride_keras_reads_otherwise_is_caught_by_the_output_shape():
+    # No count tells a strided convolution from an unstrided one: the map it produces does.
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            layers.Conv2D(4, 3, name="conv"),
+            layers.GlobalAveragePooling2D(name="pool"),
+            layers.Dense(2, name="head"),
+        ]
+    )
+    config = json.loads(model.to_json())
+    analysed = check_model(config)
+    strided = copy.deepcopy(config)
+    conv = next(e for e in strided["config"]["layers"] if e["class_name"] == "Conv2D")
+    conv["config"]["strides"] = [2, 2]
+    report, _ = _describe(strided)
+
+    differences = compare_with_analysis(analysed, report)
+
+    assert [d.message for d in differences] == [
+        "Layer `conv` (Conv2D): the analysis infers output shape (6, 6, 4), Keras built (3, 3, 4)."
+    ]
