@@ -22,6 +22,7 @@ from typing import Any
 from grader.errors import InvalidModelConfig, UnsafeLayer, UnsupportedLayer
 from grader.graph import DeadLayer, Layer, ModelGraph, Node, Shape
 from grader.keras_config import (
+    CALL_TAKES_MASK,
     MODEL_CLASSES,
     Call,
     batch_dropped,
@@ -949,7 +950,8 @@ class _GraphBuilder:
                     "Functional model config written by Keras 3."
                 )
             for index, node_data in enumerate(nodes_data):
-                call = parse_call(node_data, entry.qualified)
+                takes_mask = entry.is_model or entry.class_name in CALL_TAKES_MASK
+                call = parse_call(node_data, entry.qualified, takes_mask=takes_mask)
                 for ref_name, _, _ in call.refs:
                     if ref_name not in by_name:
                         raise InvalidModelConfig(

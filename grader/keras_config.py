@@ -33,9 +33,10 @@ MODEL_CLASSES = frozenset({"Functional", "Sequential", "Model"})
 # What `model.to_json()` writes, offered to students in refusals.
 WRITE_WITH_KERAS = "Expected a config written by Keras 3 (`model.to_json()` or `model.save()`)"
 
-# Call arguments Keras records (`{"mask": null}` on nested models, `{"training": false}` on
-# Dropout) and overrides when the model runs: any other keyword changes what the call computes.
-_HARMLESS_KWARGS = frozenset({"mask", "training"})
+# Call arguments Keras records and overrides when the model runs: `{"training": false}` (on any
+# layer) and `{"mask": null}` (on models and the layers whose `call` takes a mask; the others
+# make Keras fail). Any other keyword changes what the call computes, or makes Keras fail.
+CALL_TAKES_MASK = frozenset({"BatchNormalization", "GlobalAveragePooling1D", "Softmax"})
 
 # Keys of an InputLayer config that give its shape (`InputLayer.__init__`: `input_shape` and
 # `batch_input_shape` silently override `shape` and `batch_shape`, so only one may be given).
@@ -347,12 +348,13 @@ class Call:
     as_list: bool
 
 
-def parse_call(node_data: Any, layer_name: str) -> Call:
+def parse_call(node_data: Any, layer_name: str, *, takes_mask: bool) -> Call:
     """Read one entry of ``inbound_nodes`` as `functional.deserialize_node` does.
 
     Keras 3 writes ``{"args": [tensor or [tensors]], "kwargs": {...}}``; Keras 2 wrote
     ``[[name, node, tensor, kwargs], ...]``. A call with other positional arguments, or with
-    keyword arguments other than the ``mask``/``training`` Keras records, is refused.
+    keyword arguments other than the ``training`` (and, where the call takes one, ``mask``) Keras
+    records, is refused.
     """
     what = f"a call of `{layer_name}`"
     if isinstance(node_data, list) and node_data:
@@ -364,7 +366,7 @@ def parse_call(node_data: Any, layer_name: str) -> Call:
                 )
             refs.append(parse_ref(item[:3], what))
             if len(item) == 4:
-                _check_kwargs(item[3], layer_name)
+                _check_kwargs(item[3], layer_name, takes_mask=takes_mask)
         # `deserialize_node`: a single tensor is passed alone, several as a list.
         return Call(tuple(refs), (None,) * len(refs), as_list=len(refs) > 1)
     if not isinstance(node_data, dict) or "args" not in node_data or "kwargs" not in node_data:
@@ -373,7 +375,7 @@ def parse_call(node_data: Any, layer_name: str) -> Call:
             "`args` and `kwargs`."
         )
     args = node_data["args"]
-    _check_kwargs(node_data["kwargs"], layer_name)
+    _check_kwargs(node_data["kwargs"], layer_name, takes_mask=takes_mask)
     if not isinstance(args, list) or len(args) != 1:
         raise InvalidModelConfig(
             f"Layer `{layer_name}` is called with positional arguments {args!r}. Expected one "
@@ -411,7 +413,7 @@ def _tensor(value: Any, layer_name: str) -> tuple[Ref, Any]:
     return parse_ref(cfg["keras_history"], f"an input of `{layer_name}`"), shape
 
 
-def _check_kwargs(kwargs: Any, layer_name: str) -> None:
+def _check_kwargs(kwargs: Any, layer_name: str, *, takes_mask: bool) -> None:
     if not isinstance(kwargs, dict):
         raise InvalidModelConfig(
             f"Layer `{layer_name}` has call keyword arguments {kwargs!r}. Expected an object."
@@ -423,9 +425,9 @@ def _check_kwargs(kwargs: Any, layer_name: str) -> None:
                 "Expected tensors as positional arguments only.",
                 layer_name=layer_name,
             )
-        if key in _HARMLESS_KWARGS and (
-            value is None or (key == "training" and type(value) is bool)
-        ):
+        if key == "training" and (value is None or type(value) is bool):
+            continue
+        if key == "mask" and value is None and takes_mask:
             continue
         raise InvalidModelConfig(
             f"Layer `{layer_name}` is called with {key}={value!r}, which changes what the "
