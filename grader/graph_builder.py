@@ -857,7 +857,7 @@ class _GraphBuilder:
             if entries[0].class_name == "InputLayer":
                 input_entry = entries[0]
             else:
-                input_entry = _synthesized_input(entries, prefix)
+                input_entry = _synthesized_input(entries, prefix, declared)
             inputs = [self.add_input(input_entry, declared)]
         result = _Expansion(inputs=inputs, outputs=inputs, keep=set())
         current = inputs
@@ -1062,7 +1062,7 @@ class _GraphBuilder:
         return result
 
 
-def _synthesized_input(entries: Sequence[_Entry], prefix: str) -> _Entry:
+def _synthesized_input(entries: Sequence[_Entry], prefix: str, shape: Shape) -> _Entry:
     """The InputLayer Keras adds to a Sequential model built without one.
 
     Keras does not list it among the model's layers and names it from a process-wide counter;
@@ -1074,7 +1074,7 @@ def _synthesized_input(entries: Sequence[_Entry], prefix: str) -> _Entry:
     while name in taken:
         suffix += 1
         name = f"input_layer_{suffix}"
-    inner = {"name": name, "batch_shape": None}
+    inner = {"name": name, "batch_shape": [None, *shape]}
     cfg = {"class_name": "InputLayer", "config": inner}
     return _Entry(name, prefix + name, "InputLayer", cfg, inner, is_model=False)
 

@@ -252,16 +252,23 @@ def declared_input(inner: Mapping[str, Any], name: str, *, first: bool) -> Shape
     Keras ignores it anywhere else, so it is refused anywhere else (``batch_input_shape`` and
     ``batch_shape`` make Keras fail everywhere).
     """
-    given = [key for key in _LAYER_INPUT_KEYS if inner.get(key) is not None]
+    # `Layer.__init__` pops `input_dim`, and `input_shape` only when `input_dim` is None; any
+    # key left over (even a null one) makes it fail, as do both batch spellings.
+    given = [
+        key
+        for key in _LAYER_INPUT_KEYS
+        if inner.get(key) is not None or (key.startswith("batch") and key in inner)
+    ]
     if not given:
         return None
     what = f"Layer `{name}`"
-    if not first or any(key.startswith("batch") for key in given):
+    both = inner.get("input_dim") is not None and "input_shape" in inner
+    if not first or both or any(key.startswith("batch") for key in given):
         raise InvalidModelConfig(
-            f"{what} has `{given[0]}`, which Keras ignores or refuses here. Expected the input "
-            "shape on an InputLayer first in the model (keras.Input(shape=...))."
+            f"{what} has `{'`, `'.join(given)}`, which Keras ignores or refuses here. Expected "
+            "the input shape on an InputLayer first in the model (keras.Input(shape=...))."
         )
-    if inner.get("input_dim") is not None:  # `Layer.__init__`: `input_dim` wins
+    if inner.get("input_dim") is not None:
         return as_shape([inner["input_dim"]], what)
     return as_shape(inner["input_shape"], what)
 
