@@ -34,6 +34,7 @@ from grader.keras_config import (
     entry_config,
     entry_name,
     input_layer_shape,
+    is_operation,
     parse_call,
     parse_refs,
     recorded_shape_agrees,
@@ -951,7 +952,12 @@ class _GraphBuilder:
                 )
             for index, node_data in enumerate(nodes_data):
                 takes_mask = entry.is_model or entry.class_name in CALL_TAKES_MASK
-                call = parse_call(node_data, entry.qualified, takes_mask=takes_mask)
+                call = parse_call(
+                    node_data,
+                    entry.qualified,
+                    takes_mask=takes_mask,
+                    operation=is_operation(entry.cfg),
+                )
                 for ref_name, _, _ in call.refs:
                     if ref_name not in by_name:
                         raise InvalidModelConfig(

@@ -355,13 +355,20 @@ class Call:
     as_list: bool
 
 
-def parse_call(node_data: Any, layer_name: str, *, takes_mask: bool) -> Call:
+def is_operation(entry: Mapping[str, Any]) -> bool:
+    """Whether an entry is a Keras operation (``x + y`` writes ``keras.src.ops.numpy.Add``),
+    which takes its tensors as separate arguments, rather than a layer."""
+    module = entry.get("module")
+    return isinstance(module, str) and module.startswith("keras.src.ops.")
+
+
+def parse_call(node_data: Any, layer_name: str, *, takes_mask: bool, operation: bool) -> Call:
     """Read one entry of ``inbound_nodes`` as `functional.deserialize_node` does.
 
-    Keras 3 writes ``{"args": [tensor or [tensors]], "kwargs": {...}}``; Keras 2 wrote
-    ``[[name, node, tensor, kwargs], ...]``. A call with other positional arguments, or with
-    keyword arguments other than the ``training`` (and, where the call takes one, ``mask``) Keras
-    records, is refused.
+    Keras 3 writes ``{"args": [tensor or [tensors]], "kwargs": {...}}`` (an operation such as
+    ``x + y``: ``{"args": [x, y], ...}``); Keras 2 wrote ``[[name, node, tensor, kwargs], ...]``.
+    A call with other positional arguments, or with keyword arguments other than the
+    ``training`` (and, where the call takes one, ``mask``) Keras records, is refused.
     """
     what = f"a call of `{layer_name}`"
     if isinstance(node_data, list) and node_data:
@@ -383,11 +390,15 @@ def parse_call(node_data: Any, layer_name: str, *, takes_mask: bool) -> Call:
         )
     args = node_data["args"]
     _check_kwargs(node_data["kwargs"], layer_name, takes_mask=takes_mask)
-    if not isinstance(args, list) or len(args) != 1:
+    if not isinstance(args, list) or not args or (len(args) > 1 and not operation):
         raise InvalidModelConfig(
             f"Layer `{layer_name}` is called with positional arguments {args!r}. Expected one "
             "argument: a tensor, or a list of tensors for a merge layer."
         )
+    if operation and len(args) > 1:
+        # `ops.add(x, y)` and the like: the tensors as separate arguments, read as one list.
+        tensors = [_tensor(item, layer_name) for item in args]
+        return Call(tuple(t[0] for t in tensors), tuple(t[1] for t in tensors), as_list=True)
     (arg,) = args
     if isinstance(arg, list):
         tensors = [_tensor(item, layer_name) for item in arg]

@@ -77,14 +77,17 @@ def _calls(nodes: set[str], layer: Any) -> int:
 
 def _walk(model: keras.Model, prefix: str, times: int, top: keras.Model, out: dict) -> None:
     nodes = _own_nodes(model)
-    for layer in model.layers:
+    # A Functional model's graph also holds operations (`x + y` is `keras.src.ops.numpy.Add`),
+    # which `model.layers` leaves out and the grader lists, with no weights.
+    members = model.layers if isinstance(model, keras.Sequential) else model.operations
+    for layer in members:
         calls = _calls(nodes, layer) * times
         if isinstance(layer, keras.Model):
             _walk(layer, prefix + layer.name + "/", calls, top, out)
             continue
         if isinstance(layer, layers.InputLayer):
             continue
-        weights = layer.weights
+        weights = getattr(layer, "weights", [])  # an operation has none
         trainable = _size(v for v in weights if v.trainable) if top.trainable else 0
         total = _size(weights)
         out[prefix + layer.name] = (
@@ -178,6 +181,8 @@ class _Maker:
         if roll < 0.5:
             a, b = self.leaf(x), self.leaf(self.leaf(x))
             if a.shape[1:] == b.shape[1:] and rng.random() < 0.6:
+                if rng.random() < 0.3:
+                    return a + b  # an operation, not a layer
                 return layers.Add(name=self.name("add"))([a, b])
             if a.shape[1:3] == b.shape[1:3]:
                 return layers.Concatenate(name=self.name("cat"))([a, b])
@@ -468,14 +473,16 @@ def drop_input_layer(config: Config, rng: random.Random) -> str | None:
         inner = entries.pop(0)["config"]
         shape = inner.get("batch_shape") or [None, *(inner.get("shape") or [])]
     else:
-        shape = level["config"].get("build_input_shape")
+        shape = level["config"].get("build_input_shape") or []
     roll = rng.random()
     if roll < 0.3:
         level["config"].pop("build_input_shape", None)
         level.pop("build_config", None)
-    elif roll < 0.45 and shape and entries and entries[0]["class_name"] not in MODEL_CLASSES:
+    elif (
+        roll < 0.45 and len(shape) > 1 and entries and entries[0]["class_name"] not in MODEL_CLASSES
+    ):
         entries[0]["config"]["input_shape"] = shape[1:]
-    elif roll < 0.55 and shape:
+    elif roll < 0.55 and len(shape) > 1 and isinstance(shape[1], int):
         level["config"]["build_input_shape"] = [None, shape[1] + 2, *shape[2:]]
     return "drop_input_layer"
 
@@ -499,10 +506,10 @@ def dead_call(config: Config, rng: random.Random) -> str | None:
     level = _pick_level(config, rng, "Functional")
     if level is None:
         return None
-    entries = [e for e in _leaves(level) if e.get("inbound_nodes")]
+    entries = [e for e in level["config"]["layers"] if e.get("inbound_nodes")]
     if not entries:
         return None
-    entry = rng.choice(entries)
+    entry = rng.choice(entries)  # a layer or a nested model
     copy_of_first = copy.deepcopy(entry["inbound_nodes"][0])
     if rng.random() < 0.5:
         entry["inbound_nodes"].append(copy_of_first)

@@ -498,6 +498,32 @@ def test_a_merge_layer_called_on_one_tensor_is_refused() -> None:
         build_graph(config)
 
 
+def residual(module: str) -> Config:
+    """x (4) -> d1 (4); x + d1, as `x + y` writes it (an operation) or under another module."""
+    add = {
+        "module": module, "class_name": "Add", "registered_name": None, "name": "add",
+        "config": {"name": "add"},
+        "inbound_nodes": [call(tensor(("x", 0, 0), [4]), tensor(("d1", 0, 0), [4]))],
+    }  # fmt: skip
+    return functional(
+        "res", input_layer("x", [4]), dense("d1", 4, ("x", 0, 0), 4), add,
+        inputs=[["x", 0, 0]], outputs=[["add", 0, 0]],
+    )  # fmt: skip
+
+
+def test_an_operation_takes_its_tensors_as_separate_arguments() -> None:
+    analysis = analyze(residual("keras.src.ops.numpy"))
+    assert analysis.layer("add").calls == 1
+    assert analysis.output_shapes == ((4,),)
+    assert analysis.total_params == 4 * 4 + 4
+
+
+def test_a_layer_called_with_separate_tensors_is_refused() -> None:
+    # `keras.layers.Add` takes one list; Keras fails on Add()(x, y).
+    with pytest.raises(InvalidModelConfig, match="`add` is called with positional arguments"):
+        build_graph(residual("keras.layers"))
+
+
 def test_inbound_nodes_in_a_sequential_model_are_refused() -> None:
     entry = layer("Dense", "d", units=3)
     entry["inbound_nodes"] = [call(tensor(("x", 0, 0), [4]))]
