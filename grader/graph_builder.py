@@ -6,6 +6,13 @@ entries with ``keras_history = [layer_name, node_index, tensor_index]``) and Seq
 twice shares its layers), and infers every node's output shape with the layer specs in
 `grader.layers`.
 
+The config is read as Keras itself rebuilds it for training (`grader.keras_config`): which
+entries are one layer, their names, the shapes ``build_config`` builds them with, and which calls
+the model keeps. A Functional config is processed like ``functional_from_config`` (every listed
+call, a layer's calls in order), then only the network Keras keeps, the calls some path joins to
+the outputs, is returned; the layers left out are listed in ``ModelGraph.dead_layers``. Where the
+grader could read a config otherwise than Keras, it refuses it, naming the entry and the key.
+
 Nothing in a config is ever executed: layers that carry code (``Lambda``, custom classes, custom
 activation functions) are refused with `UnsafeLayer`; Keras layers the analysis does not know
 are refused with `UnsupportedLayer`, because a silently wrong number is worse than no number.
@@ -917,7 +924,6 @@ class _GraphBuilder:
         # (layer name, call index) -> output node ids of that call, by tensor index.
         produced: dict[tuple[str, int], list[int]] = {}
         expansions: dict[tuple[str, int], _Expansion] = {}
-        input_ids: list[int] = []
         for entry in entries:
             if entry.class_name != "InputLayer":
                 continue
