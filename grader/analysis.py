@@ -11,11 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from grader.graph import ModelGraph, Shape
+from grader.graph import DeadLayer, ModelGraph, Shape
 from grader.graph_builder import build_graph_and_weights
 from grader.params import LayerParams, count_params
 
-__all__ = ["LayerParams", "LayerSummary", "ModelAnalysis", "analyze"]
+__all__ = ["DeadLayer", "LayerParams", "LayerSummary", "ModelAnalysis", "analyze"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,8 @@ class ModelAnalysis:
         output_shapes: shapes of the model outputs, batch axis excluded.
         layers: per-layer summaries, in order of first call.
         total_params / trainable_params / non_trainable_params: whole-model counts.
+        dead_layers: layers the config lists but Keras leaves out of the model (no path joins
+            them to the outputs); counted nowhere.
     """
 
     name: str
@@ -70,6 +72,7 @@ class ModelAnalysis:
     total_params: int
     trainable_params: int
     non_trainable_params: int
+    dead_layers: tuple[DeadLayer, ...] = ()
 
     def layer(self, name: str) -> LayerSummary:
         """The summary of the named layer.
@@ -93,6 +96,7 @@ class ModelAnalysis:
             "trainable_params": self.trainable_params,
             "non_trainable_params": self.non_trainable_params,
             "layers": [summary.to_dict() for summary in self.layers],
+            "dead_layers": [dead.to_dict() for dead in self.dead_layers],
         }
 
 
@@ -141,4 +145,5 @@ def analyze(config: Mapping[str, Any]) -> ModelAnalysis:
         total_params=trainable + non_trainable,
         trainable_params=trainable,
         non_trainable_params=non_trainable,
+        dead_layers=graph.dead_layers,
     )

@@ -8,6 +8,9 @@ Contract shared by shape inference, parameter counting and receptive fields:
   are counted once.
 - Shapes exclude the batch axis; ``None`` marks an unknown size.
 - ``nodes`` are topologically sorted: a node's inputs always have smaller ids.
+- Only the network Keras builds is here: layers and calls of a Functional config that no path
+  joins to the model's outputs are left out (Keras does not include them in the model), and
+  listed in ``dead_layers``.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ class Layer:
         name: unique name; layers of nested models are qualified ``"outer/inner"``.
         class_name: the Keras class, e.g. ``"SeparableConv2D"``.
         config: the layer's Keras config (``kernel_size``, ``strides``, ``rate``, ...).
-        trainable: False when the layer or an enclosing nested model is frozen.
+        trainable: False when the layer's own config freezes it, or the outermost model is a
+            frozen Functional model. As in the model Keras rebuilds from a config, a nested
+            model's own ``trainable`` flag and a Sequential model's change nothing.
     """
 
     name: str
@@ -57,6 +62,23 @@ class Node:
 
 
 @dataclass(frozen=True)
+class DeadLayer:
+    """A layer listed in a Functional config that Keras leaves out of the model it builds.
+
+    Attributes:
+        name: its (qualified) name.
+        class_name: its Keras class (a nested model's own class for a whole nested model).
+    """
+
+    name: str
+    class_name: str
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON-ready description."""
+        return {"name": self.name, "class_name": self.class_name}
+
+
+@dataclass(frozen=True)
 class ModelGraph:
     """A whole model as a DAG of layer calls.
 
@@ -66,6 +88,8 @@ class ModelGraph:
         nodes: every layer call, topologically sorted.
         inputs: ids of the model's input nodes.
         outputs: ids of the nodes producing the model's outputs.
+        dead_layers: layers listed in the config but not connected to the outputs, left out
+            (a whole dead nested model is one entry).
     """
 
     name: str
@@ -73,6 +97,7 @@ class ModelGraph:
     nodes: tuple[Node, ...]
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
+    dead_layers: tuple[DeadLayer, ...] = ()
 
     @property
     def layers(self) -> dict[str, Layer]:

@@ -2,8 +2,8 @@
 
 Weights are created when a layer is first called, so a layer's weight shapes come from its
 first node's input shapes; a shared layer's weights are counted once. A layer frozen with
-``trainable: false`` (or inside a frozen nested model) has only non-trainable weights, and
-statistics such as BatchNormalization's moving mean are never trainable.
+``trainable: false`` (or in a frozen outermost Functional model) has only non-trainable weights,
+and statistics such as BatchNormalization's moving mean are never trainable.
 """
 
 from __future__ import annotations

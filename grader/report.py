@@ -7,10 +7,13 @@
      "receptive_field": {"end_point", "size": [h, w], "jump": [h, w], "global", "layers": [...]},
      "layers": [{"name", "class_name", "output_shape", "params", "trainable_params", "calls",
                  "trainable", "rf_size", "rf_jump"}, ...],
+     "dead_layers": [{"name", "class_name"}, ...],
      "rules": [RuleResult.to_dict(), ...],
      "passed": true | false | null}
 
-``layer_count`` counts layers other than inputs, nested models flattened. A layer's
+``layer_count`` counts layers other than inputs, nested models flattened. ``layers`` is the
+network Keras builds from the config; ``dead_layers`` are the layers the config also lists but
+that no path joins to the outputs, which Keras leaves out (nothing counts them). A layer's
 ``trainable`` is False when it or an enclosing nested model is frozen. When the receptive
 field cannot be computed at the default end point, ``receptive_field`` holds null values and an
 ``error`` object, and the receptive-field rule fails with that reason. ``passed`` is false if
@@ -135,6 +138,7 @@ def check_model(
         },
         "receptive_field": rf_dict,
         "layers": layers,
+        "dead_layers": [dead.to_dict() for dead in analysis.dead_layers],
         "rules": [r.to_dict() for r in results],
         "passed": overall_passed(results),
     }
@@ -246,6 +250,29 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int
     return [line(headers), "  ".join("-" * w for w in widths), *(line(r) for r in rows)]
 
 
+# How many dead layers the text report names one by one.
+_NOTES_LISTED = 10
+
+
+def _counting_notes(obj: Mapping[str, Any]) -> list[str]:
+    """What was counted and why, for models that share layers or list unused ones."""
+    notes = [
+        f"Shared: layer `{row['name']}` ({row['class_name']}) is called {row['calls']} times; "
+        "its weights are counted once."
+        for row in obj["layers"]
+        if row.get("calls", 1) > 1
+    ]
+    dead = list(obj.get("dead_layers") or [])
+    notes.extend(
+        f"Not counted: layer `{row['name']}` ({row['class_name']}) is not connected to the "
+        "model's outputs, so Keras leaves it out of the model it builds and trains."
+        for row in dead[:_NOTES_LISTED]
+    )
+    if len(dead) > _NOTES_LISTED:
+        notes.append(f"Not counted: {len(dead) - _NOTES_LISTED:,} more unconnected layers.")
+    return notes
+
+
 def format_text(obj: Mapping[str, Any]) -> str:
     """A readable report of a `check_model` (or error) object, for a terminal.
 
@@ -285,6 +312,7 @@ def format_text(obj: Mapping[str, Any]) -> str:
     lines.append(f"Total params: {params['total']:,}")
     lines.append(f"Trainable params: {params['trainable']:,}")
     lines.append(f"Non-trainable params: {params['non_trainable']:,}")
+    lines.extend(_counting_notes(obj))
     rf = obj["receptive_field"]
     if rf.get("error"):
         lines.append(f"Receptive field: not computed ({safe(rf['error']['message'])})")

@@ -35,15 +35,18 @@ PASSWORD = "correct horse battery staple"
 def tiny_model_config(filters: int = 4, name: str = "tiny") -> dict:
     """A small valid Keras 3 Sequential config: conv, global pooling, dense."""
     return {
+        "module": "keras",
         "class_name": "Sequential",
         "config": {
             "name": name,
             "layers": [
                 {
+                    "module": "keras.layers",
                     "class_name": "InputLayer",
                     "config": {"batch_shape": [None, 16, 16, 3], "name": "input"},
                 },
                 {
+                    "module": "keras.layers",
                     "class_name": "Conv2D",
                     "config": {
                         "name": "conv",
@@ -59,10 +62,12 @@ def tiny_model_config(filters: int = 4, name: str = "tiny") -> dict:
                     },
                 },
                 {
+                    "module": "keras.layers",
                     "class_name": "GlobalAveragePooling2D",
                     "config": {"name": "pool", "data_format": "channels_last", "keepdims": False},
                 },
                 {
+                    "module": "keras.layers",
                     "class_name": "Dense",
                     "config": {
                         "name": "out",

@@ -18,18 +18,23 @@ from grader.graph import ModelGraph
 from grader.graph_builder import build_graph
 
 
-def _dense_layer(name: str, units: int, *refs: tuple[str, int, int]) -> dict[str, Any]:
-    # No recorded "shape": optional in a config, and these tests are about the graph.
-    tensors = [
-        {"class_name": "__keras_tensor__", "config": {"keras_history": list(r)}} for r in refs
-    ]
+def _tensor(ref: tuple[str, int, int], shape: list[int | None]) -> dict[str, Any]:
+    """An input tensor as Keras 3 records it: the producer's call, the shape and the dtype."""
+    return {
+        "class_name": "__keras_tensor__",
+        "config": {"shape": [None, *shape], "dtype": "float32", "keras_history": list(ref)},
+    }
+
+
+def _dense_layer(name: str, units: int, ref: tuple[str, int, int], width: int) -> dict[str, Any]:
+    """A Dense layer entry called once, on `ref`, a tensor of `width` features."""
     return {
         "module": "keras.layers",
         "class_name": "Dense",
         "config": {"name": name, "trainable": True, "units": units, "use_bias": True},
         "registered_name": None,
         "name": name,
-        "inbound_nodes": [{"args": tensors, "kwargs": {}}],
+        "inbound_nodes": [{"args": [_tensor(ref, [width])], "kwargs": {}}],
     }
 
 
@@ -63,8 +68,8 @@ def functional(*layer_cfgs: dict[str, Any], inputs: Any, outputs: Any) -> dict[s
 def small_functional() -> dict[str, Any]:
     return functional(
         _input_layer("x", [4]),
-        _dense_layer("d1", 3, ("x", 0, 0)),
-        _dense_layer("d2", 2, ("d1", 0, 0)),
+        _dense_layer("d1", 3, ("x", 0, 0), 4),
+        _dense_layer("d2", 2, ("d1", 0, 0), 3),
         inputs=["x", 0, 0],
         outputs=[["d2", 0, 0]],
     )
@@ -221,13 +226,21 @@ def _set_ref(config: dict[str, Any], layer: int, ref: list[Any]) -> None:
             lambda c: _set_ref(c, 2, ["d1", 0, 2]), "output 2 is referenced", id="tensor_index"
         ),
         pytest.param(
-            lambda c: c["config"]["layers"][2].update(name="d1"),
+            lambda c: (
+                c["config"]["layers"][2].update(name="d1"),
+                c["config"]["layers"][2]["config"].update(name="d1"),
+            ),
             "two layers named `d1`",
             id="duplicate_names",
         ),
         pytest.param(
+            lambda c: c["config"]["layers"][2].update(name="d1"),
+            r"Layer `d2` \(Dense\) of model `hand` is listed under the top-level name 'd1'",
+            id="two_names_for_one_layer",
+        ),
+        pytest.param(
             lambda c: c["config"].update(input_layers=[["d1", 0, 0]]),
-            "lists `d1` as an input",
+            r"lists \['d1', 0, 0\] as input #1. Expected \[name, 0, 0\] naming one of its",
             id="input_not_an_input_layer",
         ),
         pytest.param(
@@ -251,11 +264,13 @@ def test_malformed_configs_are_refused_with_specific_messages(edit, message) -> 
 
 def test_models_nested_too_deeply_are_refused() -> None:
     config: dict[str, Any] = {
+        "module": "keras",
         "class_name": "Sequential",
         "config": {"name": "m0", "layers": [_input_layer("i", [4])]},
     }
     for level in range(1, 20):
         config = {
+            "module": "keras",
             "class_name": "Sequential",
             "config": {"name": f"m{level}", "layers": [_input_layer("i", [4]), config]},
         }
@@ -266,8 +281,8 @@ def test_models_nested_too_deeply_are_refused() -> None:
 def test_calling_an_empty_nested_model_too_often_is_refused() -> None:
     """Nested models add no nodes; their calls still count, so repetition cannot spin."""
     identity = functional(_input_layer("i", [4]), inputs=["i", 0, 0], outputs=["i", 0, 0])
-    tensor = {"class_name": "__keras_tensor__", "config": {"keras_history": ["x", 0, 0]}}
-    identity.update(name="same", inbound_nodes=[{"args": [tensor]}] * 30_000)
+    tensor = _tensor(("x", 0, 0), [4])
+    identity.update(name="same", inbound_nodes=[{"args": [tensor], "kwargs": {}}] * 30_000)
     identity["config"]["name"] = "same"
     config = functional(
         _input_layer("x", [4]), identity, inputs=["x", 0, 0], outputs=["same", 0, 0]
@@ -278,8 +293,9 @@ def test_calling_an_empty_nested_model_too_often_is_refused() -> None:
 
 def test_sequential_without_input_shape_is_refused() -> None:
     config = {
+        "module": "keras",
         "class_name": "Sequential",
-        "config": {"name": "seq", "layers": [{"class_name": "Dense", "config": {"name": "d"}}]},
+        "config": {"name": "seq", "layers": [_layer("Dense", "d", units=2)]},
     }
     with pytest.raises(InvalidModelConfig, match="Sequential model `seq` has no input shape"):
         build_graph(config)
@@ -467,6 +483,7 @@ def test_non_boolean_flag_is_refused() -> None:
 
 def _sequential(shape: list[int | None], *layer_cfgs: dict[str, Any]) -> dict[str, Any]:
     return {
+        "module": "keras",
         "class_name": "Sequential",
         "config": {
             "name": "hostile",
@@ -521,7 +538,8 @@ def test_text_the_database_cannot_store_is_refused(name: str) -> None:
         # 16 + 2**52 positions fit; 16 + 2**53 do not.
         ([16, 1], [_layer("ZeroPadding1D", f"z{i}", padding=2**51) for i in range(3)],
          r"Layer `z1` \(ZeroPadding1D\) outputs .*more than 9,007,199,254,740,991 values"),
-        ([2**20, 2**20, 2**20], [], r"Layer `x` \(InputLayer\) outputs .*more than"),
+        ([2**20, 2**20, 2**20], [_layer("Dropout", "drop", rate=0.5)],
+         r"Layer `x` \(InputLayer\) outputs .*more than"),
         ([4], [_layer("Reshape", "r", target_shape=[2**53 - 1] * 300)],
          r"Layer `r` \(Reshape\).*more than 9,007,199,254,740,991 values"),
     ],

@@ -610,7 +610,11 @@ def test_receptive_field_past_the_size_limit_is_refused_not_reported():
     from grader.report import check_model
 
     layers = [
-        {"class_name": "InputLayer", "config": {"batch_shape": [None, 16, 16, 1], "name": "x"}},
+        {
+            "class_name": "InputLayer",
+            "module": "keras.layers",
+            "config": {"batch_shape": [None, 16, 16, 1], "name": "x"},
+        },
         *(
             {
                 "class_name": "Conv2D",
@@ -622,7 +626,11 @@ def test_receptive_field_past_the_size_limit_is_refused_not_reported():
     ]
     for layer in layers[1:]:
         layer["config"]["padding"] = "same"
-    config = {"class_name": "Sequential", "config": {"name": "strided", "layers": layers}}
+    config = {
+        "class_name": "Sequential",
+        "module": "keras",
+        "config": {"name": "strided", "layers": layers},
+    }
     with pytest.raises(ReceptiveFieldError, match=r"Layer `c1` \(Conv2D\).*9,007,199,254,740,991"):
         compute_receptive_field(build_graph(config), end_point="c399")
     # The default end point is `c0`, the last one larger than 1x1; the report has every row.

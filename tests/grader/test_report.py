@@ -12,7 +12,16 @@ from grader.presets import load_preset
 from grader.report import check_model, check_model_file, format_text
 from tests.grader.fixture_models import analysable, expected, model_path
 
-TOP_KEYS = {"file", "model", "params", "receptive_field", "layers", "rules", "passed"}
+TOP_KEYS = {
+    "file",
+    "model",
+    "params",
+    "receptive_field",
+    "layers",
+    "dead_layers",
+    "rules",
+    "passed",
+}
 
 
 @pytest.mark.parametrize("name", analysable())
@@ -20,6 +29,7 @@ def test_report_has_exactly_the_contract_keys_and_keras_numbers(name):
     keras = expected()[name]
     report = check_model_file(model_path(name), load_preset(keras["preset"]))
     assert set(report) == TOP_KEYS
+    assert report["dead_layers"] == []  # Keras writes only the layers its model holds
     assert report["file"] == str(model_path(name))
     assert set(report["model"]) == {"name", "input_shape", "output_shape", "layer_count"}
     assert report["model"]["name"] == name

@@ -166,10 +166,11 @@ def test_random_cnn_is_reproducible() -> None:
 
 
 def forget_recorded_shapes(value: object) -> None:
-    """Drop the tensor shapes Keras recorded, so a hand edit reaches shape inference."""
+    """Blank the tensor shapes Keras recorded (keeping their rank, which Keras needs to read
+    the config), so a hand edit reaches shape inference."""
     if isinstance(value, dict):
         if value.get("class_name") == "__keras_tensor__":
-            value["config"].pop("shape", None)
+            value["config"]["shape"] = [None] * len(value["config"]["shape"])
         for item in value.values():
             forget_recorded_shapes(item)
     elif isinstance(value, list):
