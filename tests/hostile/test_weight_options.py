@@ -41,10 +41,7 @@ def lora_model(lora_rank: int | None) -> dict[str, Any]:
         "config": {
             "name": "lora_attack",
             "layers": [
-                {
-                    "class_name": "InputLayer",
-                    "config": {"name": "image", "batch_shape": [None, 16, 16, 3]},
-                },
+                _layer("InputLayer", name="image", batch_shape=[None, 16, 16, 3]),
                 _layer(
                     "SeparableConv2D",
                     name="sep1",
