@@ -20,6 +20,7 @@ from typing import Any
 
 from grader.errors import InvalidModelConfig, UnsafeLayer, UnsupportedLayer
 from grader.graph import Layer, ModelGraph, Node, Shape
+from grader.layer_arguments import check_layer_arguments
 from grader.layers import SpecError, SpecUnsupported, WeightSpec, get_spec
 from grader.layers.base import format_shape
 from grader.limits import MAX_SIZE, check_values
@@ -230,11 +231,11 @@ def build_graph_and_weights(
     check_values(config)
     class_name = _class_name(config)
     if class_name not in MODEL_CLASSES:
-        _check_code(config, str(config.get("name") or class_name))
+        _check_code(config, str(config.get("name") or class_name), outermost=True)
         raise InvalidModelConfig(
             f"Expected a Sequential or Functional model config. Received class_name {class_name!r}."
         )
-    _check_code(config, str(_model_name(config)))
+    _check_code(config, str(_model_name(config)), outermost=True)
     builder = _GraphBuilder()
     inputs, outputs = builder.expand_model(config, prefix="", bound=None, trainable=True, depth=0)
     graph = ModelGraph(
@@ -281,8 +282,9 @@ def _is_keras_module(module: Any) -> bool:
     return isinstance(module, str) and (module == "keras" or module.startswith("keras."))
 
 
-def _check_code(layer_cfg: Mapping[str, Any], name: str) -> None:
-    """Refuse a layer config that would need code from outside Keras to be rebuilt."""
+def _check_code(layer_cfg: Mapping[str, Any], name: str, *, outermost: bool = False) -> None:
+    """Refuse a layer config that would need code from outside Keras to be rebuilt, or that
+    holds a serialized object where none belongs (`grader.layer_arguments`)."""
     class_name = str(layer_cfg.get("class_name"))
     module = layer_cfg.get("module")
     registered = layer_cfg.get("registered_name")
@@ -307,55 +309,7 @@ def _check_code(layer_cfg: Mapping[str, Any], name: str) -> None:
             layer_name=name,
             class_name=class_name,
         )
-    inner = layer_cfg.get("config")
-    if not isinstance(inner, dict):
-        return
-    if class_name in MODEL_CLASSES:
-        # Each nested layer is checked on its own, with its own name.
-        inner = {key: value for key, value in inner.items() if key != "layers"}
-    # One walk over the whole config (the common, clean case); the offending key is looked up
-    # only when something is found.
-    if _find_code(list(inner.values())) is None:
-        return
-    for key, value in inner.items():
-        if type(value) is dict or type(value) is list:
-            where = _find_code(value)
-            if where is not None:
-                raise UnsafeLayer(
-                    f"Layer `{name}` ({class_name}) has `{key}` set to custom code ({where}). "
-                    "Expected a built-in Keras object, e.g. activation='relu'.",
-                    layer_name=name,
-                    class_name=class_name,
-                )
-
-
-def _find_code(value: Any) -> str | None:
-    """Describe the first serialized object inside `value` that would need non-Keras code."""
-    # Iterative, with exact type checks: this walks every layer's nested config objects
-    # (initializers, dtype policies, ...) on every upload, so it is kept tight.
-    stack = [value]
-    pop, push = stack.pop, stack.append
-    while stack:
-        item = pop()
-        if type(item) is dict:
-            module = item.get("module")
-            if module is not None and not (
-                type(module) is str and (module == "keras" or module.startswith("keras."))
-            ):
-                return f"{item.get('config') or item.get('class_name')!s} from module `{module}`"
-            if item.get("class_name") == "__lambda__":
-                return "a Python lambda"
-            registered = item.get("registered_name")
-            if type(registered) is str and ">" in registered:
-                return f"custom registered object {registered!r}"
-            children: Any = item.values()
-        else:  # a list: only dicts and lists are ever pushed
-            children = item
-        for child in children:
-            kind = type(child)
-            if kind is dict or kind is list:
-                push(child)
-    return None
+    check_layer_arguments(layer_cfg, name, outermost=outermost)
 
 
 def _batch_shape(layer_cfg: Mapping[str, Any], name: str) -> Shape:
@@ -416,6 +370,8 @@ class _GraphBuilder:
         # Weights of each layer built so far (at its first call), by layer name.
         self.weights: dict[str, list[WeightSpec]] = {}
         self.total_params = 0
+        # Nested models whose own arguments were checked (`_check_code`), by qualified name.
+        self.checked_models: set[str] = set()
 
     # -- nodes -------------------------------------------------------------------------------
 
@@ -464,6 +420,7 @@ class _GraphBuilder:
             )
 
     def add_input(self, layer_cfg: Mapping[str, Any], name: str) -> int:
+        check_layer_arguments(layer_cfg, name)
         layer = self._layer(layer_cfg, name, trainable=True)
         return self._add_node(layer, (), _batch_shape(layer_cfg, name))
 
@@ -582,7 +539,9 @@ class _GraphBuilder:
         if not isinstance(layer_cfg, dict):
             raise InvalidModelConfig(f"Expected a layer config object. Received {layer_cfg!r}.")
         if _class_name(layer_cfg) in MODEL_CLASSES:
-            _check_code(layer_cfg, name)
+            if name not in self.checked_models:  # once: its calls may be many
+                _check_code(layer_cfg, name)
+                self.checked_models.add(name)
             _, outputs = self.expand_model(
                 layer_cfg, prefix=name + "/", bound=inputs, trainable=trainable, depth=depth + 1
             )
@@ -606,6 +565,7 @@ class _GraphBuilder:
             first = layer_cfgs[0]
             if first.get("class_name") == "InputLayer":
                 input_name = prefix + _layer_name(first)
+                check_layer_arguments(first, input_name)  # Keras rebuilds it, too
                 declared = _batch_shape(first, input_name)
                 layer_cfgs = layer_cfgs[1:]
             elif isinstance(first.get("config"), dict) and first["config"].get("batch_shape"):
