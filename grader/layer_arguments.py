@@ -337,9 +337,9 @@ def _check_arguments(
             _check_builtin(value, where, key, "constraint", _CONSTRAINT_NAMES, CONSTRAINTS)
         elif key == "weights":
             raise InvalidModelConfig(
-                f"{where} sets initial `weights` in its config ({_describe(value)}). Expected "
-                "no `weights` argument: the grader trains every model from fresh weights; "
-                "choose an initializer instead."
+                f"{where} has `{key}` set to {_describe(value)}: initial weights, data. "
+                "Expected no `weights` argument: the grader trains every model from fresh "
+                "weights; choose an initializer instead."
             )
         elif key == "quantization_config" and _is_object(value):
             _refuse_code(value, where, key)

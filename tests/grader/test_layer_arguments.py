@@ -369,7 +369,7 @@ HUGE = [0.5] * 100_000
         pytest.param(
             {"weights": [[0.0] * 8] * 8},
             InvalidModelConfig,
-            r"sets initial `weights` in its config \(a list of 64 values\)",
+            r"has `weights` set to a list of 64 values: initial weights",
             id="initial_weights",
         ),
         pytest.param(
