@@ -241,6 +241,35 @@ _EXPECTED = {
 }
 
 
+def accepted_objects() -> list[tuple[str, str]]:
+    """What each argument position accepts, in words, for the "Supported layers" page.
+
+    Returns:
+        ``(argument, accepted)`` pairs, the catch-all last.
+    """
+    shown = sorted(ACTIVATIONS - set(_ACTIVATION_PROBLEMS))
+    return [
+        (
+            "activation",
+            f"a built-in activation by name ({', '.join(repr(n) for n in shown)}), or a "
+            f"{', '.join(ACTIVATION_LAYERS)} layer object; any other layer goes after the layer",
+        ),
+        (
+            "*_initializer",
+            f"{', '.join(INITIALIZERS)} (or their names, e.g. 'he_normal'), with numbers, "
+            "keywords and an integer seed only: Constant(0.1), never an array",
+        ),
+        ("*_regularizer", f"{', '.join(REGULARIZERS)}, with number arguments"),
+        ("*_constraint", f"{', '.join(CONSTRAINTS)}, with number arguments"),
+        ("dtype", f"a float dtype or policy name: {', '.join(sorted(FLOAT_DTYPES))}"),
+        (
+            "any other argument",
+            "plain values (numbers, strings, lists): no serialized Keras object, no initial "
+            "weights",
+        ),
+    ]
+
+
 @dataclass(frozen=True)
 class _Where:
     """The layer whose arguments are checked, as messages name it."""
