@@ -32,9 +32,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, NoReturn
 
 from grader.errors import InvalidModelConfig, UnsafeLayer, UnsupportedLayer
+from grader.layers import get_spec
 
 MODEL_CLASSES = frozenset({"Functional", "Sequential", "Model"})
 
@@ -340,37 +342,59 @@ def check_layer_arguments(
 
 
 def _is_supported(class_name: str) -> bool:
-    from grader.layers import get_spec
-
     return get_spec(class_name) is not None
+
+
+@lru_cache(maxsize=1024)  # keys come from uploads: bounded
+def _position(key: str) -> str:
+    """Which kind of object an argument of a (non-model) layer holds; "" for none."""
+    if key == "activation" or key.endswith("_activation"):
+        return "activation"
+    for suffix in ("initializer", "regularizer", "constraint"):
+        if key.endswith("_" + suffix):
+            return suffix
+    if key in ("dtype", "weights", "quantization_config"):
+        return key
+    return ""
+
+
+_BUILTINS = {
+    "initializer": (_INITIALIZER_NAMES, INITIALIZERS),
+    "regularizer": (_REGULARIZER_NAMES, REGULARIZERS),
+    "constraint": (_CONSTRAINT_NAMES, CONSTRAINTS),
+}
 
 
 def _check_arguments(
     inner: Mapping[str, Any], where: _Where, class_name: str, is_model: bool
 ) -> None:
+    arrays = ("scale", "offset") if class_name == "Rescaling" else ()
     for key, value in inner.items():
-        if value is None or type(value) in (bool, int, float):
+        if value is None:
             continue
-        if key == "dtype":
-            _check_dtype(value, where, key, inputs=class_name == "InputLayer")
-        elif is_model:
-            if key != "layers":  # each nested layer is checked on its own, with its name
+        position = "dtype" if key == "dtype" else "" if is_model else _position(key)
+        if not position:
+            # The common case: a plain argument (name, filters, kernel_size, padding, ...).
+            if key in arrays:
+                _check_array(value, where, key)
+            elif (type(value) is dict or type(value) is list) and not (
+                is_model and key == "layers"  # each nested layer is checked on its own
+            ):
                 _check_plain(value, where, key)
-        elif key == "activation" or key.endswith("_activation"):
+        elif position == "activation":
             _check_activation(value, where, key)
-        elif key.endswith("_initializer"):
-            _check_builtin(value, where, key, "initializer", _INITIALIZER_NAMES, INITIALIZERS)
-        elif key.endswith("_regularizer"):
-            _check_builtin(value, where, key, "regularizer", _REGULARIZER_NAMES, REGULARIZERS)
-        elif key.endswith("_constraint"):
-            _check_builtin(value, where, key, "constraint", _CONSTRAINT_NAMES, CONSTRAINTS)
-        elif key == "weights":
+        elif position in _BUILTINS:
+            names, classes = _BUILTINS[position]
+            _check_builtin(value, where, key, position, names, classes)
+        elif position == "dtype":
+            _check_dtype(value, where, key, inputs=class_name == "InputLayer")
+        elif position == "weights":
             raise InvalidModelConfig(
                 f"{where} has `{key}` set to {_describe(value)}: initial weights, data. "
                 "Expected no `weights` argument: the grader trains every model from fresh "
                 "weights; choose an initializer instead."
             )
-        elif key == "quantization_config" and _is_object(value):
+        elif _is_object(value):  # quantization_config: a plain mapping is the spec's to judge
             _refuse_code(value, where, key)
             raise UnsupportedLayer(
                 f"{where} is quantized ({_describe(value)}). Expected a float model; quantize "
@@ -378,8 +402,6 @@ def _check_arguments(
                 layer_name=where.name,
                 class_name=class_name,
             )
-        elif class_name == "Rescaling" and key in ("scale", "offset"):
-            _check_array(value, where, key)
         else:
             _check_plain(value, where, key)
 
@@ -536,6 +558,8 @@ def _quantized(found: str, where: _Where) -> NoReturn:
 
 def _check_array(value: Any, where: _Where, key: str) -> None:
     """Rescaling's scale or offset: a number, a list, or a 1-D array Keras wrote."""
+    if _is_number(value):
+        return
     if type(value) is list:
         _check_plain(value, where, key)
         return

@@ -237,6 +237,18 @@ HUGE = [0.5] * 100_000
             id="threshold",
         ),
         pytest.param(
+            {"activation": 5},
+            InvalidModelConfig,
+            r"`activation` set to 5\. Expected a built-in activation by name",
+            id="number_as_activation",
+        ),
+        pytest.param(
+            {"kernel_initializer": True},
+            InvalidModelConfig,
+            r"`kernel_initializer` set to True\. Expected a built-in initializer",
+            id="boolean_as_initializer",
+        ),
+        pytest.param(
             {"activation": "relu7"},
             InvalidModelConfig,
             r"`activation` set to 'relu7', which is not a built-in activation\. Expected one of",
