@@ -664,6 +664,7 @@ class _GraphBuilder:
                 node_id = self.add_input(layer_cfg, prefix + name)
             else:
                 node_id = bound[position]
+                check_layer_arguments(layer_cfg, prefix + name)  # Keras rebuilds it, too
                 declared = _batch_shape(layer_cfg, prefix + name)
                 actual = self.nodes[node_id].output_shape
                 if not _compatible(declared, actual):

@@ -465,13 +465,34 @@ def test_the_analysis_refuses_before_counting() -> None:
         analyze(model)
 
 
-def test_an_input_layer_is_checked_too() -> None:
+def test_input_layers_are_checked_too_nested_ones_included() -> None:
     from grader.analysis import analyze
 
     model = _sequential_dense()
     model["config"]["layers"][0]["config"]["dtype"] = _sequential_dense()
     with pytest.raises(InvalidModelConfig, match=r"Layer `input_layer` \(InputLayer\) has `dty"):
         analyze(model)
+
+    # The InputLayer of a nested Functional model, wired to the outer model's tensor.
+    tensor = {"class_name": "__keras_tensor__",
+              "config": {"shape": [None, 8], "keras_history": ["x", 0, 0]}}  # fmt: skip
+    inner_input = _object("keras.layers", "InputLayer", {"batch_shape": [None, 8], "name": "i"})
+    inner_input.update(name="i", inbound_nodes=[])
+    inner_dense = _dense(activation="linear") | {"name": "dense", "inbound_nodes": [
+        {"args": [tensor | {"config": {"keras_history": ["i", 0, 0]}}], "kwargs": {}}]}  # fmt: skip
+    block = _object("keras", "Functional", {
+        "name": "block", "layers": [inner_input, inner_dense],
+        "input_layers": [["i", 0, 0]], "output_layers": [["dense", 0, 0]]})  # fmt: skip
+    block.update(name="block", inbound_nodes=[{"args": [tensor], "kwargs": {}}])
+    outer_input = _object("keras.layers", "InputLayer", {"batch_shape": [None, 8], "name": "x"})
+    outer_input.update(name="x", inbound_nodes=[])
+    outer = _object("keras", "Functional", {
+        "name": "outer", "layers": [outer_input, block],
+        "input_layers": [["x", 0, 0]], "output_layers": [["block", 0, 0]]})  # fmt: skip
+    assert analyze(outer).total_params == 8 * 8 + 8
+    inner_input["config"]["dtype"] = _sequential_dense()
+    with pytest.raises(InvalidModelConfig, match=r"Layer `block/i` \(InputLayer\) has `dtype`"):
+        analyze(outer)
 
 
 # --- the tables against Keras ------------------------------------------------------------------
