@@ -47,6 +47,7 @@ from grader.keras_config import (
     recorded_shape_agrees,
     trainable_flag,
 )
+from grader.layer_arguments import check_layer_arguments
 from grader.layers import LayerSpec, SpecError, SpecUnsupported, WeightSpec, get_spec
 from grader.layers.base import format_shape
 from grader.limits import MAX_SIZE, check_values
@@ -259,11 +260,11 @@ def build_graph_and_weights(
     inner = config.get("config")
     label = str(inner.get("name") or class_name) if isinstance(inner, dict) else class_name
     if class_name not in MODEL_CLASSES:
-        _check_code(config, str(config.get("name") or label))
+        _check_code(config, str(config.get("name") or label), outermost=True)
         raise InvalidModelConfig(
             f"Expected a Sequential or Functional model config. Received class_name {class_name!r}."
         )
-    _check_code(config, label)
+    _check_code(config, label, outermost=True)
     name = _model_name(config)
     check_object_keys(config, f"Model `{name}` ({class_name})", leaf=False)
     # Keras' `Sequential.from_config` drops the model's own `trainable`; a Functional model
@@ -306,8 +307,9 @@ def _is_keras_module(module: Any) -> bool:
     return isinstance(module, str) and (module == "keras" or module.startswith("keras."))
 
 
-def _check_code(layer_cfg: Mapping[str, Any], name: str) -> None:
-    """Refuse a layer config that would need code from outside Keras to be rebuilt."""
+def _check_code(layer_cfg: Mapping[str, Any], name: str, *, outermost: bool = False) -> None:
+    """Refuse a layer config that would need code from outside Keras to be rebuilt, or that
+    holds a serialized object where none belongs (`grader.layer_arguments`)."""
     class_name = str(layer_cfg.get("class_name"))
     module = layer_cfg.get("module")
     registered = layer_cfg.get("registered_name")
@@ -332,55 +334,7 @@ def _check_code(layer_cfg: Mapping[str, Any], name: str) -> None:
             layer_name=name,
             class_name=class_name,
         )
-    inner = layer_cfg.get("config")
-    if not isinstance(inner, dict):
-        return
-    if class_name in MODEL_CLASSES:
-        # Each nested layer is checked on its own, with its own name.
-        inner = {key: value for key, value in inner.items() if key != "layers"}
-    # One walk over the whole config (the common, clean case); the offending key is looked up
-    # only when something is found.
-    if _find_code(list(inner.values())) is None:
-        return
-    for key, value in inner.items():
-        if type(value) is dict or type(value) is list:
-            where = _find_code(value)
-            if where is not None:
-                raise UnsafeLayer(
-                    f"Layer `{name}` ({class_name}) has `{key}` set to custom code ({where}). "
-                    "Expected a built-in Keras object, e.g. activation='relu'.",
-                    layer_name=name,
-                    class_name=class_name,
-                )
-
-
-def _find_code(value: Any) -> str | None:
-    """Describe the first serialized object inside `value` that would need non-Keras code."""
-    # Iterative, with exact type checks: this walks every layer's nested config objects
-    # (initializers, dtype policies, ...) on every upload, so it is kept tight.
-    stack = [value]
-    pop, push = stack.pop, stack.append
-    while stack:
-        item = pop()
-        if type(item) is dict:
-            module = item.get("module")
-            if module is not None and not (
-                type(module) is str and (module == "keras" or module.startswith("keras."))
-            ):
-                return f"{item.get('config') or item.get('class_name')!s} from module `{module}`"
-            if item.get("class_name") == "__lambda__":
-                return "a Python lambda"
-            registered = item.get("registered_name")
-            if type(registered) is str and ">" in registered:
-                return f"custom registered object {registered!r}"
-            children: Any = item.values()
-        else:  # a list: only dicts and lists are ever pushed
-            children = item
-        for child in children:
-            kind = type(child)
-            if kind is dict or kind is list:
-                push(child)
-    return None
+    check_layer_arguments(layer_cfg, name, outermost=outermost)
 
 
 def _check_size(layer: Layer, shape: Shape) -> None:

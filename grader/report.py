@@ -49,6 +49,7 @@ def check_model(
     *,
     training_config: Mapping[str, Any] | None = None,
     dataset: Any = None,
+    trains: bool = False,
 ) -> dict[str, Any]:
     """Analyse a model config and evaluate a rule set on it, statically.
 
@@ -62,6 +63,9 @@ def check_model(
         dataset: the assignment's dataset (a `grader.datasets.DatasetSource` or its registered
             name): the model must take its images and give one score per class, checked
             before any rule.
+        trains: whether the grader trains the model from scratch (the assignment's mode is
+            ``train``), so the rules in force without being listed apply too
+            (`grader.rules.implied_rules`).
 
     Returns:
         The report object described in the module docstring.
@@ -122,7 +126,11 @@ def check_model(
                 "rf_jump": row["j_out"] if row else None,
             }
         )
-    results = evaluate_rules(rules, analysis, rf, training_config=training_config) if rules else []
+    results = (
+        evaluate_rules(rules, analysis, rf, training_config=training_config, trains=trains)
+        if rules
+        else []
+    )
     return {
         "file": file,
         "model": {
@@ -152,6 +160,7 @@ def check_model_file(
     config: Mapping[str, Any] | None = None,
     training_config: Mapping[str, Any] | None = None,
     dataset: Any = None,
+    trains: bool = False,
 ) -> dict[str, Any]:
     """`check_model` on a ``.json`` or ``.keras`` file; a `GraderError` becomes an error object.
 
@@ -163,6 +172,7 @@ def check_model_file(
             only named, not read.
         training_config: as for `check_model`.
         dataset: as for `check_model`.
+        trains: as for `check_model`.
 
     Returns:
         The `check_model` object, or ``{"file", "error": {"kind", "message"}}`` (also when
@@ -181,6 +191,7 @@ def check_model_file(
             file=name,
             training_config=training_config,
             dataset=dataset,
+            trains=trains,
         )
     except GraderError as exc:
         return error_report(name, exc)

@@ -46,8 +46,8 @@ class RuleSetToolsForm(forms.Form):
     metadata = forms.CharField(
         required=False,
         label="Model and training defaults (YAML)",
-        help_text="Other keys of the rule set, e.g. input_shape, num_classes and the default "
-        "training configuration (optional).",
+        help_text="Other keys of the rule set, e.g. input_shape, num_classes, the default "
+        "training configuration, allow_frozen_layers: true (optional).",
         widget=forms.Textarea(attrs={"rows": 6, "class": "code", "spellcheck": "false"}),
     )
     add_rule = forms.ChoiceField(

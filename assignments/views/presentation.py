@@ -257,6 +257,9 @@ PLAIN_WORDS = {
         "Global pooling before the classifier"
         + (f" ({p['kind']})" if p.get("kind") not in (None, "any") else "")
     ),
+    "all_layers_trainable": lambda p: (
+        "Every layer trains: no layer or nested model frozen with trainable=False"
+    ),
     "only_separable_convs": lambda p: (
         "Plain convolutions only as 1x1 (pointwise)"
         + (", or as the first layer" if p.get("allow_first_layer") else "")
@@ -284,15 +287,20 @@ def rule_in_plain_words(rule_id: str, params: dict[str, Any]) -> str:
     return summary
 
 
-def describe_rules(rules_yaml: str) -> list[dict[str, Any]]:
+def describe_rules(rules_yaml: str, *, trains: bool = False) -> list[dict[str, Any]]:
     """The assignment's rules in plain words, with their points and phase.
+
+    Args:
+        rules_yaml: the assignment's rule set.
+        trains: whether the assignment trains the models (its mode); the rules in force without
+            being listed (`grader.rules.implied_rules`) are then described too.
 
     Returns:
         One `{"id", "name", "text", "points", "phase"}` per rule; empty if the stored rule set
         no longer loads (the page still renders; the instructor's edit form shows the error).
     """
     from grader.errors import GraderError
-    from grader.rules import load_ruleset
+    from grader.rules import implied_rules, load_ruleset
 
     try:
         ruleset = load_ruleset(rules_yaml)
@@ -306,7 +314,7 @@ def describe_rules(rules_yaml: str) -> list[dict[str, Any]]:
             "points": spec.points,
             "phase": spec.phase,
         }
-        for spec in ruleset.rules
+        for spec in (*ruleset.rules, *implied_rules(ruleset, trains=trains))
     ]
 
 

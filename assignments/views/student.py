@@ -49,7 +49,7 @@ def _assignment_page(
     context = {
         "assignment": assignment,
         "description_html": render_markdown(assignment.description),
-        "rules": describe_rules(assignment.rules_yaml),
+        "rules": describe_rules(assignment.rules_yaml, trains=assignment.mode != "evaluate"),
         "form": form,
         "left_today": submissions_left_today(assignment=assignment, student_id=user.pk),
         "submissions": selectors.student_submissions(assignment=assignment, student=user)[:50],
@@ -65,6 +65,7 @@ def supported_layers(request: HttpRequest, slug: str) -> HttpResponse:
     """The layer classes the grader analyses, and the shapes the assignment's dataset needs."""
     from grader.datasets import get_source
     from grader.errors import DatasetUnavailable
+    from grader.layer_arguments import accepted_objects
     from grader.layers import supported_classes
 
     assignment = assignment_for(
@@ -74,8 +75,27 @@ def supported_layers(request: HttpRequest, slug: str) -> HttpResponse:
         dataset = get_source(assignment.dataset)
     except DatasetUnavailable:
         dataset = None
-    context = {"assignment": assignment, "layers": supported_classes(), "dataset": dataset}
+    context = {
+        "assignment": assignment,
+        "layers": supported_classes(),
+        "dataset": dataset,
+        "arguments": accepted_objects(),
+        "frozen_allowed": _frozen_layers_allowed(assignment),
+    }
     return render(request, "assignments/supported_layers.html", context)
+
+
+def _frozen_layers_allowed(assignment: Assignment) -> bool:
+    """Whether `trainable=False` passes: an evaluate-only assignment, or its rules allow it."""
+    from grader.errors import GraderError
+    from grader.rules import implied_rules, load_ruleset
+
+    try:
+        ruleset = load_ruleset(assignment.rules_yaml)
+    except GraderError:
+        return True  # no rule can be checked then; the instructor's form shows the error
+    listed = any(spec.id == "all_layers_trainable" for spec in ruleset.rules)
+    return not listed and not implied_rules(ruleset, trains=assignment.mode != "evaluate")
 
 
 @login_required

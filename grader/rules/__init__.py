@@ -18,12 +18,14 @@ from . import (  # noqa: F401 - importing a family registers its rules
     layers,
     receptive_field,
     regularization,
+    trainability,
     training,
 )
 from .engine import evaluate_rules, overall_passed
 from .registry import RULES, RuleDefinition, Verdict, get_rule
 from .results import RuleResult, TrainingOutcome, score
 from .schema import InvalidRule, RuleSet, RuleSpec, load_ruleset, parse_text
+from .trainability import implied_rules, trains_from_scratch
 
 
 def load_preset(slug: str) -> RuleSet:
@@ -68,9 +70,11 @@ __all__ = [
     "describe_rules",
     "evaluate_rules",
     "get_rule",
+    "implied_rules",
     "load_preset",
     "load_ruleset",
     "overall_passed",
     "parse_text",
     "score",
+    "trains_from_scratch",
 ]

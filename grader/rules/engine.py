@@ -9,6 +9,7 @@ from .context import RuleContext
 from .registry import RULES
 from .results import RuleResult, TrainingOutcome
 from .schema import RuleSet, load_ruleset
+from .trainability import implied_rules
 
 
 def evaluate_rules(
@@ -18,6 +19,7 @@ def evaluate_rules(
     outcome: TrainingOutcome | None = None,
     *,
     training_config: Mapping[str, Any] | None = None,
+    trains: bool = False,
 ) -> list[RuleResult]:
     """Decide every rule of a rule set on one model.
 
@@ -29,9 +31,12 @@ def evaluate_rules(
         outcome: training results; without them training rules stay undecided (None).
         training_config: the training configuration the student declared; the rule set's
             default ``training`` is used when None.
+        trains: whether the grader trains this model from scratch (the assignment's mode is
+            ``train``): the rules in force without being listed (`implied_rules`) apply too.
+            False: only the rule set's own rules.
 
     Returns:
-        One `RuleResult` per rule, in rule-set order.
+        One `RuleResult` per rule, in rule-set order, then one per implied rule.
     """
     ruleset = load_ruleset(ruleset)
     if training_config is None:
@@ -49,7 +54,7 @@ def evaluate_rules(
         ),
     )
     results = []
-    for spec in ruleset.rules:
+    for spec in (*ruleset.rules, *implied_rules(ruleset, trains=trains)):
         verdict = RULES[spec.id].evaluate(spec, ctx)
         limit = verdict.limit if verdict.limit is not None else spec.params.get("limit")
         results.append(

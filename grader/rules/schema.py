@@ -21,6 +21,7 @@ from grader.errors import RuleSetError
 
 from .params import (
     REQUIRED,
+    Bool,
     Choice,
     Int,
     Param,
@@ -114,6 +115,10 @@ METADATA: dict[str, Param] = {
     "max_epochs": Int(minimum=1, doc="epochs the grader trains at most"),
     "time_limit_seconds": Int(minimum=1, doc="wall-clock limit of one grading"),
     "training": _Mapping(doc="default training configuration"),
+    "allow_frozen_layers": Bool(
+        doc="whether layers may be frozen (trainable=False); when false (the default), every "
+        "layer of a model the grader trains must train (rule `all_layers_trainable`)"
+    ),
 }
 PRESET_REQUIRED = tuple(METADATA)
 
@@ -428,6 +433,17 @@ def _check_consistency(specs: Sequence[RuleSpec], metadata: Mapping[str, Any]) -
                 rule_id=spec.id,
                 parameter="limit",
             )
+    if metadata.get("allow_frozen_layers") is True:
+        for spec in specs:
+            if spec.id == "all_layers_trainable":
+                raise InvalidRule(
+                    f"The rule set allows frozen layers (`allow_frozen_layers: true`) but "
+                    f"rules[{spec.index}] (`all_layers_trainable`) requires every layer to "
+                    "train. Expected one of the two.",
+                    index=spec.index,
+                    rule_id=spec.id,
+                    parameter="allow_frozen_layers",
+                )
     max_epochs = metadata.get("max_epochs")
     if isinstance(epochs, int) and isinstance(max_epochs, int) and epochs > max_epochs:
         raise InvalidRule(

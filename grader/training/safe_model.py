@@ -1,10 +1,12 @@
 """Build Keras models from untrusted configs without running untrusted code.
 
 Two gates, in order: first a pure-Python walk of the config refuses ``Lambda`` layers, custom
-classes and anything not a built-in Keras layer (`check_model_config`); only then does Keras see
-the config, through its safe mode and with no custom objects, so even a config that slipped past
-the first gate cannot deserialize code. Models are built with fresh weights; a student's own
-weights are never used for training.
+classes, anything not a built-in Keras layer and any serialized object where none belongs
+(`grader.layer_arguments`), then runs the same analysis as the host's check stage and lets its
+every refusal stand (`check_model_config`); only then does Keras see the config, through its
+safe mode and with no custom objects, so even a config that slipped past the first gate cannot
+deserialize code. Models are built with fresh weights; a student's own weights are never used
+for training.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from grader.analysis import analyze
 from grader.errors import InvalidModelConfig, UnsafeLayer
+from grader.layer_arguments import check_layer_arguments
 from grader.loading import load_model_config
 
 MAX_CONFIG_BYTES = 2 * 1024 * 1024
@@ -54,27 +57,21 @@ def _layer_entries(config: Mapping[str, Any], prefix: str = "") -> Iterator[tupl
             yield from _layer_entries(entry, prefix=f"{prefix}{name}/")
 
 
-def _objects(value: Any) -> Iterator[Mapping[str, Any]]:
-    """Every serialized Keras object (a mapping with ``class_name``) nested inside `value`."""
-    if isinstance(value, Mapping):
-        if "class_name" in value:
-            yield value
-        for item in value.values():
-            yield from _objects(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _objects(item)
-
-
 def check_model_config(config: Mapping[str, Any]) -> None:
-    """Refuse configs that carry code or use classes outside Keras' built-in layers.
+    """Refuse configs that carry code, use classes outside Keras' built-in layers, or that the
+    host's analysis refuses.
 
-    Checks each layer's class against the layers Keras exports, then runs the project's
-    pure-Python analysis (`grader.analysis`), which raises `UnsafeLayer` for the same reasons.
+    Checks each layer's class against the layers Keras exports and each layer's arguments
+    against the allow-list of nested objects (`grader.layer_arguments`, nested models and
+    layers no call reaches included), then runs the project's pure-Python analysis
+    (`grader.analysis`): whatever it refuses is refused here too, so Keras only ever builds a
+    model the check stage could analyse.
 
     Raises:
         UnsafeLayer: a ``Lambda``, a custom class or a serialized Python function.
-        InvalidModelConfig: not a Keras 3 model config.
+        InvalidModelConfig: not a Keras 3 model config the analysis can read, or a Keras object
+            or data where the arguments allow none.
+        UnsupportedLayer: a layer the analysis does not support.
     """
     if not isinstance(config, Mapping) or config.get("class_name") not in MODEL_CLASSES:
         found = config.get("class_name") if isinstance(config, Mapping) else type(config).__name__
@@ -92,6 +89,10 @@ def check_model_config(config: Mapping[str, Any]) -> None:
                 layer_name=name,
                 class_name=class_name,
             )
+    # Then every nested object, by where it is: the allow-list the analysis applies too.
+    check_layer_arguments(config, _model_name(config), outermost=True)
+    for name, entry in entries:
+        check_layer_arguments(entry, name)
     for name, entry in entries:
         class_name = str(entry.get("class_name"))
         module = entry.get("module")
@@ -115,28 +116,16 @@ def check_model_config(config: Mapping[str, Any]) -> None:
                 layer_name=name,
                 class_name=class_name,
             )
-    for obj in _objects(config):
-        module = obj.get("module")
-        foreign = module not in (None, "builtins") and not str(module).startswith("keras")
-        if foreign or obj.get("class_name") in ("__lambda__", "function"):
-            raise UnsafeLayer(
-                f"Model config contains a serialized `{obj.get('class_name')}` from module "
-                f"`{obj.get('module')}`. Expected only built-in Keras objects.",
-                class_name=str(obj.get("class_name")),
-            )
-    _check_with_analysis(config)
+    # The host's own analysis, every refusal standing: a config the check stage would refuse
+    # (an unsupported layer, shapes that do not fit, an object where none belongs) never
+    # reaches Keras, here or in any other sandbox.
+    analyze(dict(config))
 
 
-def _check_with_analysis(config: Mapping[str, Any]) -> None:
-    """Let the pure-Python analysis refuse code-carrying layers too (a second, independent gate)."""
-    try:
-        analyze(dict(config))
-    except UnsafeLayer:
-        raise
-    except Exception:
-        # Shape or support gaps are the preflight check's verdicts, not a safety question; the
-        # class allowlist above and Keras' safe mode still guard this config.
-        return
+def _model_name(config: Mapping[str, Any]) -> str:
+    inner = config.get("config")
+    name = inner.get("name") if isinstance(inner, Mapping) else None
+    return str(name or config.get("class_name"))
 
 
 def parse_model_json(text: str) -> dict[str, Any]:
@@ -164,10 +153,12 @@ def build_model(config: Mapping[str, Any]) -> Any:
     check_model_config(config)
     import keras
 
+    plain = json.loads(json.dumps(config))
+    # The grader compiles every model itself: a student's optimizer, loss and metrics are never
+    # rebuilt (`grader.layer_arguments` leaves the outermost compile config unchecked for that).
+    plain.pop("compile_config", None)
     try:
-        model = keras.saving.deserialize_keras_object(
-            json.loads(json.dumps(config)), custom_objects=None, safe_mode=True
-        )
+        model = keras.saving.deserialize_keras_object(plain, custom_objects=None, safe_mode=True)
     except Exception as exc:  # Keras raises many types for a bad config; all mean the same here.
         raise InvalidModelConfig(f"Keras cannot build the model from its config: {exc}") from exc
     if not isinstance(model, keras.Model):

@@ -6,15 +6,16 @@ import pytest
 
 from assignments.views.presentation import LOG_DISPLAY_CHARS, describe_rules, log_tail
 from grader.presets import list_presets, preset_text
-from grader.rules import load_ruleset
+from grader.rules import implied_rules, load_ruleset
 
 
 @pytest.mark.parametrize("slug", list_presets())
 def test_every_preset_rule_is_described_with_its_limit(slug):
     ruleset = load_ruleset(preset_text(slug))
-    described = describe_rules(preset_text(slug))
-    assert [d["name"] for d in described] == [spec.name for spec in ruleset.rules]
-    for item, spec in zip(described, ruleset.rules, strict=True):
+    described = describe_rules(preset_text(slug), trains=True)
+    in_force = [*ruleset.rules, *implied_rules(ruleset, trains=True)]
+    assert [d["name"] for d in described] == [spec.name for spec in in_force]
+    for item, spec in zip(described, in_force, strict=True):
         assert "`" not in item["text"], item  # no unfilled `parameter` placeholders
         limit = spec.params.get("limit")
         if isinstance(limit, int) and not isinstance(limit, bool):
@@ -36,6 +37,20 @@ def test_every_preset_rule_is_described_with_its_limit(slug):
 )  # fmt: skip
 def test_rules_in_plain_words(rules, expected):
     assert describe_rules(rules)[0]["text"] == expected.encode().decode("unicode_escape")
+
+
+def test_the_rule_list_says_every_layer_trains_unless_frozen_layers_are_allowed():
+    rules = "rules:\n  - id: max_params\n    limit: 100000\n"
+    described = describe_rules(rules, trains=True)
+    assert described[-1] == {
+        "id": "all_layers_trainable",
+        "name": "all_layers_trainable",
+        "text": "Every layer trains: no layer or nested model frozen with trainable=False",
+        "points": 0.0,
+        "phase": "static",
+    }
+    assert len(describe_rules("allow_frozen_layers: true\n" + rules, trains=True)) == 1
+    assert len(describe_rules(rules, trains=False)) == 1  # an evaluate-only assignment
 
 
 def test_an_unloadable_rule_set_describes_nothing():

@@ -38,3 +38,25 @@ def test_the_page_is_for_the_assignment_s_users_only(client, student, other_cour
     assert client.get(url).status_code == 302  # login first
     client.force_login(student)
     assert client.get(url).status_code == 404
+
+
+def test_the_page_says_what_layer_arguments_may_hold(client, student, assignment):
+    from grader.layer_arguments import accepted_objects
+
+    client.force_login(student)
+    html = client.get(reverse("supported_layers", args=[assignment.slug])).content.decode()
+    rows = re.findall(r"<tr><td><code>([^<]+)</code></td><td>([^<]+)</td></tr>", html)
+    assert [argument for argument, _ in rows] == [a for a, _ in accepted_objects()]
+    assert "Constant(0.1), never an array" in html
+    assert "LeakyReLU" in dict(rows)["activation"]
+
+
+def test_the_page_says_whether_frozen_layers_are_allowed(client, student, assignment):
+    client.force_login(student)
+    url = reverse("supported_layers", args=[assignment.slug])
+    assert "Every layer trains: a layer or nested model with" in client.get(url).content.decode()
+
+    assignment.rules_yaml = "allow_frozen_layers: true\n" + assignment.rules_yaml
+    assignment.save()
+    html = client.get(url).content.decode()
+    assert "Frozen layers (<code>trainable=False</code>) are allowed" in html

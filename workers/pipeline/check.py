@@ -146,7 +146,11 @@ def run_check(
     training_config = validated_training_config(declared_training, plan)
     try:
         checks = check_model(
-            model_config, ruleset, training_config=training_config, dataset=dataset
+            model_config,
+            ruleset,
+            training_config=training_config,
+            dataset=dataset,
+            trains=plan.trains,
         )
     except RuleSetError as exc:
         raise InfrastructureError(

@@ -123,7 +123,12 @@ def compute_verdict(
     results = [
         r.to_dict()
         for r in evaluate_rules(
-            ruleset, analysis, rf_report, outcome, training_config=training_config
+            ruleset,
+            analysis,
+            rf_report,
+            outcome,
+            training_config=training_config,
+            trains=plan.trains,
         )
     ]
     return Verdict(

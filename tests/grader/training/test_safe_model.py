@@ -91,7 +91,9 @@ def test_a_serialized_function_inside_a_layer_is_refused() -> None:
         "config": "my_activation",
         "registered_name": "function",
     }
-    with pytest.raises(UnsafeLayer, match="serialized `function` from module `builtins`"):
+    with pytest.raises(
+        UnsafeLayer, match=r"Layer `dense` \(Dense\) has `activation` set to custom code"
+    ):
         check_model_config(config)
 
 

@@ -115,6 +115,39 @@ def test_lambda_layers_are_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.tf
+def test_a_model_hidden_as_an_activation_is_refused_before_keras_rebuilds_it(
+    tmp_path: Path,
+) -> None:
+    # The student's own Keras serializes it; the build stage refuses it as the check stage
+    # would (`invalid_model`, which the host reports as `invalid_submission`, message kept).
+    source = SMOKE_SUBMISSION.replace(
+        'layers.Dense(num_classes, activation="softmax"),',
+        "layers.Dense(num_classes, name='head', activation=keras.Sequential(\n"
+        "    [keras.Input((num_classes,)), layers.Dense(num_classes)])),",
+    )
+    result = _build(tmp_path, source).result
+    assert result["error"]["kind"] == "invalid_model"
+    assert result["error"]["message"].startswith(
+        "Layer `head` (Dense) has `activation` set to a serialized `Sequential` model"
+    )
+
+
+@pytest.mark.tf
+def test_a_layer_the_analysis_does_not_support_fails_the_build_with_its_message(
+    tmp_path: Path,
+) -> None:
+    # Once refused only by the later check stage: now nothing the analysis refuses is built.
+    source = SMOKE_SUBMISSION.replace(
+        "layers.GlobalAveragePooling2D(),",
+        "layers.GlobalAveragePooling2D(), layers.Reshape((1, 32)),"
+        " layers.LSTM(8, name='recurrent'),",
+    )
+    result = _build(tmp_path, source).result
+    assert result["error"]["kind"] == "unsupported_layer"
+    assert result["error"]["message"].startswith("Layer `recurrent` (LSTM) is not supported")
+
+
+@pytest.mark.tf
 def test_training_config_must_be_json(tmp_path: Path) -> None:
     source = SMOKE_SUBMISSION.replace(
         'return {"optimizer": "adam"', 'return {"callback": object(), "optimizer": "adam"'

@@ -73,7 +73,14 @@ class Command(BaseCommand):
                 returncode=EXIT_NOT_ANALYSED,
             )
         self._dataset: str | None = None
+        # Whether the assignment trains (its mode); None: the rule set's own `mode` decides.
+        self._trains: bool | None = None
         ruleset = self._ruleset(options)
+        trains = self._trains
+        if trains is None and ruleset is not None:
+            from grader.rules import trains_from_scratch
+
+            trains = trains_from_scratch(ruleset)
         dataset = self._dataset_source(ruleset)
         input_shape = _input_shape(options["input_shape"]) or (
             ruleset.metadata.get("input_shape") if ruleset else None
@@ -88,12 +95,19 @@ class Command(BaseCommand):
                 try:
                     config = _build(path, input_shape, num_classes)
                     report = check_model_file(
-                        path, ruleset, options["end_point"], config=config, dataset=dataset
+                        path,
+                        ruleset,
+                        options["end_point"],
+                        config=config,
+                        dataset=dataset,
+                        trains=bool(trains),
                     )
                 except GraderError as exc:
                     report = error_report(str(path), exc)
             else:
-                report = check_model_file(path, ruleset, options["end_point"], dataset=dataset)
+                report = check_model_file(
+                    path, ruleset, options["end_point"], dataset=dataset, trains=bool(trains)
+                )
             if options["format"] == "json":
                 self.stdout.write(json.dumps(report))
             else:
@@ -155,7 +169,11 @@ class Command(BaseCommand):
         from grader.presets import list_presets, load_preset
 
         try:
-            row = Assignment.objects.filter(slug=slug).values_list("rules_yaml", "dataset").first()
+            row = (
+                Assignment.objects.filter(slug=slug)
+                .values_list("rules_yaml", "dataset", "mode")
+                .first()
+            )
         except DatabaseError as exc:
             # No database here (a fresh checkout, a CI step): the shipped preset still answers,
             # but say so, since a course may have changed its copy of the rules.
@@ -170,8 +188,9 @@ class Command(BaseCommand):
             )
             return load_preset(slug)
         if row is not None:
-            rules_yaml, dataset = row
+            rules_yaml, dataset, mode = row
             self._dataset = dataset
+            self._trains = mode != "evaluate"
             return _with_dataset_shape(rules_yaml, dataset)
         if slug in list_presets():
             return load_preset(slug)

@@ -1,0 +1,767 @@
+"""What a layer config's arguments may hold: the allow-list of serialized Keras objects.
+
+A layer config can hold serialized Keras objects (``{"class_name", "config", "module"}``) inside
+its arguments, and Keras rebuilds whatever class such a dict names: a ``Sequential`` written as
+a Dense layer's ``activation`` is rebuilt, trained and saved with weights of its own that the
+analysis would never count, and a ``Constant`` initializer holding an array carries trained
+weights into a training that is meant to start from scratch. So each argument position accepts
+only the built-in objects that belong there, and every other serialized object is refused:
+
+- ``activation`` (and any ``*_activation``): a built-in activation by name (``'relu'``), the
+  same function serialized (``{"class_name": "function", "config": "relu"}``), or one of the
+  weight-free activation layers ReLU, LeakyReLU, ELU with number arguments.
+- ``*_initializer``: a built-in initializer (`INITIALIZERS`) whose arguments are hyperparameters
+  (numbers, a few keywords, an integer seed); never data such as ``Constant`` of an array.
+- ``*_regularizer`` (``activity_regularizer`` too): L1, L2, L1L2, OrthogonalRegularizer.
+- ``*_constraint``: MaxNorm, MinMaxNorm, NonNeg, UnitNorm.
+- ``dtype``: a dtype name or the ``DTypePolicy`` naming one (quantized policies: unsupported).
+- Rescaling's ``scale`` and ``offset``: numbers, or a one-dimensional array.
+- ``inbound_nodes``: references to input tensors (``__keras_tensor__``) only.
+- The outermost model's ``compile_config`` (optimizer, loss, metrics) is never given to Keras:
+  `grader.training.safe_model.build_model` drops it, and ``.keras`` files are opened with
+  ``compile=False``. A nested model may not carry one.
+- Anything else: plain JSON values; a serialized object there is refused.
+
+`check_layer_arguments` is the one implementation: the analysis (`grader.graph_builder`, hence
+the host's check stage) and the sandboxes' gate (`grader.training.safe_model`) both call it.
+Nothing here imports Keras; `tests/grader/test_layer_arguments.py` checks these tables against
+the installed Keras.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, NoReturn
+
+from grader.errors import InvalidModelConfig, UnsafeLayer, UnsupportedLayer
+from grader.layers import get_spec
+
+MODEL_CLASSES = frozenset({"Functional", "Sequential", "Model"})
+
+#: Built-in activations by the names `keras.activations.get` accepts (Keras 3.15).
+ACTIVATIONS = frozenset(
+    {
+        "celu",
+        "elu",
+        "exponential",
+        "gelu",
+        "glu",
+        "hard_shrink",
+        "hard_sigmoid",
+        "hard_silu",
+        "hard_swish",
+        "hard_tanh",
+        "leaky_relu",
+        "linear",
+        "log_sigmoid",
+        "log_softmax",
+        "mish",
+        "relu",
+        "relu6",
+        "selu",
+        "sigmoid",
+        "silu",
+        "soft_shrink",
+        "softmax",
+        "softplus",
+        "softsign",
+        "sparse_plus",
+        "sparse_sigmoid",
+        "sparsemax",
+        "squareplus",
+        "swish",
+        "tanh",
+        "tanh_shrink",
+        "threshold",
+    }
+)
+# The activations' own function names: the serialized function form resolves only these, not
+# the aliases `swish` and `hard_swish`.
+_FUNCTION_NAMES = ACTIVATIONS - {"swish", "hard_swish"}
+# Built-in, but refused: `glu` halves the last axis (the analysis infers the layer's own output
+# shape), and `threshold` needs arguments an activation is never given (Keras fails calling it).
+_ACTIVATION_PROBLEMS = {
+    "glu": (
+        UnsupportedLayer,
+        "halves the last axis, which the analysis does not model. Expected a shape-preserving "
+        "activation such as 'relu'",
+    ),
+    "threshold": (
+        InvalidModelConfig,
+        "needs a threshold and a default value that an activation is never given. Expected "
+        "another activation, or a ReLU layer with `threshold=` after this layer",
+    ),
+}
+
+# Weight-free, shape-preserving activation layers Keras accepts as an `activation` object
+# (`activation=keras.layers.LeakyReLU(0.1)`), with the arguments each takes.
+_LAYER_KEYS = ("name", "trainable", "dtype")
+ACTIVATION_LAYERS: dict[str, tuple[str, ...]] = {
+    "ReLU": ("max_value", "negative_slope", "threshold"),
+    "LeakyReLU": ("negative_slope",),
+    "ELU": ("alpha",),
+}
+
+_SEEDED = ("seed", "input_axes", "output_axes")
+#: Built-in initializers and their arguments (Keras 3.15 `keras.initializers`).
+INITIALIZERS: dict[str, tuple[str, ...]] = {
+    "Constant": ("value",),
+    "Zeros": (),
+    "Ones": (),
+    "Identity": ("gain",),
+    "Orthogonal": ("gain", "seed"),
+    "RandomNormal": ("mean", "stddev", "seed"),
+    "RandomUniform": ("minval", "maxval", "seed"),
+    "TruncatedNormal": ("mean", "stddev", "seed"),
+    "VarianceScaling": ("scale", "mode", "distribution", *_SEEDED),
+    "GlorotNormal": _SEEDED,
+    "GlorotUniform": _SEEDED,
+    "HeNormal": _SEEDED,
+    "HeUniform": _SEEDED,
+    "LecunNormal": _SEEDED,
+    "LecunUniform": _SEEDED,
+}
+#: Built-in regularizers and their arguments (`keras.regularizers`).
+REGULARIZERS: dict[str, tuple[str, ...]] = {
+    "L1": ("l1",),
+    "L2": ("l2",),
+    "L1L2": ("l1", "l2"),
+    "OrthogonalRegularizer": ("factor", "mode"),
+}
+#: Built-in constraints and their arguments (`keras.constraints`).
+CONSTRAINTS: dict[str, tuple[str, ...]] = {
+    "MaxNorm": ("max_value", "axis"),
+    "MinMaxNorm": ("min_value", "max_value", "rate", "axis"),
+    "NonNeg": (),
+    "UnitNorm": ("axis",),
+}
+
+# The other names Keras resolves to those classes (`ALL_OBJECTS_DICT`: snake_case and aliases).
+_INITIALIZER_ALIASES = {
+    "IdentityInitializer": "Identity",
+    "OrthogonalInitializer": "Orthogonal",
+    "normal": "RandomNormal",
+    "uniform": "RandomUniform",
+    "one": "Ones",
+    "zero": "Zeros",
+}
+
+
+def _snake(name: str) -> str:
+    out = ""
+    for index, char in enumerate(name):
+        if char.isupper() and index and not name[index - 1].isupper():
+            out += "_"
+        out += char.lower()
+    return out
+
+
+def _names(classes: Mapping[str, Any], aliases: Mapping[str, str] | None = None) -> dict[str, str]:
+    names = {name: name for name in classes}
+    names.update({_snake(name): name for name in classes})
+    names.update(aliases or {})
+    return names
+
+
+_INITIALIZER_NAMES = _names(INITIALIZERS, _INITIALIZER_ALIASES)
+_REGULARIZER_NAMES = _names(REGULARIZERS)
+_CONSTRAINT_NAMES = _names(CONSTRAINTS)
+
+#: Dtype names a layer may compute in; an InputLayer may also take integers and booleans.
+FLOAT_DTYPES = frozenset(
+    {"float16", "float32", "float64", "bfloat16", "mixed_float16", "mixed_bfloat16"}
+)
+INPUT_DTYPES = FLOAT_DTYPES | frozenset(
+    {"uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64", "bool"}
+)
+_QUANTIZATION_MODES = ("int8", "int4", "float8", "gptq", "awq")
+
+# Keywords some arguments take, and number ranges, exactly as Keras checks them (a value Keras
+# would refuse must be refused here, before any sandbox runs).
+_KEYWORDS = {
+    ("VarianceScaling", "mode"): frozenset({"fan_in", "fan_out", "fan_avg"}),
+    ("VarianceScaling", "distribution"): frozenset(
+        {"uniform", "normal", "truncated_normal", "untruncated_normal"}
+    ),
+    ("OrthogonalRegularizer", "mode"): frozenset({"rows", "columns"}),
+}
+_NON_NEGATIVE = frozenset({("L1", "l1"), ("L2", "l2"), ("L1L2", "l1"), ("L1L2", "l2")})
+_NON_NEGATIVE |= {("OrthogonalRegularizer", "factor")}
+_POSITIVE = frozenset({("VarianceScaling", "scale")})
+_DTYPE_POLICIES = frozenset(
+    {
+        "DTypePolicy",
+        "FloatDTypePolicy",
+        "DTypePolicyMap",
+        "QuantizedDTypePolicy",
+        "QuantizedFloat8DTypePolicy",
+        "Int4DTypePolicy",
+        "GPTQDTypePolicy",
+        "AWQDTypePolicy",
+    }
+)
+_QUANTIZED_POLICIES = _DTYPE_POLICIES - {"DTypePolicy", "FloatDTypePolicy", "DTypePolicyMap"}
+# Axis arguments: an integer, or a short list of them.
+_AXES = frozenset({"axis", "input_axes", "output_axes"})
+_MAX_AXES = 8
+
+# Keras classes that run code or load foreign programs (e.g. a SavedModel) when rebuilt.
+_CODE_CLASSES = frozenset(
+    {
+        "Lambda",
+        "TFOpLambda",
+        "SlicingOpLambda",
+        "TFSMLayer",
+        "JaxLayer",
+        "FlaxLayer",
+        "TorchModuleWrapper",
+        "Layer",
+    }
+)
+_OBJECT_KEYS = frozenset({"module", "class_name", "config", "registered_name", "shared_object_id"})
+
+_EXPECTED = {
+    "activation": (
+        "a built-in activation by name, e.g. activation='relu' (or a ReLU, LeakyReLU or ELU "
+        "layer object); to apply any other layer, add it after this layer instead"
+    ),
+    "initializer": (
+        "a built-in initializer with hyperparameters only, e.g. 'he_normal', "
+        "RandomNormal(stddev=0.05) or Constant(0.1)"
+    ),
+    "regularizer": (
+        "a built-in regularizer with number arguments: L1, L2, L1L2 or OrthogonalRegularizer, "
+        "e.g. L2(0.0001)"
+    ),
+    "constraint": (
+        "a built-in constraint with number arguments: MaxNorm, MinMaxNorm, NonNeg or UnitNorm"
+    ),
+    "dtype": "a dtype name such as 'float32' or 'mixed_float16' (or a DTypePolicy naming one)",
+    "array": "a number, or a list of numbers (one per channel)",
+}
+
+
+def accepted_objects() -> list[tuple[str, str]]:
+    """What each argument position accepts, in words, for the "Supported layers" page.
+
+    Returns:
+        ``(argument, accepted)`` pairs, the catch-all last.
+    """
+    shown = sorted(ACTIVATIONS - set(_ACTIVATION_PROBLEMS))
+    return [
+        (
+            "activation",
+            f"a built-in activation by name ({', '.join(repr(n) for n in shown)}), or a "
+            f"{', '.join(ACTIVATION_LAYERS)} layer object; any other layer goes after the layer",
+        ),
+        (
+            "*_initializer",
+            f"{', '.join(INITIALIZERS)} (or their names, e.g. 'he_normal'), with numbers, "
+            "keywords and an integer seed only: Constant(0.1), never an array",
+        ),
+        ("*_regularizer", f"{', '.join(REGULARIZERS)}, with number arguments"),
+        ("*_constraint", f"{', '.join(CONSTRAINTS)}, with number arguments"),
+        ("dtype", f"a float dtype or policy name: {', '.join(sorted(FLOAT_DTYPES))}"),
+        (
+            "any other argument",
+            "plain values (numbers, strings, lists): no serialized Keras object, no initial "
+            "weights",
+        ),
+    ]
+
+
+@dataclass(frozen=True)
+class _Where:
+    """The layer whose arguments are checked, as messages name it."""
+
+    name: str
+    class_name: str
+
+    def __str__(self) -> str:
+        return f"Layer `{self.name}` ({self.class_name})"
+
+
+def check_layer_arguments(
+    layer_cfg: Mapping[str, Any], name: str, *, outermost: bool = False
+) -> None:
+    """Refuse a serialized object that does not belong where one layer config holds it.
+
+    Args:
+        layer_cfg: one layer entry of a model config (``{"class_name", "config", ...}``); for a
+            nested model, its own arguments are checked, not its layers (each is checked on
+            its own).
+        name: the layer's (qualified) name, for messages.
+        outermost: whether `layer_cfg` is the whole model, whose ``compile_config`` is never
+            given to Keras (an outermost entry that is not a model is only checked for code:
+            the caller refuses it anyway).
+
+    Raises:
+        UnsafeLayer: an object that would be code: a Python lambda, a custom function, a class
+            from outside Keras or a custom registered one, a code-carrying Keras class
+            (``Lambda``, ``TFSMLayer``, ...), wherever it is nested.
+        InvalidModelConfig: a Keras object where it does not belong (a model as an activation,
+            a layer as a constraint), or data where a hyperparameter belongs (``Constant`` of
+            an array); the message names the layer, the argument, what was found and what to
+            write instead.
+        UnsupportedLayer: a quantized dtype policy, or the activation ``glu``.
+    """
+    class_name = str(layer_cfg.get("class_name"))
+    where = _Where(name, class_name)
+    is_model = class_name in MODEL_CLASSES
+    # A class the analysis refuses next (unsupported, or not a model at the top): code first.
+    checked = is_model or (
+        not outermost and (class_name == "InputLayer" or _is_supported(class_name))
+    )
+    for key, value in layer_cfg.items():
+        if key == "config":
+            if type(value) is dict:
+                if checked:
+                    _check_arguments(value, where, class_name, is_model)
+                else:
+                    for arg, item in value.items():
+                        _refuse_code(item, where, arg)
+            else:
+                _check_plain(value, where, key)
+        elif key == "inbound_nodes":
+            _check_plain(value, where, key, tensors=True)
+        elif key == "compile_config":
+            # Keras writes `{}` for a model never compiled, and compiles only from a non-empty
+            # one (`deserialize_keras_object`).
+            if outermost or not value:
+                continue
+            _refuse_code(value, where, key)
+            raise InvalidModelConfig(
+                f"{where} is a nested model that carries a compile config (optimizer, loss, "
+                "metrics). Expected an uncompiled nested model: the grader compiles the whole "
+                "model itself."
+            )
+        elif type(value) is dict or type(value) is list:
+            _check_plain(value, where, key)
+
+
+def _is_supported(class_name: str) -> bool:
+    return get_spec(class_name) is not None
+
+
+@lru_cache(maxsize=1024)  # keys come from uploads: bounded
+def _position(key: str) -> str:
+    """Which kind of object an argument of a (non-model) layer holds; "" for none."""
+    if key == "activation" or key.endswith("_activation"):
+        return "activation"
+    for suffix in ("initializer", "regularizer", "constraint"):
+        if key.endswith("_" + suffix):
+            return suffix
+    if key in ("dtype", "weights", "quantization_config"):
+        return key
+    return ""
+
+
+_BUILTINS = {
+    "initializer": (_INITIALIZER_NAMES, INITIALIZERS),
+    "regularizer": (_REGULARIZER_NAMES, REGULARIZERS),
+    "constraint": (_CONSTRAINT_NAMES, CONSTRAINTS),
+}
+
+
+def _check_arguments(
+    inner: Mapping[str, Any], where: _Where, class_name: str, is_model: bool
+) -> None:
+    arrays = ("scale", "offset") if class_name == "Rescaling" else ()
+    for key, value in inner.items():
+        if value is None:
+            continue
+        position = "dtype" if key == "dtype" else "" if is_model else _position(key)
+        if not position:
+            # The common case: a plain argument (name, filters, kernel_size, padding, ...).
+            if key in arrays:
+                _check_array(value, where, key)
+            elif (type(value) is dict or type(value) is list) and not (
+                is_model and key == "layers"  # each nested layer is checked on its own
+            ):
+                _check_plain(value, where, key)
+        elif position == "activation":
+            _check_activation(value, where, key)
+        elif position in _BUILTINS:
+            names, classes = _BUILTINS[position]
+            _check_builtin(value, where, key, position, names, classes)
+        elif position == "dtype":
+            _check_dtype(value, where, key, inputs=class_name == "InputLayer")
+        elif position == "weights":
+            raise InvalidModelConfig(
+                f"{where} has `{key}` set to {_describe(value)}: initial weights, data. "
+                "Expected no `weights` argument: the grader trains every model from fresh "
+                "weights; choose an initializer instead."
+            )
+        elif _is_object(value):  # quantization_config: a plain mapping is the spec's to judge
+            _refuse_code(value, where, key)
+            raise UnsupportedLayer(
+                f"{where} is quantized ({_describe(value)}). Expected a float model; quantize "
+                "after grading.",
+                layer_name=where.name,
+                class_name=class_name,
+            )
+        else:
+            _check_plain(value, where, key)
+
+
+# --- positions -----------------------------------------------------------------------------
+
+
+def _check_activation(value: Any, where: _Where, key: str) -> None:
+    if type(value) is str:
+        _check_activation_name(value, where, key)
+        return
+    if not _is_object(value):
+        _refuse(value, where, key, "activation")
+    class_name = value.get("class_name")
+    if class_name == "function":
+        fn = value.get("config")
+        if (
+            type(fn) is str
+            and fn in _FUNCTION_NAMES
+            and value.get("module") in ("keras.activations", "builtins")
+            and value.get("registered_name") in (None, "function", fn)
+            and set(value) <= _OBJECT_KEYS - {"shared_object_id"}
+        ):
+            _check_activation_name(fn, where, key)
+            return
+        _refuse(value, where, key, "activation")
+    args = ACTIVATION_LAYERS.get(str(class_name))
+    # A layer object is rebuilt by its module's path; one shared with another position
+    # (`shared_object_id`) would be replaced by that object when a `.keras` file is loaded.
+    if (
+        args is None
+        or value.get("module") != "keras.layers"
+        or value.get("registered_name") not in (None, class_name)
+        or not set(value) <= (_OBJECT_KEYS - {"shared_object_id"}) | {"build_config"}
+    ):
+        _refuse(value, where, key, "activation")
+    config = value.get("config")
+    if type(config) is not dict:
+        _refuse(value, where, key, "activation")
+    for arg, item in config.items():
+        if arg == "dtype":
+            _check_dtype(item, where, key)
+        elif arg == "name":
+            if type(item) is not str:
+                _refuse(value, where, key, "activation")
+        elif arg == "trainable":
+            if type(item) is not bool:
+                _refuse(value, where, key, "activation")
+        elif arg not in args or not (item is None or _is_number(item)):
+            _refuse(value, where, key, "activation", detail=_argument(class_name, arg, item))
+    _check_plain(value.get("build_config"), where, key)
+
+
+def _check_activation_name(fn: str, where: _Where, key: str) -> None:
+    if fn not in ACTIVATIONS:
+        raise InvalidModelConfig(
+            f"{where} has `{key}` set to {fn!r}, which is not a built-in activation. Expected "
+            f"one of: {', '.join(sorted(ACTIVATIONS - set(_ACTIVATION_PROBLEMS)))}."
+        )
+    problem = _ACTIVATION_PROBLEMS.get(fn)
+    if problem is None:
+        return
+    error, why = problem
+    message = f"{where} has `{key}` set to {fn!r}, which {why}."
+    if error is UnsupportedLayer:
+        raise UnsupportedLayer(message, layer_name=where.name, class_name=where.class_name)
+    raise error(message)
+
+
+def _check_builtin(
+    value: Any,
+    where: _Where,
+    key: str,
+    position: str,
+    names: Mapping[str, str],
+    classes: Mapping[str, tuple[str, ...]],
+) -> None:
+    """An initializer, regularizer or constraint: a name, or a built-in object of scalars."""
+    if type(value) is str:
+        if value not in names:
+            raise InvalidModelConfig(
+                f"{where} has `{key}` set to {value!r}, which is not a built-in {position}. "
+                f"Expected one of: {', '.join(classes)}."
+            )
+        return
+    if not _is_object(value):
+        _refuse(value, where, key, position)
+    canonical = names.get(str(value.get("class_name")))
+    module = value.get("module", "")
+    if (
+        canonical is None
+        or module not in ("", f"keras.{position}s")
+        or value.get("registered_name") not in (None, value.get("class_name"))
+        or not set(value) <= _OBJECT_KEYS
+    ):
+        _refuse(value, where, key, position)
+    config = value.get("config")
+    if config is None:
+        return
+    if type(config) is not dict:
+        _refuse(value, where, key, position)
+    allowed = classes[canonical]
+    for arg, item in config.items():
+        if arg not in allowed or not _is_hyperparameter(canonical, arg, item):
+            detail = _argument(canonical, arg, item)
+            if arg in allowed and not _is_scalar_like(item):
+                # Data where a hyperparameter belongs: the one way to smuggle weights in.
+                raise InvalidModelConfig(
+                    f"{where} has `{key}` {detail}: data, not a hyperparameter. Expected "
+                    f"{_EXPECTED[position]}; the grader trains every model from fresh weights."
+                )
+            _refuse(value, where, key, position, detail=detail)
+
+
+def _check_dtype(value: Any, where: _Where, key: str, *, inputs: bool = False) -> None:
+    allowed = INPUT_DTYPES if inputs else FLOAT_DTYPES
+    if value is None:
+        return
+    if type(value) is str:
+        if value.startswith(_QUANTIZATION_MODES) and "_from_" in value:
+            _quantized(value, where)
+        if value not in allowed:
+            raise InvalidModelConfig(
+                f"{where} has `{key}` set to {value!r}. Expected {_EXPECTED['dtype']}."
+            )
+        return
+    if not _is_object(value):
+        _refuse(value, where, key, "dtype")
+    class_name = str(value.get("class_name"))
+    config = value.get("config")
+    if class_name in _QUANTIZED_POLICIES:
+        _refuse_code(value, where, key)
+        _quantized(class_name, where)
+    if (
+        class_name not in ("DTypePolicy", "FloatDTypePolicy")
+        or value.get("module", "keras") not in ("keras", "keras.dtype_policies")
+        or value.get("registered_name") not in (None, class_name)
+        or not set(value) <= _OBJECT_KEYS
+        or type(config) is not dict
+        or set(config) != {"name"}
+        or type(config["name"]) is not str
+        or config["name"] not in allowed
+    ):
+        _refuse(value, where, key, "dtype")
+
+
+def _quantized(found: str, where: _Where) -> NoReturn:
+    raise UnsupportedLayer(
+        f"{where} is quantized ({found}). Expected a float model; quantize after grading.",
+        layer_name=where.name,
+        class_name=where.class_name,
+    )
+
+
+def _check_array(value: Any, where: _Where, key: str) -> None:
+    """Rescaling's scale or offset: a number, a list, or a 1-D array Keras wrote."""
+    if _is_number(value):
+        return
+    if type(value) is list:
+        _check_plain(value, where, key)
+        return
+    if (
+        _is_object(value)
+        and value.get("class_name") == "__numpy__"
+        and set(value) == {"class_name", "config"}
+        and type(value["config"]) is dict
+        and set(value["config"]) == {"value", "dtype"}
+        and type(value["config"]["dtype"]) is str
+        and (
+            _is_number(value["config"]["value"])
+            or (
+                type(value["config"]["value"]) is list
+                and all(_is_number(v) for v in value["config"]["value"])
+            )
+        )
+    ):
+        return
+    _refuse(value, where, key, "array")
+
+
+def _check_plain(value: Any, where: _Where, key: str, *, tensors: bool = False) -> None:
+    """Plain JSON only: refuse any serialized object inside `value` (input tensors if allowed)."""
+    # Iterative, with exact type checks: it walks every layer's lists and plain mappings on
+    # every upload, so it is kept tight.
+    kind = type(value)
+    if kind is not dict and kind is not list:
+        return
+    stack = [value]
+    pop, push = stack.pop, stack.append
+    while stack:
+        item = pop()
+        if type(item) is dict:
+            if "class_name" in item or "module" in item:
+                if tensors and item.get("class_name") == "__keras_tensor__":
+                    continue  # its shape and history are read by the graph builder
+                _refuse(item, where, key, None)
+            children: Any = item.values()
+        else:
+            children = item
+        for child in children:
+            child_kind = type(child)
+            if child_kind is dict or child_kind is list:
+                push(child)
+
+
+# --- refusals ------------------------------------------------------------------------------
+
+
+def _refuse(
+    found: Any, where: _Where, key: str, position: str | None, *, detail: str = ""
+) -> NoReturn:
+    """Raise for `found` at `key`: `UnsafeLayer` if it holds code, else `InvalidModelConfig`."""
+    _refuse_code(found, where, key)
+    described = detail or _describe(found)
+    if position is None:
+        expected = f"plain values in `{key}` (numbers, strings, lists): no object belongs there"
+    else:
+        expected = _EXPECTED[position]
+    raise InvalidModelConfig(f"{where} has `{key}` set to {described}. Expected {expected}.")
+
+
+def _refuse_code(value: Any, where: _Where, key: str) -> None:
+    code = _find_code(value)
+    if code is not None:
+        raise UnsafeLayer(
+            f"{where} has `{key}` set to custom code ({code}). Expected only built-in Keras "
+            "objects, e.g. activation='relu'.",
+            layer_name=where.name,
+            class_name=where.class_name,
+        )
+
+
+def _find_code(value: Any) -> str | None:
+    """Describe the first serialized object inside `value` that would need code to rebuild."""
+    from grader.graph_builder import KERAS_BUILTIN_LAYERS  # only on this cold path
+
+    known = (
+        KERAS_BUILTIN_LAYERS
+        | MODEL_CLASSES
+        | _DTYPE_POLICIES
+        | set(_INITIALIZER_NAMES)
+        | set(_REGULARIZER_NAMES)
+        | set(_CONSTRAINT_NAMES)
+        | {"SeedGenerator"}
+    )
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is dict:
+            module = item.get("module")
+            class_name = item.get("class_name")
+            if type(class_name) is not str:
+                class_name = None
+            registered = item.get("registered_name")
+            if module is not None and not (
+                type(module) is str and (module == "keras" or module.startswith("keras."))
+            ):
+                if class_name == "function" and module == "builtins":
+                    fn = item.get("config")
+                    if not (type(fn) is str and fn in ACTIVATIONS):
+                        return f"{fn!s} from module `builtins`, not a Keras activation"
+                else:
+                    return f"{item.get('config') or class_name!s} from module `{module}`"
+            if class_name == "__lambda__":
+                return "a Python lambda"
+            if class_name in _CODE_CLASSES:
+                return f"a `{class_name}` layer, which runs or loads code"
+            if type(registered) is str and ">" in registered:
+                return f"custom registered object {registered!r}"
+            if (
+                class_name is not None
+                and module is None
+                and not class_name.startswith("__")
+                and class_name not in known
+                and class_name != "function"
+            ):
+                return f"`{class_name}`, not a Keras class"
+            stack.extend(item.values())
+        elif type(item) is list:
+            stack.extend(item)
+    return None
+
+
+# --- words ---------------------------------------------------------------------------------
+
+
+def _is_object(value: Any) -> bool:
+    return type(value) is dict and ("class_name" in value or "module" in value)
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) in (int, float)
+
+
+def _is_scalar_like(value: Any) -> bool:
+    return value is None or type(value) in (bool, int, float, str)
+
+
+def _is_hyperparameter(class_name: str, arg: str, value: Any) -> bool:
+    if arg == "seed":
+        return value is None or type(value) is int
+    keywords = _KEYWORDS.get((class_name, arg))
+    if keywords is not None:
+        return type(value) is str and value in keywords
+    if (class_name, arg) in _NON_NEGATIVE:
+        return _is_number(value) and value >= 0
+    if (class_name, arg) in _POSITIVE:
+        return _is_number(value) and value > 0
+    if arg in _AXES:
+        if value is None or type(value) is int:
+            return True
+        return (
+            type(value) is list
+            and len(value) <= _MAX_AXES
+            and all(type(axis) is int for axis in value)
+        )
+    return _is_number(value)
+
+
+def _size(value: Any) -> int:
+    """How many numbers a (nested) list or serialized array holds, counted iteratively."""
+    count, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is list:
+            stack.extend(item)
+        elif type(item) is dict:
+            config = item.get("config")
+            if type(config) is dict:
+                stack.append(config.get("value"))
+        elif item is not None:
+            count += 1
+    return count
+
+
+def _describe(value: Any) -> str:
+    """What was found, in a few words (never the data itself: it may be megabytes)."""
+    if type(value) is list:
+        return f"a list of {_size(value):,} values"
+    if type(value) is dict:
+        class_name = value.get("class_name")
+        if class_name in ("__numpy__", "__tensor__"):
+            config = value.get("config")
+            inner = config.get("value") if type(config) is dict else None
+            return f"an array of {_size(inner):,} values"
+        if class_name is None:
+            return "a mapping"
+        module = value.get("module")
+        where = f" from `{module}`" if type(module) is str else ""
+        text = str(class_name)
+        if len(text) > 60:
+            text = text[:57] + "..."
+        if text in MODEL_CLASSES:
+            return f"a serialized `{text}` model{where}"
+        if text == "function":
+            return f"a serialized function {_describe(value.get('config'))}{where}"
+        return f"a serialized `{text}`{where}"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _argument(class_name: Any, arg: str, value: Any) -> str:
+    return f"{class_name} with `{arg}` = {_describe(value)}"
