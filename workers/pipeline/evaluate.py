@@ -5,9 +5,10 @@ rebuilds the architecture from its JSON config and loads the trained weights (HD
 evaluate-only mode it opens the uploaded `.keras` with Keras' safe mode after the pure-Python
 loader vetted its config. A `.py` submission is never given to this stage.
 
-In train mode it also measures the trained weights on the validation part the trainer holds out
-of the TRAIN split (mounted read-only next to the test split): the grader's own validation
-accuracy, which decides `min_val_accuracy` when the submission's code ran the training.
+In train mode it also measures the trained weights on the validation part held out of the TRAIN
+split (the host-prepared ``held-out/`` split, mounted read-only next to the test split): the
+grader's own validation accuracy, which decides `min_val_accuracy` when the submission's code ran
+the training.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from workers.pipeline.jobs import (
     sandbox_job,
     stage_log,
 )
-from workers.pipeline.train import SEED, VALIDATION_SPLIT
+from workers.pipeline.train import VALIDATION_SPLIT
 
 MODEL_CONFIG_FILE = "model.json"
 WEIGHTS_FILE = "weights.weights.h5"
@@ -38,8 +39,8 @@ KERAS_FILE = "submission.keras"
 class EvaluationOutput:
     """Metrics on the test split, and on the held-out validation part when measured.
 
-    `validation`: ``{"accuracy", "loss", "num_examples", "validation_split", "seed"}`` of the
-    trained weights on the validation part of the train split, or None (evaluate-only mode).
+    `validation`: ``{"accuracy", "loss", "num_examples", "validation_split"}`` of the trained
+    weights on the held-out validation part of the train split, or None (evaluate-only mode).
     """
 
     accuracy: float
@@ -72,15 +73,15 @@ def run_evaluate(
     weights_path: Path | None = None,
     keras_path: Path | None = None,
     gpu_device: str | None = None,
-    train_dir: Path | None = None,
+    held_out_dir: Path | None = None,
     cancel: threading.Event | None = None,
 ) -> EvaluationOutput:
     """Evaluate trained weights (train mode) or an uploaded `.keras` (evaluate-only mode).
 
     `cancel`, set from another thread, kills the sandbox (the worker lost the submission).
 
-    `train_dir` (train mode): the dataset's TRAIN split, to also measure the weights on the
-    validation part the trainer held out (`VALIDATION_SPLIT`, `SEED`).
+    `held_out_dir` (train mode): the held-out validation part of the TRAIN split (the prepared
+    dataset's ``held_out_dir``), to also measure the weights on it.
 
     Raises:
         StageFailed: The model could not be evaluated (refused archive, crash, timeout, ...).
@@ -102,8 +103,8 @@ def run_evaluate(
         (dirs.input / MODEL_CONFIG_FILE).write_text(json.dumps(model_config), encoding="utf-8")
         shutil.copyfile(weights_path, dirs.input / WEIGHTS_FILE)
         spec = {"stage": "evaluate", "model_config": MODEL_CONFIG_FILE, "weights": WEIGHTS_FILE}
-        if train_dir is not None:
-            spec["validation"] = {"validation_split": VALIDATION_SPLIT, "seed": SEED}
+        if held_out_dir is not None:
+            spec["validation"] = {"validation_split": VALIDATION_SPLIT}
     dirs.write_spec(spec)
     job = sandbox_job(
         stage="evaluate",
@@ -112,7 +113,7 @@ def run_evaluate(
         resources=resources,
         gpu_device=gpu_device,
         sandbox=sandbox,
-        validation_dir=train_dir if keras_path is None else None,
+        validation_dir=held_out_dir if keras_path is None else None,
     )
     result = sandbox.run(job, cancel=cancel)
     payload = read_stage_result(stage="evaluate", dirs=dirs, result=result, resources=resources)
@@ -141,5 +142,4 @@ def _validation(value: Any) -> dict[str, Any] | None:
         "loss": float(loss) if isinstance(loss, int | float) else None,
         "num_examples": examples if isinstance(examples, int) else None,
         "validation_split": VALIDATION_SPLIT,
-        "seed": SEED,
     }

@@ -1,7 +1,10 @@
 """Stage ``train``: validate the training config, train fresh weights, checkpoint, resume.
 
 Spec: ``{"stage": "train", "model_config": "model.json", "training_config": {...}|null,
-"policy": {...}, "validation_split": 0.1, "seed": 0, "submission": "submission.py"|null}``.
+"policy": {...}, "validation_split": 0.1, "seed": 0, "submission": "submission.py"|null,
+"held_out": true|false}``. With ``held_out`` the trainer validates on the held-out part mounted
+at ``/job/held-out`` (prepared on the host with the secret dataset key) and trains on all of
+``/job/data``; without, it holds ``validation_split`` of ``/job/data`` out with ``seed``.
 Result: ``{"ok": true, "epochs": [...], "seconds", "weights": "weights.weights.h5",
 "resumed_from_epoch", "custom_training", "training_config"}``; the weights are in ``/job/work``.
 
@@ -11,6 +14,7 @@ defines ``train(model, data, config)``; otherwise this stage never runs student 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from grader.training.config import validate_training_config
@@ -55,7 +59,11 @@ def run(job: JobPaths, spec: dict[str, Any], progress: ProgressChannel) -> dict[
     if train_fn is not None:
         outcome = train_custom(train_fn=train_fn, **common)
     else:
-        outcome = train(validation_split=float(spec.get("validation_split", 0.1)), **common)
+        outcome = train(
+            validation_split=float(spec.get("validation_split", 0.1)),
+            validation_dir=_held_out(job, spec),
+            **common,
+        )
     return {
         "ok": True,
         "epochs": outcome.epochs,
@@ -65,3 +73,12 @@ def run(job: JobPaths, spec: dict[str, Any], progress: ProgressChannel) -> dict[
         "custom_training": train_fn is not None,
         "training_config": config.to_dict(),
     }
+
+
+def _held_out(job: JobPaths, spec: dict[str, Any]) -> Path | None:
+    """The mounted held-out validation part, when the spec says the host prepared one."""
+    if not spec.get("held_out"):
+        return None
+    if not job.held_out.is_dir():
+        raise RunnerError(f"spec asks for the held-out part but {job.held_out} is not mounted.")
+    return job.held_out
