@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from grader.datasets import VALIDATION_FRACTION
 from workers.pipeline.errors import InfrastructureError, StageFailed
 from workers.pipeline.jobs import (
     JobDirs,
@@ -37,8 +38,8 @@ from workers.pipeline.plan import GradingPlan
 
 MODEL_CONFIG_FILE = "model.json"
 SUBMISSION_MODULE = "submission.py"
-# The share of the training split the host holds out (`grader.datasets.VALIDATION_FRACTION`).
-VALIDATION_SPLIT = 0.1
+# The share of the training split the host holds out (reported with the measurements).
+VALIDATION_SPLIT = VALIDATION_FRACTION
 # Seeds the weights, shuffling and augmentation; not which examples are held out (the key does).
 SEED = 0
 
