@@ -462,7 +462,7 @@ def complete_evaluation(
 
     Args:
         validation: The trained weights measured on the held-out validation part of the train
-            split (`{"accuracy", "loss", "num_examples", "validation_split", "seed"}`), stored
+            split (`{"accuracy", "loss", "num_examples", "validation_split"}`), stored
             as `Result.checks["validation"]`.
     """
     with transaction.atomic():

@@ -7,11 +7,36 @@ switch to PostgreSQL and Redis (docker-compose sets both).
 
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
 
 import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+
+def stored_key(path: Path) -> str:
+    """A random secret kept in `path` (mode 0600), generated on first use.
+
+    For the embedded default, which must run with nothing configured: every process of this
+    machine reads the same value. Creation is atomic (a hard link of a complete file), so two
+    processes starting at once agree on one key.
+    """
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        handle = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                out.write(secrets.token_urlsafe(48) + "\n")
+            os.link(partial, path)
+        except FileExistsError:
+            pass  # another process created it first: use theirs
+        finally:
+            partial.unlink(missing_ok=True)
+    return path.read_text(encoding="utf-8").strip()
+
 
 env = environ.Env()
 # A developer's `.env` is optional; real deployments set the environment directly.
@@ -173,6 +198,11 @@ CELERY_TIMEZONE = TIME_ZONE
 GRADER_SANDBOX = env.str("GRADER_SANDBOX", default="bwrap")  # "docker" or "bwrap"
 GRADER_SANDBOX_IMAGE = env.str("GRADER_SANDBOX_IMAGE", default="cnn-grader-sandbox:latest")
 GRADER_DATA_DIR = Path(env.str("GRADER_DATA_DIR", default=str(VAR_DIR / "datasets")))
+# The secret that chooses which examples are held out for validation and, for the datasets we
+# split ourselves, which form the test split (grader.datasets.keys). Only the workers' host code
+# reads it; no sandbox ever gets it. Every worker host of a deployment needs the same value.
+# Empty here: `local` generates one under var/, `test` uses a fixed one, production needs it set.
+GRADER_DATASET_KEY = env.str("GRADER_DATASET_KEY", default="")
 GRADER_JOBS_DIR = Path(env.str("GRADER_JOBS_DIR", default=str(VAR_DIR / "jobs")))
 GRADER_MAX_UPLOAD_BYTES = env.int("GRADER_MAX_UPLOAD_BYTES", default=20 * 1024 * 1024)
 GRADER_GPU_IDS: list[str] = env.list("GRADER_GPU_IDS", default=[])

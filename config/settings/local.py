@@ -1,10 +1,13 @@
 """The embedded default for a developer's machine: debug on, a throwaway secret key."""
 
 from .base import *  # noqa: F403
-from .base import env
+from .base import GRADER_DATASET_KEY, VAR_DIR, env, stored_key
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
 SECRET_KEY = env.str(
     "DJANGO_SECRET_KEY", default="insecure-local-development-key-not-for-production"
 )
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+# One machine, nothing to configure: a key generated once and kept in var/ (never mounted into a
+# sandbox). Set GRADER_DATASET_KEY to share one between machines.
+GRADER_DATASET_KEY = GRADER_DATASET_KEY or stored_key(VAR_DIR / "dataset.key")

@@ -15,6 +15,19 @@ if SECRET_KEY.lower() in _INSECURE_KEYS or len(SECRET_KEY) < 32 or "insecure" in
         "DJANGO_SECRET_KEY must be set to a random value of at least 32 characters in "
         "production (received an empty, short or placeholder value)."
     )
+# No default: the web site never reads it; a worker without it refuses to prepare a dataset
+# (its gradings end as infrastructure errors naming GRADER_DATASET_KEY). A weak one is refused.
+GRADER_DATASET_KEY = env.str("GRADER_DATASET_KEY", default="")
+if GRADER_DATASET_KEY and (
+    len(GRADER_DATASET_KEY) < 32
+    or GRADER_DATASET_KEY.lower() in _INSECURE_KEYS
+    or "insecure" in GRADER_DATASET_KEY
+    or GRADER_DATASET_KEY.startswith("test-only")
+):
+    raise ImproperlyConfigured(
+        "GRADER_DATASET_KEY must be a random value of at least 32 characters in production "
+        "(received a short or placeholder value)."
+    )
 if not ALLOWED_HOSTS or "*" in ALLOWED_HOSTS:
     raise ImproperlyConfigured(
         "DJANGO_ALLOWED_HOSTS must list the site's host names in production "

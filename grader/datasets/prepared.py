@@ -1,4 +1,21 @@
-"""Prepared datasets: ``train/`` and ``test/`` directories of read-only ``.npy`` arrays."""
+"""Prepared datasets: one directory of read-only ``.npy`` arrays per split, cut on the host.
+
+Layout of ``<data dir>/prepared/<name>/``:
+
+- ``train/``: the whole training split. Host side only: never mounted into a sandbox.
+- ``train-part/``: the training split without its held-out validation part: what training
+  sandboxes get (the trainer, and a submission's own ``train()`` when custom training is allowed).
+- ``held-out/``: the held-out validation part (`VALIDATION_FRACTION` of the training split):
+  mounted for the trusted trainer's validation curves and for the evaluate stage, which both run
+  no student code.
+- ``test/``: the test split, mounted for the evaluate stage only.
+- ``origin.json``: the format, and which dataset key (`grader.datasets.keys.key_id`) chose the
+  splits; a copy prepared with another key, or in an older format, is prepared again.
+
+Which examples are held out (and, for ``synthetic`` and ``digits``, which form the test split)
+is derived from the deployment's dataset key, so nothing mounted where student code runs can
+compute them; the splits reach sandboxes as data only.
+"""
 
 from __future__ import annotations
 
@@ -13,14 +30,21 @@ from typing import Any
 
 import numpy as np
 
+from grader.datasets.keys import check_key, derive_seed, key_id
 from grader.datasets.registry import DatasetSource, get_source
 from grader.errors import DatasetUnavailable
 
-FORMAT_VERSION = 1
+# 2: splits chosen with the dataset key; train-part/ and held-out/ prepared with them.
+FORMAT_VERSION = 2
 PREPARED_DIRNAME = "prepared"
 META_FILENAME = "meta.json"
-SPLITS = ("train", "test")
-TRAINING_PART_PREFIX = "train-part"
+ORIGIN_FILENAME = "origin.json"
+TRAIN_PART = "train-part"
+HELD_OUT = "held-out"
+SPLITS = ("train", TRAIN_PART, HELD_OUT, "test")
+# The share of the training split held out for validation (what the trainer and the evaluate
+# stage measure validation accuracy on).
+VALIDATION_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
@@ -29,11 +53,14 @@ class PreparedDataset:
 
     Attributes:
         name: registry name.
-        train_dir: directory with the training split (``x.npy``, ``y.npy``, ``meta.json``).
-        test_dir: directory with the test split, never mounted for build or train.
+        train_dir: the whole training split (``x.npy``, ``y.npy``, ``meta.json``); host side
+            only, never mounted.
+        test_dir: the test split, mounted for evaluate only.
         input_shape: image shape (height, width, channels).
         num_classes: number of classes.
         class_names: label names, index = label.
+        train_part_dir: the training split without its held-out part: what training sees.
+        held_out_dir: the held-out validation part, never mounted where student code runs.
     """
 
     name: str
@@ -42,11 +69,17 @@ class PreparedDataset:
     input_shape: tuple[int, int, int]
     num_classes: int
     class_names: tuple[str, ...]
+    train_part_dir: Path
+    held_out_dir: Path
 
 
 @dataclass(frozen=True)
 class SplitMeta:
-    """What ``meta.json`` says about one split."""
+    """What ``meta.json`` says about one split.
+
+    `sha256` holds the digests of ``x.npy`` and ``y.npy`` (in that order) as written, which
+    identify the split's content (the trainer's checkpoints record them).
+    """
 
     dataset: str
     split: str
@@ -54,6 +87,7 @@ class SplitMeta:
     num_classes: int
     class_names: tuple[str, ...]
     num_examples: int
+    sha256: tuple[str, ...] = ()
 
 
 def _sha256(path: Path) -> str:
@@ -82,8 +116,9 @@ def read_split_meta(split_dir: Path) -> SplitMeta:
             num_classes=int(raw["num_classes"]),
             class_names=tuple(str(v) for v in raw["class_names"]),
             num_examples=int(raw["num_examples"]),
+            sha256=tuple(str(raw.get("sha256", {}).get(name, "")) for name in ("x.npy", "y.npy")),
         )
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise DatasetUnavailable(f"Split metadata `{path}` is missing or invalid: {exc}") from exc
 
 
@@ -121,10 +156,11 @@ def load_split(split_dir: Path, *, mmap: bool = True) -> tuple[np.ndarray, np.nd
 def split_indices(
     num_examples: int, validation_split: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Deterministic ``(train, validation)`` index arrays over the training split.
+    """Deterministic ``(train, validation)`` index arrays over `num_examples` examples.
 
-    The trainer holds the validation part out of training; the evaluate stage measures the
-    trained weights on the same part; a custom training never sees it (`training_part`).
+    `prepare_dataset` cuts the held-out validation part with a seed derived from the dataset
+    key (so only the host knows it); the trainer uses a plain seed only when it is given no
+    held-out directory (direct calls, tests).
     """
     if not 0.0 <= validation_split < 1.0:
         raise ValueError(f"validation_split is {validation_split}. Expected a number in [0, 1).")
@@ -168,7 +204,23 @@ def _write_split(
         os.chmod(directory / name, 0o444)
 
 
-def _is_valid(root: Path, source: DatasetSource) -> bool:
+def _origin(source: DatasetSource, key: str) -> dict[str, Any]:
+    return {
+        "format": FORMAT_VERSION,
+        "dataset": source.name,
+        "key_id": key_id(key),
+        "validation_fraction": VALIDATION_FRACTION,
+    }
+
+
+def _is_valid(root: Path, source: DatasetSource, key: str) -> bool:
+    try:
+        origin = json.loads((root / ORIGIN_FILENAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if origin != _origin(source, key):
+        return False
+    counts = {}
     try:
         for split in SPLITS:
             meta = read_split_meta(root / split)
@@ -178,9 +230,10 @@ def _is_valid(root: Path, source: DatasetSource) -> bool:
             ) != (source.input_shape, source.class_names):
                 return False
             load_split(root / split)
+            counts[split] = meta.num_examples
     except DatasetUnavailable:
         return False
-    return True
+    return counts["train"] == counts[TRAIN_PART] + counts[HELD_OUT]
 
 
 def _as_prepared(root: Path, source: DatasetSource) -> PreparedDataset:
@@ -191,127 +244,71 @@ def _as_prepared(root: Path, source: DatasetSource) -> PreparedDataset:
         input_shape=source.input_shape,
         num_classes=source.num_classes,
         class_names=source.class_names,
+        train_part_dir=root / TRAIN_PART,
+        held_out_dir=root / HELD_OUT,
     )
 
 
-def prepare_dataset(name: str, data_dir: Path | str) -> PreparedDataset:
-    """Prepare dataset `name` under ``data_dir/prepared/<name>/{train,test}``, or reuse it.
+def held_out_indices(name: str, num_examples: int, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(kept, held out)`` indices of dataset `name`'s training split, chosen with `key`.
 
-    Idempotent and safe to race: a valid prepared copy is reused as is; otherwise the arrays are
-    written into a temporary directory that is renamed into place in one step, so readers never
-    see half-written files.
+    Host side: `prepare_dataset` cuts ``train-part/`` and ``held-out/`` with them.
+
+    Raises:
+        DatasetUnavailable: the key is missing or too short.
+    """
+    return split_indices(num_examples, VALIDATION_FRACTION, derive_seed(key, name, HELD_OUT))
+
+
+def prepare_dataset(name: str, data_dir: Path | str, *, key: str) -> PreparedDataset:
+    """Prepare dataset `name` under ``data_dir/prepared/<name>/``, or reuse it.
+
+    Idempotent and safe to race: a valid prepared copy (same format, same key) is reused as is;
+    otherwise the arrays are written into a temporary directory that is renamed into place in
+    one step, so readers never see half-written files.
 
     Args:
         name: a key of `grader.datasets.DATASETS`.
         data_dir: the data directory; raw downloads sit in it in Keras' cache layout.
+        key: the deployment's dataset key (at least 32 characters), which chooses the held-out
+            validation part and, for ``synthetic`` and ``digits``, the test split. The same key
+            always prepares the same arrays; never pass it to a sandbox.
 
     Returns:
         The prepared dataset's directories and metadata.
 
     Raises:
-        DatasetUnavailable: unknown name, or the raw files are missing or malformed.
+        DatasetUnavailable: unknown name, a missing or short key, or the raw files are missing
+            or malformed.
     """
     source = get_source(name)
+    check_key(key)
     data_dir = Path(data_dir)
     root = data_dir / PREPARED_DIRNAME / source.name
-    if _is_valid(root, source):
+    if _is_valid(root, source, key):
         return _as_prepared(root, source)
 
-    x_train, y_train, x_test, y_test = source.read(data_dir)
+    x_train, y_train, x_test, y_test = source.read(data_dir, key)
+    kept, held_out = held_out_indices(source.name, len(y_train), key)
     root.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{source.name}.", dir=root.parent))
     try:
         _write_split(staging / "train", source, "train", x_train, y_train)
+        _write_split(staging / TRAIN_PART, source, TRAIN_PART, x_train[kept], y_train[kept])
+        _write_split(staging / HELD_OUT, source, HELD_OUT, x_train[held_out], y_train[held_out])
         _write_split(staging / "test", source, "test", x_test, y_test)
+        origin = staging / ORIGIN_FILENAME
+        origin.write_text(json.dumps(_origin(source, key), indent=2) + "\n", encoding="utf-8")
+        os.chmod(origin, 0o444)
         if root.exists():
-            # Present but invalid (interrupted by hand, older format): replace it.
+            # Present but invalid (interrupted by hand, older format, another key): replace it.
             shutil.rmtree(root)
         try:
             os.rename(staging, root)
         except OSError:
             # Another process renamed its copy first; theirs is as good as ours.
-            if not _is_valid(root, source):
+            if not _is_valid(root, source, key):
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return _as_prepared(root, source)
-
-
-def _raw_meta(split_dir: Path) -> dict[str, Any]:
-    try:
-        raw = json.loads((Path(split_dir) / META_FILENAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return raw if isinstance(raw, dict) else {}
-
-
-def training_part(train_dir: Path | str, *, validation_split: float, seed: int) -> Path:
-    """The training split without its held-out validation part, as a split directory of its own.
-
-    A custom training (the student's own ``train()``) is mounted this directory instead of the
-    whole training split, so the validation part the grader measures the trained weights on is
-    never seen by student code. Written once next to `train_dir` (``train-part-<split>-<seed>``),
-    reused while the training split it was cut from is unchanged, and safe to race like
-    `prepare_dataset`.
-
-    Args:
-        train_dir: a prepared ``train/`` directory.
-        validation_split: the fraction the trainer holds out (`split_indices`).
-        seed: the seed of the split.
-
-    Returns:
-        The directory (``x.npy``, ``y.npy``, ``meta.json`` with ``split`` = ``"train"``).
-
-    Raises:
-        DatasetUnavailable: the training split is missing or malformed.
-    """
-    train_dir = Path(train_dir)
-    meta = read_split_meta(train_dir)
-    origin = {
-        "sha256": _raw_meta(train_dir).get("sha256"),
-        "validation_split": validation_split,
-        "seed": seed,
-    }
-    target = train_dir.parent / f"{TRAINING_PART_PREFIX}-{validation_split:g}-{seed}"
-    if _raw_meta(target).get("cut_from") == origin:
-        try:
-            load_split(target)
-            return target
-        except DatasetUnavailable:
-            pass
-    x, y = load_split(train_dir)
-    keep, _ = split_indices(len(y), validation_split, seed)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=train_dir.parent))
-    try:
-        part = staging / "split"
-        part.mkdir()
-        np.save(part / "x.npy", np.ascontiguousarray(x[keep]), allow_pickle=False)
-        np.save(part / "y.npy", np.ascontiguousarray(y[keep]), allow_pickle=False)
-        record = {
-            "format": FORMAT_VERSION,
-            "dataset": meta.dataset,
-            "split": "train",
-            "input_shape": list(meta.input_shape),
-            "num_classes": meta.num_classes,
-            "class_names": list(meta.class_names),
-            "num_examples": len(keep),
-            "sha256": {name: _sha256(part / name) for name in ("x.npy", "y.npy")},
-            "cut_from": origin,
-        }
-        (part / META_FILENAME).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        for name in ("x.npy", "y.npy", META_FILENAME):
-            os.chmod(part / name, 0o444)
-        os.chmod(part, 0o755)  # noqa: S103 - read-only data, readable by the sandbox user
-        if target.exists():
-            if _raw_meta(target).get("cut_from") == origin:
-                return target  # another worker cut it meanwhile
-            shutil.rmtree(target)  # cut from an earlier preparation of the split
-        try:
-            os.rename(part, target)
-        except OSError:
-            # Another worker renamed its copy first; it was cut the same way.
-            if _raw_meta(target).get("cut_from") != origin:
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target

@@ -9,15 +9,14 @@ from pathlib import Path
 import numpy as np
 
 from grader.datasets import keras_formats, synthetic
+from grader.datasets.keys import derive_seed
 from grader.errors import DatasetUnavailable
 
 Arrays = keras_formats.Arrays
 
 SYNTHETIC_TRAIN_EXAMPLES = 2048
 SYNTHETIC_TEST_EXAMPLES = 512
-SYNTHETIC_SEED = 20_240_601
 DIGITS_TEST_FRACTION = 0.2
-DIGITS_SPLIT_SEED = 0
 
 KERAS_DATASETS_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 
@@ -48,7 +47,9 @@ class DatasetSource:
         description: one line for people.
         input_shape: image shape (height, width, channels).
         class_names: label names, index = label.
-        read: reads ``(x_train, y_train, x_test, y_test)`` given the data directory.
+        read: reads ``(x_train, y_train, x_test, y_test)`` given the data directory and the
+            dataset key; a dataset whose split is ours to choose (``synthetic``, ``digits``)
+            chooses it with the key, so no code in a sandbox can compute the test examples.
         downloads: what ``fetch_dataset`` downloads; empty for offline datasets.
     """
 
@@ -56,7 +57,7 @@ class DatasetSource:
     description: str
     input_shape: tuple[int, int, int]
     class_names: tuple[str, ...]
-    read: Callable[[Path], Arrays] = field(repr=False)
+    read: Callable[[Path, str], Arrays] = field(repr=False)
     downloads: tuple[Download, ...] = ()
 
     @property
@@ -65,31 +66,40 @@ class DatasetSource:
         return len(self.class_names)
 
 
-def _read_synthetic(_data_dir: Path) -> Arrays:
-    # One stream, cut in two: train and test come from the same distribution yet never share
-    # an image.
-    x, y = synthetic.make_synthetic(
-        SYNTHETIC_TRAIN_EXAMPLES + SYNTHETIC_TEST_EXAMPLES, seed=SYNTHETIC_SEED
+def _read_synthetic(_data_dir: Path, key: str) -> Arrays:
+    # Two independent keyed streams: train and test come from the same distribution yet never
+    # share an image, and neither can be generated without the key.
+    x_train, y_train = synthetic.make_keyed_synthetic(
+        SYNTHETIC_TRAIN_EXAMPLES, key=key, split="train"
     )
-    cut = SYNTHETIC_TRAIN_EXAMPLES
-    return x[:cut], y[:cut], x[cut:], y[cut:]
+    x_test, y_test = synthetic.make_keyed_synthetic(SYNTHETIC_TEST_EXAMPLES, key=key, split="test")
+    return x_train, y_train, x_test, y_test
 
 
-def _read_digits(_data_dir: Path) -> Arrays:
-    """scikit-learn's bundled 8x8 digits (1,797 images), split 80/20, stratified, seeded."""
+def _read_digits(_data_dir: Path, key: str) -> Arrays:
+    """scikit-learn's bundled 8x8 digits (1,797 images), split 80/20, stratified, keyed."""
     from sklearn.datasets import load_digits  # imported here: slow, and only digits needs it
 
     bunch = load_digits()
     # Pixel values are 0..16; scale to the 0..255 range every other dataset uses.
     images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
     labels = bunch.target.astype(np.int64)
-    rng = np.random.Generator(np.random.PCG64(DIGITS_SPLIT_SEED))
+    rng = np.random.Generator(np.random.PCG64(derive_seed(key, "digits", "test")))
     test_mask = np.zeros(labels.shape[0], dtype=bool)
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
         chosen = rng.permutation(members)[: round(members.size * DIGITS_TEST_FRACTION)]
         test_mask[chosen] = True
     return images[~test_mask], labels[~test_mask], images[test_mask], labels[test_mask]
+
+
+def _keyless(reader: Callable[[Path], Arrays]) -> Callable[[Path, str], Arrays]:
+    """A reader of a dataset whose split is fixed upstream (the key chooses nothing there)."""
+
+    def read(data_dir: Path, _key: str) -> Arrays:
+        return reader(data_dir)
+
+    return read
 
 
 CIFAR10_CLASSES = (
@@ -139,7 +149,7 @@ DATASETS: dict[str, DatasetSource] = {
             description="CIFAR-10: 50,000 + 10,000 32x32 RGB images, 10 classes.",
             input_shape=(32, 32, 3),
             class_names=CIFAR10_CLASSES,
-            read=keras_formats.read_cifar10,
+            read=_keyless(keras_formats.read_cifar10),
             downloads=(
                 Download(
                     url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
@@ -154,8 +164,10 @@ DATASETS: dict[str, DatasetSource] = {
             description="MNIST: 60,000 + 10,000 28x28 grey handwritten digits.",
             input_shape=(28, 28, 1),
             class_names=tuple(str(d) for d in range(10)),
-            read=lambda data_dir: keras_formats.read_mnist_npz(
-                data_dir / keras_formats.MNIST_FILENAME
+            read=_keyless(
+                lambda data_dir: keras_formats.read_mnist_npz(
+                    data_dir / keras_formats.MNIST_FILENAME
+                )
             ),
             downloads=(
                 Download(
@@ -170,7 +182,7 @@ DATASETS: dict[str, DatasetSource] = {
             description="Fashion-MNIST: 60,000 + 10,000 28x28 grey clothing images.",
             input_shape=(28, 28, 1),
             class_names=FASHION_MNIST_CLASSES,
-            read=keras_formats.read_fashion_mnist,
+            read=_keyless(keras_formats.read_fashion_mnist),
             downloads=tuple(
                 Download(
                     url=KERAS_DATASETS_URL + name,

@@ -5,11 +5,19 @@ checkerboard. Each image draws its own period, phase, position, foreground and b
 and additive noise, so no two images repeat and a model has to learn the pattern's geometry, not
 a colour or a pixel. The `smoke` preset relies on a small separable CNN reaching at least 0.8
 validation accuracy in a few epochs here.
+
+The graded copy is `make_keyed_synthetic`: each image is drawn from a generator of its own, seeded
+from the deployment's dataset key (`grader.datasets.keys`), so the test images cannot be
+regenerated from this code, nor from the training images a sandbox sees (recovering one image's
+generator state reveals nothing about another's). `make_synthetic` (one public seed) is for
+experiments and tests.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from grader.datasets.keys import derive_seed
 
 CLASS_NAMES: tuple[str, ...] = ("horizontal_stripes", "vertical_stripes", "blob", "checkerboard")
 IMAGE_SIZE = 16
@@ -33,6 +41,42 @@ def _pattern(kind: int, rng: np.random.Generator, size: int) -> np.ndarray:
     return (((rows + offset_r) // cell + (cols + offset_c) // cell) % 2).astype(np.float64)
 
 
+def _render(kind: int, rng: np.random.Generator) -> np.ndarray:
+    """One uint8 image of class `kind`, drawing everything it varies from `rng`."""
+    pattern = _pattern(kind, rng, IMAGE_SIZE)[..., None]
+    foreground = rng.uniform(0.55, 1.0, size=3)
+    background = rng.uniform(0.0, 0.35, size=3)
+    image = background + (foreground - background) * pattern
+    image += rng.normal(0.0, NOISE_STD, size=image.shape)
+    return np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
+
+
+def make_keyed_synthetic(
+    num_examples: int, *, key: str, split: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Generate the `split` split of the graded synthetic dataset from the dataset key.
+
+    Args:
+        num_examples: how many images; balanced like `make_synthetic`.
+        key: the deployment's dataset key (`grader.datasets.keys.check_key`).
+        split: names the split (``"train"``, ``"test"``); each split's images are independent.
+
+    Returns:
+        ``(x, y)`` as `make_synthetic` returns them.
+
+    Raises:
+        DatasetUnavailable: the key is missing or too short.
+    """
+    labels = np.arange(num_examples, dtype=np.int64) % len(CLASS_NAMES)
+    order = np.random.Generator(np.random.PCG64(derive_seed(key, "synthetic", split, "order")))
+    order.shuffle(labels)
+    images = np.empty((num_examples, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+    for index, kind in enumerate(labels):
+        seed = derive_seed(key, "synthetic", split, "image", str(index))
+        images[index] = _render(int(kind), np.random.Generator(np.random.PCG64(seed)))
+    return images, labels
+
+
 def make_synthetic(num_examples: int, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Generate `num_examples` balanced images and labels from `seed`.
 
@@ -48,10 +92,5 @@ def make_synthetic(num_examples: int, *, seed: int) -> tuple[np.ndarray, np.ndar
     rng.shuffle(labels)
     images = np.empty((num_examples, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
     for index, kind in enumerate(labels):
-        pattern = _pattern(int(kind), rng, IMAGE_SIZE)[..., None]
-        foreground = rng.uniform(0.55, 1.0, size=3)
-        background = rng.uniform(0.0, 0.35, size=3)
-        image = background + (foreground - background) * pattern
-        image += rng.normal(0.0, NOISE_STD, size=image.shape)
-        images[index] = np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
+        images[index] = _render(int(kind), rng)
     return images, labels

@@ -14,7 +14,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +46,18 @@ def fingerprint(
     seed: int,
     validation_split: float,
     num_examples: int,
+    *,
+    data: Sequence[str] = (),
 ) -> str:
-    """Identifies a training job: a checkpoint is only resumed by the job that wrote it."""
-    payload = json.dumps(
-        [model_config, config.to_dict(), seed, validation_split, num_examples], sort_keys=True
-    )
+    """Identifies a training job: a checkpoint is only resumed by the job that wrote it.
+
+    `data`: digests of the examples trained and validated on, when known (a held-out part
+    prepared on the host); a dataset prepared again with another key is another job.
+    """
+    job: list[Any] = [model_config, config.to_dict(), seed, validation_split, num_examples]
+    if data:
+        job.append(list(data))
+    payload = json.dumps(job, sort_keys=True)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from grader.datasets import load_split, read_split_meta, split_indices
+from grader.datasets import load_split, read_split_meta
 from grader.errors import InvalidModelConfig
 from grader.training.safe_model import build_model, load_keras_file
 
@@ -138,24 +138,19 @@ def evaluate(*, model_config: Mapping[str, Any], weights_path: Path, test_dir: P
     return evaluate_model(model, test_dir)
 
 
-def evaluate_held_out(
-    model: Any, train_dir: Path, *, validation_split: float, seed: int
-) -> Evaluation | None:
-    """Metrics on the validation part the trainer holds out of the training split.
+def evaluate_held_out(model: Any, held_out_dir: Path) -> Evaluation | None:
+    """Metrics on the held-out validation part of the training split.
 
-    The same examples as the trainer's per-epoch validation (`grader.datasets.split_indices`
-    with the same fraction and seed), measured here on the final weights: the grader's own
-    number, whoever ran the training loop.
+    The same examples as the trainer's per-epoch validation (the host-prepared ``held-out/``
+    split), measured here on the final weights: the grader's own number, whoever ran the
+    training loop.
 
     Returns:
-        The metrics, or None when the split holds nothing out (too few examples).
+        The metrics, or None when nothing was held out (too few examples).
     """
-    meta = read_split_meta(train_dir)
-    x, y = load_split(train_dir)
-    _, held_out = split_indices(len(y), validation_split, seed)
-    if not len(held_out):
+    if read_split_meta(held_out_dir).num_examples == 0:
         return None
-    return metrics_from_scores(predict_scores(model, x[held_out]), y[held_out], meta.num_classes)
+    return evaluate_model(model, held_out_dir)
 
 
 def evaluate_keras_file(*, keras_file: Path, test_dir: Path) -> Evaluation:

@@ -2,7 +2,8 @@
 
 Inside the train sandbox the trainer rebuilds the student's architecture from its JSON config
 (never their weights, never their code unless the assignment allows custom training), trains on
-the training split with a deterministic held-out validation part, prints one
+the training examples and measures each epoch on the held-out validation part, which the host
+prepared as a directory of its own (chosen with the secret dataset key), prints one
 ``GRADER-PROGRESS`` line per epoch through the `progress` callable, and checkpoints every epoch
 into ``/job/work`` so that a re-run after a crash or SIGKILL resumes at the next epoch.
 
@@ -126,16 +127,22 @@ def train(
     progress: Progress = lambda _record: None,
     accelerator: Accelerator | None = None,
     on_built: Callable[[Any], None] = lambda _model: None,
+    validation_dir: Path | None = None,
 ) -> TrainOutcome:
     """Train the architecture from scratch on the training split; resume if a checkpoint exists.
 
     Args:
         model_config: the Keras model config (checked: no Lambda, no custom classes).
         config: the validated training config.
-        train_dir: the prepared training split (``x.npy``, ``y.npy``, ``meta.json``).
+        train_dir: the prepared training examples (``x.npy``, ``y.npy``, ``meta.json``).
         work_dir: persistent scratch: checkpoints and the final ``weights.weights.h5``.
-        validation_split: fraction of the training split held out for validation curves.
-        seed: seeds weights, the split, shuffling and augmentation.
+        validation_split: without `validation_dir`, the fraction of `train_dir` held out for
+            validation curves (chosen with `seed`); with it, the fraction the host held out,
+            recorded in the checkpoints' fingerprint.
+        seed: seeds weights, shuffling and augmentation (and the split without
+            `validation_dir`).
+        validation_dir: the held-out validation part as a split of its own (the pipeline's
+            ``held-out/``); then all of `train_dir` is trained on.
         progress: receives each epoch's record (already-done epochs first when resuming).
         accelerator: what to enable; detected when None.
         on_built: receives the freshly built model first, before any epoch is reported
@@ -160,12 +167,15 @@ def train(
     # is ever reported.
     on_built(model)
     meta = read_split_meta(train_dir)
-    x, y = load_split(train_dir)
-    train_index, val_index = split_indices(len(y), validation_split, seed)
+    x_train, y_train, x_val, y_val, data = _training_data(
+        train_dir, validation_dir, validation_split, seed
+    )
     work_dir = Path(work_dir)
     checkpoint_dir = work_dir / CHECKPOINT_DIRNAME
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    job = fingerprint(model_config, config, seed, validation_split, len(y))
+    job = fingerprint(
+        model_config, config, seed, validation_split, len(y_train) + len(y_val), data=data
+    )
     state = read_state(checkpoint_dir, job, config.epochs)
     done: list[dict[str, Any]] = list(state["epochs"]) if state else []
     initial_epoch = state["epoch"] if state else 0
@@ -173,8 +183,8 @@ def train(
         progress(record)
 
     dataset, steps = make_train_dataset(
-        x[train_index],
-        y[train_index],
+        x_train,
+        y_train,
         config=config,
         num_classes=meta.num_classes,
         seed=seed,
@@ -185,10 +195,10 @@ def train(
         model.optimizer.build(model.trainable_variables)
         model.load_weights(checkpoint_dir / state["checkpoint"])
     validation = None
-    if len(val_index):
+    if len(y_val):
         validation = make_eval_dataset(
-            x[val_index],
-            y[val_index],
+            x_val,
+            y_val,
             batch_size=config.batch_size,
             num_classes=meta.num_classes,
             one_hot=bool(config.label_smoothing),
@@ -218,6 +228,29 @@ def train(
         weights_path=weights,
         resumed_from_epoch=initial_epoch,
     )
+
+
+def _training_data(
+    train_dir: Path, validation_dir: Path | None, validation_split: float, seed: int
+) -> tuple[Any, Any, Any, Any, tuple[str, ...]]:
+    """``(x_train, y_train, x_val, y_val, digests)``: the examples to fit and to validate on.
+
+    `digests` (empty without `validation_dir`) identify both splits' content, so a checkpoint
+    is never resumed on data prepared differently (another dataset key).
+    """
+    x, y = load_split(train_dir)
+    if validation_dir is None:
+        train_index, val_index = split_indices(len(y), validation_split, seed)
+        return x[train_index], y[train_index], x[val_index], y[val_index], ()
+    meta, held_out = read_split_meta(train_dir), read_split_meta(validation_dir)
+    if (held_out.input_shape, held_out.num_classes) != (meta.input_shape, meta.num_classes):
+        raise GraderError(
+            f"The held-out validation part has images {held_out.input_shape} in "
+            f"{held_out.num_classes} classes. Expected {meta.input_shape} in {meta.num_classes} "
+            "classes, as the training split."
+        )
+    x_val, y_val = load_split(validation_dir)
+    return x, y, x_val, y_val, (*meta.sha256, *held_out.sha256)
 
 
 def train_custom(

@@ -25,16 +25,17 @@ import pytest
 
 from grader.datasets import (
     DATASETS,
+    held_out_indices,
     keras_formats,
     load_split,
     prepare_dataset,
     read_split_meta,
     split_indices,
-    training_part,
 )
 from grader.datasets.fetch import fetch_dataset
 from grader.datasets.synthetic import make_synthetic
 from grader.errors import DatasetUnavailable
+from tests.dataset_key import OTHER_DATASET_KEY, TEST_DATASET_KEY
 
 
 def _write_cifar_batch(path: Path, images_nhwc: np.ndarray, labels: list[int]) -> None:
@@ -99,7 +100,7 @@ def test_synthetic_classes_are_linearly_separable_on_orientation_features() -> N
 
 
 def test_prepare_writes_separate_read_only_splits(tmp_path: Path) -> None:
-    prepared = prepare_dataset("synthetic", tmp_path)
+    prepared = prepare_dataset("synthetic", tmp_path, key=TEST_DATASET_KEY)
     assert prepared.train_dir != prepared.test_dir
     assert not prepared.test_dir.is_relative_to(prepared.train_dir)
     for split_dir in (prepared.train_dir, prepared.test_dir):
@@ -115,9 +116,9 @@ def test_prepare_writes_separate_read_only_splits(tmp_path: Path) -> None:
 
 
 def test_prepare_is_deterministic_across_data_dirs(tmp_path: Path) -> None:
-    first = prepare_dataset("synthetic", tmp_path / "a")
-    second = prepare_dataset("synthetic", tmp_path / "b")
-    for split in ("train_dir", "test_dir"):
+    first = prepare_dataset("synthetic", tmp_path / "a", key=TEST_DATASET_KEY)
+    second = prepare_dataset("synthetic", tmp_path / "b", key=TEST_DATASET_KEY)
+    for split in ("train_dir", "train_part_dir", "held_out_dir", "test_dir"):
         for name in ("x.npy", "y.npy"):
             a = (getattr(first, split) / name).read_bytes()
             b = (getattr(second, split) / name).read_bytes()
@@ -125,75 +126,120 @@ def test_prepare_is_deterministic_across_data_dirs(tmp_path: Path) -> None:
 
 
 def test_prepare_reuses_a_valid_copy(tmp_path: Path) -> None:
-    first = prepare_dataset("synthetic", tmp_path)
+    first = prepare_dataset("synthetic", tmp_path, key=TEST_DATASET_KEY)
     before = (first.train_dir / "x.npy").stat().st_mtime_ns
-    second = prepare_dataset("synthetic", tmp_path)
+    second = prepare_dataset("synthetic", tmp_path, key=TEST_DATASET_KEY)
     assert second == first
     assert (second.train_dir / "x.npy").stat().st_mtime_ns == before
 
 
 def test_prepare_rebuilds_a_corrupted_copy(tmp_path: Path) -> None:
-    prepared = prepare_dataset("synthetic", tmp_path)
+    prepared = prepare_dataset("synthetic", tmp_path, key=TEST_DATASET_KEY)
     labels = prepared.train_dir / "y.npy"
     os.chmod(labels, 0o644)
     np.save(labels, np.zeros(3, dtype=np.int64))
-    rebuilt = prepare_dataset("synthetic", tmp_path)
+    rebuilt = prepare_dataset("synthetic", tmp_path, key=TEST_DATASET_KEY)
     assert load_split(rebuilt.train_dir)[1].shape == (2048,)
 
 
-def test_the_training_part_is_the_train_split_minus_exactly_the_held_out_examples(
+def test_the_training_part_is_the_train_split_minus_exactly_the_held_out_part(
     tmp_path: Path,
 ) -> None:
-    prepared = prepare_dataset("synthetic", tmp_path)
+    prepared = prepare_dataset("synthetic", tmp_path, key=TEST_DATASET_KEY)
     x, y = load_split(prepared.train_dir)
+    x_part, y_part = load_split(prepared.train_part_dir)
+    x_held, y_held = load_split(prepared.held_out_dir)
 
-    part = training_part(prepared.train_dir, validation_split=0.1, seed=0)
-
-    x_part, y_part = load_split(part)
-    assert not part.is_relative_to(prepared.train_dir)  # a split directory of its own
-    assert len(y_part) == 2048 - 205  # round(2048 * 0.1) held out
-    _, held_out = split_indices(2048, 0.1, 0)  # what the trainer holds out for validation
-    held_out_images = {x[i].tobytes() for i in held_out}
-    assert not any(image.tobytes() in held_out_images for image in x_part)
+    assert len(y_part) == 2048 - 205 and len(y_held) == 205  # round(2048 * 0.1) held out
+    for split_dir in (prepared.train_part_dir, prepared.held_out_dir):
+        assert not split_dir.is_relative_to(prepared.train_dir)  # split directories of their own
+        for path in split_dir.iterdir():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o444
+    held_images = {image.tobytes() for image in x_held}
+    assert not any(image.tobytes() in held_images for image in x_part)
     # Nothing else is missing: the part and the held-out examples make up the split again.
     together = sorted(
         [(image.tobytes(), int(label)) for image, label in zip(x_part, y_part, strict=True)]
-        + [(x[i].tobytes(), int(y[i])) for i in held_out]
+        + [(image.tobytes(), int(label)) for image, label in zip(x_held, y_held, strict=True)]
     )
     assert together == sorted(
         (image.tobytes(), int(label)) for image, label in zip(x, y, strict=True)
     )
-    assert read_split_meta(part).split == "train"
-    for path in part.iterdir():
-        assert stat.S_IMODE(path.stat().st_mode) == 0o444
+    # The held-out part is what `held_out_indices` chooses with the key, in order.
+    kept, held_out = held_out_indices("synthetic", 2048, TEST_DATASET_KEY)
+    assert np.array_equal(x_held, x[held_out]) and np.array_equal(y_part, y[kept])
+    assert read_split_meta(prepared.train_part_dir).split == "train-part"
+    assert read_split_meta(prepared.held_out_dir).split == "held-out"
 
 
-def test_the_training_part_is_reused_and_cut_again_from_a_changed_split(tmp_path: Path) -> None:
-    prepared = prepare_dataset("synthetic", tmp_path)
-    part = training_part(prepared.train_dir, validation_split=0.1, seed=0)
-    before = (part / "x.npy").stat().st_mtime_ns
+def test_the_held_out_part_is_not_the_one_the_public_seed_would_choose(tmp_path: Path) -> None:
+    # The first format held out `split_indices(n, 0.1, 0)`: anything holding the code could
+    # compute it. Now the key chooses, so the overlap with that choice is about chance (10 %).
+    prepared = prepare_dataset("synthetic", tmp_path, key=TEST_DATASET_KEY)
+    _, public = split_indices(2048, 0.1, 0)
+    _, keyed = held_out_indices("synthetic", 2048, TEST_DATASET_KEY)
+    assert len(set(public) & set(keyed)) < 0.2 * len(keyed)
+    assert np.array_equal(
+        load_split(prepared.held_out_dir)[1], load_split(prepared.train_dir)[1][keyed]
+    )
 
-    assert training_part(prepared.train_dir, validation_split=0.1, seed=0) == part
-    assert (part / "x.npy").stat().st_mtime_ns == before
-    other = training_part(prepared.train_dir, validation_split=0.2, seed=0)
-    assert other != part and len(load_split(other)[1]) == 2048 - 410
 
-    # A part cut from an earlier preparation of the split (other digests) is cut again.
-    meta_path = part / "meta.json"
-    meta = json.loads(meta_path.read_text())
-    meta["cut_from"]["sha256"] = {"x.npy": "0" * 64, "y.npy": "0" * 64}
-    os.chmod(meta_path, 0o644)
-    meta_path.write_text(json.dumps(meta))
-    again = training_part(prepared.train_dir, validation_split=0.1, seed=0)
-    assert again == part
-    assert json.loads(meta_path.read_text())["cut_from"]["sha256"] != meta["cut_from"]["sha256"]
-    x, _ = load_split(prepared.train_dir)
-    keep, _ = split_indices(2048, 0.1, 0)
-    assert np.array_equal(load_split(again)[0], x[keep])
+def test_a_copy_prepared_with_another_key_is_prepared_again(tmp_path: Path) -> None:
+    first = prepare_dataset("synthetic", tmp_path, key=TEST_DATASET_KEY)
+    test_before = (first.test_dir / "x.npy").read_bytes()
+
+    second = prepare_dataset("synthetic", tmp_path, key=OTHER_DATASET_KEY)
+
+    assert second.test_dir == first.test_dir
+    assert (second.test_dir / "x.npy").read_bytes() != test_before
+    origin = json.loads((tmp_path / "prepared" / "synthetic" / "origin.json").read_text())
+    # The key itself is written nowhere; only a short keyed digest that names it.
+    assert OTHER_DATASET_KEY not in json.dumps(origin) and origin["format"] == 2
+    assert prepare_dataset("synthetic", tmp_path, key=TEST_DATASET_KEY).test_dir == first.test_dir
+    assert (first.test_dir / "x.npy").read_bytes() == test_before
+
+
+def test_a_copy_in_the_first_format_is_prepared_again(tmp_path: Path) -> None:
+    # An instructor's host prepared `synthetic` before keys existed: format 1, train/ and test/
+    # only, split with the public seed. The next preparation replaces it.
+    root = tmp_path / "prepared" / "synthetic"
+    for split in ("train", "test"):
+        (root / split).mkdir(parents=True)
+        np.save(root / split / "x.npy", np.zeros((4, 16, 16, 3), dtype=np.uint8))
+        np.save(root / split / "y.npy", np.zeros(4, dtype=np.int64))
+        meta = {
+            "format": 1,
+            "dataset": "synthetic",
+            "split": split,
+            "input_shape": [16, 16, 3],
+            "num_classes": 4,
+            "class_names": list(DATASETS["synthetic"].class_names),
+            "num_examples": 4,
+        }
+        (root / split / "meta.json").write_text(json.dumps(meta))
+    (root / "train-part-0.1-0").mkdir()
+
+    prepared = prepare_dataset("synthetic", tmp_path, key=TEST_DATASET_KEY)
+
+    assert read_split_meta(prepared.test_dir).num_examples == 512
+    assert sorted(p.name for p in root.iterdir()) == [
+        "held-out",
+        "origin.json",
+        "test",
+        "train",
+        "train-part",
+    ]
+
+
+@pytest.mark.parametrize("key", [None, "", "short-key"], ids=["none", "empty", "short"])
+def test_preparing_without_a_real_key_is_refused(tmp_path: Path, key: str | None) -> None:
+    with pytest.raises(DatasetUnavailable, match="GRADER_DATASET_KEY"):
+        prepare_dataset("synthetic", tmp_path, key=key)  # type: ignore[arg-type]
+    assert not (tmp_path / "prepared" / "synthetic").exists()
 
 
 def test_meta_json_describes_the_split(tmp_path: Path) -> None:
-    prepared = prepare_dataset("synthetic", tmp_path)
+    prepared = prepare_dataset("synthetic", tmp_path, key=TEST_DATASET_KEY)
     meta = read_split_meta(prepared.test_dir)
     assert (meta.dataset, meta.split, meta.num_examples) == ("synthetic", "test", 512)
     raw = json.loads((prepared.test_dir / "meta.json").read_text())
@@ -202,7 +248,7 @@ def test_meta_json_describes_the_split(tmp_path: Path) -> None:
 
 
 def test_load_split_refuses_pickled_arrays(tmp_path: Path) -> None:
-    prepared = prepare_dataset("synthetic", tmp_path)
+    prepared = prepare_dataset("synthetic", tmp_path, key=TEST_DATASET_KEY)
     labels = prepared.train_dir / "y.npy"
     os.chmod(labels, 0o644)
     np.save(labels, np.array([{"evil": 1}] * 2048, dtype=object), allow_pickle=True)
@@ -213,7 +259,7 @@ def test_load_split_refuses_pickled_arrays(tmp_path: Path) -> None:
 def test_digits_is_stratified_and_real(tmp_path: Path) -> None:
     from sklearn.datasets import load_digits
 
-    prepared = prepare_dataset("digits", tmp_path)
+    prepared = prepare_dataset("digits", tmp_path, key=TEST_DATASET_KEY)
     x_train, y_train = load_split(prepared.train_dir)
     x_test, y_test = load_split(prepared.test_dir)
     assert prepared.input_shape == (8, 8, 1) and prepared.num_classes == 10
@@ -228,12 +274,12 @@ def test_digits_is_stratified_and_real(tmp_path: Path) -> None:
 
 def test_unknown_dataset_names_the_choices(tmp_path: Path) -> None:
     with pytest.raises(DatasetUnavailable, match=r"Unknown dataset `imagenet`. Expected one of"):
-        prepare_dataset("imagenet", tmp_path)
+        prepare_dataset("imagenet", tmp_path, key=TEST_DATASET_KEY)
 
 
 def test_missing_raw_files_say_how_to_fetch(tmp_path: Path) -> None:
     with pytest.raises(DatasetUnavailable, match="fetch_dataset cifar10"):
-        prepare_dataset("cifar10", tmp_path)
+        prepare_dataset("cifar10", tmp_path, key=TEST_DATASET_KEY)
 
 
 def test_importing_datasets_does_not_import_tensorflow() -> None:
@@ -250,7 +296,7 @@ def test_importing_datasets_does_not_import_tensorflow() -> None:
 @pytest.mark.parametrize("dirname", keras_formats.CIFAR10_DIRNAMES)
 def test_cifar10_batches_parse_to_nhwc(tmp_path: Path, dirname: str) -> None:
     x_train, y_train, x_test, y_test = _write_cifar(tmp_path / dirname)
-    prepared = prepare_dataset("cifar10", tmp_path)
+    prepared = prepare_dataset("cifar10", tmp_path, key=TEST_DATASET_KEY)
     got_x, got_y = load_split(prepared.train_dir)
     assert np.array_equal(got_x, x_train) and np.array_equal(got_y, y_train)
     got_x, got_y = load_split(prepared.test_dir)
@@ -288,7 +334,7 @@ def test_mnist_npz_parses(tmp_path: Path) -> None:
         "y_test": rng.integers(0, 10, 3, dtype=np.uint8),
     }
     np.savez(tmp_path / "mnist.npz", **arrays)
-    prepared = prepare_dataset("mnist", tmp_path)
+    prepared = prepare_dataset("mnist", tmp_path, key=TEST_DATASET_KEY)
     x, y = load_split(prepared.train_dir)
     assert np.array_equal(x[..., 0], arrays["x_train"]) and np.array_equal(y, arrays["y_train"])
     assert prepared.input_shape == (28, 28, 1)
@@ -307,7 +353,7 @@ def test_fashion_mnist_idx_parses(tmp_path: Path) -> None:
     (directory / files["train_labels"]).write_bytes(_idx_bytes(y_train))
     (directory / files["test_images"]).write_bytes(_idx_bytes(x_test))
     (directory / files["test_labels"]).write_bytes(_idx_bytes(y_test))
-    prepared = prepare_dataset("fashion_mnist", tmp_path)
+    prepared = prepare_dataset("fashion_mnist", tmp_path, key=TEST_DATASET_KEY)
     x, y = load_split(prepared.test_dir)
     assert np.array_equal(x[..., 0], x_test) and np.array_equal(y, y_test)
     assert prepared.class_names[9] == "Ankle boot"
@@ -322,7 +368,7 @@ def test_fashion_mnist_rejects_a_truncated_file(tmp_path: Path) -> None:
     )
     (directory / keras_formats.FASHION_MNIST_FILES["train_images"]).write_bytes(truncated)
     with pytest.raises(DatasetUnavailable, match=r"declares shape \(4, 28, 28\)"):
-        prepare_dataset("fashion_mnist", tmp_path)
+        prepare_dataset("fashion_mnist", tmp_path, key=TEST_DATASET_KEY)
 
 
 # --- fetch ---------------------------------------------------------------------------------------
@@ -352,7 +398,7 @@ def test_fetch_extracts_cifar_archive_and_checks_digest(
     )
     data_dir = tmp_path / "data"
     fetch_dataset("cifar10", data_dir, url_override=_serve_from(upstream))
-    assert prepare_dataset("cifar10", data_dir).num_classes == 10
+    assert prepare_dataset("cifar10", data_dir, key=TEST_DATASET_KEY).num_classes == 10
 
 
 def test_fetch_rejects_a_digest_mismatch(tmp_path: Path) -> None:

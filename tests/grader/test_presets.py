@@ -12,6 +12,7 @@ from grader.presets import list_presets, load_preset, preset_text
 from grader.rules import evaluate_rules, load_ruleset
 from grader.rules.schema import PRESET_REQUIRED
 from grader.training.config import validate_training_config
+from tests.dataset_key import TEST_DATASET_KEY
 from tests.grader.fixture_models import expected, model_path
 
 PRESETS = list_presets()
@@ -114,7 +115,9 @@ def test_smoke_preset_accuracy_target_is_reachable_by_its_reference_model(tmp_pa
     ruleset = load_preset("smoke")
     target = next(s.params["limit"] for s in ruleset.rules if s.id == "min_val_accuracy")
     training = ruleset.training
-    x, y = load_split(prepare_dataset(ruleset.dataset, tmp_path).train_dir, mmap=False)
+    x, y = load_split(
+        prepare_dataset(ruleset.dataset, tmp_path, key=TEST_DATASET_KEY).train_dir, mmap=False
+    )
     keras.utils.set_random_seed(0)
     model = keras.models.model_from_json(model_path("smoke_separable").read_text())
     model.compile(

@@ -105,7 +105,7 @@ def grading_settings(settings: Any, tmp_path: Path) -> Any:
 
     settings.GRADER_JOBS_DIR = tmp_path / "jobs"
     settings.GRADER_DATA_DIR = tmp_path / "data"
-    prepare_dataset("synthetic", settings.GRADER_DATA_DIR)
+    prepare_dataset("synthetic", settings.GRADER_DATA_DIR, key=settings.GRADER_DATASET_KEY)
     return settings
 
 

@@ -23,6 +23,7 @@ import pytest
 from grader.errors import InvalidModelConfig
 from grader.presets import load_preset
 from grader.report import check_model, format_text
+from tests.dataset_key import TEST_DATASET_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "models"
@@ -89,7 +90,7 @@ def test_the_alias_submission_ends_invalid_before_any_training(
     from grader.datasets import prepare_dataset
 
     prepared_data_dir = tmp_path / "data"
-    prepare_dataset("synthetic", prepared_data_dir)
+    prepare_dataset("synthetic", prepared_data_dir, key=TEST_DATASET_KEY)
     upload = tmp_path / "alias.json"
     upload.write_text(json.dumps(alias_config()))
     env = {

@@ -219,7 +219,9 @@ def test_a_planted_weights_file_is_a_verdict_and_costs_the_host_no_disk(
     module = tmp_path / "submission.py"
     module.write_text(HOSTILE_TRAINING.replace("PLANT", plant).replace("SECRET", repr(str(secret))))
     jobs = Path(grading_settings.GRADER_JOBS_DIR)
-    dataset = prepare_dataset("synthetic", grading_settings.GRADER_DATA_DIR)
+    dataset = prepare_dataset(
+        "synthetic", grading_settings.GRADER_DATA_DIR, key=grading_settings.GRADER_DATASET_KEY
+    )
     plan = dataclasses.replace(GradingPlan.from_preset("smoke"), allow_custom_training=True)
     sandbox = get_sandbox("bwrap")
     resources = StageResources(wall_seconds=240, memory_mb=3072)
@@ -235,7 +237,7 @@ def test_a_planted_weights_file_is_a_verdict_and_costs_the_host_no_disk(
             training_config=None,
             plan=plan,
             dirs=job_dirs(root=jobs, key="1/g1", stage="train"),
-            train_dir=dataset.train_dir,
+            train_dir=dataset.train_part_dir,
             sandbox=sandbox,
             resources=resources,
             on_epoch=lambda record: None,

@@ -92,10 +92,13 @@ def grading_settings(settings: Any, tmp_path: Path, prepared_data_dir: Path) -> 
 @pytest.fixture(scope="session")
 def prepared_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data directory with the synthetic dataset prepared once for the session."""
+    from django.conf import settings
+
     from grader.datasets import prepare_dataset
 
     root = tmp_path_factory.mktemp("grader-data")
-    prepare_dataset("synthetic", root)
+    # The key the pipeline prepares with, so its stages reuse this copy.
+    prepare_dataset("synthetic", root, key=settings.GRADER_DATASET_KEY)
     return root
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from assignments.models import EpochMetric, Result, Submission
-from grader.datasets import load_split, split_indices
+from grader.datasets import load_split
 from tests.workers import test_e2e_pipeline as e2e
 from tests.workers.conftest import SMOKE_MODULE, make_assignment, make_submission
 from tests.workers.test_e2e_pipeline import ended, submit, wait_for
@@ -105,9 +105,8 @@ def _class_zero_share(labels: np.ndarray) -> float:
 
 
 def _held_out_labels(data_dir: Path) -> np.ndarray:
-    _, y = load_split(data_dir / "prepared" / "synthetic" / "train")
-    _, held_out = split_indices(len(y), 0.1, 0)  # the trainer's validation part
-    return y[held_out]
+    _, y = load_split(data_dir / "prepared" / "synthetic" / "held-out")  # the validation part
+    return y
 
 
 @pytest.mark.parametrize(

@@ -230,7 +230,9 @@ def test_an_evaluate_only_assignment_scores_the_uploaded_keras_like_keras_does(
 
     from grader.datasets import load_split, prepare_dataset
 
-    dataset = prepare_dataset("synthetic", grading_settings.GRADER_DATA_DIR)
+    dataset = prepare_dataset(
+        "synthetic", grading_settings.GRADER_DATA_DIR, key=grading_settings.GRADER_DATASET_KEY
+    )
     x, y = load_split(dataset.test_dir, mmap=False)
     model = keras.saving.load_model(archive, safe_mode=True, compile=False)
     predicted = np.argmax(model.predict(x.astype("float32") / 255.0, verbose=0), axis=1)

@@ -83,17 +83,17 @@ def test_the_evaluation_sees_the_test_split_read_only(tmp_path, splits):
 
 
 def test_the_evaluation_measures_the_held_out_part_of_the_train_split_read_only(tmp_path, splits):
-    train, test = splits
+    held_out, test = splits
     dirs = job_dirs(root=tmp_path / "jobs", key="7/g1", stage="evaluate")
 
     job = sandbox_job(
-        stage="evaluate", dirs=dirs, data_dir=test, resources=RESOURCES, validation_dir=train
+        stage="evaluate", dirs=dirs, data_dir=test, resources=RESOURCES, validation_dir=held_out
     )
 
     mounts = mounts_by_target(job)
     assert (Path(mounts["/job/data"].source), mounts["/job/data"].read_only) == (test, True)
-    assert (Path(mounts["/job/train-data"].source), mounts["/job/train-data"].read_only) == (
-        train,
+    assert (Path(mounts["/job/held-out"].source), mounts["/job/held-out"].read_only) == (
+        held_out,
         True,
     )
 
@@ -117,14 +117,13 @@ def test_every_attempt_of_a_gradings_stage_has_the_same_job_name(tmp_path, split
     assert len(set(names.values())) == 4
 
 
-@pytest.mark.parametrize("stage", ["build", "train"])
-def test_only_the_evaluation_may_mount_a_second_split(tmp_path, splits, stage):
-    train, test = splits
-    dirs = job_dirs(root=tmp_path / "jobs", key="7/g1", stage=stage)
+def test_the_build_stage_may_never_mount_the_held_out_part(tmp_path, splits):
+    train, held_out = splits
+    dirs = job_dirs(root=tmp_path / "jobs", key="7/g1", stage="build")
 
-    with pytest.raises(ValueError, match="Expected one for `evaluate` only"):
+    with pytest.raises(ValueError, match="Expected none: it runs student code"):
         sandbox_job(
-            stage=stage, dirs=dirs, data_dir=train, resources=RESOURCES, validation_dir=test
+            stage="build", dirs=dirs, data_dir=train, resources=RESOURCES, validation_dir=held_out
         )
 
 
@@ -150,22 +149,26 @@ class RecordingSandbox:
 def _train_job(tmp_path, prepared_data_dir, *, module: bool, allow_custom: bool):
     import dataclasses
 
+    from django.conf import settings
+
     from grader.datasets import prepare_dataset
     from workers.pipeline.plan import GradingPlan
     from workers.pipeline.train import run_train
 
-    dataset = prepare_dataset("synthetic", prepared_data_dir)
+    dataset = prepare_dataset("synthetic", prepared_data_dir, key=settings.GRADER_DATASET_KEY)
     plan = dataclasses.replace(GradingPlan.from_preset("smoke"), allow_custom_training=allow_custom)
     submission = tmp_path / "model.py"
     submission.write_text("def build_model(input_shape, num_classes): ...\n")
     sandbox = RecordingSandbox()
+    dirs = job_dirs(root=tmp_path / "jobs", key="7/g1", stage="train")
     with pytest.raises(InfrastructureError):
         run_train(
             model_config={},
             training_config=None,
             plan=plan,
-            dirs=job_dirs(root=tmp_path / "jobs", key="7/g1", stage="train"),
-            train_dir=dataset.train_dir,
+            dirs=dirs,
+            train_dir=dataset.train_part_dir,
+            held_out_dir=dataset.held_out_dir,
             sandbox=sandbox,
             resources=RESOURCES,
             on_epoch=lambda record: None,
@@ -173,42 +176,78 @@ def _train_job(tmp_path, prepared_data_dir, *, module: bool, allow_custom: bool)
             submission_path=submission if module else None,
         )
     [job] = sandbox.jobs
-    return dataset, mounts_by_target(job)
+    return dataset, mounts_by_target(job), json.loads((dirs.input / "spec.json").read_text())
 
 
 def test_custom_training_never_sees_the_validation_part_it_is_measured_on(
     tmp_path, prepared_data_dir
 ):
-    from grader.datasets import load_split, split_indices
+    from grader.datasets import load_split
 
-    dataset, mounts = _train_job(tmp_path, prepared_data_dir, module=True, allow_custom=True)
+    dataset, mounts, spec = _train_job(tmp_path, prepared_data_dir, module=True, allow_custom=True)
 
-    data = Path(mounts["/job/data"].source)
-    assert data != dataset.train_dir and mounts["/job/data"].read_only
-    x, _ = load_split(dataset.train_dir)
-    _, held_out = split_indices(len(x), 0.1, 0)
-    seen = {image.tobytes() for image in load_split(data)[0]}
-    assert len(seen) > 0 and not any(x[i].tobytes() in seen for i in held_out)
+    assert Path(mounts["/job/data"].source) == dataset.train_part_dir
+    assert mounts["/job/data"].read_only and "/job/held-out" not in mounts
+    assert spec["held_out"] is False and spec["submission"] == "submission.py"
+    held_out = {image.tobytes() for image in load_split(dataset.held_out_dir)[0]}
+    seen = {image.tobytes() for image in load_split(Path(mounts["/job/data"].source))[0]}
+    assert len(seen) > 0 and not seen & held_out
     sources = [Path(m.source) for m in mounts.values()]
-    assert dataset.train_dir not in sources and dataset.test_dir not in sources
+    for hidden in (dataset.train_dir, dataset.held_out_dir, dataset.test_dir):
+        assert hidden not in sources
+
+
+def test_custom_training_refuses_a_split_holding_the_validation_part(tmp_path, prepared_data_dir):
+    import dataclasses
+
+    from django.conf import settings
+
+    from grader.datasets import prepare_dataset
+    from workers.pipeline.plan import GradingPlan
+    from workers.pipeline.train import run_train
+
+    dataset = prepare_dataset("synthetic", prepared_data_dir, key=settings.GRADER_DATASET_KEY)
+    plan = dataclasses.replace(GradingPlan.from_preset("smoke"), allow_custom_training=True)
+    submission = tmp_path / "model.py"
+    submission.write_text("def build_model(input_shape, num_classes): ...\n")
+    sandbox = RecordingSandbox()
+
+    with pytest.raises(InfrastructureError, match="Expected the `train-part` split"):
+        run_train(
+            model_config={},
+            training_config=None,
+            plan=plan,
+            dirs=job_dirs(root=tmp_path / "jobs", key="7/g1", stage="train"),
+            train_dir=dataset.train_dir,  # the whole split: the held-out examples are in it
+            sandbox=sandbox,
+            resources=RESOURCES,
+            on_epoch=lambda record: None,
+            submission_path=submission,
+        )
+    assert sandbox.jobs == []
 
 
 @pytest.mark.parametrize(("module", "allow_custom"), [(True, False), (False, True)])
-def test_the_trusted_trainer_gets_the_whole_train_split(
+def test_the_trusted_trainer_gets_the_training_part_and_the_held_out_part_as_data(
     tmp_path, prepared_data_dir, module, allow_custom
 ):
-    dataset, mounts = _train_job(
+    dataset, mounts, spec = _train_job(
         tmp_path, prepared_data_dir, module=module, allow_custom=allow_custom
     )
 
-    assert Path(mounts["/job/data"].source) == dataset.train_dir
+    assert Path(mounts["/job/data"].source) == dataset.train_part_dir
+    assert Path(mounts["/job/held-out"].source) == dataset.held_out_dir
+    assert mounts["/job/held-out"].read_only
+    assert spec["held_out"] is True and spec["submission"] is None
 
 
 def test_the_evaluation_gets_no_student_code_with_both_splits(tmp_path, prepared_data_dir):
+    from django.conf import settings
+
     from grader.datasets import prepare_dataset
     from workers.pipeline.evaluate import run_evaluate
 
-    dataset = prepare_dataset("synthetic", prepared_data_dir)
+    dataset = prepare_dataset("synthetic", prepared_data_dir, key=settings.GRADER_DATASET_KEY)
     weights = tmp_path / "weights.weights.h5"
     weights.write_bytes(b"HDF5 data only")
     dirs = job_dirs(root=tmp_path / "jobs", key="7/g1", stage="evaluate")
@@ -223,7 +262,7 @@ def test_the_evaluation_gets_no_student_code_with_both_splits(tmp_path, prepared
             analysis=ANALYSIS,
             model_config={"class_name": "Sequential"},
             weights_path=weights,
-            train_dir=dataset.train_dir,
+            held_out_dir=dataset.held_out_dir,
         )
 
     [job] = sandbox.jobs
@@ -234,10 +273,10 @@ def test_the_evaluation_gets_no_student_code_with_both_splits(tmp_path, prepared
     ]
     spec = json.loads((dirs.input / "spec.json").read_text())
     assert "submission" not in spec
-    assert spec["validation"] == {"validation_split": 0.1, "seed": 0}
+    assert spec["validation"] == {"validation_split": 0.1}
     mounts = mounts_by_target(job)
     assert Path(mounts["/job/data"].source) == dataset.test_dir
-    assert Path(mounts["/job/train-data"].source) == dataset.train_dir
+    assert Path(mounts["/job/held-out"].source) == dataset.held_out_dir
     assert all(m.read_only for m in mounts.values() if m.target not in ("/job/work", "/job/out"))
 
 
@@ -373,7 +412,7 @@ def test_the_build_stage_mounts_no_data_at_all(tmp_path):
 
     [job] = sandbox.jobs
     targets = set(mounts_by_target(job))
-    assert "/job/data" not in targets and "/job/train-data" not in targets
+    assert "/job/data" not in targets and "/job/held-out" not in targets
     assert {"/job/in", "/job/out"} <= targets
 
 

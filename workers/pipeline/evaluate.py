@@ -5,9 +5,10 @@ rebuilds the architecture from its JSON config and loads the trained weights (HD
 evaluate-only mode it opens the uploaded `.keras` with Keras' safe mode after the pure-Python
 loader vetted its config. A `.py` submission is never given to this stage.
 
-In train mode it also measures the trained weights on the validation part the trainer holds out
-of the TRAIN split (mounted read-only next to the test split): the grader's own validation
-accuracy, which decides `min_val_accuracy` when the submission's code ran the training.
+In train mode it also measures the trained weights on the validation part held out of the TRAIN
+split (the host-prepared ``held-out/`` split, mounted read-only next to the test split): the
+grader's own validation accuracy, which decides `min_val_accuracy` when the submission's code ran
+the training.
 
 The runner first describes the network Keras built (or loaded from the archive); it must match
 the check stage's analysis (`workers.pipeline.built_model`), or the file is refused.
@@ -26,7 +27,7 @@ from typing import Any
 from workers.pipeline.built_model import run_checked_job
 from workers.pipeline.errors import StageFailed
 from workers.pipeline.jobs import JobDirs, StageResources, sandbox_job, stage_log
-from workers.pipeline.train import SEED, VALIDATION_SPLIT
+from workers.pipeline.train import VALIDATION_SPLIT
 from workers.pipeline.trained_weights import copy_weights
 
 MODEL_CONFIG_FILE = "model.json"
@@ -38,8 +39,8 @@ KERAS_FILE = "submission.keras"
 class EvaluationOutput:
     """Metrics on the test split, and on the held-out validation part when measured.
 
-    `validation`: ``{"accuracy", "loss", "num_examples", "validation_split", "seed"}`` of the
-    trained weights on the validation part of the train split, or None (evaluate-only mode).
+    `validation`: ``{"accuracy", "loss", "num_examples", "validation_split"}`` of the trained
+    weights on the held-out validation part of the train split, or None (evaluate-only mode).
     """
 
     accuracy: float
@@ -73,7 +74,7 @@ def run_evaluate(
     weights_path: Path | None = None,
     keras_path: Path | None = None,
     gpu_device: str | None = None,
-    train_dir: Path | None = None,
+    held_out_dir: Path | None = None,
     cancel: threading.Event | None = None,
 ) -> EvaluationOutput:
     """Evaluate trained weights (train mode) or an uploaded `.keras` (evaluate-only mode).
@@ -83,8 +84,8 @@ def run_evaluate(
     `analysis`: the check stage's `check_model` object; the network the sandbox builds (or
     loads) must match it.
 
-    `train_dir` (train mode): the dataset's TRAIN split, to also measure the weights on the
-    validation part the trainer held out (`VALIDATION_SPLIT`, `SEED`).
+    `held_out_dir` (train mode): the held-out validation part of the TRAIN split (the prepared
+    dataset's ``held_out_dir``), to also measure the weights on it.
 
     Raises:
         StageFailed: The model could not be evaluated (refused archive, crash, timeout, ...);
@@ -107,8 +108,8 @@ def run_evaluate(
         (dirs.input / MODEL_CONFIG_FILE).write_text(json.dumps(model_config), encoding="utf-8")
         copy_weights(source=weights_path, destination=dirs.input / WEIGHTS_FILE)
         spec = {"stage": "evaluate", "model_config": MODEL_CONFIG_FILE, "weights": WEIGHTS_FILE}
-        if train_dir is not None:
-            spec["validation"] = {"validation_split": VALIDATION_SPLIT, "seed": SEED}
+        if held_out_dir is not None:
+            spec["validation"] = {"validation_split": VALIDATION_SPLIT}
     dirs.write_spec(spec)
     job = sandbox_job(
         stage="evaluate",
@@ -117,7 +118,7 @@ def run_evaluate(
         resources=resources,
         gpu_device=gpu_device,
         sandbox=sandbox,
-        validation_dir=train_dir if keras_path is None else None,
+        validation_dir=held_out_dir if keras_path is None else None,
     )
     payload, result = run_checked_job(
         stage="evaluate",
@@ -153,5 +154,4 @@ def _validation(value: Any) -> dict[str, Any] | None:
         "loss": float(loss) if isinstance(loss, int | float) else None,
         "num_examples": examples if isinstance(examples, int) else None,
         "validation_split": VALIDATION_SPLIT,
-        "seed": SEED,
     }

@@ -3,12 +3,14 @@
 Layout on the host: ``<jobs root>/<key>/<stage>/{in,work,out}``. Inside the sandbox:
 
 - ``/job/in``   read-only: ``spec.json`` and the stage's inputs;
-- ``/job/data`` read-only: the TRAIN split for build and train (without its held-out validation
-  part when the student's own training code runs), the TEST split for evaluate only (evaluate
-  never runs student code: it rebuilds the model from its JSON config, or opens an uploaded
-  ``.keras`` with Keras' safe mode);
-- ``/job/train-data`` read-only, evaluate only: the TRAIN split, to measure the trained weights
-  on its held-out validation part;
+- ``/job/data`` read-only: for train, the training split WITHOUT its held-out validation part
+  (``train-part/``); for evaluate only, the TEST split (evaluate never runs student code: it
+  rebuilds the model from its JSON config, or opens an uploaded ``.keras`` with Keras' safe
+  mode); nothing for build;
+- ``/job/held-out`` read-only: the held-out validation part, for the trusted trainer's
+  validation curves and the evaluate stage's own measurement; never for a stage that runs
+  student code (build, custom training). Which examples are held out is chosen on the host with
+  the secret dataset key, which no sandbox gets;
 - ``/job/work`` read-write, kept between attempts: training checkpoints, so a re-run after a
   killed worker resumes;
 - ``/job/out``  read-write: ``result.json``, read back size-capped without following links.
@@ -33,6 +35,7 @@ from workers.sandbox.environment import (
     PythonEnvironment,
     image_python_environment,
     python_environment,
+    stage_hidden_paths,
 )
 from workers.sandbox.outputs import OutputRejected, collect_output, parse_untrusted_json
 
@@ -128,20 +131,20 @@ def sandbox_job(
     Args:
         stage: `build`, `train` or `evaluate`.
         dirs: The stage's host directories.
-        data_dir: The dataset split to mount at ``/job/data``: the train split for build and
+        data_dir: The dataset split to mount at ``/job/data``: the training examples for
             train, the test split for evaluate (and only there).
         resources: Wall-clock and memory limits.
         gpu_device: The GPU this worker owns (train and evaluate only).
         sandbox: The backend that will run the job (decides where the interpreter comes from).
-        validation_dir: Evaluate only: the train split, mounted read-only at
-            ``/job/train-data`` to measure the held-out validation part.
+        validation_dir: The held-out validation part, mounted read-only at ``/job/held-out``:
+            for the trusted trainer and the evaluate stage only, never with student code.
 
     Raises:
-        ValueError: `validation_dir` for a stage other than evaluate.
+        ValueError: `validation_dir` for the build stage.
     """
-    if validation_dir is not None and stage != "evaluate":
+    if validation_dir is not None and stage == "build":
         raise ValueError(
-            f"Stage `{stage}` got a validation split. Expected one for `evaluate` only."
+            "Stage `build` got a validation split. Expected none: it runs student code."
         )
     mounts = [
         Mount(source=dirs.input, target=f"{SANDBOX_JOB_ROOT}/in", read_only=True),
@@ -151,9 +154,10 @@ def sandbox_job(
     if data_dir is not None:
         mounts.append(Mount(source=Path(data_dir), target=f"{SANDBOX_JOB_ROOT}/data"))
     if validation_dir is not None:
-        mounts.append(Mount(source=Path(validation_dir), target=f"{SANDBOX_JOB_ROOT}/train-data"))
+        mounts.append(Mount(source=Path(validation_dir), target=f"{SANDBOX_JOB_ROOT}/held-out"))
     python = sandbox_python(sandbox)
     mounts.extend(python.mounts)
+    hidden = stage_hidden_paths(stage, python)
     # Only what the runner needs; never the worker's environment (secrets, broker, database).
     env = {**python.env, "KERAS_BACKEND": "tensorflow"}
     limits = Limits(
@@ -169,6 +173,7 @@ def sandbox_job(
         gpu_device=gpu_device if stage != "build" else None,
         # Every attempt of this grading's stage shares the name (and the `work` folder).
         name=str(dirs.root),
+        hidden=hidden,
     )
 
 

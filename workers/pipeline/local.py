@@ -162,7 +162,13 @@ def _run_stages(
         # Prepared on first need: a `.json` that fails its static rules needs no data at all.
         if not prepared:
             try:
-                prepared.append(prepare_dataset(plan.dataset, Path(settings.GRADER_DATA_DIR)))
+                prepared.append(
+                    prepare_dataset(
+                        plan.dataset,
+                        Path(settings.GRADER_DATA_DIR),
+                        key=settings.GRADER_DATASET_KEY,
+                    )
+                )
             except DatasetUnavailable as exc:
                 raise InfrastructureError(exc.message, retry=False) from exc
         return prepared[0]
@@ -219,7 +225,8 @@ def _run_stages(
             training_config=checked.training_config,
             plan=plan,
             dirs=job_dirs(root=root, key=key, stage="train"),
-            train_dir=dataset().train_dir,
+            train_dir=dataset().train_part_dir,
+            held_out_dir=dataset().held_out_dir,
             sandbox=sandbox,
             resources=_resources(plan, "training"),
             on_epoch=on_epoch,
@@ -241,7 +248,7 @@ def _run_stages(
             model_config=built.model_config,
             weights_path=trained.weights_path,
             gpu_device=gpu,
-            train_dir=dataset().train_dir,
+            held_out_dir=dataset().held_out_dir,
         )
     else:
         emit("stage", {"stage": "evaluate"})

@@ -87,7 +87,9 @@ def prepare(plan: GradingPlan) -> Any:
     from grader.errors import DatasetUnavailable
 
     try:
-        return prepare_dataset(plan.dataset, Path(settings.GRADER_DATA_DIR))
+        return prepare_dataset(
+            plan.dataset, Path(settings.GRADER_DATA_DIR), key=settings.GRADER_DATASET_KEY
+        )
     except DatasetUnavailable as exc:
         raise InfrastructureError(exc.message, retry=False) from exc
 
@@ -425,7 +427,8 @@ def execute_train(submission_id: int, *, worker: str, sandbox: Any = None) -> st
                 training_config=submission.training_config,
                 plan=plan,
                 dirs=dirs,
-                train_dir=dataset.train_dir,
+                train_dir=dataset.train_part_dir,
+                held_out_dir=dataset.held_out_dir,
                 sandbox=sandbox or open_sandbox(),
                 resources=resources_for(Status.TRAINING, submission),
                 on_epoch=_record_epoch_callback(submission_id, worker),
@@ -508,7 +511,7 @@ def execute_evaluate(submission_id: int, *, worker: str, sandbox: Any = None) ->
                 output = run_evaluate(
                     model_config=current.model_config,
                     weights_path=_trained_weights(current),
-                    train_dir=dataset.train_dir,
+                    held_out_dir=dataset.held_out_dir,
                     **common,
                 )
             else:

@@ -10,10 +10,11 @@ killed worker resumes from the last finished epoch instead of starting over.
 
 Custom training (the assignment allows it and the submission is a `.py` module): the module is
 imported in the sandbox, so everything the job reports (epochs, seconds) comes from student
-code and proves nothing; `TrainOutput.custom_training` says so. Such a job is mounted the train
-split WITHOUT its held-out validation part (`grader.datasets.training_part`): the evaluate stage
-measures the trained weights on that part, which student code never saw. It keeps no
-checkpoint: a re-run starts over.
+code and proves nothing; `TrainOutput.custom_training` says so. Every training is mounted the
+train split WITHOUT its held-out validation part (``train-part/``, cut on the host with the
+secret dataset key); the trusted trainer also gets the held-out part (``held-out/``) for its
+validation curves, student code never: the evaluate stage measures the trained weights on that
+part. A custom training keeps no checkpoint: a re-run starts over.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from grader.datasets import VALIDATION_FRACTION
 from workers.pipeline.built_model import run_checked_job
 from workers.pipeline.errors import InfrastructureError
 from workers.pipeline.jobs import JobDirs, StageResources, sandbox_job, stage_log
@@ -34,7 +36,9 @@ from workers.pipeline.trained_weights import checked_weights
 
 MODEL_CONFIG_FILE = "model.json"
 SUBMISSION_MODULE = "submission.py"
-VALIDATION_SPLIT = 0.1
+# The share of the training split the host holds out (reported with the measurements).
+VALIDATION_SPLIT = VALIDATION_FRACTION
+# Seeds the weights, shuffling and augmentation; not which examples are held out (the key does).
 SEED = 0
 
 
@@ -68,6 +72,7 @@ def run_train(
     submission_path: Path | None = None,
     gpu_device: str | None = None,
     cancel: threading.Event | None = None,
+    held_out_dir: Path | None = None,
 ) -> TrainOutput:
     """Run the training sandbox and return its outcome.
 
@@ -76,7 +81,10 @@ def run_train(
         training_config: The validated training config.
         plan: The assignment's plan (policy: max epochs, custom training).
         dirs: The train job's directories; ``work`` keeps checkpoints across attempts.
-        train_dir: The dataset's TRAIN split (mounted at ``/job/data``).
+        train_dir: The training split WITHOUT its held-out part (the prepared dataset's
+            ``train_part_dir``), mounted at ``/job/data``.
+        held_out_dir: The held-out validation part (``held_out_dir``), mounted at
+            ``/job/held-out`` for the trusted trainer only, never when student code runs.
         sandbox: The sandbox backend.
         resources: Wall-clock and memory limits.
         on_epoch: Called with each ``GRADER-PROGRESS`` record while training runs, once the
@@ -98,7 +106,8 @@ def run_train(
     if custom and submission_path is not None:
         shutil.copyfile(submission_path, dirs.input / SUBMISSION_MODULE)
         # Student code must never see the examples its accuracy is measured on.
-        train_dir = _training_part(train_dir)
+        _require_training_part(train_dir)
+        held_out_dir = None
     dirs.write_spec(
         {
             "stage": "train",
@@ -108,6 +117,7 @@ def run_train(
             "validation_split": VALIDATION_SPLIT,
             "seed": SEED,
             "submission": SUBMISSION_MODULE if custom else None,
+            "held_out": held_out_dir is not None,
         }
     )
     job = sandbox_job(
@@ -117,6 +127,7 @@ def run_train(
         resources=resources,
         gpu_device=gpu_device,
         sandbox=sandbox,
+        validation_dir=held_out_dir,
     )
     payload, result = run_checked_job(
         stage="train",
@@ -151,16 +162,27 @@ def runs_student_code(plan: GradingPlan, submission_path: Path | None) -> bool:
     return submission_path is not None and plan.allow_custom_training
 
 
-def _training_part(train_dir: Path) -> Path:
-    from grader.datasets import training_part
+def _require_training_part(train_dir: Path) -> None:
+    """Refuse to mount anything but a ``train-part/`` split where student code trains.
+
+    Raises:
+        InfrastructureError: `train_dir` is another split (the whole training split holds the
+            held-out examples), or unreadable.
+    """
+    from grader.datasets import read_split_meta
+    from grader.datasets.prepared import TRAIN_PART
     from grader.errors import DatasetUnavailable
 
     try:
-        return training_part(train_dir, validation_split=VALIDATION_SPLIT, seed=SEED)
-    except (DatasetUnavailable, OSError) as exc:
+        split = read_split_meta(train_dir).split
+    except DatasetUnavailable as exc:
+        raise InfrastructureError(exc.message) from exc
+    if split != TRAIN_PART:
         raise InfrastructureError(
-            f"Could not cut the held-out validation part out of `{train_dir}`: {exc}"
-        ) from exc
+            f"Custom training was given the `{split}` split ({train_dir}). Expected the "
+            f"`{TRAIN_PART}` split, which holds none of the held-out validation examples.",
+            retry=False,
+        )
 
 
 def _positive_int(value: Any) -> int | None:

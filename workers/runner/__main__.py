@@ -7,6 +7,7 @@ Exit codes: 0 when ``result.json`` was written (success, or a failure the submis
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import traceback
@@ -31,7 +32,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     _quiet_environment()
     from grader.errors import GraderError
-    from workers.runner import build, evaluate, train
     from workers.runner.protocol import (
         STAGES,
         JobPaths,
@@ -47,11 +47,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     stage, job = args[0], JobPaths(Path(args[1]))
     progress = claim_stdout()
-    stages = {"build": build.run, "train": train.run, "evaluate": evaluate.run}
     try:
         spec = read_spec(job, stage)
+        # Only this stage's module: the build sandbox has no dataset code to import
+        # (`grader.datasets` is hidden there), and needs none.
+        run = importlib.import_module(f"workers.runner.{stage}").run
         try:
-            result = stages[stage](job, spec, progress)
+            result = run(job, spec, progress)
         except GraderError as exc:
             result = failure(exc.kind, exc.message)
         write_result(job, result)

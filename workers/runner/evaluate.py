@@ -1,15 +1,15 @@
 """Stage ``evaluate``: metrics on the test split (the only stage that sees it).
 
 Spec: ``{"stage": "evaluate", "model_config": "model.json", "weights": "weights.weights.h5",
-"validation": {"validation_split": 0.1, "seed": 0}|null}`` (weights looked up in ``/job/in``,
-then ``/job/work``), or ``{"stage": "evaluate", "keras_file": "submission.keras"}`` for
+"validation": {"validation_split": 0.1}|null}`` (weights looked up in ``/job/in``, then
+``/job/work``), or ``{"stage": "evaluate", "keras_file": "submission.keras"}`` for
 evaluate-only assignments. Result: ``{"ok": true, "accuracy", "loss", "per_class_accuracy",
 "confusion_matrix", "num_examples", "validation"}``.
 
-With ``validation``, the training split is mounted at ``/job/train-data`` and the trained
-weights are also measured on the part of it the trainer holds out (``validation`` in the
-result: ``{"accuracy", "loss", "num_examples", "validation_split", "seed"}``, null when the
-spec asks for none). No student code runs here, so these numbers are the grader's own.
+With ``validation``, the held-out validation part of the training split (prepared on the host)
+is mounted at ``/job/held-out`` and the trained weights are also measured on it (``validation``
+in the result: ``{"accuracy", "loss", "num_examples", "validation_split"}``, null when the spec
+asks for none). No student code runs here, so these numbers are the grader's own.
 
 Before evaluating, the model Keras built (or loaded from the archive) is described on the
 protocol stream (``{"built_model": ...}``), for the host to compare with its static analysis.
@@ -58,14 +58,11 @@ def _validation(job: JobPaths, spec: dict[str, Any], model: Any) -> dict[str, An
         raise RunnerError(f"spec validation is a {type(wanted).__name__}; expected an object.")
     try:
         validation_split = float(wanted["validation_split"])
-        seed = int(wanted["seed"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise RunnerError(f"spec validation {wanted!r} lacks a fraction and a seed.") from exc
-    if not job.train_data.is_dir():
-        raise RunnerError(f"spec asks for validation but {job.train_data} is not mounted.")
-    held_out = evaluate_held_out(
-        model, job.train_data, validation_split=validation_split, seed=seed
-    )
+        raise RunnerError(f"spec validation {wanted!r} lacks the held-out fraction.") from exc
+    if not job.held_out.is_dir():
+        raise RunnerError(f"spec asks for validation but {job.held_out} is not mounted.")
+    held_out = evaluate_held_out(model, job.held_out)
     if held_out is None:
         return None
     return {
@@ -73,5 +70,4 @@ def _validation(job: JobPaths, spec: dict[str, Any], model: Any) -> dict[str, An
         "loss": held_out.loss,
         "num_examples": held_out.num_examples,
         "validation_split": validation_split,
-        "seed": seed,
     }

@@ -59,13 +59,14 @@ class JobPaths:
 
     @property
     def data(self) -> Path:
-        """The dataset split mounted for this stage (train for build/train, test for evaluate)."""
+        """The dataset split mounted for this stage (training examples for train, test for
+        evaluate, none for build)."""
         return self.root / "data"
 
     @property
-    def train_data(self) -> Path:
-        """Evaluate only: the training split, to measure the held-out validation part."""
-        return self.root / "train-data"
+    def held_out(self) -> Path:
+        """The held-out validation part (trusted train and evaluate only; no student code)."""
+        return self.root / "held-out"
 
     @property
     def work(self) -> Path:

@@ -1,7 +1,10 @@
 """Stage ``train``: validate the training config, train fresh weights, checkpoint, resume.
 
 Spec: ``{"stage": "train", "model_config": "model.json", "training_config": {...}|null,
-"policy": {...}, "validation_split": 0.1, "seed": 0, "submission": "submission.py"|null}``.
+"policy": {...}, "validation_split": 0.1, "seed": 0, "submission": "submission.py"|null,
+"held_out": true|false}``. With ``held_out`` the trainer validates on the held-out part mounted
+at ``/job/held-out`` (prepared on the host with the secret dataset key) and trains on all of
+``/job/data``; without, it holds ``validation_split`` of ``/job/data`` out with ``seed``.
 Result: ``{"ok": true, "epochs": [...], "seconds", "weights": "weights.weights.h5",
 "resumed_from_epoch", "custom_training", "training_config"}``; the weights are in ``/job/work``.
 
@@ -17,6 +20,7 @@ module is imported, anything this process prints is theirs; the first report is 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from grader.training.config import validate_training_config
@@ -54,7 +58,10 @@ def run(job: JobPaths, spec: dict[str, Any], progress: ProgressChannel) -> dict[
     submission = spec.get("submission")
     if not (policy.get("allow_custom_training") and submission):
         outcome = train(
-            validation_split=validation_split, on_built=progress.report_built_model, **common
+            validation_split=validation_split,
+            validation_dir=_held_out(job, spec),
+            on_built=progress.report_built_model,
+            **common,
         )
         custom = False
     else:
@@ -75,7 +82,11 @@ def run(job: JobPaths, spec: dict[str, Any], progress: ProgressChannel) -> dict[
             outcome = train_custom(train_fn=train_fn, model=model, **common)
         else:
             # The module only builds: the trusted loop trains (the report is already sent).
-            outcome = train(validation_split=validation_split, **common)
+            outcome = train(
+                validation_split=validation_split,
+                validation_dir=_held_out(job, spec),
+                **common,
+            )
     return {
         "ok": True,
         "epochs": outcome.epochs,
@@ -85,3 +96,12 @@ def run(job: JobPaths, spec: dict[str, Any], progress: ProgressChannel) -> dict[
         "custom_training": custom,
         "training_config": config.to_dict(),
     }
+
+
+def _held_out(job: JobPaths, spec: dict[str, Any]) -> Path | None:
+    """The mounted held-out validation part, when the spec says the host prepared one."""
+    if not spec.get("held_out"):
+        return None
+    if not job.held_out.is_dir():
+        raise RunnerError(f"spec asks for the held-out part but {job.held_out} is not mounted.")
+    return job.held_out

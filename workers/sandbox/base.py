@@ -117,6 +117,9 @@ class SandboxJob:
             whose jobs can outlive the worker that started them (docker: the engine owns the
             container) ends an earlier job of the same name before starting this one, so a
             resumed stage never shares its checkpoint folder with a killed worker's leftover.
+        hidden: Existing folders inside the mounts that the job sees empty and read-only (a
+            dataset a library bundles, code the stage must not have): the backend mounts an
+            empty read-only filesystem over each, after the mounts.
     """
 
     argv: Sequence[str]
@@ -126,6 +129,7 @@ class SandboxJob:
     workdir: str = "/"
     gpu_device: str | None = None
     name: str | None = None
+    hidden: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         if not self.argv:
@@ -136,6 +140,13 @@ class SandboxJob:
             raise ValueError(f"SandboxJob mounts {duplicates} more than once. Expected each once.")
         if SCRATCH_DIR in targets:
             raise ValueError(f"SandboxJob mounts {SCRATCH_DIR}: the backend owns that tmpfs.")
+        for path in self.hidden:
+            normal = str(path).rstrip("/")
+            if not normal.startswith("/") or normal in targets or ".." in normal.split("/"):
+                raise ValueError(
+                    f"SandboxJob hides {path!r}. Expected an absolute folder inside a mount, "
+                    "not a mount point itself."
+                )
 
     def full_env(self) -> dict[str, str]:
         """The environment the job sees: its own `env` plus HOME and TMPDIR on the scratch."""

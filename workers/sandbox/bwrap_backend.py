@@ -343,6 +343,9 @@ class BwrapSandbox:
             if not os.path.exists(source):
                 raise SandboxError(f"Mount source {source} does not exist.")
             bwrap += ["--ro-bind" if mount.read_only else "--bind", source, mount.target]
+        # After the binds they lie in: an empty tmpfs, made read-only, over each hidden folder.
+        for path in sorted(job.hidden, key=lambda p: p.count("/")):
+            bwrap += ["--perms", "0555", "--tmpfs", path, "--remount-ro", path]
         if scratch.mounted:
             bwrap += ["--bind", str(scratch.path), SCRATCH_DIR]
         else:

@@ -276,6 +276,8 @@ class DockerSandbox:
             "ulimits": ulimits,
             "tmpfs": {
                 SCRATCH_DIR: f"rw,noexec,nosuid,nodev,size={limits.scratch_bytes},mode=1777",
+                # Empty and read-only over each hidden folder; the engine mounts parents first.
+                **{path: "ro,noexec,nosuid,nodev,size=4k,mode=0555" for path in job.hidden},
             },
             "shm_size": limits.shm_bytes,
             "ipc_mode": "private",

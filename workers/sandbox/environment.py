@@ -6,10 +6,16 @@ from (each at its host path, because a venv records absolute paths), the system 
 shared libraries live in, and a handful of files from `/etc`. Never the repository root, `var/`,
 `/root` or `/home` as a whole, the Docker socket, or any dataset: `check_mounts_are_safe` refuses
 those, so a wrong setting fails loudly instead of leaking the test split.
+
+Some libraries ship datasets inside their package (scikit-learn bundles all 1,797 labelled 8x8
+digits, test examples included): `PythonEnvironment.hidden` lists those folders, which every
+backend covers with an empty read-only directory, so student code cannot train on them. The
+build stage also gets no dataset code (`stage_hidden_paths`).
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import sys
 from collections.abc import Iterable, Sequence
@@ -41,6 +47,42 @@ ETC_FILES = (
 
 FORBIDDEN_SOURCES = ("/", "/root", "/home", "/var", "/var/run/docker.sock", "/run/docker.sock")
 
+# Folders of installed packages that hold datasets: scikit-learn's `load_digits` reads all 1,797
+# labelled digits (the `digits` dataset's test split included) from `datasets/data`; the others
+# hold its sample images and the OpenML fixtures of its tests. Nothing a job runs needs them.
+BUNDLED_DATA_DIRS = (
+    "sklearn/datasets/data",
+    "sklearn/datasets/images",
+    "sklearn/datasets/tests/data",
+)
+# Where installed packages live below an installation prefix (a venv, Python's own, /usr).
+_PACKAGE_DIRS = ("lib/python3*/site-packages", "lib/python3*/dist-packages")
+# The dataset code (`grader.datasets`): the build stage runs student code and imports none of it.
+BUILD_HIDDEN_CODE = (f"{CODE_TARGET}/grader/datasets",)
+
+
+def bundled_data_paths(prefixes: Iterable[Path | str]) -> tuple[str, ...]:
+    """The `BUNDLED_DATA_DIRS` present under installation `prefixes`, as paths in the sandbox.
+
+    `prefixes` are mounted at their own path, so a folder found here has the same path inside.
+    Symbolic links (a venv's ``lib64``) are not followed: each folder is listed once, by the
+    path that is a directory.
+    """
+    found: list[str] = []
+    for prefix in prefixes:
+        for pattern in _PACKAGE_DIRS:
+            for packages in sorted(glob.glob(os.path.join(str(prefix), pattern))):
+                for relative in BUNDLED_DATA_DIRS:
+                    path = os.path.join(packages, relative)
+                    if os.path.isdir(path) and not os.path.islink(path) and path not in found:
+                        found.append(path)
+    return tuple(found)
+
+
+def stage_hidden_paths(stage: str, python: PythonEnvironment) -> tuple[str, ...]:
+    """The folders a stage's sandbox sees empty: bundled datasets; for build, dataset code too."""
+    return (*python.hidden, *(BUILD_HIDDEN_CODE if stage == "build" else ()))
+
 
 @dataclass(frozen=True)
 class PythonEnvironment:
@@ -50,11 +92,13 @@ class PythonEnvironment:
         python: The interpreter's path inside the sandbox.
         mounts: Read-only mounts for the interpreter, libraries and code.
         env: Variables the interpreter needs (PATH, PYTHONPATH, ...), to merge into a job's env.
+        hidden: Folders inside the mounts that jobs must see empty (`bundled_data_paths`).
     """
 
     python: str
     mounts: tuple[Mount, ...]
     env: dict[str, str] = field(default_factory=dict)
+    hidden: tuple[str, ...] = ()
 
     def argv(self, *args: str) -> list[str]:
         """The argv that runs `python ARGS...` inside the sandbox."""
@@ -103,9 +147,11 @@ def python_environment(
     # The venv's bin/python is a symlink to the base interpreter by absolute path, and its
     # pyvenv.cfg names the base by absolute path: both must appear where the host has them.
     mounts.append(Mount(base, str(base)))
+    prefixes: list[Path | str] = [base]
     if venv is not None:
         venv = venv.absolute()
         mounts.append(Mount(venv, str(venv)))
+        prefixes.append(venv)
         python = str(venv / "bin" / "python")
     else:
         python = str(base / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}")
@@ -128,7 +174,11 @@ def python_environment(
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "MPLCONFIGDIR": "/scratch/.matplotlib",
     }
-    return PythonEnvironment(python=python, mounts=tuple(mounts), env=env)
+    # /usr is mounted too (SYSTEM_DIRS): a distribution's python3-sklearn bundles the same.
+    prefixes.extend(("/usr", "/usr/local"))
+    return PythonEnvironment(
+        python=python, mounts=tuple(mounts), env=env, hidden=bundled_data_paths(prefixes)
+    )
 
 
 def _drop_nested_duplicates(mounts: list[Mount]) -> list[Mount]:

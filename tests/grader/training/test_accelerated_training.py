@@ -20,6 +20,7 @@ from grader.training.accelerator import Accelerator
 from grader.training.config import validate_training_config
 from grader.training.evaluation import evaluate, load_trained_model
 from grader.training.trainer import train
+from tests.dataset_key import TEST_DATASET_KEY
 
 pytestmark = [pytest.mark.tf, pytest.mark.timeout(600)]
 
@@ -33,7 +34,7 @@ class Interrupted(Exception):
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory: pytest.TempPathFactory) -> PreparedDataset:
-    return prepare_dataset("synthetic", tmp_path_factory.mktemp("data"))
+    return prepare_dataset("synthetic", tmp_path_factory.mktemp("data"), key=TEST_DATASET_KEY)
 
 
 @pytest.mark.parametrize("policy", [None, "mixed_bfloat16", "mixed_float16"])

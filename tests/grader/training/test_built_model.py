@@ -20,6 +20,7 @@ import pytest
 from grader.build_check import BuiltModelReport, compare_with_analysis
 from grader.errors import GraderError
 from grader.report import check_model
+from tests.dataset_key import TEST_DATASET_KEY
 
 pytestmark = pytest.mark.tf
 
@@ -180,7 +181,7 @@ def test_the_trainers_model_is_described_as_analysed(tmp_path):
     from tests.workers.conftest import FIXTURE_MODELS
 
     config = json.loads((FIXTURE_MODELS / "smoke_separable.json").read_text())
-    split = prepare_dataset("synthetic", tmp_path).train_dir
+    split = prepare_dataset("synthetic", tmp_path, key=TEST_DATASET_KEY).train_part_dir
     for policy in (None, "mixed_bfloat16"):
         model = build_training_model(config, train_dir=split, seed=0, mixed_precision=policy)
         assert compare_with_analysis(check_model(config), describe_built_model(model)) == []

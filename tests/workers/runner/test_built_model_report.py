@@ -19,6 +19,7 @@ from grader.build_check import BuiltModelReport, compare_with_analysis
 from grader.datasets import PreparedDataset, prepare_dataset
 from grader.loading import load_model_config
 from grader.report import check_model
+from tests.dataset_key import TEST_DATASET_KEY
 from tests.workers.runner import REPO_ROOT, RunnerRun, make_job, run_runner
 from workers.pipeline.built_model import BuiltModelGate
 
@@ -68,7 +69,7 @@ def train(model, data, config):
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory: pytest.TempPathFactory) -> PreparedDataset:
-    return prepare_dataset("synthetic", tmp_path_factory.mktemp("data"))
+    return prepare_dataset("synthetic", tmp_path_factory.mktemp("data"), key=TEST_DATASET_KEY)
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +112,7 @@ def test_the_trusted_trainer_reports_first_what_the_analysis_reads(
         tmp_path / "job",
         _train_spec(),
         files={"model.json": model_json},
-        data=synthetic.train_dir,
+        data=synthetic.train_part_dir,
     )
     run = run_runner("train", job)
 
@@ -137,7 +138,7 @@ def test_custom_training_reports_before_the_students_module_and_forgeries_come_t
             submission="submission.py",
         ),
         files={"model.json": model_json, "submission.py": module},
-        data=synthetic.train_dir,
+        data=synthetic.train_part_dir,
     )
     run = run_runner("train", job)
 

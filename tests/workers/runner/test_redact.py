@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.dataset_key import TEST_DATASET_KEY
 from workers.runner.protocol import failure
 from workers.runner.redact import PROJECT_ROOT, redact_paths
 
@@ -68,7 +69,7 @@ def test_a_training_crash_in_the_sandbox_shows_no_host_path(tmp_path, bwrap_avai
     analysis = check_model(config)
     analysis["layers"][-1]["name"] = "scores<1>"
     config["config"]["layers"][-1]["config"]["name"] = "scores<1>"
-    data = prepare_dataset("synthetic", tmp_path / "data")
+    data = prepare_dataset("synthetic", tmp_path / "data", key=TEST_DATASET_KEY)
     jobs = tmp_path / "jobs"
     jobs.mkdir(mode=0o755)
     with pytest.raises(StageFailed) as info:
@@ -77,7 +78,8 @@ def test_a_training_crash_in_the_sandbox_shows_no_host_path(tmp_path, bwrap_avai
             training_config={"epochs": 1, "batch_size": 64},
             plan=GradingPlan.from_preset("smoke"),
             dirs=job_dirs(root=jobs, key="crash", stage="train"),
-            train_dir=data.train_dir,
+            train_dir=data.train_part_dir,
+            held_out_dir=data.held_out_dir,
             sandbox=open_sandbox("bwrap"),
             resources=StageResources(wall_seconds=300, memory_mb=3072),
             on_epoch=lambda record: None,

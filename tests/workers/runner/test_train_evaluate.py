@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from grader.datasets import PreparedDataset, load_split, prepare_dataset
+from tests.dataset_key import TEST_DATASET_KEY
 from tests.workers.runner import (
     PROGRESS_PREFIX,
     REPO_ROOT,
@@ -62,7 +63,7 @@ def _train_spec(**overrides: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory: pytest.TempPathFactory) -> PreparedDataset:
-    return prepare_dataset("synthetic", tmp_path_factory.mktemp("data"))
+    return prepare_dataset("synthetic", tmp_path_factory.mktemp("data"), key=TEST_DATASET_KEY)
 
 
 @pytest.fixture(scope="module")
@@ -74,12 +75,14 @@ def model_json() -> str:
 def trained(
     tmp_path_factory: pytest.TempPathFactory, synthetic: PreparedDataset, model_json: str
 ) -> tuple[Path, RunnerRun]:
+    # As the pipeline lays it out: the training part, and the held-out part to validate on.
     job = make_job(
         tmp_path_factory.mktemp("train") / "job",
-        _train_spec(),
+        _train_spec(held_out=True),
         files={"model.json": model_json},
-        data=synthetic.train_dir,
+        data=synthetic.train_part_dir,
     )
+    (job / "held-out").symlink_to(synthetic.held_out_dir, target_is_directory=True)
     run = run_runner("train", job)
     assert run.returncode == 0, run.stderr
     return job, run
@@ -156,12 +159,12 @@ def test_evaluate_measures_the_held_out_validation_part_as_the_trainer_did(
             "stage": "evaluate",
             "model_config": "model.json",
             "weights": "weights.weights.h5",
-            "validation": {"validation_split": 0.1, "seed": 0},
+            "validation": {"validation_split": 0.1},
         },
         files={"model.json": model_json, "weights.weights.h5": weights},
         data=synthetic.test_dir,
     )
-    (job / "train-data").symlink_to(synthetic.train_dir, target_is_directory=True)
+    (job / "held-out").symlink_to(synthetic.held_out_dir, target_is_directory=True)
 
     run = run_runner("evaluate", job)
 
@@ -171,7 +174,7 @@ def test_evaluate_measures_the_held_out_validation_part_as_the_trainer_did(
     assert validation["num_examples"] == 205  # round(2048 * 0.1)
     assert validation["accuracy"] == pytest.approx(last["val_accuracy"], abs=1e-6)
     assert validation["loss"] == pytest.approx(last["val_loss"], rel=1e-3)
-    assert (validation["validation_split"], validation["seed"]) == (0.1, 0)
+    assert validation["validation_split"] == 0.1
     # The test-split metrics are unchanged by the extra measurement.
     assert run.result["num_examples"] == 512
 

@@ -2,8 +2,9 @@
 
 Needs internet access (run it on a host that has some, then copy the data directory). Files go
 into Keras' cache layout under ``GRADER_DATA_DIR``, their SHA-256 digests are checked where
-Keras publishes them, and the dataset is then prepared into read-only ``train/`` and ``test/``
-arrays. ``synthetic`` and ``digits`` need no download. Exit status 2 on any failure.
+Keras publishes them, and the dataset is then prepared into read-only arrays as
+``prepare_dataset`` does (with ``GRADER_DATASET_KEY``). ``synthetic`` and ``digits`` need no
+download. Exit status 2 on any failure.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class Command(BaseCommand):
                 timeout=float(options["timeout"]),  # type: ignore[arg-type]
                 log=lambda line: self.stdout.write(line),
             )
-            prepared = prepare_dataset(name, data_dir)
+            prepared = prepare_dataset(name, data_dir, key=settings.GRADER_DATASET_KEY)
         except GraderError as exc:
             raise CommandError(exc.message, returncode=2) from exc
         self.stdout.write(

@@ -1,9 +1,11 @@
 """`python manage.py prepare_dataset NAME [--data-dir DIR] [--json]`: prepare, offline.
 
 Turns raw files already in the data directory (Keras' cache layout) into the read-only
-``train/`` and ``test/`` arrays the sandboxes mount; reuses a valid prepared copy. Prints the
-directories (``--json``: one JSON object). Exit status 2 when the dataset is unknown or its raw
-files are missing (the message says how to fetch them).
+``train/``, ``train-part/``, ``held-out/`` and ``test/`` arrays (`grader.datasets.prepared`);
+the secret ``GRADER_DATASET_KEY`` chooses the held-out validation part and, for ``synthetic``
+and ``digits``, the test split. Reuses a valid prepared copy (same key). Prints the directories
+(``--json``: one JSON object). Exit status 2 when the dataset is unknown, the key is missing, or
+the raw files are missing (the message says how to fetch them).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from grader.errors import GraderError
 
 
 class Command(BaseCommand):
-    help = "Prepare a registered dataset into read-only train/ and test/ arrays."
+    help = "Prepare a registered dataset into read-only train/held-out/test arrays."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name", choices=sorted(DATASETS))
@@ -30,12 +32,14 @@ class Command(BaseCommand):
         name = str(options["name"])
         data_dir = Path(options["data_dir"] or settings.GRADER_DATA_DIR)  # type: ignore[arg-type]
         try:
-            prepared = prepare_dataset(name, data_dir)
+            prepared = prepare_dataset(name, data_dir, key=settings.GRADER_DATASET_KEY)
         except GraderError as exc:
             raise CommandError(exc.message, returncode=2) from exc
         summary = {
             "name": prepared.name,
             "train_dir": str(prepared.train_dir),
+            "train_part_dir": str(prepared.train_part_dir),
+            "held_out_dir": str(prepared.held_out_dir),
             "test_dir": str(prepared.test_dir),
             "input_shape": list(prepared.input_shape),
             "num_classes": prepared.num_classes,
