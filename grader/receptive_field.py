@@ -295,9 +295,9 @@ def compute_receptive_field(
         except ReceptiveFieldError as exc:
             where = f"`{node.layer.name}` ({node.layer.class_name})"
             if node.id != last.id:
-                where += f", the map `{last.layer.name}` feeds to the head"
+                where += f", which the head reads through `{last.layer.name}`,"
             else:
-                where += ", the last feature map before the head"
+                where += ", the last feature map before the head,"
             raise ReceptiveFieldError(
                 f"The receptive field at {where} cannot be computed: {exc.message}"
             ) from exc

@@ -4,16 +4,20 @@
 
     {"file", "model": {"name", "input_shape", "output_shape", "layer_count"},
      "params": {"total", "trainable", "non_trainable"},
-     "receptive_field": {"end_point", "size": [h, w], "jump": [h, w], "global", "layers": [...]},
+     "receptive_field": {"end_point", "size": [h, w], "jump": [h, w], "global", "layers": [...],
+                         "footprint": {"min", "max", ...}, "unchanged_after", ...},
      "layers": [{"name", "class_name", "output_shape", "params", "trainable_params", "calls",
                  "rf_size", "rf_jump"}, ...],
      "rules": [RuleResult.to_dict(), ...],
      "passed": true | false | null}
 
-``layer_count`` counts layers other than inputs, nested models flattened. When the receptive
-field cannot be computed at the default end point, ``receptive_field`` holds null values and an
-``error`` object, and the receptive-field rule fails with that reason. ``passed`` is false if
-any rule failed, null if none failed but some are undecided (training rules), true otherwise.
+``layer_count`` counts layers other than inputs, nested models flattened. ``receptive_field`` is
+`grader.receptive_field.ReceptiveFieldReport.to_dict()`: the course formula and the image
+footprint at the network's last feature map. When that field cannot be computed,
+``receptive_field`` holds null values and an ``error`` object naming the layer that prevents it
+(never the field of an earlier layer), and the receptive-field rule fails with that reason.
+``passed`` is false if any rule failed, null if none failed but some are undecided (training
+rules), true otherwise.
 `check_model_file` reads a file first and turns any `GraderError` into
 ``{"file", "error": {"kind", "message"}}``. `format_text` renders either for a terminal.
 """
@@ -96,6 +100,8 @@ def check_model(
             "jump": None,
             "global": None,
             "layers": [],
+            "footprint": None,
+            "unchanged_after": [],
             "error": exc.to_dict(),
         }
     rf_rows = {row["layer"]: row for row in rf_dict["layers"]}
@@ -242,6 +248,40 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int
     return [line(headers), "  ".join("-" * w for w in widths), *(line(r) for r in rows)]
 
 
+def _rf_lines(rf: Mapping[str, Any]) -> list[str]:
+    """The receptive field: the course formula, then what the units actually see."""
+    if rf.get("error"):
+        return [f"Receptive field: not computed ({rf['error']['message']})"]
+    where = f"`{rf['end_point']}`"
+    after = rf.get("unchanged_after") or []
+    if after:
+        where += " (" + ", ".join(f"`{name}`" for name in after) + " after it keep its field)"
+    if rf["global"]:
+        return [f"Receptive field at {where}: the whole input."]
+    if rf.get("size") and all(v is not None for v in rf["size"]):
+        lines = [
+            f"Receptive field at {where}: {_fmt_axes(rf['size'])} "
+            f"(jump {_fmt_axes(rf['jump'])}, course formula)."
+        ]
+    else:
+        lines = [f"Receptive field at {where}: no course formula ({rf.get('formula_note')})"]
+    footprint = rf.get("footprint")
+    if footprint:
+        image = _fmt_axes(rf.get("input_size"))
+        if footprint["varies"]:
+            lines.append(
+                f"Pixels each unit sees: {_fmt_axes(footprint['min'])} to "
+                f"{_fmt_axes(footprint['max'])} of the {image} image."
+            )
+        else:
+            lines.append(
+                f"Pixels each unit sees: {_fmt_axes(footprint['min'])} of the {image} image."
+            )
+    elif rf.get("footprint_note"):
+        lines.append(f"Pixels each unit sees: not computed ({rf['footprint_note']})")
+    return lines
+
+
 def format_text(obj: Mapping[str, Any]) -> str:
     """A readable report of a `check_model` (or error) object, for a terminal.
 
@@ -279,16 +319,7 @@ def format_text(obj: Mapping[str, Any]) -> str:
     lines.append(f"Total params: {params['total']:,}")
     lines.append(f"Trainable params: {params['trainable']:,}")
     lines.append(f"Non-trainable params: {params['non_trainable']:,}")
-    rf = obj["receptive_field"]
-    if rf.get("error"):
-        lines.append(f"Receptive field: not computed ({rf['error']['message']})")
-    elif rf["global"]:
-        lines.append(f"Receptive field at `{rf['end_point']}`: the whole input.")
-    else:
-        lines.append(
-            f"Receptive field at `{rf['end_point']}`: {_fmt_axes(rf['size'])} "
-            f"(jump {_fmt_axes(rf['jump'])})."
-        )
+    lines.extend(_rf_lines(obj["receptive_field"]))
 
     if obj["rules"]:
         lines.append("")

@@ -22,9 +22,9 @@ footprint of a unit is empty when it sees only padding. Gradient support is the 
 measurement: d(unit, summed over channels)/d(image), in a twin with positive weights, is
 non-zero exactly on the footprint.
 
-Size bound: every array holds at most `MAX_CELLS` booleans; a larger trace is refused with a
-`ReceptiveFieldError` naming the layer (about 16 million: a 224 x 224 image at full resolution
-takes 11 million).
+Size bound: every array holds at most `MAX_CELLS` booleans (about 33 million; a 299 x 299 image
+at full resolution takes 27 million, a 224 x 224 one 11 million); a larger trace is refused with
+a `ReceptiveFieldError` naming the layer.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ from grader.rf.geometry import (
     describe,
 )
 
-MAX_CELLS = 2**24
+MAX_CELLS = 2**25
 _Array = np.ndarray
 
 
@@ -218,7 +218,7 @@ def _apply_tables(node: Node, fp: Footprint, tables: Sequence[_Array]) -> Footpr
     """Each output position reads the union of the positions its tables list, axis by axis.
 
     Separable layers read a product of per-axis tap sets, so the union can be taken one axis at
-    a time.
+    a time. A table entry equal to the input size reads nothing (padding).
     """
     proj = []
     out_dims = tuple(int(t.shape[0]) for t in tables)
@@ -226,14 +226,22 @@ def _apply_tables(node: Node, fp: Footprint, tables: Sequence[_Array]) -> Footpr
         _check_cells(node, (*out_dims, *array.shape[-2:]))
         current = array
         for axis, table in enumerate(tables):
-            pad_shape = list(current.shape)
-            pad_shape[axis] = 1
-            padded = np.concatenate([current, np.zeros(pad_shape, dtype=bool)], axis=axis)
-            taps = table.shape[1]
-            _check_cells(node, (taps, *padded.shape))
-            out = np.take(padded, table[:, 0], axis=axis)
-            for t in range(1, taps):
-                out |= np.take(padded, table[:, t], axis=axis)
+            n_in = current.shape[axis]
+            shape = list(current.shape)
+            shape[axis] = table.shape[0]
+            _check_cells(node, shape)
+            out = np.zeros(shape, dtype=bool)
+            for t in range(table.shape[1]):
+                column = table[:, t]
+                valid = column < n_in
+                if not valid.any():
+                    continue
+                gathered = np.take(current, np.where(valid, column, 0), axis=axis)
+                if not valid.all():
+                    index: list[slice | _Array] = [slice(None)] * gathered.ndim
+                    index[axis] = ~valid
+                    gathered[tuple(index)] = False
+                out |= gathered
             current = out
         proj.append(current)
     return replace(fp, dims=out_dims, proj=tuple(proj))
@@ -257,14 +265,17 @@ def compress(fp: Footprint) -> Footprint:
     """The same footprint with identical channel classes merged (one class: ``classes=None``)."""
     if fp.classes is None:
         return fp
-    used = np.unique(fp.classes)
-    rows = np.concatenate(
-        [np.moveaxis(a, -2, 0)[used].reshape(len(used), -1) for a in fp.proj], axis=1
-    )
-    _, first, inverse = np.unique(rows, axis=0, return_index=True, return_inverse=True)
+    used = [int(k) for k in np.unique(fp.classes)]
+    index: dict[bytes, int] = {}
+    keep: list[int] = []
     remap = np.zeros(fp.k, dtype=np.int64)
-    remap[used] = np.asarray(inverse).reshape(-1)
-    keep = used[first]
+    for k in used:
+        # Packed bits as a dictionary key: far faster than np.unique over long boolean rows.
+        key = b"".join(np.packbits(np.take(a, k, axis=-2)).tobytes() for a in fp.proj)
+        if key not in index:
+            index[key] = len(keep)
+            keep.append(k)
+        remap[k] = index[key]
     proj = tuple(np.take(a, keep, axis=-2) for a in fp.proj)
     classes = remap[fp.classes] if len(keep) > 1 else None
     return replace(fp, proj=proj, classes=classes)

@@ -31,12 +31,13 @@ from tests.grader.test_receptive_field_empirical import (  # noqa: E402
     measurement_weights,
 )
 
-# name: (constructor, Keras end-point matching the article's end-point, published r)
+# name: (constructor, Keras end-point matching the article's end-point, published r, the layer
+# the report names: the last one that changes the field, before batch normalisation and ReLU)
 PUBLISHED = {
-    "vgg16": ("VGG16", "block5_pool", 212),  # slim vgg_16/pool5
-    "mobilenet": ("MobileNet", "conv_pw_13_relu", 315),  # slim Conv2d_13_pointwise
-    "resnet50": ("ResNet50", "conv5_block3_out", 483),  # slim resnet_v1_50/block4
-    "inception_v3": ("InceptionV3", "mixed10", 1311),  # slim Mixed_7c
+    "vgg16": ("VGG16", "block5_pool", 212, "block5_pool"),  # slim vgg_16/pool5
+    "mobilenet": ("MobileNet", "conv_pw_13_relu", 315, "conv_pw_13"),  # Conv2d_13_pointwise
+    "resnet50": ("ResNet50", "conv5_block3_out", 483, "conv5_block3_add"),  # resnet_v1_50/block4
+    "inception_v3": ("InceptionV3", "mixed10", 1311, "mixed10"),  # slim Mixed_7c
 }
 
 
@@ -60,12 +61,16 @@ def application_config(constructor: str, size: int | None = None) -> dict[str, A
 
 @pytest.mark.parametrize("name", list(PUBLISHED))
 def test_published_receptive_field(name):
-    constructor, end_point, published = PUBLISHED[name]
+    constructor, end_point, published, named = PUBLISHED[name]
     graph = build_graph(application_config(constructor))
-    assert default_end_point(graph) == end_point
+    assert default_end_point(graph) == named
     report = compute_receptive_field(graph)
+    assert report.end_point == named
+    # The article's end-point is the map feeding the head: the named layer or one after it.
+    assert (named, *report.unchanged_after)[-1] == end_point
     assert report.size == (published, published)
     assert report.jump == (32, 32)
+    assert compute_receptive_field(graph, end_point=end_point).size == report.size
 
 
 def test_vgg16_offset_is_the_padding_sum():
