@@ -40,12 +40,16 @@ from tests.grader.test_receptive_field_empirical import (  # noqa: E402
 _gradients: dict[int, tuple[Any, Any]] = {}
 
 
-def measured_projections(model: Any, x: np.ndarray) -> list[np.ndarray]:
+def measured_projections(
+    model: Any, x: np.ndarray, only: list[tuple[int, ...]] | None = None
+) -> list[np.ndarray]:
     """Per image axis ``a``, ``(*units, n_a)``: the rows (columns) whose pixels have a non-zero
-    gradient for each unit of the model's output, summed over its channels."""
+    gradient for each unit of the model's output, summed over its channels. With ``only``, the
+    listed units alone, ``(len(only), n_a)``."""
     out = tuple(model.compute_output_shape(x.shape))
     units, channels = out[1:-1], out[-1]
-    count = int(np.prod(units))
+    chosen = [int(np.ravel_multi_index(u, units)) for u in only] if only else None
+    count = len(chosen) if chosen else int(np.prod(units))
     cached, gradient = _gradients.get(id(model), (None, None))
     if cached is not model:
 
@@ -62,13 +66,15 @@ def measured_projections(model: Any, x: np.ndarray) -> list[np.ndarray]:
         batch = list(range(first, min(count, first + 256)))
         mask = np.zeros((len(batch), *units, channels), dtype="float32")
         for b, u in enumerate(batch):
-            mask[(b, *np.unravel_index(u, units))] = 1.0  # one unit per copy of the image
+            flat = chosen[u] if chosen else u
+            mask[(b, *np.unravel_index(flat, units))] = 1.0  # one unit per copy of the image
         grad = gradient(tf.constant(np.repeat(x, len(batch), axis=0)), tf.constant(mask))
         support.append(np.abs(grad.numpy()).sum(axis=-1) > 0)
-    pixels = np.concatenate(support).reshape(*units, *x.shape[1:-1])
+    shape = (count,) if chosen else units
+    pixels = np.concatenate(support).reshape(*shape, *x.shape[1:-1])
     image_rank = x.ndim - 2
     return [
-        pixels.any(axis=tuple(len(units) + b for b in range(image_rank) if b != a))
+        pixels.any(axis=tuple(len(shape) + b for b in range(image_rank) if b != a))
         for a in range(image_rank)
     ]
 

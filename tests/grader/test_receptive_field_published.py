@@ -26,10 +26,12 @@ tf = pytest.importorskip("tensorflow")
 
 from grader.graph_builder import build_graph  # noqa: E402
 from grader.receptive_field import compute_receptive_field, default_end_point  # noqa: E402
+from grader.rf.footprint import trace  # noqa: E402
 from tests.grader.test_receptive_field_empirical import (  # noqa: E402
     check_units,
     measurement_weights,
 )
+from tests.grader.test_receptive_field_footprint import measured_projections  # noqa: E402
 
 # name: (constructor, Keras end-point matching the article's end-point, published r, the layer
 # the report names: the last one that changes the field, before batch normalisation and ReLU)
@@ -110,6 +112,15 @@ def test_application_field_matches_gradient_support(constructor, size, end_point
     assert all(inside), f"pick a larger input: {report.interval(centre)} leaves the image"
     x = np.random.default_rng(0).uniform(0.5, 1.5, size=(1, size, size, 3)).astype("float32")
     check_units(report, twin, x, [centre, tuple(c + 1 for c in centre), (0, 0)])
+    # The footprint of the first row's and the diagonal's units (borders and interior) against
+    # gradient support.
+    graph = build_graph(config)
+    traced = trace(graph, graph.nodes_of(end_point)[-1].id, graph.inputs[0])
+    units = sorted({(0, v) for v in range(n_out[1])} | {(u, u) for u in range(min(n_out))})
+    measured = measured_projections(twin, x, units)
+    for ours, theirs in zip(traced.proj, measured, strict=True):
+        union = ours.any(axis=-2)
+        assert np.array_equal(np.stack([union[u] for u in units]), theirs)
 
 
 @pytest.mark.parametrize("name", list(PUBLISHED))
