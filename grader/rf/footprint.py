@@ -22,9 +22,11 @@ footprint of a unit is empty when it sees only padding. Gradient support is the 
 measurement: d(unit, summed over channels)/d(image), in a twin with positive weights, is
 non-zero exactly on the footprint.
 
-Size bound: every array holds at most `MAX_CELLS` booleans (about 33 million; a 299 x 299 image
-at full resolution takes 27 million, a 224 x 224 one 11 million); a larger trace is refused with
-a `ReceptiveFieldError` naming the layer.
+Bounds, so that a hostile model cannot stall the grader: every array holds at most `MAX_CELLS`
+booleans (about 33 million; a 299 x 299 image at full resolution takes 27 million, a 224 x 224
+one 11 million), a layer reads at most `MAX_TAPS` (position, tap) pairs, and a whole trace writes
+at most `MAX_WORK` cells (`Budget`). A larger trace is refused with a `ReceptiveFieldError`
+naming the layer.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ from grader.rf.geometry import (
 )
 
 MAX_CELLS = 2**25
+MAX_TAPS = 2**22
+MAX_WORK = 2**32
 _Array = np.ndarray
 
 
@@ -138,6 +142,27 @@ def _check_cells(node: Node, shape: Sequence[int]) -> None:
         raise _too_large(node, cells)
 
 
+class Budget:
+    """Array cells a trace may still touch: a bound on its time, whatever the model.
+
+    Every gather, union and rearrangement spends the cells it writes; past `MAX_WORK` the trace
+    is refused, naming the layer (a few seconds of work at most; ResNet50 on 224 x 224 images
+    spends about a tenth of it).
+    """
+
+    def __init__(self, cells: int = 0) -> None:
+        self.left = cells or MAX_WORK
+
+    def spend(self, node: Node, cells: int) -> None:
+        """Count ``cells`` written for ``node``; raise once the budget is spent."""
+        self.left -= cells
+        if self.left < 0:
+            raise ReceptiveFieldError(
+                f"{describe(node)} takes the trace of which pixels each unit sees past "
+                f"{MAX_WORK:,} cell operations. Expected smaller maps, kernels or fewer layers."
+            )
+
+
 def identity(node: Node, dims: tuple[int, ...]) -> Footprint:
     """The footprint of the image itself: each position sees its own pixel."""
     rank = len(dims)
@@ -175,10 +200,6 @@ def window_rows(w: AxisWindow, n_in: int, n_out: int) -> list[list[int]]:
     return rows
 
 
-def _float32(value: float) -> float:
-    return float(np.float32(value))
-
-
 def remap_rows(r: AxisRemap, n_in: int, n_out: int) -> list[list[int]]:
     """Input positions output ``u`` of a `Remap` axis reads (see `AxisRemap`)."""
     if r.kind == "repeat":
@@ -214,7 +235,7 @@ def remap_rows(r: AxisRemap, n_in: int, n_out: int) -> list[list[int]]:
     raise AssertionError(f"unknown remap {r.kind}")
 
 
-def _apply_tables(node: Node, fp: Footprint, tables: Sequence[_Array]) -> Footprint:
+def _apply_tables(node: Node, fp: Footprint, tables: Sequence[_Array], budget: Budget) -> Footprint:
     """Each output position reads the union of the positions its tables list, axis by axis.
 
     Separable layers read a product of per-axis tap sets, so the union can be taken one axis at
@@ -236,6 +257,7 @@ def _apply_tables(node: Node, fp: Footprint, tables: Sequence[_Array]) -> Footpr
                 valid = column < n_in
                 if not valid.any():
                     continue
+                budget.spend(node, out.size)
                 gathered = np.take(current, np.where(valid, column, 0), axis=axis)
                 if not valid.all():
                     index: list[slice | _Array] = [slice(None)] * gathered.ndim
@@ -265,17 +287,18 @@ def compress(fp: Footprint) -> Footprint:
     """The same footprint with identical channel classes merged (one class: ``classes=None``)."""
     if fp.classes is None:
         return fp
-    used = [int(k) for k in np.unique(fp.classes)]
-    index: dict[bytes, int] = {}
-    keep: list[int] = []
+    used = np.unique(fp.classes)
+    # One row of packed bits per class, compared as raw bytes: sorting K byte strings is fast
+    # where np.unique over long boolean rows is not.
+    rows = np.concatenate(
+        [np.packbits(np.moveaxis(a, -2, 0)[used].reshape(len(used), -1), axis=1) for a in fp.proj],
+        axis=1,
+    )
+    keys = np.ascontiguousarray(rows).view(np.dtype((np.void, rows.shape[1]))).reshape(-1)
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     remap = np.zeros(fp.k, dtype=np.int64)
-    for k in used:
-        # Packed bits as a dictionary key: far faster than np.unique over long boolean rows.
-        key = b"".join(np.packbits(np.take(a, k, axis=-2)).tobytes() for a in fp.proj)
-        if key not in index:
-            index[key] = len(keep)
-            keep.append(k)
-        remap[k] = index[key]
+    remap[used] = np.asarray(inverse).reshape(-1)
+    keep = used[first]
     proj = tuple(np.take(a, keep, axis=-2) for a in fp.proj)
     classes = remap[fp.classes] if len(keep) > 1 else None
     return replace(fp, proj=proj, classes=classes)
@@ -581,8 +604,19 @@ def _single(node: Node, inputs: Sequence[tuple[int, Footprint | None]]) -> Footp
     return found[0]
 
 
+def _taps_too_many(node: Node, entries: int) -> ReceptiveFieldError:
+    return ReceptiveFieldError(
+        f"{describe(node)} reads {entries:,} (position, tap) pairs, more than the {MAX_TAPS:,} "
+        "the analysis traces. Expected smaller kernels or maps."
+    )
+
+
 def layer_footprint(
-    node: Node, inputs: Sequence[tuple[int, Footprint | None]], *, is_input_image: bool = False
+    node: Node,
+    inputs: Sequence[tuple[int, Footprint | None]],
+    *,
+    is_input_image: bool = False,
+    budget: Budget | None = None,
 ) -> Footprint:
     """The footprint of one layer call from its inputs' (None: does not depend on the image).
 
@@ -590,14 +624,18 @@ def layer_footprint(
         node: the layer call.
         inputs: ``(index in node.inputs, footprint or None)`` for every live input.
         is_input_image: the single input is the image itself (for a grayscale ``Reshape``).
+        budget: the trace's `Budget` (a fresh one when None).
 
     Raises:
-        ReceptiveFieldError: the layer cannot be traced exactly (its message names it).
+        ReceptiveFieldError: the layer cannot be traced exactly (its message names it), or the
+            trace would be too large.
     """
+    budget = budget if budget is not None else Budget()
     first = next(fp for _, fp in inputs if fp is not None)
     effect = classify(node, first.dims)
     if effect is MERGE:
         fp = _merge(node, inputs)
+        budget.spend(node, sum(a.size for a in fp.proj))
         return _check_dims(node, fp)
     fp = _single(node, inputs)
     if isinstance(effect, Window):
@@ -605,20 +643,21 @@ def layer_footprint(
         for w, n_in in zip(effect.axes, fp.dims, strict=True):
             n_out = w.n_out
             assert n_out is not None and w.p is not None
-            if n_out > MAX_CELLS:
-                raise _too_large(node, n_out)
+            # A unit reads at most k taps, and at most n_in of them inside the input.
+            if n_out * min(w.k, n_in) > MAX_TAPS:
+                raise _taps_too_many(node, n_out * min(w.k, n_in))
             tables.append(_table(window_rows(w, n_in, n_out), n_in))
-        fp = _apply_tables(node, fp, tables)
+        fp = _apply_tables(node, fp, tables, budget)
     elif isinstance(effect, Remap):
         tables = []
         for r, n_in in zip(effect.axes, fp.dims, strict=True):
             n_out = r.n_out
             if n_out is None:
                 raise ReceptiveFieldError(f"{describe(node)} has an output of unknown size.")
-            if n_out * max(r.k, 1) > MAX_CELLS:
-                raise _too_large(node, n_out * r.k)
+            if n_out * max(r.k, 2) > MAX_TAPS:
+                raise _taps_too_many(node, n_out * max(r.k, 2))
             tables.append(_table(remap_rows(r, n_in, n_out), n_in))
-        fp = _apply_tables(node, fp, tables)
+        fp = _apply_tables(node, fp, tables, budget)
     elif isinstance(effect, Reduce):
         fp = _reduce(node, fp, effect)
     elif isinstance(effect, Rearrange):
@@ -629,7 +668,9 @@ def layer_footprint(
             return identity(node, tuple(d for d in node.output_shape[:-1] if isinstance(d, int)))
         fp = _rearrange(node, fp)
     elif effect is FLATTEN:
-        return _flatten(node, fp)
+        fp = _flatten(node, fp)
+        budget.spend(node, sum(a.size for a in fp.proj))
+        return fp
     elif effect is GLOBAL:
         if node.layer.class_name == "RepeatVector":
             return _repeat_vector(node, fp)
@@ -637,6 +678,7 @@ def layer_footprint(
     else:
         assert effect is POINTWISE
     fp = _apply_channels(node, fp, channels(node))
+    budget.spend(node, sum(a.size for a in fp.proj))
     return _check_dims(node, fp)
 
 
@@ -671,7 +713,7 @@ def trace(
 
     Raises:
         ReceptiveFieldError: an unknown size on the way, a layer without exact geometry, or a
-            trace larger than `MAX_CELLS`.
+            trace larger than `MAX_CELLS` per array, `MAX_TAPS` per table or `MAX_WORK` in all.
     """
     image = graph.nodes[source]
     dims = tuple(image.output_shape[:-1])
@@ -684,12 +726,15 @@ def trace(
     known = tuple(d for d in dims if isinstance(d, int))
     footprints: dict[int, Footprint] = {source: identity(image, known)}
     live = (lambda i: True) if influences is None else influences
+    budget = Budget()
     for node_id in _on_paths(graph, source, target, influences):
         if node_id == source:
             continue
         node = graph.nodes[node_id]
         inputs = [(k, footprints.get(i)) for k, i in enumerate(node.inputs) if live(i)]
-        footprints[node_id] = layer_footprint(node, inputs, is_input_image=node.inputs == (source,))
+        footprints[node_id] = layer_footprint(
+            node, inputs, is_input_image=node.inputs == (source,), budget=budget
+        )
     return footprints[target]
 
 

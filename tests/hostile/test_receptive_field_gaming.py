@@ -131,3 +131,26 @@ def test_an_honest_network_of_the_same_size_passes():
     assert report["receptive_field"]["size"] == [64, 64]
     rule = _rule(report)
     assert rule["passed"] is True and rule["measured"] == 32
+
+
+def test_a_model_too_large_to_trace_is_refused_by_name(monkeypatch):
+    # A huge kernel on a large map would take the footprint trace minutes. The trace spends a
+    # bounded budget of cell operations (`MAX_WORK`, seconds at most): past it the rule fails,
+    # naming the layer, instead of stalling the grader. A small budget shows the mechanism.
+    import grader.rf.footprint as footprint
+
+    monkeypatch.setattr(footprint, "MAX_WORK", 10**6)
+    config = _sequential(
+        "huge_kernel",
+        (
+            "Conv2D",
+            {"name": "huge", "filters": 1, "kernel_size": 31, "padding": "same"},
+        ),
+    )
+    report = check_model(config, load_preset("cifar10-separable"))
+    rf = report["receptive_field"]
+    assert rf["size"] == [31, 31] and rf["footprint"] is None
+    assert "Layer `huge` (Conv2D) takes the trace" in rf["footprint_note"]
+    rule = _rule(report)
+    assert rule["passed"] is False and rule["measured"] is None
+    assert "Layer `huge` (Conv2D) takes the trace" in rule["message"]
