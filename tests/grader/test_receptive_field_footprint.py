@@ -409,3 +409,32 @@ def test_layer_without_exact_geometry_is_refused_by_name_not_skipped():
         r"interpolation='bicubic'",
     ):
         compute_receptive_field(graph)
+
+
+def test_nested_model_called_twice_footprint_matches_gradient_support():
+    # One set of weights, two calls: the inner layers appear twice in the graph, each call
+    # with its own input size; the footprint follows the calls, not the layer names.
+    block = keras.Sequential(
+        [
+            keras.Input((None, None, 2)),
+            keras.layers.Conv2D(2, 3, padding="same", name="c1"),
+            keras.layers.UpSampling2D(2, name="up"),
+            keras.layers.AveragePooling2D(3, strides=2, padding="same", name="pool"),
+            keras.layers.DepthwiseConv2D([1, 3], padding="valid", name="dw"),
+        ],
+        name="block",
+    )
+    image = keras.Input((18, 20, 2), name="image")
+    x = keras.layers.Conv2D(2, 3, dilation_rate=2, name="stem")(image)
+    features = block(block(x))
+    head = keras.layers.Dense(4)(keras.layers.GlobalAveragePooling2D()(features))
+    graph = build_graph(real_config(keras.Model(image, head)))
+    report = compute_receptive_field(graph)
+    assert len(graph.nodes_of(report.end_point)) == 2
+    assert report.formula_note is not None and "UpSampling2D" in report.formula_note
+    twin = keras.Model(image, features)
+    measurement_weights(twin)
+    x = np.random.default_rng(7).uniform(0.5, 1.5, (1, 18, 20, 2)).astype("float32")
+    traced = trace(graph, graph.nodes_of(report.end_point)[-1].id, graph.inputs[0])
+    for ours, theirs in zip(traced.proj, measured_projections(twin, x), strict=True):
+        assert np.array_equal(ours.any(axis=-2), theirs)
