@@ -1,36 +1,62 @@
 """Exact receptive fields of Keras models, per spatial axis, for any layer as end-point.
 
-Follows Araujo, Norris and Sim, "Computing Receptive Fields of Convolutional Neural Networks"
-(Distill, 2019). Along each spatial axis, output unit ``u`` of the end-point sees the input
-interval ``[start + u * jump, start + u * jump + size - 1]``; ``size`` counts padding positions,
-so it can exceed the image (ResNet50's field is wider than its 224-pixel input). For ``same``
-padding the left padding is the one TensorFlow adds: ``pad_total = max((ceil(n / s) - 1) * s +
-k_eff - n, 0)``, ``pad_left = pad_total // 2``, so ``start`` is exact too.
+Two views of one field, both exact (`ReceptiveFieldReport`):
 
-Graphs with branches take, at every merge, the union of the intervals of all paths (smallest
-start, largest end), including the offsets that different paddings create; a merge of paths with
-different jumps is refused (`ReceptiveFieldError`), as are layers with fractional jumps
-(``UpSampling``, transposed convolutions, resizing) and reshapes of spatial axes. Anything after
-a layer that mixes every position (global pooling, a Dense head after ``Flatten``, a
-squeeze-and-excitation gate) is *global*: it sees the whole input.
+- The **course formula** (Araujo, Norris and Sim, "Computing Receptive Fields of Convolutional
+  Neural Networks", Distill 2019), which students compute by hand: along each spatial axis,
+  output unit ``u`` of the end-point sees the input interval ``[start + u * jump, start + u *
+  jump + size - 1]``; ``size`` counts padding positions, so it can exceed the image (ResNet50's
+  field is wider than its 224-pixel input). For ``same`` padding the left padding is the one
+  TensorFlow adds: ``pad_total = max((ceil(n / s) - 1) * s + k_eff - n, 0)``, ``pad_left =
+  pad_total // 2``, so ``start`` is exact too. Graphs with branches take, at every merge, the
+  union of the intervals of all paths (smallest start, largest end). The formula only exists
+  for translation-invariant networks: after up-sampling, transposed convolutions, resizing,
+  reshapes of positions or a merge of paths with different jumps, ``size`` is null and
+  ``formula_note`` names the layer.
+- The **footprint** (`grader.rf.footprint`): for every unit of the end point, the set of image
+  pixels that can influence it, traced per position on the model's real input size. Taps that
+  land in zero padding count for nothing, so a 3x3 convolution with ``dilation_rate=32`` on a
+  32x32 map has a formula field of 67 but sees only what its input position sees. The report
+  gives its smallest and largest extent over the units; `min_receptive_field` is decided on it.
 
-With an unknown input size, sizes and jumps stay exact; ``start`` becomes ``None`` once a
-``same`` padding with a stride above 1 depends on the size (merges of paths that share that
-unknown offset stay exact, others are refused).
+Anything after a layer that mixes every position (global pooling, a Dense head after
+``Flatten``, a squeeze-and-excitation gate) is *global*: it sees the whole input.
+
+The default end point is the network's last spatial feature map: the map feeding global
+pooling, ``Flatten`` or the head (for a fully convolutional model, its spatial output), chosen
+from the graph alone, never an earlier layer because a later one could not be analysed. It is
+named after the last layer that changes its field: the batch normalisation and activation
+that follow a convolution keep its field, so the report names the convolution and lists them
+in ``unchanged_after``. If that map's field cannot be computed, `compute_receptive_field`
+raises a `ReceptiveFieldError` that names the map and the layer that prevents it.
+
+With an unknown input size, formula sizes and jumps stay exact; ``start`` becomes ``None`` once
+a ``same`` padding with a stride above 1 depends on the size (merges of paths that share that
+unknown offset stay exact, others are refused); the footprint needs the size and is null.
+
+An optional ``influences`` predicate (node id -> bool) leaves out nodes that cannot influence
+the model's output (a branch multiplied by a constant zero): they are never the end point and
+add nothing to a merge.
 
 ``to_dict()`` gives::
 
     {"end_point", "end_point_type", "input", "size": [h, w], "jump": [h, w], "start": [h, w],
-     "global": bool, "input_size": [h, w], "output_size": [h, w], "layers": [row, ...]}
+     "global": bool, "input_size": [h, w], "output_size": [h, w], "layers": [row, ...],
+     "formula_note", "footprint": {"min", "max", "varies", "min_unit", "min_unit_span", "gaps"},
+     "footprint_note", "unchanged_after": [name, ...]}
 
-with one row per node on the paths from the image input to the end-point (topological order):
-``{"layer", "type", "k", "d", "s", "p", "n_in", "n_out", "j_in", "j_out", "r_in", "r_out",
-"start_in", "start_out", "inputs", "on_every_path"}``, every per-axis value a list (also for
-square fields: ``[3, 3]``, never ``3``), ``p`` the padding before the first position (negative
-for cropping).
+with one row per node on the paths from the image input to the end-point (topological order)
+that the formula describes: ``{"layer", "type", "k", "d", "s", "p", "n_in", "n_out", "j_in",
+"j_out", "r_in", "r_out", "start_in", "start_out", "inputs", "on_every_path"}``, every per-axis
+value a list (also for square fields: ``[3, 3]``, never ``3``), ``p`` the padding before the
+first position (negative for cropping).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
 
 from grader.errors import ReceptiveFieldError
 from grader.graph import ModelGraph, Node
@@ -38,13 +64,16 @@ from grader.rf.fields import (
     AxisField,
     FlattenedField,
     GlobalField,
+    NoFormulaField,
     Propagation,
     Step,
     identity_field,
     propagate,
 )
+from grader.rf.footprint import summarize, trace
+from grader.rf.geometry import GLOBAL_POOL_CLASSES, is_position_identity
 from grader.rf.hints import HINT_KINDS, dilation_target, rf_if_appended
-from grader.rf.report import ReceptiveFieldReport, Row, format_table, growth
+from grader.rf.report import ReceptiveFieldReport, Row, TraceContext, format_table, growth
 
 __all__ = [
     "HINT_KINDS",
@@ -59,55 +88,107 @@ __all__ = [
     "rf_if_appended",
 ]
 
-
-def _is_spatial(field: object) -> bool:
-    return isinstance(field, tuple)
+Influences = Callable[[int], bool] | None
 
 
-def _default_node(prop: Propagation) -> Node:
-    graph = prop.graph
-    spatial: dict[int, set[int]] = {}
+def _live_inputs(node: Node, influences: Influences) -> list[int]:
+    return [i for i in node.inputs if influences is None or influences(i)]
+
+
+def _layouts(graph: ModelGraph, influences: Influences) -> dict[int, str]:
+    """Per node, from the graph alone: ``spatial`` (a map of positions from an image),
+    ``pooled`` (the positions are gone: global pooling, ``Flatten``, what follows) or ``none``
+    (no image behind it)."""
+    layout: dict[int, str] = {}
     for node in graph.nodes:
-        state = prop.states[node.id]
-        if isinstance(state, dict):
-            spatial[node.id] = {i for i, f in state.items() if _is_spatial(f)}
-    # The last spatial node whose output is consumed by something that mixes every position
-    # (global pooling, Flatten, a Dense head) or loses the layout.
-    feeding_head: list[int] = []
-    for node in graph.nodes:
-        state = prop.states[node.id]
-        if not isinstance(state, dict):
+        live = _live_inputs(node, influences)
+        if not node.inputs:
+            layout[node.id] = "spatial" if len(node.output_shape) >= 2 else "none"
             continue
-        for input_id, field in state.items():
-            if isinstance(field, (GlobalField, FlattenedField)):
-                feeding_head.extend(i for i in node.inputs if input_id in spatial.get(i, ()))
-    if feeding_head:
-        return graph.nodes[max(feeding_head)]
-    # A fully convolutional model: its last spatial output.
-    for candidates in (graph.outputs, tuple(n.id for n in graph.nodes)):
-        found = [i for i in candidates if spatial.get(i)]
-        if found:
-            return graph.nodes[max(found)]
-    refused = [s for s in prop.states.values() if isinstance(s, ReceptiveFieldError)]
-    if refused:
-        raise refused[0]
-    raise ReceptiveFieldError(
-        f"Model `{graph.name}` has no layer with a spatial output. Expected an image input of "
-        "shape (height, width, channels) or a signal of shape (length, channels)."
-    )
+        seen = {layout[i] for i in live}
+        if "spatial" in seen:
+            ends = (
+                node.layer.class_name in GLOBAL_POOL_CLASSES
+                or node.layer.class_name == "Flatten"
+                or len(node.output_shape) < 2
+            )
+            layout[node.id] = "pooled" if ends else "spatial"
+        else:
+            layout[node.id] = "pooled" if "pooled" in seen else "none"
+    return layout
 
 
-def default_end_point(graph: ModelGraph) -> str:
+def _last_map(graph: ModelGraph, influences: Influences) -> Node:
+    """The network's last spatial feature map: the last one feeding what pools its positions
+    (global pooling, ``Flatten``, the head), else its last spatial output."""
+    layout = _layouts(graph, influences)
+    live = (lambda i: True) if influences is None else influences
+    feeding = [
+        i
+        for node in graph.nodes
+        if layout[node.id] == "pooled" and live(node.id)
+        for i in _live_inputs(node, influences)
+        if layout[i] == "spatial"
+    ]
+    if not feeding:
+        feeding = [i for i in graph.outputs if layout[i] == "spatial" and live(i)]
+    if not feeding:
+        raise ReceptiveFieldError(
+            f"Model `{graph.name}` has no layer with a spatial output. Expected an image input of "
+            "shape (height, width, channels) or a signal of shape (length, channels)."
+        )
+    return graph.nodes[max(feeding)]
+
+
+def _named_end_point(
+    graph: ModelGraph, node: Node, influences: Influences
+) -> tuple[Node, tuple[str, ...]]:
+    """The layer that last changed the field of map ``node``, and the layers after it.
+
+    Batch normalisation, activations, dropout and the like keep every position's field: a
+    report names the convolution before them, as students draw it. The walk stops at a layer
+    with several inputs, one that changes positions, or a shared layer whose last call is
+    another node (a name must find the node).
+    """
+    after: list[str] = []
+    while node.inputs and is_position_identity(node):
+        live = _live_inputs(node, influences)
+        if len(live) != 1:
+            break
+        producer = graph.nodes[live[0]]
+        if producer.output_shape[:-1] != node.output_shape[:-1] or len(producer.output_shape) < 2:
+            break
+        if graph.nodes_of(producer.layer.name)[-1].id != producer.id:
+            break
+        after.insert(0, node.layer.name)
+        node = producer
+    return node, tuple(after)
+
+
+def _default(graph: ModelGraph, influences: Influences) -> tuple[Node, Node, tuple[str, ...]]:
+    """The last map, the node the report names and the layers between them."""
+    last = _last_map(graph, influences)
+    named, after = _named_end_point(graph, last, influences)
+    return last, named, after
+
+
+def default_end_point(graph: ModelGraph, *, influences: Influences = None) -> str:
     """The layer whose receptive field the course reports when none is named.
 
-    It is the last layer, in topological order, whose output is still spatial and feeds global
-    pooling, ``Flatten`` or a head that mixes every position; for a fully convolutional model,
-    the last spatial model output.
+    It is the network's last spatial feature map, the one feeding global pooling, ``Flatten``
+    or a head that mixes every position (for a fully convolutional model, its last spatial
+    output), named after the last layer that changes its field: the convolution, not the batch
+    normalisation or activation after it. Chosen from the graph alone: a layer the analysis
+    cannot follow never moves the end point to an earlier layer.
+
+    Args:
+        graph: the model graph.
+        influences: node id -> whether it can influence the output (None: all can).
 
     Raises:
         ReceptiveFieldError: the model has no spatial layer.
     """
-    return _default_node(propagate(graph)[0]).layer.name
+    return _default(graph, influences)[1].layer.name
 
 
 def _find_node(graph: ModelGraph, name: str) -> Node:
@@ -185,24 +266,56 @@ def _row(graph: ModelGraph, step: Step, on_every_path: bool) -> Row:
 
 
 def compute_receptive_field(
-    graph: ModelGraph, end_point: str | None = None
+    graph: ModelGraph, end_point: str | None = None, *, influences: Influences = None
 ) -> ReceptiveFieldReport:
     """The receptive field of ``end_point`` (default: `default_end_point`) on the image input.
 
     Args:
         graph: the model, as built by `grader.graph_builder.build_graph`.
         end_point: a layer name; a shared layer is taken at its last call.
+        influences: node id -> whether it can influence the model's output; nodes for which it
+            is False are left out (None: every node can).
 
     Returns:
-        The `ReceptiveFieldReport`. With several image inputs, the field refers to the first
+        The `ReceptiveFieldReport`, with the course formula where it applies and the footprint
+        where the input size is known. With several image inputs, the field refers to the first
         model input the end-point depends on spatially.
 
     Raises:
         ReceptiveFieldError: unknown end-point, an end-point without spatial layout (a
-            ``Flatten`` output), or a layer on the way that cannot be analysed exactly.
+            ``Flatten`` output), or a layer on the way that cannot be analysed exactly; for the
+            default end point the message names the map the field was wanted at.
     """
-    prop, steps = propagate(graph)
-    node = _default_node(prop) if end_point is None else _find_node(graph, end_point)
+    prop, steps = propagate(graph, influences)
+    last, named, after = _default(graph, influences)
+    if end_point is None:
+        node = named
+        try:
+            prop.state(node.id)
+        except ReceptiveFieldError as exc:
+            where = f"`{node.layer.name}` ({node.layer.class_name})"
+            if node.id != last.id:
+                where += f", which the head reads through `{last.layer.name}`,"
+            else:
+                where += ", the last feature map before the head,"
+            raise ReceptiveFieldError(
+                f"The receptive field at {where} cannot be computed: {exc.message}"
+            ) from exc
+    else:
+        node = _find_node(graph, end_point)
+        if node.id != named.id:
+            after = ()
+    return _report(graph, prop, steps, node, after, influences)
+
+
+def _report(
+    graph: ModelGraph,
+    prop: Propagation,
+    steps: dict[int, list[Step]],
+    node: Node,
+    after: tuple[str, ...],
+    influences: Influences,
+) -> ReceptiveFieldReport:
     state = prop.state(node.id)
     candidates = [i for i in graph.inputs if i in state] + [
         i for i in state if i not in graph.inputs
@@ -225,6 +338,8 @@ def compute_receptive_field(
     input_node = graph.nodes[input_id]
     input_size = tuple(input_node.output_shape[:-1])
     rank = len(field) if isinstance(field, tuple) else len(input_size)
+    if isinstance(field, NoFormulaField):
+        rank = field.rank
     if len(input_size) < rank:
         # A (28, 28) grayscale input reshaped to (28, 28, 1): both axes are spatial.
         input_size = tuple(input_node.output_shape[:rank])
@@ -235,42 +350,79 @@ def compute_receptive_field(
         for step in steps.get(i, []):
             if step.input_id == input_id and isinstance(step.output, tuple):
                 rows.append(_row(graph, step, through[i] == total_paths))
+    footprint = footprint_note = None
+    context: TraceContext | None = None
+    try:
+        traced = trace(graph, node.id, input_id, influences)
+        footprint = summarize(traced)
+        context = TraceContext(graph, node.id, input_id, traced, influences)
+    except ReceptiveFieldError as exc:
+        footprint_note = exc.message
+    is_global = False
+    formula_note = None
+    size: tuple[int | None, ...]
+    jump: tuple[int | None, ...]
+    start: tuple[int | None, ...]
+    output_size: tuple[int | None, ...]
     if isinstance(field, tuple):
-        return ReceptiveFieldReport(
-            end_point=node.layer.name,
-            end_point_type=node.layer.class_name,
-            input_name=input_node.layer.name,
-            is_global=False,
-            size=tuple(f.r for f in field),
-            jump=tuple(f.j for f in field),
-            start=tuple(f.known_start for f in field),
-            input_size=input_size,
-            output_size=tuple(f.n for f in field),
-            rows=tuple(rows),
-        )
-    # Global: every unit sees what any unit of the globalised tensor saw, within the image.
+        size = tuple(f.r for f in field)
+        jump = tuple(f.j for f in field)
+        start = tuple(f.known_start for f in field)
+        output_size = tuple(f.n for f in field)
+    elif isinstance(field, NoFormulaField):
+        size = jump = start = (None,) * rank
+        output_size = tuple(node.output_shape[:-1])
+        formula_note = field.reason
+    else:
+        # Global: every unit sees what any unit of the globalised tensor saw, in the image.
+        is_global = True
+        start, size = _global_extent(field, input_size, context)
+        jump = size
+        output_size = ()
+    return ReceptiveFieldReport(
+        end_point=node.layer.name,
+        end_point_type=node.layer.class_name,
+        input_name=input_node.layer.name,
+        is_global=is_global,
+        size=size,
+        jump=jump,
+        start=start,
+        input_size=input_size,
+        output_size=output_size,
+        rows=tuple(rows),
+        formula_note=formula_note,
+        footprint=footprint,
+        footprint_note=footprint_note,
+        unchanged_after=after,
+        trace=context,
+    )
+
+
+def _global_extent(
+    field: GlobalField, input_size: tuple[int | None, ...], context: TraceContext | None
+) -> tuple[tuple[int | None, ...], tuple[int | None, ...]]:
+    """First position and extent per axis of what a global end point sees.
+
+    From the footprint when traced (exact whatever the layers), else from the formula's extent.
+    """
     starts: list[int | None] = []
     sizes: list[int | None] = []
+    if context is not None:
+        for array in context.footprint.proj:
+            seen = np.asarray(array.any(axis=tuple(range(array.ndim - 1))))
+            hits = [int(i) for i in seen.nonzero()[0]]
+            starts.append(hits[0] if hits else None)
+            sizes.append(hits[-1] - hits[0] + 1 if hits else 0)
+        return tuple(starts), tuple(sizes)
     for extent, n in zip(field.extent, input_size, strict=True):
         if n is None:
             starts.append(None if extent is None else max(extent[0], 0))
             sizes.append(None)
         elif extent is None:
-            starts.append(0)
-            sizes.append(n)
+            starts.append(None)
+            sizes.append(None)
         else:
             first, last = max(extent[0], 0), min(extent[1], n - 1)
             starts.append(first)
             sizes.append(last - first + 1)
-    return ReceptiveFieldReport(
-        end_point=node.layer.name,
-        end_point_type=node.layer.class_name,
-        input_name=input_node.layer.name,
-        is_global=True,
-        size=tuple(sizes),
-        jump=tuple(sizes),
-        start=tuple(starts),
-        input_size=input_size,
-        output_size=(),
-        rows=tuple(rows),
-    )
+    return tuple(starts), tuple(sizes)

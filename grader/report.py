@@ -4,7 +4,8 @@
 
     {"file", "model": {"name", "input_shape", "output_shape", "layer_count"},
      "params": {"total", "trainable", "non_trainable"},
-     "receptive_field": {"end_point", "size": [h, w], "jump": [h, w], "global", "layers": [...]},
+     "receptive_field": {"end_point", "size": [h, w], "jump": [h, w], "global", "layers": [...],
+                         "footprint": {"min", "max", ...}, "unchanged_after", ...},
      "layers": [{"name", "class_name", "output_shape", "params", "trainable_params", "calls",
                  "trainable", "rf_size", "rf_jump"}, ...],
      "dead_layers": [{"name", "class_name"}, ...],
@@ -14,10 +15,13 @@
 ``layer_count`` counts layers other than inputs, nested models flattened. ``layers`` is the
 network Keras builds from the config; ``dead_layers`` are the layers the config also lists but
 that no path joins to the outputs, which Keras leaves out (nothing counts them). A layer's
-``trainable`` is False when it or an enclosing nested model is frozen. When the receptive
-field cannot be computed at the default end point, ``receptive_field`` holds null values and an
-``error`` object, and the receptive-field rule fails with that reason. ``passed`` is false if
-any rule failed, null if none failed but some are undecided (training rules), true otherwise.
+``trainable`` is False when it or an enclosing nested model is frozen. ``receptive_field`` is
+`grader.receptive_field.ReceptiveFieldReport.to_dict()`: the course formula and the image
+footprint at the network's last feature map. When that field cannot be computed,
+``receptive_field`` holds null values and an ``error`` object naming the layer that prevents it
+(never the field of an earlier layer), and the receptive-field rule fails with that reason.
+``passed`` is false if any rule failed, null if none failed but some are undecided (training
+rules), true otherwise.
 `check_model_file` reads a file first and turns any `GraderError` into
 ``{"file", "error": {"kind", "message"}}``. `format_text` renders either for a terminal.
 """
@@ -105,6 +109,8 @@ def check_model(
             "jump": None,
             "global": None,
             "layers": [],
+            "footprint": None,
+            "unchanged_after": [],
             "error": exc.to_dict(),
         }
     rf_rows = {row["layer"]: row for row in rf_dict["layers"]}
@@ -268,20 +274,58 @@ _NOTES_LISTED = 10
 def _counting_notes(obj: Mapping[str, Any]) -> list[str]:
     """What was counted and why, for models that share layers or list unused ones."""
     notes = [
-        f"Shared: layer `{row['name']}` ({row['class_name']}) is called {row['calls']} times; "
+        f"Shared: layer `{terminal_safe(row['name'])}` ({row['class_name']}) is called "
+        f"{row['calls']} times; "
         "its weights are counted once."
         for row in obj["layers"]
         if row.get("calls", 1) > 1
     ]
     dead = list(obj.get("dead_layers") or [])
     notes.extend(
-        f"Not counted: layer `{row['name']}` ({row['class_name']}) is not connected to the "
+        f"Not counted: layer `{terminal_safe(row['name'])}` ({terminal_safe(row['class_name'])}) "
+        "is not connected to the "
         "model's outputs, so Keras leaves it out of the model it builds and trains."
         for row in dead[:_NOTES_LISTED]
     )
     if len(dead) > _NOTES_LISTED:
         notes.append(f"Not counted: {len(dead) - _NOTES_LISTED:,} more unconnected layers.")
     return notes
+
+
+def _rf_lines(rf: Mapping[str, Any]) -> list[str]:
+    """The receptive field: the course formula, then what the units actually see."""
+    if rf.get("error"):
+        return [f"Receptive field: not computed ({terminal_safe(rf['error']['message'])})"]
+    where = f"`{terminal_safe(rf['end_point'])}`"
+    after = rf.get("unchanged_after") or []
+    if after:
+        names = ", ".join(f"`{terminal_safe(name)}`" for name in after)
+        where += f" ({names} after it keep its field)"
+    if rf["global"]:
+        return [f"Receptive field at {where}: the whole input."]
+    if rf.get("size") and all(v is not None for v in rf["size"]):
+        lines = [
+            f"Receptive field at {where}: {_fmt_axes(rf['size'])} "
+            f"(jump {_fmt_axes(rf['jump'])}, course formula)."
+        ]
+    else:
+        note = terminal_safe(rf.get("formula_note"))
+        lines = [f"Receptive field at {where}: no course formula ({note})"]
+    footprint = rf.get("footprint")
+    if footprint:
+        image = _fmt_axes(rf.get("input_size"))
+        if footprint["varies"]:
+            lines.append(
+                f"Pixels each unit sees: {_fmt_axes(footprint['min'])} to "
+                f"{_fmt_axes(footprint['max'])} of the {image} image."
+            )
+        else:
+            lines.append(
+                f"Pixels each unit sees: {_fmt_axes(footprint['min'])} of the {image} image."
+            )
+    elif rf.get("footprint_note"):
+        lines.append(f"Pixels each unit sees: not computed ({terminal_safe(rf['footprint_note'])})")
+    return lines
 
 
 def format_text(obj: Mapping[str, Any]) -> str:
@@ -324,16 +368,7 @@ def format_text(obj: Mapping[str, Any]) -> str:
     lines.append(f"Trainable params: {params['trainable']:,}")
     lines.append(f"Non-trainable params: {params['non_trainable']:,}")
     lines.extend(_counting_notes(obj))
-    rf = obj["receptive_field"]
-    if rf.get("error"):
-        lines.append(f"Receptive field: not computed ({safe(rf['error']['message'])})")
-    elif rf["global"]:
-        lines.append(f"Receptive field at `{safe(rf['end_point'])}`: the whole input.")
-    else:
-        lines.append(
-            f"Receptive field at `{safe(rf['end_point'])}`: {_fmt_axes(rf['size'])} "
-            f"(jump {_fmt_axes(rf['jump'])})."
-        )
+    lines.extend(_rf_lines(obj["receptive_field"]))
 
     if obj["rules"]:
         lines.append("")

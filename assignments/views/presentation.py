@@ -240,7 +240,7 @@ PLAIN_WORDS = {
     ),
     "max_dropout": lambda p: f"Dropout rates at most {_fmt(p['limit'])}",
     "min_receptive_field": lambda p: (
-        f"Receptive field at least {_pixels(p['limit'])}"
+        f"Every unit sees at least {_pixels(p['limit'])} of the image"
         + (f" at layer `{p['end_point']}`" if p.get("end_point") else " before global pooling")
     ),
     "max_epochs": lambda p: f"At most {_fmt(p['limit'])} training epochs",

@@ -1,5 +1,6 @@
-"""Receptive-field internals: layer geometry, field propagation, reports and hints.
+"""Receptive-field internals: layer geometry, field propagation, footprints, reports and hints.
 
 The public entry points live in `grader.receptive_field`; this package holds the pieces so that
-each module stays small.
+each module stays small: `geometry` (one record per layer class), `fields` (the course formula),
+`footprint` (which pixels each unit sees, per position), `report` and `hints` (what-ifs).
 """

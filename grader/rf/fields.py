@@ -12,10 +12,14 @@ the input interval ``[start + u * j, start + u * j + r - 1]`` (Araujo, Norris an
     start_out = start_in - p * j_in
 
 A merge takes, per axis, the union of its inputs' intervals: the smallest start and the largest
-end. All inputs of a merge must share the jump; otherwise the size would depend on ``u`` and the
-merge is refused (it cannot happen in a model whose branches keep the same stride product).
-A field can also be `GLOBAL` (every unit sees the whole input) or `FLATTENED` (one feature per
-position, but no spatial layout left).
+end. A field can also be `GLOBAL` (every unit sees the whole input) or `FLATTENED` (one feature
+per position, but no spatial layout left).
+
+The formula only describes translation-invariant fields. From a layer that remaps positions
+(``UpSampling``, transposed convolutions, ``Resizing``, ``Reshape``/``Permute`` of positions), a
+merge of paths whose jumps differ, or numbers past `MAX_SIZE`, a node's field is a
+`NoFormulaField` naming that layer and why: the field is still exact, per position, in
+`grader.rf.footprint`, just not the course formula.
 
 When the input size is unknown, ``same`` padding with a stride above 1 pads by an amount that
 depends on it; from there on ``start`` is an offset from an unknown position, tagged with the
@@ -24,13 +28,15 @@ paths that share the anchor (a residual block after a strided stem); paths with 
 anchors cannot be aligned and their merge is refused.
 
 Errors are recorded per node rather than raised at once, so that a refused layer only matters
-when the requested end-point depends on it (a decoder head with ``UpSampling`` does not prevent
-analysing the encoder).
+when the requested end-point depends on it.
+
+`propagate` takes an optional ``influences`` predicate (node id -> bool): producers for which it
+is False (a branch multiplied by a constant zero, say) are left out of their consumers' fields.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from grader.errors import ReceptiveFieldError
@@ -42,6 +48,10 @@ from grader.rf.geometry import (
     GLOBAL,
     MERGE,
     POINTWISE,
+    Effect,
+    Rearrange,
+    Reduce,
+    Remap,
     Window,
     classify,
     describe,
@@ -103,7 +113,22 @@ class FlattenedField:
     extent: Extent
 
 
-Field = tuple[AxisField, ...] | GlobalField | FlattenedField
+@dataclass(frozen=True)
+class NoFormulaField:
+    """Spatial, but the course formula does not apply from layer ``layer`` on: ``reason`` says
+    why (positions remapped, paths with different jumps merged, numbers past `MAX_SIZE`). The
+    exact field per position is then the footprint's (`grader.rf.footprint`)."""
+
+    layer: str
+    reason: str
+    rank: int
+
+
+class FormulaNotApplicable(ReceptiveFieldError):
+    """The layer's field exists exactly, per position, but not as the course formula."""
+
+
+Field = tuple[AxisField, ...] | GlobalField | FlattenedField | NoFormulaField
 # Input node id -> the node's field with respect to that input. Inputs a node does not depend on
 # spatially (a non-image input, or no path) are absent.
 State = dict[int, Field]
@@ -165,10 +190,10 @@ def _bounded(node: Node, field: tuple[AxisField, ...]) -> tuple[AxisField, ...]:
     """
     for axis in field:
         if axis.r > MAX_SIZE or axis.j > MAX_SIZE or abs(axis.start) > MAX_SIZE:
-            raise ReceptiveFieldError(
+            raise FormulaNotApplicable(
                 f"{describe(node)} makes the receptive field, its jump or its offset larger than "
                 f"{MAX_SIZE:,} input positions. Expected strides, dilations and kernels that fit "
-                "the image; choose an end-point before this layer."
+                "the image."
             )
     return field
 
@@ -202,10 +227,9 @@ def _union(
         jumps = [f.j for f in column]
         if len(set(jumps)) != 1:
             listed = ", ".join(f"{j} from `{name}`" for j, name in zip(jumps, names, strict=True))
-            raise ReceptiveFieldError(
-                f"{describe(node)} merges inputs whose jumps differ along axis {axis}: {listed}. "
-                "Expected every input to have the same stride product; the receptive field "
-                "would otherwise change from one output position to the next."
+            raise FormulaNotApplicable(
+                f"{describe(node)} merges inputs whose jumps differ along axis {axis}: {listed}, "
+                "so the receptive field changes from one output position to the next."
             )
         sizes = [f.n for f in column]
         known = {n for n in sizes if n is not None}
@@ -230,6 +254,8 @@ def _union(
 
 
 def _extent(field: Field) -> Extent:
+    if isinstance(field, NoFormulaField):
+        return (None,) * field.rank
     if not isinstance(field, tuple):
         return field.extent
     return tuple(
@@ -331,12 +357,21 @@ def _node_state(
             )
             extent = _union_extent(fields)
             out = FlattenedField(extent) if flattened_ok else GlobalField(extent)
+        elif any(isinstance(f, NoFormulaField) for f in fields):
+            out = _after_no_formula(node, effect, fields)
         else:
             named = [
                 (n, s[input_id]) for n, s in zip(producers, inputs, strict=True) if input_id in s
             ]
             spatial = [(n, f) for n, f in named if isinstance(f, tuple)]
-            out = _spatial_output(node, effect, [f for _, f in spatial], [n for n, _ in spatial])
+            try:
+                out = _spatial_output(
+                    node, effect, [f for _, f in spatial], [n for n, _ in spatial]
+                )
+            except FormulaNotApplicable as reason:
+                out = NoFormulaField(
+                    node.layer.name, reason.message, _spatial_rank(node.output_shape)
+                )
         state[input_id] = out
         steps.setdefault(node.id, []).append(
             Step(node, input_id, effect if isinstance(effect, Window) else None, tuple(fields), out)
@@ -344,18 +379,45 @@ def _node_state(
     return state
 
 
+def _after_no_formula(node: Node, effect: Effect, fields: list[Field]) -> Field:
+    """A layer after one without a formula: none either, until everything is pooled."""
+    unknown: Extent = (None,) * max(getattr(f, "rank", len(f) if isinstance(f, tuple) else 0)
+                                    for f in fields)  # fmt: skip
+    if effect is GLOBAL or (isinstance(effect, Reduce) and _reduces_every_axis(node, effect)):
+        return GlobalField(unknown)
+    if effect is FLATTEN:
+        return FlattenedField(unknown)
+    first = next(f for f in fields if isinstance(f, NoFormulaField))
+    return NoFormulaField(first.layer, first.reason, _spatial_rank(node.output_shape))
+
+
+def _reduces_every_axis(node: Node, effect: Reduce) -> bool:
+    return len(effect.axes) == _spatial_rank(node.input_shapes[0]) if node.input_shapes else False
+
+
 def _spatial_output(
-    node: Node, effect: object, fields: list[tuple[AxisField, ...]], names: list[str]
+    node: Node, effect: Effect, fields: list[tuple[AxisField, ...]], names: list[str]
 ) -> Field:
     if effect is GLOBAL:
         return GlobalField(_union_extent(fields))
     if effect is FLATTEN:
         return FlattenedField(_union_extent(fields))
+    if isinstance(effect, Reduce):
+        if len(fields) == 1 and len(effect.axes) == len(fields[0]):
+            return GlobalField(_union_extent(fields))
+        raise FormulaNotApplicable(
+            f"{describe(node)} normalises along some spatial axes only (axis="
+            f"{node.layer.config.get('axis')!r}): each unit sees whole rows or columns."
+        )
+    if isinstance(effect, Remap):
+        raise FormulaNotApplicable(f"{describe(node)} has no sliding window: {effect.why}.")
+    if isinstance(effect, Rearrange):
+        raise FormulaNotApplicable(f"{describe(node)} has no sliding window: {effect.why}.")
     if effect is MERGE:
         if node.layer.class_name == "Concatenate" and not _channel_axis_concat(node):
-            raise ReceptiveFieldError(
-                f"{describe(node)} concatenates along axis {node.layer.config.get('axis')}. "
-                "Expected the channel axis (-1): concatenating positions is not supported."
+            raise FormulaNotApplicable(
+                f"{describe(node)} concatenates along axis {node.layer.config.get('axis')}, "
+                "so positions of different inputs sit side by side."
             )
         return _checked(node, _bounded(node, _union(node, fields, names)))
     if len(fields) != 1:
@@ -374,18 +436,22 @@ def _spatial_output(
         # old channels yet).
         if all(f.j == 1 and f.r == 1 and f.known_start == 0 for f in field):
             return identity_field(tuple(node.output_shape[:-1]))
-        raise ReceptiveFieldError(
+        raise FormulaNotApplicable(
             f"{describe(node)} turns its channel axis into a spatial axis after layers that "
-            "mixed positions. Expected it right after the image input."
+            "mixed positions."
         )
     return _checked(node, field)
 
 
-def propagate(graph: ModelGraph) -> tuple[Propagation, dict[int, list[Step]]]:
+def propagate(
+    graph: ModelGraph, influences: Callable[[int], bool] | None = None
+) -> tuple[Propagation, dict[int, list[Step]]]:
     """Compute every node's fields with respect to every spatial model input.
 
     Args:
         graph: the model graph (nodes in topological order).
+        influences: node id -> whether the node can influence the model's output; producers
+            for which it is False contribute nothing to their consumers. None: every node can.
 
     Returns:
         The `Propagation` and, per node id, the `Step`s it performed (one per input it depends
@@ -405,13 +471,14 @@ def propagate(graph: ModelGraph) -> tuple[Propagation, dict[int, list[Step]]]:
             else:
                 states[node.id] = {}
             continue
-        failed = [states[i] for i in node.inputs if isinstance(states[i], ReceptiveFieldError)]
+        live = [i for i in node.inputs if influences is None or influences(i)]
+        failed = [states[i] for i in live if isinstance(states[i], ReceptiveFieldError)]
         if failed:
             states[node.id] = failed[0]
             continue
         # No input failed (checked above), so each has a state, in call order like `producers`.
-        inputs = [state for i in node.inputs if isinstance(state := states[i], dict)]
-        producers = [graph.nodes[i].layer.name for i in node.inputs]
+        inputs = [state for i in live if isinstance(state := states[i], dict)]
+        producers = [graph.nodes[i].layer.name for i in live]
         try:
             states[node.id] = _node_state(node, inputs, producers, windows, steps)
         except ReceptiveFieldError as error:

@@ -1,30 +1,46 @@
-"""How each Keras layer moves a receptive field: the per-axis window it slides, or its kind.
+"""How each Keras layer class moves a receptive field: one record per class.
 
-Every layer in a `ModelGraph` is classified into one `Effect`:
+`RECORDS` maps every layer class the grader supports (plus a few Keras aliases) to a `Geometry`
+record: a function that reads a layer call's config and returns its `Effect` on positions, and
+what it does to channels. A later move of these records into one per-class record shared with
+`grader.layers` and `grader.rules.kinds` only has to carry the `Geometry` value along.
+
+Effects on positions:
 
 - `Window`: a sliding window per spatial axis (convolutions, pooling, zero padding, cropping),
   described by kernel ``k``, dilation ``d``, stride ``s`` and the padding added on the left
   ``p`` (negative for cropping), as in Araujo, Norris and Sim, "Computing Receptive Fields of
-  Convolutional Neural Networks", Distill 2019.
+  Convolutional Neural Networks", Distill 2019. The course formula applies.
+- `Remap`: positions remapped per axis in a way that is not a sliding window (``UpSampling``,
+  transposed convolutions, ``Resizing``): output position ``u`` reads a few input positions
+  that depend on ``u`` itself, not only on ``u * stride``. The field is exact per position but
+  not translation-invariant, so the course formula does not apply.
+- `Rearrange`: ``Reshape``/``Permute`` that move values between positions and channels
+  (space-to-depth, depth-to-space, transposing the image): exact per element.
+- `Reduce`: a statistic over some spatial axes, broadcast back (``LayerNormalization`` over
+  spatial axes, ``GroupNormalization``, ``AutoContrast``): every position depends on the whole
+  reduced axes.
 - `POINTWISE`: each output position depends on the same input position only (activations,
-  normalisation over channels, dropout and noise, ``Dense`` on the channel axis, the random
-  augmentation layers, which are the identity at inference).
-- `GLOBAL`: every output depends on every input position (global pooling, ``Dense`` after
-  ``Flatten``, normalisation whose statistics span the spatial axes).
-- `FLATTEN`: positions are folded into one feature axis; each feature still depends on one
-  position, but no spatial layout remains.
-- `MERGE`: element-wise merges and channel concatenation (the union over the inputs).
+  normalisation over channels, dropout and noise, ``Dense`` on the channel axis, and the random
+  augmentation layers, which are the identity at inference: the grader's receptive field is the
+  field of the network it evaluates, ``model(x, training=False)``).
+- `GLOBAL`: global pooling: every output depends on every input position.
+- `FLATTEN`: positions folded into one feature axis.
+- `MERGE`: element-wise merges and concatenation (the union over the inputs).
 - `ADD_CHANNEL_AXIS`: a ``Reshape`` appending a channel axis of 1, as in ``(28, 28) ->
-  (28, 28, 1)``: the old channel axis becomes spatial (only right after the image input).
+  (28, 28, 1)`` right after a grayscale input.
 
-Layers whose geometry cannot be expressed with an integer jump (``UpSampling``, transposed
-convolutions) and reshapes of spatial axes are refused with a `ReceptiveFieldError` naming the
-layer: refusing beats a silently wrong number.
+Effects on channels (`Channels`): ``keep`` (channel ``c`` of the output depends on channel
+``c`` of the input only), ``mix`` (every input channel), ``depthwise`` (a depth multiplier) or
+``groups``. They matter only where a later ``Reshape`` turns channels into positions.
+
+Anything that cannot be analysed exactly raises a `ReceptiveFieldError` naming the layer and
+saying what to write instead: refusing beats a silently wrong number.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,58 +64,32 @@ GLOBAL_POOL_CLASSES = {
     for name in ("AveragePooling", "MaxPooling", "AvgPool", "MaxPool")
     for rank in (1, 2, 3)
 }
-REFUSED_FRACTIONAL = {
-    **{f"UpSampling{rank}D": "it repeats positions (a fractional jump)" for rank in (1, 2, 3)},
-    **{
-        f"Conv{rank}DTranspose": "a transposed convolution has a fractional jump"
-        for rank in (1, 2, 3)
-    },
-    **{
-        f"Convolution{rank}DTranspose": "a transposed convolution has a fractional jump"
-        for rank in (2, 3)
-    },
-    "Resizing": "it resamples the image (a fractional jump)",
+UPSAMPLING_CLASSES = {f"UpSampling{rank}D": rank for rank in (1, 2, 3)}
+TRANSPOSE_CLASSES = {
+    **{f"Conv{rank}DTranspose": rank for rank in (1, 2, 3)},
+    **{f"Convolution{rank}DTranspose": rank for rank in (2, 3)},
 }
 MERGE_CLASSES = {"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate"}
 
-# Layers that never mix positions. The random augmentation layers are the identity at inference,
-# which is when a grader's receptive field matters; `RandomCrop` changes the size at inference
-# and is checked separately.
-POINTWISE_CLASSES = {
-    "InputLayer",
-    "Activation",
-    "ReLU",
-    "LeakyReLU",
-    "PReLU",
-    "ELU",
-    "ThresholdedReLU",
-    "BatchNormalization",
-    "Dropout",
-    "SpatialDropout1D",
-    "SpatialDropout2D",
-    "SpatialDropout3D",
-    "GaussianNoise",
-    "GaussianDropout",
-    "AlphaDropout",
-    "ActivityRegularization",
-    "Rescaling",
-    "Normalization",
-    "Identity",
-    "Masking",
-    "Dense",
-    "RandomFlip",
-    "RandomRotation",
-    "RandomTranslation",
-    "RandomZoom",
-    "RandomContrast",
-    "RandomBrightness",
-    "RandomHeight",
-    "RandomWidth",
-    "RandomCrop",
-}
-# Pointwise unless their `axis` covers a spatial axis, in which case they are global.
-AXIS_DEPENDENT_CLASSES = {"Softmax", "LayerNormalization", "UnitNormalization"}
-GLOBAL_CLASSES = {"GroupNormalization"}
+# The identity at inference: a grader measures `model(x, training=False)`. Random augmentation
+# only moves or recolours pixels while training (Keras returns its input unchanged otherwise),
+# noise and dropout are off, batch normalisation uses its moving statistics.
+INFERENCE_IDENTITY_CLASSES = {
+    "AlphaDropout", "AugMix", "BatchNormalization", "Dropout", "GaussianDropout",
+    "GaussianNoise", "RandAugment", "RandomBrightness", "RandomColorDegeneration",
+    "RandomColorJitter", "RandomContrast", "RandomElasticTransform", "RandomErasing",
+    "RandomFlip", "RandomGaussianBlur", "RandomGrayscale", "RandomHeight", "RandomHue",
+    "RandomInvert", "RandomPerspective", "RandomPosterization", "RandomRotation",
+    "RandomSaturation", "RandomSharpness", "RandomShear", "RandomTranslation", "RandomWidth",
+    "RandomZoom", "Solarization", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
+}  # fmt: skip
+# Element-wise functions of one value (or with constants per element).
+ELEMENTWISE_CLASSES = {
+    "InputLayer", "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "ThresholdedReLU",
+    "ActivityRegularization", "Rescaling", "Normalization", "Identity",
+}  # fmt: skip
+# Normalise (or soft-max) over `axis`: local when only the channel axis, else a reduction.
+AXIS_DEPENDENT_CLASSES = {"Softmax", "LayerNormalization", "UnitNormalization", "RMSNormalization"}
 
 
 @dataclass(frozen=True)
@@ -139,6 +129,52 @@ class Window:
 
 
 @dataclass(frozen=True)
+class AxisRemap:
+    """How one axis of a `Remap` layer maps output positions to input positions.
+
+    Attributes:
+        kind: ``"repeat"`` (nearest up-sampling by an integer factor: ``u // factor``),
+            ``"nearest"``/``"bilinear"`` (TensorFlow's ``tf.image.resize`` with half-pixel
+            centres), or ``"transpose"`` (a transposed convolution: output ``o`` receives input
+            ``i`` through tap ``t`` when ``o = i * s + t * d - p``).
+        n_in: input size along the axis (``None`` when unknown).
+        n_out: output size along the axis (``None`` when unknown).
+        k, d, s, p: the transposed convolution's kernel, dilation, stride and the left padding
+            TensorFlow crops; ``s`` is the factor for ``"repeat"``.
+    """
+
+    kind: str
+    n_in: int | None
+    n_out: int | None
+    k: int = 1
+    d: int = 1
+    s: int = 1
+    p: int | None = 0
+
+
+@dataclass(frozen=True)
+class Remap:
+    """Positions remapped per axis (see `AxisRemap`); ``why`` says why no formula applies."""
+
+    axes: tuple[AxisRemap, ...]
+    why: str
+
+
+@dataclass(frozen=True)
+class Rearrange:
+    """A ``Reshape`` or ``Permute`` that moves values between positions and channels."""
+
+    why: str
+
+
+@dataclass(frozen=True)
+class Reduce:
+    """A statistic over spatial axes ``axes`` (0 = the first spatial axis) broadcast back."""
+
+    axes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class Kind:
     """A layer effect without per-axis geometry (`POINTWISE`, `GLOBAL`, `FLATTEN`, `MERGE`)."""
 
@@ -151,7 +187,38 @@ FLATTEN = Kind("flatten")
 MERGE = Kind("merge")
 ADD_CHANNEL_AXIS = Kind("add_channel_axis")
 
-Effect = Window | Kind
+Effect = Window | Remap | Rearrange | Reduce | Kind
+
+
+@dataclass(frozen=True)
+class Channels:
+    """What a layer does to channels: ``keep``, ``mix``, ``depthwise`` or ``groups``.
+
+    ``factor`` is the depth multiplier (``depthwise``) or the number of groups (``groups``).
+    """
+
+    kind: str
+    factor: int = 1
+
+
+KEEP = Channels("keep")
+MIX = Channels("mix")
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The receptive-field record of one layer class.
+
+    Attributes:
+        effect: reads a layer call (and its input's spatial sizes) and returns its `Effect`;
+            raises `ReceptiveFieldError` for configurations without exact geometry.
+        channels: reads a layer call and returns its `Channels` effect.
+        why: one line for documentation: why the class has this geometry.
+    """
+
+    effect: Callable[[Node, Shape], Effect]
+    channels: Callable[[Node], Channels]
+    why: str
 
 
 def describe(node: Node) -> str:
@@ -239,6 +306,14 @@ def _check_channels_last(node: Node) -> None:
         )
 
 
+def _check_rank(node: Node, dims: Shape, rank: int) -> None:
+    if len(dims) != rank:
+        raise ReceptiveFieldError(
+            f"{describe(node)} slides over {rank} spatial axes. Expected an input with {rank} "
+            f"spatial axes and channels; received shape {node.input_shapes[0]}."
+        )
+
+
 def _sliding(
     node: Node,
     dims: Shape,
@@ -247,11 +322,7 @@ def _sliding(
     dilation: tuple[int, ...],
 ) -> Window:
     padding = str(node.layer.config.get("padding", "valid")).lower()
-    if len(dims) != len(kernel):
-        raise ReceptiveFieldError(
-            f"{describe(node)} slides over {len(kernel)} spatial axes. Expected an input with "
-            f"{len(kernel)} spatial axes and channels; received shape {node.input_shapes[0]}."
-        )
+    _check_rank(node, dims, len(kernel))
     axes = []
     for n, k, s, d in zip(dims, kernel, strides, dilation, strict=True):
         k_eff = d * (k - 1) + 1
@@ -272,44 +343,58 @@ def _sliding(
     return Window(tuple(axes))
 
 
-def _conv(node: Node, dims: Shape, rank: int) -> Window:
-    config = node.layer.config
-    kernel = int_tuple(config.get("kernel_size"), rank, "kernel_size", node)
-    strides = int_tuple(config.get("strides", 1), rank, "strides", node)
-    dilation = int_tuple(config.get("dilation_rate", 1), rank, "dilation_rate", node)
-    return _sliding(node, dims, kernel, strides, dilation)
+def _conv(rank: int) -> Callable[[Node, Shape], Effect]:
+    def effect(node: Node, dims: Shape) -> Effect:
+        _check_channels_last(node)
+        config = node.layer.config
+        kernel = int_tuple(config.get("kernel_size"), rank, "kernel_size", node)
+        strides = int_tuple(config.get("strides", 1), rank, "strides", node)
+        dilation = int_tuple(config.get("dilation_rate", 1), rank, "dilation_rate", node)
+        return _sliding(node, dims, kernel, strides, dilation)
+
+    return effect
 
 
-def _pool(node: Node, dims: Shape, rank: int) -> Window:
-    config = node.layer.config
-    pool = int_tuple(config.get("pool_size", 2), rank, "pool_size", node)
-    raw_strides = config.get("strides")
-    strides = pool if raw_strides is None else int_tuple(raw_strides, rank, "strides", node)
-    return _sliding(node, dims, pool, strides, (1,) * rank)
+def _pool(rank: int) -> Callable[[Node, Shape], Effect]:
+    def effect(node: Node, dims: Shape) -> Effect:
+        _check_channels_last(node)
+        config = node.layer.config
+        pool = int_tuple(config.get("pool_size", 2), rank, "pool_size", node)
+        raw_strides = config.get("strides")
+        strides = pool if raw_strides is None else int_tuple(raw_strides, rank, "strides", node)
+        return _sliding(node, dims, pool, strides, (1,) * rank)
+
+    return effect
 
 
-def _pad_or_crop(node: Node, dims: Shape, rank: int, sign: int) -> Window:
+def _pad_or_crop(rank: int, sign: int) -> Callable[[Node, Shape], Effect]:
     key = "padding" if sign > 0 else "cropping"
-    pairs = pair_tuple(node.layer.config.get(key, 1), rank, key, node)
-    if len(dims) != rank:
-        raise ReceptiveFieldError(
-            f"{describe(node)} pads {rank} spatial axes. Expected an input with {rank} spatial "
-            f"axes and channels; received shape {node.input_shapes[0]}."
-        )
-    axes = []
-    for n, (before, after) in zip(dims, pairs, strict=True):
-        total = sign * (before + after)
-        axes.append(
-            AxisWindow(1, 1, 1, sign * before, total, n, window_output_length(n, 1, 1, total))
-        )
-    return Window(tuple(axes))
+
+    def effect(node: Node, dims: Shape) -> Effect:
+        _check_channels_last(node)
+        pairs = pair_tuple(node.layer.config.get(key, 1), rank, key, node)
+        if len(dims) != rank:
+            raise ReceptiveFieldError(
+                f"{describe(node)} pads {rank} spatial axes. Expected an input with {rank} "
+                f"spatial axes and channels; received shape {node.input_shapes[0]}."
+            )
+        axes = []
+        for n, (before, after) in zip(dims, pairs, strict=True):
+            total = sign * (before + after)
+            axes.append(
+                AxisWindow(1, 1, 1, sign * before, total, n, window_output_length(n, 1, 1, total))
+            )
+        return Window(tuple(axes))
+
+    return effect
 
 
-def _center_crop(node: Node, dims: Shape) -> Window:
+def _center_crop(node: Node, dims: Shape) -> Effect:
     """Keras' CenterCrop as a crop: ``(n - target) // 2`` positions go first.
 
     Keras resizes instead when the image is smaller than the target along an axis: refused.
     """
+    _check_channels_last(node)
     config = node.layer.config
     targets = (config.get("height"), config.get("width"))
     if len(dims) != 2 or not all(isinstance(t, int) for t in targets):
@@ -333,21 +418,287 @@ def _center_crop(node: Node, dims: Shape) -> Window:
     return Window(tuple(axes))
 
 
-def _axes_cover_spatial(axis: Any, rank: int) -> bool:
-    """Whether a layer's ``axis`` config touches a spatial axis of a rank-``rank`` tensor."""
+def _random_crop(node: Node, dims: Shape) -> Effect:
+    # Keras' RandomCrop returns its input unchanged at inference: exact only when its declared
+    # output (the crop size) is the input size.
+    if tuple(node.output_shape[:-1]) != tuple(dims):
+        raise ReceptiveFieldError(
+            f"{describe(node)} resizes its input at inference ({tuple(dims)} to "
+            f"{tuple(node.output_shape[:-1])}), a fractional jump. Expected a crop that keeps "
+            "the size; use CenterCrop to crop at inference."
+        )
+    return POINTWISE
+
+
+def _upsampling(rank: int) -> Callable[[Node, Shape], Effect]:
+    def effect(node: Node, dims: Shape) -> Effect:
+        _check_channels_last(node)
+        _check_rank(node, dims, rank)
+        config = node.layer.config
+        size = int_tuple(config.get("size", 2), rank, "size", node)
+        interpolation = str(config.get("interpolation", "nearest")).lower()
+        if interpolation == "nearest":
+            axes = tuple(
+                AxisRemap("repeat", n, None if n is None else n * f, s=f)
+                for n, f in zip(dims, size, strict=True)
+            )
+            return Remap(axes, "it repeats positions")
+        if interpolation == "bilinear":
+            axes = tuple(
+                AxisRemap("bilinear", n, None if n is None else n * f)
+                for n, f in zip(dims, size, strict=True)
+            )
+            return Remap(axes, "it interpolates between positions")
+        raise ReceptiveFieldError(
+            f"{describe(node)} has interpolation={interpolation!r}. Expected 'nearest' or "
+            "'bilinear', whose positions are known exactly."
+        )
+
+    return effect
+
+
+def _transpose(rank: int) -> Callable[[Node, Shape], Effect]:
+    def effect(node: Node, dims: Shape) -> Effect:
+        _check_channels_last(node)
+        _check_rank(node, dims, rank)
+        config = node.layer.config
+        kernel = int_tuple(config.get("kernel_size"), rank, "kernel_size", node)
+        strides = int_tuple(config.get("strides", 1), rank, "strides", node)
+        dilation = int_tuple(config.get("dilation_rate", 1), rank, "dilation_rate", node)
+        padding = str(config.get("padding", "valid")).lower()
+        if padding not in ("valid", "same"):
+            raise ReceptiveFieldError(
+                f"{describe(node)} has padding={padding!r}. Expected 'valid' or 'same'."
+            )
+        outs = tuple(node.output_shape[:-1])
+        axes = []
+        for n, n_out, k, s, d in zip(dims, outs, kernel, strides, dilation, strict=True):
+            # TensorFlow computes a transposed convolution as the input gradient of the
+            # convolution from `n_out` positions to `n`: that convolution's left padding is
+            # what the transposed one crops.
+            k_eff = d * (k - 1) + 1
+            p = 0 if padding == "valid" else same_padding(n_out, k_eff, s)[0]
+            axes.append(AxisRemap("transpose", n, n_out, k, d, s, p))
+        return Remap(tuple(axes), "a transposed convolution spreads each position over a window")
+
+    return effect
+
+
+def _resizing(node: Node, dims: Shape) -> Effect:
+    _check_channels_last(node)
+    config = node.layer.config
+    interpolation = str(config.get("interpolation", "bilinear")).lower()
+    extras = [
+        key
+        for key in ("antialias", "crop_to_aspect_ratio", "pad_to_aspect_ratio")
+        if config.get(key)
+    ]
+    if interpolation not in ("nearest", "bilinear") or extras or len(dims) != 2:
+        what = f"interpolation={interpolation!r}" + "".join(f", {key}=True" for key in extras)
+        raise ReceptiveFieldError(
+            f"{describe(node)} has {what}. Expected interpolation 'nearest' or 'bilinear' "
+            "without antialias or aspect-ratio cropping or padding: only those resize positions "
+            "in a way the receptive-field analysis computes exactly."
+        )
+    outs = tuple(node.output_shape[:-1])
+    axes = tuple(AxisRemap(interpolation, n, o) for n, o in zip(dims, outs, strict=True))
+    return Remap(axes, "it resamples the image")
+
+
+def _axis_indices(node: Node, axis: Any, rank: int) -> set[int] | None:
+    """Keras ``axis`` (batch axis 0) as indices of the spatial-and-channel axes (0-based)."""
     axes = axis if isinstance(axis, Sequence) and not isinstance(axis, str) else [axis]
-    total = rank + 1  # spatial axes plus channels; the batch axis is 0 in Keras' numbering
+    total = rank + 1  # spatial axes plus channels
+    out = set()
     for a in axes:
-        if not isinstance(a, int):
-            return True
-        index = a if a >= 0 else total + 1 + a  # with the batch axis
-        if index != total:
-            return True
-    return False
+        if not isinstance(a, int) or isinstance(a, bool):
+            return None
+        index = a - 1 if a >= 0 else total + a
+        if not 0 <= index < total:
+            return None
+        out.add(index)
+    return out
+
+
+def _axis_dependent(node: Node, dims: Shape) -> Effect:
+    rank = len(dims)
+    indices = _axis_indices(node, node.layer.config.get("axis", -1), rank)
+    if indices is None:
+        raise ReceptiveFieldError(
+            f"{describe(node)} has axis={node.layer.config.get('axis')!r}. Expected axis "
+            f"indices of a tensor with {rank} spatial axes and channels."
+        )
+    spatial = tuple(sorted(i for i in indices if i < rank))
+    return Reduce(spatial) if spatial else POINTWISE
+
+
+def _axis_channels(node: Node) -> Channels:
+    rank = len(node.output_shape) - 1
+    indices = _axis_indices(node, node.layer.config.get("axis", -1), rank)
+    return MIX if indices is None or rank in indices else KEEP
+
+
+def _every_spatial_axis(node: Node, dims: Shape) -> Effect:
+    return Reduce(tuple(range(len(dims))))
+
+
+def _reshape(node: Node, dims: Shape) -> Effect:
+    in_shape, out_shape = tuple(node.input_shapes[0]), tuple(node.output_shape)
+    if out_shape == in_shape:
+        return POINTWISE
+    if out_shape == (*in_shape, 1):
+        return ADD_CHANNEL_AXIS
+    return Rearrange(
+        f"it rearranges values from shape {in_shape} to {out_shape}, so neighbouring units "
+        "no longer sit a constant jump apart"
+    )
+
+
+def _permute(node: Node, dims: Shape) -> Effect:
+    order = list(node.layer.config.get("dims", []))
+    if order[: len(dims)] == list(range(1, len(dims) + 1)):
+        return POINTWISE
+    return Rearrange(f"it permutes axes {order}")
+
+
+def _embedding(node: Node, dims: Shape) -> Effect:
+    raise ReceptiveFieldError(
+        f"{describe(node)} looks up integer ids on a tensor that depends on the image. "
+        "Expected image features here; an Embedding belongs on a token input."
+    )
+
+
+def _concatenate_channels(node: Node) -> Channels:
+    return KEEP  # concatenation keeps each channel's dependencies (see the footprint's merge)
+
+
+def _conv_channels(node: Node) -> Channels:
+    config = node.layer.config
+    name = node.layer.class_name
+    if name.startswith("DepthwiseConv"):
+        multiplier = config.get("depth_multiplier", 1)
+        base = Channels("depthwise", multiplier if isinstance(multiplier, int) else 1)
+    elif name.startswith(("Conv", "Convolution")) and not name.endswith("Transpose"):
+        groups = config.get("groups", 1)
+        base = Channels("groups", groups) if isinstance(groups, int) and groups > 1 else MIX
+    else:
+        base = MIX
+    return _with_activation(node, base)
+
+
+def _with_activation(node: Node, base: Channels) -> Channels:
+    # A softmax activation normalises over the channel axis.
+    activation = node.layer.config.get("activation")
+    if isinstance(activation, str) and activation.lower() in ("softmax", "log_softmax"):
+        return MIX
+    return base
+
+
+def _keep(node: Node) -> Channels:
+    return _with_activation(node, KEEP)
+
+
+def _mix(node: Node) -> Channels:
+    return MIX
+
+
+def _group_channels(node: Node) -> Channels:
+    groups = node.layer.config.get("groups", 32)
+    return Channels("groups", groups) if isinstance(groups, int) and groups > 0 else MIX
+
+
+def _constant(effect: Effect) -> Callable[[Node, Shape], Effect]:
+    def read(node: Node, dims: Shape) -> Effect:
+        return effect
+
+    return read
+
+
+_POINTWISE = _constant(POINTWISE)
+
+RECORDS: dict[str, Geometry] = {
+    **{
+        name: Geometry(_POINTWISE, _keep, "the identity at inference")
+        for name in INFERENCE_IDENTITY_CLASSES
+    },
+    **{
+        name: Geometry(_POINTWISE, _keep, "a function of each value alone")
+        for name in ELEMENTWISE_CLASSES
+    },
+    "Dense": Geometry(_POINTWISE, _mix, "mixes the channels of each position"),
+    "Masking": Geometry(_POINTWISE, _mix, "masks a position from all its channels"),
+    "RandomCrop": Geometry(_random_crop, _keep, "the identity at inference"),
+    "CenterCrop": Geometry(_center_crop, _keep, "crops (n - size) // 2 positions first"),
+    **{
+        name: Geometry(_axis_dependent, _axis_channels, "normalises over its `axis`")
+        for name in AXIS_DEPENDENT_CLASSES
+    },
+    "GroupNormalization": Geometry(
+        _every_spatial_axis, _group_channels, "normalises over positions and channel groups"
+    ),
+    "AutoContrast": Geometry(
+        _every_spatial_axis, _keep, "rescales each channel by its minimum and maximum"
+    ),
+    **{
+        name: Geometry(_conv(rank), _conv_channels, "a sliding window")
+        for name, rank in CONV_CLASSES.items()
+    },
+    **{
+        name: Geometry(_pool(rank), _keep, "a sliding window per channel")
+        for name, rank in POOL_CLASSES.items()
+    },
+    **{
+        name: Geometry(_pad_or_crop(rank, 1), _keep, "pads zeros: a window of one")
+        for name, rank in ZERO_PADDING_CLASSES.items()
+    },
+    **{
+        name: Geometry(_pad_or_crop(rank, -1), _keep, "drops edge positions: a window of one")
+        for name, rank in CROPPING_CLASSES.items()
+    },
+    **{
+        name: Geometry(_upsampling(rank), _keep, "repeats or interpolates positions")
+        for name, rank in UPSAMPLING_CLASSES.items()
+    },
+    **{
+        name: Geometry(_transpose(rank), _conv_channels, "spreads each position over a window")
+        for name, rank in TRANSPOSE_CLASSES.items()
+    },
+    "Resizing": Geometry(_resizing, _keep, "resamples positions"),
+    **{
+        name: Geometry(_constant(GLOBAL), _keep, "pools every position")
+        for name in GLOBAL_POOL_CLASSES
+    },
+    "Flatten": Geometry(_constant(FLATTEN), _keep, "folds positions into features"),
+    # Only reached after a global or flattened tensor: every output repeats all of it.
+    "RepeatVector": Geometry(_constant(GLOBAL), _keep, "repeats a feature vector"),
+    **{
+        name: Geometry(_constant(MERGE), _concatenate_channels, "the union of its inputs")
+        for name in MERGE_CLASSES
+    },
+    "Reshape": Geometry(_reshape, _keep, "moves values between positions and channels"),
+    "Permute": Geometry(_permute, _keep, "moves values between axes"),
+    "Embedding": Geometry(_embedding, _mix, "reads integer ids, not image features"),
+}
+
+
+def record(node: Node) -> Geometry:
+    """The `Geometry` record of a layer call's class.
+
+    Raises:
+        ReceptiveFieldError: the class has no record.
+    """
+    found = RECORDS.get(node.layer.class_name)
+    if found is None:
+        raise ReceptiveFieldError(
+            f"{describe(node)} is not supported by the receptive-field analysis. Supported: "
+            "convolutions, pooling, padding, cropping, up-sampling, resizing, merges, reshapes, "
+            "point-wise layers, global pooling and Flatten."
+        )
+    return found
 
 
 def classify(node: Node, dims: Shape) -> Effect:
-    """The effect of one layer call on a receptive field.
+    """The effect of one layer call on positions.
 
     Args:
         node: the layer call.
@@ -355,73 +706,24 @@ def classify(node: Node, dims: Shape) -> Effect:
             is not spatial.
 
     Returns:
-        A `Window` for sliding-window layers, else one of the `Kind` constants.
+        The `Effect`.
 
     Raises:
         ReceptiveFieldError: the layer is unknown, refused, or its config cannot be read.
     """
-    class_name = node.layer.class_name
-    config: Mapping[str, Any] = node.layer.config
-    spatial_rank = len(dims)
-    if class_name in REFUSED_FRACTIONAL:
-        raise ReceptiveFieldError(
-            f"{describe(node)} cannot be analysed: {REFUSED_FRACTIONAL[class_name]}. Receptive "
-            "fields are computed for layers with integer strides only; choose an end-point "
-            "before this layer with `end_point=`."
-        )
-    if class_name in MERGE_CLASSES:
-        return MERGE
-    if class_name in GLOBAL_POOL_CLASSES or class_name in GLOBAL_CLASSES:
-        return GLOBAL
-    if class_name == "Flatten":
-        return FLATTEN
-    if class_name in AXIS_DEPENDENT_CLASSES:
-        if spatial_rank and _axes_cover_spatial(config.get("axis", -1), spatial_rank):
-            return GLOBAL
-        return POINTWISE
-    if class_name == "RandomCrop" and tuple(node.output_shape[:-1]) != tuple(dims):
-        raise ReceptiveFieldError(
-            f"{describe(node)} resizes its input at inference ({tuple(dims)} to "
-            f"{tuple(node.output_shape[:-1])}), a fractional jump. Expected a crop that keeps "
-            "the size; choose an end-point before this layer."
-        )
-    if class_name in POINTWISE_CLASSES:
-        return POINTWISE
-    for table, builder in (
-        (CONV_CLASSES, _conv),
-        (POOL_CLASSES, _pool),
-    ):
-        if class_name in table:
-            _check_channels_last(node)
-            return builder(node, dims, table[class_name])
-    if class_name == "CenterCrop":
-        _check_channels_last(node)
-        return _center_crop(node, dims)
-    if class_name in ZERO_PADDING_CLASSES:
-        _check_channels_last(node)
-        return _pad_or_crop(node, dims, ZERO_PADDING_CLASSES[class_name], 1)
-    if class_name in CROPPING_CLASSES:
-        _check_channels_last(node)
-        return _pad_or_crop(node, dims, CROPPING_CLASSES[class_name], -1)
-    if class_name in {"Reshape", "Permute"}:
-        # Identity on positions only when the shape is unchanged (Reshape) or the spatial axes
-        # stay in place (Permute); anything else scrambles positions.
-        in_shape, out_shape = tuple(node.input_shapes[0]), tuple(node.output_shape)
-        if class_name == "Reshape" and out_shape == in_shape:
-            return POINTWISE
-        if class_name == "Reshape" and out_shape == (*in_shape, 1):
-            return ADD_CHANNEL_AXIS
-        if class_name == "Permute":
-            order = list(config.get("dims", []))
-            if order[:spatial_rank] == list(range(1, spatial_rank + 1)):
-                return POINTWISE
-        raise ReceptiveFieldError(
-            f"{describe(node)} rearranges spatial positions: input shape "
-            f"{tuple(node.input_shapes[0])}, output shape {tuple(node.output_shape)}. Expected "
-            "the spatial axes to stay in place; choose an end-point before this layer."
-        )
-    raise ReceptiveFieldError(
-        f"{describe(node)} is not supported by the receptive-field analysis. Supported: "
-        "convolutions, pooling, zero padding, cropping, merges, point-wise layers, global pooling "
-        "and Flatten."
-    )
+    return record(node).effect(node, dims)
+
+
+def channels(node: Node) -> Channels:
+    """The effect of one layer call on channels (see `Channels`)."""
+    return record(node).channels(node)
+
+
+def is_position_identity(node: Node) -> bool:
+    """Whether the layer leaves every position's field unchanged, whatever its config.
+
+    True for the inference identities and element-wise functions, batch normalisation and
+    ``Dense`` on the channel axis: the layers a report may name an end point past.
+    """
+    name = node.layer.class_name
+    return name in INFERENCE_IDENTITY_CLASSES or name in ELEMENTWISE_CLASSES or name == "Dense"

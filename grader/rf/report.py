@@ -7,10 +7,11 @@ Per-axis values are always lists, one entry per spatial axis (``[h, w]`` for ima
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from grader.errors import ReceptiveFieldError
+from grader.rf.footprint import Footprint, FootprintSummary
 
 
 @dataclass(frozen=True)
@@ -69,27 +70,59 @@ class Row:
 
 
 @dataclass(frozen=True)
+class TraceContext:
+    """What a what-if needs to trace the footprint again (`grader.rf.hints`).
+
+    Attributes:
+        graph: the model graph (a `grader.graph.ModelGraph`).
+        node_id: the end point's node.
+        input_id: the image input's node.
+        footprint: the end point's `Footprint`.
+        influences: the predicate the trace used, if any.
+    """
+
+    graph: Any
+    node_id: int
+    input_id: int
+    footprint: Footprint
+    influences: Any = None
+
+
+@dataclass(frozen=True)
 class ReceptiveFieldReport:
     """The receptive field of one end-point layer with respect to the image input.
 
-    Output unit ``u`` (one index per axis) of the end-point sees input positions
-    ``[start + u * jump, start + u * jump + size - 1]`` along each axis; ``start`` is negative
-    when padding puts part of unit 0's field outside the image. When the end-point comes after
-    global pooling (or anything else that mixes every position), ``is_global`` is True and every
-    unit sees the same positions: ``size`` is the input size (less any trailing positions that
-    ``valid`` strides left unread, so it is exact), ``start`` the first position (0) and
-    ``jump`` equals ``size``.
+    Two views of the same field. The *course formula* (Araujo, Norris and Sim): output unit
+    ``u`` (one index per axis) of the end-point sees input positions
+    ``[start + u * jump, start + u * jump + size - 1]`` along each axis, padding included, so
+    ``start`` is negative when padding puts part of unit 0's field outside the image; it applies
+    to translation-invariant networks only (``size`` is all ``None`` otherwise, and
+    ``formula_note`` says which layer stops it). The *footprint*: which image pixels can
+    influence each unit, exactly, per position (`grader.rf.footprint`); ``footprint`` holds its
+    smallest and largest extent over the units (None when it cannot be traced:
+    ``footprint_note`` says why).
+
+    When the end-point comes after global pooling (or anything else that mixes every position),
+    ``is_global`` is True and every unit sees the same positions: ``size`` is their extent (less
+    any trailing positions that ``valid`` strides left unread, so it is exact), ``start`` the
+    first position and ``jump`` equals ``size``.
 
     Attributes:
         end_point: the end-point layer's name.
         end_point_type: its class.
         input_name: the image input the field refers to.
         is_global: every unit sees the whole input.
-        size, jump, start: the field per axis.
+        size, jump, start: the course formula per axis (None where it does not apply).
         input_size: the image's spatial size per axis (``None`` when unknown).
         output_size: the end-point's spatial size per axis (empty when global).
         rows: nodes on the paths from the input to the end-point, in topological order (only
-            those whose output is still spatial).
+            those the course formula describes).
+        formula_note: why the course formula does not apply, naming the layer, or None.
+        footprint: the extents of the units' footprints, or None.
+        footprint_note: why the footprint could not be traced, or None.
+        unchanged_after: for the default end point, the layers between it and the head, which
+            keep its field (batch normalisation, activations, dropout).
+        trace: what the what-if hints need, or None without a footprint.
     """
 
     end_point: str
@@ -102,6 +135,16 @@ class ReceptiveFieldReport:
     input_size: tuple[int | None, ...]
     output_size: tuple[int | None, ...]
     rows: tuple[Row, ...]
+    formula_note: str | None = None
+    footprint: FootprintSummary | None = None
+    footprint_note: str | None = None
+    unchanged_after: tuple[str, ...] = ()
+    trace: TraceContext | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def has_formula(self) -> bool:
+        """Whether the course formula applies (every axis has a size)."""
+        return all(v is not None for v in self.size) if self.size else False
 
     def interval(self, unit: Sequence[int], *, clip: bool = False) -> tuple[tuple[int, int], ...]:
         """The input interval ``(first, last)``, inclusive, that output ``unit`` sees per axis.
@@ -126,7 +169,11 @@ class ReceptiveFieldReport:
                     raise ReceptiveFieldError("The input size is unknown; no interval to give.")
                 out.append((start, start + size - 1))  # already within the image
                 continue
-            if start is None or size is None or jump is None:
+            if size is None or jump is None:
+                raise ReceptiveFieldError(
+                    f"The course formula does not apply at `{self.end_point}`: {self.formula_note}"
+                )
+            if start is None:
                 raise ReceptiveFieldError(
                     f"The alignment of `{self.end_point}` depends on the unknown input size."
                 )
@@ -151,6 +198,10 @@ class ReceptiveFieldReport:
             "input_size": list(self.input_size),
             "output_size": list(self.output_size),
             "layers": [row.to_dict() for row in self.rows],
+            "formula_note": self.formula_note,
+            "footprint": None if self.footprint is None else self.footprint.to_dict(),
+            "footprint_note": self.footprint_note,
+            "unchanged_after": list(self.unchanged_after),
         }
 
 
@@ -206,11 +257,39 @@ def format_table(report: ReceptiveFieldReport) -> str:
     size = " x ".join("?" if v is None else str(v) for v in report.size)
     if report.is_global:
         summary = f"`{report.end_point}` sees the whole input ({size})."
-    else:
+    elif report.has_formula:
         jump = " x ".join("?" if v is None else str(v) for v in report.jump)
         summary = f"Receptive field of `{report.end_point}`: {size} (jump {jump})."
+    else:
+        summary = f"The course formula stops before `{report.end_point}`: {report.formula_note}"
     text.append(summary)
+    if report.footprint is not None and not report.is_global:
+        text.append(footprint_sentence(report))
     return "\n".join(text)
+
+
+def pixels(values: Sequence[int | None]) -> str:
+    """``26x26`` (per axis, joined by ``x``)."""
+    return "x".join("?" if v is None else str(v) for v in values)
+
+
+def footprint_sentence(report: ReceptiveFieldReport) -> str:
+    """What the units of the end point see of the image, in one sentence."""
+    fp = report.footprint
+    if fp is None:
+        return (
+            f"Which pixels the units of `{report.end_point}` see is unknown: "
+            f"{report.footprint_note}"
+        )
+    image = pixels(fp.image)
+    if not fp.varies:
+        return (
+            f"Every unit of `{report.end_point}` sees {pixels(fp.min)} pixels of the {image} image."
+        )
+    return (
+        f"The units of `{report.end_point}` see between {pixels(fp.min)} and {pixels(fp.max)} "
+        f"pixels of the {image} image; the unit at {tuple(fp.min_unit)} sees the fewest."
+    )
 
 
 def growth(report: ReceptiveFieldReport) -> list[dict[str, Any]]:

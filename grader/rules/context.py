@@ -215,7 +215,8 @@ class RuleContext:
             self._rf_cache.setdefault(self.rf_report.end_point, self.rf_report)
         target = end_point if end_point is not None else default_end_point(self.graph)
         if target not in self._rf_cache:
-            self._rf_cache[target] = compute_receptive_field(self.graph, end_point=target)
+            # The default is computed as such: its errors then name the map it stands for.
+            self._rf_cache[target] = compute_receptive_field(self.graph, end_point=end_point)
         self._rf_cache[end_point] = self._rf_cache[target]
         return self._rf_cache[end_point]
 

@@ -53,7 +53,7 @@ def test_assignment_page_shows_rules_in_plain_words_and_quota(client, student, a
     page = login(client, student).get(reverse("assignment_detail", args=[assignment.slug]))
     html = page.content.decode()
     assert "At most 20,000 parameters" in html
-    assert "Receptive field at least 3 px" in html
+    assert "Every unit sees at least 3 px of the image" in html
     assert 'id="left-today">3<' in html
     assert "<strong>small</strong>" in html  # Markdown description
 
@@ -119,9 +119,29 @@ def test_submission_page_shows_rules_layers_curves_and_rf_chart(client, student,
     assert 'class="chart epoch-loss"' in html and 'class="chart epoch-accuracy"' in html
     assert 'class="chart rf-growth"' in html and "image size 16 px" in html
     assert "<code>conv</code>" in html and "Conv2D" in html
+    # The course formula, then what the units see: a 3x3 `valid` window, 3x3 pixels each.
+    assert "<strong>3 \u00d7 3 px</strong>, jump 1 \u00d7 1 (course formula)." in html
+    assert "Every unit sees <strong>3 \u00d7 3</strong> px of the image." in html
     for rule in checks["rules"]:
         assert f"<code>{rule['name']}</code>" in html
     assert "✔ pass" in html
+
+
+def test_submission_page_says_why_a_receptive_field_was_not_computed(client, student, assignment):
+    from grader.report import check_model
+    from tests.assignments.site_fixtures import RULES_YAML, tiny_model_config
+
+    config = tiny_model_config()
+    layers = config["config"]["layers"]
+    layers.insert(1, {"class_name": "UpSampling2D", "config": {
+        "name": "up", "size": [2, 2], "interpolation": "bicubic"}})  # fmt: skip
+    checks = check_model(config, RULES_YAML)
+    assert checks["receptive_field"]["error"]
+    submission = make_submission(assignment, student, checks=checks, rules=checks["rules"])
+    html = login(client, student).get(reverse("submission_detail", args=[submission.pk]))
+    text = html.content.decode()
+    assert "Receptive field not computed: The receptive field at <code>conv</code>" in text
+    assert "<code>up</code> (UpSampling2D) has interpolation=" in text
 
 
 def test_log_and_display_names_are_escaped(client, instructor, student, assignment):

@@ -32,7 +32,7 @@ def test_every_preset_rule_is_described_with_its_limit(slug):
         ("rules:\n  - id: forbidden_layers\n    layers: [Dense, MaxPooling2D]\n",
          "No Dense, MaxPooling2D layers"),
         ("rules:\n  - id: min_receptive_field\n    limit: [32, 24]\n",
-         "Receptive field at least 32 \\u00d7 24 px before global pooling"),
+         "Every unit sees at least 32 \\u00d7 24 px of the image before global pooling"),
     ],
 )  # fmt: skip
 def test_rules_in_plain_words(rules, expected):

@@ -8,9 +8,11 @@ and TensorFlow's ``same`` padding rule, not printed by the code under test.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from grader.errors import ReceptiveFieldError
@@ -190,46 +192,157 @@ def test_residual_block_union_equals_main_branch():
     assert not by_layer["a"].on_every_path
 
 
-def test_merge_of_different_jumps_is_refused():
+def _footprint_rows(graph: ModelGraph, end_point: str, axis: int = 0) -> list[set[int]]:
+    """Per unit along ``axis`` (the other axes at 0), the image positions the grader says it
+    sees along ``axis``."""
+    from grader.rf.footprint import trace
+
+    node = graph.nodes_of(end_point)[-1]
+    union = trace(graph, node.id, graph.inputs[0]).proj[axis].any(axis=-2)
+    line = union[(0,) * axis] if axis else union
+    line = line.reshape(line.shape[0], -1, line.shape[-1])[:, 0]
+    return [set(np.nonzero(row)[0].tolist()) for row in line]
+
+
+def test_merge_of_different_jumps_has_no_formula_but_an_exact_footprint():
     g = GraphSketch((16, 16, 1))
     a = g.add("MaxPooling2D", 0, name="pool", pool_size=[2, 2], strides=None, padding="valid")
     b = conv(g, 0, k=9, padding="valid", name="wide")
     g.add("Concatenate", a, b, name="cat", axis=-1)
-    with pytest.raises(
-        ReceptiveFieldError,
-        match=r"`cat` \(Concatenate\) merges inputs whose jumps.*2 from `pool`, 1 from `wide`",
-    ):
-        compute_receptive_field(g.graph(), end_point="cat")
+    report = compute_receptive_field(g.graph(), end_point="cat")
+    assert report.size == (None, None)
+    assert report.formula_note is not None
+    assert "merges inputs whose jumps differ along axis 0: 2 from `pool`, 1 from `wide`" in (
+        report.formula_note
+    )
+    # Unit u reads pixels 2u..2u+1 through the pooling and u..u+8 through the 9-wide window.
+    expected = [{2 * u, 2 * u + 1} | set(range(u, u + 9)) for u in range(8)]
+    assert _footprint_rows(g.graph(), "cat") == expected
+    assert report.footprint is not None
+    assert report.footprint.min == report.footprint.max == (9, 9)
 
 
-def test_concatenate_along_a_spatial_axis_is_refused():
+def test_concatenation_along_a_spatial_axis_puts_fields_side_by_side():
     g = GraphSketch((16, 16, 1))
     a = conv(g, 0, name="a")
-    b = conv(g, 0, name="b")
+    b = conv(g, 0, k=[1, 3], name="b")
     g.add("Concatenate", a, b, name="cat", axis=1)
-    with pytest.raises(ReceptiveFieldError, match=r"concatenates along axis 1"):
-        compute_receptive_field(g.graph(), end_point="cat")
+    report = compute_receptive_field(g.graph(), end_point="cat")
+    assert report.size == (None, None) and "concatenates along axis 1" in report.formula_note
+    # Rows 0..15 come from `a` (3 rows, 2 at the borders), rows 16..31 from `b` (1 row).
+    rows = _footprint_rows(g.graph(), "cat")
+    assert rows[:16] == [set(range(max(u - 1, 0), min(u + 2, 16))) for u in range(16)]
+    assert rows[16:] == [{u} for u in range(16)]
+    assert report.footprint is not None
+    assert (report.footprint.min, report.footprint.max) == ((1, 2), (3, 3))
+
+
+@pytest.mark.parametrize(
+    ("cls", "config", "out", "why"),
+    [
+        ("UpSampling2D", {"size": [2, 3]}, (32, 48, 8), "it repeats positions"),
+        ("Conv2DTranspose", {"kernel_size": [3, 3], "strides": [2, 2], "padding": "same"},
+         (32, 32, 8), "a transposed convolution spreads each position"),
+        ("Reshape", {"target_shape": [16, 8, 16]}, (16, 8, 16), "it rearranges values"),
+        ("Permute", {"dims": [2, 1, 3]}, (16, 16, 8), "it permutes axes"),
+    ],
+)  # fmt: skip
+def test_layers_that_remap_positions_have_no_formula_and_say_why(cls, config, out, why):
+    g = GraphSketch((16, 16, 1))
+    x = g.add("Conv2D", 0, name="c1", out=(16, 16, 8), kernel_size=3, padding="same")
+    g.add(cls, x, name="odd", out=out, **config)
+    report = compute_receptive_field(g.graph(), end_point="odd")
+    assert report.size == (None, None) and report.jump == (None, None)
+    assert report.formula_note.startswith(f"Layer `odd` ({cls}) has no sliding window: {why}")
+    assert report.footprint is not None  # exact, per position (checked with TensorFlow)
+
+
+def test_nearest_up_sampling_footprint_by_hand():
+    g = GraphSketch((8, 8, 1))
+    x = conv(g, 0, name="c1")
+    g.add("UpSampling2D", x, name="up", size=[2, 2])
+    # Output row u repeats conv row u // 2, which sees rows u // 2 - 1 .. u // 2 + 1.
+    expected = [set(range(max(u // 2 - 1, 0), min(u // 2 + 2, 8))) for u in range(16)]
+    assert _footprint_rows(g.graph(), "up") == expected
+    report = compute_receptive_field(g.graph(), end_point="up")
+    assert report.footprint.min == (2, 2) and report.footprint.max == (3, 3)
+    assert report.footprint.varies
 
 
 @pytest.mark.parametrize(
     ("cls", "config", "reason"),
     [
-        ("UpSampling2D", {"size": [2, 2]}, "fractional jump"),
-        ("Conv2DTranspose", {"kernel_size": [3, 3], "strides": [2, 2]}, "transposed"),
-        ("Reshape", {"target_shape": [16, 8, 2]}, "rearranges spatial positions"),
-        ("Permute", {"dims": [2, 1, 3]}, "rearranges spatial positions"),
+        ("UpSampling2D", {"size": [2, 2], "interpolation": "bicubic"},
+         "interpolation='bicubic'. Expected 'nearest' or 'bilinear'"),
+        ("Resizing", {"height": 8, "width": 8, "interpolation": "area"}, "interpolation='area'"),
+        ("Resizing", {"height": 8, "width": 8, "antialias": True}, "antialias=True"),
+        ("Embedding", {"input_dim": 10, "output_dim": 2}, "looks up integer ids"),
         ("LSTM", {"units": 4}, "not supported"),
     ],
-)
+)  # fmt: skip
 def test_refuses_layers_without_exact_geometry(cls, config, reason):
     g = GraphSketch((16, 16, 1))
     x = conv(g, 0, name="c1")
-    g.add(cls, x, name="odd", out=(16, 8, 2), **config)
+    g.add(cls, x, name="odd", out=(8, 8, 2), **config)
     graph = g.graph()
-    with pytest.raises(ReceptiveFieldError, match=rf"Layer `odd` \({cls}\).*{reason}"):
+    with pytest.raises(ReceptiveFieldError, match=rf"Layer `odd` \({cls}\).*{re.escape(reason)}"):
         compute_receptive_field(graph, end_point="odd")
-    # The part before the refused layer is still analysable.
+    # The part before the refused layer is still analysable when asked for by name...
     assert compute_receptive_field(graph, end_point="c1").size == (3, 3)
+    # ...but the default end point never moves there: the refusal names the map it was for.
+    with pytest.raises(ReceptiveFieldError, match=r"^The receptive field at `odd`"):
+        compute_receptive_field(graph)
+
+
+def test_default_end_point_never_falls_back_before_a_refused_layer():
+    # The issue's model: the last map sits behind a layer the analysis refuses. The old code
+    # reported the field of `c1` (the last layer it could analyse) as the network's.
+    g = GraphSketch((16, 16, 1))
+    x = conv(g, 0, name="c1")
+    x = g.add("UpSampling2D", x, name="up", size=2, interpolation="bicubic")
+    x = conv(g, x, name="c2")
+    x = g.add("BatchNormalization", x, name="bn")
+    x = g.add("GlobalAveragePooling2D", x, name="gap", out=(8,))
+    g.add("Dense", x, name="head", out=(10,))
+    graph = g.graph()
+    assert default_end_point(graph) == "c2"
+    with pytest.raises(
+        ReceptiveFieldError,
+        match=r"^The receptive field at `c2` \(Conv2D\), which the head reads through `bn`, cannot "
+        r"be computed: Layer `up` \(UpSampling2D\) has interpolation='bicubic'",
+    ):
+        compute_receptive_field(graph)
+
+
+def test_every_supported_layer_class_has_a_geometry_record():
+    from grader.layers import supported_classes
+    from grader.rf.geometry import RECORDS
+
+    missing = [name for name in supported_classes() if name not in RECORDS]
+    assert missing == []
+
+
+@pytest.mark.parametrize(
+    "cls",
+    ["RMSNormalization", "RandomErasing", "AutoContrast", "RandomGaussianBlur", "Solarization",
+     "RandAugment", "AugMix", "RandomPerspective"],
+)  # fmt: skip
+def test_classes_once_unknown_to_the_analysis_no_longer_stop_it(cls):
+    # 20 supported classes had no geometry: a model with one before its convolutions reported
+    # "the receptive field at `image` is 1x1". They are the identity at inference (or, for
+    # AutoContrast, a statistic over the whole image).
+    g = GraphSketch((16, 16, 3))
+    x = g.add(cls, 0, name="first", out=(16, 16, 3))
+    x = conv(g, x, name="c1")
+    x = conv(g, x, name="c2")
+    x = g.add("GlobalAveragePooling2D", x, name="gap", out=(8,))
+    g.add("Dense", x, name="head", out=(10,))
+    report = compute_receptive_field(g.graph())
+    assert report.end_point == "c2"
+    if cls == "AutoContrast":
+        assert report.is_global and report.size == (16, 16)
+    else:
+        assert report.size == (5, 5) and report.footprint.max == (5, 5)
 
 
 def test_identity_reshape_and_permute_pass_through():
@@ -250,16 +363,25 @@ def test_reshape_adding_channel_axis_to_grayscale_input():
     assert report.interval((0, 27), clip=True) == ((0, 1), (26, 27))
 
 
-def test_default_end_point_is_last_spatial_layer_before_head():
+def test_default_end_point_is_the_last_layer_changing_the_map_before_the_head():
+    # Students found "the receptive field at `bn`" cryptic: the report names the convolution and
+    # lists the layers after it, which keep its field.
     g = GraphSketch((32, 32, 3))
     x = conv(g, 0, name="c1")
     x = conv(g, x, name="c2")
     x = g.add("BatchNormalization", x, name="bn")
+    x = g.add("ReLU", x, name="relu")
+    x = g.add("Dropout", x, name="drop", rate=0.1)
     x = g.add("GlobalAveragePooling2D", x, name="gap", out=(8,))
     g.add("Dense", x, name="head", out=(10,))
     graph = g.graph()
-    assert default_end_point(graph) == "bn"
-    assert compute_receptive_field(graph).end_point == "bn"
+    assert default_end_point(graph) == "c2"
+    report = compute_receptive_field(graph)
+    assert report.end_point == "c2"
+    assert report.unchanged_after == ("bn", "relu", "drop")
+    assert report.to_dict()["unchanged_after"] == ["bn", "relu", "drop"]
+    assert compute_receptive_field(graph, end_point="bn").size == report.size
+    assert compute_receptive_field(graph, end_point="c2").unchanged_after == ("bn", "relu", "drop")
     after = compute_receptive_field(graph, end_point="head").to_dict()
     assert after["global"] is True
     assert after["size"] == [32, 32]
@@ -282,7 +404,6 @@ def test_any_layer_after_a_global_field_is_global():
         ("LayerNormalization", {"axis": [1, 2, 3]}, True),
         ("LayerNormalization", {"axis": [-3, -2]}, True),
         ("Softmax", {"axis": 3}, False),
-        ("Softmax", {"axis": 1}, True),
         ("UnitNormalization", {"axis": -1}, False),
         ("GroupNormalization", {"groups": 2}, True),
         ("Normalization", {"axis": [1, 2]}, False),  # constants at inference, per element
@@ -296,6 +417,18 @@ def test_normalisation_axes_decide_between_pointwise_and_global(cls, config, is_
     report = compute_receptive_field(g.graph(), end_point="norm")
     assert report.is_global is is_global
     assert report.size == ((16, 16) if is_global else (3, 3))
+
+
+def test_softmax_over_rows_sees_whole_columns_only():
+    # Normalising along axis 1 mixes the rows of each column: every unit sees every row, but
+    # still only its own three columns. (The old analysis called this global.)
+    g = GraphSketch((16, 16, 1))
+    x = conv(g, 0, name="c1")
+    g.add("Softmax", x, name="norm", axis=1)
+    report = compute_receptive_field(g.graph(), end_point="norm")
+    assert not report.is_global and report.size == (None, None)
+    assert "normalises along some spatial axes only" in report.formula_note
+    assert report.footprint.min == (16, 2) and report.footprint.max == (16, 3)
 
 
 @pytest.mark.parametrize(("padding", "size", "start"), [("same", 16, 0), ("valid", 15, 0)])
@@ -531,7 +664,12 @@ def test_format_table_lists_every_row():
     lines = text.splitlines()
     assert lines[0].split() == ["layer", "type", "k", "d", "s", "p", "n_in", "->", "n_out",
                                 "j_in", "->", "j_out", "r_in", "->", "r_out"]  # fmt: skip
-    assert lines[-1] == "Receptive field of `c4`: 19 x 19 (jump 4 x 4)."
+    assert lines[-2] == "Receptive field of `c4`: 19 x 19 (jump 4 x 4)."
+    # Unit u sees [-3 + 4u, 15 + 4u] within 0..31: 16 pixels at u = 0, 19 inside, 15 at u = 5.
+    assert lines[-1] == (
+        "The units of `c4` see between 15x15 and 19x19 pixels of the 32x32 image; the unit at "
+        "(5, 5) sees the fewest."
+    )
     pool_line = next(line for line in lines if line.startswith("pool"))
     assert pool_line.split() == ["pool", "MaxPooling2D", "2", "1", "2", "0", "16", "->", "8",
                                  "2", "->", "4", "9", "->", "11"]  # fmt: skip
@@ -580,6 +718,34 @@ def test_hint_formulas_match_recomputation(build):
     )
 
 
+@pytest.mark.parametrize("build", [plain_stack, strided_stack, dilated_stack])
+def test_footprint_what_ifs_match_the_rebuilt_graph(build):
+    from grader.rf.hints import extra_convs_to_reach, footprint_if
+
+    report = compute_receptive_field(build())
+    conv3 = ("Conv2D", {"kernel_size": 3, "padding": "same"})
+    pool2 = ("MaxPooling2D", {"pool_size": 2, "strides": 2, "padding": "same"})
+    strided = ("Conv2D", {"kernel_size": 3, "strides": 2, "padding": "same"})
+    for kind, extra in (("conv3x3", [conv3]), ("pool2x2", [pool2, conv3]),
+                        ("strided3x3", [strided, conv3])):  # fmt: skip
+        rebuilt = compute_receptive_field(_extended(build, *extra))
+        assert footprint_if(report, kind) == rebuilt.footprint.min, kind
+    target = dilation_target(report)
+    padding = build().nodes_of(target.layer)[0].layer.config["padding"]
+    if padding == "same":
+        rebuilt = compute_receptive_field(_redilated(build, target.layer),
+                                          end_point=report.end_point)  # fmt: skip
+        assert footprint_if(report, "dilate_last") == rebuilt.footprint.min
+    else:  # sizes would change after it: no what-if
+        with pytest.raises(ReceptiveFieldError, match="Expected one to dilate"):
+            footprint_if(report, "dilate_last")
+    count = extra_convs_to_reach(report, (32, 32))
+    assert count is not None
+    more = compute_receptive_field(_extended(build, *[conv3] * count)).footprint.min
+    fewer = compute_receptive_field(_extended(build, *[conv3] * (count - 1))).footprint.min
+    assert more == (32, 32) and fewer != (32, 32)
+
+
 def test_hint_rejects_unknown_kind_and_global_end_point():
     report = compute_receptive_field(plain_stack())
     with pytest.raises(ReceptiveFieldError, match=r"Unknown change 'conv5x5'"):
@@ -603,10 +769,12 @@ def test_course_fixture_models_have_their_designed_receptive_field(name):
     assert report.size == (DESIGNED[name], DESIGNED[name])
 
 
-def test_receptive_field_past_the_size_limit_is_refused_not_reported():
+def test_formula_past_the_size_limit_is_withheld_and_the_footprint_reported():
     """Strides multiply the jump: 400 `same` convolutions of stride 2**40 (each a valid Keras
     layer on a 1x1 map) would give a jump of 2**16000, past what Python prints (4,300 digits),
-    so the report could not even be written. Past 2**53 - 1 the field is refused instead."""
+    so the report could not even be written. Past 2**53 - 1 the formula is withheld; which
+    pixels each unit sees is still exact: the 3x3 pixels `c0`'s unit sees (every later window
+    has only its centre on the 1x1 map)."""
     from grader.report import check_model
 
     layers = [
@@ -631,10 +799,13 @@ def test_receptive_field_past_the_size_limit_is_refused_not_reported():
         "module": "keras",
         "config": {"name": "strided", "layers": layers},
     }
-    with pytest.raises(ReceptiveFieldError, match=r"Layer `c1` \(Conv2D\).*9,007,199,254,740,991"):
-        compute_receptive_field(build_graph(config), end_point="c399")
-    # The default end point is `c0`, the last one larger than 1x1; the report has every row.
-    report = check_model(config)
-    assert report["receptive_field"]["jump"] == [2**40, 2**40]
-    assert [row["rf_jump"] for row in report["layers"][:3]] == [[1, 1], [2**40, 2**40], None]
-    json.dumps(report)
+    report = compute_receptive_field(build_graph(config), end_point="c399")
+    assert report.size == (None, None)
+    assert re.search(r"Layer `c1` \(Conv2D\).*9,007,199,254,740,991", report.formula_note)
+    assert report.footprint.min == report.footprint.max == (3, 3)
+    # The default end point is the model's output, `c399`, never `c0` before the overflow.
+    checked = check_model(config)
+    assert checked["receptive_field"]["end_point"] == "c399"
+    assert checked["receptive_field"]["footprint"]["min"] == [3, 3]
+    assert [row["rf_jump"] for row in checked["layers"][:3]] == [[1, 1], [2**40, 2**40], None]
+    json.dumps(checked)

@@ -294,9 +294,16 @@ def test_random_graph_field_matches_gradient_support(seed):
     sketch = Generator(seed).sketch_model()
     real, last = sketch.build(measure=False)
     graph = build_graph(real_config(real))
-    assert default_end_point(graph) == last
+    # A trailing point-wise layer keeps the field: the report names the layer before it.
+    calls = {name: (cls, args) for name, cls, _, args in sketch.calls}
+    named, after = last, []
+    while named in calls and calls[named][0] in {"BatchNormalization", "ReLU", "Dropout", "Dense"}:
+        after.insert(0, named)
+        named = calls[named][1][0]
+    assert default_end_point(graph) == named
     report = compute_receptive_field(graph)
-    assert report.end_point == last
+    assert report.end_point == named
+    assert list(report.unchanged_after) == after
     assert not report.is_global
     twin, _ = sketch.build(measure=True)
     measurement_weights(twin)

@@ -26,17 +26,20 @@ tf = pytest.importorskip("tensorflow")
 
 from grader.graph_builder import build_graph  # noqa: E402
 from grader.receptive_field import compute_receptive_field, default_end_point  # noqa: E402
+from grader.rf.footprint import trace  # noqa: E402
 from tests.grader.test_receptive_field_empirical import (  # noqa: E402
     check_units,
     measurement_weights,
 )
+from tests.grader.test_receptive_field_footprint import measured_projections  # noqa: E402
 
-# name: (constructor, Keras end-point matching the article's end-point, published r)
+# name: (constructor, Keras end-point matching the article's end-point, published r, the layer
+# the report names: the last one that changes the field, before batch normalisation and ReLU)
 PUBLISHED = {
-    "vgg16": ("VGG16", "block5_pool", 212),  # slim vgg_16/pool5
-    "mobilenet": ("MobileNet", "conv_pw_13_relu", 315),  # slim Conv2d_13_pointwise
-    "resnet50": ("ResNet50", "conv5_block3_out", 483),  # slim resnet_v1_50/block4
-    "inception_v3": ("InceptionV3", "mixed10", 1311),  # slim Mixed_7c
+    "vgg16": ("VGG16", "block5_pool", 212, "block5_pool"),  # slim vgg_16/pool5
+    "mobilenet": ("MobileNet", "conv_pw_13_relu", 315, "conv_pw_13"),  # Conv2d_13_pointwise
+    "resnet50": ("ResNet50", "conv5_block3_out", 483, "conv5_block3_add"),  # resnet_v1_50/block4
+    "inception_v3": ("InceptionV3", "mixed10", 1311, "mixed10"),  # slim Mixed_7c
 }
 
 
@@ -60,12 +63,16 @@ def application_config(constructor: str, size: int | None = None) -> dict[str, A
 
 @pytest.mark.parametrize("name", list(PUBLISHED))
 def test_published_receptive_field(name):
-    constructor, end_point, published = PUBLISHED[name]
+    constructor, end_point, published, named = PUBLISHED[name]
     graph = build_graph(application_config(constructor))
-    assert default_end_point(graph) == end_point
+    assert default_end_point(graph) == named
     report = compute_receptive_field(graph)
+    assert report.end_point == named
+    # The article's end-point is the map feeding the head: the named layer or one after it.
+    assert (named, *report.unchanged_after)[-1] == end_point
     assert report.size == (published, published)
     assert report.jump == (32, 32)
+    assert compute_receptive_field(graph, end_point=end_point).size == report.size
 
 
 def test_vgg16_offset_is_the_padding_sum():
@@ -105,6 +112,15 @@ def test_application_field_matches_gradient_support(constructor, size, end_point
     assert all(inside), f"pick a larger input: {report.interval(centre)} leaves the image"
     x = np.random.default_rng(0).uniform(0.5, 1.5, size=(1, size, size, 3)).astype("float32")
     check_units(report, twin, x, [centre, tuple(c + 1 for c in centre), (0, 0)])
+    # The footprint of the first row's and the diagonal's units (borders and interior) against
+    # gradient support.
+    graph = build_graph(config)
+    traced = trace(graph, graph.nodes_of(end_point)[-1].id, graph.inputs[0])
+    units = sorted({(0, v) for v in range(n_out[1])} | {(u, u) for u in range(min(n_out))})
+    measured = measured_projections(twin, x, units)
+    for ours, theirs in zip(traced.proj, measured, strict=True):
+        union = ours.any(axis=-2)
+        assert np.array_equal(np.stack([union[u] for u in units]), theirs)
 
 
 @pytest.mark.parametrize("name", list(PUBLISHED))

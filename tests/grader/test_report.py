@@ -99,7 +99,7 @@ def test_end_point_changes_the_report_not_the_rules():
     assert report["receptive_field"]["end_point"] == "re_lu_3"
     assert report["receptive_field"]["size"] == [14, 14]
     rf_rule = next(r for r in report["rules"] if r["id"] == "min_receptive_field")
-    assert rf_rule["measured"] == 48 and rf_rule["passed"] is True
+    assert rf_rule["measured"] == 32 and rf_rule["passed"] is True
 
 
 def test_unknown_end_point_raises_from_check_model_and_is_an_error_object_from_file():

@@ -6,6 +6,8 @@ what Keras reported, receptive fields with the values worked by hand in make_mod
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from grader.analysis import analyze
@@ -57,13 +59,21 @@ def test_max_params_measures_what_keras_counts(name):
 @pytest.mark.parametrize(
     "name", [n for n in analysable() if expected()[n]["designed_receptive_field"] is not None]
 )
-def test_min_receptive_field_measures_the_designed_field(name):
-    designed = expected()[name]["designed_receptive_field"]
-    at_limit = _evaluate(name, {"rules": [{"id": "min_receptive_field", "limit": designed}]})
-    above = _evaluate(name, {"rules": [{"id": "min_receptive_field", "limit": designed + 1}]})
-    assert at_limit["min_receptive_field"].measured == designed
+def test_min_receptive_field_measures_the_smallest_footprint(name):
+    # Independent of the footprint code: none of these fixtures has a dilation gap at an image
+    # border, so a unit sees exactly its course-formula window within the image.
+    report = compute_receptive_field(analyze(load_model_config(model_path(name))).graph)
+    assert report.size == (expected()[name]["designed_receptive_field"],) * 2
+    n_out, n_in = report.output_size, report.input_size
+    smallest = min(
+        hi - lo + 1 for u in range(n_out[0]) for lo, hi in [report.interval((u, 0), clip=True)[0]]
+    )
+    at_limit = _evaluate(name, {"rules": [{"id": "min_receptive_field", "limit": smallest}]})
+    above = _evaluate(name, {"rules": [{"id": "min_receptive_field", "limit": smallest + 1}]})
+    assert at_limit["min_receptive_field"].measured == smallest
     assert at_limit["min_receptive_field"].passed is True
-    assert above["min_receptive_field"].passed is False
+    # Nothing sees more than the image: a larger limit asks for the whole image.
+    assert above["min_receptive_field"].passed is (smallest == n_in[0])
 
 
 def test_max_params_message_and_hint_name_the_heaviest_layers():
@@ -140,7 +150,7 @@ def test_required_layers_counts_each_class():
 
 def test_dilated_conv_used_counts_dilated_layers():
     results = _evaluate("cifar10_dilated_reference", {"rules": [{"id": "dilated_conv_used"}]})
-    assert results["dilated_conv_used"].measured == 3
+    assert results["dilated_conv_used"].measured == 4
     none = _evaluate("breaks_no_dilation")["dilated_conv_used"]
     assert none.measured == 0
     assert "dilation_rate=2" in none.hint
@@ -157,15 +167,23 @@ def test_receptive_field_at_named_end_point_and_rectangular_limit():
     ruleset = {
         "rules": [
             {"id": "min_receptive_field", "name": "early", "limit": 16, "end_point": "re_lu_3"},
-            {"id": "min_receptive_field", "name": "late", "limit": [48, 49]},
+            {"id": "min_receptive_field", "name": "late", "limit": [48, 24]},
         ]
     }
     results = _evaluate("cifar10_separable_reference", ruleset)
-    # Hand-worked: re_lu_3 follows the fourth 3x3 conv at jump 2: 14x14 (see make_models.py).
-    assert (results["early"].passed, results["early"].measured) == (False, 14)
-    assert "at `re_lu_3` (ReLU) is 14x14. Expected at least 16x16." in results["early"].message
-    assert (results["late"].passed, results["late"].measured) == (False, 48)
-    assert results["late"].limit == [48, 49]
+    # Hand-worked: re_lu_3 follows the fourth 3x3 conv at jump 2: 14x14 (see make_models.py),
+    # unit 0's window starts at -6 (1 + 1 + 2 + 2 padding), so it sees pixels 0..7 only.
+    early = results["early"]
+    assert (early.passed, early.measured) == (False, 8)
+    assert early.message == (
+        "The units of `re_lu_3` (ReLU) see between 8x8 and 14x14 pixels of the 32x32 image "
+        "(course formula: 14x14); the unit at (0, 0) sees the fewest. Expected every unit to "
+        "see at least 16x16 pixels."
+    )
+    # 48 rows is more than the image: every unit must see all 32 (and it does).
+    late = results["late"]
+    assert (late.passed, late.measured, late.limit) == (True, 32, [48, 24])
+    assert "(the limit 48x24, capped at the 32x32 image)" in late.message
 
 
 def test_receptive_field_rule_ignores_a_report_at_another_end_point():
@@ -174,17 +192,55 @@ def test_receptive_field_rule_ignores_a_report_at_another_end_point():
     [result] = evaluate_rules(
         load_ruleset({"rules": [{"id": "min_receptive_field", "limit": 32}]}), analysis, other
     )
-    assert result.measured == 48
+    assert result.measured == 32
+
+
+def _appended(name: str, *layers: dict) -> dict:
+    """The fixture's config with layers inserted after its last SeparableConv2D block."""
+    config = copy.deepcopy(load_model_config(model_path(name)))
+    entries = config["config"]["layers"]
+    at = max(i for i, e in enumerate(entries) if e["class_name"] == "ReLU")
+    previous = entries[at]["config"]["name"]
+    for index, layer in enumerate(layers):
+        name_ = f"extra_{index}"
+        entries.insert(at + 1 + index, {
+            "module": "keras.layers", "class_name": layer["class_name"], "registered_name": None,
+            "config": {"name": name_, **layer["config"]},
+            "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__", "config": {
+                "keras_history": [previous, 0, 0]}}], "kwargs": {}}],
+        })  # fmt: skip
+        previous = name_
+    follower = entries[at + 1 + len(layers)]["inbound_nodes"][0]["args"][0]["config"]
+    follower["keras_history"] = [previous, 0, 0]
+    follower.pop("shape", None)  # the inserted layers change it
+    return config
 
 
 def test_receptive_field_hint_never_suggests_a_forbidden_pooling():
-    # Under cifar10-dilated (MaxPooling2D forbidden) the hint offers a strided convolution.
+    # Under cifar10-dilated (MaxPooling2D forbidden) the hint offers a strided convolution; its
+    # numbers are what every unit would see in the model with the change (traced again). The
+    # inserted convolutions keep the 192 channels of the last block.
+    conv = {"class_name": "Conv2D", "config": {"filters": 192, "kernel_size": 3, "padding": "same"}}
+    strided = {"class_name": "Conv2D", "config": {"filters": 192, "kernel_size": 3, "strides": 2,
+                                                  "padding": "same"}}  # fmt: skip
+    pool = {"class_name": "MaxPooling2D", "config": {"pool_size": 2, "padding": "same"}}
     hint = _evaluate("breaks_no_dilation")["min_receptive_field"].hint
     assert "pooling" not in hint
-    assert "A 3x3 convolution with stride 2 would give 47x47" in hint  # 39 + 2 * 4
+    seen = _smallest(_appended("breaks_no_dilation", strided, conv))
+    assert f"A 3x3 convolution with stride 2 and a 3x3 convolution after it: {seen}." in hint
+    one_more = _smallest(_appended("breaks_no_dilation", conv))
+    assert f"would make every unit see at least {one_more}." in hint
     ruleset = {"rules": [{"id": "min_receptive_field", "limit": 44}]}
     hint = _evaluate("breaks_no_dilation", ruleset)["min_receptive_field"].hint
-    assert "A 2x2 pooling (stride 2) would give 43x43" in hint  # 39 + 4
+    seen = _smallest(_appended("breaks_no_dilation", pool, conv))
+    assert f"A 2x2 pooling (stride 2) and a 3x3 convolution after it: {seen}." in hint
+    # Course formula 39 >= 32, but units at the border see 20: the hint says why.
+    assert "a unit near the border sees only the part of its field inside the image" in hint
+
+
+def _smallest(config: dict) -> str:
+    report = compute_receptive_field(analyze(config).graph)
+    return "x".join(str(v) for v in report.footprint.min)
 
 
 def test_receptive_field_at_unknown_end_point_fails_with_reason():

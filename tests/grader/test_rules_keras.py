@@ -10,7 +10,9 @@ from __future__ import annotations
 import pytest
 
 from grader.analysis import analyze
+from grader.graph_builder import build_graph
 from grader.hints import separable_saving
+from grader.receptive_field import compute_receptive_field
 from grader.rules import evaluate_rules, load_ruleset
 from grader.rules.context import RuleContext
 from tests.grader.keras_models import keras, layers, to_config
@@ -187,7 +189,15 @@ def test_mobilenet_v1_against_its_published_architecture():
     assert results["separable_conv_used"].measured == 13
     assert results["only_separable_convs"].passed is True
     assert results["strict"].measured == ["conv1"]
-    assert results["min_receptive_field"].measured == 315
+    # The course formula gives 315 on a 128x128 image: every unit's window covers the whole
+    # image (checked unit by unit on the formula), so every unit sees 128x128 pixels.
+    report = compute_receptive_field(build_graph(to_config(model)))
+    assert report.size == (315, 315)
+    assert {report.interval((u, v), clip=True) for u in range(4) for v in range(4)} == {
+        ((0, 127), (0, 127))
+    }
+    assert results["min_receptive_field"].measured == 128
+    assert "(course formula: 315x315)" in results["min_receptive_field"].message
     assert results["max_params"].measured == model.count_params()
     assert "`conv_pw_13` (Conv2D)" in results["max_params"].hint
     assert "Replace `conv1`" not in results["max_params"].hint  # saves 741 of millions

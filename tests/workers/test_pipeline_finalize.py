@@ -121,3 +121,25 @@ def test_the_trusted_trainers_epochs_keep_deciding_with_a_measurement_present():
 
     assert by_id(verdict)["min_val_accuracy"]["passed"] is True
     assert by_id(verdict)["min_val_accuracy"]["measured"] == pytest.approx(TARGET + 0.05)
+
+
+def test_a_model_whose_receptive_field_is_refused_still_gets_a_verdict():
+    # The receptive field of the last map cannot be computed (bicubic up-sampling before it):
+    # the receptive-field rule fails with the reason; the other rules are still decided.
+    config = json.loads(json.dumps(CONFIG))
+    layers = config["config"]["layers"]
+    at = next(i for i, layer in enumerate(layers) if layer["class_name"] == "MaxPooling2D")
+    layers.insert(at + 1, {"class_name": "UpSampling2D", "config": {
+        "name": "up", "size": [2, 2], "interpolation": "bicubic"}})  # fmt: skip
+    verdict = compute_verdict(
+        plan=SMOKE, model_config=config, epochs=epochs(TARGET + 0.05), test_accuracy=0.9,
+        is_late=False, training_config={"epochs": 1},
+    )  # fmt: skip
+    rules = by_id(verdict)
+    assert rules["min_receptive_field"]["passed"] is False
+    assert (
+        "Layer `up` (UpSampling2D) has interpolation='bicubic'"
+        in (rules["min_receptive_field"]["message"])
+    )
+    assert rules["min_val_accuracy"]["passed"] is True
+    assert verdict.passed is False

@@ -103,13 +103,17 @@ def compute_verdict(
             measured by the evaluate stage (decides `min_val_accuracy` with custom training).
     """
     from grader.analysis import analyze
+    from grader.errors import ReceptiveFieldError
     from grader.receptive_field import compute_receptive_field
     from grader.rules import TrainingOutcome, evaluate_rules
     from workers.pipeline.check import load_plan_ruleset
 
     ruleset = load_plan_ruleset(plan)
     analysis = analyze(model_config)
-    rf_report = compute_receptive_field(analysis.graph)
+    try:
+        rf_report = compute_receptive_field(analysis.graph)
+    except ReceptiveFieldError:
+        rf_report = None  # the receptive-field rule fails with the reason; other rules stand
     outcome = (
         TrainingOutcome.from_epochs(
             list(epochs),
