@@ -77,6 +77,15 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"  reason: {report['reason']}")
     if report.get("message"):
         lines.append(f"  {report['message']}")
+    source = report.get("source") or {}
+    if source.get("notebook"):
+        used = ", ".join(str(n) for n in source["notebook"]["used_cells"]) or "none"
+        lines.append(f"  notebook cells used: {used}")
+    if report.get("status") != "error" and not report.get("message"):
+        # A failed build's message already lists them; otherwise they are worth a line each.
+        for note in source.get("notes") or []:
+            if note["severity"] != "note":
+                lines.append(f"  {note['where']}: {note['message']}")
     checks = report.get("checks") or {}
     params = checks.get("params")
     if params:
