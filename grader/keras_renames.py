@@ -469,9 +469,12 @@ MODULES: tuple[ModuleRename, ...] = tuple(
             "from keras.layers import Layer",
         ),
         (
+            # TensorFlow still ships this private copy of Keras 2: it imports, but its layers
+            # are not Keras 3 layers, and a Keras 3 model refuses them.
             "tensorflow.python.keras",
             "keras",
-            "from tensorflow.python.keras.layers import Dense",
+            "from tensorflow.python.keras.layers import Dense\n"
+            "keras.Sequential([keras.Input((4,)), Dense(2)])",
             "from keras.layers import Dense",
         ),
         (

@@ -78,6 +78,11 @@ class LegacyConfigError(InvalidModelConfig):
     """A Keras 1/2 config the translation cannot read exactly."""
 
 
+def _is_model(entry: Mapping[str, Any]) -> bool:
+    class_name = entry.get("class_name")
+    return isinstance(class_name, str) and class_name in MODEL_CLASSES
+
+
 def keras_version_of(config: Mapping[str, Any]) -> str | None:
     """The ``keras_version`` a Keras 1/2 ``to_json()`` records at its top level, if any."""
     version = config.get("keras_version")
@@ -91,7 +96,7 @@ def is_legacy_config(config: Any) -> bool:
     never writes ``batch_input_shape``, a list as a Sequential config, or ``inbound_nodes``
     entries as lists. A config with a top-level ``module`` key is Keras 3's.
     """
-    if not isinstance(config, dict) or config.get("class_name") not in MODEL_CLASSES:
+    if not isinstance(config, dict) or not _is_model(config):
         return False
     version = keras_version_of(config)
     if version is not None:
@@ -210,7 +215,7 @@ def _renumber_nested_calls(inner: dict[str, Any]) -> None:
     calls = {
         entry.get("name"): len(entry.get("inbound_nodes") or [])
         for entry in layers
-        if isinstance(entry, dict) and entry.get("class_name") in MODEL_CLASSES
+        if isinstance(entry, dict) and _is_model(entry)
     }
     if not calls:
         return
@@ -273,6 +278,8 @@ def _translate_entry(entry: Any, *, version: str, where: str) -> Any:
     if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
         return entry  # malformed: the analysis says so with its own message
     class_name = entry.get("class_name")
+    if not isinstance(class_name, str):
+        return entry  # the analysis refuses it with its own message
     if class_name in MODEL_CLASSES:
         return _translate_model(entry, version=version, where=where, top=False)
     config = dict(entry["config"])

@@ -28,8 +28,9 @@ from grader.keras_renames import (
     normalize_module,
 )
 
-#: Sources longer than this are not inspected (a course model is a few hundred lines).
-MAX_SOURCE_CHARS = 1_000_000
+#: Sources longer than this are not inspected: a course model is a few hundred lines (10-40 kB),
+#: and parsing costs about 1 s per 200 kB on a busy core (the page computes notes too).
+MAX_SOURCE_CHARS = 256 * 1024
 #: At most this many notes are kept (and shown).
 MAX_NOTES = 50
 #: How much of a call's source a message quotes.
@@ -115,9 +116,10 @@ def inspect_source(source: str) -> list[SourceNote]:
     if tree is None:
         return []
     lines = source.splitlines()
-    imported = _names_imported_from_keras(tree)
+    nodes = list(ast.walk(tree))
+    imported = _names_imported_from_keras(nodes)
     notes: list[SourceNote] = []
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.Import):
             notes.extend(_import_notes(node))
         elif isinstance(node, ast.ImportFrom):
@@ -199,9 +201,9 @@ def _import_from_notes(node: ast.ImportFrom) -> list[SourceNote]:
     return notes
 
 
-def _names_imported_from_keras(tree: ast.Module) -> set[str]:
+def _names_imported_from_keras(nodes: list[ast.AST]) -> set[str]:
     names: set[str] = set()
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.ImportFrom) and node.module and not node.level:
             if normalize_module(node.module).split(".")[0] == "keras":
                 names.update(alias.asname or alias.name for alias in node.names)
@@ -309,7 +311,8 @@ def _call_notes(node: ast.Call, lines: list[str], imported: set[str]) -> list[So
             )
         )
     name_rename = NAMES_BY_NAME.get(callee)
-    if name_rename is not None and strides is None:
+    # An alias needs no note of its own when the strides note already writes its Keras 3 name.
+    if name_rename is not None and not (strides is not None and name_rename.kind == "alias"):
         if name_rename.kind == "method":
             if isinstance(node.func, ast.Attribute):
                 notes.append(_name_note(node.lineno, callee))
@@ -373,8 +376,12 @@ def _positional_strides_note(node: ast.Call, callee: str, lines: list[str]) -> S
     positional = [arg for arg in node.args if not isinstance(arg, ast.Starred)]
     if len(positional) != len(node.args) or len(positional) <= position:
         return None
-    alias = NAMES_BY_NAME.get(callee)
-    keras3 = alias.new if alias is not None and alias.kind == "alias" else callee
+    renamed = NAMES_BY_NAME.get(callee)
+    keras3 = callee
+    if renamed is not None:
+        # The fix names the Keras 3 class (`Conv2D` for `Convolution2D`, `Conv2DTranspose`
+        # for `Deconvolution2D`).
+        keras3 = re.split(r"[^\w]", renamed.new, maxsplit=1)[0] or callee
     call = _quote(lines, node)
     strides_node = positional[position]
     strides_text = _quote(lines, strides_node)

@@ -49,9 +49,37 @@ class Nothing:
 NOTHING = Nothing()
 
 
-def subplots(*args: Any, **kwargs: Any) -> tuple[Nothing, Nothing]:
-    """``fig, ax = plt.subplots(...)`` unpacks."""
-    return NOTHING, NOTHING
+class Grid(Nothing):
+    """The axes of ``plt.subplots(rows, cols)``: unpacks and iterates like matplotlib's array."""
+
+    def __init__(self, rows: int, cols: int) -> None:
+        self._rows, self._cols = rows, cols
+
+    def __iter__(self) -> Any:
+        if self._rows > 1 and self._cols > 1:
+            return iter([Grid(1, self._cols) for _ in range(self._rows)])
+        return iter([NOTHING] * max(self._rows, self._cols))
+
+    def __len__(self) -> int:
+        return self._rows if self._rows > 1 and self._cols > 1 else max(self._rows, self._cols)
+
+    @property
+    def flat(self) -> Any:
+        return iter([NOTHING] * (self._rows * self._cols))
+
+    def ravel(self) -> list[Nothing]:
+        return [NOTHING] * (self._rows * self._cols)
+
+    flatten = ravel
+
+
+def subplots(nrows: Any = 1, ncols: Any = 1, *args: Any, **kwargs: Any) -> tuple[Nothing, Any]:
+    """``fig, ax = plt.subplots()``, ``fig, (a, b) = plt.subplots(1, 2)``, ``axes[0, 1]``."""
+    rows = nrows if isinstance(nrows, int) and 0 < nrows <= 100 else 1
+    cols = ncols if isinstance(ncols, int) and 0 < ncols <= 100 else 1
+    if rows == cols == 1:
+        return NOTHING, NOTHING
+    return NOTHING, Grid(rows, cols)
 
 
 def module_getattr(name: str) -> Any:
