@@ -8,6 +8,7 @@ results are cached by content hash (the page refreshes itself while grading runs
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -55,6 +56,8 @@ def submission_source(submission: Submission) -> dict[str, Any] | None:
         return None
     report = _read(submission.kind, submission.original_name, data)
     if len(_CACHE) >= CACHE_SIZE:
-        _CACHE.pop(next(iter(_CACHE)))  # the oldest entry
+        # The oldest entry; another request thread may have removed it first.
+        with contextlib.suppress(KeyError, RuntimeError, StopIteration):
+            _CACHE.pop(next(iter(_CACHE)))
     _CACHE[key] = report
     return report
