@@ -20,12 +20,12 @@ SETTING_FIELDS = tuple(name for name in EDITABLE_FIELDS if name != "rules_yaml")
 
 
 class UploadForm(forms.Form):
-    """One model file: `.py` (defines build_model), `.json` (model config) or `.keras`."""
+    """One model file: `.py` or `.ipynb` (defines build_model), `.json` (config) or `.keras`."""
 
     file = forms.FileField(
-        help_text="A .py file defining build_model(input_shape, num_classes), a model .json, "
-        "or a .keras archive.",
-        widget=forms.ClearableFileInput(attrs={"accept": ".py,.json,.keras"}),
+        help_text="A .py file or a Jupyter notebook (.ipynb) defining "
+        "build_model(input_shape, num_classes), a model .json, or a .keras archive.",
+        widget=forms.ClearableFileInput(attrs={"accept": ".py,.ipynb,.json,.keras"}),
         # The upload service refuses an empty file with its name and what was expected.
         allow_empty_file=True,
     )

@@ -117,7 +117,7 @@ class Assignment(models.Model):
 def submission_upload_to(instance: Submission, filename: str) -> str:
     """A generated name: the student's file name never reaches the filesystem."""
     suffix = PurePath(filename).suffix.lower()
-    if suffix not in {".py", ".keras", ".json"}:
+    if suffix not in {".py", ".ipynb", ".keras", ".json"}:
         suffix = ".bin"
     return f"submissions/{instance.assignment_id}/{uuid.uuid4().hex}{suffix}"
 
@@ -125,6 +125,7 @@ def submission_upload_to(instance: Submission, filename: str) -> str:
 class Submission(models.Model):
     class Kind(models.TextChoices):
         PYTHON = "py", "Python module"
+        NOTEBOOK = "ipynb", "Jupyter notebook"
         KERAS = "keras", "Keras archive"
         JSON = "json", "Model JSON"
 

@@ -297,7 +297,7 @@ class SubmissionDetailSerializer(SubmissionListSerializer):
 class SubmissionCreateSerializer(serializers.Serializer):
     # The upload service refuses an empty file with its name and what was expected.
     file = serializers.FileField(
-        help_text="A .py, .json or .keras model file.", allow_empty_file=True
+        help_text="A .py, .ipynb, .json or .keras model file.", allow_empty_file=True
     )
 
 

@@ -1,5 +1,8 @@
 """Read a model config from an upload safely: ``.json`` text or a ``.keras`` archive.
 
+A Keras 2 ``model.to_json()`` is translated into the Keras 3 config it describes
+(`grader.legacy_keras`), so everything downstream reads Keras 3 configs only.
+
 A ``.keras`` file is a zip archive holding ``config.json``, ``metadata.json`` and
 ``model.weights.h5``. Only ``config.json`` is read, with the standard library and in memory:
 Keras is never called (deserializing runs code), nothing is extracted to disk, and the archive
@@ -19,6 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from grader.errors import ArchiveRejected, InvalidModelConfig
+from grader.legacy_keras import is_legacy_config, translate_legacy_config
 from grader.limits import check_values
 
 MAX_JSON_BYTES = 8 * 1024 * 1024  # a 300-layer model's config is about 1 MB
@@ -32,13 +36,27 @@ MAX_DIRECTORY_BYTES = 1024 * 1024
 CONFIG_MEMBER = "config.json"
 
 
-SUBMISSION_SUFFIXES = (".py", ".json", ".keras")
+SUBMISSION_SUFFIXES = (".py", ".ipynb", ".json", ".keras")
+
+# What to do instead, for files students are likely to have at hand.
+_INSTEAD = {
+    ".h5": (
+        " A `.h5` file is Keras 2's HDF5 model format, which the grader does not open (its "
+        "parser is a large C library; the JSON holds the architecture). Re-export it with "
+        "Keras 3: `keras.models.load_model('model.h5', compile=False).save('model.keras')`, "
+        "or upload `model.to_json()` saved as `model.json` (Keras 2's is read too)."
+    ),
+}
+_INSTEAD[".hdf5"] = _INSTEAD[".h5"]
 
 
 def unsupported_extension_message(name: str, suffix: str) -> str:
     """What the site's upload check and the local grader both say of a file they cannot grade."""
     expected = ", ".join(f"`{s}`" for s in SUBMISSION_SUFFIXES)
-    return f"File `{name}` has extension `{suffix or '(none)'}`. Expected one of {expected}."
+    return (
+        f"File `{name}` has extension `{suffix or '(none)'}`. Expected one of {expected}."
+        + _INSTEAD.get(suffix.lower(), "")
+    )
 
 
 def load_model_config(path: str | Path) -> dict[str, Any]:
@@ -286,4 +304,8 @@ def _parse_config(data: bytes, where: str) -> dict[str, Any]:
         )
     # Stored as the submission's config before any analysis: nothing PostgreSQL refuses.
     check_values(config)
+    if is_legacy_config(config):
+        # A Keras 2 `model.to_json()`: read as the Keras 3 config it describes (JSON to JSON).
+        config = translate_legacy_config(config, where=f"`{where}`")
+        check_values(config)
     return config

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from grader.errors import SourceRejected
+from grader.source_hints import syntax_error_hint
 
 #: A course model with its own training loop is a few hundred lines and a few kilobytes.
 MAX_SOURCE_LINES = 20_000
@@ -141,8 +142,13 @@ def top_level_functions(name: str, data: bytes) -> list[str]:
     if "functions" in answer:
         return [str(function) for function in answer["functions"]]
     if "syntax_error" in answer:
-        where = f" at line {answer['line']}" if answer.get("line") else ""
-        raise SourceRejected(f"File `{name}` is not valid Python: {answer['syntax_error']}{where}.")
+        line = answer.get("line")
+        where = f" at line {line}" if line else ""
+        # A notebook's `%magic` or `!shell` line pasted into a `.py`: say what it is.
+        hint = syntax_error_hint(data.decode("utf-8"), line if isinstance(line, int) else None)
+        raise SourceRejected(
+            f"File `{name}` is not valid Python: {answer['syntax_error']}{where}.{hint}"
+        )
     # Nesting past the parser's own limits, or past the child's memory or CPU (it was killed).
     raise SourceRejected(
         f"File `{name}` is too complex to parse: its expressions nest too deeply or there are "

@@ -30,12 +30,15 @@ logger = logging.getLogger(__name__)
 
 ALLOWED_SUFFIXES = {
     ".py": Submission.Kind.PYTHON,
+    ".ipynb": Submission.Kind.NOTEBOOK,
     ".json": Submission.Kind.JSON,
     ".keras": Submission.Kind.KERAS,
 }
 # What a file of each kind holds, for the message refusing an empty one.
 EXPECTED_CONTENT = {
     Submission.Kind.PYTHON: "Python source defining `build_model(input_shape, num_classes)`",
+    Submission.Kind.NOTEBOOK: "a Jupyter notebook whose code cells define "
+    "`build_model(input_shape, num_classes)`",
     Submission.Kind.JSON: "a Keras model config, as written by `model.to_json()`",
     Submission.Kind.KERAS: "a .keras archive saved with `model.save('model.keras')`",
 }
@@ -138,6 +141,12 @@ def validate_upload(
         raise InvalidUpload(f"File `{name}` is empty (0 bytes). Expected {EXPECTED_CONTENT[kind]}.")
     if kind == Submission.Kind.PYTHON:
         _check_python(name, data)
+    elif kind == Submission.Kind.NOTEBOOK:
+        from assignments.services.notebooks import notebook_problem
+
+        problem = notebook_problem(name=name, data=data)
+        if problem is not None:
+            raise InvalidUpload(problem)
     else:
         _check_model_file(name, data)
     return ValidatedUpload(name=name, kind=kind, data=data, sha256=hashlib.sha256(data).hexdigest())
@@ -154,10 +163,9 @@ def _check_python(name: str, data: bytes) -> None:
     except SourceRejected as exc:
         raise InvalidUpload(exc.message) from exc
     if "build_model" not in defined:
-        raise InvalidUpload(
-            f"File `{name}` defines no top-level function `build_model`. Expected "
-            "`def build_model(input_shape, num_classes):` returning a Keras model."
-        )
+        from grader.notebook import missing_build_model_message
+
+        raise InvalidUpload(missing_build_model_message(name))
 
 
 def _check_model_file(name: str, data: bytes) -> None:

@@ -135,6 +135,8 @@ def visible_checks(checks: dict[str, Any] | None, *, teaches: bool) -> dict[str,
 
 def submission_context(submission: Submission) -> dict[str, Any]:
     """Everything the submission page and its live fragment show."""
+    from assignments.views.source import submission_source
+
     result = getattr(submission, "result", None)
     checks = result.checks if result else None
     epochs = epochs_of(submission)
@@ -161,6 +163,7 @@ def submission_context(submission: Submission) -> dict[str, Any]:
         "is_active": submission.is_active,
         "late_note": late_note(submission),
         "late_penalty": late_penalty(submission),
+        "source": submission_source(submission),
     }
 
 
@@ -262,7 +265,7 @@ PLAIN_WORDS = {
     ),
     "only_separable_convs": lambda p: (
         "Plain convolutions only as 1x1 (pointwise)"
-        + (", or as the first layer" if p.get("allow_first_layer") else "")
+        + (", or as the one call that reads the image" if p.get("allow_first_layer") else "")
     ),
 }
 

@@ -42,7 +42,7 @@ def max_dropout(spec: RuleSpec, ctx: RuleContext) -> Verdict:
             f"The largest dropout rate is {hints.format_rate(worst)}, in `{worst_layer.name}` "
             f"({worst_layer.class_name}); at most {hints.format_rate(limit)} is allowed.",
         )
-    more = f" ({len(offenders) - 1} more above the limit)" if len(offenders) > 1 else ""
+    more = _also_above([o for o in offenders if not (o[0] is worst_layer and o[1] == worst_what)])
     return Verdict(
         False,
         worst,
@@ -50,3 +50,22 @@ def max_dropout(spec: RuleSpec, ctx: RuleContext) -> Verdict:
         f"Expected at most {hints.format_rate(limit)}.",
         hints.dropout_hint(offenders, limit),
     )
+
+
+#: At most this many other layers are named; the rest are counted.
+NAMED_OFFENDERS = 5
+
+
+def _also_above(others: list[tuple[LayerFacts, str, float]]) -> str:
+    """`` (also above the limit: `dropout_2` 0.30, `dropout_4` 0.25, and 3 other layers)``."""
+    if not others:
+        return ""
+    ordered = sorted(others, key=lambda o: o[2], reverse=True)
+    named = [
+        f"`{layer.name}` {hints.format_rate(rate)}" + ("" if what == "rate" else f" (`{what}`)")
+        for layer, what, rate in ordered[:NAMED_OFFENDERS]
+    ]
+    rest = len(ordered) - len(named)
+    if rest:
+        named.append(f"and {rest} other layer{'s' if rest > 1 else ''}")
+    return f" (also above the limit: {', '.join(named)})"

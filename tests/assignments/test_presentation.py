@@ -33,6 +33,9 @@ def test_every_preset_rule_is_described_with_its_limit(slug):
          "No Dense, MaxPooling2D layers"),
         ("rules:\n  - id: min_receptive_field\n    limit: [32, 24]\n",
          "Every unit sees at least 32 \\u00d7 24 px of the image before global pooling"),
+        # The exempt call may have any kernel (5x5, 3x1): not "the first layer", not "3x3".
+        ("rules:\n  - id: only_separable_convs\n    allow_first_layer: true\n",
+         "Plain convolutions only as 1x1 (pointwise), or as the one call that reads the image"),
     ],
 )  # fmt: skip
 def test_rules_in_plain_words(rules, expected):

@@ -51,7 +51,11 @@ def keras_archive(config: dict | None = None, *, include_config: bool = True) ->
 @pytest.mark.parametrize(
     ("filename", "data", "expected"),
     [
-        ("model.txt", b"x", "has extension `.txt`. Expected one of `.py`, `.json`, `.keras`."),
+        (
+            "model.txt",
+            b"x",
+            "has extension `.txt`. Expected one of `.py`, `.ipynb`, `.json`, `.keras`.",
+        ),
         ("model", b"x", "has extension `(none)`"),
         ("model.py", b"def build_model(:\n", "is not valid Python: invalid syntax at line 1"),
         (

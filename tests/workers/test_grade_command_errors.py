@@ -18,7 +18,17 @@ import pytest
 from tests.workers.conftest import FIXTURE_MODELS
 
 ROOT = Path(__file__).resolve().parents[2]
-REPORT_KEYS = {"file", "status", "reason", "message", "checks", "training", "evaluation", "score"}
+REPORT_KEYS = {
+    "file",
+    "status",
+    "reason",
+    "message",
+    "checks",
+    "training",
+    "evaluation",
+    "score",
+    "source",
+}
 
 
 def grade(*args: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -48,12 +58,13 @@ def json_report(completed: subprocess.CompletedProcess[str]) -> dict:
     report = json.loads(completed.stdout)
     assert set(report) == REPORT_KEYS
     assert report["status"] == "error"
-    assert (report["checks"], report["training"], report["evaluation"], report["score"]) == (
-        None,
-        None,
-        None,
-        None,
-    )
+    assert (
+        report["checks"],
+        report["training"],
+        report["evaluation"],
+        report["score"],
+        report["source"],
+    ) == (None, None, None, None, None)
     return report
 
 

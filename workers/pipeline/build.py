@@ -2,6 +2,8 @@
 
 - ``.py``: the student's `build_model(input_shape, num_classes)` runs inside the sandbox
   (``python -m workers.runner build /job``); only its JSON config comes back.
+- ``.ipynb``: the same, for the module made of the notebook's imports and definitions
+  (`workers.pipeline.source_build`); a failure's message names notebook cells.
 - ``.json`` / ``.keras``: the config is read on the host by `grader.loading`, which parses JSON
   and zip members without ever calling Keras: no student code runs at all.
 """
@@ -25,6 +27,7 @@ from workers.pipeline.jobs import (
     sandbox_job,
     stage_log,
 )
+from workers.pipeline.source_build import SOURCE_KINDS, explain_failure, prepare_source
 
 SUBMISSION_MODULE = "submission.py"
 DEFAULT_BUILD_SECONDS = 300
@@ -38,10 +41,12 @@ class BuildOutput:
     model_config: dict[str, Any]
     training_config: dict[str, Any] | None
     log: str = ""
+    #: What the grader read from a `.py`/`.ipynb` (`PreparedSource.report`), else None.
+    source: dict[str, Any] | None = None
 
 
 def submission_kind(path: Path) -> str:
-    """`py`, `json` or `keras` from the file name (the upload service already checked content)."""
+    """`py`, `ipynb`, `json` or `keras` from the file name (the upload service checked content)."""
     from grader.loading import SUBMISSION_SUFFIXES, unsupported_extension_message
 
     suffix = Path(path).suffix.lower()
@@ -63,16 +68,6 @@ def read_static_config(path: Path) -> dict[str, Any]:
 
     try:
         return load_model_config(Path(path))
-    except GraderError as exc:
-        raise StageFailed("invalid_submission", exc.message) from exc
-
-
-def _bounded_module(path: Path) -> bytes:
-    """The module's bytes, if within the upload check's bounds (the same words as the site's)."""
-    from grader.python_source import read_source_file
-
-    try:
-        return read_source_file(path)
     except GraderError as exc:
         raise StageFailed("invalid_submission", exc.message) from exc
 
@@ -104,11 +99,13 @@ def run_build(
         InfrastructureError: The sandbox failed.
     """
     kind = submission_kind(path)
-    if kind in {"json", "keras"}:
+    if kind not in SOURCE_KINDS:
         return BuildOutput(model_config=read_static_config(path), training_config=None)
     if dirs is None or sandbox is None:
         raise ValueError("Building a `.py` submission needs job directories and a sandbox.")
-    (dirs.input / SUBMISSION_MODULE).write_bytes(_bounded_module(path))
+    prepared = prepare_source(path, kind)
+    # The module as read within bounds (a `.py`), or the code a notebook's cells define.
+    (dirs.input / SUBMISSION_MODULE).write_text(prepared.source, encoding="utf-8")
     dirs.write_spec(
         {
             "stage": "build",
@@ -121,7 +118,10 @@ def run_build(
     # smuggle the held-out validation images into the config that custom training then reads.)
     job = sandbox_job(stage="build", dirs=dirs, data_dir=None, resources=resources, sandbox=sandbox)
     result = sandbox.run(job, cancel=cancel)
-    payload = read_stage_result(stage="build", dirs=dirs, result=result, resources=resources)
+    try:
+        payload = read_stage_result(stage="build", dirs=dirs, result=result, resources=resources)
+    except StageFailed as exc:
+        raise explain_failure(exc, prepared) from exc
     config = payload.get("model_config")
     if not isinstance(config, dict):
         raise StageFailed(
@@ -132,6 +132,7 @@ def run_build(
         model_config=config,
         training_config=training if isinstance(training, dict) else None,
         log=stage_log(result),
+        source=prepared.report(),
     )
 
 
@@ -158,7 +159,7 @@ def build_model_config(
 
     path = Path(path)
     try:
-        if submission_kind(path) != "py":
+        if submission_kind(path) not in SOURCE_KINDS:
             return read_static_config(path)
         jobs_root = Path(settings.GRADER_JOBS_DIR)
         jobs_root.mkdir(parents=True, exist_ok=True)

@@ -43,6 +43,8 @@ class GradeReport:
     evaluation: dict[str, Any] | None = None
     score: float | None = None
     rules: list[dict[str, Any]] = field(default_factory=list)
+    #: What the grader read from a `.py`/`.ipynb`: notebook cells used, notes on the code.
+    source: dict[str, Any] | None = None
 
     @property
     def exit_code(self) -> int:
@@ -50,7 +52,8 @@ class GradeReport:
         return EXIT_CODES[self.status]
 
     def to_dict(self) -> dict[str, Any]:
-        """`{"status", "reason", "message", "checks", "training", "evaluation", "score"}`."""
+        """`{"status", "reason", "message", "checks", "training", "evaluation", "score",
+        "source"}` (`source`: `{"notebook", "notes"}` for a `.py`/`.ipynb`, else null)."""
         training = None
         if self.training_seconds is not None or self.epochs:
             training = {"epochs": self.epochs, "seconds": self.training_seconds}
@@ -67,6 +70,7 @@ class GradeReport:
             "training": training,
             "evaluation": self.evaluation,
             "score": self.score,
+            "source": self.source,
         }
 
 
@@ -147,6 +151,7 @@ def _run_stages(
     from workers.pipeline.evaluate import run_evaluate
     from workers.pipeline.finalize import compute_verdict, final_failure
     from workers.pipeline.sandboxes import open_sandbox, worker_gpu_device
+    from workers.pipeline.source_build import SOURCE_KINDS, prepare_source
     from workers.pipeline.train import run_train
 
     kind = submission_kind(path)
@@ -177,7 +182,9 @@ def _run_stages(
     key = "local"
 
     emit("stage", {"stage": "build"})
-    if kind == "py":
+    if kind in SOURCE_KINDS:
+        # Reported whether or not the build succeeds: which cells were used, notes on the code.
+        report.source = prepare_source(path, kind).report()
         built = run_build(
             path=path,
             input_shape=dataset().input_shape,

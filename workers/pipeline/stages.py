@@ -308,6 +308,7 @@ def execute_build(submission_id: int, *, worker: str, sandbox: Any = None) -> st
     if not _claim(submission_id, worker, Status.QUEUED, Status.BUILDING):
         return SKIPPED
     from workers.pipeline.build import run_build, submission_kind
+    from workers.pipeline.source_build import SOURCE_KINDS
 
     def body() -> None:
         submission = _load(submission_id)
@@ -315,7 +316,7 @@ def execute_build(submission_id: int, *, worker: str, sandbox: Any = None) -> st
         plan = GradingPlan.from_assignment(submission.assignment)
         path = Path(submission.file.path)
         dirs = sandbox_obj = dataset = None
-        if submission_kind(path) == "py":
+        if submission_kind(path) in SOURCE_KINDS:
             dataset = prepare(plan)
             dirs = job_dirs(root=jobs_root(), key=grading_key(submission), stage="build")
             sandbox_obj = sandbox or open_sandbox()

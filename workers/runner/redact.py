@@ -1,4 +1,4 @@
-"""Host paths out of what students read: tracebacks, error messages and logs of a stage.
+"""Host paths and terminal codes out of what students read: tracebacks, messages, stage logs.
 
 A sandbox mounts the host's interpreter and virtual environment at their host paths (a venv
 records absolute paths), so a TensorFlow traceback names e.g. ``/srv/app/.venv/lib/python3.11/
@@ -7,6 +7,10 @@ that is the student's business, and it describes the grading host. `redact_paths
 paths to short labels (``<site-packages>/keras/...``, ``<python>/lib/python3.11/runpy.py``) and
 the grader's own code to its path in the repository (``grader/training/trainer.py``); paths
 inside the job (``/job/in/...``) stay as they are.
+
+Keras 3 writes some messages for a terminal (``\x1b[1mInput 0 of layer 'dense' is
+incompatible ...\x1b[0m``): `strip_terminal_codes` removes such escape sequences and other
+control characters, which a web page or a JSON reader would show as garbage.
 
 Standard library only: the runner imports it inside the sandbox, the workers on the host.
 """
@@ -70,6 +74,28 @@ def _expand(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     return sorted(seen.items(), key=lambda item: len(item[0]), reverse=True)
 
 
+# ECMA-48: CSI (`ESC [ ... final`, also the 8-bit `\x9b`), OSC (`ESC ] ... BEL|ST`, e.g.
+# hyperlinks), and two-character escapes; then C0/C1 controls but tab and newline.
+_TERMINAL_CODES = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+    r"|(?:\x1b\]|\x9d)[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+    r"|\x1b[@-Z\\-_]?"
+    r"|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
+)
+
+
+def strip_terminal_codes(text: str) -> str:
+    """`text` without terminal escape sequences and control characters (tab, newline kept).
+
+    A carriage return that is not part of a line break starts a new line (progress bars
+    redraw a line with it).
+    """
+    if not text:
+        return text
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _TERMINAL_CODES.sub("", text)
+
+
 def redact_paths(text: str, extra: Iterable[tuple[str, str]] = ()) -> str:
     """`text` with the host's interpreter, library, code and home paths replaced by labels.
 
@@ -79,10 +105,12 @@ def redact_paths(text: str, extra: Iterable[tuple[str, str]] = ()) -> str:
 
     Returns:
         The text, with ``/abs/prefix/rest`` written ``LABEL/rest`` (the grader's code as
-        ``grader/...`` or ``workers/...``).
+        ``grader/...`` or ``workers/...``), and without terminal codes
+        (`strip_terminal_codes`).
     """
     if not text:
         return text
+    text = strip_terminal_codes(text)
     for prefix, label in _expand([*extra, *default_prefixes()]):
         pattern = re.compile(r"(?<![\w.~-])" + re.escape(prefix) + r"(?=/|[\s\"':,)]|$)")
         if label:

@@ -13,6 +13,8 @@ from workers.runner.protocol import SubmissionFailure, student_traceback
 
 MODULE_NAME = "submission"
 T = TypeVar("T")
+#: Stand-ins for notebook-only modules (matplotlib, IPython, google.colab), see `stubs/_nothing`.
+STUBS_DIR = Path(__file__).resolve().parent / "stubs"
 
 
 def call_student(
@@ -43,6 +45,9 @@ def import_submission(path: Path) -> ModuleType:
         )
     module = importlib.util.module_from_spec(spec)
     sys.modules[MODULE_NAME] = module
+    # Last on the path: an installed package of the same name wins over its stand-in.
+    if str(STUBS_DIR) not in sys.path:
+        sys.path.append(str(STUBS_DIR))
     loader = spec.loader
     call_student("build_failed", f"Importing `{path.name}`", path, loader.exec_module, module)
     return module

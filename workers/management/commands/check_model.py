@@ -91,7 +91,7 @@ class Command(BaseCommand):
         status = 0
         for raw in options["paths"]:
             path = Path(raw)
-            if path.suffix.lower() == ".py":
+            if path.suffix.lower() in {".py", ".ipynb"}:
                 try:
                     config = _build(path, input_shape, num_classes)
                     report = check_model_file(

@@ -82,10 +82,19 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"  reason: {report['reason']}")
     if report.get("message"):
         lines.extend(f"  {line}" for line in terminal_lines(report["message"]))
+    source = report.get("source") or {}
+    if source.get("notebook"):
+        used = ", ".join(str(n) for n in source["notebook"]["used_cells"]) or "none"
+        lines.append(f"  notebook cells used: {used}")
+    if report.get("status") != "error" and not report.get("message"):
+        # A failed build's message already lists them; otherwise they are worth a line each.
+        for note in source.get("notes") or []:
+            if note["severity"] != "note":
+                lines.append(f"  {terminal_safe(note['where'])}: {terminal_safe(note['message'])}")
     checks = report.get("checks") or {}
     built = checks.get("built_model") or {}
     for difference in built.get("differences") or []:
-        lines.append(f"  built network: {difference}")
+        lines.append(f"  built network: {terminal_safe(difference)}")
     params = checks.get("params")
     if params:
         lines.append(f"  parameters: {params['total']:,} ({params['trainable']:,} trainable)")

@@ -21,7 +21,7 @@ from grader.terminal import terminal_safe
 from workers.management.commands.grade import resolve_plan
 from workers.pipeline.local import EXIT_CODES, GradeReport, grade_file
 
-SUFFIXES = {".py", ".json", ".keras"}
+SUFFIXES = {".py", ".ipynb", ".json", ".keras"}
 CSV_COLUMNS = (
     "file",
     "status",
