@@ -92,8 +92,24 @@ def check_dataset_fit(
     if out != (classes,):
         raise DatasetMismatch(
             f"Model output shape is {format_dims(out)}. Expected {format_dims((classes,))}, "
-            f"{scores}."
+            f"{scores}.{_spatial_output_hint(out, classes)}"
         )
+
+
+def _spatial_output_hint(out: tuple[int | None, ...], classes: int) -> str:
+    """What to write when the output still has positions (Dense on a feature map, no head).
+
+    Keras applies Dense to the last axis only, so `Conv2D -> Dense(10)` without `Flatten`
+    scores every position of the feature map; an image-to-image model ends the same way.
+    """
+    if len(out) < 2:
+        return ""
+    rank = min(len(out) - 1, 3)
+    return (
+        f" The output keeps the spatial axes {format_dims(out[:-1])}: its last layers score "
+        f"every position. End the model with `GlobalAveragePooling{rank}D()` or `Flatten()` "
+        f"before `Dense({classes})`."
+    )
 
 
 def invalid_name_message(name: str, *, what: str, root: bool = False) -> str | None:

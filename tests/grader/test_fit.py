@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from grader.report import check_model
 from tests.grader.fixture_models import model_path
 
 SYNTHETIC = get_source("synthetic")
+REAL = Path(__file__).resolve().parents[1] / "fixtures" / "real"
 
 
 def _smoke() -> dict[str, Any]:
@@ -65,7 +67,9 @@ def test_a_model_taking_the_dataset_images_and_giving_one_score_per_class_fits(i
             [(16, 16, 3)],
             [(4, 4, 4)],
             "Model output shape is (4, 4, 4). Expected (4,), one score for each of the 4 "
-            "classes of dataset `synthetic`.",
+            "classes of dataset `synthetic`. The output keeps the spatial axes (4, 4): its last "
+            "layers score every position. End the model with `GlobalAveragePooling2D()` or "
+            "`Flatten()` before `Dense(4)`.",
         ),
     ],
 )
@@ -74,6 +78,32 @@ def test_a_model_that_does_not_fit_the_dataset_is_refused(inputs, outputs, messa
         check_dataset_fit(inputs, outputs, SYNTHETIC)
     assert info.value.message == message
     assert info.value.kind == "dataset_mismatch"
+
+
+@pytest.mark.parametrize(
+    ("slug", "axes"),
+    [
+        ("mnist-kbigstar-dense-on-feature-map", "(12, 12)"),
+        ("mnist-timeseries-no-input-dense-on-map", "(7, 7)"),
+        ("ece285-niallodowd-conv-autoencoder", "(32, 32)"),
+    ],
+)
+def test_a_model_scoring_every_position_is_told_to_pool_or_flatten(slug, axes):
+    # Real course models (tests/fixtures/real): Dense layers on a feature map without Flatten,
+    # and an autoencoder handed in as a classifier.
+    config = json.loads((REAL / slug / "model.json").read_text())
+    with pytest.raises(DatasetMismatch) as info:
+        check_model(config, dataset="mnist")
+    assert f"The output keeps the spatial axes {axes}" in info.value.message
+    assert "End the model with `GlobalAveragePooling2D()` or `Flatten()` before `Dense(10)`." in (
+        info.value.message
+    )
+
+
+def test_a_flat_output_of_the_wrong_size_gets_no_pooling_hint():
+    with pytest.raises(DatasetMismatch) as info:
+        check_dataset_fit([(16, 16, 3)], [(10,)], SYNTHETIC)
+    assert "spatial axes" not in info.value.message
 
 
 def test_check_model_refuses_a_dataset_mismatch_before_any_rule():
