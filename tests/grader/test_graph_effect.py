@@ -8,6 +8,9 @@ weights a constraint or a frozen zero initializer sets) is checked for its reaso
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -251,13 +254,33 @@ def test_a_multiplication_by_a_learnt_constant_is_undecided():
     )
 
 
-def test_a_layer_left_out_of_the_outputs_is_not_connected():
+def test_a_layer_left_out_of_the_outputs_is_not_in_the_graph():
+    # Keras leaves a layer no path joins to the outputs out of the model it rebuilds, and so
+    # does the graph reader (grader.graph_builder): it is listed as dead, never analysed.
     inputs = keras.Input((8, 8, 3))
     used = layers.Conv2D(4, 3, name="used")(inputs)
     unused = layers.SeparableConv2D(4, 3, name="unused")(inputs)
     config = to_config(keras.Model(inputs, [used, unused]))
     config["config"]["output_layers"] = config["config"]["output_layers"][:1]  # hand-edited
+    rebuilt = keras.Model.from_config(copy.deepcopy(config["config"]))
     graph = analyze(config).graph
+    influence = output_influence(graph)
+
+    assert "unused" not in [layer.name for layer in rebuilt.layers]
+    assert graph.nodes_of("unused") == []
+    assert [dead.name for dead in graph.dead_layers] == ["unused"]
+    assert influence.live_nodes() == {node.id for node in graph.nodes}
+
+
+def test_a_call_with_no_path_to_an_output_is_not_connected():
+    # A graph built by hand (not through the reader) may hold a call no output depends on:
+    # output_influence still answers NO for it rather than trusting its callers.
+    inputs = keras.Input((8, 8, 3))
+    used = layers.Conv2D(4, 3, name="used")(inputs)
+    unused = layers.SeparableConv2D(4, 3, name="unused")(inputs)
+    full = analyze(to_config(keras.Model(inputs, [used, unused]))).graph
+    [kept] = full.nodes_of("used")
+    graph = dataclasses.replace(full, outputs=(kept.id,))
     influence = output_influence(graph)
 
     [node] = graph.nodes_of("unused")
