@@ -86,10 +86,22 @@ def check_object_keys(obj: Mapping[str, Any], what: str, *, leaf: bool) -> None:
             "without `shared_object_id`; call a layer several times to share it."
         )
     if leaf and obj.get("compile_config"):
-        raise InvalidModelConfig(
-            f"{what} has a `compile_config`; Keras compiles models only and fails on a layer. "
-            "Expected no `compile_config` on a layer."
-        )
+        raise leaf_compile_config_refusal(what)
+
+
+def leaf_compile_config_refusal(what: str) -> InvalidModelConfig:
+    """The refusal of a non-empty ``compile_config`` on a layer that is not a model.
+
+    Args:
+        what: how the message names the layer ("Layer `conv` (Conv2D)").
+
+    Returns:
+        The error to raise (the allow-list of `grader.layer_arguments` raises it too).
+    """
+    return InvalidModelConfig(
+        f"{what} has a `compile_config`; Keras compiles models only and fails on a layer. "
+        "Expected no `compile_config` on a layer."
+    )
 
 
 def entry_config(entry: Any, position: int, model_name: str) -> dict[str, Any]:

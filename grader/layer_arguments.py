@@ -36,6 +36,7 @@ from functools import lru_cache
 from typing import Any, NoReturn
 
 from grader.errors import InvalidModelConfig, UnsafeLayer, UnsupportedLayer
+from grader.keras_config import leaf_compile_config_refusal
 from grader.layers import get_spec
 
 MODEL_CLASSES = frozenset({"Functional", "Sequential", "Model"})
@@ -332,6 +333,8 @@ def check_layer_arguments(
             if outermost or not value:
                 continue
             _refuse_code(value, where, key)
+            if not is_model:
+                raise leaf_compile_config_refusal(str(where))
             raise InvalidModelConfig(
                 f"{where} is a nested model that carries a compile config (optimizer, loss, "
                 "metrics). Expected an uncompiled nested model: the grader compiles the whole "
@@ -396,12 +399,7 @@ def _check_arguments(
             )
         elif _is_object(value):  # quantization_config: a plain mapping is the spec's to judge
             _refuse_code(value, where, key)
-            raise UnsupportedLayer(
-                f"{where} is quantized ({_describe(value)}). Expected a float model; quantize "
-                "after grading.",
-                layer_name=where.name,
-                class_name=class_name,
-            )
+            _quantized(value, where, key)
         else:
             _check_plain(value, where, key)
 
@@ -522,7 +520,7 @@ def _check_dtype(value: Any, where: _Where, key: str, *, inputs: bool = False) -
         return
     if type(value) is str:
         if value.startswith(_QUANTIZATION_MODES) and "_from_" in value:
-            _quantized(value, where)
+            _quantized(value, where, key)
         if value not in allowed:
             raise InvalidModelConfig(
                 f"{where} has `{key}` set to {value!r}. Expected {_EXPECTED['dtype']}."
@@ -534,7 +532,7 @@ def _check_dtype(value: Any, where: _Where, key: str, *, inputs: bool = False) -
     config = value.get("config")
     if class_name in _QUANTIZED_POLICIES:
         _refuse_code(value, where, key)
-        _quantized(class_name, where)
+        _quantized(value, where, key)
     if (
         class_name not in ("DTypePolicy", "FloatDTypePolicy")
         or value.get("module", "keras") not in ("keras", "keras.dtype_policies")
@@ -548,9 +546,10 @@ def _check_dtype(value: Any, where: _Where, key: str, *, inputs: bool = False) -
         _refuse(value, where, key, "dtype")
 
 
-def _quantized(found: str, where: _Where) -> NoReturn:
+def _quantized(found: Any, where: _Where, key: str) -> NoReturn:
     raise UnsupportedLayer(
-        f"{where} is quantized ({found}). Expected a float model; quantize after grading.",
+        f"{where} is quantized: `{key}` is {_describe(found)}. Expected a float model; quantize "
+        "after grading.",
         layer_name=where.name,
         class_name=where.class_name,
     )

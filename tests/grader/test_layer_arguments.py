@@ -357,7 +357,7 @@ HUGE = [0.5] * 100_000
         pytest.param(
             {"dtype": "int8_from_float32"},
             UnsupportedLayer,
-            r"Layer `dense` \(Dense\) is quantized \(int8_from_float32\)",
+            r"Layer `dense` \(Dense\) is quantized: `dtype` is 'int8_from_float32'",
             id="quantized_dtype_by_name",
         ),
         pytest.param(
@@ -375,7 +375,8 @@ HUGE = [0.5] * 100_000
         pytest.param(
             {"quantization_config": _object("keras.quantizers", "Int8QuantizationConfig", {})},
             UnsupportedLayer,
-            r"Layer `dense` \(Dense\) is quantized",
+            r"Layer `dense` \(Dense\) is quantized: `quantization_config` is a serialized "
+            r"`Int8QuantizationConfig` from `keras.quantizers`",
             id="quantization_config_object",
         ),
         pytest.param(
@@ -475,20 +476,22 @@ def test_input_layers_are_checked_too_nested_ones_included() -> None:
 
     # The InputLayer of a nested Functional model, wired to the outer model's tensor.
     tensor = {"class_name": "__keras_tensor__",
-              "config": {"shape": [None, 8], "keras_history": ["x", 0, 0]}}  # fmt: skip
+              "config": {"shape": [None, 8], "dtype": "float32",
+                         "keras_history": ["x", 0, 0]}}  # fmt: skip
     inner_input = _object("keras.layers", "InputLayer", {"batch_shape": [None, 8], "name": "i"})
     inner_input.update(name="i", inbound_nodes=[])
     inner_dense = _dense(activation="linear") | {"name": "dense", "inbound_nodes": [
-        {"args": [tensor | {"config": {"keras_history": ["i", 0, 0]}}], "kwargs": {}}]}  # fmt: skip
-    block = _object("keras", "Functional", {
+        {"args": [tensor | {"config": tensor["config"] | {"keras_history": ["i", 0, 0]}}],
+         "kwargs": {}}]}  # fmt: skip
+    block = _object("keras.src.models.functional", "Functional", {
         "name": "block", "layers": [inner_input, inner_dense],
         "input_layers": [["i", 0, 0]], "output_layers": [["dense", 0, 0]]})  # fmt: skip
     block.update(name="block", inbound_nodes=[{"args": [tensor], "kwargs": {}}])
     outer_input = _object("keras.layers", "InputLayer", {"batch_shape": [None, 8], "name": "x"})
     outer_input.update(name="x", inbound_nodes=[])
-    outer = _object("keras", "Functional", {
+    outer = _object("keras.src.models.functional", "Functional", {
         "name": "outer", "layers": [outer_input, block],
-        "input_layers": [["x", 0, 0]], "output_layers": [["block", 0, 0]]})  # fmt: skip
+        "input_layers": [["x", 0, 0]], "output_layers": [["block", 1, 0]]})  # fmt: skip
     assert analyze(outer).total_params == 8 * 8 + 8
     inner_input["config"]["dtype"] = _sequential_dense()
     with pytest.raises(InvalidModelConfig, match=r"Layer `block/i` \(InputLayer\) has `dtype`"):

@@ -106,7 +106,8 @@ def test_lora_on_a_convolution_is_counted_and_fails_the_budget() -> None:
 def test_quantized_dtype_written_as_a_string_is_refused() -> None:
     config = lora_model(None)
     config["config"]["layers"][-1]["config"]["dtype"] = "int8_from_float32"
-    with pytest.raises(UnsupportedLayer, match=r"Layer `head` \(Dense\): `dtype` is "):
+    refusal = r"Layer `head` \(Dense\) is quantized: `dtype` is 'int8_from_float32'"
+    with pytest.raises(UnsupportedLayer, match=refusal):
         check_model(config, load_preset("smoke"))
 
 
