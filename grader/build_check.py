@@ -49,9 +49,10 @@ class BuiltLayer:
         calls: how many times the built network calls it (a nested model's layer counts once
             per call of that model).
         params: its weights' scalar count (``layer.count_params()``).
-        trainable_params: the scalars the optimizer updates (0 when it or an enclosing model is
-            frozen).
-        trainable: False when it or an enclosing nested model is frozen.
+        trainable_params: the scalars the optimizer updates: its weights among the outermost
+            model's ``trainable_weights`` (0 when it, or the outermost model, is frozen; a
+            nested model's own flag takes nothing out of them).
+        trainable: its own ``trainable`` flag, False too when the outermost model is frozen.
         output_shape: the shape of its first call's output, batch axis excluded (None for an
             unknown size); None when it has several outputs or Keras cannot tell.
     """

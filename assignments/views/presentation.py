@@ -261,7 +261,7 @@ PLAIN_WORDS = {
         + (f" ({p['kind']})" if p.get("kind") not in (None, "any") else "")
     ),
     "all_layers_trainable": lambda p: (
-        "Every layer trains: no layer or nested model frozen with trainable=False"
+        "Every layer with weights trains: none frozen with trainable=False"
     ),
     "only_separable_convs": lambda p: (
         "Plain convolutions only as 1x1 (pointwise)"

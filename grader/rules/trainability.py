@@ -1,7 +1,7 @@
 """Rules about which weights train: every layer of a model trained from scratch.
 
-The grader trains every model from fresh weights. A layer frozen with ``trainable=False`` (or
-inside a nested model frozen that way) keeps its initial values through the whole training:
+The grader trains every model from fresh weights. A layer frozen with ``trainable=False``
+keeps its initial values through the whole training:
 with only built-in initializers of hyperparameters allowed (`grader.layer_arguments`) those are
 random or constant values, so freezing them only handicaps the model, or hides capacity from a
 rule that counts trainable parameters. Unless an assignment allows frozen layers
@@ -26,17 +26,19 @@ _LISTED = 5
 
 @rule(
     ALL_LAYERS_TRAINABLE,
-    summary="Every layer trains: no layer or nested model with weights is frozen "
-    "(trainable=False).",
+    summary="Every layer trains: no layer with weights is frozen (trainable=False).",
     params={},
 )
 def all_layers_trainable(spec: RuleSpec, ctx: RuleContext) -> Verdict:
     """Measured: the names of the frozen layers that own weights; passes when there are none.
 
-    A layer counts as frozen when its own ``trainable`` flag, or that of a nested model holding
-    it, is false and it has weights the optimizer would otherwise update. Statistics Keras never
-    trains (BatchNormalization's moving mean and variance, Normalization's) do not make a layer
-    frozen, and neither does the flag on a layer without weights.
+    A layer counts as frozen when Keras, rebuilding the config, leaves out of training weights
+    it would otherwise update: its own ``trainable`` flag is false (``block.trainable = False``
+    in Python writes that flag on each layer of the block), or the outermost Functional model's
+    is. A nested model's own flag alone freezes nothing: Keras drops it (Sequential) or keeps
+    it without taking its layers' weights from the optimizer (Functional). Statistics Keras
+    never trains (BatchNormalization's moving mean and variance, Normalization's) do not make a
+    layer frozen, and neither does the flag on a layer without weights.
     """
     frozen = frozen_layers(ctx.analysis)
     if not frozen:

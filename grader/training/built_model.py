@@ -53,7 +53,12 @@ def _first_output_shape(layer: Any) -> tuple[int | None, ...] | None:
 
 
 def _walk(
-    model: Any, prefix: str, multiplier: int, trainable: bool, into: list[BuiltLayer]
+    model: Any,
+    prefix: str,
+    multiplier: int,
+    trains: frozenset[int],
+    outer_trainable: bool,
+    into: list[BuiltLayer],
 ) -> None:
     import keras
 
@@ -61,22 +66,23 @@ def _walk(
     for layer in model.layers:
         name = prefix + layer.name
         count = calls.get(layer.name, 0) * multiplier
-        # Keras freezes a nested model's weights through the model: its layers' own flags may
-        # still read True, but none of their weights reaches the optimizer.
-        effective = trainable and bool(layer.trainable)
         if isinstance(layer, keras.Model):
-            _walk(layer, f"{name}/", count, effective, into)
+            # A nested model's own `trainable` flag gates nothing here: the optimizer updates
+            # the outermost model's `trainable_weights`, which collect every variable still
+            # marked trainable, whatever flag the models between them carry.
+            _walk(layer, f"{name}/", count, trains, outer_trainable, into)
             continue
         if isinstance(layer, keras.layers.InputLayer):
             continue
+        trained = [weight for weight in layer.weights if id(weight) in trains]
         into.append(
             BuiltLayer(
                 name=name,
                 class_name=type(layer).__name__,
                 calls=count,
                 params=int(layer.count_params()),
-                trainable_params=_size(layer.trainable_weights) if effective else 0,
-                trainable=effective,
+                trainable_params=_size(trained),
+                trainable=outer_trainable and bool(layer.trainable),
                 output_shape=_first_output_shape(layer) if count == 1 else None,
             )
         )
@@ -92,7 +98,8 @@ def describe_built_model(model: Any) -> BuiltModelReport:
         The report the host compares with the analysis (`grader.build_check`).
     """
     layers: list[BuiltLayer] = []
-    _walk(model, "", 1, bool(model.trainable), layers)
+    trains = frozenset(id(weight) for weight in model.trainable_weights)
+    _walk(model, "", 1, trains, bool(model.trainable), layers)
     trainable = _size(model.trainable_weights)
     non_trainable = _size(model.non_trainable_weights)
     return BuiltModelReport(

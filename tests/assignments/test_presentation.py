@@ -48,7 +48,7 @@ def test_the_rule_list_says_every_layer_trains_unless_frozen_layers_are_allowed(
     assert described[-1] == {
         "id": "all_layers_trainable",
         "name": "all_layers_trainable",
-        "text": "Every layer trains: no layer or nested model frozen with trainable=False",
+        "text": "Every layer with weights trains: none frozen with trainable=False",
         "points": 0.0,
         "phase": "static",
     }

@@ -7,6 +7,7 @@ evaluates uploaded models. Which layers count as frozen is checked against Keras
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -119,10 +120,21 @@ def _sequential(*layers: dict[str, Any], name: str = "m", **changes: Any) -> dic
 
 
 def test_layers_of_a_frozen_nested_model_are_frozen() -> None:
-    block = _sequential(_dense("inner", 4), _object("keras.layers", "ReLU", {"name": "act"}),
+    # `block.trainable = False` in Python freezes each of its layers, and Keras writes each
+    # layer's own flag: those flags are what freeze them when Keras rebuilds the config.
+    block = _sequential(_dense("inner", 4, trainable=False),
+                        _object("keras.layers", "ReLU", {"name": "act", "trainable": False}),
                         name="block", trainable=False)  # fmt: skip
     config = _sequential(_dense("first", 4), block, _dense("out", 2))
     assert frozen_layers(analyze(config)) == ["block/inner"]
+
+
+def test_a_nested_models_own_flag_alone_freezes_nothing() -> None:
+    # Keras drops a nested model's own `trainable` when it rebuilds a config, and its layers'
+    # weights reach the optimizer: they train (checked against Keras below).
+    block = _sequential(_dense("inner", 4), name="block", trainable=False)
+    config = _sequential(_dense("first", 4), block, _dense("out", 2))
+    assert frozen_layers(analyze(config)) == []
 
 
 def test_statistics_and_weight_free_layers_do_not_make_a_layer_frozen() -> None:
@@ -179,3 +191,93 @@ def test_frozen_layers_are_the_ones_keras_keeps_from_training() -> None:
     ]
     analysis = analyze(json.loads(frozen_model.to_json()))
     assert frozen_layers(analysis) == expected == ["d1", "bn2", "block/inner"]
+
+
+def _keras_frozen(keras: Any, config: dict[str, Any]) -> list[str]:
+    """The layers with weights whose weights the optimizer of the model Keras rebuilds from
+    `config` leaves alone, though they would train with every flag set: flattened, qualified."""
+
+    def rebuilt(cfg: dict[str, Any]) -> Any:
+        return keras.saving.deserialize_keras_object(copy.deepcopy(cfg), safe_mode=True)
+
+    def thaw(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: True if k == "trainable" else thaw(v) for k, v in value.items()}
+        return [thaw(v) for v in value] if isinstance(value, list) else value
+
+    def leaves(model: Any, prefix: str = "") -> dict[str, Any]:
+        found = {}
+        for layer in model.layers:
+            if isinstance(layer, keras.Model):
+                found.update(leaves(layer, f"{prefix}{layer.name}/"))
+            else:
+                found[prefix + layer.name] = layer
+        return found
+
+    model, twin = rebuilt(config), rebuilt(thaw(config))
+    trained = {id(w) for w in model.trainable_weights}
+    could = {name for name, layer in leaves(twin).items() if layer.trainable_weights}
+    return [
+        name
+        for name, layer in leaves(model).items()
+        if name in could and not any(id(w) in trained for w in layer.weights)
+    ]
+
+
+def _functional_with_block(keras: Any, block: Any) -> dict[str, Any]:
+    inputs = keras.Input((8,))
+    x = keras.layers.Dense(8, name="first")(inputs)
+    return json.loads(keras.Model(inputs, keras.layers.Dense(2, name="out")(block(x))).to_json())
+
+
+def _frozen_block_cases(keras: Any) -> dict[str, dict[str, Any]]:
+    layers = keras.layers
+
+    def sequential_block() -> Any:
+        return keras.Sequential([layers.Dense(4, name="inner"), layers.Dense(4, name="inner2")],
+                                name="block")  # fmt: skip
+
+    def functional_block() -> Any:
+        inputs = keras.Input((8,))
+        x = layers.Dense(4, name="inner")(inputs)
+        return keras.Model(inputs, layers.Dense(4, name="inner2")(x), name="block")
+
+    cases = {}
+    for kind, make in (("sequential", sequential_block), ("functional", functional_block)):
+        block = make()
+        block.trainable = False  # freezes each of its layers, and says so in their configs
+        cases[f"{kind}_frozen_in_python"] = _functional_with_block(keras, block)
+        block = make()
+        block.trainable = False
+        block.get_layer("inner2").trainable = True  # one layer re-enabled
+        cases[f"{kind}_frozen_with_a_layer_reenabled"] = _functional_with_block(keras, block)
+        config = _functional_with_block(keras, make())
+        config["config"]["layers"][2]["config"]["trainable"] = False  # only the block's own flag
+        cases[f"{kind}_flag_alone"] = config
+    outer = _functional_with_block(keras, sequential_block())
+    outer["config"]["trainable"] = False  # the outermost Functional model frozen
+    cases["outer_functional_frozen"] = outer
+    return cases
+
+
+_FROZEN_BLOCK_CASES = [
+    f"{kind}_{how}"
+    for kind in ("sequential", "functional")
+    for how in ("frozen_in_python", "frozen_with_a_layer_reenabled", "flag_alone")
+] + ["outer_functional_frozen"]
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("case", _FROZEN_BLOCK_CASES)
+def test_frozen_layers_are_what_keras_rebuilding_the_config_leaves_untrained(case: str) -> None:
+    import keras
+
+    config = _frozen_block_cases(keras)[case]
+    expected = _keras_frozen(keras, config)
+    assert frozen_layers(analyze(config)) == expected
+    # Each case freezes what its name promises (the truth itself is not vacuous).
+    assert expected == {
+        "frozen_in_python": ["block/inner", "block/inner2"],
+        "frozen_with_a_layer_reenabled": ["block/inner"],
+        "flag_alone": [],
+    }.get(case.split("_", 1)[1], ["first", "block/inner", "block/inner2", "out"])

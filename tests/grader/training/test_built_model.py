@@ -168,6 +168,40 @@ def test_the_cases_hold_what_their_names_promise():
     assert frozen["conv"].trainable is False
 
 
+def _blocks_with_frozen_flags() -> dict[str, dict[str, Any]]:
+    """Functional blocks frozen in each way a config can say it, and what Keras then trains."""
+
+    def block() -> Any:
+        inner_in = keras.Input((8, 8, 3))
+        x = layers.Conv2D(3, 3, padding="same", name="inner")(inner_in)
+        return keras.Model(inner_in, layers.Conv2D(3, 1, name="inner2")(x), name="block")
+
+    def around(nested: Any) -> dict[str, Any]:
+        inputs = keras.Input((8, 8, 3))
+        x = layers.GlobalAveragePooling2D(name="gap")(nested(inputs))
+        return json.loads(keras.Model(inputs, layers.Dense(2, name="head")(x)).to_json())
+
+    reenabled = block()
+    reenabled.trainable = False
+    reenabled.get_layer("inner2").trainable = True
+    flag_alone = around(block())
+    flag_alone["config"]["layers"][1]["config"]["trainable"] = False
+    return {"frozen_with_a_layer_reenabled": around(reenabled), "flag_alone": flag_alone}
+
+
+@pytest.mark.parametrize("case", ["frozen_with_a_layer_reenabled", "flag_alone"])
+def test_a_nested_models_own_flag_is_reported_as_keras_trains_it(case):
+    # Keras rebuilds a nested Functional model with its own `trainable` flag, yet the optimizer
+    # updates the outer model's trainable weights, which hold every variable its own layer
+    # lets train: the report follows the optimizer, as the analysis does.
+    config = _blocks_with_frozen_flags()[case]
+    report = _assert_agrees(config)
+    rows = {layer.name: layer for layer in report.layers}
+    assert rows["block/inner2"].trainable is True
+    assert rows["block/inner2"].trainable_params == 3 * 3 + 3
+    assert rows["block/inner"].trainable is (case == "flag_alone")
+
+
 @pytest.mark.parametrize("seed", RANDOM_SEEDS)
 def test_random_cnns_built_by_keras_agree_with_the_analysis(seed):
     _assert_agrees(keras_models.to_config(keras_models.random_cnn(seed)))
