@@ -32,6 +32,7 @@ import numpy as np
 import pytest
 
 from grader.datasets import PreparedDataset, load_split, prepare_dataset
+from grader.report import check_model
 from tests.conftest import service_missing
 
 pytestmark = [pytest.mark.tf, pytest.mark.timeout(600)]
@@ -384,8 +385,9 @@ def test_custom_training_cannot_reproduce_held_out_or_test_examples(
     plan = dataclasses.replace(GradingPlan.from_preset("smoke"), allow_custom_training=True)
     dirs = job_dirs(root=_jobs_root(tmp_path), key="thief", stage="train")
 
+    model_config = _model_config(dataset)
     trained = run_train(
-        model_config=_model_config(dataset),
+        model_config=model_config,
         training_config={"epochs": 1, "batch_size": 32},
         plan=plan,
         dirs=dirs,
@@ -394,6 +396,8 @@ def test_custom_training_cannot_reproduce_held_out_or_test_examples(
         sandbox=sandbox,
         resources=StageResources(wall_seconds=300, memory_mb=3072),
         on_epoch=lambda record: None,
+        # The check stage's analysis, which the network the sandbox builds must match.
+        analysis=check_model(model_config),
         submission_path=thief,
     )
 

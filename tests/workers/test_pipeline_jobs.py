@@ -222,6 +222,7 @@ def test_custom_training_refuses_a_split_holding_the_validation_part(tmp_path, p
             sandbox=sandbox,
             resources=RESOURCES,
             on_epoch=lambda record: None,
+            analysis=ANALYSIS,
             submission_path=submission,
         )
     assert sandbox.jobs == []
