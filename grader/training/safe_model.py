@@ -19,11 +19,18 @@ from typing import Any
 
 from grader.analysis import analyze
 from grader.errors import InvalidModelConfig, UnsafeLayer
+from grader.keras_config import MODEL_CLASSES
 from grader.layer_arguments import check_layer_arguments
 from grader.loading import load_model_config
 
 MAX_CONFIG_BYTES = 2 * 1024 * 1024
-MODEL_CLASSES = frozenset({"Sequential", "Functional", "Model"})
+# The modules Keras writes (or reads) for its model classes: Keras 3.15 writes a Sequential
+# model as module `keras` and a Functional one as `keras.src.models.functional`, also nested.
+MODEL_MODULES: dict[str, frozenset[str | None]] = {
+    "Sequential": frozenset({None, "keras", "keras.models", "keras.src.models.sequential"}),
+    "Functional": frozenset({None, "keras", "keras.models", "keras.src.models.functional"}),
+    "Model": frozenset({None, "keras", "keras.models", "keras.src.models.model"}),
+}
 # Exported by `keras.layers` yet able to run arbitrary code or load foreign graphs.
 CODE_CARRYING_LAYERS = frozenset(
     {"Lambda", "TFSMLayer", "JaxLayer", "FlaxLayer", "TorchModuleWrapper"}
@@ -78,6 +85,14 @@ def check_model_config(config: Mapping[str, Any]) -> None:
         raise InvalidModelConfig(
             f"Model config has class `{found}`. Expected one of {sorted(MODEL_CLASSES)}."
         )
+    outer_class, outer_module = str(config.get("class_name")), config.get("module")
+    if outer_module not in MODEL_MODULES[outer_class]:
+        raise UnsafeLayer(
+            f"Model `{_model_name(config)}` ({outer_class}) comes from module `{outer_module}`. "
+            f"Expected a built-in Keras model, as model.to_json() writes it.",
+            layer_name=_model_name(config),
+            class_name=outer_class,
+        )
     entries = list(_layer_entries(config))
     # Code-carrying classes are refused by name in a first pass: no Keras import needed.
     for name, entry in entries:
@@ -97,7 +112,14 @@ def check_model_config(config: Mapping[str, Any]) -> None:
         class_name = str(entry.get("class_name"))
         module = entry.get("module")
         registered = entry.get("registered_name")
-        if class_name in MODEL_CLASSES and module in (None, "keras", "keras.models"):
+        if class_name in MODEL_CLASSES and module in MODEL_MODULES[class_name]:
+            if registered not in (None, class_name):
+                raise UnsafeLayer(
+                    f"Layer `{name}` ({class_name}) is registered as `{registered}`. Expected "
+                    "a built-in Keras model.",
+                    layer_name=name,
+                    class_name=class_name,
+                )
             continue
         if class_name not in builtin_layer_classes():
             raise UnsafeLayer(

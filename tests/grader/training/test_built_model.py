@@ -109,8 +109,8 @@ RANDOM_SEEDS = range(10)
 def _rebuilt(config: dict[str, Any]) -> Any:
     """What the trainer builds from `config`: Keras' safe-mode deserialization of the JSON.
 
-    (Through `keras.saving` rather than `safe_model.build_model`, whose class gate refuses the
-    nested Functional models some of these configs hold; the network Keras builds is the same.)
+    (Through `keras.saving` rather than `safe_model.build_model`, whose gate runs the analysis
+    first: some tests need the network Keras builds from a config the analysis refuses.)
     """
     return keras.saving.deserialize_keras_object(
         json.loads(json.dumps(config)), custom_objects=None, safe_mode=True

@@ -97,6 +97,53 @@ def test_a_serialized_function_inside_a_layer_is_refused() -> None:
         check_model_config(config)
 
 
+def _nested_functional() -> dict[str, Any]:
+    """``Sequential([Input((8,)), base])``, `base` a Functional model, as Keras 3.15 writes it."""
+    dense = {"module": "keras.layers", "class_name": "Dense", "registered_name": None,
+             "name": "dense", "config": {"name": "dense", "units": 2},
+             "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__", "config": {
+                 "shape": [None, 8], "dtype": "float32", "keras_history": ["x", 0, 0]}}],
+                 "kwargs": {}}]}  # fmt: skip
+    inner_input = {"module": "keras.layers", "class_name": "InputLayer", "registered_name": None,
+                   "name": "x", "config": {"batch_shape": [None, 8], "name": "x"},
+                   "inbound_nodes": []}  # fmt: skip
+    base = {"module": "keras.src.models.functional", "class_name": "Functional",
+            "registered_name": "Functional",
+            "config": {"name": "base", "trainable": True, "layers": [inner_input, dense],
+                       "input_layers": [["x", 0, 0]],
+                       "output_layers": [["dense", 0, 0]]}}  # fmt: skip
+    outer_input = {"module": "keras.layers", "class_name": "InputLayer", "registered_name": None,
+                   "config": {"batch_shape": [None, 8], "name": "outer_input"}}  # fmt: skip
+    outer = {"name": "outer", "trainable": True, "layers": [outer_input, base]}
+    return {"module": "keras", "class_name": "Sequential", "registered_name": None,
+            "config": outer}  # fmt: skip
+
+
+@pytest.mark.tf
+def test_a_nested_functional_model_from_the_module_keras_writes_builds() -> None:
+    model = build_model(_nested_functional())
+    assert model.count_params() == 8 * 2 + 2
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize(
+    ("where", "module", "registered"),
+    [
+        ("nested", "keras.src.models.sequential", "Functional"),  # not Functional's module
+        ("nested", "keras.src.models.functional", "Custom>Functional"),
+        ("outermost", "student.models", None),
+    ],
+)
+def test_a_model_class_from_another_module_is_refused(
+    where: str, module: str, registered: str | None
+) -> None:
+    config = _nested_functional()
+    target = config["config"]["layers"][1] if where == "nested" else config
+    target.update(module=module, registered_name=registered)
+    with pytest.raises(UnsafeLayer, match=r"(Functional|Sequential)\) (is|comes)"):
+        check_model_config(config)
+
+
 def test_not_a_model_config_is_invalid() -> None:
     with pytest.raises(InvalidModelConfig, match="Model config has class `Dense`"):
         check_model_config({"class_name": "Dense", "config": {}})
