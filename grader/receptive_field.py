@@ -34,9 +34,15 @@ With an unknown input size, formula sizes and jumps stay exact; ``start`` become
 a ``same`` padding with a stride above 1 depends on the size (merges of paths that share that
 unknown offset stay exact, others are refused); the footprint needs the size and is null.
 
-An optional ``influences`` predicate (node id -> bool) leaves out nodes that cannot influence
-the model's output (a branch multiplied by a constant zero): they are never the end point and
-add nothing to a merge.
+Calls that cannot change the output add nothing (``paths``, decided by
+`grader.graph_effect.output_influence`): a branch multiplied by a constant zero, a
+``Rescaling(scale=0)``, a layer no output reads are never the end point and widen no field.
+``paths="possible"`` (the default, the report) leaves out the calls that provably cannot change
+the end point (``Effect.NO``); ``paths="certain"`` also leaves out those that change it only if
+some weight the architecture does not fix is non-zero (``Effect.MAYBE``: a kernel constrained
+to norm 0, a product with a learnt constant). A minimum (`min_receptive_field`) is judged on
+the certain field: a path that might be zero must not help satisfy it. ``paths="all"`` counts
+every call.
 
 ``to_dict()`` gives::
 
@@ -54,12 +60,15 @@ first position (negative for cropping).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 
 from grader.errors import ReceptiveFieldError
 from grader.graph import ModelGraph, Node
+from grader.graph_effect import Effect, OutputInfluence, output_influence
 from grader.rf.fields import (
     AxisField,
     FlattenedField,
@@ -77,6 +86,7 @@ from grader.rf.report import ReceptiveFieldReport, Row, TraceContext, format_tab
 
 __all__ = [
     "HINT_KINDS",
+    "Paths",
     "ReceptiveFieldError",
     "ReceptiveFieldReport",
     "Row",
@@ -86,9 +96,30 @@ __all__ = [
     "format_table",
     "growth",
     "rf_if_appended",
+    "undecided_calls",
 ]
 
 Influences = Callable[[int], bool] | None
+#: Which calls a field counts (see the module docstring).
+Paths = Literal["all", "possible", "certain"]
+_FLOOR: dict[str, Effect] = {"possible": Effect.MAYBE, "certain": Effect.YES}
+
+
+def _counted(influence: OutputInfluence, paths: Paths) -> Influences:
+    """The predicate of the calls `paths` counts, given their influence."""
+    if paths == "all":
+        return None
+    floor = _FLOOR[paths]
+    return lambda i: influence.state(i) >= floor
+
+
+def _towards(graph: ModelGraph, node: Node) -> OutputInfluence:
+    """Which calls can change `node`'s output (its influence as if it were the model's output).
+
+    A field is about the end point's units: a call counts when it can change them, whatever
+    follows the end point.
+    """
+    return output_influence(dataclasses.replace(graph, outputs=(node.id,)))
 
 
 def _live_inputs(node: Node, influences: Influences) -> list[int]:
@@ -172,7 +203,9 @@ def _default(graph: ModelGraph, influences: Influences) -> tuple[Node, Node, tup
     return last, named, after
 
 
-def default_end_point(graph: ModelGraph, *, influences: Influences = None) -> str:
+def default_end_point(
+    graph: ModelGraph, *, paths: Paths = "possible", influences: Influences = None
+) -> str:
     """The layer whose receptive field the course reports when none is named.
 
     It is the network's last spatial feature map, the one feeding global pooling, ``Flatten``
@@ -183,12 +216,55 @@ def default_end_point(graph: ModelGraph, *, influences: Influences = None) -> st
 
     Args:
         graph: the model graph.
-        influences: node id -> whether it can influence the output (None: all can).
+        paths: which calls may be the end point or lead to it: ``"possible"`` leaves out those
+            that provably cannot change the model's output, ``"all"`` none (``"certain"``
+            chooses as ``"possible"``: the end point is a map of the network either way).
+        influences: node id -> whether it can influence the output; replaces `paths`.
 
     Raises:
         ReceptiveFieldError: the model has no spatial layer.
     """
-    return _default(graph, influences)[1].layer.name
+    if influences is not None or paths == "all":
+        return _default(graph, influences)[1].layer.name
+    return _default_live(graph)[1].layer.name
+
+
+def _default_live(graph: ModelGraph) -> tuple[Node, Node, tuple[str, ...]]:
+    """`_default` among the calls that can change the model's output.
+
+    Raises:
+        ReceptiveFieldError: no spatial map, or none that can change the output (saying why).
+    """
+    influence = output_influence(graph)
+    try:
+        return _default(graph, _counted(influence, "possible"))
+    except ReceptiveFieldError:
+        _default(graph, None)  # no spatial map at all: that error says so
+        images = [i for i in graph.inputs if len(graph.nodes[i].output_shape) >= 2]
+        why = influence.reason(images[0]) if images else None
+        raise ReceptiveFieldError(
+            f"No feature map of model `{graph.name}` can change its output"
+            + (f": {why}." if why else ".")
+        ) from None
+
+
+def undecided_calls(graph: ModelGraph, end_point: str) -> list[tuple[Node, str]]:
+    """The calls that change `end_point`'s units only if some weight is non-zero (``MAYBE``).
+
+    The ``"certain"`` field leaves them out; when there are none it is the ``"possible"`` one.
+
+    Args:
+        graph: the model graph.
+        end_point: a layer name (a shared layer: its last call).
+
+    Returns:
+        Each such call with the reason, in graph order.
+
+    Raises:
+        ReceptiveFieldError: no layer of that name.
+    """
+    towards = _towards(graph, _find_node(graph, end_point))
+    return [(graph.nodes[i], towards.reason(i) or "") for i in sorted(towards.undecided_nodes())]
 
 
 def _find_node(graph: ModelGraph, name: str) -> Node:
@@ -204,19 +280,23 @@ def _find_node(graph: ModelGraph, name: str) -> Node:
     )
 
 
-def _relevant(graph: ModelGraph, source: int, target: int) -> tuple[list[int], dict[int, int]]:
-    """Nodes on some path from ``source`` to ``target``, and how many paths pass through each."""
+def _relevant(
+    graph: ModelGraph, source: int, target: int, influences: Influences = None
+) -> tuple[list[int], dict[int, int]]:
+    """Nodes on some counted path from ``source`` to ``target``, and how many paths pass
+    through each (a path through a producer `influences` leaves out is no path)."""
+    live = _live_inputs
     forward = {source: 1}
     for node in graph.nodes:
         if node.id > source:
-            count = sum(forward.get(i, 0) for i in node.inputs)
+            count = sum(forward.get(i, 0) for i in live(node, influences))
             if count:
                 forward[node.id] = count
     backward = {target: 1}
     for node in reversed(graph.nodes[: target + 1]):
         count = backward.get(node.id, 0)
         if count:
-            for i in node.inputs:
+            for i in live(node, influences):
                 backward[i] = backward.get(i, 0) + count
     on_path = sorted(i for i in forward if i in backward)
     return on_path, {i: forward[i] * backward[i] for i in on_path}
@@ -266,15 +346,22 @@ def _row(graph: ModelGraph, step: Step, on_every_path: bool) -> Row:
 
 
 def compute_receptive_field(
-    graph: ModelGraph, end_point: str | None = None, *, influences: Influences = None
+    graph: ModelGraph,
+    end_point: str | None = None,
+    *,
+    paths: Paths = "possible",
+    influences: Influences = None,
 ) -> ReceptiveFieldReport:
     """The receptive field of ``end_point`` (default: `default_end_point`) on the image input.
 
     Args:
         graph: the model, as built by `grader.graph_builder.build_graph`.
         end_point: a layer name; a shared layer is taken at its last call.
-        influences: node id -> whether it can influence the model's output; nodes for which it
-            is False are left out (None: every node can).
+        paths: which calls the field counts: ``"possible"`` (those that can change the end
+            point), ``"certain"`` (those certain to, whatever the weights: for a minimum) or
+            ``"all"``; see the module docstring.
+        influences: node id -> whether it can influence the model's output, for both the
+            choice of the end point and the field; replaces `paths` (None: `paths` decides).
 
     Returns:
         The `ReceptiveFieldReport`, with the course formula where it applies and the footprint
@@ -286,10 +373,20 @@ def compute_receptive_field(
             ``Flatten`` output), or a layer on the way that cannot be analysed exactly; for the
             default end point the message names the map the field was wanted at.
     """
-    prop, steps = propagate(graph, influences)
-    last, named, after = _default(graph, influences)
+    if influences is not None or paths == "all":
+        last, named, after = _default(graph, influences)
+    else:
+        last, named, after = _default_live(graph)
+    node = named if end_point is None else _find_node(graph, end_point)
+    if end_point is not None and node.id != named.id:
+        after = ()
+    counts = influences
+    if influences is None and paths != "all":
+        towards = _towards(graph, node)
+        counts = _counted(towards, paths)
+        _check_reaches(graph, node, towards, paths)
+    prop, steps = propagate(graph, counts)
     if end_point is None:
-        node = named
         try:
             prop.state(node.id)
         except ReceptiveFieldError as exc:
@@ -301,11 +398,26 @@ def compute_receptive_field(
             raise ReceptiveFieldError(
                 f"The receptive field at {where} cannot be computed: {exc.message}"
             ) from exc
-    else:
-        node = _find_node(graph, end_point)
-        if node.id != named.id:
-            after = ()
-    return _report(graph, prop, steps, node, after, influences)
+    return _report(graph, prop, steps, node, after, counts)
+
+
+def _check_reaches(graph: ModelGraph, node: Node, towards: OutputInfluence, paths: Paths) -> None:
+    """Refuse an end point that no counted path joins to the image, saying why.
+
+    Raises:
+        ReceptiveFieldError: every path from the image to `node` is left out by `paths`.
+    """
+    floor = _FLOOR[paths]
+    images = [i for i in graph.inputs if len(graph.nodes[i].output_shape) >= 2]
+    if not images or any(towards.state(i) >= floor for i in images):
+        return
+    image = images[0]
+    state = towards.state(image)
+    if state is Effect.NO and towards.reason(image) == "it is not connected to the model's output":
+        return  # no path at all: the field's own check says so
+    label = f"`{node.layer.name}` ({node.layer.class_name})"
+    verb = "may not change" if state is Effect.MAYBE else "cannot change"
+    raise ReceptiveFieldError(f"The image {verb} the units of {label}: {towards.reason(image)}.")
 
 
 def _report(
@@ -343,7 +455,7 @@ def _report(
     if len(input_size) < rank:
         # A (28, 28) grayscale input reshaped to (28, 28, 1): both axes are spatial.
         input_size = tuple(input_node.output_shape[:rank])
-    on_path, through = _relevant(graph, input_id, node.id)
+    on_path, through = _relevant(graph, input_id, node.id, influences)
     total_paths = through[node.id]
     rows = []
     for i in on_path:

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from grader.graph import ModelGraph, Node, Shape
 from grader.graph_effect import Effect, OutputInfluence, output_influence
 
 from .kinds import IMAGE_PRESERVING
 from .results import TrainingOutcome
+
+if TYPE_CHECKING:
+    from grader.receptive_field import Paths
 
 
 @dataclass(frozen=True)
@@ -131,7 +134,7 @@ class RuleContext:
     outcome: TrainingOutcome | None = None
     training_config: Mapping[str, Any] | None = None
     forbidden_classes: frozenset[str] = frozenset()
-    _rf_cache: dict[str | None, Any] = field(default_factory=dict, repr=False)
+    _rf_cache: dict[tuple[str | None, str], Any] = field(default_factory=dict, repr=False)
     _layers: list[LayerFacts] | None = field(default=None, repr=False)
     _calls: list[CallFacts] | None = field(default=None, repr=False)
     _influence: OutputInfluence | None = field(default=None, repr=False)
@@ -200,25 +203,43 @@ class RuleContext:
 
         return default_end_point(self.graph)
 
-    def receptive_field(self, end_point: str | None = None) -> Any:
+    def receptive_field(self, end_point: str | None = None, *, paths: Paths = "possible") -> Any:
         """The `ReceptiveFieldReport` at `end_point` (the default end point when None).
+
+        Args:
+            end_point: a layer name, or None for the default end point.
+            paths: ``"possible"``: calls that cannot change the end point add nothing (the
+                report); ``"certain"``: neither do calls that change it only if some weight
+                is non-zero (for a minimum: a path that might be zero must not help). See
+                `grader.receptive_field`.
 
         Raises:
             ReceptiveFieldError: the field cannot be computed exactly there.
         """
-        if end_point in self._rf_cache:
-            return self._rf_cache[end_point]
-        from grader.receptive_field import compute_receptive_field, default_end_point
+        key = (end_point, paths)
+        if key in self._rf_cache:
+            return self._rf_cache[key]
+        from grader.receptive_field import (
+            compute_receptive_field,
+            default_end_point,
+            undecided_calls,
+        )
 
         if self.rf_report is not None:
             # The report handed in may be at any end point (`--end-point`); reuse it only there.
-            self._rf_cache.setdefault(self.rf_report.end_point, self.rf_report)
+            self._rf_cache.setdefault((self.rf_report.end_point, "possible"), self.rf_report)
         target = end_point if end_point is not None else default_end_point(self.graph)
-        if target not in self._rf_cache:
+        if paths == "certain" and (target, "certain") not in self._rf_cache:
+            possible = self.receptive_field(end_point)
+            if not undecided_calls(self.graph, possible.end_point):
+                self._rf_cache[(target, "certain")] = possible  # nothing in doubt: the same
+        if (target, paths) not in self._rf_cache:
             # The default is computed as such: its errors then name the map it stands for.
-            self._rf_cache[target] = compute_receptive_field(self.graph, end_point=end_point)
-        self._rf_cache[end_point] = self._rf_cache[target]
-        return self._rf_cache[end_point]
+            self._rf_cache[(target, paths)] = compute_receptive_field(
+                self.graph, end_point=end_point, paths=paths
+            )
+        self._rf_cache[key] = self._rf_cache[(target, paths)]
+        return self._rf_cache[key]
 
 
 def _layer_facts(analysis: Any) -> Iterator[LayerFacts]:

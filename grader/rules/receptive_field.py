@@ -40,13 +40,29 @@ def min_receptive_field(spec: RuleSpec, ctx: RuleContext) -> Verdict:
     dilation gaps see nothing); its extent along an axis runs from the first to the last such
     pixel. The rule passes when every unit's extent reaches the limit, or the whole image along
     an axis shorter than the limit. One number when square, else [h, w].
+
+    Only paths certain to carry the image count (``paths="certain"`` of
+    `grader.receptive_field`): a branch that provably cannot change the end point (multiplied
+    by a constant zero) adds nothing, and neither does one that carries anything only if some
+    weight the architecture does not fix is non-zero (a kernel constrained to norm 0, a product
+    with a learnt constant): a path that might be zero must not help satisfy a minimum.
     """
     limit = spec.params["limit"]
     try:
-        report = ctx.receptive_field(spec.params["end_point"])
+        shown = ctx.receptive_field(spec.params["end_point"])
     except GraderError as exc:
         return Verdict(False, None, f"The receptive field could not be computed: {exc.message}")
-    where = f"`{report.end_point}` ({report.end_point_type})"
+    where = f"`{shown.end_point}` ({shown.end_point_type})"
+    try:
+        report = ctx.receptive_field(spec.params["end_point"], paths="certain")
+    except GraderError as exc:
+        return Verdict(
+            False,
+            None,
+            f"Which pixels the units of {where} are certain to see could not be computed: "
+            f"{exc.message}",
+        )
+    uncounted = _uncounted(ctx, report) if report is not shown else ""
     footprint = report.footprint
     if footprint is None:
         return Verdict(
@@ -80,7 +96,7 @@ def min_receptive_field(spec: RuleSpec, ctx: RuleContext) -> Verdict:
             True,
             measured,
             f"Every unit of {where} sees at least {_fmt(smallest)} pixels of the {_fmt(image)} "
-            f"image{formula}. Expected {wanted}.",
+            f"image{formula}. Expected {wanted}.{uncounted}",
         )
     if footprint.varies:
         message = (
@@ -93,13 +109,25 @@ def min_receptive_field(spec: RuleSpec, ctx: RuleContext) -> Verdict:
             f"Every unit of {where} sees {_fmt(smallest)} pixels of the {_fmt(image)} "
             f"image{formula}."
         )
-    message += f" Expected every unit to see {wanted}."
+    message += f" Expected every unit to see {wanted}.{uncounted}"
     return Verdict(
         False,
         measured,
         message,
         _hint(report, tuple(required), pooling_allowed=not (ctx.forbidden_classes & _POOLING)),
     )
+
+
+def _uncounted(ctx: RuleContext, report: Any) -> str:
+    """A sentence naming the calls the certain field leaves out, and why (at most three)."""
+    from grader.receptive_field import undecided_calls
+
+    left_out = undecided_calls(ctx.graph, report.end_point)
+    if not left_out:
+        return ""
+    named = "; ".join(f"`{node.layer.name}`: {why}" for node, why in left_out[:3])
+    more = f" and {len(left_out) - 3} more" if len(left_out) > 3 else ""
+    return f" Not counted, as they may carry nothing: {named}{more}."
 
 
 def _hint(report: Any, required: tuple[int, ...], *, pooling_allowed: bool) -> str:
