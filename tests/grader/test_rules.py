@@ -205,14 +205,16 @@ def _appended(name: str, *layers: dict) -> dict:
         name_ = f"extra_{index}"
         entries.insert(at + 1 + index, {
             "module": "keras.layers", "class_name": layer["class_name"], "registered_name": None,
-            "config": {"name": name_, **layer["config"]},
+            "name": name_, "config": {"name": name_, **layer["config"]},
             "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__", "config": {
-                "keras_history": [previous, 0, 0]}}], "kwargs": {}}],
+                # Sizes left unknown: the inserted layers change them.
+                "shape": [None] * 4, "dtype": "float32", "keras_history": [previous, 0, 0]}}],
+                "kwargs": {}}],
         })  # fmt: skip
         previous = name_
     follower = entries[at + 1 + len(layers)]["inbound_nodes"][0]["args"][0]["config"]
     follower["keras_history"] = [previous, 0, 0]
-    follower.pop("shape", None)  # the inserted layers change it
+    follower["shape"] = [None] * 4  # the inserted layers change it
     return config
 
 

@@ -18,15 +18,20 @@ from grader.report import check_model
 def _sequential(name: str, *layers: tuple[str, dict[str, Any]]) -> dict[str, Any]:
     """A Keras 3 Sequential config on a 32x32x3 image ending in global pooling and a head."""
     entries: list[dict[str, Any]] = [
-        {"class_name": "InputLayer", "config": {"batch_shape": [None, 32, 32, 3], "name": "image"}}
-    ]
+        {"module": "keras.layers", "class_name": "InputLayer",
+         "config": {"batch_shape": [None, 32, 32, 3], "name": "image"}}
+    ]  # fmt: skip
     tail = [
         ("GlobalAveragePooling2D", {"name": "gap"}),
         ("Dense", {"name": "head", "units": 10, "activation": "softmax"}),
     ]
     for cls, config in (*layers, *tail):
         entries.append({"module": "keras.layers", "class_name": cls, "config": config})
-    return {"class_name": "Sequential", "config": {"name": name, "layers": entries}}
+    return {
+        "module": "keras",
+        "class_name": "Sequential",
+        "config": {"name": name, "layers": entries},
+    }
 
 
 def _stem() -> tuple[str, dict[str, Any]]:
