@@ -10,7 +10,10 @@ which are never run. It records which cells were used and what was left out, so 
 see it, and maps each line of the generated module back to its cell.
 
 Pure Python and bounded: the notebook is parsed as JSON (size and cell count capped), each cell
-with `ast`; nothing is run here. No Django, no Keras.
+with `ast`, in a child interpreter under the same memory and CPU limits as a `.py` upload's
+outline (`grader.python_source.call_limited`): a notebook of densely packed code, or of JSON
+made of millions of tiny objects, is refused as too complex and never costs the web process
+(or the worker) more than those limits. Nothing is run. No Django, no Keras.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,6 +154,39 @@ class NotebookModule:
             "cells": [cell.to_dict() for cell in self.cells],
         }
 
+    def to_wire(self) -> dict[str, Any]:
+        """Everything, as JSON: what the parsing child sends back (`from_wire` reads it)."""
+        return {
+            "name": self.name,
+            "source": self.source,
+            "cells": [cell.to_dict() for cell in self.cells],
+            "line_map": [list(pair) for pair in self.line_map],
+            "dropped_names": {key: list(where) for key, where in self.dropped_names.items()},
+        }
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> NotebookModule:
+        """The module `to_wire` describes."""
+        return cls(
+            name=str(data["name"]),
+            source=str(data["source"]),
+            cells=tuple(
+                CellReport(
+                    number=int(cell["number"]),
+                    execution_count=cell["execution_count"],
+                    kept=tuple(cell["kept"]),
+                    left_out=tuple(cell["left_out"]),
+                    error=cell["error"],
+                )
+                for cell in data["cells"]
+            ),
+            line_map=tuple((int(cell), int(line)) for cell, line in data["line_map"]),
+            dropped_names={
+                str(key): (int(cell), int(line))
+                for key, (cell, line) in data["dropped_names"].items()
+            },
+        )
+
 
 def missing_build_model_message(name: str, module: NotebookModule | None = None) -> str:
     """The words for a submission without ``build_model``: the same for `.py` and `.ipynb`.
@@ -179,6 +215,9 @@ def missing_build_model_message(name: str, module: NotebookModule | None = None)
 def extract_notebook(data: bytes, name: str) -> NotebookModule:
     """Read a notebook's code cells into a module of their imports and definitions.
 
+    The reading (JSON, then `ast` per cell) runs in a limited child interpreter
+    (`grader.python_source.call_limited`).
+
     Args:
         data: the ``.ipynb`` file's bytes.
         name: its file name (for messages and the generated header).
@@ -187,14 +226,48 @@ def extract_notebook(data: bytes, name: str) -> NotebookModule:
         The generated module and the report of every code cell.
 
     Raises:
-        InvalidNotebook: not UTF-8 JSON in the nbformat 3 or 4 layout, too large, or too
-            much code.
+        InvalidNotebook: not UTF-8 JSON in the nbformat 3 or 4 layout, too large, too much
+            code, or too complex to read within the child's memory and CPU limits.
     """
+    from grader.python_source import PARSE_CPU_SECONDS, PARSE_MEMORY_BYTES, call_limited
+
+    _check_size(data, name)
+    answer = call_limited("grader.notebook:_extract_answer", data, name)
+    if "module" in answer:
+        return NotebookModule.from_wire(answer["module"])
+    if "invalid" in answer:
+        raise InvalidNotebook(str(answer["invalid"]))
+    raise InvalidNotebook(
+        f"`{name}` is too complex to read: its JSON or its code nests too deeply or holds too "
+        f"many parts (more than {PARSE_MEMORY_BYTES // (1024 * 1024):,} MiB or "
+        f"{PARSE_CPU_SECONDS:,} s of CPU to parse). Expected the `.ipynb` file Jupyter or Colab "
+        "saves, with ordinary Python in its code cells."
+    )
+
+
+def _extract_answer(data: bytes, name: str) -> dict[str, Any]:
+    """In the limited child: `extract_notebook_here`'s answer as JSON."""
+    try:
+        return {"module": extract_notebook_here(data, name).to_wire()}
+    except InvalidNotebook as exc:
+        return {"invalid": exc.message}
+
+
+def _check_size(data: bytes, name: str) -> None:
     if len(data) > MAX_NOTEBOOK_BYTES:
         raise InvalidNotebook(
             f"`{name}` is {len(data):,} bytes. Expected a notebook of at most "
             f"{MAX_NOTEBOOK_BYTES:,} bytes (clear its outputs: Edit > Clear all outputs)."
         )
+
+
+def extract_notebook_here(data: bytes, name: str) -> NotebookModule:
+    """`extract_notebook` in this process, without the child's limits: for that child.
+
+    Raises:
+        InvalidNotebook: as `extract_notebook`, limits aside.
+    """
+    _check_size(data, name)
     cells = _read_cells(data, name)
     reports: list[CellReport] = []
     out: list[str] = [HEADER.format(name=name), "# (imports and definitions of its code cells)"]
@@ -347,7 +420,8 @@ def _read_cell(
     except SyntaxError as exc:
         reason = f"not valid Python: {exc.msg} at line {exc.lineno}"
         return CellReport(number, execution_count, (), tuple(left_out), reason), []
-    except (ValueError, RecursionError, MemoryError, OverflowError) as exc:
+    except (ValueError, OverflowError) as exc:
+        # RecursionError and MemoryError go on: the whole notebook is too complex to read.
         reason = f"not valid Python ({type(exc).__name__})"
         return CellReport(number, execution_count, (), tuple(left_out), reason), []
     kept: list[str] = []

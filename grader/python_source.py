@@ -37,25 +37,41 @@ PARSE_CPU_SECONDS = 2
 #: Wall-clock backstop only (a loaded host); the CPU limit normally stops a slow parse first.
 PARSE_WALL_SECONDS = 20
 
-# Runs in `python -I -S`: no site packages, no environment variables, nothing but the standard
-# library. The limits are set before the source is even read.
-_PARSER = f"""
-import ast, json, resource, sys
+# Children run in `python -I -S`: no site packages, no environment variables, nothing but the
+# standard library (and, for `call_limited`, the grader's own pure-Python modules). The limits
+# are set before the input is even read.
+_LIMITS = f"""
+import json, resource, sys
 resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 resource.setrlimit(resource.RLIMIT_AS, ({PARSE_MEMORY_BYTES}, {PARSE_MEMORY_BYTES}))
 resource.setrlimit(resource.RLIMIT_CPU, ({PARSE_CPU_SECONDS}, {PARSE_CPU_SECONDS + 1}))
+"""
+_PARSER = """
+import ast
 source = sys.stdin.buffer.read().decode("utf-8")
 try:
     tree = ast.parse(source)
 except SyntaxError as exc:
-    answer = {{"syntax_error": str(exc.msg), "line": exc.lineno}}
+    answer = {"syntax_error": str(exc.msg), "line": exc.lineno}
 except ValueError as exc:  # null bytes, on versions where that is no SyntaxError
-    answer = {{"syntax_error": str(exc), "line": None}}
+    answer = {"syntax_error": str(exc), "line": None}
 except (RecursionError, MemoryError):
-    answer = {{"too_complex": True}}
+    answer = {"too_complex": True}
 else:
     kinds = (ast.FunctionDef, ast.AsyncFunctionDef)
-    answer = {{"functions": [node.name for node in tree.body if isinstance(node, kinds)]}}
+    answer = {"functions": [node.name for node in tree.body if isinstance(node, kinds)]}
+sys.stdout.write(json.dumps(answer))
+"""
+# Calls `module:function(data, *args)` of the grader and writes its JSON answer.
+_CALLER = f"""
+import importlib
+sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+module, _, function = sys.argv[1].partition(":")
+data = sys.stdin.buffer.read()
+try:
+    answer = getattr(importlib.import_module(module), function)(data, *sys.argv[2:])
+except (RecursionError, MemoryError):
+    answer = {{"too_complex": True}}
 sys.stdout.write(json.dumps(answer))
 """
 
@@ -138,7 +154,7 @@ def top_level_functions(name: str, data: bytes) -> list[str]:
         raise SourceRejected(
             f"File `{name}` is not UTF-8 text (invalid byte at offset {exc.start:,})."
         ) from exc
-    answer = _parse_in_child(data)
+    answer = _run_limited(_PARSER, data)
     if "functions" in answer:
         return [str(function) for function in answer["functions"]]
     if "syntax_error" in answer:
@@ -158,8 +174,32 @@ def top_level_functions(name: str, data: bytes) -> list[str]:
     )
 
 
-def _parse_in_child(data: bytes) -> dict[str, Any]:
-    """The child's answer: `functions`, `syntax_error` (and `line`), or `too_complex`.
+def call_limited(target: str, data: bytes, *args: str) -> dict[str, Any]:
+    """Call a pure-Python grader function on untrusted input in a limited child interpreter.
+
+    The child has `PARSE_MEMORY_BYTES` of address space and `PARSE_CPU_SECONDS` of CPU, as the
+    `.py` outline (`top_level_functions`): whatever a hostile input makes the function do
+    (`ast.parse` of densely packed code, JSON of millions of tiny objects) costs at most that,
+    never the memory or the time of the process that asked.
+
+    Args:
+        target: ``"module:function"``; the function takes ``(data, *args)`` and returns a
+            JSON-ready object. Only modules that import nothing outside the standard library.
+        data: the input, given to the child on its standard input.
+        args: strings passed on.
+
+    Returns:
+        The function's answer, or ``{"too_complex": True}`` when the child hit a limit (or
+        raised `RecursionError` or `MemoryError`).
+
+    Raises:
+        RuntimeError: the child failed for a reason of its own: the grader's fault.
+    """
+    return _run_limited(_CALLER, data, (target, *args))
+
+
+def _run_limited(program: str, data: bytes, args: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The child's JSON answer, or ``{"too_complex": True}`` when it ran past a limit.
 
     Raises:
         RuntimeError: the child failed for a reason of its own (not a limit): the grader's fault,
@@ -167,7 +207,7 @@ def _parse_in_child(data: bytes) -> dict[str, Any]:
     """
     try:
         completed = subprocess.run(
-            [sys.executable, "-I", "-S", "-W", "ignore", "-c", _PARSER],
+            [sys.executable, "-I", "-S", "-W", "ignore", "-c", _LIMITS + program, *args],
             input=data,
             capture_output=True,
             timeout=PARSE_WALL_SECONDS,

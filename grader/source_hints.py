@@ -10,15 +10,18 @@ what Keras 3 expects (the renames come from `grader.keras_renames`, one tested t
 
 The source is untrusted: it is only parsed, never compiled or run, and the work is bounded
 (`MAX_SOURCE_CHARS`, `MAX_NOTES`); a source that cannot be parsed yields no notes, never an
-error. No Django, no Keras.
+error. Outside a sandbox, `inspect_source_limited` does the parsing in a child interpreter under
+the upload check's memory and CPU limits. No Django, no Keras.
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from grader.keras_renames import (
     NAMES_BY_NAME,
@@ -101,6 +104,32 @@ def parse_source(source: str) -> ast.Module | None:
         return ast.parse(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
         return None
+
+
+def inspect_source_limited(source: str) -> list[SourceNote]:
+    """`inspect_source` in a limited child interpreter (`grader.python_source.call_limited`).
+
+    For the web process and the worker's host: a source that is costly to parse yields no
+    notes there instead of costing their memory or time.
+
+    Args:
+        source: a student's module (or the module extracted from a notebook).
+
+    Returns:
+        As `inspect_source`; none when the child ran past its limits.
+    """
+    from grader.python_source import call_limited
+
+    if len(source) > MAX_SOURCE_CHARS:
+        return []  # inspect_source parses nothing this long either
+    answer = call_limited("grader.source_hints:_inspect_answer", source.encode("utf-8"))
+    return [SourceNote(**note) for note in answer.get("notes", [])]
+
+
+def _inspect_answer(data: bytes) -> dict[str, Any]:
+    """In the limited child: `inspect_source`'s notes as JSON."""
+    notes = inspect_source(data.decode("utf-8"))
+    return {"notes": [dataclasses.asdict(note) for note in notes]}
 
 
 def inspect_source(source: str) -> list[SourceNote]:

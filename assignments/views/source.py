@@ -23,7 +23,7 @@ _CACHE: dict[tuple[str, str, str], dict[str, Any] | None] = {}
 
 def _read(kind: str, name: str, data: bytes) -> dict[str, Any] | None:
     from grader.notebook import InvalidNotebook, extract_notebook
-    from grader.source_hints import inspect_source
+    from grader.source_hints import inspect_source_limited as inspect_source
 
     notebook = None
     if kind == Submission.Kind.NOTEBOOK:

@@ -13,6 +13,7 @@ from grader.notebook import (
     MAX_CELLS,
     InvalidNotebook,
     extract_notebook,
+    extract_notebook_here,
     missing_build_model_message,
 )
 
@@ -174,3 +175,21 @@ def test_cells_that_are_not_python_are_left_out_not_fatal():
     )
     assert module.defines_build_model
     assert [cell.error is not None for cell in module.cells] == [False, True, True]
+
+
+def test_the_limited_child_reads_a_notebook_exactly_as_this_process_would():
+    # extract_notebook reads in a child under memory and CPU limits; what comes back is the
+    # whole module, line map and left-out names included.
+    data = notebook(
+        "%matplotlib inline\nimport keras\nEPOCHS = 3",
+        ("markdown", "# Model"),
+        "x_train = load()\ndef build_model(a, b):\n    return x_train",
+        "%%bash\nls",
+    )
+    assert extract_notebook(data, "nb.ipynb") == extract_notebook_here(data, "nb.ipynb")
+
+
+def test_a_cell_too_complex_for_the_child_refuses_the_notebook():
+    dense = "\n".join(["a;" * 25] * 10_000) + "\ndef build_model(a, b): ...\n"
+    with pytest.raises(InvalidNotebook, match=r"`dense.ipynb` is too complex to read"):
+        extract_notebook(notebook(dense), "dense.ipynb")

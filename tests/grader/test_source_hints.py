@@ -14,6 +14,7 @@ from grader.source_hints import (
     MAX_SOURCE_CHARS,
     failure_hints,
     inspect_source,
+    inspect_source_limited,
     missing_module_hint,
     syntax_error_hint,
 )
@@ -181,3 +182,7 @@ def test_a_magic_in_a_py_file_is_named_in_the_syntax_error():
 def test_hostile_sources_give_bounded_notes_never_an_error(source):
     notes = inspect_source(source)
     assert len(notes) <= 50
+
+
+def test_the_limited_child_finds_the_same_notes():
+    assert inspect_source_limited(KERAS1_STYLE) == inspect_source(KERAS1_STYLE) != []

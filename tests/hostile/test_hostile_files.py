@@ -2,8 +2,9 @@
 
 Three attack classes, one test per attack:
 
-- upload bombs: a `.py` the upload check would parse without bound (19 MB of short lines, a
-  small module of densely packed or deeply nested expressions), through the real HTTP API of a
+- upload bombs: a `.py` or a notebook the upload check would parse without bound (19 MB of
+  short lines, a small module of densely packed or deeply nested expressions, the same code in
+  a notebook cell, a notebook of millions of tiny JSON objects), through the real HTTP API of a
   live server, the upload page and the local commands: refused with a message, the server keeps
   answering;
 - sandbox output bombs: a custom `train()` (real bubblewrap sandboxes, real TensorFlow) that
@@ -60,6 +61,20 @@ BOMB_FILE_MESSAGE = (
 DENSE = b"\n".join([b"a;" * 25] * 10_000) + b"\n"
 DENSE += b"def build_model(input_shape, num_classes): ...\n"
 
+# The same code in a notebook's cell: within the notebook's bounds (512 kB of code), parsed by
+# `ast` it costs a second of CPU and about 450 MB.
+DENSE_NOTEBOOK = json.dumps(
+    {"cells": [{"cell_type": "code", "source": DENSE.decode()}], "nbformat": 4}
+).encode()
+# 18 MB of JSON (within the upload limit) that decodes to 6 million empty lists: about 400 MB
+# for `json.loads`, before any cell is read.
+TINY_OBJECTS_NOTEBOOK = (
+    b'{"nbformat": 4, "metadata": {"x": ['
+    + b",".join([b"[]"] * 6_000_000)
+    + b']}, "cells": [{"cell_type": "code", "source": "def build_model(a, b): ..."}]}'
+)
+NOTEBOOK_TOO_COMPLEX = "is too complex to read: its JSON or its code nests too deeply"
+
 
 @pytest.fixture
 def bomb(tmp_path: Path) -> Path:
@@ -105,6 +120,42 @@ def test_a_dense_module_is_refused_on_the_upload_page(client, student, assignmen
 
     assert page.status_code == 200
     assert "File `dense.py` is too complex to parse" in page.content.decode()
+    assert not Submission.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_dense_notebook_is_refused_by_a_live_server_that_keeps_answering(
+    live_server, student, assignment, uploads_dir, tmp_path
+):
+    from rest_framework.authtoken.models import Token
+
+    cache.clear()  # the upload rate limit counts in the cache
+    api = Api(live_server.url, Token.objects.create(user=student).key)
+    notebook = tmp_path / "dense.ipynb"
+    notebook.write_bytes(DENSE_NOTEBOOK)
+
+    with pytest.raises(ApiError) as info:
+        api.post_file(f"/api/v1/assignments/{assignment.slug}/submissions/", notebook)
+
+    assert (info.value.status, info.value.kind) == (400, "invalid_upload")
+    assert info.value.message.startswith(f"`dense.ipynb` {NOTEBOOK_TOO_COMPLEX}")
+    assert not Submission.objects.exists()
+    assert api.get_json(f"/api/v1/assignments/{assignment.slug}/")["slug"] == assignment.slug
+
+
+@pytest.mark.django_db
+def test_a_notebook_of_millions_of_tiny_json_objects_is_refused_on_the_upload_page(
+    client, student, assignment, uploads_dir
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    client.force_login(student)
+    url = reverse("assignment_detail", args=[assignment.slug])
+
+    page = client.post(url, {"file": SimpleUploadedFile("tiny.ipynb", TINY_OBJECTS_NOTEBOOK)})
+
+    assert page.status_code == 200
+    assert f"`tiny.ipynb` {NOTEBOOK_TOO_COMPLEX}" in page.content.decode()
     assert not Submission.objects.exists()
 
 

@@ -9,7 +9,8 @@ inspection found (`grader.source_hints`: Keras 1/2 spellings and what Keras 3 ex
 at their lines), and for a notebook every ``submission.py`` line becomes the notebook's
 ``cell N, line M``.
 
-Host side; nothing here runs the student's code (the source is parsed, bounded, by `ast`).
+Host side; nothing here runs the student's code (the source is parsed by `ast` in a child
+interpreter under memory and CPU limits: `grader.python_source.call_limited`).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class PreparedSource:
 
     def report(self) -> dict[str, Any]:
         """``{"notebook": {...}|None, "notes": [...]}``: what the grader read, for reports."""
-        from grader.source_hints import inspect_source
+        from grader.source_hints import inspect_source_limited as inspect_source
 
         notes = [note.to_dict(self.where) for note in inspect_source(self.source)]
         return {
@@ -103,7 +104,8 @@ def explain_failure(exc: StageFailed, prepared: PreparedSource) -> StageFailed:
     """
     if exc.reason not in EXPLAINED_REASONS:
         return exc
-    from grader.source_hints import failure_hints, inspect_source
+    from grader.source_hints import failure_hints
+    from grader.source_hints import inspect_source_limited as inspect_source
 
     message = exc.message
     notebook = prepared.notebook
