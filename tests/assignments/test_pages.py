@@ -133,7 +133,7 @@ def test_submission_page_says_why_a_receptive_field_was_not_computed(client, stu
 
     config = tiny_model_config()
     layers = config["config"]["layers"]
-    layers.insert(1, {"class_name": "UpSampling2D", "config": {
+    layers.insert(1, {"module": "keras.layers", "class_name": "UpSampling2D", "config": {
         "name": "up", "size": [2, 2], "interpolation": "bicubic"}})  # fmt: skip
     checks = check_model(config, RULES_YAML)
     assert checks["receptive_field"]["error"]
