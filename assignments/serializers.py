@@ -68,7 +68,7 @@ class AssignmentDetailSerializer(AssignmentSerializer):
     def get_rules(self, obj: Assignment) -> list[dict]:
         from assignments.views.presentation import describe_rules
 
-        return describe_rules(obj.rules_yaml, trains=obj.mode != "evaluate")
+        return describe_rules(obj.rules_yaml, trains=obj.mode != "evaluate", dataset=obj.dataset)
 
 
 class EpochSerializer(serializers.ModelSerializer):

@@ -5,6 +5,7 @@ Kept out of the views so the page and its live fragment render the same thing.
 
 from __future__ import annotations
 
+import contextlib
 import html
 from typing import Any, NamedTuple
 
@@ -222,6 +223,28 @@ def _pixels(value: Any) -> str:
     return f"{_fmt(value)} px"
 
 
+def _field_in_words(params: dict[str, Any]) -> str:
+    """`min_receptive_field` in words: "the whole image" when the limit reaches its size.
+
+    The rule caps a limit larger than the image at the image (a unit cannot see more), so a
+    limit of 44 on a 32x32 image asks for the whole image, and says so.
+    """
+    limit = params["limit"]
+    where = f" at layer `{params['end_point']}`" if params.get("end_point") else ""
+    where = where or " before global pooling"
+    image = params.get(_IMAGE)
+    if isinstance(image, list | tuple) and len(image) >= 2:
+        size = [int(n) for n in image[:2]]
+        limits = list(limit) if isinstance(limit, list | tuple) else [limit, limit]
+        if all(want >= n for want, n in zip(limits, size, strict=True)):
+            return f"Every unit sees the whole {_fmt(size)} px image{where}"
+    return f"Every unit sees at least {_pixels(limit)} of the image{where}"
+
+
+# The rule set's image size, handed to the sentences beside a rule's own parameters.
+_IMAGE = "_image"
+
+
 def _percent(value: Any) -> str:
     return f"{float(value) * 100:g} %"
 
@@ -242,10 +265,7 @@ PLAIN_WORDS = {
         + ("s" if p.get("min_count", 1) != 1 else "")
     ),
     "max_dropout": lambda p: f"Dropout rates at most {_fmt(p['limit'])}",
-    "min_receptive_field": lambda p: (
-        f"Every unit sees at least {_pixels(p['limit'])} of the image"
-        + (f" at layer `{p['end_point']}`" if p.get("end_point") else " before global pooling")
-    ),
+    "min_receptive_field": lambda p: _field_in_words(p),
     "max_epochs": lambda p: f"At most {_fmt(p['limit'])} training epochs",
     "min_val_accuracy": lambda p: (
         f"Validation accuracy at least {_percent(p['limit'])} within "
@@ -290,13 +310,17 @@ def rule_in_plain_words(rule_id: str, params: dict[str, Any]) -> str:
     return summary
 
 
-def describe_rules(rules_yaml: str, *, trains: bool = False) -> list[dict[str, Any]]:
+def describe_rules(
+    rules_yaml: str, *, trains: bool = False, dataset: str | None = None
+) -> list[dict[str, Any]]:
     """The assignment's rules in plain words, with their points and phase.
 
     Args:
         rules_yaml: the assignment's rule set.
         trains: whether the assignment trains the models (its mode); the rules in force without
             being listed (`grader.rules.implied_rules`) are then described too.
+        dataset: the assignment's dataset: its image size (else the rule set's `input_shape`)
+            lets a receptive-field limit larger than the image say "the whole image".
 
     Returns:
         One `{"id", "name", "text", "points", "phase"}` per rule; empty if the stored rule set
@@ -309,11 +333,17 @@ def describe_rules(rules_yaml: str, *, trains: bool = False) -> list[dict[str, A
         ruleset = load_ruleset(rules_yaml)
     except GraderError:
         return []
+    image = list(ruleset.input_shape or [])[:2]
+    if dataset:
+        from grader.datasets import get_source
+
+        with contextlib.suppress(GraderError, KeyError):
+            image = list(get_source(dataset).input_shape[:2])
     return [
         {
             "id": spec.id,
             "name": spec.name,
-            "text": rule_in_plain_words(spec.id, dict(spec.params)),
+            "text": rule_in_plain_words(spec.id, {**spec.params, _IMAGE: image}),
             "points": spec.points,
             "phase": spec.phase,
         }

@@ -49,7 +49,11 @@ def _assignment_page(
     context = {
         "assignment": assignment,
         "description_html": render_markdown(assignment.description),
-        "rules": describe_rules(assignment.rules_yaml, trains=assignment.mode != "evaluate"),
+        "rules": describe_rules(
+            assignment.rules_yaml,
+            trains=assignment.mode != "evaluate",
+            dataset=assignment.dataset,
+        ),
         "form": form,
         "left_today": submissions_left_today(assignment=assignment, student_id=user.pk),
         "submissions": selectors.student_submissions(assignment=assignment, student=user)[:50],

@@ -67,3 +67,27 @@ def test_log_tail_keeps_the_end_and_says_what_was_cut():
     cut = len(log) - LOG_DISPLAY_CHARS
     assert shown.startswith(f"[… {cut:,} earlier characters not shown …]")
     assert log_tail("short") == "short"
+
+
+@pytest.mark.parametrize("limit", ["32", "44", "[32, 40]"])
+def test_a_field_limit_reaching_the_image_reads_as_the_whole_image(limit):
+    # The rule caps a limit larger than the image at the image: the page says what it asks.
+    rules = f"input_shape: [32, 32, 3]\nrules:\n  - id: min_receptive_field\n    limit: {limit}\n"
+    [described] = describe_rules(rules)
+    assert described["text"] == (
+        "Every unit sees the whole 32 \u00d7 32 px image before global pooling"
+    )
+
+
+def test_the_dilated_preset_asks_for_the_whole_image_of_its_dataset():
+    from grader.presets import preset_text
+
+    described = {rule["id"]: rule["text"] for rule in describe_rules(
+        preset_text("cifar10-dilated"), trains=True, dataset="cifar10")}  # fmt: skip
+    assert described["min_receptive_field"] == (
+        "Every unit sees the whole 32 \u00d7 32 px image before global pooling"
+    )
+    # A limit below the dataset's image stays a number (rule sets without input_shape too).
+    [smaller] = describe_rules("rules:\n  - id: min_receptive_field\n    limit: 8\n",
+                               dataset="cifar10")  # fmt: skip
+    assert smaller["text"] == "Every unit sees at least 8 px of the image before global pooling"
