@@ -12,8 +12,6 @@ is refused when it looks hostile (too many members, a zip bomb, path traversal, 
 from __future__ import annotations
 
 import io
-import json
-import math
 import stat
 import struct
 import zipfile
@@ -24,6 +22,7 @@ from typing import Any, BinaryIO
 from grader.errors import ArchiveRejected, InvalidModelConfig
 from grader.legacy_keras import is_legacy_config, translate_legacy_config
 from grader.limits import check_values
+from grader.strict_json import NonFiniteNumber, loads_strict
 
 MAX_JSON_BYTES = 8 * 1024 * 1024  # a 300-layer model's config is about 1 MB
 MAX_ARCHIVE_BYTES = 512 * 1024 * 1024  # the weights of a course-sized model fit easily
@@ -265,21 +264,6 @@ def _check_member(info: zipfile.ZipInfo, filename: str) -> None:
         )
 
 
-class _NonFinite(Exception):
-    """A number JSON cannot hold (NaN, Infinity, or a float literal too large for a double)."""
-
-
-def _refuse_constant(literal: str) -> float:
-    raise _NonFinite(literal)
-
-
-def _finite_float(literal: str) -> float:
-    value = float(literal)
-    if not math.isfinite(value):  # 1e400 reads as inf
-        raise _NonFinite(literal[:40])
-    return value
-
-
 def _parse_config(data: bytes, where: str) -> dict[str, Any]:
     try:
         text = data.decode("utf-8")
@@ -288,11 +272,11 @@ def _parse_config(data: bytes, where: str) -> dict[str, Any]:
     try:
         # Python's json accepts NaN and Infinity, which PostgreSQL (where configs are stored)
         # refuses and which compare false with every rule limit: refused like any bad JSON.
-        config = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
-    except _NonFinite as exc:
+        config = loads_strict(text)
+    except NonFiniteNumber as exc:
         raise InvalidModelConfig(
-            f"`{where}` holds the number {exc}. Expected a finite number: NaN and Infinity "
-            "are not JSON."
+            f"`{where}` holds the number {exc.literal}. Expected a finite number: NaN and "
+            "Infinity are not JSON."
         ) from exc
     except (ValueError, RecursionError) as exc:
         # ValueError: JSONDecodeError, and integers past Python's 4,300-digit conversion limit.

@@ -19,13 +19,13 @@ made of millions of tiny objects, is refused as too complex and never costs the 
 from __future__ import annotations
 
 import ast
-import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from grader.errors import GraderError
+from grader.strict_json import loads_strict
 
 MAX_NOTEBOOK_BYTES = 32 * 1024 * 1024  # outputs (plots as base64) make notebooks large
 MAX_CELLS = 5_000
@@ -300,14 +300,10 @@ def extract_notebook_here(data: bytes, name: str) -> NotebookModule:
     )
 
 
-def _refuse_constant(literal: str) -> Any:
-    raise ValueError(f"the number {literal} is not JSON")
-
-
 def _read_cells(data: bytes, name: str) -> list[tuple[int, int | None, str]]:
     """(position, execution count, source) of every code cell."""
     try:
-        notebook = json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
+        notebook = loads_strict(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise InvalidNotebook(
             f"`{name}` is not a Jupyter notebook: it is not JSON text ({exc}). Expected the "

@@ -9,13 +9,12 @@ file with a single link, and reads at most `max_bytes` in all.
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import stat
 from pathlib import Path
 from typing import Any
 
+from grader.strict_json import loads_strict
 from workers.sandbox.output_files import OutputRejected, check_plain_file
 
 __all__ = ["OutputRejected", "collect_output", "parse_untrusted_json", "read_result"]
@@ -108,17 +107,6 @@ def _read_regular(dir_fd: int, name: str, relative: str, budget: list[int]) -> b
         os.close(fd)
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):  # `1e400` reads as infinity
-        raise ValueError(f"{text[:40]} is out of range")
-    return value
-
-
 def parse_untrusted_json(data: bytes | str) -> Any:
     """Parse JSON a sandboxed job wrote (student code may have written it instead of the runner).
 
@@ -133,7 +121,7 @@ def parse_untrusted_json(data: bytes | str) -> Any:
     """
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
-        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        return loads_strict(text)
     except RecursionError as exc:
         raise OutputRejected("nested too deeply") from exc
     except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError included
