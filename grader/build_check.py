@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from grader.keras_config import compatible
 from grader.limits import MAX_SIZE
 
 #: At most this many differences are listed; the rest are counted.
@@ -167,9 +168,7 @@ def _shape(value: Any, where: str) -> tuple[int | None, ...] | None:
 
 def _shapes_agree(analysed: Any, built: tuple[int | None, ...]) -> bool:
     """Whether an analysed shape (a list, None for unknown sizes) agrees with a built one."""
-    if not isinstance(analysed, list) or len(analysed) != len(built):
-        return False
-    return all(a is None or b is None or a == b for a, b in zip(analysed, built, strict=True))
+    return isinstance(analysed, list) and compatible(analysed, built)
 
 
 def _format_shape(shape: Any) -> str:

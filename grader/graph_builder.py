@@ -47,26 +47,13 @@ from grader.keras_config import (
     recorded_shape_agrees,
     trainable_flag,
 )
-from grader.layer_arguments import check_layer_arguments
+from grader.layer_arguments import CODE_CARRYING_CLASSES, check_layer_arguments
 from grader.layers import LayerSpec, SpecError, SpecUnsupported, WeightSpec, get_spec
 from grader.layers.base import format_shape
 from grader.limits import MAX_SIZE, check_values
 
-__all__ = ["MODEL_CLASSES", "build_graph", "build_graph_and_weights"]
+__all__ = ["CODE_CARRYING_CLASSES", "MODEL_CLASSES", "build_graph", "build_graph_and_weights"]
 
-# Built-in Keras classes that run arbitrary code or load foreign programs.
-CODE_CARRYING_CLASSES = frozenset(
-    {
-        "Lambda",
-        "TFOpLambda",
-        "SlicingOpLambda",
-        "TFSMLayer",
-        "JaxLayer",
-        "FlaxLayer",
-        "TorchModuleWrapper",
-        "Layer",
-    }
-)
 
 # Keras 3 built-in layer classes (keras.layers): a class outside this set and outside the
 # registry is someone's own code.

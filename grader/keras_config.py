@@ -28,6 +28,7 @@ from typing import Any
 from grader.errors import InvalidModelConfig, UnsupportedLayer
 from grader.graph import Shape
 
+#: The model classes Keras rebuilds from a config (nested ones included).
 MODEL_CLASSES = frozenset({"Functional", "Sequential", "Model"})
 
 # What `model.to_json()` writes, offered to students in refusals.

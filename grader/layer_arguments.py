@@ -36,10 +36,8 @@ from functools import lru_cache
 from typing import Any, NoReturn
 
 from grader.errors import InvalidModelConfig, UnsafeLayer, UnsupportedLayer
-from grader.keras_config import leaf_compile_config_refusal
+from grader.keras_config import MODEL_CLASSES, leaf_compile_config_refusal
 from grader.layers import get_spec
-
-MODEL_CLASSES = frozenset({"Functional", "Sequential", "Model"})
 
 #: Built-in activations by the names `keras.activations.get` accepts (Keras 3.15).
 ACTIVATIONS = frozenset(
@@ -208,8 +206,8 @@ _QUANTIZED_POLICIES = _DTYPE_POLICIES - {"DTypePolicy", "FloatDTypePolicy", "DTy
 _AXES = frozenset({"axis", "input_axes", "output_axes"})
 _MAX_AXES = 8
 
-# Keras classes that run code or load foreign programs (e.g. a SavedModel) when rebuilt.
-_CODE_CLASSES = frozenset(
+#: Keras classes that run code or load foreign programs (e.g. a SavedModel) when rebuilt.
+CODE_CARRYING_CLASSES = frozenset(
     {
         "Lambda",
         "TFOpLambda",
@@ -666,7 +664,7 @@ def _find_code(value: Any) -> str | None:
                     return f"{item.get('config') or class_name!s} from module `{module}`"
             if class_name == "__lambda__":
                 return "a Python lambda"
-            if class_name in _CODE_CLASSES:
+            if class_name in CODE_CARRYING_CLASSES:
                 return f"a `{class_name}` layer, which runs or loads code"
             if type(registered) is str and ">" in registered:
                 return f"custom registered object {registered!r}"

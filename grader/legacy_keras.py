@@ -24,8 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from grader.errors import GraderError, InvalidModelConfig
-
-MODEL_CLASSES = frozenset({"Sequential", "Functional", "Model"})
+from grader.keras_config import MODEL_CLASSES
 
 #: What Keras 3 writes as a model's ``module``/``registered_name`` (checked by the tests).
 SEQUENTIAL_IDENTITY: dict[str, str | None] = {"module": "keras", "registered_name": None}

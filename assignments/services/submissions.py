@@ -24,6 +24,7 @@ from django.utils import timezone
 from assignments.dispatch import enqueue_submission
 from assignments.models import Assignment, Enrollment, Submission
 from grader.errors import GraderError, SourceRejected
+from grader.keras_config import MODEL_CLASSES
 from grader.loading import unsupported_extension_message
 
 logger = logging.getLogger(__name__)
@@ -42,8 +43,6 @@ EXPECTED_CONTENT = {
     Submission.Kind.JSON: "a Keras model config, as written by `model.to_json()`",
     Submission.Kind.KERAS: "a .keras archive saved with `model.save('model.keras')`",
 }
-# Model classes a Keras 3 model config may name at its top level.
-MODEL_CLASSES = {"Sequential", "Functional", "Model"}
 
 
 class SubmissionRejected(GraderError):

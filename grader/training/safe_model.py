@@ -20,7 +20,7 @@ from typing import Any
 from grader.analysis import analyze
 from grader.errors import InvalidModelConfig, UnsafeLayer
 from grader.keras_config import MODEL_CLASSES
-from grader.layer_arguments import check_layer_arguments
+from grader.layer_arguments import CODE_CARRYING_CLASSES, check_layer_arguments
 from grader.loading import load_model_config
 
 MAX_CONFIG_BYTES = 2 * 1024 * 1024
@@ -31,10 +31,9 @@ MODEL_MODULES: dict[str, frozenset[str | None]] = {
     "Functional": frozenset({None, "keras", "keras.models", "keras.src.models.functional"}),
     "Model": frozenset({None, "keras", "keras.models", "keras.src.models.model"}),
 }
-# Exported by `keras.layers` yet able to run arbitrary code or load foreign graphs.
-CODE_CARRYING_LAYERS = frozenset(
-    {"Lambda", "TFSMLayer", "JaxLayer", "FlaxLayer", "TorchModuleWrapper"}
-)
+# Exported by `keras.layers` yet able to run arbitrary code or load foreign graphs: the one
+# list the analysis refuses too.
+CODE_CARRYING_LAYERS = CODE_CARRYING_CLASSES
 
 
 @lru_cache(maxsize=1)
