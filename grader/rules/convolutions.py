@@ -59,6 +59,17 @@ def _no_spatial_filter(call: CallFacts) -> str:
     return f"no depthwise spatial filter: {reason}"
 
 
+def _sort_separable(call: CallFacts, found: list[CallFacts], left_out: list[Exclusion]) -> None:
+    """Count a separable call, or leave it out with the reason (no effect, no spatial filter)."""
+    excluded = effect_exclusion(call)
+    if excluded is not None:
+        left_out.append(excluded)
+    elif not filters_spatially(call.node):
+        left_out.append(Exclusion(call, _no_spatial_filter(call)))
+    else:
+        found.append(call)
+
+
 def _depthwise_separable(ctx: RuleContext) -> tuple[list[CallFacts], list[Exclusion]]:
     """DepthwiseConv calls whose output feeds only 1x1 convolutions: separable, factored by hand.
 
@@ -83,15 +94,8 @@ def _depthwise_separable(ctx: RuleContext) -> tuple[list[CallFacts], list[Exclus
                     frontier.append(consumer.id)
                 else:
                     feeds_pointwise = False
-        if not feeds_pointwise:
-            continue
-        excluded = effect_exclusion(call)
-        if excluded is not None:
-            left_out.append(excluded)
-        elif not filters_spatially(call.node):
-            left_out.append(Exclusion(call, _no_spatial_filter(call)))
-        else:
-            found.append(call)
+        if feeds_pointwise:
+            _sort_separable(call, found, left_out)
     return found, left_out
 
 
@@ -101,13 +105,7 @@ def _separable_calls(
     found: list[CallFacts] = []
     left_out: list[Exclusion] = []
     for call in ctx.calls_of(SEPARABLE_CONVS):
-        excluded = effect_exclusion(call)
-        if excluded is not None:
-            left_out.append(excluded)
-        elif not filters_spatially(call.node):
-            left_out.append(Exclusion(call, _no_spatial_filter(call)))
-        else:
-            found.append(call)
+        _sort_separable(call, found, left_out)
     if include_depthwise:
         more, more_left_out = _depthwise_separable(ctx)
         found += more
