@@ -25,6 +25,8 @@ from workers.sandbox.environment import (
 )
 
 RESOURCES = StageResources(wall_seconds=120, memory_mb=2048)
+# The check stage's analysis, which train and evaluate require (no network is built here).
+ANALYSIS = {"layers": [], "params": {"total": 0, "trainable": 0, "non_trainable": 0}}
 KEY = "canary-dataset-key-0b6f1d9c2a7e4f58a3c1d2e3f4a5b6c7"
 
 
@@ -89,6 +91,7 @@ def _jobs(tmp_path: Path, dataset, *, custom: bool) -> dict[str, object]:
             sandbox=sandbox,
             resources=RESOURCES,
             on_epoch=lambda record: None,
+            analysis=ANALYSIS,
             submission_path=module,
         ),
         "evaluate": lambda: run_evaluate(
@@ -99,6 +102,7 @@ def _jobs(tmp_path: Path, dataset, *, custom: bool) -> dict[str, object]:
             model_config={"class_name": "Functional"},
             weights_path=weights,
             held_out_dir=dataset.held_out_dir,
+            analysis=ANALYSIS,
         ),
     }
     jobs = {}
