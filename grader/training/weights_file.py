@@ -48,12 +48,11 @@ def save_weights(model: Any, path: Path) -> Path:
     """
     path = Path(path)
     temporary = path.with_name(f"tmp-{path.name}")
-    arrays = {
-        member_name(index)[: -len(".npy")]: np.asarray(value)
-        for index, value in enumerate(model.get_weights())
-    }
-    with temporary.open("wb") as handle:
-        np.savez(handle, **arrays)  # stored, not deflated: sizes are checkable up front
+    # Written member by member, stored (not deflated): sizes are checkable up front.
+    with zipfile.ZipFile(temporary, "w", zipfile.ZIP_STORED) as archive:
+        for index, value in enumerate(model.get_weights()):
+            with archive.open(member_name(index), "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asarray(value), allow_pickle=False)
     os.replace(temporary, path)
     return path
 
