@@ -17,6 +17,7 @@ import numpy as np
 from grader.datasets import load_split, read_split_meta
 from grader.errors import InvalidModelConfig
 from grader.training.safe_model import build_model, load_keras_file
+from grader.training.weights_file import load_weights
 
 EVAL_BATCH_SIZE = 256
 _PROBABILITY_FLOOR = 1e-7  # Keras' epsilon: the same clipping as its crossentropy
@@ -111,20 +112,15 @@ def evaluate_model(model: Any, test_dir: Path) -> Evaluation:
 
 
 def load_trained_model(*, model_config: Mapping[str, Any], weights_path: Path) -> Any:
-    """Rebuild the architecture from its config and load the trained weights (HDF5 data only).
+    """Rebuild the architecture from its config and load the trained weights (`.npz` arrays).
 
     Raises:
         UnsafeLayer, InvalidModelConfig: the config cannot be rebuilt safely, or the weights do
             not fit it.
     """
-    model = build_model(model_config)
-    try:
-        model.load_weights(Path(weights_path))
-    except (ValueError, OSError) as exc:
-        raise InvalidModelConfig(
-            f"Weights `{Path(weights_path).name}` do not fit the architecture: {exc}"
-        ) from exc
-    return model
+    # Arrays checked against the architecture before any is read: never an HDF5 parser here,
+    # where the test split is mounted (grader.training.weights_file).
+    return load_weights(build_model(model_config), Path(weights_path))
 
 
 def evaluate(*, model_config: Mapping[str, Any], weights_path: Path, test_dir: Path) -> Evaluation:

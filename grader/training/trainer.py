@@ -16,7 +16,6 @@ TensorFlow and Keras are imported inside functions: importing this module stays 
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -38,8 +37,7 @@ from grader.training.config import TrainingConfig
 from grader.training.optimization import compile_model
 from grader.training.pipeline import make_eval_dataset, make_train_dataset
 from grader.training.safe_model import build_model, check_io_shapes
-
-WEIGHTS_FILENAME = "weights.weights.h5"
+from grader.training.weights_file import WEIGHTS_FILENAME, save_weights
 
 
 class CustomTrainingError(GraderError):
@@ -78,10 +76,7 @@ def save_final_weights(model_config: Mapping[str, Any], trained: Any, path: Path
         raise CustomTrainingError(
             f"The trained model's weights no longer fit the submitted architecture: {exc}"
         ) from exc
-    temporary = path.with_name(f"tmp-{path.name}")
-    fresh.save_weights(temporary)
-    os.replace(temporary, path)
-    return path
+    return save_weights(fresh, path)
 
 
 def build_training_model(
@@ -135,7 +130,7 @@ def train(
         model_config: the Keras model config (checked: no Lambda, no custom classes).
         config: the validated training config.
         train_dir: the prepared training examples (``x.npy``, ``y.npy``, ``meta.json``).
-        work_dir: persistent scratch: checkpoints and the final ``weights.weights.h5``.
+        work_dir: persistent scratch: checkpoints and the final ``weights.npz``.
         validation_split: without `validation_dir`, the fraction of `train_dir` held out for
             validation curves (chosen with `seed`); with it, the fraction the host held out,
             recorded in the checkpoints' fingerprint.

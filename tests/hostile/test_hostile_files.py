@@ -198,13 +198,13 @@ HOSTILE_TRAINING = (
 import json
 import os
 
-WEIGHTS = "/job/work/weights.weights.h5"
+WEIGHTS = "/job/work/weights.npz"
 
 
 def train(model, data, config):
     PLANT
     with open("/job/out/result.json", "w") as out:
-        json.dump({"ok": True, "epochs": [], "seconds": 0.0, "weights": "weights.weights.h5",
+        json.dump({"ok": True, "epochs": [], "seconds": 0.0, "weights": "weights.npz",
                    "custom_training": True}, out)
     os._exit(0)
 """
@@ -214,20 +214,20 @@ PLANTS = {
     "sparse_1000_mib": (
         "open(WEIGHTS, 'wb').truncate(1000 * 2**20)",
         "output_limit",
-        f"Training left a weights file the grader refuses: `weights.weights.h5` is "
+        f"Training left a weights file the grader refuses: `weights.npz` is "
         f"{1000 * MiB:,} bytes. Expected at most {512 * MiB:,} bytes.",
     ),
     "sparse_300_mib": (
         "open(WEIGHTS, 'wb').truncate(300 * 2**20)",
         "crashed",
-        f"Training left a weights file the grader refuses: `weights.weights.h5` is a sparse "
+        f"Training left a weights file the grader refuses: `weights.npz` is a sparse "
         f"file: {300 * MiB:,} bytes long with only 0 bytes stored. Expected a file written in "
         "full.",
     ),
     "ten_thousand_files": (
         "os.mkdir('/job/work/many'); "
         "[open(f'/job/work/many/{i}', 'w').close() for i in range(10_000)]; "
-        "model.save_weights(WEIGHTS)",
+        "open(WEIGHTS, 'wb').write(b'weights')",
         "output_limit",
         "Training left a work folder the grader refuses: the folder holds more than 1,000 "
         "files and folders. Expected at most 1,000.",
@@ -235,13 +235,13 @@ PLANTS = {
     "symlink_to_a_host_file": (
         "os.symlink(SECRET, WEIGHTS)",
         "crashed",
-        "Training left a weights file the grader refuses: `weights.weights.h5` is a symbolic "
+        "Training left a weights file the grader refuses: `weights.npz` is a symbolic "
         "link. Expected a regular file.",
     ),
     "fifo": (
         "os.mkfifo(WEIGHTS)",
         "crashed",
-        "Training left a weights file the grader refuses: `weights.weights.h5` is a FIFO "
+        "Training left a weights file the grader refuses: `weights.npz` is a FIFO "
         "(named pipe), not a regular file. Expected a regular file.",
     ),
 }
@@ -307,7 +307,7 @@ def test_a_planted_weights_file_is_a_verdict_and_costs_the_host_no_disk(
 
     # Nothing was copied: the host's disk holds the job's few real bytes, not the file's length.
     assert disk_usage([jobs]) < 16 * MiB
-    assert not (evaluate_dirs.input / "weights.weights.h5").exists()
+    assert not (evaluate_dirs.input / "weights.npz").exists()
     assert secret.read_text() == "host canary"
     assert (info.value.reason, info.value.message) == (reason, message)
 

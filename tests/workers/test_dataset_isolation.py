@@ -68,7 +68,7 @@ def _jobs(tmp_path: Path, dataset, *, custom: bool) -> dict[str, object]:
     module = tmp_path / "model.py"
     module.write_text("def build_model(input_shape, num_classes): ...\n")
     plan = dataclasses.replace(GradingPlan.from_preset("smoke"), allow_custom_training=custom)
-    weights = tmp_path / "weights.weights.h5"
+    weights = tmp_path / "weights.npz"
     weights.write_bytes(b"HDF5")
     root = tmp_path / "jobs"
     sandbox = RecordingSandbox()

@@ -107,7 +107,7 @@ def run(tmp_path: Path, sandbox: ScriptedSandbox, *, stage="train", analysis=Non
     return payload, epochs
 
 
-OK = {"ok": True, "epochs": [], "weights": "weights.weights.h5"}
+OK = {"ok": True, "epochs": [], "weights": "weights.npz"}
 
 
 def test_a_matching_report_lets_every_epoch_through(tmp_path):

@@ -249,7 +249,7 @@ def test_the_evaluation_gets_no_student_code_with_both_splits(tmp_path, prepared
     from workers.pipeline.evaluate import run_evaluate
 
     dataset = prepare_dataset("synthetic", prepared_data_dir, key=settings.GRADER_DATASET_KEY)
-    weights = tmp_path / "weights.weights.h5"
+    weights = tmp_path / "weights.npz"
     weights.write_bytes(b"HDF5 data only")
     dirs = job_dirs(root=tmp_path / "jobs", key="7/g1", stage="evaluate")
     sandbox = RecordingSandbox()
@@ -270,7 +270,7 @@ def test_the_evaluation_gets_no_student_code_with_both_splits(tmp_path, prepared
     assert sorted(p.name for p in dirs.input.iterdir()) == [
         "model.json",
         "spec.json",
-        "weights.weights.h5",
+        "weights.npz",
     ]
     spec = json.loads((dirs.input / "spec.json").read_text())
     assert "submission" not in spec

@@ -1,9 +1,12 @@
 """Evaluate: accuracy on the hidden TEST split, never with student code.
 
-The only stage that sees the test split. It runs no student code: in train mode the runner
-rebuilds the architecture from its JSON config and loads the trained weights (HDF5 data); in
-evaluate-only mode it opens the uploaded `.keras` with Keras' safe mode after the pure-Python
-loader vetted its config. A `.py` submission is never given to this stage.
+The only stage that sees the test split. It runs no student code and parses no HDF5: the runner
+rebuilds the architecture from its JSON config and loads the trained weights as checked `.npz`
+arrays (`grader.training.weights_file`). In evaluate-only mode the uploaded `.keras` is first
+opened by an `unpack` job (Keras' safe mode, after the pure-Python loader vetted its config) in
+a sandbox that holds no data, which writes its weights as such arrays; a crafted archive that
+took over that job could forge nothing but arrays of the architecture's shapes. A `.py`
+submission is never given to this stage.
 
 In train mode it also measures the trained weights on the validation part held out of the TRAIN
 split (the host-prepared ``held-out/`` split, mounted read-only next to the test split): the
@@ -24,14 +27,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from grader.training.weights_file import WEIGHTS_FILENAME
 from workers.pipeline.built_model import run_checked_job
 from workers.pipeline.errors import StageFailed
-from workers.pipeline.jobs import JobDirs, StageResources, sandbox_job, stage_log
+from workers.pipeline.jobs import JobDirs, StageResources, job_dirs, sandbox_job, stage_log
 from workers.pipeline.train import VALIDATION_SPLIT
-from workers.pipeline.trained_weights import copy_weights
+from workers.pipeline.trained_weights import checked_weights, copy_weights
 
 MODEL_CONFIG_FILE = "model.json"
-WEIGHTS_FILE = "weights.weights.h5"
+WEIGHTS_FILE = WEIGHTS_FILENAME  # arrays only: no HDF5 parser where the test split is
 KERAS_FILE = "submission.keras"
 
 
@@ -100,16 +104,27 @@ def run_evaluate(
                 f"Evaluate-only assignments take a `.keras` archive. Received "
                 f"`{Path(keras_path).suffix or Path(keras_path).name}`.",
             )
-        shutil.copyfile(keras_path, dirs.input / KERAS_FILE)
-        spec: dict[str, Any] = {"stage": "evaluate", "keras_file": KERAS_FILE}
-    else:
-        if model_config is None or weights_path is None:
-            raise ValueError("Evaluation needs a model config and trained weights, or a .keras.")
-        (dirs.input / MODEL_CONFIG_FILE).write_text(json.dumps(model_config), encoding="utf-8")
-        copy_weights(source=weights_path, destination=dirs.input / WEIGHTS_FILE)
-        spec = {"stage": "evaluate", "model_config": MODEL_CONFIG_FILE, "weights": WEIGHTS_FILE}
-        if held_out_dir is not None:
-            spec["validation"] = {"validation_split": VALIDATION_SPLIT}
+        # Its HDF5 weights are parsed in a sandbox without data; this one gets only arrays.
+        model_config, weights_path = _unpack_archive(
+            keras_path=Path(keras_path),
+            dirs=dirs,
+            sandbox=sandbox,
+            resources=resources,
+            analysis=analysis,
+            cancel=cancel,
+        )
+        held_out_dir = None  # evaluate-only: the student trained it; no validation part
+    if model_config is None or weights_path is None:
+        raise ValueError("Evaluation needs a model config and trained weights, or a .keras.")
+    (dirs.input / MODEL_CONFIG_FILE).write_text(json.dumps(model_config), encoding="utf-8")
+    copy_weights(source=weights_path, destination=dirs.input / WEIGHTS_FILE)
+    spec: dict[str, Any] = {
+        "stage": "evaluate",
+        "model_config": MODEL_CONFIG_FILE,
+        "weights": WEIGHTS_FILE,
+    }
+    if held_out_dir is not None:
+        spec["validation"] = {"validation_split": VALIDATION_SPLIT}
     dirs.write_spec(spec)
     job = sandbox_job(
         stage="evaluate",
@@ -118,7 +133,7 @@ def run_evaluate(
         resources=resources,
         gpu_device=gpu_device,
         sandbox=sandbox,
-        validation_dir=held_out_dir if keras_path is None else None,
+        validation_dir=held_out_dir,
     )
     payload, result = run_checked_job(
         stage="evaluate",
@@ -142,6 +157,56 @@ def run_evaluate(
         log=stage_log(result),
         validation=_validation(payload.get("validation")),
     )
+
+
+def _unpack_archive(
+    *,
+    keras_path: Path,
+    dirs: JobDirs,
+    sandbox: Any,
+    resources: StageResources,
+    analysis: Mapping[str, Any] | None,
+    cancel: threading.Event | None,
+) -> tuple[dict[str, Any], Path]:
+    """The archive's config (read on the host, never by Keras) and its weights as arrays.
+
+    The `unpack` job opens the `.keras` with Keras in a sandbox that holds no data, reports the
+    network it built (checked against `analysis` like every other job) and writes the weights
+    as `.npz` arrays into its work folder, checked before the evaluation copies them.
+
+    Raises:
+        StageFailed: the archive cannot be opened or its weights not written.
+        InfrastructureError: the sandbox failed.
+    """
+    from grader.errors import GraderError
+    from grader.loading import load_model_config
+
+    try:
+        model_config = load_model_config(keras_path)
+    except GraderError as exc:
+        raise StageFailed("invalid_submission", exc.message) from exc
+    unpack = job_dirs(root=dirs.root.parent.parent, key=dirs.root.parent.name, stage="unpack")
+    shutil.copyfile(keras_path, unpack.input / KERAS_FILE)
+    unpack.write_spec({"stage": "unpack", "keras_file": KERAS_FILE})
+    job = sandbox_job(
+        stage="unpack", dirs=unpack, data_dir=None, resources=resources, sandbox=sandbox
+    )
+    payload, result = run_checked_job(
+        stage="unpack",
+        sandbox=sandbox,
+        job=job,
+        dirs=unpack,
+        resources=resources,
+        analysis=analysis,
+        cancel=cancel,
+    )
+    weights = checked_weights(
+        work=unpack.work,
+        reported=payload.get("weights"),
+        log=stage_log(result),
+        what="Reading the archive's weights",
+    )
+    return model_config, weights
 
 
 def _validation(value: Any) -> dict[str, Any] | None:

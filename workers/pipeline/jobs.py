@@ -43,7 +43,7 @@ RESULT_FILENAME = "result.json"
 RESULT_MAX_BYTES = 4 * 1024 * 1024
 SANDBOX_JOB_ROOT = "/job"
 
-STAGES = ("build", "train", "evaluate")
+STAGES = ("build", "train", "unpack", "evaluate")
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ def sandbox_job(
     """The sandbox job that runs ``python -m workers.runner STAGE /job``.
 
     Args:
-        stage: `build`, `train` or `evaluate`.
+        stage: `build`, `train`, `unpack` or `evaluate`.
         dirs: The stage's host directories.
         data_dir: The dataset split to mount at ``/job/data``: the training examples for
             train, the test split for evaluate (and only there).
@@ -142,6 +142,10 @@ def sandbox_job(
     Raises:
         ValueError: `validation_dir` for the build stage.
     """
+    if (validation_dir is not None or data_dir is not None) and stage == "unpack":
+        raise ValueError(
+            "Stage `unpack` got a dataset. Expected none: it parses the student's archive."
+        )
     if validation_dir is not None and stage == "build":
         raise ValueError(
             "Stage `build` got a validation split. Expected none: it runs student code."
@@ -170,7 +174,7 @@ def sandbox_job(
         limits=limits,
         env=env,
         workdir=SANDBOX_JOB_ROOT,
-        gpu_device=gpu_device if stage != "build" else None,
+        gpu_device=gpu_device if stage in ("train", "evaluate") else None,
         # Every attempt of this grading's stage shares the name (and the `work` folder).
         name=str(dirs.root),
         hidden=hidden,
@@ -187,7 +191,12 @@ _INVALID_KINDS = {
     "invalid_submission",
 }
 
-_STAGE_WORDS = {"build": "The build", "train": "Training", "evaluate": "The evaluation"}
+_STAGE_WORDS = {
+    "build": "The build",
+    "train": "Training",
+    "unpack": "Reading the archive's weights",
+    "evaluate": "The evaluation",
+}
 
 
 def stage_log(result: Any) -> str:

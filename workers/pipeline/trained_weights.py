@@ -29,7 +29,7 @@ def _reason(exc: OutputRejected) -> str:
     return "output_limit" if isinstance(exc, OutputTooLarge) else "crashed"
 
 
-def checked_weights(*, work: Path, reported: Any, log: str = "") -> Path:
+def checked_weights(*, work: Path, reported: Any, log: str = "", what: str = "Training") -> Path:
     """The trained weights' path in the train job's `work` folder, once the folder and the file
     pass the checks of `workers.sandbox.output_files`.
 
@@ -37,6 +37,7 @@ def checked_weights(*, work: Path, reported: Any, log: str = "") -> Path:
         work: the train job's work folder on the host.
         reported: the `weights` value of the job's result (a file name inside `work`).
         log: the job's log, kept with the verdict.
+        what: the job, as the messages name it ("Training", or the unpacking of an archive).
 
     Raises:
         StageFailed: no such file, or a folder or file the host refuses.
@@ -46,7 +47,7 @@ def checked_weights(*, work: Path, reported: Any, log: str = "") -> Path:
         check_output_tree(work, max_entries=WORK_MAX_ENTRIES, max_depth=WORK_MAX_DEPTH)
     except OutputRejected as exc:
         raise StageFailed(
-            _reason(exc), f"Training left a work folder the grader refuses: {exc}", log=log
+            _reason(exc), f"{what} left a work folder the grader refuses: {exc}", log=log
         ) from exc
     if name:
         try:
@@ -56,11 +57,11 @@ def checked_weights(*, work: Path, reported: Any, log: str = "") -> Path:
             pass
         except OutputRejected as exc:
             raise StageFailed(
-                _reason(exc), f"Training left a weights file the grader refuses: {exc}", log=log
+                _reason(exc), f"{what} left a weights file the grader refuses: {exc}", log=log
             ) from exc
     raise StageFailed(
         "crashed",
-        f"Training finished without the weights file `{name or '(none)'}` in its work "
+        f"{what} finished without the weights file `{name or '(none)'}` in its work "
         "directory. Expected the trained weights.",
         log=log,
     )

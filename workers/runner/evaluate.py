@@ -1,10 +1,11 @@
 """Stage ``evaluate``: metrics on the test split (the only stage that sees it).
 
-Spec: ``{"stage": "evaluate", "model_config": "model.json", "weights": "weights.weights.h5",
+Spec: ``{"stage": "evaluate", "model_config": "model.json", "weights": "weights.npz",
 "validation": {"validation_split": 0.1}|null}`` (weights looked up in ``/job/in``, then
-``/job/work``), or ``{"stage": "evaluate", "keras_file": "submission.keras"}`` for
-evaluate-only assignments. Result: ``{"ok": true, "accuracy", "loss", "per_class_accuracy",
-"confusion_matrix", "num_examples", "validation"}``.
+``/job/work``). Evaluate-only assignments send the arrays their ``unpack`` job wrote from the
+student's ``.keras`` (`workers.runner.unpack`): this stage never parses HDF5. Result: ``{"ok":
+true, "accuracy", "loss", "per_class_accuracy", "confusion_matrix", "num_examples",
+"validation"}``.
 
 With ``validation``, the held-out validation part of the training split (prepared on the host)
 is mounted at ``/job/held-out`` and the trained weights are also measured on it (``validation``
@@ -24,21 +25,16 @@ from grader.training.evaluation import (
     evaluate_model,
     load_trained_model,
 )
-from grader.training.safe_model import load_keras_file, parse_model_json
+from grader.training.safe_model import parse_model_json
 from workers.runner.protocol import JobPaths, ProgressChannel, RunnerError
 
 
 def run(job: JobPaths, spec: dict[str, Any], progress: ProgressChannel) -> dict[str, Any]:
     """Run the evaluate stage; raises `GraderError` subclasses for the submission's failures."""
-    if spec.get("keras_file"):
-        archived = load_keras_file(job.input_file(str(spec["keras_file"])))
-        progress.report_built_model(archived)
-        evaluation = evaluate_model(archived, job.data)
-        return {"ok": True, **evaluation.to_dict(), "validation": None}
     model_config = parse_model_json(
         job.input_file(str(spec["model_config"])).read_text(encoding="utf-8")
     )
-    name = str(spec.get("weights", "weights.weights.h5"))
+    name = str(spec.get("weights", "weights.npz"))
     weights = job.input_file(name)
     if not weights.is_file():
         weights = (job.work / name).resolve()

@@ -20,11 +20,12 @@ from typing import Any, TextIO
 
 from grader.errors import GraderError
 
-STAGES = ("build", "train", "evaluate")
+STAGES = ("build", "train", "unpack", "evaluate")
 REQUIRED_SPEC_KEYS = {
     "build": ("submission", "input_shape", "num_classes"),
     "train": ("model_config",),
-    "evaluate": (),
+    "unpack": ("keras_file",),
+    "evaluate": ("model_config", "weights"),
 }
 MAX_SPEC_BYTES = 1024 * 1024
 MAX_RESULT_BYTES = 4 * 1024 * 1024
@@ -100,8 +101,6 @@ def read_spec(job: JobPaths, stage: str) -> dict[str, Any]:
         found = spec.get("stage") if isinstance(spec, dict) else type(spec).__name__
         raise RunnerError(f"{path} is for stage {found!r}; this runner was started for {stage!r}.")
     missing = [key for key in REQUIRED_SPEC_KEYS[stage] if key not in spec]
-    if stage == "evaluate" and not spec.get("keras_file") and "model_config" not in spec:
-        missing.append("model_config (or keras_file)")
     if missing:
         raise RunnerError(f"{path} lacks {', '.join(missing)} for stage {stage!r}.")
     return spec

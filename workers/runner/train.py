@@ -5,7 +5,7 @@ Spec: ``{"stage": "train", "model_config": "model.json", "training_config": {...
 "held_out": true|false}``. With ``held_out`` the trainer validates on the held-out part mounted
 at ``/job/held-out`` (prepared on the host with the secret dataset key) and trains on all of
 ``/job/data``; without, it holds ``validation_split`` of ``/job/data`` out with ``seed``.
-Result: ``{"ok": true, "epochs": [...], "seconds", "weights": "weights.weights.h5",
+Result: ``{"ok": true, "epochs": [...], "seconds", "weights": "weights.npz",
 "resumed_from_epoch", "custom_training", "training_config"}``; the weights are in ``/job/work``.
 
 The submission's code is imported only when the policy allows custom training (and used to

@@ -80,8 +80,9 @@ def bundled_data_paths(prefixes: Iterable[Path | str]) -> tuple[str, ...]:
 
 
 def stage_hidden_paths(stage: str, python: PythonEnvironment) -> tuple[str, ...]:
-    """The folders a stage's sandbox sees empty: bundled datasets; for build, dataset code too."""
-    return (*python.hidden, *(BUILD_HIDDEN_CODE if stage == "build" else ()))
+    """The folders a stage's sandbox sees empty: bundled datasets; for build and unpack (which
+    parse what the student sent and need no data), dataset code too."""
+    return (*python.hidden, *(BUILD_HIDDEN_CODE if stage in ("build", "unpack") else ()))
 
 
 @dataclass(frozen=True)

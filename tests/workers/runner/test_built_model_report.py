@@ -163,13 +163,13 @@ def test_evaluation_reports_the_rebuilt_network(
     tmp_path: Path, synthetic: PreparedDataset, model_json: str
 ) -> None:
     from grader.training.safe_model import build_model
+    from grader.training.weights_file import save_weights
 
-    weights = tmp_path / "weights.weights.h5"
-    build_model(json.loads(model_json)).save_weights(weights)
+    weights = save_weights(build_model(json.loads(model_json)), tmp_path / "weights.npz")
     job = make_job(
         tmp_path / "job",
-        {"stage": "evaluate", "model_config": "model.json", "weights": "weights.weights.h5"},
-        files={"model.json": model_json, "weights.weights.h5": weights.read_bytes()},
+        {"stage": "evaluate", "model_config": "model.json", "weights": "weights.npz"},
+        files={"model.json": model_json, "weights.npz": weights.read_bytes()},
         data=synthetic.test_dir,
     )
     run = run_runner("evaluate", job)
@@ -181,17 +181,14 @@ def test_evaluation_reports_the_rebuilt_network(
     assert compare_with_analysis(analysis, BuiltModelReport.from_dict(report)) == []
 
 
-def test_evaluate_only_reports_the_loaded_archive(
-    tmp_path: Path, synthetic: PreparedDataset
-) -> None:
+def test_unpacking_an_archive_reports_the_loaded_network(tmp_path: Path) -> None:
     archive = MODELS / "smoke_separable.keras"
     job = make_job(
         tmp_path / "job",
-        {"stage": "evaluate", "keras_file": "submission.keras"},
+        {"stage": "unpack", "keras_file": "submission.keras"},
         files={"submission.keras": archive.read_bytes()},
-        data=synthetic.test_dir,
     )
-    run = run_runner("evaluate", job)
+    run = run_runner("unpack", job)
 
     assert run.returncode == 0, run.stderr
     [report] = run.built_models

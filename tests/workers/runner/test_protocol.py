@@ -37,7 +37,9 @@ def test_reads_a_spec_for_its_stage(tmp_path: Path) -> None:
     ("spec", "message"),
     [
         ({"stage": "build"}, "lacks submission, input_shape, num_classes for stage 'build'"),
-        ({"stage": "evaluate"}, "lacks model_config (or keras_file)"),
+        ({"stage": "evaluate"}, "lacks model_config, weights for stage 'evaluate'"),
+        ({"stage": "evaluate", "keras_file": "a.keras"}, "lacks model_config, weights"),
+        ({"stage": "unpack"}, "lacks keras_file for stage 'unpack'"),
         (["stage", "train"], "is for stage 'list'"),
     ],
 )

@@ -94,8 +94,8 @@ def test_trains_the_smoke_model_to_the_smoke_target(trained: tuple[Path, RunnerR
     assert result["ok"] is True, result
     assert [epoch["epoch"] for epoch in result["epochs"]] == [1, 2, 3, 4]
     assert result["epochs"][-1]["val_accuracy"] >= SMOKE_TARGET
-    assert result["weights"] == "weights.weights.h5"
-    assert (job / "work" / "weights.weights.h5").is_file()
+    assert result["weights"] == "weights.npz"
+    assert (job / "work" / "weights.npz").is_file()
     assert result["resumed_from_epoch"] == 0 and result["custom_training"] is False
     assert result["seconds"] == pytest.approx(sum(e["seconds"] for e in result["epochs"]), abs=0.01)
 
@@ -116,11 +116,11 @@ def test_evaluate_matches_numpy_on_the_models_predictions(
     tmp_path: Path, trained: tuple[Path, RunnerRun], synthetic: PreparedDataset, model_json: str
 ) -> None:
     train_job, _ = trained
-    weights = (train_job / "work" / "weights.weights.h5").read_bytes()
+    weights = (train_job / "work" / "weights.npz").read_bytes()
     job = make_job(
         tmp_path / "job",
-        {"stage": "evaluate", "model_config": "model.json", "weights": "weights.weights.h5"},
-        files={"model.json": model_json, "weights.weights.h5": weights},
+        {"stage": "evaluate", "model_config": "model.json", "weights": "weights.npz"},
+        files={"model.json": model_json, "weights.npz": weights},
         data=synthetic.test_dir,
     )
     run = run_runner("evaluate", job)
@@ -131,8 +131,9 @@ def test_evaluate_matches_numpy_on_the_models_predictions(
     import keras
     from sklearn.metrics import confusion_matrix, log_loss
 
-    model = keras.models.model_from_json(model_json)
-    model.load_weights(job / "in" / "weights.weights.h5")
+    from grader.training.weights_file import load_weights
+
+    model = load_weights(keras.models.model_from_json(model_json), job / "in" / "weights.npz")
     x, y = load_split(synthetic.test_dir)
     probabilities = model.predict(np.asarray(x, dtype=np.float32) / 255.0, verbose=0)
     predicted = probabilities.argmax(axis=1)
@@ -152,16 +153,16 @@ def test_evaluate_measures_the_held_out_validation_part_as_the_trainer_did(
     # Keras measured the last epoch's val_accuracy during training, on the part the trainer
     # held out; the evaluate stage measures the same weights on the same part by itself.
     train_job, train_run = trained
-    weights = (train_job / "work" / "weights.weights.h5").read_bytes()
+    weights = (train_job / "work" / "weights.npz").read_bytes()
     job = make_job(
         tmp_path / "job",
         {
             "stage": "evaluate",
             "model_config": "model.json",
-            "weights": "weights.weights.h5",
+            "weights": "weights.npz",
             "validation": {"validation_split": 0.1},
         },
-        files={"model.json": model_json, "weights.weights.h5": weights},
+        files={"model.json": model_json, "weights.npz": weights},
         data=synthetic.test_dir,
     )
     (job / "held-out").symlink_to(synthetic.held_out_dir, target_is_directory=True)
@@ -183,11 +184,11 @@ def test_evaluate_without_a_validation_request_measures_none(
     tmp_path: Path, trained: tuple[Path, RunnerRun], synthetic: PreparedDataset, model_json: str
 ) -> None:
     train_job, _ = trained
-    weights = (train_job / "work" / "weights.weights.h5").read_bytes()
+    weights = (train_job / "work" / "weights.npz").read_bytes()
     job = make_job(
         tmp_path / "job",
-        {"stage": "evaluate", "model_config": "model.json", "weights": "weights.weights.h5"},
-        files={"model.json": model_json, "weights.weights.h5": weights},
+        {"stage": "evaluate", "model_config": "model.json", "weights": "weights.npz"},
+        files={"model.json": model_json, "weights.npz": weights},
         data=synthetic.test_dir,
     )
 
@@ -325,7 +326,7 @@ def test_custom_training_runs_the_students_loop_on_the_train_split(
     assert result["custom_training"] is True
     assert [e["epoch"] for e in result["epochs"]] == [1, 2] == [e["epoch"] for e in run.progress]
     assert "trained on 2048 images" in run.stderr  # the whole train split, nothing else
-    assert (job / "work" / "weights.weights.h5").is_file()
+    assert (job / "work" / "weights.npz").is_file()
 
 
 def test_custom_training_callbacks_stop_a_fit_at_the_declared_epochs(
@@ -365,28 +366,45 @@ def _keras_archive_from_config(config_text: str) -> bytes:
     return buffer.getvalue()
 
 
-def test_evaluate_only_refuses_a_keras_file_with_a_lambda(
-    tmp_path: Path, synthetic: PreparedDataset
-) -> None:
+def test_unpacking_refuses_a_keras_file_with_a_lambda(tmp_path: Path) -> None:
     archive = _keras_archive_from_config((MODELS / "breaks_lambda.json").read_text())
     job = make_job(
         tmp_path / "job",
-        {"stage": "evaluate", "keras_file": "submission.keras"},
+        {"stage": "unpack", "keras_file": "submission.keras"},
         files={"submission.keras": archive},
-        data=synthetic.test_dir,
     )
-    run = run_runner("evaluate", job)
+    run = run_runner("unpack", job)
     assert run.returncode == 0, run.stderr
     assert run.result["ok"] is False
     assert run.result["error"]["kind"] == "unsafe_layer"
     assert "(Lambda) carries Python code" in run.result["error"]["message"]
 
 
-def test_evaluate_only_scores_a_safe_keras_file(tmp_path: Path, synthetic: PreparedDataset) -> None:
+def test_evaluate_only_scores_a_safe_keras_file_from_its_unpacked_arrays(
+    tmp_path: Path, synthetic: PreparedDataset
+) -> None:
+    # As the pipeline runs it: the archive is opened where no data is, the test split is
+    # measured where only arrays arrive.
+    import keras
+
+    from grader.loading import load_model_config
+
+    archive = MODELS / "smoke_separable.keras"
+    unpack = make_job(
+        tmp_path / "unpack",
+        {"stage": "unpack", "keras_file": "submission.keras"},
+        files={"submission.keras": archive.read_bytes()},
+    )
+    unpacked = run_runner("unpack", unpack)
+    assert unpacked.returncode == 0, unpacked.stderr
+    assert unpacked.result == {"ok": True, "weights": "weights.npz"}
     job = make_job(
         tmp_path / "job",
-        {"stage": "evaluate", "keras_file": "submission.keras"},
-        files={"submission.keras": (MODELS / "smoke_separable.keras").read_bytes()},
+        {"stage": "evaluate", "model_config": "model.json", "weights": "weights.npz"},
+        files={
+            "model.json": json.dumps(load_model_config(archive)),
+            "weights.npz": (unpack / "work" / "weights.npz").read_bytes(),
+        },
         data=synthetic.test_dir,
     )
     run = run_runner("evaluate", job)
@@ -396,6 +414,11 @@ def test_evaluate_only_scores_a_safe_keras_file(tmp_path: Path, synthetic: Prepa
     confusion = np.array(result["confusion_matrix"])
     assert confusion.sum() == result["num_examples"] == 512
     assert result["accuracy"] == pytest.approx(np.trace(confusion) / 512)
+    # The same accuracy Keras gives the archive itself.
+    model = keras.saving.load_model(archive, compile=False, safe_mode=True)
+    x, y = load_split(synthetic.test_dir)
+    predicted = model.predict(np.asarray(x, dtype=np.float32) / 255.0, verbose=0).argmax(axis=1)
+    assert result["accuracy"] == pytest.approx(float(np.mean(predicted == y)), abs=1e-9)
 
 
 def test_custom_training_returning_another_architecture_is_refused(
@@ -421,4 +444,4 @@ def test_custom_training_returning_another_architecture_is_refused(
     assert run.result["ok"] is False
     assert run.result["error"]["kind"] == "custom_training_failed"
     assert "no longer fit the submitted architecture" in run.result["error"]["message"]
-    assert not (job / "work" / "weights.weights.h5").exists()
+    assert not (job / "work" / "weights.npz").exists()
