@@ -16,7 +16,7 @@ import numpy as np
 
 from grader.datasets import load_split, read_split_meta
 from grader.errors import InvalidModelConfig
-from grader.training.safe_model import build_model, load_keras_file
+from grader.training.safe_model import build_model
 from grader.training.weights_file import load_weights
 
 EVAL_BATCH_SIZE = 256
@@ -147,13 +147,3 @@ def evaluate_held_out(model: Any, held_out_dir: Path) -> Evaluation | None:
     if read_split_meta(held_out_dir).num_examples == 0:
         return None
     return evaluate_model(model, held_out_dir)
-
-
-def evaluate_keras_file(*, keras_file: Path, test_dir: Path) -> Evaluation:
-    """Evaluate-only assignments: open the student's ``.keras`` safely, evaluate it as is.
-
-    Raises:
-        UnsafeLayer: the archive holds a Lambda or a custom class (refused before Keras reads it).
-        InvalidModelConfig: not a readable Keras 3 archive, or wrong input/output shape.
-    """
-    return evaluate_model(load_keras_file(Path(keras_file)), test_dir)
