@@ -1,7 +1,10 @@
-"""Celery tasks: thin wrappers that take a submission id and run one pipeline stage.
+"""Celery tasks: thin wrappers that run one pipeline stage.
 
-Every task is idempotent: the stage's first step is a conditional status transition, so a
-duplicate message finds the stage owned (or done) and returns. Tasks are sent late-acknowledged
+A stage task's message is a wake-up call for one stage of its kind: the run asks the dispatcher
+(`assignments.services.dispatcher.claim_next`) for the stage that comes first in the fair order
+now, and runs that one; the submission id it carries is the one whose progress sent it. Every
+task is idempotent: the claim is a conditional status transition, so a duplicate message finds
+nothing waiting (or the stage owned, or done) and returns. Tasks are sent late-acknowledged
 (`acks_late`, `reject_on_worker_lost`): a worker that dies mid-stage leaves the message to be
 redelivered, and the redelivered task (same task id) takes its stage over at once, resuming
 from the stage's checkpoints; the reaper recovers the submission from its stale heartbeat when
@@ -83,7 +86,14 @@ def backoff_seconds(retries: int) -> int:
     return int(min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * (2**retries)))
 
 
-def _retry_or_give_up(task: Task, submission_id: int, stage: str, exc: BaseException) -> None:
+def _retry_or_give_up(
+    task: Task, submission_id: int | None, stage: str, exc: BaseException
+) -> None:
+    """Retry the task with backoff, or end the submission it held as `error/infrastructure`.
+
+    `submission_id` is None when the failure came before a stage was claimed (the database
+    did not answer the dispatcher): there is nothing to end, only the message to retry.
+    """
     from workers.pipeline import stages
 
     if task.request.retries >= task.max_retries or (
@@ -92,7 +102,8 @@ def _retry_or_give_up(task: Task, submission_id: int, stage: str, exc: BaseExcep
         logger.error(
             "Submission %s: %s gave up after %s retries", submission_id, stage, task.request.retries
         )
-        stages.give_up(submission_id, stage=stage, error=exc)
+        if submission_id is not None:
+            stages.give_up(submission_id, stage=stage, error=exc)
         return
     countdown = backoff_seconds(task.request.retries)
     logger.warning(
@@ -110,7 +121,35 @@ def _retry_or_give_up(task: Task, submission_id: int, stage: str, exc: BaseExcep
     raise task.retry(exc=exc, countdown=countdown)
 
 
-def _run_stage(task: Task, submission_id: int, stage: str) -> str:
+#: The running status each stage task claims.
+STAGE_STATUS = {
+    "build": "building",
+    "check": "checking",
+    "train": "training",
+    "evaluate": "evaluating",
+}
+
+
+def training_budget(task: Task) -> int | None:
+    """The longest training (sandbox seconds) this run's Celery time limits can hold, or None
+    when it runs without a hard limit."""
+    from assignments.services import grading
+
+    limits = task.request.timelimit or (None, None)
+    hard = limits[0] or getattr(task, "time_limit", None)
+    if not hard:
+        return None
+    return int(hard) - 2 * grading.grading_setting("GRADER_SANDBOX_GRACE_SECONDS", 60)
+
+
+def _run_stage(task: Task, hint: int, stage: str) -> str:
+    """Run the stage of the submission that comes first in the fair order now.
+
+    `hint` is the submission whose progress sent this message; the dispatcher may hand this run
+    another's stage (`assignments.services.dispatcher.claim_next`), or the one an earlier run
+    of this very task left when its process was killed.
+    """
+    from assignments.services import dispatcher
     from workers.pipeline import stages
 
     worker = worker_name(task)
@@ -120,8 +159,19 @@ def _run_stage(task: Task, submission_id: int, stage: str) -> str:
         "train": stages.execute_train,
         "evaluate": stages.execute_evaluate,
     }
+    submission_id: int | None = None
     try:
-        return runners[stage](submission_id, worker=worker)
+        submission_id = dispatcher.claim_next(
+            stage=STAGE_STATUS[stage],
+            worker=worker,
+            max_training_seconds=training_budget(task) if stage == "train" else None,
+        )
+        if submission_id is None:
+            logger.info("No %s stage is waiting (message for submission %s)", stage, hint)
+            return stages.SKIPPED
+        if submission_id != hint:
+            logger.info("Submission %s: %s handed out in fair order", submission_id, stage)
+        return runners[stage](submission_id, worker=worker, claimed=True)
     except ObjectDoesNotExist:
         logger.info("Submission %s no longer exists; %s skipped", submission_id, stage)
         return stages.SKIPPED
@@ -129,12 +179,13 @@ def _run_stage(task: Task, submission_id: int, stage: str) -> str:
         # The sandbox's own timeout should have fired first: the sandbox failed to enforce it.
         from assignments.services import grading
 
-        grading.mark_error(
-            submission_id=submission_id,
-            worker=worker,
-            message=f"The {stage} stage overran its time limit on the worker.",
-            stage=stage,
-        )
+        if submission_id is not None:
+            grading.mark_error(
+                submission_id=submission_id,
+                worker=worker,
+                message=f"The {stage} stage overran its time limit on the worker.",
+                stage=stage,
+            )
         return stages.ERROR
     except RETRYABLE as exc:
         _retry_or_give_up(task, submission_id, stage, exc)
