@@ -166,7 +166,11 @@ def _rules_problems(values: Mapping[str, Any], ruleset: Any) -> dict[str, str]:
     max_epochs = values.get("max_epochs")
     limit_ok = _integer_problem("max_epochs", max_epochs, 1, POLICY_MAX_EPOCHS) is None
     if training is not None and limit_ok:
-        problems.update(_training_problems(training, values, max_epochs))
+        problems.update(
+            _training_problems(
+                training, values, max_epochs, int(metadata.get("min_batch_size") or 1)
+            )
+        )
     return problems
 
 
@@ -220,7 +224,7 @@ def _evaluate_only_problems(values: Mapping[str, Any], ruleset: Any) -> dict[str
 
 
 def _training_problems(
-    training: Mapping[str, Any], values: Mapping[str, Any], max_epochs: int
+    training: Mapping[str, Any], values: Mapping[str, Any], max_epochs: int, min_batch_size: int = 1
 ) -> dict[str, str]:
     """The rule set's default training config, checked as the check stage checks it before
     every training (`workers.pipeline.check.validated_training_config`)."""
@@ -238,6 +242,7 @@ def _training_problems(
     policy = {
         "max_epochs": max_epochs,
         "allow_custom_training": bool(values.get("allow_custom_training", False)),
+        "min_batch_size": min_batch_size,
         "defaults": dict(training),
     }
     try:

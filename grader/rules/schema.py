@@ -113,6 +113,11 @@ METADATA: dict[str, Param] = {
     "mode": Choice(choices=("train", "evaluate"), doc="train submitted models, or evaluate"),
     "max_epochs": Int(minimum=1, doc="epochs the grader trains at most"),
     "time_limit_seconds": Int(minimum=1, doc="wall-clock limit of one grading"),
+    "min_batch_size": Int(
+        minimum=1,
+        doc="smallest batch size a training may declare: with `max_epochs` it bounds the "
+        "optimizer steps (the training budget), refused at the static check",
+    ),
     "training": _Mapping(doc="default training configuration"),
 }
 PRESET_REQUIRED = tuple(METADATA)
@@ -428,6 +433,19 @@ def _check_consistency(specs: Sequence[RuleSpec], metadata: Mapping[str, Any]) -
                 rule_id=spec.id,
                 parameter="limit",
             )
+    batch = training.get("batch_size")
+    min_batch = metadata.get("min_batch_size")
+    if (
+        isinstance(batch, int)
+        and not isinstance(batch, bool)
+        and isinstance(min_batch, int)
+        and batch < min_batch
+    ):
+        raise InvalidRule(
+            f"The default training config uses batches of {batch}. Expected at least "
+            f"`min_batch_size` = {min_batch}.",
+            parameter="training",
+        )
     max_epochs = metadata.get("max_epochs")
     if isinstance(epochs, int) and isinstance(max_epochs, int) and epochs > max_epochs:
         raise InvalidRule(
