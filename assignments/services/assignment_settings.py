@@ -30,6 +30,8 @@ LABELS = {
     "memory_limit_mb": "Memory limit",
     "max_epochs": "Epochs at most",
     "daily_quota": "Submissions per student per day",
+    "max_waiting_per_student": "Unfinished submissions per student at once",
+    "max_waiting_per_staff": "Unfinished test submissions per staff member at once",
     "late_penalty": "Late penalty",
 }
 
@@ -107,6 +109,10 @@ def _settings_problems(values: Mapping[str, Any]) -> dict[str, str]:
         problems["daily_quota"] = _integer_problem(
             "daily_quota", values["daily_quota"], 0, _COLUMN_MAX
         )
+    for name in ("max_waiting_per_student", "max_waiting_per_staff"):
+        if name in values:
+            # At least one: 0 would refuse every upload (the daily quota closes submissions).
+            problems[name] = _integer_problem(name, values[name], 1, _COLUMN_MAX)
     if "late_penalty" in values:
         penalty = values["late_penalty"]
         # Also the check constraint `late_penalty_is_a_fraction`, said for people.

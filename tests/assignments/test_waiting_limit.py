@@ -172,3 +172,29 @@ def test_the_limit_is_shown_on_the_upload_page(client, assignment, student):
     html = response.content.decode()
     assert "You have 2 unfinished submissions to `hw1`" in html.replace("&#x27;", "'")
     assert "position 1 of 2 in the queue to build" in html
+
+
+def test_instructors_set_the_limits_with_the_other_settings(client, assignment, instructor):
+    from django.urls import reverse
+
+    from assignments.services import courses
+    from assignments.services.assignment_settings import AssignmentInvalid
+    from tests.assignments.site_fixtures import PASSWORD
+
+    assert client.login(username=instructor.username, password=PASSWORD)
+    page = client.get(reverse("assignment_edit", args=[assignment.slug])).content.decode()
+    assert 'name="max_waiting_per_student"' in page and 'name="max_waiting_per_staff"' in page
+
+    courses.update_assignment(
+        assignment=assignment, actor=instructor, max_waiting_per_student=4, max_waiting_per_staff=8
+    )
+    assignment.refresh_from_db()
+    assert (assignment.max_waiting_per_student, assignment.max_waiting_per_staff) == (4, 8)
+    with pytest.raises(AssignmentInvalid) as caught:
+        courses.update_assignment(
+            assignment=assignment, actor=instructor, max_waiting_per_student=0
+        )
+    assert caught.value.errors["max_waiting_per_student"] == [
+        "Unfinished submissions per student at once is 0. Expected an integer from 1 to "
+        "2,147,483,647."
+    ]
