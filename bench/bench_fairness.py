@@ -2,13 +2,16 @@
 
 One student uploads 10 submissions, then 20 students upload one each within a second, to the
 `smoke` preset (synthetic dataset, trainings of one epoch, bubblewrap sandboxes on the CPU).
-A Celery worker with `--concurrency 2` grades everything (build, check, train, evaluate,
-finalize), handing out stages in the fair order. The script prints, per student, the time from
-upload to their first verdict, then checks the two goals:
+Two Celery workers grade everything, as docker-compose deploys them: one on the `preflight`
+and `maintenance` queues (build, check, finalize, the reaper) and one on the `gpu` queue
+(train, evaluate; `--gpu-concurrency` processes, CPU only here). Stages are handed out in the
+fair order. The script prints, per student, the time from upload to their first verdict, then
+checks the two goals:
 
 - every one of the 20 gets a verdict before the flooding student's third;
-- the worker processes are busy running a stage for at least 90 % of the wall time (from the
-  first upload to the last verdict), measured from the worker's own log of each task's run time.
+- the `gpu` worker's processes are busy running a stage for at least 90 % of the wall time
+  (from the first upload to the last verdict), from the worker's own log of each task's run
+  time.
 
     .venv/bin/python bench/bench_fairness.py           # scratch database, Redis db 11
     BENCH_BROKER_URL=redis://127.0.0.1:6379/12 .venv/bin/python bench/bench_fairness.py
@@ -99,18 +102,21 @@ def seed(students: int) -> tuple[object, object, list[object]]:
     return assignment, flooder, others
 
 
-def start_worker(env: dict[str, str], log: Path, concurrency: int) -> subprocess.Popen[bytes]:
+def start_worker(
+    env: dict[str, str], log: Path, *, queues: str, concurrency: int, beat: bool
+) -> subprocess.Popen[bytes]:
     celery = str(Path(sys.executable).with_name("celery"))
     handle = log.open("wb")
+    argv = [
+        celery, "-A", "workers", "worker", "-Q", queues, "--concurrency", str(concurrency),
+        "--pool", "prefork", "--prefetch-multiplier", "1", "--loglevel", "INFO",
+        "-n", f"{log.stem}{os.getpid()}@%h",
+    ]  # fmt: skip
+    if beat:
+        argv += ["-B", "-s", str(log.with_suffix(".beat"))]
     return subprocess.Popen(
-        [
-            celery, "-A", "workers", "worker", "-B", "-s", str(log.with_suffix(".beat")),
-            "-Q", "preflight,gpu,maintenance", "--concurrency", str(concurrency),
-            "--pool", "prefork", "--prefetch-multiplier", "1", "--loglevel", "INFO",
-            "-n", f"bench{os.getpid()}@%h",
-        ],
-        cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        argv, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def wait_ready(log: Path, worker: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
@@ -137,12 +143,35 @@ def busy_seconds(log: Path) -> tuple[float, int]:
     return busy, idle_runs
 
 
+def write_timeline(path: Path, uploads: dict[int, tuple[str, float]]) -> None:
+    """One CSV row per submission: who, its fair round, and when each stage began (seconds
+    after the first upload, from the database's timestamps)."""
+    import csv
+
+    from assignments.models import Submission
+
+    stamps = ("created_at", "building_at", "checking_at", "training_at", "evaluating_at")
+    rows = list(Submission.objects.filter(pk__in=list(uploads)).order_by("pk"))
+    first = min(row.created_at for row in rows)
+    with path.open("w", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(["id", "user", "fair_round", "status", *stamps, "finished_at"])
+        for row in rows:
+            times = [getattr(row, name) for name in (*stamps, "finished_at")]
+            out.writerow(
+                [row.pk, uploads[row.pk][0], row.fair_round, row.status]
+                + [f"{(t - first).total_seconds():.1f}" if t else "" for t in times]
+            )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--students", type=int, default=20)
     parser.add_argument("--flood", type=int, default=10)
-    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--gpu-concurrency", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=3600.0)
+    parser.add_argument("--timeline", help="write when each stage began, per submission (CSV)")
+    parser.add_argument("--worker-log", help="keep the worker's log at this path")
     args = parser.parse_args()
 
     url, drop = create_database()
@@ -170,8 +199,9 @@ def main() -> int:
     from grader.datasets import prepare_dataset
 
     redis.Redis.from_url(BROKER_URL).flushdb()
-    worker = None
-    log = var / "worker.log"
+    workers: list[subprocess.Popen[bytes]] = []
+    log = var / "gpu.log"
+    preflight_log = var / "preflight.log"
     try:
         call_command("migrate", verbosity=0)
         prepare_dataset("synthetic", var / "datasets")
@@ -198,8 +228,16 @@ def main() -> int:
         assignment.max_waiting_per_student = args.flood
         assignment.save()
 
-        worker = start_worker(env, log, args.concurrency)
-        wait_ready(log, worker)
+        workers.append(
+            start_worker(
+                env, preflight_log, queues="preflight,maintenance", concurrency=1, beat=True
+            )
+        )
+        workers.append(
+            start_worker(env, log, queues="gpu", concurrency=args.gpu_concurrency, beat=False)
+        )
+        wait_ready(preflight_log, workers[0])
+        wait_ready(log, workers[1])
         began = time.monotonic()
         uploads: dict[int, tuple[str, float]] = {}
         for n in range(args.flood):
@@ -225,8 +263,8 @@ def main() -> int:
             if time.monotonic() > deadline:
                 print(f"TIMEOUT after {args.timeout:.0f} s; {len(verdicts)} verdicts")
                 break
-            if worker.poll() is not None:
-                print(f"the worker exited:\n{log.read_text(errors='replace')[-3000:]}")
+            if any(worker.poll() is not None for worker in workers):
+                print(f"a worker exited:\n{log.read_text(errors='replace')[-3000:]}")
                 break
             ended = Submission.objects.filter(
                 pk__in=list(uploads), status__in=Submission.TERMINAL_STATUSES
@@ -236,9 +274,15 @@ def main() -> int:
             time.sleep(0.25)
         wall = max(verdicts.values(), default=time.monotonic()) - began
         statuses = dict(Submission.objects.filter(pk__in=list(uploads)).values_list("pk", "status"))
+        if args.timeline:
+            write_timeline(Path(args.timeline), uploads)
+        if args.worker_log:
+            Path(args.worker_log).write_bytes(log.read_bytes())
     finally:
-        if worker is not None and worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGTERM)
+        for worker in workers:
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGTERM)
+        for worker in workers:
             try:
                 worker.wait(timeout=60)
             except subprocess.TimeoutExpired:
@@ -267,7 +311,8 @@ def main() -> int:
         )
 
     busy, idle_runs = busy_seconds(log)
-    share = busy / (args.concurrency * wall) if wall > 0 else 0.0
+    share = busy / (args.gpu_concurrency * wall) if wall > 0 else 0.0
+    preflight_busy, _ = busy_seconds(preflight_log)
     last_other = max(
         (verdicts[pk] for pk in uploads if uploads[pk][0] != "flooder" and pk in verdicts),
         default=float("inf"),
@@ -276,16 +321,16 @@ def main() -> int:
     all_done = len(verdicts) == len(uploads)
     fair = all_done and last_other < third
     print(
-        f"\nwall time {wall:.1f} s (first upload to last verdict), {args.concurrency} worker "
-        f"processes busy {busy:.1f} s = {share:.1%} of it ({idle_runs} messages found their "
-        "stage handed out already)"
+        f"\nwall time {wall:.1f} s (first upload to last verdict); the {args.gpu_concurrency} gpu "
+        f"worker processes busy {busy:.1f} s = {share:.1%} of it ({idle_runs} messages found "
+        f"their stage handed out already); the preflight worker busy {preflight_busy:.1f} s"
     )
     print(
         f"every student's verdict before the flooder's third: "
         f"{'PASS' if fair else 'FAIL'} (last student at {last_other - began:.1f} s, "
         f"flooder's third at {third - began:.1f} s)"
     )
-    print(f"workers busy >= {BUSY_GOAL:.0%}: {'PASS' if share >= BUSY_GOAL else 'FAIL'}")
+    print(f"gpu workers busy >= {BUSY_GOAL:.0%}: {'PASS' if share >= BUSY_GOAL else 'FAIL'}")
     print(
         f"load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())} "
         f"on {os.cpu_count()} cores; verdicts at {timezone.now():%Y-%m-%d %H:%M} UTC"

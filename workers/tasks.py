@@ -1,8 +1,9 @@
 """Celery tasks: thin wrappers that run one pipeline stage.
 
-A stage task's message is a wake-up call for one stage of its kind: the run asks the dispatcher
-(`assignments.services.dispatcher.claim_next`) for the stage that comes first in the fair order
-now, and runs that one; the submission id it carries is the one whose progress sent it. Every
+A stage task's message is a wake-up call for its queue: the run asks the dispatcher
+(`assignments.services.dispatcher.claim_next`) for the stage that comes first in the queue's
+fair order now, and runs that one (a `train_submission` run may evaluate); the submission id it
+carries is the one whose progress sent it. Every
 task is idempotent: the claim is a conditional status transition, so a duplicate message finds
 nothing waiting (or the stage owned, or done) and returns. Tasks are sent late-acknowledged
 (`acks_late`, `reject_on_worker_lost`): a worker that dies mid-stage leaves the message to be
@@ -121,12 +122,14 @@ def _retry_or_give_up(
     raise task.retry(exc=exc, countdown=countdown)
 
 
-#: The running status each stage task claims.
-STAGE_STATUS = {
-    "build": "building",
-    "check": "checking",
-    "train": "training",
-    "evaluate": "evaluating",
+#: The queue each stage task's message wakes a worker of.
+STAGE_QUEUE = {"build": "preflight", "check": "preflight", "train": "gpu", "evaluate": "gpu"}
+#: The stage name (for logs and messages) of each running status.
+STAGE_NAME = {
+    "building": "build",
+    "checking": "check",
+    "training": "train",
+    "evaluating": "evaluate",
 }
 
 
@@ -142,17 +145,19 @@ def training_budget(task: Task) -> int | None:
     return int(hard) - 2 * grading.grading_setting("GRADER_SANDBOX_GRACE_SECONDS", 60)
 
 
-def _run_stage(task: Task, hint: int, stage: str) -> str:
-    """Run the stage of the submission that comes first in the fair order now.
+def _run_stage(task: Task, hint: int, sent_for: str) -> str:
+    """Run the stage that comes first in the fair order of this task's queue now.
 
-    `hint` is the submission whose progress sent this message; the dispatcher may hand this run
-    another's stage (`assignments.services.dispatcher.claim_next`), or the one an earlier run
-    of this very task left when its process was killed.
+    `hint` is the submission whose progress sent this message, for its `sent_for` stage; the
+    dispatcher may hand this run another stage of the same queue, of another submission
+    (`assignments.services.dispatcher.claim_next`), or the one an earlier run of this very
+    task left when its process was killed.
     """
     from assignments.services import dispatcher
     from workers.pipeline import stages
 
     worker = worker_name(task)
+    queue = STAGE_QUEUE[sent_for]
     runners = {
         "build": stages.execute_build,
         "check": stages.execute_check,
@@ -160,16 +165,18 @@ def _run_stage(task: Task, hint: int, stage: str) -> str:
         "evaluate": stages.execute_evaluate,
     }
     submission_id: int | None = None
+    stage = sent_for
     try:
-        submission_id = dispatcher.claim_next(
-            stage=STAGE_STATUS[stage],
+        claim = dispatcher.claim_next(
+            queue=queue,
             worker=worker,
-            max_training_seconds=training_budget(task) if stage == "train" else None,
+            max_training_seconds=training_budget(task) if queue == "gpu" else None,
         )
-        if submission_id is None:
-            logger.info("No %s stage is waiting (message for submission %s)", stage, hint)
+        if claim is None:
+            logger.info("No %s stage is waiting (message for submission %s)", queue, hint)
             return stages.SKIPPED
-        if submission_id != hint:
+        submission_id, stage = claim.submission_id, STAGE_NAME[claim.stage]
+        if (submission_id, stage) != (hint, sent_for):
             logger.info("Submission %s: %s handed out in fair order", submission_id, stage)
         return runners[stage](submission_id, worker=worker, claimed=True)
     except ObjectDoesNotExist:

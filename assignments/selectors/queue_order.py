@@ -4,14 +4,17 @@ One SQL query decides (`order_sql`), on PostgreSQL and SQLite alike; the dispatc
 (`services.dispatcher.claim_next`) takes its first row and a student's queue position is the
 place of their submission in the same rows, so the position shown is the order of dispatch.
 
-The order, for the submissions waiting for one stage (build, check, train or evaluate):
+There is one order per queue: `preflight` (the submissions waiting to be built or checked) and
+`gpu` (waiting to be trained or evaluated), so that one student's trainings never delay another
+student's evaluation either. Within a queue, the submissions waiting for any of its stages go:
 
-1. the **fair round** (`Submission.fair_round`, given on upload by `services.fair_share`): a
+1. by **fair round** (`Submission.fair_round`, given on upload by `services.fair_share`): a
    student's n-th unfinished submission of a course waits in a later round than every other
    student's (n-1)-th, so ten uploads of one student never hold back the first of another;
-2. the **course's turn** within the round: the k-th unfinished submission of a course in a round
-   goes after every other course's (k-1)-th (round robin across courses);
-3. oldest first (`queued_at`, then id), which within a student is their upload order.
+2. by the **course's turn** within the round: the k-th unfinished submission of a course in a
+   round goes after every other course's (k-1)-th (round robin across courses);
+3. oldest first (`queued_at`, then id), which within a student is their upload order, and
+   lets a grading that is further along (it was uploaded earlier) finish first.
 
 Ranks 2 and 3 count every unfinished submission (running ones too), so claiming a stage never
 reorders the others: only an upload, a regrade or an ending grading does.
@@ -31,16 +34,23 @@ from assignments.models import Assignment, Course, Submission
 
 Status = Submission.Status
 
-#: The stages handed out in the fair order (their running status).
+#: The stages handed out in the fair order (their running status), and their queues.
 STAGES = (Status.BUILDING, Status.CHECKING, Status.TRAINING, Status.EVALUATING)
+QUEUES = {
+    "preflight": (Status.BUILDING, Status.CHECKING),
+    "gpu": (Status.TRAINING, Status.EVALUATING),
+}
+QUEUE_OF = {stage: queue for queue, stages in QUEUES.items() for stage in stages}
 
-#: How each stage reads in a sentence ("position 3 in the queue to build").
+#: How each stage reads in a sentence ("waiting to build").
 STAGE_VERB = {
     Status.BUILDING: "build",
     Status.CHECKING: "check",
     Status.TRAINING: "train",
     Status.EVALUATING: "evaluate",
 }
+#: How each queue reads in a sentence ("position 3 of 9 in the build and check queue").
+QUEUE_NAME = {"preflight": "build and check queue", "gpu": "training and evaluation queue"}
 
 _TRAIN = Assignment.Mode.TRAIN.value
 _EVALUATE = Assignment.Mode.EVALUATE.value
@@ -71,17 +81,17 @@ def waiting_stage(status: str, mode: str) -> str | None:
 
 
 def order_sql(
-    stage: str,
+    queue: str,
     *,
     max_training_seconds: int | None = None,
     lock: bool = False,
     limit: int | None = None,
 ) -> tuple[str, list[Any]]:
-    """The query listing the ids of the submissions waiting for `stage`, in dispatch order.
+    """The query listing the submissions waiting for a stage of `queue`, in dispatch order.
 
     Args:
-        stage: a running status of `STAGES`.
-        max_training_seconds: for `training`: only assignments whose time limit fits (a task
+        queue: `preflight` or `gpu` (`QUEUES`).
+        max_training_seconds: only trainings of assignments whose time limit fits (a task
             message whose Celery time limits cannot hold a longer training leaves it to another).
         lock: lock the rows returned, skipping rows another transaction holds (PostgreSQL's
             `FOR UPDATE SKIP LOCKED`; SQLite needs none: a writing transaction there holds the
@@ -89,18 +99,23 @@ def order_sql(
         limit: at most this many rows.
 
     Returns:
-        SQL and its parameters; each row is `(id, status)`.
+        SQL and its parameters; each row is `(id, status, mode)` (`waiting_stage` of the last
+        two is the stage it waits for).
     """
-    if stage not in _WAITING:
-        raise ValueError(f"Stage `{stage}` is not handed out in the fair order.")
+    if queue not in QUEUES:
+        raise ValueError(f"Queue `{queue}` is not handed out in the fair order.")
     sub = Submission._meta.db_table
     asg = Assignment._meta.db_table
     active = list(Submission.ACTIVE_STATUSES)
-    condition, params = _WAITING[stage]
-    params = list(params)
-    if stage == Status.TRAINING and max_training_seconds is not None:
-        condition += " AND a.time_limit_seconds <= %s"
-        params.append(int(max_training_seconds))
+    conditions, params = [], []
+    for stage in QUEUES[queue]:
+        condition, values = _WAITING[stage]
+        values = list(values)
+        if stage == Status.TRAINING and max_training_seconds is not None:
+            condition += " AND a.time_limit_seconds <= %s"
+            values.append(int(max_training_seconds))
+        conditions.append(f"({condition})")
+        params += values
     since = "COALESCE(s.queued_at, s.created_at)"
     sql = f"""
         WITH active AS (
@@ -114,11 +129,11 @@ def order_sql(
             FROM {sub} s JOIN {asg} a ON a.id = s.assignment_id
             WHERE s.status IN ({", ".join(["%s"] * len(active))})
         )
-        SELECT s.id, s.status
+        SELECT s.id, s.status, a.mode
         FROM {sub} s
         JOIN active o ON o.id = s.id
         JOIN {asg} a ON a.id = s.assignment_id
-        WHERE s.worker = '' AND {condition}
+        WHERE s.worker = '' AND ({" OR ".join(conditions)})
         ORDER BY o.fair_round, o.course_turn, o.since, s.id
     """  # noqa: S608 (table names from the models; every value is a parameter)
     if limit is not None:
@@ -128,9 +143,9 @@ def order_sql(
     return sql, [*active, *params]
 
 
-def waiting_order(stage: str, *, max_training_seconds: int | None = None) -> list[int]:
-    """The ids of the submissions waiting for `stage`, first to be dispatched first."""
-    sql, params = order_sql(stage, max_training_seconds=max_training_seconds)
+def waiting_order(queue: str, *, max_training_seconds: int | None = None) -> list[int]:
+    """The ids of the submissions waiting for a stage of `queue`, first to be dispatched first."""
+    sql, params = order_sql(queue, max_training_seconds=max_training_seconds)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return [row[0] for row in cursor.fetchall()]
@@ -139,35 +154,42 @@ def waiting_order(stage: str, *, max_training_seconds: int | None = None) -> lis
 @dataclass(frozen=True)
 class QueuePlace:
     """Where a waiting submission stands: its `position` (1-based) among the `waiting`
-    submissions of its next `stage`."""
+    submissions of its `queue`, where it waits for `stage`."""
 
+    queue: str
     stage: str
     position: int
     waiting: int
 
-    @property
-    def verb(self) -> str:
-        return STAGE_VERB[self.stage]
+    def describe(self) -> str:
+        """ "position 3 of 9 in the build and check queue (waiting to build)"."""
+        return (
+            f"position {self.position:,} of {self.waiting:,} in the {QUEUE_NAME[self.queue]} "
+            f"(waiting to {STAGE_VERB[self.stage]})"
+        )
 
 
 def queue_place(submission: Submission) -> QueuePlace | None:
-    """The submission's place in the fair order of its next stage; None if it is not waiting
-    for one (running, ended, or waiting for finalize)."""
+    """The submission's place in the fair order of the queue of its next stage; None if it is
+    not waiting for one (running, ended, or waiting for finalize)."""
     if submission.worker:
         return None
     stage = waiting_stage(submission.status, submission.assignment.mode)
     if stage is None:
         return None
-    order = waiting_order(stage)
+    queue = QUEUE_OF[stage]
+    order = waiting_order(queue)
     if submission.pk not in order:
         return None
-    return QueuePlace(stage=stage, position=order.index(submission.pk) + 1, waiting=len(order))
+    return QueuePlace(
+        queue=queue, stage=stage, position=order.index(submission.pk) + 1, waiting=len(order)
+    )
 
 
 def queue_position(submission: Submission) -> int | None:
-    """1-based place of a waiting submission in the dispatch order of its next stage, or None.
+    """1-based place of a waiting submission in the dispatch order of its queue, or None.
 
-    The dispatcher hands that stage to the submission at position 1 next (`queue_order`).
+    The dispatcher hands a stage of that queue to the submission at position 1 next.
     """
     place = queue_place(submission)
     return place.position if place else None

@@ -138,9 +138,8 @@ def check_waiting_limit(*, assignment: Assignment, user: Any, staff: bool) -> No
         raise TooManyWaiting(message, limit=limit, unfinished=count)
     submission, place = oldest
     message += (
-        f"Your oldest waiting submission, #{submission.pk}, is at position {place.position:,} "
-        f"of {place.waiting:,} in the queue to {place.verb}. Cancel one to make room, or "
-        "upload again when one is graded."
+        f"Your oldest waiting submission, #{submission.pk}, is at {place.describe()}. Cancel "
+        "one to make room, or upload again when one is graded."
     )
     raise TooManyWaiting(
         message,

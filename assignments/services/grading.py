@@ -168,16 +168,20 @@ def previous_status(*, stage: str, mode: str) -> str:
 def dispatch_limits(*, stage: str, assignment: Assignment) -> StageLimits:
     """The time limits a stage task's message carries.
 
-    The message is a wake-up call for one stage of its kind: the worker that takes it runs that
-    stage of whichever submission comes first in the fair order (`services.dispatcher`). So a
-    training message holds the longest training of any assignment; the sandbox still stops
-    each training at its own assignment's limit, and `claim_next` never hands a message a
-    training longer than its limits hold.
+    The message is a wake-up call for one stage of its queue: the worker that takes it runs the
+    stage that comes first in the queue's fair order (`services.dispatcher`). So a `gpu`
+    message holds the longest training of any assignment, or an evaluation; the sandbox still
+    stops each stage at its own limit, and `claim_next` never hands a message a training longer
+    than its limits hold. Build and check share their limit.
     """
-    if stage != Status.TRAINING:
+    if stage not in (Status.TRAINING, Status.EVALUATING):
         return stage_limits(stage=stage, assignment=assignment)
     longest = Assignment.objects.aggregate(longest=Max("time_limit_seconds"))["longest"] or 0
-    seconds = max(int(longest), int(assignment.time_limit_seconds))
+    seconds = max(
+        int(longest),
+        int(assignment.time_limit_seconds),
+        grading_setting("GRADER_EVALUATE_SECONDS", 600),
+    )
     grace = grading_setting("GRADER_SANDBOX_GRACE_SECONDS", 60)
     return StageLimits(
         sandbox_seconds=seconds, soft_time_limit=seconds + grace, time_limit=seconds + 2 * grace
@@ -189,8 +193,8 @@ def send_stage_task(
 ) -> None:
     """Send the task running `stage`, with its nested time limits, once the transaction commits.
 
-    The submission id is a hint for the logs: the worker runs the stage of the submission that
-    comes first in the fair order when it is free (`services.dispatcher.claim_next`).
+    The submission id is a hint for the logs: the worker runs the stage that comes first in the
+    queue's fair order when it is free (`services.dispatcher.claim_next`).
     """
     task_name, queue = STAGE_TASK[stage]
     options: dict[str, Any] = {"queue": queue}

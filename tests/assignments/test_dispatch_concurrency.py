@@ -66,7 +66,7 @@ def test_postgresql_workers_claiming_together_each_get_a_different_stage(uploads
 
         service_missing(f"PostgreSQL as the test database (got {connection.vendor})")
     made = _queue_for_everyone()
-    order = waiting_order(Status.BUILDING)
+    order = waiting_order("preflight")
     barrier = threading.Barrier(WORKERS)
     claims: dict[int, list[int]] = {n: [] for n in range(WORKERS)}
     failures: list[BaseException] = []
@@ -77,12 +77,10 @@ def test_postgresql_workers_claiming_together_each_get_a_different_stage(uploads
         try:
             barrier.wait(timeout=30)
             for run in range(100):
-                claimed = dispatcher.claim_next(
-                    stage=Status.BUILDING, worker=f"w{n}@h#w{n}r{run}.1"
-                )
+                claimed = dispatcher.claim_next(queue="preflight", worker=f"w{n}@h#w{n}r{run}.1")
                 if claimed is None:
                     return
-                claims[n].append(claimed)
+                claims[n].append(claimed.submission_id)
         except BaseException as exc:  # reported by the main thread
             failures.append(exc)
         finally:
@@ -128,11 +126,11 @@ CLAIMER = """
     claims = []
     while True:
         claimed = dispatcher.claim_next(
-            stage="building", worker=f"{name}@h#{name}r{len(claims)}.1"
+            queue="preflight", worker=f"{name}@h#{name}r{len(claims)}.1"
         )
         if claimed is None:
             break
-        claims.append(claimed)
+        claims.append(claimed.submission_id)
     print(json.dumps(claims))
 """
 

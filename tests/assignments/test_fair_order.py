@@ -28,7 +28,7 @@ pytestmark = [
 ]
 
 Status = Submission.Status
-BUILD = Status.BUILDING
+PREFLIGHT, GPU = "preflight", "gpu"
 
 
 def make_course(slug: str) -> Course:
@@ -68,15 +68,16 @@ def upload(assignment: Assignment, user) -> Submission:
     )
 
 
-def claim(stage: str = BUILD, worker: str = "w@host#t1.1") -> int | None:
-    return dispatcher.claim_next(stage=stage, worker=worker)
+def claim(queue: str = PREFLIGHT, worker: str = "w@host#t1.1") -> int | None:
+    claimed = dispatcher.claim_next(queue=queue, worker=worker)
+    return claimed.submission_id if claimed else None
 
 
-def dispatch_all(stage: str = BUILD) -> list[int]:
-    """Hand out every waiting stage, one worker run after the other."""
+def dispatch_all(queue: str = PREFLIGHT) -> list[int]:
+    """Hand out every waiting stage of `queue`, one worker run after the other."""
     order = []
     for run in range(1000):
-        claimed = claim(stage, worker=f"w@host#run{run}.1")
+        claimed = claim(queue, worker=f"w@host#run{run}.1")
         if claimed is None:
             return order
         order.append(claimed)
@@ -150,11 +151,48 @@ def test_each_stage_is_handed_out_in_the_same_fair_order():
     late.refresh_from_db()
 
     assert selectors.queue_position(late) == 2
-    assert dispatch_all(Status.CHECKING) == [floods[0].pk, late.pk, floods[1].pk, floods[2].pk]
-    # Checked: trainings in the same order; an evaluate-only assignment would evaluate next.
+    assert dispatch_all(PREFLIGHT) == [floods[0].pk, late.pk, floods[1].pk, floods[2].pk]
+    # Checked: trainings in the same order.
     Submission.objects.filter(status=Status.CHECKING).update(worker="")
-    assert dispatch_all(Status.TRAINING) == [floods[0].pk, late.pk, floods[1].pk, floods[2].pk]
-    assert dispatch_all(Status.EVALUATING) == []
+    assert dispatch_all(GPU) == [floods[0].pk, late.pk, floods[1].pk, floods[2].pk]
+    assert set(Submission.objects.values_list("status", flat=True)) == {Status.TRAINING}
+
+
+def test_a_flooders_training_waits_behind_a_classmates_evaluation_in_the_gpu_queue():
+    course = make_course("dl")
+    assignment = make_assignment(course, "smoke")
+    flooder, other = enrolled(course, "flooder"), enrolled(course, "other")
+    floods = [upload(assignment, flooder) for _ in range(3)]
+    late = upload(assignment, other)
+    # The flooder's second and third were checked first and wait for a GPU to train; the
+    # classmate's first, trained meanwhile, waits for its evaluation, as does the flooder's
+    # first. One queue, one order: evaluations of the first round before trainings of later
+    # ones, so one student's trainings never delay another's verdict.
+    Submission.objects.filter(pk__in=[floods[1].pk, floods[2].pk]).update(
+        status=Status.CHECKING, worker=""
+    )
+    Submission.objects.filter(pk__in=[floods[0].pk, late.pk]).update(
+        status=Status.TRAINING, worker=""
+    )
+    shown = {s.pk: selectors.queue_place(Submission.objects.get(pk=s.pk)) for s in [*floods, late]}
+
+    assert [(p.position, p.stage) for p in shown.values()] == [
+        (1, Status.EVALUATING),
+        (3, Status.TRAINING),
+        (4, Status.TRAINING),
+        (2, Status.EVALUATING),
+    ]
+    assert shown[late.pk].describe() == (
+        "position 2 of 4 in the training and evaluation queue (waiting to evaluate)"
+    )
+    claims = [dispatcher.claim_next(queue=GPU, worker=f"g@h#e{n}.1") for n in range(5)]
+    assert [(c.submission_id, c.stage) for c in claims if c] == [
+        (floods[0].pk, Status.EVALUATING),
+        (late.pk, Status.EVALUATING),
+        (floods[1].pk, Status.TRAINING),
+        (floods[2].pk, Status.TRAINING),
+    ]
+    assert claims[4] is None
 
 
 def test_a_stage_that_is_running_is_never_handed_out_again():
@@ -177,7 +215,7 @@ def test_a_worker_killed_mid_stage_is_recovered_first_and_the_order_is_kept(sett
     others = [upload(assignment, enrolled(course, f"s{i}")) for i in range(3)]
     assert claim(worker="dead@host#k1.1") == floods[0].pk
     expected_rest = [s.pk for s in others] + [s.pk for s in floods[1:]]
-    assert waiting_order(BUILD) == expected_rest
+    assert waiting_order(PREFLIGHT) == expected_rest
 
     # The worker dies; the redelivered message (same task) takes its stage over at once,
     # though five others wait.

@@ -66,7 +66,7 @@ def test_a_third_unfinished_upload_is_a_429_naming_the_limit_and_the_oldest_wait
     assignment.save()
     ahead = upload(assignment, other_student, 1)
     mine = [upload(assignment, student, 2), upload(assignment, student, 3)]
-    assert dispatcher.claim_next(stage=Status.BUILDING, worker="w@h#a.1") == ahead.pk
+    assert dispatcher.claim_next(queue="preflight", worker="w@h#a.1").submission_id == ahead.pk
 
     response = post(student, assignment.slug, 4)
 
@@ -76,8 +76,8 @@ def test_a_third_unfinished_upload_is_a_429_naming_the_limit_and_the_oldest_wait
     assert error["message"] == (
         "You have 2 unfinished submissions to `hw1`. Expected at most 2 at once, so that one "
         "person's uploads never hold back the rest of the course. Your oldest waiting "
-        f"submission, #{mine[0].pk}, is at position 1 of 2 in the queue to build. Cancel one "
-        "to make room, or upload again when one is graded."
+        f"submission, #{mine[0].pk}, is at position 1 of 2 in the build and check queue "
+        "(waiting to build). Cancel one to make room, or upload again when one is graded."
     )
     assert error["limit"] == 2 and error["unfinished"] == 2
     assert error["oldest_waiting"] == {"id": mine[0].pk, "position": 1}
@@ -90,9 +90,9 @@ def test_a_third_unfinished_upload_is_a_429_naming_the_limit_and_the_oldest_wait
 
 def test_when_every_unfinished_submission_runs_the_refusal_says_so(assignment, student):
     first = upload(assignment, student, 1)
-    assert dispatcher.claim_next(stage=Status.BUILDING, worker="w@h#a.1") == first.pk
+    assert dispatcher.claim_next(queue="preflight", worker="w@h#a.1").submission_id == first.pk
     second = upload(assignment, student, 2)
-    assert dispatcher.claim_next(stage=Status.BUILDING, worker="w@h#b.1") == second.pk
+    assert dispatcher.claim_next(queue="preflight", worker="w@h#b.1").submission_id == second.pk
 
     with pytest.raises(TooManyWaiting, match="All of them are being graded now") as caught:
         upload(assignment, student, 3)
@@ -130,7 +130,8 @@ def test_staff_test_submissions_have_their_own_limit_and_the_same_order(
     assert "Expected at most 3 at once for the course's staff" in caught.value.message
     # A student's first upload goes before the instructor's second: the same fair order.
     theirs = upload(assignment, student, 5)
-    order = [dispatcher.claim_next(stage=Status.BUILDING, worker=f"w@h#{n}.1") for n in range(4)]
+    claims = [dispatcher.claim_next(queue="preflight", worker=f"w@h#{n}.1") for n in range(4)]
+    order = [claim.submission_id for claim in claims]
     assert order == [mine[0].pk, theirs.pk, mine[1].pk, mine[2].pk]
 
 
@@ -171,7 +172,7 @@ def test_the_limit_is_shown_on_the_upload_page(client, assignment, student):
 
     html = response.content.decode()
     assert "You have 2 unfinished submissions to `hw1`" in html.replace("&#x27;", "'")
-    assert "position 1 of 2 in the queue to build" in html
+    assert "position 1 of 2 in the build and check queue (waiting to build)" in html
 
 
 def test_instructors_set_the_limits_with_the_other_settings(client, assignment, instructor):

@@ -75,7 +75,8 @@ def test_ten_uploads_differing_by_a_comment_hold_at_most_the_limit_and_not_the_n
     assert first.status_code == 201
     # The classmate's first upload is built before the flooder's second.
     assert first.json()["queue_position"] == 2
-    order = [dispatcher.claim_next(stage=Status.BUILDING, worker=f"w@h#x{n}.1") for n in range(3)]
+    claims = [dispatcher.claim_next(queue="preflight", worker=f"w@h#x{n}.1") for n in range(3)]
+    order = [claim.submission_id for claim in claims]
     flooded = list(
         Submission.objects.filter(student=flooder).order_by("pk").values_list("pk", flat=True)
     )

@@ -17,6 +17,13 @@ pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 Status = Submission.Status
 
 
+def claim(worker: str, max_training_seconds: int) -> int | None:
+    claimed = dispatcher.claim_next(
+        queue="gpu", worker=worker, max_training_seconds=max_training_seconds
+    )
+    return claimed.submission_id if claimed else None
+
+
 def trained_next(assignment, student, **fields) -> Submission:
     """A checked submission waiting for its training."""
     return make_submission(
@@ -50,24 +57,15 @@ def test_a_message_too_short_for_the_first_training_takes_the_next_and_resends_t
     second = trained_next(short, student)
 
     # Sent when every assignment's limit was 300 s: it cannot hold the hour-long training.
-    assert (
-        dispatcher.claim_next(stage=Status.TRAINING, worker="g@h#m1.1", max_training_seconds=300)
-        == second.pk
-    )
-    assert (
-        dispatcher.claim_next(stage=Status.TRAINING, worker="g@h#m2.1", max_training_seconds=300)
-        is None
-    )
+    assert claim("g@h#m1.1", 300) == second.pk
+    assert claim("g@h#m2.1", 300) is None
 
     first.refresh_from_db()
     assert (first.status, first.worker) == (Status.CHECKING, "")
     [(name, args, options)] = queued_tasks(redis_broker, "gpu")
     assert (name, args) == ("workers.train_submission", [first.pk])
     assert options["timelimit"][0] >= 3600 + 120  # the new message can hold it
-    assert (
-        dispatcher.claim_next(stage=Status.TRAINING, worker="g@h#m3.1", max_training_seconds=3600)
-        == first.pk
-    )
+    assert claim("g@h#m3.1", 3600) == first.pk
 
 
 class _Task:
