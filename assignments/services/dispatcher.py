@@ -31,8 +31,6 @@ from assignments.services import grading
 
 logger = logging.getLogger(__name__)
 
-Status = Submission.Status
-
 #: Claims tried per call before giving up (a claim only fails when the row moved on meanwhile).
 MAX_CLAIM_TRIES = 5
 #: Seconds before a stage this call could not take is offered again (a row lock is brief).
