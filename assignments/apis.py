@@ -30,6 +30,7 @@ from assignments.services.submissions import (
     NotEnrolled,
     QuotaExceeded,
     SubmissionRejected,
+    TooManyWaiting,
     create_batch,
     create_submission,
 )
@@ -38,6 +39,7 @@ from grader.errors import GraderError
 # Domain error class -> HTTP status. Order matters: the first matching class wins.
 STATUS_BY_ERROR: tuple[tuple[type[GraderError], int], ...] = (
     (QuotaExceeded, status.HTTP_429_TOO_MANY_REQUESTS),
+    (TooManyWaiting, status.HTTP_429_TOO_MANY_REQUESTS),
     (DuplicateSubmission, status.HTTP_409_CONFLICT),
     (InvalidTransition, status.HTTP_409_CONFLICT),
     (NotEnrolled, status.HTTP_403_FORBIDDEN),
@@ -65,6 +67,14 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
             }
         if isinstance(exc, BatchRejected):
             extra["problems"] = exc.problems
+        if isinstance(exc, TooManyWaiting):
+            extra["limit"] = exc.limit
+            extra["unfinished"] = exc.unfinished
+            extra["oldest_waiting"] = (
+                {"id": exc.oldest_waiting, "position": exc.position}
+                if exc.oldest_waiting is not None
+                else None
+            )
         return Response(_error_body(exc.kind, exc.message, **extra), status=code)
     response = exception_handler(exc, context)
     if response is None:
@@ -164,8 +174,10 @@ class SubmissionListCreateApi(generics.ListCreateAPIView):
             409: OpenApiResponse(serializers.ErrorSerializer, "Identical to an earlier file"),
             429: OpenApiResponse(
                 serializers.ErrorSerializer,
-                "Daily quota used (`quota_exceeded`), or too many uploads per hour (`throttled`,"
-                " with Retry-After)",
+                "Daily quota used (`quota_exceeded`), as many unfinished submissions as the"
+                " assignment allows at once (`too_many_waiting`, with `limit` and the"
+                " `oldest_waiting` submission's `id` and `position`), or too many uploads per"
+                " hour (`throttled`, with Retry-After)",
             ),
         },
     )

@@ -56,7 +56,17 @@ class AssignmentForm(forms.ModelForm):
         ("Assignment", ("slug", "title", "description", "is_published")),
         ("Grading", ("dataset", "mode", "stop_on_static_failure", "allow_custom_training")),
         ("Limits", ("time_limit_seconds", "memory_limit_mb", "max_epochs")),
-        ("Deadline and submissions", ("deadline", "late_policy", "late_penalty", "daily_quota")),
+        (
+            "Deadline and submissions",
+            (
+                "deadline",
+                "late_policy",
+                "late_penalty",
+                "daily_quota",
+                "max_waiting_per_student",
+                "max_waiting_per_staff",
+            ),
+        ),
         ("Leaderboard", ("leaderboard_policy", "hide_names_until_deadline")),
     )
 
@@ -76,6 +86,15 @@ class AssignmentForm(forms.ModelForm):
             "memory_limit_mb": "Memory limit (MB)",
             "max_epochs": "Epochs at most",
             "daily_quota": "Submissions per student per day",
+            "max_waiting_per_student": "Unfinished submissions per student at once",
+            "max_waiting_per_staff": "Unfinished test submissions per staff member at once",
+        }
+        help_texts = {
+            "max_waiting_per_student": "Queued or being graded. Past it an upload is refused "
+            "until one ends or is cancelled, so that one student's uploads never hold back "
+            "the rest of the course (2: one graded, one waiting).",
+            "max_waiting_per_staff": "The same for the course's instructors trying the "
+            "assignment; their submissions wait in the same fair order as the students'.",
         }
 
     def __init__(self, *args, **kwargs):
@@ -94,9 +113,18 @@ class AssignmentForm(forms.ModelForm):
             ]
             field.widget.attrs.pop("min", None)
             field.widget.attrs.pop("max", None)
+        # Left empty (or not posted by an older client), a limit keeps its current value.
+        for name in self.OPTIONAL_LIMITS:
+            self.fields[name].required = False
+
+    #: Settings that keep their current (or default) value when the form leaves them empty.
+    OPTIONAL_LIMITS = ("max_waiting_per_student", "max_waiting_per_staff")
 
     def clean(self):
         cleaned = super().clean()
+        for name in self.OPTIONAL_LIMITS:
+            if cleaned.get(name) is None:
+                cleaned[name] = getattr(self.instance, name)
         values = {name: cleaned[name] for name in SETTING_FIELDS if name in cleaned}
         for name, messages in assignment_problems(values=values).items():
             self.add_error(name, messages)

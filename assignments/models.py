@@ -91,6 +91,11 @@ class Assignment(models.Model):
     )
     late_penalty = models.FloatField(default=0.0, help_text="Fraction of the score removed.")
     daily_quota = models.PositiveIntegerField(default=10)
+    # Unfinished submissions (queued or being graded) one user may have on this assignment at
+    # once: past it an upload is refused (429) until one ends or is cancelled. Staff (the
+    # course's instructors, superusers) trying the assignment have their own limit.
+    max_waiting_per_student = models.PositiveIntegerField(default=2)
+    max_waiting_per_staff = models.PositiveIntegerField(default=5)
     leaderboard_policy = models.CharField(
         max_length=16, choices=LeaderboardPolicy.choices, default=LeaderboardPolicy.BEST
     )
@@ -190,6 +195,11 @@ class Submission(models.Model):
     worker = models.CharField(max_length=200, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # The round of the fair order this grading waits in (`services.fair_share`): a student's
+    # n-th unfinished submission gets a later round than everyone's (n-1)-th. NULL (rows from
+    # before the fair order) counts as round 0. Nullable so that adding it leaves the table,
+    # and the Standing triggers on it, in place on SQLite.
+    fair_round = models.BigIntegerField(null=True, blank=True)
 
     # What the build stage produced: the architecture and the student's declared training config.
     model_config = models.JSONField(null=True, blank=True)
@@ -203,6 +213,7 @@ class Submission(models.Model):
             models.Index(fields=["student", "created_at"]),
             models.Index(fields=["assignment", "student", "created_at"]),
             models.Index(fields=["status", "heartbeat_at"]),
+            models.Index(fields=["status", "fair_round"]),
         ]
 
     def __str__(self) -> str:

@@ -40,6 +40,7 @@ class AssignmentSerializer(serializers.ModelSerializer):
             "late_policy",
             "late_penalty",
             "daily_quota",
+            "max_waiting_per_student",
             "leaderboard_policy",
             "rules_version",
             "max_epochs",

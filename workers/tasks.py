@@ -1,7 +1,11 @@
-"""Celery tasks: thin wrappers that take a submission id and run one pipeline stage.
+"""Celery tasks: thin wrappers that run one pipeline stage.
 
-Every task is idempotent: the stage's first step is a conditional status transition, so a
-duplicate message finds the stage owned (or done) and returns. Tasks are sent late-acknowledged
+A stage task's message is a wake-up call for its queue: the run asks the dispatcher
+(`assignments.services.dispatcher.claim_next`) for the stage that comes first in the queue's
+fair order now, and runs that one (a `train_submission` run may evaluate); the submission id it
+carries is the one whose progress sent it. Every
+task is idempotent: the claim is a conditional status transition, so a duplicate message finds
+nothing waiting (or the stage owned, or done) and returns. Tasks are sent late-acknowledged
 (`acks_late`, `reject_on_worker_lost`): a worker that dies mid-stage leaves the message to be
 redelivered, and the redelivered task (same task id) takes its stage over at once, resuming
 from the stage's checkpoints; the reaper recovers the submission from its stale heartbeat when
@@ -83,7 +87,14 @@ def backoff_seconds(retries: int) -> int:
     return int(min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * (2**retries)))
 
 
-def _retry_or_give_up(task: Task, submission_id: int, stage: str, exc: BaseException) -> None:
+def _retry_or_give_up(
+    task: Task, submission_id: int | None, stage: str, exc: BaseException
+) -> None:
+    """Retry the task with backoff, or end the submission it held as `error/infrastructure`.
+
+    `submission_id` is None when the failure came before a stage was claimed (the database
+    did not answer the dispatcher): there is nothing to end, only the message to retry.
+    """
     from workers.pipeline import stages
 
     if task.request.retries >= task.max_retries or (
@@ -92,7 +103,8 @@ def _retry_or_give_up(task: Task, submission_id: int, stage: str, exc: BaseExcep
         logger.error(
             "Submission %s: %s gave up after %s retries", submission_id, stage, task.request.retries
         )
-        stages.give_up(submission_id, stage=stage, error=exc)
+        if submission_id is not None:
+            stages.give_up(submission_id, stage=stage, error=exc)
         return
     countdown = backoff_seconds(task.request.retries)
     logger.warning(
@@ -110,18 +122,63 @@ def _retry_or_give_up(task: Task, submission_id: int, stage: str, exc: BaseExcep
     raise task.retry(exc=exc, countdown=countdown)
 
 
-def _run_stage(task: Task, submission_id: int, stage: str) -> str:
+#: The queue each stage task's message wakes a worker of.
+STAGE_QUEUE = {"build": "preflight", "check": "preflight", "train": "gpu", "evaluate": "gpu"}
+#: The stage name (for logs and messages) of each running status.
+STAGE_NAME = {
+    "building": "build",
+    "checking": "check",
+    "training": "train",
+    "evaluating": "evaluate",
+}
+
+
+def training_budget(task: Task) -> int | None:
+    """The longest training (sandbox seconds) this run's Celery time limits can hold, or None
+    when it runs without a hard limit."""
+    from assignments.services import grading
+
+    limits = task.request.timelimit or (None, None)
+    hard = limits[0] or getattr(task, "time_limit", None)
+    if not hard:
+        return None
+    return int(hard) - 2 * grading.grading_setting("GRADER_SANDBOX_GRACE_SECONDS", 60)
+
+
+def _run_stage(task: Task, hint: int, sent_for: str) -> str:
+    """Run the stage that comes first in the fair order of this task's queue now.
+
+    `hint` is the submission whose progress sent this message, for its `sent_for` stage; the
+    dispatcher may hand this run another stage of the same queue, of another submission
+    (`assignments.services.dispatcher.claim_next`), or the one an earlier run of this very
+    task left when its process was killed.
+    """
+    from assignments.services import dispatcher
     from workers.pipeline import stages
 
     worker = worker_name(task)
+    queue = STAGE_QUEUE[sent_for]
     runners = {
         "build": stages.execute_build,
         "check": stages.execute_check,
         "train": stages.execute_train,
         "evaluate": stages.execute_evaluate,
     }
+    submission_id: int | None = None
+    stage = sent_for
     try:
-        return runners[stage](submission_id, worker=worker)
+        claim = dispatcher.claim_next(
+            queue=queue,
+            worker=worker,
+            max_training_seconds=training_budget(task) if queue == "gpu" else None,
+        )
+        if claim is None:
+            logger.info("No %s stage is waiting (message for submission %s)", queue, hint)
+            return stages.SKIPPED
+        submission_id, stage = claim.submission_id, STAGE_NAME[claim.stage]
+        if (submission_id, stage) != (hint, sent_for):
+            logger.info("Submission %s: %s handed out in fair order", submission_id, stage)
+        return runners[stage](submission_id, worker=worker, claimed=True)
     except ObjectDoesNotExist:
         logger.info("Submission %s no longer exists; %s skipped", submission_id, stage)
         return stages.SKIPPED
@@ -129,12 +186,13 @@ def _run_stage(task: Task, submission_id: int, stage: str) -> str:
         # The sandbox's own timeout should have fired first: the sandbox failed to enforce it.
         from assignments.services import grading
 
-        grading.mark_error(
-            submission_id=submission_id,
-            worker=worker,
-            message=f"The {stage} stage overran its time limit on the worker.",
-            stage=stage,
-        )
+        if submission_id is not None:
+            grading.mark_error(
+                submission_id=submission_id,
+                worker=worker,
+                message=f"The {stage} stage overran its time limit on the worker.",
+                stage=stage,
+            )
         return stages.ERROR
     except RETRYABLE as exc:
         _retry_or_give_up(task, submission_id, stage, exc)

@@ -14,10 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Count, F, Q, QuerySet
-from django.db.models.functions import Coalesce, TruncDate
+from django.db.models.functions import TruncDate
 
 from assignments.models import Assignment, Enrollment, EpochMetric, Submission
 from assignments.permissions import instructed_course_ids
+from assignments.selectors.queue_order import (  # re-exported: callers use `selectors.<name>`
+    queue_place,
+    queue_position,
+)
 from assignments.selectors.standings import (  # re-exported: callers use `selectors.<name>`
     GRADE_FIELDS,
     LEADERBOARD_PAGE_SIZE,
@@ -56,6 +60,7 @@ __all__ = [
     "leaderboard",
     "leaderboard_page",
     "names_hidden",
+    "queue_place",
     "queue_position",
     "ranking",
     "ranking_rule",
@@ -113,33 +118,6 @@ def submission_detail(submission_id: int) -> Submission:
 def epochs_of(submission: Submission) -> list[EpochMetric]:
     """The submission's epoch metrics in order."""
     return list(EpochMetric.objects.filter(submission=submission).order_by("epoch"))
-
-
-def queue_position(submission: Submission) -> int | None:
-    """1-based place among the submissions waiting for the same queue, or None if not waiting.
-
-    A submission waits when it is active and no worker owns it (see `services.grading`): queued
-    submissions wait for the preflight queue, trained ones for a GPU. Order is the pipeline's:
-    the time it was last touched, then id. One query.
-    """
-    from assignments.services.grading import STAGE_TASK, next_stage
-
-    if submission.status not in Submission.ACTIVE_STATUSES or submission.worker:
-        return None
-
-    def queue_of(status: str, mode: str) -> str:
-        return STAGE_TASK[next_stage(status=status, mode=mode)][1]
-
-    mine = submission.heartbeat_at or submission.queued_at or submission.created_at
-    queue = queue_of(submission.status, submission.assignment.mode)
-    ahead = (
-        Submission.objects.filter(status__in=Submission.ACTIVE_STATUSES, worker="")
-        .annotate(touched=Coalesce("heartbeat_at", "queued_at", "created_at"))
-        .filter(Q(touched__lt=mine) | Q(touched=mine, pk__lt=submission.pk))
-        .values_list("status", "assignment__mode")
-        .order_by()
-    )
-    return 1 + sum(1 for status, mode in ahead.iterator() if queue_of(status, mode) == queue)
 
 
 # What list pages and the API's submission list show of a submission, its student and its

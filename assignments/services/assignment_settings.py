@@ -30,6 +30,8 @@ LABELS = {
     "memory_limit_mb": "Memory limit",
     "max_epochs": "Epochs at most",
     "daily_quota": "Submissions per student per day",
+    "max_waiting_per_student": "Unfinished submissions per student at once",
+    "max_waiting_per_staff": "Unfinished test submissions per staff member at once",
     "late_penalty": "Late penalty",
 }
 
@@ -107,6 +109,10 @@ def _settings_problems(values: Mapping[str, Any]) -> dict[str, str]:
         problems["daily_quota"] = _integer_problem(
             "daily_quota", values["daily_quota"], 0, _COLUMN_MAX
         )
+    for name in ("max_waiting_per_student", "max_waiting_per_staff"):
+        if name in values:
+            # At least one: 0 would refuse every upload (the daily quota closes submissions).
+            problems[name] = _integer_problem(name, values[name], 1, _COLUMN_MAX)
     if "late_penalty" in values:
         penalty = values["late_penalty"]
         # Also the check constraint `late_penalty_is_a_fraction`, said for people.
@@ -166,7 +172,11 @@ def _rules_problems(values: Mapping[str, Any], ruleset: Any) -> dict[str, str]:
     max_epochs = values.get("max_epochs")
     limit_ok = _integer_problem("max_epochs", max_epochs, 1, POLICY_MAX_EPOCHS) is None
     if training is not None and limit_ok:
-        problems.update(_training_problems(training, values, max_epochs))
+        problems.update(
+            _training_problems(
+                training, values, max_epochs, int(metadata.get("min_batch_size") or 1)
+            )
+        )
     return problems
 
 
@@ -220,7 +230,7 @@ def _evaluate_only_problems(values: Mapping[str, Any], ruleset: Any) -> dict[str
 
 
 def _training_problems(
-    training: Mapping[str, Any], values: Mapping[str, Any], max_epochs: int
+    training: Mapping[str, Any], values: Mapping[str, Any], max_epochs: int, min_batch_size: int = 1
 ) -> dict[str, str]:
     """The rule set's default training config, checked as the check stage checks it before
     every training (`workers.pipeline.check.validated_training_config`)."""
@@ -238,6 +248,7 @@ def _training_problems(
     policy = {
         "max_epochs": max_epochs,
         "allow_custom_training": bool(values.get("allow_custom_training", False)),
+        "min_batch_size": min_batch_size,
         "defaults": dict(training),
     }
     try:

@@ -39,6 +39,8 @@ EDITABLE_FIELDS = (
     "late_policy",
     "late_penalty",
     "daily_quota",
+    "max_waiting_per_student",
+    "max_waiting_per_staff",
     "leaderboard_policy",
     "hide_names_until_deadline",
     "stop_on_static_failure",

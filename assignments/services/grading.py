@@ -28,12 +28,13 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Max, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from assignments.dispatch import enqueue_submission, send_after_commit
 from assignments.models import Assignment, AuditEntry, EpochMetric, Result, Submission
+from assignments.services import fair_share
 from grader.errors import GraderError
 
 logger = logging.getLogger(__name__)
@@ -164,13 +165,44 @@ def previous_status(*, stage: str, mode: str) -> str:
     raise InvalidTransition(f"Status `{stage}` is not a running stage.")
 
 
-def send_stage_task(*, submission_id: int, stage: str, assignment: Assignment) -> None:
-    """Send the task running `stage`, with its nested time limits, once the transaction commits."""
+def dispatch_limits(*, stage: str, assignment: Assignment) -> StageLimits:
+    """The time limits a stage task's message carries.
+
+    The message is a wake-up call for one stage of its queue: the worker that takes it runs the
+    stage that comes first in the queue's fair order (`services.dispatcher`). So a `gpu`
+    message holds the longest training of any assignment, or an evaluation; the sandbox still
+    stops each stage at its own limit, and `claim_next` never hands a message a training longer
+    than its limits hold. Build and check share their limit.
+    """
+    if stage not in (Status.TRAINING, Status.EVALUATING):
+        return stage_limits(stage=stage, assignment=assignment)
+    longest = Assignment.objects.aggregate(longest=Max("time_limit_seconds"))["longest"] or 0
+    seconds = max(
+        int(longest),
+        int(assignment.time_limit_seconds),
+        grading_setting("GRADER_EVALUATE_SECONDS", 600),
+    )
+    grace = grading_setting("GRADER_SANDBOX_GRACE_SECONDS", 60)
+    return StageLimits(
+        sandbox_seconds=seconds, soft_time_limit=seconds + grace, time_limit=seconds + 2 * grace
+    )
+
+
+def send_stage_task(
+    *, submission_id: int, stage: str, assignment: Assignment, countdown: float | None = None
+) -> None:
+    """Send the task running `stage`, with its nested time limits, once the transaction commits.
+
+    The submission id is a hint for the logs: the worker runs the stage that comes first in the
+    queue's fair order when it is free (`services.dispatcher.claim_next`).
+    """
     task_name, queue = STAGE_TASK[stage]
     options: dict[str, Any] = {"queue": queue}
     if stage != Status.FINISHED:
-        limits = stage_limits(stage=stage, assignment=assignment)
+        limits = dispatch_limits(stage=stage, assignment=assignment)
         options.update(soft_time_limit=limits.soft_time_limit, time_limit=limits.time_limit)
+    if countdown:
+        options["countdown"] = countdown
     send_after_commit(task_name, submission_id=submission_id, **options)
 
 
@@ -668,18 +700,28 @@ _RESULT_RESET = {
 def regrade_submission(*, submission_id: int, actor: Any) -> Submission:
     """Grade a submission again from the start, with the assignment's current rules.
 
-    Resets it to `queued` (a running stage loses ownership and its writes are refused), deletes
-    its epochs, clears the computed result (keeping any score override), records an
-    `AuditEntry` and enqueues the build after commit.
+    Resets it to `queued` (a running stage loses ownership and its writes are refused) in the
+    student's next fair round (`fair_share.next_round`, as a new upload), deletes its epochs,
+    clears the computed result (keeping any score override), records an `AuditEntry` and
+    enqueues the build after commit.
 
     Raises:
         Submission.DoesNotExist: No such submission.
     """
     with transaction.atomic():
-        submission = Submission.objects.select_for_update().get(pk=submission_id)
+        submission = (
+            Submission.objects.select_for_update(of=("self",))
+            .select_related("assignment")
+            .get(pk=submission_id)
+        )
         previous = {"status": submission.status, "reason": submission.reason}
         for field, value in _reset_fields(timezone.now()).items():
             setattr(submission, field, value)
+        submission.fair_round = fair_share.next_round(
+            course_id=submission.assignment.course_id,
+            user_id=submission.student_id,
+            exclude_ids=[submission.pk],
+        )
         submission.save()
         EpochMetric.objects.filter(submission=submission).delete()
         Result.objects.filter(submission=submission).update(**_RESULT_RESET)
@@ -705,7 +747,12 @@ def regrade_assignment(*, assignment_id: int, actor: Any) -> int:
         ids = list(queryset.exclude(status=Status.CANCELLED).values_list("pk", flat=True))
         if not ids:
             return 0
+        by_round: dict[int, list[int]] = {}
+        for submission_id, fair_round in fair_share.rounds_for_regrade(ids).items():
+            by_round.setdefault(fair_round, []).append(submission_id)
         Submission.objects.filter(pk__in=ids).update(**_reset_fields(timezone.now()))
+        for fair_round, members in by_round.items():
+            Submission.objects.filter(pk__in=members).update(fair_round=fair_round)
         EpochMetric.objects.filter(submission_id__in=ids).delete()
         Result.objects.filter(submission_id__in=ids).update(**_RESULT_RESET)
         AuditEntry.objects.create(

@@ -1,4 +1,4 @@
-"""Uploads: validation, duplicates, daily quota, late policy, storage, then the queue.
+"""Uploads: validation, duplicates, quotas, late policy, storage, then the queue.
 
 Every way a file enters the system (the upload form, the API, the instructor's batch zip) goes
 through `create_submission`, so the checks below hold everywhere. Rejections raise
@@ -71,6 +71,35 @@ class QuotaExceeded(SubmissionRejected):
     """The student used every submission the assignment allows today."""
 
     kind = "quota_exceeded"
+
+
+class TooManyWaiting(SubmissionRejected):
+    """The user already holds as many unfinished submissions as the assignment allows at once.
+
+    Attributes:
+        limit: the assignment's limit for this user (student or staff).
+        unfinished: how many the user holds.
+        oldest_waiting: the id of their oldest submission waiting for a stage (None when all
+            of them are being graded).
+        position: that submission's place in the dispatch order of its next stage.
+    """
+
+    kind = "too_many_waiting"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        limit: int,
+        unfinished: int,
+        oldest_waiting: int | None = None,
+        position: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.unfinished = unfinished
+        self.oldest_waiting = oldest_waiting
+        self.position = position
 
 
 class LateSubmission(SubmissionRejected):
@@ -267,13 +296,15 @@ def create_submission(
         filename: the name the file was uploaded under (kept for display only).
         data: the file's bytes.
         now: the time of submission (tests pass a fixed time).
-        enforce_quota: False for instructors' batch imports, which are not a student's attempts.
+        enforce_quota: False for instructors' batch imports, which are not a student's attempts:
+            neither the daily quota nor the limit of unfinished submissions applies.
 
     Returns:
         The new, queued submission.
 
     Raises:
-        InvalidUpload, DuplicateSubmission, QuotaExceeded, LateSubmission, NotEnrolled.
+        InvalidUpload, DuplicateSubmission, QuotaExceeded, TooManyWaiting, LateSubmission,
+        NotEnrolled.
         Any database error leaves neither a row nor a stored file. Inside a caller's
         transaction, the caller removes the file if its transaction fails later
         (`files_removed_on_failure`, as `create_batch` does).
@@ -324,7 +355,16 @@ def create_submission(
                     f"most {assignment.daily_quota:,} per day; the quota resets at midnight "
                     f"({timezone.get_current_timezone_name()})."
                 )
+        from assignments.services import fair_share
+
+        if enforce_quota:
+            fair_share.check_waiting_limit(
+                assignment=assignment,
+                user=student,
+                staff=fair_share.is_staff(enrollment=enrollment, user=student),
+            )
         submission = Submission(
+            fair_round=fair_share.next_round(course_id=assignment.course_id, user_id=student.pk),
             assignment=assignment,
             student=student,
             original_name=upload.name,

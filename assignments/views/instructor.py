@@ -391,9 +391,16 @@ def stats(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 @require_GET
 def queue_health(request: HttpRequest) -> HttpResponse:
-    """Queue depths and workers, from the pipeline's `queue_stats()`."""
-    if instructed_course_ids(request.user) == [] and not request.user.is_superuser:
+    """Queue depths and workers (`queue_stats()`), and per course taught who holds the queue
+    now, the oldest wait and the projected time to drain (`queue_order.course_queues`)."""
+    course_ids = instructed_course_ids(request.user)
+    if course_ids == [] and not request.user.is_superuser:
         raise Http404("You teach no course.")
+    from assignments.selectors.queue_order import course_queues
     from assignments.services.grading import queue_stats
 
-    return render(request, "assignments/manage/queue.html", {"stats": queue_stats()})
+    return render(
+        request,
+        "assignments/manage/queue.html",
+        {"stats": queue_stats(), "courses": course_queues(course_ids)},
+    )

@@ -114,6 +114,11 @@ METADATA: dict[str, Param] = {
     "mode": Choice(choices=("train", "evaluate"), doc="train submitted models, or evaluate"),
     "max_epochs": Int(minimum=1, doc="epochs the grader trains at most"),
     "time_limit_seconds": Int(minimum=1, doc="wall-clock limit of one grading"),
+    "min_batch_size": Int(
+        minimum=1,
+        doc="smallest batch size a training may declare: with `max_epochs` it bounds the "
+        "optimizer steps (the training budget), refused at the static check",
+    ),
     "training": _Mapping(doc="default training configuration"),
     "allow_frozen_layers": Bool(
         doc="whether layers may be frozen (trainable=False); when false (the default), every "
@@ -444,6 +449,19 @@ def _check_consistency(specs: Sequence[RuleSpec], metadata: Mapping[str, Any]) -
                     rule_id=spec.id,
                     parameter="allow_frozen_layers",
                 )
+    batch = training.get("batch_size")
+    min_batch = metadata.get("min_batch_size")
+    if (
+        isinstance(batch, int)
+        and not isinstance(batch, bool)
+        and isinstance(min_batch, int)
+        and batch < min_batch
+    ):
+        raise InvalidRule(
+            f"The default training config uses batches of {batch}. Expected at least "
+            f"`min_batch_size` = {min_batch}.",
+            parameter="training",
+        )
     max_epochs = metadata.get("max_epochs")
     if isinstance(epochs, int) and isinstance(max_epochs, int) and epochs > max_epochs:
         raise InvalidRule(

@@ -14,7 +14,13 @@ Declared config (every key optional)::
 Policy (the assignment's)::
 
     {"max_epochs": 50, "allow_custom_training": false, "max_batch_size": 1024,
+     "min_batch_size": 32, "time_limit_seconds": 3600,
      "defaults": {...same keys as a declared config...}}
+
+`min_batch_size` and `max_epochs` are the assignment's training budget: together they bound the
+optimizer steps a training may take, so a config declaring `batch_size: 1` cannot hold a GPU for
+the whole time limit. `time_limit_seconds` (the train stage's wall-clock limit) is only quoted
+in the refusal.
 """
 
 from __future__ import annotations
@@ -206,8 +212,9 @@ def validate_training_config(
         declared: what the student's ``training_config()`` returned, or None when the
             submission declares nothing; missing keys take the policy's ``defaults``, then the
             built-in defaults (Adam, 1e-3, constant, batch 128, ``max_epochs`` epochs).
-        policy: the assignment's policy: ``max_epochs``, optional ``max_batch_size`` and
-            ``defaults``.
+        policy: the assignment's policy: ``max_epochs``, optional ``max_batch_size``,
+            ``min_batch_size`` (the training budget), ``time_limit_seconds`` (quoted when the
+            budget is exceeded) and ``defaults``.
 
     Returns:
         The validated, complete `TrainingConfig`.
@@ -222,6 +229,7 @@ def validate_training_config(
     max_batch = _integer(
         "policy.max_batch_size", policy.get("max_batch_size", DEFAULT_MAX_BATCH_SIZE), 1, 1 << 16
     )
+    min_batch = _integer("policy.min_batch_size", policy.get("min_batch_size", 1), 1, max_batch)
     policy_defaults = policy.get("defaults") or {}
     if declared is None:
         declared = {}
@@ -265,18 +273,37 @@ def validate_training_config(
     if len(set(augmentation)) != len(augmentation):
         raise _fail("augmentation", augmentation, "each augmentation at most once")
 
+    batch_size = _integer("batch_size", merged["batch_size"], 1, max_batch)
+    if batch_size < min_batch:
+        raise TrainingConfigError(_under_budget(batch_size, min_batch, max_epochs, policy))
     return TrainingConfig(
         optimizer=optimizer,
         learning_rate=_number("learning_rate", merged["learning_rate"], *LEARNING_RATE_RANGE),
         momentum=momentum,
         schedule=_schedule(merged["schedule"], epochs),
-        batch_size=_integer("batch_size", merged["batch_size"], 1, max_batch),
+        batch_size=batch_size,
         epochs=epochs,
         weight_decay=_number("weight_decay", merged["weight_decay"], *WEIGHT_DECAY_RANGE),
         label_smoothing=_number(
             "label_smoothing", merged["label_smoothing"], 0.0, 0.5, open_upper=True
         ),
         augmentation=tuple(a for a in AUGMENTATIONS if a in augmentation),
+    )
+
+
+def _under_budget(
+    batch_size: int, min_batch: int, max_epochs: int, policy: Mapping[str, Any]
+) -> str:
+    """The refusal of a batch size below the assignment's training budget."""
+    seconds = policy.get("time_limit_seconds")
+    timed = isinstance(seconds, int) and not isinstance(seconds, bool)
+    within = f", within {seconds:,} s" if timed else ""
+    return (
+        f"Training config `batch_size` is {batch_size:,}. Expected at least {min_batch:,}: the "
+        f"assignment's training budget is at most {max_epochs:,} "
+        f"epoch{'s' if max_epochs != 1 else ''} in batches of at least {min_batch:,} "
+        f"examples{within}. Declare a `batch_size` of {min_batch:,} or more (larger batches "
+        "take fewer steps per epoch)."
     )
 
 

@@ -154,6 +154,9 @@ def assignment(course) -> Assignment:
         dataset="synthetic",
         rules_yaml=RULES_YAML,
         daily_quota=3,
+        # Room for the whole daily quota at once: the quota's tests upload more files than the
+        # default limit of unfinished submissions (2), which test_waiting_limit.py tests.
+        max_waiting_per_student=10,
     )
 
 

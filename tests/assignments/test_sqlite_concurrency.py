@@ -53,6 +53,7 @@ SETUP = f"""
     assignment = Assignment.objects.create(
         course=course, slug="race-hw", title="Race", dataset="synthetic",
         rules_yaml="rules:\\n  - id: max_params\\n    limit: 20000\\n", daily_quota={QUOTA},
+        max_waiting_per_student=100,  # the quota is what these uploads race for
     )
     tokens = {{}}
     for name in {[*STUDENTS, EDGE_STUDENT, "trainee"]!r}:

@@ -283,3 +283,10 @@ def test_every_registered_rule_is_documented_and_loads_with_its_required_paramet
         "max_epochs",
         "min_val_accuracy",
     }
+
+
+def test_rejects_a_default_training_batch_below_the_rule_sets_min_batch_size():
+    data = {"min_batch_size": 32, "training": {"batch_size": 8}, "rules": []}
+    with pytest.raises(InvalidRule, match=r"of 8\. Expected at least `min_batch_size` = 32"):
+        load_ruleset(data)
+    assert load_ruleset({**data, "training": {"batch_size": 32}}).min_batch_size == 32

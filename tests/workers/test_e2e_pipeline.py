@@ -32,6 +32,7 @@ from tests.workers.conftest import (
     make_assignment,
     make_submission,
     queued_tasks,
+    smoke_rules_yaml,
 )
 from tests.workers.sandbox_probe import seconds_until_gone, wait_for_sandbox
 
@@ -54,6 +55,8 @@ SLOW_MODULE = SMOKE_MODULE.replace(
     'return {"epochs": 3, "batch_size": 32, "learning_rate": 0.01}',
     'return {"epochs": 5, "batch_size": 4, "learning_rate": 0.002}',
 )
+# The smoke preset's training budget refuses batches that small: these tests lift it.
+SLOW_RULES = smoke_rules_yaml(min_batch_size=1)
 
 
 def database_url() -> str:
@@ -250,7 +253,9 @@ def test_a_model_breaking_a_rule_fails_at_check_and_never_trains(workers, studen
 
 
 def test_a_worker_killed_mid_training_is_resumed_from_its_checkpoint_once(workers, student):
-    submission = make_submission(make_assignment(), student, source=SLOW_MODULE)
+    submission = make_submission(
+        make_assignment(rules_yaml=SLOW_RULES), student, source=SLOW_MODULE
+    )
     first = workers.start()
     submit(submission)
 
@@ -321,7 +326,9 @@ def test_a_pool_process_killed_mid_training_is_resumed_at_once_by_the_redelivere
 
     # The reaper waits far longer than this test: only the redelivery can resume the training.
     workers.env.update({"GRADER_HEARTBEAT_TIMEOUT": "600", "GRADER_QUEUE_TIMEOUT": "600"})
-    submission = make_submission(make_assignment(), student, source=SLOW_MODULE)
+    submission = make_submission(
+        make_assignment(rules_yaml=SLOW_RULES), student, source=SLOW_MODULE
+    )
     workers.start()
     submit(submission)
 
@@ -392,7 +399,7 @@ def test_a_cancelled_training_stops_its_sandbox_and_the_worker_grades_the_next(
     # Production timing: heartbeats every 30 s, ownership checked every 2 s (the default).
     workers.env.update({"GRADER_HEARTBEAT_INTERVAL": "30", "GRADER_HEARTBEAT_TIMEOUT": "300"})
     workers.env.pop("GRADER_CANCEL_CHECK_SECONDS", None)
-    assignment = make_assignment()
+    assignment = make_assignment(rules_yaml=SLOW_RULES)
     submission = make_submission(assignment, student, source=SLOW_MODULE)
     workers.start()
     submit(submission)

@@ -33,7 +33,7 @@ from tests.workers.conftest import (
     make_submission,
     queued_tasks,
 )
-from tests.workers.test_e2e_pipeline import SLOW_MODULE, ended, wait_for
+from tests.workers.test_e2e_pipeline import SLOW_MODULE, SLOW_RULES, ended, wait_for
 
 Status = Submission.Status
 
@@ -153,7 +153,9 @@ def fill_up(disk: Path) -> Path:
 def test_a_full_jobs_disk_mid_training_is_an_infrastructure_error_retried_from_the_checkpoint(
     small_jobs_disk, workers, student
 ):
-    submission = make_submission(make_assignment(), student, source=SLOW_MODULE)
+    submission = make_submission(
+        make_assignment(rules_yaml=SLOW_RULES), student, source=SLOW_MODULE
+    )
     workers.start()
     with transaction.atomic():
         enqueue_submission(submission.pk)
@@ -226,7 +228,9 @@ def test_a_cold_shutdown_mid_training_is_resumed_once_by_the_next_worker(
     Both send SIGTERM (warm shutdown: wait for running tasks), then, after their timeout, a
     signal that cannot wait: SIGQUIT here (Celery's cold shutdown), then SIGKILL.
     """
-    submission = make_submission(make_assignment(), student, source=SLOWER_MODULE)
+    submission = make_submission(
+        make_assignment(rules_yaml=SLOW_RULES), student, source=SLOWER_MODULE
+    )
     first = workers.start()
     with transaction.atomic():
         enqueue_submission(submission.pk)
@@ -303,7 +307,9 @@ def tolerant(condition: Callable[[], Any]) -> Callable[[], Any]:
     "server of CI is never restarted",
 )
 def test_a_database_restart_mid_training_ends_the_grading_exactly_once(workers, student):
-    submission = make_submission(make_assignment(), student, source=SLOWER_MODULE)
+    submission = make_submission(
+        make_assignment(rules_yaml=SLOW_RULES), student, source=SLOWER_MODULE
+    )
     workers.start()
     with transaction.atomic():
         enqueue_submission(submission.pk)
@@ -348,7 +354,7 @@ def test_a_warm_shutdown_waits_for_the_running_training_and_a_cold_one_hands_it_
     the queue). SIGQUIT: it exits at once and the next worker resumes the training from its
     checkpoint through the redelivered message, long before the reaper would."""
     workers.env.update({"GRADER_HEARTBEAT_TIMEOUT": "600", "GRADER_QUEUE_TIMEOUT": "600"})
-    assignment = make_assignment()
+    assignment = make_assignment(rules_yaml=SLOW_RULES)
     first_submission = make_submission(assignment, student, source=SLOWER_MODULE)
     first = workers.start()
     with transaction.atomic():
@@ -409,7 +415,9 @@ def test_a_worker_killed_outright_takes_its_training_back_when_it_restarts(worke
     message unacknowledged; the worker restarted under the same node name re-sends it at once,
     long before the reaper's heartbeat timeout (600 s here)."""
     workers.env.update({"GRADER_HEARTBEAT_TIMEOUT": "600", "GRADER_QUEUE_TIMEOUT": "600"})
-    submission = make_submission(make_assignment(), student, source=SLOWER_MODULE)
+    submission = make_submission(
+        make_assignment(rules_yaml=SLOW_RULES), student, source=SLOWER_MODULE
+    )
     node = f"restarted@{socket.gethostname()}"
     first = workers.start(node)
     with transaction.atomic():

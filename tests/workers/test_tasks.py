@@ -94,10 +94,14 @@ def test_a_json_model_passing_statically_goes_through_build_and_check_to_trainin
     )
 
     assert tasks.build_submission.apply(args=[submission.pk]).get() == "done"
-    assert tasks.build_submission.apply(args=[submission.pk]).get() == "skipped"  # duplicate
-    assert tasks.check_submission.apply(args=[submission.pk]).get() == "done"
+    built_at = Submission.objects.get(pk=submission.pk).building_at
+    # A duplicate build message never builds again: it wakes a preflight worker, which runs
+    # the queue's next stage, this submission's check; the check's own message finds none.
+    assert tasks.build_submission.apply(args=[submission.pk]).get() == "done"
+    assert tasks.check_submission.apply(args=[submission.pk]).get() == "skipped"
 
     submission.refresh_from_db()
+    assert submission.building_at == built_at
     assert (submission.status, submission.worker) == (Status.CHECKING, "")
     assert submission.training_config["epochs"] == 5  # the preset's default training
     result = Result.objects.get(submission=submission)

@@ -32,6 +32,8 @@ class GradingPlan:
         late_policy: `reject`, `accept` or `penalty`.
         late_penalty: Fraction of the score removed from a late submission under `penalty`.
         training_defaults: The rule set's default training config (its `training` key).
+        min_batch_size: The smallest batch a training may declare (the rule set's
+            `min_batch_size`: the training budget, with `max_epochs`).
     """
 
     slug: str
@@ -47,6 +49,7 @@ class GradingPlan:
     late_policy: str = "accept"
     late_penalty: float = 0.0
     training_defaults: dict[str, Any] | None = field(default=None)
+    min_batch_size: int = 1
 
     @property
     def trains(self) -> bool:
@@ -58,6 +61,8 @@ class GradingPlan:
         return {
             "max_epochs": self.max_epochs,
             "allow_custom_training": self.allow_custom_training,
+            "min_batch_size": self.min_batch_size,
+            "time_limit_seconds": self.time_limit_seconds,
             "defaults": dict(self.training_defaults or {}),
         }
 
@@ -78,6 +83,7 @@ class GradingPlan:
             late_policy=assignment.late_policy,
             late_penalty=float(assignment.late_penalty),
             training_defaults=training_defaults_of(assignment.rules_yaml),
+            min_batch_size=min_batch_size_of(assignment.rules_yaml),
         )
 
     @classmethod
@@ -102,6 +108,7 @@ class GradingPlan:
             max_epochs=int(meta.get("max_epochs", 50)),
             allow_custom_training=bool(meta.get("allow_custom_training", False)),
             training_defaults=meta.get("training") or None,
+            min_batch_size=int(meta.get("min_batch_size", 1)),
         )
 
 
@@ -113,3 +120,13 @@ def training_defaults_of(rules_yaml: str) -> dict[str, Any] | None:
         return None
     training = data.get("training") if isinstance(data, dict) else None
     return dict(training) if isinstance(training, dict) else None
+
+
+def min_batch_size_of(rules_yaml: str) -> int:
+    """The rule set's `min_batch_size` (1 when it sets none or cannot be read)."""
+    try:
+        data = yaml.safe_load(rules_yaml) or {}
+    except yaml.YAMLError:
+        return 1
+    value = data.get("min_batch_size") if isinstance(data, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else 1

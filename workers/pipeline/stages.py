@@ -303,9 +303,11 @@ def _claim(submission_id: int, worker: str, from_status: str, to_status: str) ->
     return claimed
 
 
-def execute_build(submission_id: int, *, worker: str, sandbox: Any = None) -> str:
-    """Claim `queued -> building`, build the model config, send the check."""
-    if not _claim(submission_id, worker, Status.QUEUED, Status.BUILDING):
+def execute_build(
+    submission_id: int, *, worker: str, sandbox: Any = None, claimed: bool = False
+) -> str:
+    """Claim `queued -> building` (unless the dispatcher `claimed` it), build, send the check."""
+    if not claimed and not _claim(submission_id, worker, Status.QUEUED, Status.BUILDING):
         return SKIPPED
     from workers.pipeline.build import run_build, submission_kind
     from workers.pipeline.source_build import SOURCE_KINDS
@@ -345,9 +347,10 @@ def execute_build(submission_id: int, *, worker: str, sandbox: Any = None) -> st
     return _guarded(submission_id, worker, "build", body)
 
 
-def execute_check(submission_id: int, *, worker: str) -> str:
-    """Claim `building -> checking`, analyse the model, stop on a static failure or go on."""
-    if not _claim(submission_id, worker, Status.BUILDING, Status.CHECKING):
+def execute_check(submission_id: int, *, worker: str, claimed: bool = False) -> str:
+    """Claim `building -> checking` (unless `claimed`), analyse, stop on a static failure or go
+    on."""
+    if not claimed and not _claim(submission_id, worker, Status.BUILDING, Status.CHECKING):
         return SKIPPED
     from workers.pipeline.check import run_check
 
@@ -403,9 +406,12 @@ def _stored_analysis(submission: Submission) -> dict[str, Any] | None:
     return result.checks if result is not None else None
 
 
-def execute_train(submission_id: int, *, worker: str, sandbox: Any = None) -> str:
-    """Claim `checking -> training`, train in the sandbox streaming epochs, send the evaluation."""
-    if not _claim(submission_id, worker, Status.CHECKING, Status.TRAINING):
+def execute_train(
+    submission_id: int, *, worker: str, sandbox: Any = None, claimed: bool = False
+) -> str:
+    """Claim `checking -> training` (unless `claimed`), train streaming epochs, send the
+    evaluation."""
+    if not claimed and not _claim(submission_id, worker, Status.CHECKING, Status.TRAINING):
         return SKIPPED
     from workers.pipeline.train import run_train, runs_student_code
 
@@ -485,12 +491,15 @@ def _trained_weights(submission: Submission) -> Path:
     return train / "work" / name
 
 
-def execute_evaluate(submission_id: int, *, worker: str, sandbox: Any = None) -> str:
-    """Claim `training|checking -> evaluating`, evaluate on the test split, send finalize."""
+def execute_evaluate(
+    submission_id: int, *, worker: str, sandbox: Any = None, claimed: bool = False
+) -> str:
+    """Claim `training|checking -> evaluating` (unless `claimed`), evaluate on the test split,
+    send finalize."""
     submission = _load(submission_id)
     plan = GradingPlan.from_assignment(submission.assignment)
     from_status = Status.TRAINING if plan.trains else Status.CHECKING
-    if not _claim(submission_id, worker, from_status, Status.EVALUATING):
+    if not claimed and not _claim(submission_id, worker, from_status, Status.EVALUATING):
         return SKIPPED
     from workers.pipeline.evaluate import run_evaluate
 

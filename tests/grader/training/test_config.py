@@ -162,3 +162,34 @@ def test_config_module_stays_pure_python() -> None:
     code = "import grader.training.config, sys; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# --- The training budget: a minimum batch size ------------------------------------------------
+
+BUDGET = {"max_epochs": 5, "min_batch_size": 16, "time_limit_seconds": 300}
+
+
+@pytest.mark.parametrize("batch_size", [1, 8, 15])
+def test_a_batch_below_the_budget_is_refused_with_the_limit_in_the_message(batch_size) -> None:
+    with pytest.raises(TrainingConfigError) as info:
+        validate_training_config({"batch_size": batch_size}, BUDGET)
+    assert info.value.message == (
+        f"Training config `batch_size` is {batch_size}. Expected at least 16: the assignment's "
+        "training budget is at most 5 epochs in batches of at least 16 examples, within 300 s. "
+        "Declare a `batch_size` of 16 or more (larger batches take fewer steps per epoch)."
+    )
+
+
+def test_a_batch_at_or_above_the_budget_is_accepted() -> None:
+    assert validate_training_config({"batch_size": 16}, BUDGET).batch_size == 16
+    assert validate_training_config({"batch_size": 512}, BUDGET).batch_size == 512
+
+
+def test_the_budget_applies_to_the_assignments_default_batch_too() -> None:
+    policy = {**BUDGET, "defaults": {"batch_size": 4}}
+    with pytest.raises(TrainingConfigError, match=r"`batch_size` is 4\. Expected at least 16"):
+        validate_training_config(None, policy)
+
+
+def test_a_policy_without_a_budget_allows_any_batch() -> None:
+    assert validate_training_config({"batch_size": 1}, {"max_epochs": 5}).batch_size == 1
