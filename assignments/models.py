@@ -134,6 +134,9 @@ class Submission(models.Model):
         CHECKING = "checking", "Checking"
         TRAINING = "training", "Training"
         EVALUATING = "evaluating", "Evaluating"
+        # Checked, but its dataset is not installed on the workers yet: no task is pending for
+        # it and no dispatcher picks it; `services.data_wait` resumes it once the data is there.
+        WAITING_DATA = "waiting_data", "Waiting for data"
         FINISHED = "finished", "Finished"
         FAILED = "failed", "Failed"
         ERROR = "error", "Error"
@@ -158,6 +161,11 @@ class Submission(models.Model):
         Status.EVALUATING,
     )
     TERMINAL_STATUSES = (Status.FINISHED, Status.FAILED, Status.ERROR, Status.CANCELLED)
+    # Not over, yet out of the pipeline: nothing runs or is sent for these until an outside
+    # event (a dataset installed) resumes them. Dispatchers select from ACTIVE_STATUSES only.
+    PARKED_STATUSES = (Status.WAITING_DATA,)
+    # Everything not yet graded: what a student may cancel and the page keeps polling.
+    OPEN_STATUSES = (*ACTIVE_STATUSES, *PARKED_STATUSES)
 
     assignment = models.ForeignKey(Assignment, on_delete=models.CASCADE, related_name="submissions")
     student = models.ForeignKey(
@@ -189,6 +197,9 @@ class Submission(models.Model):
     worker = models.CharField(max_length=200, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # Not charged to the daily quota: its training waited for a dataset the course had not
+    # installed (set by `services.data_wait.park_for_data`, within a per-student bound).
+    quota_exempt = models.BooleanField(default=False)
 
     # What the build stage produced: the architecture and the student's declared training config.
     model_config = models.JSONField(null=True, blank=True)
@@ -209,7 +220,8 @@ class Submission(models.Model):
 
     @property
     def is_active(self) -> bool:
-        return self.status in self.ACTIVE_STATUSES
+        """Not graded yet: queued, in a stage, or waiting for its dataset."""
+        return self.status in self.OPEN_STATUSES
 
 
 class Result(models.Model):

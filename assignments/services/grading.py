@@ -732,7 +732,7 @@ def cancel_submission(*, submission_id: int, actor: Any) -> Submission:
     """
     with transaction.atomic():
         submission = Submission.objects.select_for_update().get(pk=submission_id)
-        if submission.status not in Submission.ACTIVE_STATUSES:
+        if submission.status not in Submission.OPEN_STATUSES:
             raise InvalidTransition(
                 f"Submission #{submission.pk} is {submission.status}. "
                 "Expected a queued or running submission to cancel."

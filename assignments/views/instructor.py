@@ -69,12 +69,14 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     )
     assignments = assignments.annotate(
         n_submissions=Count("submissions"),
-        n_active=Count("submissions", filter=Q(submissions__status__in=Submission.ACTIVE_STATUSES)),
+        n_active=Count("submissions", filter=Q(submissions__status__in=Submission.OPEN_STATUSES)),
     )
+    from assignments.selectors.datasets import dataset_rows
+
     return render(
         request,
         "assignments/manage/dashboard.html",
-        {"courses": courses, "assignments": assignments},
+        {"courses": courses, "assignments": assignments, "dataset_rows": dataset_rows(assignments)},
     )
 
 
@@ -394,6 +396,11 @@ def queue_health(request: HttpRequest) -> HttpResponse:
     """Queue depths and workers, from the pipeline's `queue_stats()`."""
     if instructed_course_ids(request.user) == [] and not request.user.is_superuser:
         raise Http404("You teach no course.")
+    from assignments.selectors.datasets import dataset_rows
     from assignments.services.grading import queue_stats
 
-    return render(request, "assignments/manage/queue.html", {"stats": queue_stats()})
+    return render(
+        request,
+        "assignments/manage/queue.html",
+        {"stats": queue_stats(), "dataset_rows": dataset_rows()},
+    )

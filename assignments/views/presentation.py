@@ -80,20 +80,48 @@ STAGES = (
 
 
 def stage_rows(submission: Submission) -> list[dict[str, Any]]:
-    """Each pipeline stage with its start time, and whether it is done, current or to come."""
+    """Each pipeline stage with its start time, and whether it is done, current, to come, or
+    waiting (for its dataset: the stage that needs the images, while the submission waits)."""
     order = [name for name, _ in STAGES]
     current = submission.status if submission.status in order else None
+    waiting_stage = None
+    if submission.status == Submission.Status.WAITING_DATA:
+        waiting_stage = (
+            "evaluating" if submission.assignment.mode == Assignment.Mode.EVALUATE else "training"
+        )
     rows = []
     for name, attr in STAGES:
         at = getattr(submission, attr)
-        if name == current and name != "finished":
+        label = name.capitalize()
+        if name == waiting_stage:
+            state, at, label = "waiting", None, f"{label}: waiting for data"
+        elif name == current and name != "finished":
             state = "current"
-        elif at is not None:
+        elif at is not None and not (
+            waiting_stage and order.index(name) > order.index(waiting_stage)
+        ):
             state = "done"
         else:
             state = "todo"
-        rows.append({"name": name, "label": name.capitalize(), "at": at, "state": state})
+        rows.append({"name": name, "label": label, "at": at, "state": state})
     return rows
+
+
+#: What a student reads instead of an infrastructure error's own message, which is written for
+#: operators (it may name host paths, settings and commands).
+INFRASTRUCTURE_MESSAGE = (
+    "The grader could not finish this submission because of a problem on its side, not in "
+    "your file. The course staff can see what happened and regrade it; it does not count "
+    "toward your daily limit."
+)
+
+
+def shown_message(submission: Submission, *, teaches: bool) -> str:
+    """The submission's message as the viewer may read it: an infrastructure error's details
+    are for the course's instructors; its student reads `INFRASTRUCTURE_MESSAGE`."""
+    if teaches or submission.reason != Submission.Reason.INFRASTRUCTURE:
+        return submission.message
+    return INFRASTRUCTURE_MESSAGE
 
 
 def late_penalty(submission: Submission) -> float | None:
@@ -393,7 +421,7 @@ def submission_rows(page) -> list[SubmissionRow]:
         _url_pattern(name)
         for name in ("submission_detail", "regrade_submission", "cancel_submission")
     )
-    active = set(Submission.ACTIVE_STATUSES)
+    active = set(Submission.OPEN_STATUSES)
     tz = timezone.get_current_timezone()  # timezone.localtime()'s, looked up once
     rows = []
     for (

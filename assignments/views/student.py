@@ -26,6 +26,7 @@ from assignments.services.submissions import (
 from assignments.views.presentation import (
     describe_rules,
     leaderboard_lines,
+    shown_message,
     submission_context,
 )
 
@@ -144,6 +145,7 @@ def _visible_submission(request: HttpRequest, pk: int) -> Submission:
 def _live_context(request: HttpRequest, submission: Submission) -> dict:
     context = submission_context(submission)
     context["teaches"] = is_instructor(request.user, submission.assignment.course_id)
+    context["status_message"] = shown_message(submission, teaches=context["teaches"])
     if context["teaches"]:
         # Why the built network was refused: the student's page says so in a sentence only.
         result = context["result"]
@@ -190,11 +192,8 @@ def submission_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     except InvalidTransition as exc:
         messages.error(request, exc.message)
     else:
-        messages.info(
-            request,
-            f"Submission #{submission.pk} cancelled. It still counts toward today's "
-            "submission limit.",
-        )
+        counted = "" if submission.quota_exempt else " It still counts toward today's limit."
+        messages.info(request, f"Submission #{submission.pk} cancelled.{counted}")
     return redirect("submission_detail", pk=submission.pk)
 
 

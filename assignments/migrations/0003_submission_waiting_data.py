@@ -1,0 +1,65 @@
+"""A submission may wait for its dataset (`waiting_data`), not charged to the quota.
+
+Adding a NOT NULL column makes SQLite rebuild the submission table, which its standing
+triggers (0002) refer to: they are dropped before and created again after, unchanged (no
+backfill: the standing rows stay valid, no verdict changes here). PostgreSQL alters the table
+in place and keeps its triggers.
+"""
+
+import importlib
+
+from django.db import migrations, models
+
+standing = importlib.import_module("assignments.migrations.0002_leaderboard_standing")
+
+
+def _sqlite_triggers(schema_editor, statements) -> None:
+    if schema_editor.connection.vendor != "sqlite":
+        return
+    for statement in statements:
+        schema_editor.execute(statement, params=None)
+
+
+def drop_sqlite_triggers(apps, schema_editor) -> None:
+    _sqlite_triggers(schema_editor, standing.SQLITE_REVERSE)
+
+
+def create_sqlite_triggers(apps, schema_editor) -> None:
+    _sqlite_triggers(schema_editor, standing.SQLITE)
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("assignments", "0002_leaderboard_standing"),
+    ]
+
+    operations = [
+        migrations.RunPython(drop_sqlite_triggers, create_sqlite_triggers),
+        migrations.AddField(
+            model_name="submission",
+            name="quota_exempt",
+            field=models.BooleanField(default=False),
+        ),
+        migrations.AlterField(
+            model_name="submission",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("queued", "Queued"),
+                    ("building", "Building"),
+                    ("checking", "Checking"),
+                    ("training", "Training"),
+                    ("evaluating", "Evaluating"),
+                    ("waiting_data", "Waiting for data"),
+                    ("finished", "Finished"),
+                    ("failed", "Failed"),
+                    ("error", "Error"),
+                    ("cancelled", "Cancelled"),
+                ],
+                db_index=True,
+                default="queued",
+                max_length=16,
+            ),
+        ),
+        migrations.RunPython(create_sqlite_triggers, drop_sqlite_triggers),
+    ]
