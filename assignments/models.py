@@ -244,6 +244,10 @@ class Result(models.Model):
     score = models.FloatField(null=True, blank=True)
     score_override = models.FloatField(null=True, blank=True)
     override_reason = models.TextField(blank=True)
+    # Whether the student reads the reason (the instructor's choice; older reasons stay private).
+    override_reason_shared = models.BooleanField(default=False)
+    # The verdict before the running regrade (`services.regrade_snapshot`), shown meanwhile.
+    previous = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

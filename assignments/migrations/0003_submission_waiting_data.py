@@ -1,4 +1,6 @@
-"""A submission may wait for its dataset (`waiting_data`), not charged to the quota.
+"""A submission may wait for its dataset (`waiting_data`), not charged to the quota; a result
+keeps its previous verdict while it is regraded (`Result.previous`) and says whether the student
+reads its override's reason (`Result.override_reason_shared`; earlier reasons stay private).
 
 Adding a NOT NULL column makes SQLite rebuild the submission table, which its standing
 triggers (0002) refer to: they are dropped before and created again after, unchanged (no
@@ -39,6 +41,16 @@ class Migration(migrations.Migration):
             model_name="submission",
             name="quota_exempt",
             field=models.BooleanField(default=False),
+        ),
+        migrations.AddField(
+            model_name="result",
+            name="override_reason_shared",
+            field=models.BooleanField(default=False),
+        ),
+        migrations.AddField(
+            model_name="result",
+            name="previous",
+            field=models.JSONField(blank=True, null=True),
         ),
         migrations.AlterField(
             model_name="submission",

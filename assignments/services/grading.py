@@ -34,6 +34,7 @@ from django.utils import timezone
 
 from assignments.dispatch import enqueue_submission, send_after_commit
 from assignments.models import Assignment, AuditEntry, EpochMetric, Result, Submission
+from assignments.services.regrade_snapshot import keep_previous_results
 from grader.errors import GraderError
 
 logger = logging.getLogger(__name__)
@@ -678,6 +679,7 @@ def regrade_submission(*, submission_id: int, actor: Any) -> Submission:
     with transaction.atomic():
         submission = Submission.objects.select_for_update().get(pk=submission_id)
         previous = {"status": submission.status, "reason": submission.reason}
+        keep_previous_results([submission.pk])
         for field, value in _reset_fields(timezone.now()).items():
             setattr(submission, field, value)
         submission.save()
@@ -705,6 +707,7 @@ def regrade_assignment(*, assignment_id: int, actor: Any) -> int:
         ids = list(queryset.exclude(status=Status.CANCELLED).values_list("pk", flat=True))
         if not ids:
             return 0
+        keep_previous_results(ids)
         Submission.objects.filter(pk__in=ids).update(**_reset_fields(timezone.now()))
         EpochMetric.objects.filter(submission_id__in=ids).delete()
         Result.objects.filter(submission_id__in=ids).update(**_RESULT_RESET)

@@ -316,6 +316,7 @@ def override(request: HttpRequest, pk: int) -> HttpResponse:
                 actor=request.user,
                 score=form.cleaned_data["score"],
                 reason=form.cleaned_data["reason"],
+                share_reason=form.cleaned_data["share_reason"],
             )
         except GraderError as exc:
             messages.error(request, exc.message)

@@ -56,6 +56,37 @@ def image_size(assignment: Assignment, checks: dict | None) -> int | None:
     return max(source.input_shape[:2]) if source else None
 
 
+def class_names(assignment: Assignment, count: int) -> list[str]:
+    """The assignment's dataset's class names for `count` classes (`class i` if they differ)."""
+    from assignments.heatmap import class_labels
+    from grader.datasets import DATASETS
+
+    source = DATASETS.get(assignment.dataset)
+    return class_labels(source.class_names if source else None, count)
+
+
+def per_class_rows(assignment: Assignment, accuracies: list | None) -> list[dict[str, Any]]:
+    """Accuracy per class with the dataset's class names, in label order."""
+    if not accuracies:
+        return []
+    names = class_names(assignment, len(accuracies))
+    return [{"name": name, "accuracy": acc} for name, acc in zip(names, accuracies, strict=True)]
+
+
+def confusion_view(assignment: Assignment, matrix: list | None) -> dict[str, Any] | None:
+    """The confusion matrix as a heat map and as a table (rows: true class), or None."""
+    from assignments.heatmap import confusion_heatmap
+
+    if not matrix or not all(isinstance(row, list) and len(row) == len(matrix) for row in matrix):
+        return None
+    names = class_names(assignment, len(matrix))
+    return {
+        "chart": confusion_heatmap(matrix, names),
+        "names": names,
+        "rows": [{"name": name, "counts": row} for name, row in zip(names, matrix, strict=True)],
+    }
+
+
 def rf_growth_rows(checks: dict | None) -> list[dict[str, Any]]:
     """Receptive field after each layer on the path to the end point, in order."""
     return [{"name": row.get("layer"), "size": row.get("r_out")} for row in _rf_rows(checks or {})]
@@ -161,6 +192,21 @@ def visible_checks(checks: dict[str, Any] | None, *, teaches: bool) -> dict[str,
     return {key: value for key, value in checks.items() if key not in INSTRUCTOR_ONLY_CHECKS}
 
 
+def previous_verdict(result: Any) -> dict[str, Any] | None:
+    """`Result.previous` (the verdict before the running regrade) with its time as a datetime."""
+    import datetime as dt
+
+    previous = result.previous
+    if not isinstance(previous, dict):
+        return None
+    shown = dict(previous)
+    try:
+        shown["finished_at"] = dt.datetime.fromisoformat(previous["finished_at"])
+    except (KeyError, TypeError, ValueError):
+        shown["finished_at"] = None
+    return shown
+
+
 def submission_context(submission: Submission) -> dict[str, Any]:
     """Everything the submission page and its live fragment show."""
     result = getattr(submission, "result", None)
@@ -186,6 +232,14 @@ def submission_context(submission: Submission) -> dict[str, Any]:
             active=submission.is_active,
         ),
         "log_tail": log_tail(submission.log),
+        # The verdict before a running regrade, shown until the new one is in.
+        "previous": previous_verdict(result) if result and submission.is_active else None,
+        "per_class": per_class_rows(submission.assignment, result.per_class_accuracy)
+        if result
+        else [],
+        "confusion": confusion_view(submission.assignment, result.confusion_matrix)
+        if result
+        else None,
         "is_active": submission.is_active,
         "late_note": late_note(submission),
         "late_penalty": late_penalty(submission),

@@ -382,7 +382,8 @@ def test_grades_csv_keeps_an_override_after_a_later_upload_fails(
         reverse("override_score", args=[graded.pk]), {"score": "80", "reason": "Partial credit"}
     )
     page = teacher.get(reverse("submission_detail", args=[graded.pk])).content.decode()
-    assert "80 (override)" in page
+    shown = '80 <span class="override" id="override-reason">(set by an instructor: “Partial credit”'
+    assert shown in page
     # The student uploads again: queued first, then the build fails.
     broken = b"def build_model(input_shape, num_classes):\n    raise ValueError('oops')\n"
     response = upload(login(client, student), assignment.slug, "broken.py", broken)
