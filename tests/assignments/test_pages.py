@@ -407,7 +407,7 @@ def test_staff_submissions_stay_off_the_leaderboard_and_stats(
     make_submission(assignment, student, accuracy=0.7)
     board = login(client, student).get(reverse("leaderboard", args=[assignment.slug]))
     html = board.content.decode()
-    assert "Alice A." in html and "prof" not in html.split('<table class="leaderboard">')[1]
+    assert "Alice A." in html and "prof" not in html.split('<table class="leaderboard reflow">')[1]
     assert "You are ranked <strong>1</strong> of 1 " in html
     teacher = login(Client(), instructor)
     stats = teacher.get(reverse("assignment_stats", args=[assignment.slug])).content.decode()

@@ -281,7 +281,7 @@ def test_an_assignment_without_submissions_says_so(client, student, assignment):
 def _leaderboard_name(client, assignment) -> str:
     html = client.get(reverse("leaderboard", args=[assignment.slug])).content.decode()
     row = html[html.index('class="me"') :]
-    return row.split("<td>")[1].split(" <span")[0]
+    return row.split('data-label="Student">')[1].split(" <span")[0]
 
 
 @pytest.mark.parametrize("hidden", [False, True])
