@@ -3,7 +3,7 @@
 from django.urls import include, path
 
 from assignments import apis
-from assignments.views import account, copies, instructor, student
+from assignments.views import account, client_download, copies, instructor, student
 
 api_v1 = [
     path("assignments/", apis.AssignmentListApi.as_view(), name="api-assignment-list"),
@@ -55,6 +55,7 @@ manage = [
 urlpatterns = [
     path("", student.home, name="home"),
     path("profile/", account.profile, name="profile"),
+    path("client/grader-client.pyz", client_download.download_client, name="download_client"),
     path("submissions/", student.my_submissions, name="my_submissions"),
     path("a/<slug:slug>/", student.assignment_detail, name="assignment_detail"),
     path("a/<slug:slug>/leaderboard/", student.leaderboard, name="leaderboard"),

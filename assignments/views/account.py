@@ -28,7 +28,11 @@ def profile(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "assignments/profile.html",
-        {"token": token, "courses": [_course_names(e) for e in enrollments]},
+        {
+            "token": token,
+            "courses": [_course_names(e) for e in enrollments],
+            "site_url": request.build_absolute_uri("/").rstrip("/"),
+        },
     )
 
 

@@ -704,7 +704,9 @@ def test_rule_report_shows_accuracies_as_percentages_like_the_rule_list(
     ]
     done = make_submission(assignment, student, accuracy=0.9, passed=False, rules=rules)
     html = login(client, student).get(reverse("submission_detail", args=[done.pk]))
-    cells = re.findall(r'<td class="num">([^<]*)</td>', rule_report(html.content.decode()))
+    cells = re.findall(
+        r'<td class="num" data-label="[^"]+">([^<]*)</td>', rule_report(html.content.decode())
+    )
     assert cells == ["93.75 %", "60.00 %", "50.00 %", "85.00 %", "0.1", "0.2"]
 
 
