@@ -23,6 +23,7 @@ from assignments.forms import (
     OverrideForm,
     SubmissionFilterForm,
 )
+from assignments.hbar import hbar_chart
 from assignments.models import Assignment, Course, Result, Submission
 from assignments.permissions import instructed_course_ids, is_instructor, managed_assignment
 from assignments.rule_forms import EXPORT, SAVE, RuleSetEditor
@@ -249,6 +250,10 @@ def submissions_table(request: HttpRequest, slug: str) -> HttpResponse:
             "filters": filters,
             "page": page,
             "query": query.urlencode(),
+            # What "Regrade all" would queue again (regrade_assignment skips cancelled ones).
+            "regradable": assignment.submissions.exclude(
+                status=Submission.Status.CANCELLED
+            ).count(),
         },
     )
 
@@ -277,7 +282,8 @@ def regrade_all(request: HttpRequest, slug: str) -> HttpResponse:
     from assignments.services.grading import regrade_assignment
 
     count = regrade_assignment(assignment_id=assignment.pk, actor=request.user)
-    messages.success(request, f"{count:,} submissions queued for regrading.")
+    noun = "submission" if count == 1 else "submissions"
+    messages.success(request, f"{count:,} {noun} queued for regrading.")
     return redirect("manage_submissions", slug=assignment.slug)
 
 
@@ -367,17 +373,14 @@ def stats(request: HttpRequest, slug: str) -> HttpResponse:
             "stats": data,
             "pass_rates": pass_rates,
             "histogram": charts.accuracy_histogram(data.accuracies),
-            "pass_chart": charts.bar_chart(
+            "pass_chart": hbar_chart(
                 [rule for rule, *_ in pass_rates],
                 [rate for _, rate, *_ in pass_rates],
                 title="Pass rate per rule",
-                x_label="rule",
-                y_label="fraction passed",
-                y_max=1.0,
-                value_format="{:.1%}",
+                x_max=1.0,
                 css_class="pass-rates",
-                counts=False,
             ),
+            "histogram_rows": _histogram_rows(data.accuracies),
             "per_day_chart": charts.bar_chart(
                 [day.isoformat() for day, _ in data.per_day],
                 [n for _, n in data.per_day],
@@ -389,6 +392,14 @@ def stats(request: HttpRequest, slug: str) -> HttpResponse:
             "audit": selectors.recent_audit(assignment),
         },
     )
+
+
+def _histogram_rows(accuracies: list[float], bins: int = 10) -> list[tuple[str, int]]:
+    """The accuracy histogram's bins as text rows: `("70 % to 80 %", 12)` (the last bin
+    includes 100 %, as the chart's)."""
+    counts = charts.histogram_counts(accuracies, bins, 0.0, 1.0)
+    edges = [round(100 * i / bins) for i in range(bins + 1)]
+    return [(f"{edges[i]} % to {edges[i + 1]} %", n) for i, n in enumerate(counts)]
 
 
 @login_required

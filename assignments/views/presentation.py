@@ -97,7 +97,17 @@ def rf_chart(assignment: Assignment, checks: dict | None):
     rows = rf_growth_rows(checks)
     if not rows:
         return None
-    return charts.rf_growth_chart(rows, image_size(assignment, checks))
+    return charts.rf_growth_chart(
+        rows, image_size(assignment, checks), required=required_field(checks)
+    )
+
+
+def required_field(checks: dict | None) -> float | None:
+    """The receptive field the rules required (`min_receptive_field`'s limit), if one did."""
+    for rule in (checks or {}).get("rules") or []:
+        if rule.get("id") == "min_receptive_field" and isinstance(rule.get("limit"), int | float):
+            return float(rule["limit"])
+    return None
 
 
 STAGES = (
