@@ -346,6 +346,26 @@ class EpochMetric(models.Model):
         return f"Epoch {self.epoch} of submission #{self.submission_id}"
 
 
+class WorkerPresence(models.Model):
+    """A Celery worker node as it last reported itself (`workers.presence`): which queues it
+    consumes, its sandbox backend and GPUs, and when it was last seen alive."""
+
+    node = models.CharField(max_length=200, unique=True)
+    queues = models.JSONField(default=list)
+    sandbox = models.CharField(max_length=32, blank=True)
+    gpus = models.JSONField(default=list)
+    concurrency = models.PositiveIntegerField(null=True, blank=True)
+    started_at = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["node"]
+
+    def __str__(self) -> str:
+        return f"Worker {self.node}"
+
+
 class AuditEntry(models.Model):
     """Who did what to grades: overrides, regrades, cancellations, rule changes."""
 

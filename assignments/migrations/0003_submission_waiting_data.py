@@ -1,6 +1,7 @@
 """A submission may wait for its dataset (`waiting_data`), not charged to the quota; a result
 keeps its previous verdict while it is regraded (`Result.previous`) and says whether the student
-reads its override's reason (`Result.override_reason_shared`; earlier reasons stay private).
+reads its override's reason (`Result.override_reason_shared`; earlier reasons stay private);
+workers report their presence for the queue-health page (`WorkerPresence`).
 
 Adding a NOT NULL column makes SQLite rebuild the submission table, which its standing
 triggers (0002) refer to: they are dropped before and created again after, unchanged (no
@@ -74,4 +75,24 @@ class Migration(migrations.Migration):
             ),
         ),
         migrations.RunPython(create_sqlite_triggers, drop_sqlite_triggers),
+        migrations.CreateModel(
+            name="WorkerPresence",
+            fields=[
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("node", models.CharField(max_length=200, unique=True)),
+                ("queues", models.JSONField(default=list)),
+                ("sandbox", models.CharField(blank=True, max_length=32)),
+                ("gpus", models.JSONField(default=list)),
+                ("concurrency", models.PositiveIntegerField(blank=True, null=True)),
+                ("started_at", models.DateTimeField()),
+                ("last_seen", models.DateTimeField()),
+                ("stopped_at", models.DateTimeField(blank=True, null=True)),
+            ],
+            options={"ordering": ["node"]},
+        ),
     ]

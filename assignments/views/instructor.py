@@ -408,11 +408,22 @@ def queue_health(request: HttpRequest) -> HttpResponse:
     """Queue depths and workers, from the pipeline's `queue_stats()`."""
     if instructed_course_ids(request.user) == [] and not request.user.is_superuser:
         raise Http404("You teach no course.")
+    from assignments.selectors import queue_health as health
     from assignments.selectors.datasets import dataset_rows
     from assignments.services.grading import queue_stats
 
+    workers = health.workers()
     return render(
         request,
         "assignments/manage/queue.html",
-        {"stats": queue_stats(), "dataset_rows": dataset_rows()},
+        {
+            "stats": queue_stats(),
+            "dataset_rows": dataset_rows(),
+            "health": {
+                "queues": health.workers_by_queue(workers),
+                "workers": workers,
+                "running": health.running_stages(),
+                "errors": health.recent_infrastructure_errors(request.user),
+            },
+        },
     )

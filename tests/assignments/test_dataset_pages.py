@@ -94,8 +94,10 @@ def test_the_dashboard_shows_a_missing_dataset_with_the_command_and_the_waiting_
     make_submission(assignment, student, status=Status.WAITING_DATA, passed=None)
     client.force_login(instructor)
 
-    for name in ("manage_dashboard", "queue_health"):
+    for name, title in (("manage_dashboard", "Instructor"), ("queue_health", "Queue health")):
         page = client.get(reverse(name)).content.decode()
+        assert f"<title>{title} · CNN Grader</title>" in page
+        assert page.count('id="dataset-cifar10"') == 1
         row = page[page.index('id="dataset-cifar10"') :]
         row = row[: row.index("</tr>")]
         assert "not installed" in row
