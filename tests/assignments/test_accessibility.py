@@ -64,7 +64,7 @@ def test_the_live_status_is_announced(client, student, assignment):
     client.force_login(student)
     html = client.get(reverse("submission_detail", args=[submission.pk])).content.decode()
     assert 'id="live-announcer" class="visually-hidden" role="status" aria-live="polite"' in html
-    assert f'data-status-text="Submission #{submission.pk}: Queued"' in html
+    assert f'data-status-text="Submission #{submission.pk:,}: Queued"' in html
 
 
 @pytest.mark.parametrize(("environment", "debug"), [({}, False), ({"DJANGO_DEBUG": "1"}, True)])

@@ -92,7 +92,7 @@ def test_the_page_lists_the_groups_with_links(client, instructor, assignment, cl
     assert "Nearly identical networks: 3 students" in html
     alice, carol = class_of_five["alice"].pk, class_of_five["carol"].pk
     diff = reverse("assignment_copies_diff", args=[assignment.slug, alice, carol])
-    assert f'href="{diff}">#{alice} and #{carol}</a>: 1 edit apart' in html
+    assert f'href="{diff}">#{alice:,} and #{carol:,}</a>: 1 edit apart' in html
     assert "dave" not in html and "erin" not in html
 
 

@@ -112,4 +112,4 @@ def test_the_page_shows_workers_running_stages_and_errors(client, instructor, st
     assert re.search(r"silent for 3 min [23]\d s", html)  # 200 s and the test's own time
     assert '<td data-label="Sandbox">docker</td>' in html
     errors = html[html.index('id="infrastructure-errors"') :]
-    assert f"#{broken.pk}</a>" in errors and "engine down" in errors
+    assert f"#{broken.pk:,}</a>" in errors and "engine down" in errors

@@ -261,7 +261,7 @@ def test_home_assignment_and_my_submissions_show_the_best_score(client, student,
     make_submission(assignment, student, status=Status.FAILED, reason="rules", accuracy=0.1)
     client.force_login(student)
     expected = (
-        f'<a href="/s/{good.pk}/" title="submission #{good.pk}"><strong>87.5</strong></a> '
+        f'<a href="/s/{good.pk}/" title="submission #{good.pk:,}"><strong>87.5</strong></a> '
         '<span class="badge status-finished">Finished</span>'
     )
     for url in ("home", "my_submissions"):

@@ -55,4 +55,4 @@ def test_the_status_region_announces_a_new_stage(page, student, assignment):
     region = page.get_by_role("status")
     expect(region).to_have_text("")
     advance(submission.pk)
-    expect(region).to_have_text(f"Submission #{submission.pk}: Building")
+    expect(region).to_have_text(f"Submission #{submission.pk:,}: Building")

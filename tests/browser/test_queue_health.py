@@ -51,7 +51,7 @@ def test_the_instructor_sees_a_dead_gpu_queue_and_what_is_stuck(
     expect(page.locator("#queue-preflight")).to_contain_text("1")
     expect(page.locator("#workers .worker-silent")).to_contain_text("gpu@grader2")
     expect(page.locator("#workers .worker-silent")).to_contain_text("0, 1")
-    expect(page.locator("#running-stages tr.stale")).to_contain_text(f"#{stuck.pk}")
+    expect(page.locator("#running-stages tr.stale")).to_contain_text(f"#{stuck.pk:,}")
     expect(page.locator("#infrastructure-errors")).to_contain_text("Cannot connect")
     expect(page.locator("#datasets")).to_contain_text("synthetic")
     screenshot(page, "queue-health")

@@ -38,7 +38,7 @@ def test_the_live_page_replaces_its_flash_and_shows_the_heat_map(
 
     advance(submission.pk)  # built: no longer queued, so the flash saying so goes
     expect(page.locator(".messages")).to_have_count(0)
-    expect(page.locator("#live-announcer")).to_have_text(f"Submission #{submission.pk}: Building")
+    expect(page.locator("#live-announcer")).to_have_text(f"Submission #{submission.pk:,}: Building")
     grade_fully(submission.pk, accuracy=0.75)
     matrix = [[9, 1, 0, 0], [0, 8, 2, 0], [0, 0, 10, 0], [1, 0, 0, 9]]
     Result.objects.filter(submission=submission).update(
