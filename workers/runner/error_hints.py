@@ -82,7 +82,18 @@ def _last_frame_names(tb: TracebackType | None) -> list[str]:
 
 
 def hint_for(exc: BaseException) -> str:
-    """A sentence that helps with `exc`, or "" when there is nothing useful to add."""
+    """A sentence that helps with `exc`, or "" when there is nothing useful to add.
+
+    Never raises: the exception is the student's (its `__str__` or attributes may be their
+    code); a hint that cannot be computed is left out, the verdict stands.
+    """
+    try:
+        return _hint(exc)
+    except Exception:  # the student's exception: see above
+        return ""
+
+
+def _hint(exc: BaseException) -> str:
     if isinstance(exc, ModuleNotFoundError):
         return _missing_module(exc)
     if isinstance(exc, ImportError):

@@ -61,3 +61,12 @@ def test_a_loaded_module_failing_inside_is_not_called_missing(module):
     # `No module named 'json.x'` when json itself is loaded: not a missing framework.
     exc = raised(f"import {module}.nothing_here\n")
     assert json and hint_for(exc) == ""
+
+
+def test_an_exception_whose_own_code_fails_gets_no_hint_and_no_crash():
+    class Hostile(AttributeError):
+        @property
+        def name(self):
+            raise RuntimeError("student code in the exception")
+
+    assert hint_for(Hostile("x")) == ""
