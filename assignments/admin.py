@@ -16,6 +16,7 @@ from assignments.models import (
     Result,
     Standing,
     Submission,
+    WorkerPresence,
 )
 from assignments.services.assignment_settings import assignment_problems
 from assignments.services.courses import EDITABLE_FIELDS, validate_dataset, validate_rules
@@ -149,4 +150,17 @@ class AuditEntryAdmin(admin.ModelAdmin):
         return False  # the audit trail is append-only
 
     def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(WorkerPresence)
+class WorkerPresenceAdmin(admin.ModelAdmin):
+    """What workers reported about themselves: read-only (a worker rewrites it every 30 s)."""
+
+    list_display = ["node", "queues", "sandbox", "gpus", "last_seen", "stopped_at"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_add_permission(self, request) -> bool:
         return False

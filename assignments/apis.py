@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.exceptions import APIException, NotAuthenticated, ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -131,6 +131,7 @@ def _managed(request: Request, slug: str) -> Assignment:
     return managed_assignment(request.user, assignment)
 
 
+@extend_schema_view(get=extend_schema(summary="List the assignments of my courses"))
 class AssignmentListApi(generics.ListAPIView):
     """Assignments of my courses."""
 
@@ -140,6 +141,7 @@ class AssignmentListApi(generics.ListAPIView):
         return selectors.assignments_for_user(self.request.user)
 
 
+@extend_schema_view(get=extend_schema(summary="Read one assignment, its rules and my quota"))
 class AssignmentDetailApi(generics.RetrieveAPIView):
     """One assignment, with the submissions I have left today and its rules in plain words."""
 
@@ -150,6 +152,7 @@ class AssignmentDetailApi(generics.RetrieveAPIView):
         return _assignment(self.request, self.kwargs["slug"])
 
 
+@extend_schema_view(get=extend_schema(summary="List my submissions to an assignment"))
 class SubmissionListCreateApi(generics.ListCreateAPIView):
     """GET: my submissions (all of them for the course's instructors). POST: submit a file."""
 
@@ -166,6 +169,7 @@ class SubmissionListCreateApi(generics.ListCreateAPIView):
         return selectors.visible_submissions(user=self.request.user, assignment=assignment)
 
     @extend_schema(
+        summary="Submit a model file for grading",
         request=serializers.SubmissionCreateSerializer,
         responses={
             201: serializers.SubmissionDetailSerializer,
@@ -194,6 +198,7 @@ class SubmissionListCreateApi(generics.ListCreateAPIView):
         return Response(data, status=status.HTTP_201_CREATED)
 
 
+@extend_schema_view(get=extend_schema(summary="Read a submission's status and results"))
 class SubmissionDetailApi(generics.RetrieveAPIView):
     """A submission: stage, reason, timestamps, queue position, rule results, metrics."""
 
@@ -219,6 +224,7 @@ class SubmissionCancelApi(APIView):
     """
 
     @extend_schema(
+        summary="Cancel a queued or running submission",
         request=None,
         responses={
             200: serializers.SubmissionDetailSerializer,
@@ -241,7 +247,10 @@ class SubmissionCancelApi(APIView):
 class LeaderboardApi(APIView):
     """The ranked leaderboard (names follow the assignment's hiding policy)."""
 
-    @extend_schema(responses=serializers.LeaderboardEntrySerializer(many=True))
+    @extend_schema(
+        summary="Read an assignment's leaderboard",
+        responses=serializers.LeaderboardEntrySerializer(many=True),
+    )
     def get(self, request: Request, slug: str) -> Response:
         assignment = _assignment(request, slug)
         entries = selectors.leaderboard(assignment, viewer=request.user)
@@ -258,7 +267,10 @@ class LeaderboardApi(APIView):
 class GradesCsvApi(APIView):
     """Grades as CSV: one row per student (instructors only)."""
 
-    @extend_schema(responses={(200, "text/csv"): OpenApiResponse(description="Grades CSV")})
+    @extend_schema(
+        summary="Download the grades as CSV (instructors)",
+        responses={(200, "text/csv"): OpenApiResponse(description="Grades CSV")},
+    )
     def get(self, request: Request, slug: str) -> HttpResponse:
         from assignments.views.instructor import grades_response
 
@@ -272,6 +284,7 @@ class BatchApi(APIView):
     throttle_classes = UPLOAD_THROTTLES
 
     @extend_schema(
+        summary="Submit a zip of students' files (instructors)",
         request=serializers.BatchSerializer,
         responses={
             201: serializers.SubmissionListSerializer(many=True),

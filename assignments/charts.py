@@ -16,7 +16,11 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 PALETTE = ("#1f6feb", "#d1242f", "#1a7f37", "#9a6700", "#8250df")
-MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 56, 16, 28, 44
+# The top margin holds the title and, under it, the legend: never over the lines.
+MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 56, 16, 44, 44
+LEGEND_Y = 26
+# Rotated category labels (layer names) need more room under the axis.
+ROTATED_MARGIN_BOTTOM = 96
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,7 @@ class Frame:
     x_max: float
     y_min: float
     y_max: float
+    bottom: int = MARGIN_BOTTOM
 
     @property
     def plot_width(self) -> float:
@@ -44,7 +49,7 @@ class Frame:
 
     @property
     def plot_height(self) -> float:
-        return self.height - MARGIN_TOP - MARGIN_BOTTOM
+        return self.height - MARGIN_TOP - self.bottom
 
     def x(self, value: float) -> float:
         span = self.x_max - self.x_min or 1.0
@@ -100,7 +105,7 @@ def _svg_open(width: int, height: int, title: str, css_class: str) -> list[str]:
 
 def _axes(frame: Frame, x_label: str, y_label: str, y_ticks: list[float]) -> list[str]:
     parts = []
-    left, bottom = MARGIN_LEFT, frame.height - MARGIN_BOTTOM
+    left, bottom = MARGIN_LEFT, frame.height - frame.bottom
     for tick in y_ticks:
         y = frame.y(tick)
         parts.append(
@@ -143,38 +148,61 @@ def line_chart(
     reference: tuple[float, str] | None = None,
     x_tick_labels: dict[float, str] | None = None,
     css_class: str = "line-chart",
+    references: Sequence[tuple[float, str, str]] = (),
+    rotate_labels: bool = False,
 ) -> SafeString:
-    """A line chart with points, an optional horizontal reference line and a legend."""
+    """A line chart with points, horizontal reference lines and a legend above the plot.
+
+    Args:
+        reference: one reference line `(value, label)`, drawn red and dashed.
+        references: more reference lines `(value, label, colour)`.
+        rotate_labels: slant the x tick labels (long category names such as layer names),
+            with room for them under the axis; the last label is always drawn.
+    """
     xs = [x for s in series for x, y in s.points if y is not None]
     ys = [y for s in series for _, y in s.points if y is not None]
     if not xs:
         return empty_chart(title, "No data yet.", width=width)
+    lines = [*references]
     if reference is not None:
-        ys.append(reference[0])
+        lines.insert(0, (reference[0], reference[1], "#cf222e"))
+    ys.extend(value for value, _, _ in lines)
     if y_range is not None:
         y_min, y_max = y_range
     else:
         ticks = nice_ticks(min(0.0, min(ys)), max(ys))
         y_min, y_max = ticks[0], ticks[-1]
-    frame = Frame(width, height, min(xs), max(xs), y_min, y_max)
+    bottom = ROTATED_MARGIN_BOTTOM if rotate_labels else MARGIN_BOTTOM
+    if rotate_labels:
+        height += ROTATED_MARGIN_BOTTOM - MARGIN_BOTTOM
+    frame = Frame(width, height, min(xs), max(xs), y_min, y_max, bottom=bottom)
     parts = _svg_open(width, height, title, css_class)
     parts += _axes(frame, x_label, y_label, nice_ticks(y_min, y_max))
-    tick_labels = x_tick_labels or {x: _fmt(x) for x in sorted(set(xs))}
-    every = max(1, math.ceil(len(tick_labels) / 12))  # keep at most ~12 labels readable
-    for i, (x, label) in enumerate(sorted(tick_labels.items())):
-        if i % every == 0:
+    tick_labels = sorted((x_tick_labels or {x: _fmt(x) for x in sorted(set(xs))}).items())
+    for x, label in _thinned(tick_labels, frame.plot_width, rotated=rotate_labels):
+        tx, ty = frame.x(x), height - bottom + 14
+        if rotate_labels:
             parts.append(
-                f'<text x="{frame.x(x):.1f}" y="{height - MARGIN_BOTTOM + 14}" '
-                f'text-anchor="middle" font-size="10" fill="#57606a">{escape(label)}</text>'
+                f'<text class="tick-label" x="{tx:.1f}" y="{ty:.1f}" text-anchor="end" '
+                f'font-size="10" fill="#57606a" transform="rotate(-40 {tx:.1f} {ty:.1f})">'
+                f"{escape(_fit(label, 120))}</text>"
             )
-    if reference is not None:
-        value, label = reference
+        else:
+            parts.append(
+                f'<text class="tick-label" x="{tx:.1f}" y="{ty:.1f}" text-anchor="middle" '
+                f'font-size="10" fill="#57606a">{escape(label)}</text>'
+            )
+    taken: list[float] = []
+    for value, label, colour in lines:
         y = frame.y(value)
+        # A label close to another one goes under its line instead of over the other label.
+        label_y = y - 4 if all(abs(y - 4 - t) > 12 for t in taken) else y + 13
+        taken.append(label_y)
         parts.append(
             f'<line class="reference" x1="{MARGIN_LEFT}" x2="{width - MARGIN_RIGHT}" '
-            f'y1="{y:.1f}" y2="{y:.1f}" stroke="#cf222e" stroke-dasharray="6 4"/>'
-            f'<text x="{width - MARGIN_RIGHT}" y="{y - 4:.1f}" text-anchor="end" font-size="11" '
-            f'fill="#cf222e">{escape(label)}</text>'
+            f'y1="{y:.1f}" y2="{y:.1f}" stroke="{colour}" stroke-dasharray="6 4"/>'
+            f'<text class="reference-label" x="{width - MARGIN_RIGHT}" y="{label_y:.1f}" '
+            f'text-anchor="end" font-size="11" fill="{colour}">{escape(label)}</text>'
         )
     for index, s in enumerate(series):
         colour = PALETTE[index % len(PALETTE)]
@@ -189,14 +217,37 @@ def line_chart(
                 f'<circle cx="{frame.x(x):.1f}" cy="{frame.y(y):.1f}" r="3" fill="{colour}">'
                 f"<title>{escape(s.name)} at {escape(_fmt(x))}: {y:.4g}</title></circle>"
             )
-        legend_x = MARGIN_LEFT + 8 + index * 130
+        legend_x = MARGIN_LEFT + 8 + index * 150
         parts.append(
-            f'<rect x="{legend_x}" y="{MARGIN_TOP + 2}" width="10" height="10" fill="{colour}"/>'
-            f'<text x="{legend_x + 14}" y="{MARGIN_TOP + 11}" font-size="11">'
-            f"{escape(s.name)}</text>"
+            f'<g class="legend"><rect x="{legend_x}" y="{LEGEND_Y}" width="10" height="10" '
+            f'fill="{colour}"/><text x="{legend_x + 14}" y="{LEGEND_Y + 9}" font-size="11">'
+            f"{escape(s.name)}</text></g>"
         )
     parts.append("</svg>")
     return mark_safe("".join(parts))  # noqa: S308 -- every data text above is escaped
+
+
+def _thinned(
+    labels: Sequence[tuple[float, str]], plot_width: float, *, rotated: bool
+) -> list[tuple[float, str]]:
+    """The tick labels that fit without overlapping, the first and the last always among them.
+
+    Upright labels need their text's width (about 6 px a character at 10 px); slanted ones
+    about 14 px of axis each, whatever their length.
+    """
+    if len(labels) <= 2:
+        return list(labels)
+    room = 14.0 if rotated else max(len(label) for _, label in labels) * 6.0 + 8.0
+    slot = plot_width / max(len(labels) - 1, 1)
+    every = max(1, math.ceil(room / slot))
+    kept = [item for i, item in enumerate(labels) if i % every == 0]
+    last = len(labels) - 1
+    if last % every:
+        # The last label matters (where the network ends): it replaces its near neighbour.
+        if (last - (last // every) * every) < every / 2 and len(kept) > 1:
+            kept.pop()
+        kept.append(labels[last])
+    return kept
 
 
 def epoch_charts(epochs: Sequence) -> tuple[SafeString, SafeString]:
@@ -223,12 +274,15 @@ def epoch_charts(epochs: Sequence) -> tuple[SafeString, SafeString]:
     return loss, accuracy
 
 
-def rf_growth_chart(rows: Sequence[dict], image_size: int | None) -> SafeString:
+def rf_growth_chart(
+    rows: Sequence[dict], image_size: int | None, required: float | None = None
+) -> SafeString:
     """Receptive field size after each layer against the input image size.
 
     Args:
         rows: the receptive field report's per-layer rows (`name`, `size` as [h, w] or int).
         image_size: the larger input side in pixels, drawn as a reference line.
+        required: the field the assignment requires (`min_receptive_field`), drawn as a line.
     """
     points = []
     labels = {}
@@ -240,16 +294,24 @@ def rf_growth_chart(rows: Sequence[dict], image_size: int | None) -> SafeString:
             continue
         points.append((float(index), float(size)))
         labels[float(index)] = str(row.get("name", index))
-    reference = (float(image_size), f"image size {image_size:,} px") if image_size else None
+    lines = []
+    if required and image_size and float(required) == float(image_size):
+        lines.append((float(required), f"required {image_size:,} px = the image", "#cf222e"))
+    else:
+        if image_size:
+            lines.append((float(image_size), f"image size {image_size:,} px", "#57606a"))
+        if required:
+            lines.append((float(required), f"required {_fmt(float(required))} px", "#cf222e"))
     return line_chart(
         [Series("receptive field", points)],
         title="Receptive field growth per layer",
         x_label="layer",
         y_label="receptive field (px)",
-        reference=reference,
+        references=lines,
         x_tick_labels=labels,
         css_class="rf-growth",
         width=640,
+        rotate_labels=True,
     )
 
 

@@ -196,6 +196,7 @@ class OverrideForm(forms.Form):
 
     score = forms.FloatField(required=False)
     reason = forms.CharField(max_length=1000, widget=forms.Textarea(attrs={"rows": 2}))
+    share_reason = forms.BooleanField(required=False)
 
 
 class SubmissionFilterForm(forms.Form):

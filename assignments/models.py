@@ -140,6 +140,9 @@ class Submission(models.Model):
         CHECKING = "checking", "Checking"
         TRAINING = "training", "Training"
         EVALUATING = "evaluating", "Evaluating"
+        # Checked, but its dataset is not installed on the workers yet: no task is pending for
+        # it and no dispatcher picks it; `services.data_wait` resumes it once the data is there.
+        WAITING_DATA = "waiting_data", "Waiting for data"
         FINISHED = "finished", "Finished"
         FAILED = "failed", "Failed"
         ERROR = "error", "Error"
@@ -164,6 +167,11 @@ class Submission(models.Model):
         Status.EVALUATING,
     )
     TERMINAL_STATUSES = (Status.FINISHED, Status.FAILED, Status.ERROR, Status.CANCELLED)
+    # Not over, yet out of the pipeline: nothing runs or is sent for these until an outside
+    # event (a dataset installed) resumes them. Dispatchers select from ACTIVE_STATUSES only.
+    PARKED_STATUSES = (Status.WAITING_DATA,)
+    # Everything not yet graded: what a student may cancel and the page keeps polling.
+    OPEN_STATUSES = (*ACTIVE_STATUSES, *PARKED_STATUSES)
 
     assignment = models.ForeignKey(Assignment, on_delete=models.CASCADE, related_name="submissions")
     student = models.ForeignKey(
@@ -200,6 +208,9 @@ class Submission(models.Model):
     # before the fair order) counts as round 0. Nullable so that adding it leaves the table,
     # and the Standing triggers on it, in place on SQLite.
     fair_round = models.BigIntegerField(null=True, blank=True)
+    # Not charged to the daily quota: its training waited for a dataset the course had not
+    # installed (set by `services.data_wait.park_for_data`, within a per-student bound).
+    quota_exempt = models.BooleanField(default=False)
 
     # What the build stage produced: the architecture and the student's declared training config.
     model_config = models.JSONField(null=True, blank=True)
@@ -221,7 +232,8 @@ class Submission(models.Model):
 
     @property
     def is_active(self) -> bool:
-        return self.status in self.ACTIVE_STATUSES
+        """Not graded yet: queued, in a stage, or waiting for its dataset."""
+        return self.status in self.OPEN_STATUSES
 
 
 class Result(models.Model):
@@ -244,6 +256,10 @@ class Result(models.Model):
     score = models.FloatField(null=True, blank=True)
     score_override = models.FloatField(null=True, blank=True)
     override_reason = models.TextField(blank=True)
+    # Whether the student reads the reason (the instructor's choice; older reasons stay private).
+    override_reason_shared = models.BooleanField(default=False)
+    # The verdict before the running regrade (`services.regrade_snapshot`), shown meanwhile.
+    previous = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -340,6 +356,26 @@ class EpochMetric(models.Model):
 
     def __str__(self) -> str:
         return f"Epoch {self.epoch} of submission #{self.submission_id}"
+
+
+class WorkerPresence(models.Model):
+    """A Celery worker node as it last reported itself (`workers.presence`): which queues it
+    consumes, its sandbox backend and GPUs, and when it was last seen alive."""
+
+    node = models.CharField(max_length=200, unique=True)
+    queues = models.JSONField(default=list)
+    sandbox = models.CharField(max_length=32, blank=True)
+    gpus = models.JSONField(default=list)
+    concurrency = models.PositiveIntegerField(null=True, blank=True)
+    started_at = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["node"]
+
+    def __str__(self) -> str:
+        return f"Worker {self.node}"
 
 
 class AuditEntry(models.Model):

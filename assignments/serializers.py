@@ -238,7 +238,10 @@ class ResultSerializer(serializers.Serializer):
 class SubmissionDetailSerializer(SubmissionListSerializer):
     """Stage, reason, timestamps, queue position, rule results, metrics, accuracy."""
 
-    message = serializers.CharField(read_only=True)
+    message = serializers.SerializerMethodField(
+        help_text="What happened, in words: a failure's reason, a cancellation, or why the "
+        "submission waits. An infrastructure error's details are for the course's instructors."
+    )
     queue_position = serializers.SerializerMethodField()
     epochs = EpochSerializer(many=True, read_only=True)
     result = serializers.SerializerMethodField()
@@ -264,6 +267,17 @@ class SubmissionDetailSerializer(SubmissionListSerializer):
             "log_tail",
             "late_penalty",
         ]
+
+    def _teaches(self, obj) -> bool:
+        from assignments.permissions import is_instructor
+
+        request = self.context.get("request")
+        return request is not None and is_instructor(request.user, obj.assignment.course_id)
+
+    def get_message(self, obj) -> str:
+        from assignments.views.presentation import shown_message
+
+        return shown_message(obj, teaches=self._teaches(obj))
 
     def get_queue_position(self, obj) -> int | None:
         from assignments.selectors import queue_position

@@ -3,7 +3,7 @@
 from django.urls import include, path
 
 from assignments import apis
-from assignments.views import account, instructor, student
+from assignments.views import account, client_download, copies, instructor, student
 
 api_v1 = [
     path("assignments/", apis.AssignmentListApi.as_view(), name="api-assignment-list"),
@@ -41,6 +41,12 @@ manage = [
     path("a/<slug:slug>/regrade/", instructor.regrade_all, name="regrade_all"),
     path("a/<slug:slug>/grades.csv", instructor.grades_csv, name="grades_csv"),
     path("a/<slug:slug>/stats/", instructor.stats, name="assignment_stats"),
+    path("a/<slug:slug>/copies/", copies.copies, name="assignment_copies"),
+    path(
+        "a/<slug:slug>/copies/<int:first>/<int:second>/",
+        copies.copies_diff,
+        name="assignment_copies_diff",
+    ),
     path("s/<int:pk>/regrade/", instructor.regrade_one, name="regrade_submission"),
     path("s/<int:pk>/cancel/", instructor.cancel, name="cancel_submission"),
     path("s/<int:pk>/override/", instructor.override, name="override_score"),
@@ -49,6 +55,7 @@ manage = [
 urlpatterns = [
     path("", student.home, name="home"),
     path("profile/", account.profile, name="profile"),
+    path("client/grader-client.pyz", client_download.download_client, name="download_client"),
     path("submissions/", student.my_submissions, name="my_submissions"),
     path("a/<slug:slug>/", student.assignment_detail, name="assignment_detail"),
     path("a/<slug:slug>/leaderboard/", student.leaderboard, name="leaderboard"),

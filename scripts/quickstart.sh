@@ -4,8 +4,9 @@
 #   - .venv/ with the pinned dependencies (scripts/setup.sh)
 #   - bubblewrap, the embedded default sandbox (scripts/ensure-bwrap.sh, when root)
 #   - the database (SQLite under var/), migrated
-#   - the demo course (load_demo: three assignments, `instructor`, `student1`, `student2`) and the
-#     `synthetic` dataset; existing data and passwords are kept on later runs
+#   - the demo course (load_demo: three assignments, `instructor`, `student1`, `student2`), the
+#     `synthetic` dataset and, when this machine is online, CIFAR-10 (downloaded once); existing
+#     data and passwords are kept on later runs
 #   - a Celery worker with beat on the filesystem broker (queues preflight, gpu, maintenance)
 #   - the web site on http://127.0.0.1:$PORT (loopback only)
 #
@@ -57,6 +58,12 @@ log "loading the demo course"
 if "$PY" manage.py help prepare_dataset >/dev/null 2>&1; then
     log "preparing the synthetic dataset"
     "$PY" manage.py prepare_dataset synthetic
+    # cifar10-separable and cifar10-dilated train on CIFAR-10: downloaded once (170 MB, SHA-256
+    # checked) when this machine is online; offline, one line says so, models are still checked
+    # and their training waits until the dataset is installed.
+    log "preparing CIFAR-10 (download once when online)"
+    "$PY" manage.py fetch_dataset cifar10 --if-online --timeout 20 \
+        || log "WARNING: CIFAR-10 could not be prepared; see the message above"
 else
     log "WARNING: no prepare_dataset command in this checkout: the synthetic dataset was not prepared"
 fi

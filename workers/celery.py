@@ -10,7 +10,7 @@ import logging
 import os
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init, worker_ready
+from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
@@ -100,3 +100,38 @@ def _take_back_stages_of_an_earlier_run(sender: object = None, **_: object) -> N
         return
     if taken:
         logger.warning("%s: re-sent the stages an earlier run of this worker left: %s", node, taken)
+
+
+_presence = None
+
+
+@worker_ready.connect
+def _report_presence(sender: object = None, **_: object) -> None:
+    """Report this worker for the queue-health page, now and every 30 s (`workers.presence`)."""
+    from django.utils import timezone
+
+    from workers.presence import PresenceReporter, describe_worker, interval_seconds
+
+    global _presence
+    _presence = PresenceReporter(
+        description=describe_worker(sender),
+        started_at=_node_started_at or timezone.now(),
+        interval=interval_seconds(),
+    )
+    _presence.start()
+
+
+@worker_shutdown.connect
+def _report_stop(**_: object) -> None:
+    """A clean stop is not a dead worker: the page says "stopped", not "silent"."""
+    from django.db import DatabaseError
+
+    from assignments.services.worker_presence import record_stopped
+
+    if _presence is None:
+        return
+    _presence.stop()
+    try:
+        record_stopped(node=_presence.description["node"])
+    except DatabaseError:
+        logger.warning("Could not record that %s stopped", _presence.description["node"])

@@ -258,14 +258,17 @@ def finalize_submission(self: Task, submission_id: int) -> str:
 
 @shared_task(name="workers.reap_stale_submissions", acks_late=True)
 def reap_stale_submissions() -> list[int]:
-    """Re-send stages whose worker went silent, and waiting submissions whose message was lost.
+    """Re-send stages whose worker went silent, and waiting submissions whose message was lost;
+    resume the submissions waiting for a dataset that is now installed.
 
     Safe to run concurrently with workers and with itself (row locks, conditional claims).
     """
-    from assignments.services import grading
+    from assignments.services import data_wait, grading
 
     timeout = grading.grading_setting("GRADER_HEARTBEAT_TIMEOUT", 300)
     acted = grading.requeue_stale(older_than_seconds=timeout)
     if acted:
         logger.warning("Reaper acted on submissions %s", acted)
-    return acted
+    # Submissions parked for a missing dataset go on once an operator has put it in place.
+    resumed = data_wait.resume_ready()
+    return acted + resumed

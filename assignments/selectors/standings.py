@@ -98,6 +98,12 @@ def ranking(assignment: Assignment) -> list[RankedRow]:
     )
 
 
+def public_name(display_name: str, pseudonym: str, *, hidden: bool) -> str:
+    """The name a leaderboard shows for a student: their course display name, else their
+    pseudonym; the pseudonym only while names are hidden. The profile says the same."""
+    return pseudonym if hidden else (display_name or pseudonym)
+
+
 def _names(
     assignment: Assignment, student_ids: list[int], *, hidden: bool, whole_course: bool = False
 ) -> dict[int, str]:
@@ -116,7 +122,7 @@ def _names(
     for user_id, display_name, pseudonym in enrollments.values_list(
         "user_id", "display_name", "pseudonym"
     ):
-        names[user_id] = pseudonym if hidden else (display_name or pseudonym)
+        names[user_id] = public_name(display_name, pseudonym, hidden=hidden)
     return {sid: names.get(sid) or f"Student-{sid}" for sid in student_ids}
 
 

@@ -286,8 +286,13 @@ def import_assignment_yaml(*, course: Course, actor, text: str) -> Assignment:
 
 
 @transaction.atomic
-def override_score(*, result: Result, actor, score: float | None, reason: str) -> Result:
+def override_score(
+    *, result: Result, actor, score: float | None, reason: str, share_reason: bool = False
+) -> Result:
     """Set (or, with `score=None`, clear) a manual score; the reason is required and audited.
+
+    `share_reason`: the student reads the reason on their submission (else only the course's
+    instructors do: a reason may be a note about copying, written for colleagues).
 
     The score is on the grader's scale, 0 to 100 (a typo such as 950 for 95 would otherwise
     top every ranking and grade export).
@@ -309,7 +314,10 @@ def override_score(*, result: Result, actor, score: float | None, reason: str) -
     previous = result.score_override
     result.score_override = score
     result.override_reason = reason if score is not None else ""
-    result.save(update_fields=["score_override", "override_reason", "updated_at"])
+    result.override_reason_shared = bool(share_reason) and score is not None
+    result.save(
+        update_fields=["score_override", "override_reason", "override_reason_shared", "updated_at"]
+    )
     _audit(
         actor=actor,
         action="score.override" if score is not None else "score.override_cleared",
@@ -319,6 +327,7 @@ def override_score(*, result: Result, actor, score: float | None, reason: str) -
         score=score,
         computed_score=result.score,
         reason=reason,
+        shared_with_student=result.override_reason_shared,
     )
     return result
 

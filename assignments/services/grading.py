@@ -35,6 +35,7 @@ from django.utils import timezone
 from assignments.dispatch import enqueue_submission, send_after_commit
 from assignments.models import Assignment, AuditEntry, EpochMetric, Result, Submission
 from assignments.services import fair_share
+from assignments.services.regrade_snapshot import keep_previous_results
 from grader.errors import GraderError
 
 logger = logging.getLogger(__name__)
@@ -715,6 +716,7 @@ def regrade_submission(*, submission_id: int, actor: Any) -> Submission:
             .get(pk=submission_id)
         )
         previous = {"status": submission.status, "reason": submission.reason}
+        keep_previous_results([submission.pk])
         for field, value in _reset_fields(timezone.now()).items():
             setattr(submission, field, value)
         submission.fair_round = fair_share.next_round(
@@ -747,6 +749,7 @@ def regrade_assignment(*, assignment_id: int, actor: Any) -> int:
         ids = list(queryset.exclude(status=Status.CANCELLED).values_list("pk", flat=True))
         if not ids:
             return 0
+        keep_previous_results(ids)
         by_round: dict[int, list[int]] = {}
         for submission_id, fair_round in fair_share.rounds_for_regrade(ids).items():
             by_round.setdefault(fair_round, []).append(submission_id)
@@ -779,7 +782,7 @@ def cancel_submission(*, submission_id: int, actor: Any) -> Submission:
     """
     with transaction.atomic():
         submission = Submission.objects.select_for_update().get(pk=submission_id)
-        if submission.status not in Submission.ACTIVE_STATUSES:
+        if submission.status not in Submission.OPEN_STATUSES:
             raise InvalidTransition(
                 f"Submission #{submission.pk} is {submission.status}. "
                 "Expected a queued or running submission to cancel."

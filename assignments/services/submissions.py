@@ -221,12 +221,14 @@ def start_of_day(now: dt.datetime | None = None) -> dt.datetime:
 def counted_today(
     *, assignment: Assignment, student_id: int, now: dt.datetime | None = None
 ) -> int:
-    """Submissions that count against today's quota: infrastructure errors are ours, not theirs."""
+    """Submissions that count against today's quota: infrastructure errors are ours, not theirs,
+    and so is a training that waited for a dataset the course had not installed."""
     return (
         Submission.objects.filter(
             assignment=assignment, student_id=student_id, created_at__gte=start_of_day(now)
         )
         .exclude(status=Submission.Status.ERROR, reason=Submission.Reason.INFRASTRUCTURE)
+        .exclude(quota_exempt=True)
         .count()
     )
 

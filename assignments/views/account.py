@@ -25,4 +25,28 @@ def profile(request: HttpRequest) -> HttpResponse:
         return redirect("profile")
     token = Token.objects.filter(user=request.user).first()
     enrollments = Enrollment.objects.filter(user=request.user).select_related("course")
-    return render(request, "assignments/profile.html", {"token": token, "enrollments": enrollments})
+    return render(
+        request,
+        "assignments/profile.html",
+        {
+            "token": token,
+            "courses": [_course_names(e) for e in enrollments],
+            "site_url": request.build_absolute_uri("/").rstrip("/"),
+        },
+    )
+
+
+def _course_names(enrollment: Enrollment) -> dict:
+    """How the course's leaderboards name this user: the same function the leaderboard uses."""
+    from assignments.selectors import names_hidden
+    from assignments.selectors.standings import public_name
+
+    hiding = [
+        a.title for a in enrollment.course.assignments.filter(is_published=True) if names_hidden(a)
+    ]
+    return {
+        "enrollment": enrollment,
+        "shown_as": public_name(enrollment.display_name, enrollment.pseudonym, hidden=False),
+        "hidden_as": public_name(enrollment.display_name, enrollment.pseudonym, hidden=True),
+        "hiding": hiding,
+    }

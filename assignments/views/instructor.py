@@ -23,6 +23,7 @@ from assignments.forms import (
     OverrideForm,
     SubmissionFilterForm,
 )
+from assignments.hbar import hbar_chart
 from assignments.models import Assignment, Course, Result, Submission
 from assignments.permissions import instructed_course_ids, is_instructor, managed_assignment
 from assignments.rule_forms import EXPORT, SAVE, RuleSetEditor
@@ -69,12 +70,14 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     )
     assignments = assignments.annotate(
         n_submissions=Count("submissions"),
-        n_active=Count("submissions", filter=Q(submissions__status__in=Submission.ACTIVE_STATUSES)),
+        n_active=Count("submissions", filter=Q(submissions__status__in=Submission.OPEN_STATUSES)),
     )
+    from assignments.selectors.datasets import dataset_rows
+
     return render(
         request,
         "assignments/manage/dashboard.html",
-        {"courses": courses, "assignments": assignments},
+        {"courses": courses, "assignments": assignments, "dataset_rows": dataset_rows(assignments)},
     )
 
 
@@ -247,6 +250,10 @@ def submissions_table(request: HttpRequest, slug: str) -> HttpResponse:
             "filters": filters,
             "page": page,
             "query": query.urlencode(),
+            # What "Regrade all" would queue again (regrade_assignment skips cancelled ones).
+            "regradable": assignment.submissions.exclude(
+                status=Submission.Status.CANCELLED
+            ).count(),
         },
     )
 
@@ -275,7 +282,8 @@ def regrade_all(request: HttpRequest, slug: str) -> HttpResponse:
     from assignments.services.grading import regrade_assignment
 
     count = regrade_assignment(assignment_id=assignment.pk, actor=request.user)
-    messages.success(request, f"{count:,} submissions queued for regrading.")
+    noun = "submission" if count == 1 else "submissions"
+    messages.success(request, f"{count:,} {noun} queued for regrading.")
     return redirect("manage_submissions", slug=assignment.slug)
 
 
@@ -314,6 +322,7 @@ def override(request: HttpRequest, pk: int) -> HttpResponse:
                 actor=request.user,
                 score=form.cleaned_data["score"],
                 reason=form.cleaned_data["reason"],
+                share_reason=form.cleaned_data["share_reason"],
             )
         except GraderError as exc:
             messages.error(request, exc.message)
@@ -364,17 +373,14 @@ def stats(request: HttpRequest, slug: str) -> HttpResponse:
             "stats": data,
             "pass_rates": pass_rates,
             "histogram": charts.accuracy_histogram(data.accuracies),
-            "pass_chart": charts.bar_chart(
+            "pass_chart": hbar_chart(
                 [rule for rule, *_ in pass_rates],
                 [rate for _, rate, *_ in pass_rates],
                 title="Pass rate per rule",
-                x_label="rule",
-                y_label="fraction passed",
-                y_max=1.0,
-                value_format="{:.1%}",
+                x_max=1.0,
                 css_class="pass-rates",
-                counts=False,
             ),
+            "histogram_rows": _histogram_rows(data.accuracies),
             "per_day_chart": charts.bar_chart(
                 [day.isoformat() for day, _ in data.per_day],
                 [n for _, n in data.per_day],
@@ -388,6 +394,14 @@ def stats(request: HttpRequest, slug: str) -> HttpResponse:
     )
 
 
+def _histogram_rows(accuracies: list[float], bins: int = 10) -> list[tuple[str, int]]:
+    """The accuracy histogram's bins as text rows: `("70 % to 80 %", 12)` (the last bin
+    includes 100 %, as the chart's)."""
+    counts = charts.histogram_counts(accuracies, bins, 0.0, 1.0)
+    edges = [round(100 * i / bins) for i in range(bins + 1)]
+    return [(f"{edges[i]} % to {edges[i + 1]} %", n) for i, n in enumerate(counts)]
+
+
 @login_required
 @require_GET
 def queue_health(request: HttpRequest) -> HttpResponse:
@@ -396,11 +410,24 @@ def queue_health(request: HttpRequest) -> HttpResponse:
     course_ids = instructed_course_ids(request.user)
     if course_ids == [] and not request.user.is_superuser:
         raise Http404("You teach no course.")
+    from assignments.selectors import queue_health as health
+    from assignments.selectors.datasets import dataset_rows
     from assignments.selectors.queue_order import course_queues
     from assignments.services.grading import queue_stats
 
+    workers = health.workers()
     return render(
         request,
         "assignments/manage/queue.html",
-        {"stats": queue_stats(), "courses": course_queues(course_ids)},
+        {
+            "stats": queue_stats(),
+            "courses": course_queues(course_ids),
+            "dataset_rows": dataset_rows(),
+            "health": {
+                "queues": health.workers_by_queue(workers),
+                "workers": workers,
+                "running": health.running_stages(),
+                "errors": health.recent_infrastructure_errors(request.user),
+            },
+        },
     )

@@ -57,6 +57,37 @@ def image_size(assignment: Assignment, checks: dict | None) -> int | None:
     return max(source.input_shape[:2]) if source else None
 
 
+def class_names(assignment: Assignment, count: int) -> list[str]:
+    """The assignment's dataset's class names for `count` classes (`class i` if they differ)."""
+    from assignments.heatmap import class_labels
+    from grader.datasets import DATASETS
+
+    source = DATASETS.get(assignment.dataset)
+    return class_labels(source.class_names if source else None, count)
+
+
+def per_class_rows(assignment: Assignment, accuracies: list | None) -> list[dict[str, Any]]:
+    """Accuracy per class with the dataset's class names, in label order."""
+    if not accuracies:
+        return []
+    names = class_names(assignment, len(accuracies))
+    return [{"name": name, "accuracy": acc} for name, acc in zip(names, accuracies, strict=True)]
+
+
+def confusion_view(assignment: Assignment, matrix: list | None) -> dict[str, Any] | None:
+    """The confusion matrix as a heat map and as a table (rows: true class), or None."""
+    from assignments.heatmap import confusion_heatmap
+
+    if not matrix or not all(isinstance(row, list) and len(row) == len(matrix) for row in matrix):
+        return None
+    names = class_names(assignment, len(matrix))
+    return {
+        "chart": confusion_heatmap(matrix, names),
+        "names": names,
+        "rows": [{"name": name, "counts": row} for name, row in zip(names, matrix, strict=True)],
+    }
+
+
 def rf_growth_rows(checks: dict | None) -> list[dict[str, Any]]:
     """Receptive field after each layer on the path to the end point, in order."""
     return [{"name": row.get("layer"), "size": row.get("r_out")} for row in _rf_rows(checks or {})]
@@ -67,7 +98,17 @@ def rf_chart(assignment: Assignment, checks: dict | None):
     rows = rf_growth_rows(checks)
     if not rows:
         return None
-    return charts.rf_growth_chart(rows, image_size(assignment, checks))
+    return charts.rf_growth_chart(
+        rows, image_size(assignment, checks), required=required_field(checks)
+    )
+
+
+def required_field(checks: dict | None) -> float | None:
+    """The receptive field the rules required (`min_receptive_field`'s limit), if one did."""
+    for rule in (checks or {}).get("rules") or []:
+        if rule.get("id") == "min_receptive_field" and isinstance(rule.get("limit"), int | float):
+            return float(rule["limit"])
+    return None
 
 
 STAGES = (
@@ -81,20 +122,48 @@ STAGES = (
 
 
 def stage_rows(submission: Submission) -> list[dict[str, Any]]:
-    """Each pipeline stage with its start time, and whether it is done, current or to come."""
+    """Each pipeline stage with its start time, and whether it is done, current, to come, or
+    waiting (for its dataset: the stage that needs the images, while the submission waits)."""
     order = [name for name, _ in STAGES]
     current = submission.status if submission.status in order else None
+    waiting_stage = None
+    if submission.status == Submission.Status.WAITING_DATA:
+        waiting_stage = (
+            "evaluating" if submission.assignment.mode == Assignment.Mode.EVALUATE else "training"
+        )
     rows = []
     for name, attr in STAGES:
         at = getattr(submission, attr)
-        if name == current and name != "finished":
+        label = name.capitalize()
+        if name == waiting_stage:
+            state, at, label = "waiting", None, f"{label}: waiting for data"
+        elif name == current and name != "finished":
             state = "current"
-        elif at is not None:
+        elif at is not None and not (
+            waiting_stage and order.index(name) > order.index(waiting_stage)
+        ):
             state = "done"
         else:
             state = "todo"
-        rows.append({"name": name, "label": name.capitalize(), "at": at, "state": state})
+        rows.append({"name": name, "label": label, "at": at, "state": state})
     return rows
+
+
+#: What a student reads instead of an infrastructure error's own message, which is written for
+#: operators (it may name host paths, settings and commands).
+INFRASTRUCTURE_MESSAGE = (
+    "The grader could not finish this submission because of a problem on its side, not in "
+    "your file. The course staff can see what happened and regrade it; it does not count "
+    "toward your daily limit."
+)
+
+
+def shown_message(submission: Submission, *, teaches: bool) -> str:
+    """The submission's message as the viewer may read it: an infrastructure error's details
+    are for the course's instructors; its student reads `INFRASTRUCTURE_MESSAGE`."""
+    if teaches or submission.reason != Submission.Reason.INFRASTRUCTURE:
+        return submission.message
+    return INFRASTRUCTURE_MESSAGE
 
 
 def late_penalty(submission: Submission) -> float | None:
@@ -134,6 +203,21 @@ def visible_checks(checks: dict[str, Any] | None, *, teaches: bool) -> dict[str,
     return {key: value for key, value in checks.items() if key not in INSTRUCTOR_ONLY_CHECKS}
 
 
+def previous_verdict(result: Any) -> dict[str, Any] | None:
+    """`Result.previous` (the verdict before the running regrade) with its time as a datetime."""
+    import datetime as dt
+
+    previous = result.previous
+    if not isinstance(previous, dict):
+        return None
+    shown = dict(previous)
+    try:
+        shown["finished_at"] = dt.datetime.fromisoformat(previous["finished_at"])
+    except (KeyError, TypeError, ValueError):
+        shown["finished_at"] = None
+    return shown
+
+
 def submission_context(submission: Submission) -> dict[str, Any]:
     """Everything the submission page and its live fragment show."""
     from assignments.views.source import submission_source
@@ -161,6 +245,14 @@ def submission_context(submission: Submission) -> dict[str, Any]:
             active=submission.is_active,
         ),
         "log_tail": log_tail(submission.log),
+        # The verdict before a running regrade, shown until the new one is in.
+        "previous": previous_verdict(result) if result and submission.is_active else None,
+        "per_class": per_class_rows(submission.assignment, result.per_class_accuracy)
+        if result
+        else [],
+        "confusion": confusion_view(submission.assignment, result.confusion_matrix)
+        if result
+        else None,
         "is_active": submission.is_active,
         "late_note": late_note(submission),
         "late_penalty": late_penalty(submission),
@@ -426,7 +518,7 @@ def submission_rows(page) -> list[SubmissionRow]:
         _url_pattern(name)
         for name in ("submission_detail", "regrade_submission", "cancel_submission")
     )
-    active = set(Submission.ACTIVE_STATUSES)
+    active = set(Submission.OPEN_STATUSES)
     tz = timezone.get_current_timezone()  # timezone.localtime()'s, looked up once
     rows = []
     for (

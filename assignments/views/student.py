@@ -23,9 +23,11 @@ from assignments.services.submissions import (
     create_submission,
     submissions_left_today,
 )
+from assignments.views.build_errors import message_view
 from assignments.views.presentation import (
     describe_rules,
     leaderboard_lines,
+    shown_message,
     submission_context,
 )
 
@@ -34,9 +36,18 @@ from assignments.views.presentation import (
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
     """My courses and their assignments."""
+    from assignments.selectors.best import best_by_assignment
+
     grouped = selectors.courses_for_user(request.user)
+    best = best_by_assignment(
+        student=request.user, assignments=[a for items in grouped.values() for a in items]
+    )
     courses = [
-        {"course": course, "assignments": items, "teaches": is_instructor(request.user, course)}
+        {
+            "course": course,
+            "rows": [{"assignment": a, "best": best.get(a.pk)} for a in items],
+            "teaches": is_instructor(request.user, course),
+        }
         for course, items in grouped.items()
     ]
     return render(request, "assignments/home.html", {"courses": courses})
@@ -45,9 +56,12 @@ def home(request: HttpRequest) -> HttpResponse:
 def _assignment_page(
     request: HttpRequest, assignment: Assignment, form: UploadForm
 ) -> HttpResponse:
+    from assignments.selectors.best import best_by_assignment
+
     user = request.user
     context = {
         "assignment": assignment,
+        "best": best_by_assignment(student=user, assignments=[assignment]).get(assignment.pk),
         "description_html": render_markdown(assignment.description),
         "rules": describe_rules(
             assignment.rules_yaml,
@@ -148,6 +162,8 @@ def _visible_submission(request: HttpRequest, pk: int) -> Submission:
 def _live_context(request: HttpRequest, submission: Submission) -> dict:
     context = submission_context(submission)
     context["teaches"] = is_instructor(request.user, submission.assignment.course_id)
+    message = shown_message(submission, teaches=context["teaches"])
+    context["message_view"] = message_view(submission, message) if message else None
     if context["teaches"]:
         # Why the built network was refused: the student's page says so in a sentence only.
         result = context["result"]
@@ -194,11 +210,8 @@ def submission_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     except InvalidTransition as exc:
         messages.error(request, exc.message)
     else:
-        messages.info(
-            request,
-            f"Submission #{submission.pk} cancelled. It still counts toward today's "
-            "submission limit.",
-        )
+        counted = "" if submission.quota_exempt else " It still counts toward today's limit."
+        messages.info(request, f"Submission #{submission.pk} cancelled.{counted}")
     return redirect("submission_detail", pk=submission.pk)
 
 
@@ -219,13 +232,22 @@ def submission_file(request: HttpRequest, pk: int) -> FileResponse:
 @require_GET
 def my_submissions(request: HttpRequest) -> HttpResponse:
     """All my submissions, newest first."""
+    from assignments.selectors.best import best_by_assignment
+
     submissions = (
         Submission.objects.filter(student=request.user)
         .select_related("assignment__course", "result")
         .defer(*selectors.HEAVY_SUBMISSION_FIELDS, *selectors.HEAVY_RESULT_FIELDS)
         .order_by("-created_at")[:200]
     )
-    return render(request, "assignments/my_submissions.html", {"submissions": submissions})
+    assignments = list(selectors.assignments_for_user(request.user))
+    best = best_by_assignment(student=request.user, assignments=assignments)
+    standings = [{"assignment": a, "best": best[a.pk]} for a in assignments if a.pk in best]
+    return render(
+        request,
+        "assignments/my_submissions.html",
+        {"submissions": submissions, "standings": standings},
+    )
 
 
 @login_required

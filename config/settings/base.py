@@ -232,7 +232,12 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "CNN Grader API",
-    "DESCRIPTION": "Submit Keras models for grading, read verdicts, leaderboards and grades.",
+    "DESCRIPTION": (
+        "Submit Keras models for grading, read verdicts, leaderboards and grades. "
+        "Authenticate with `Authorization: Token <your token>` (your token is on your "
+        "[profile](/profile/)); the [batch client](/profile/#batch-client) wraps this API.\n\n"
+        "[Back to the site](/)"
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",

@@ -1,9 +1,15 @@
-"""The embedded default for a developer's machine: debug on, a throwaway secret key."""
+"""The embedded default for a developer's machine (the Quick start): a throwaway secret key, and
+plain error pages like production's unless `DJANGO_DEBUG=1` asks for Django's debug pages (a
+404 would otherwise list every URL of the site to whoever mistypes one)."""
 
 from .base import *  # noqa: F403
 from .base import GRADER_DATASET_KEY, VAR_DIR, env, stored_key
 
-DEBUG = env.bool("DJANGO_DEBUG", default=True)
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+# Without debug, `runserver` serves no static files: WhiteNoise serves them from the apps'
+# folders as they are (no collectstatic step for a developer).
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True
 SECRET_KEY = env.str(
     "DJANGO_SECRET_KEY", default="insecure-local-development-key-not-for-production"
 )

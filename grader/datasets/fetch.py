@@ -16,18 +16,43 @@ from grader.errors import DatasetUnavailable
 
 _CHUNK = 1 << 20
 
+#: `progress(done_bytes, total_bytes or None)`, called as a download advances.
+Progress = Callable[[int, int | None], None]
 
-def _download(url: str, target: Path, *, timeout: float) -> str:
-    """Stream `url` into `target` atomically; returns the SHA-256 of what was written."""
+
+class DownloadUnreachable(DatasetUnavailable):
+    """The download's server could not be reached at all (no internet access, name not
+    resolved, connection refused or timed out before any byte arrived)."""
+
+    kind = "dataset_unreachable"
+
+
+def _download(url: str, target: Path, *, timeout: float, progress: Progress | None = None) -> str:
+    """Stream `url` into `target` atomically; returns the SHA-256 of what was written.
+
+    Raises:
+        DownloadUnreachable: no connection could be opened.
+        OSError: the transfer failed after it started.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
-    handle, partial = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
         # Only the registry's fixed https URLs reach here (file:// in tests), never user input.
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310
+        response = urllib.request.urlopen(url, timeout=timeout)  # noqa: S310
+    except OSError as exc:
+        raise DownloadUnreachable(f"`{url}` cannot be reached: {exc}") from exc
+    handle, partial = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(handle, "wb") as out, response as resp:
+            length = resp.headers.get("Content-Length") if resp.headers else None
+            total = int(length) if length and length.isdigit() else None
+            done = 0
             for chunk in iter(lambda: resp.read(_CHUNK), b""):
                 digest.update(chunk)
                 out.write(chunk)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, total)
         os.replace(partial, target)
     finally:
         if os.path.exists(partial):
@@ -48,6 +73,7 @@ def fetch_dataset(
     timeout: float = 60.0,
     log: Callable[[str], None] = lambda _message: None,
     url_override: Callable[[Download], str] | None = None,
+    progress: Progress | None = None,
 ) -> list[Path]:
     """Download dataset `name`'s files into `data_dir`, checking SHA-256 digests Keras publishes.
 
@@ -60,11 +86,13 @@ def fetch_dataset(
         timeout: socket timeout per request, in seconds.
         log: receives one line per file.
         url_override: maps a download to another URL (tests serve files from disk).
+        progress: receives `(bytes done, total bytes or None)` as each file downloads.
 
     Returns:
         The paths of the files now present.
 
     Raises:
+        DownloadUnreachable: the server could not be reached (no internet access).
         DatasetUnavailable: unknown name, a failed download, or a digest mismatch.
     """
     source = get_source(name)
@@ -78,7 +106,7 @@ def fetch_dataset(
             url = url_override(item) if url_override else item.url
             log(f"downloading {url}")
             try:
-                digest = _download(url, target, timeout=timeout)
+                digest = _download(url, target, timeout=timeout, progress=progress)
             except OSError as exc:
                 raise DatasetUnavailable(f"Downloading `{url}` failed: {exc}") from exc
             if item.sha256 is not None and digest != item.sha256:

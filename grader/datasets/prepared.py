@@ -236,6 +236,23 @@ def _is_valid(root: Path, source: DatasetSource, key: str) -> bool:
     return counts["train"] == counts[TRAIN_PART] + counts[HELD_OUT]
 
 
+def prepared_root(name: str, data_dir: Path | str) -> Path:
+    """Where dataset `name` is (or would be) prepared: ``data_dir/prepared/<name>/``."""
+    return Path(data_dir) / PREPARED_DIRNAME / get_source(name).name
+
+
+def is_prepared(name: str, data_dir: Path | str, *, key: str) -> bool:
+    """Whether a valid prepared copy of `name` (this format, this key) is in `data_dir`.
+
+    Reads only metadata and array headers: cheap enough for a page or a periodic check.
+
+    Raises:
+        DatasetUnavailable: `name` is not a registered dataset.
+    """
+    source = get_source(name)
+    return _is_valid(prepared_root(name, data_dir), source, key)
+
+
 def _as_prepared(root: Path, source: DatasetSource) -> PreparedDataset:
     return PreparedDataset(
         name=source.name,

@@ -21,6 +21,12 @@ def test_changelists_and_change_pages_render(client, assignment, student):
     submission = make_submission(assignment, student, accuracy=0.5, log="<b>log</b>")
     EpochMetric.objects.create(submission=submission, epoch=1, loss=1.0)
     AuditEntry.objects.create(action="score.override", assignment=assignment, details={})
+    from django.utils import timezone
+
+    from assignments.services.worker_presence import record_worker
+
+    record_worker(node="cpu@host", queues=["preflight"], sandbox="bwrap", gpus=[],
+                  started_at=timezone.now())  # fmt: skip
     client.force_login(make_user("root", superuser=True))
     for model in apps.get_app_config("assignments").get_models():
         opts = model._meta

@@ -402,7 +402,8 @@ def test_grades_csv_keeps_an_override_after_a_later_upload_fails(
         reverse("override_score", args=[graded.pk]), {"score": "80", "reason": "Partial credit"}
     )
     page = teacher.get(reverse("submission_detail", args=[graded.pk])).content.decode()
-    assert "80 (override)" in page
+    shown = '80 <span class="override" id="override-reason">(set by an instructor: “Partial credit”'
+    assert shown in page
     # The student uploads again: queued first, then the build fails.
     broken = b"def build_model(input_shape, num_classes):\n    raise ValueError('oops')\n"
     response = upload(login(client, student), assignment.slug, "broken.py", broken)
@@ -426,7 +427,7 @@ def test_staff_submissions_stay_off_the_leaderboard_and_stats(
     make_submission(assignment, student, accuracy=0.7)
     board = login(client, student).get(reverse("leaderboard", args=[assignment.slug]))
     html = board.content.decode()
-    assert "Alice A." in html and "prof" not in html.split('<table class="leaderboard">')[1]
+    assert "Alice A." in html and "prof" not in html.split('<table class="leaderboard reflow">')[1]
     assert "You are ranked <strong>1</strong> of 1 " in html
     teacher = login(Client(), instructor)
     stats = teacher.get(reverse("assignment_stats", args=[assignment.slug])).content.decode()
@@ -723,7 +724,9 @@ def test_rule_report_shows_accuracies_as_percentages_like_the_rule_list(
     ]
     done = make_submission(assignment, student, accuracy=0.9, passed=False, rules=rules)
     html = login(client, student).get(reverse("submission_detail", args=[done.pk]))
-    cells = re.findall(r'<td class="num">([^<]*)</td>', rule_report(html.content.decode()))
+    cells = re.findall(
+        r'<td class="num" data-label="[^"]+">([^<]*)</td>', rule_report(html.content.decode())
+    )
     assert cells == ["93.75 %", "60.00 %", "50.00 %", "85.00 %", "0.1", "0.2"]
 
 

@@ -91,7 +91,7 @@ def test_instructor_creates_regrades_and_exports(page, screenshot, instructor, s
     screenshot(page, "submissions-table")
     page.on("dialog", lambda dialog: dialog.accept())
     page.locator("#regrade-all").click()
-    expect(page.locator(".message.success")).to_contain_text("1 submissions queued for regrading")
+    expect(page.locator(".message.success")).to_contain_text("1 submission queued for regrading")
     assert Submission.objects.get(pk=submission.pk).status == "queued"
     assert AuditEntry.objects.filter(action="regrade_assignment").exists()
     grade_fully(submission.pk, accuracy=0.75)

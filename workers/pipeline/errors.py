@@ -49,3 +49,17 @@ class StageAborted(Exception):
     def __init__(self, message: str = "The stage's worker no longer owns the submission.") -> None:
         super().__init__(message)
         self.message = message
+
+
+class DatasetMissing(Exception):
+    """The stage needs its dataset's images and this host has no prepared copy: not an outcome.
+
+    The submission waits (`assignments.services.data_wait.park_for_data`) instead of ending as
+    an error, and is resumed once the dataset is installed. `detail` is for operators (it may
+    name host paths and commands); students never see it.
+    """
+
+    def __init__(self, dataset: str, detail: str) -> None:
+        super().__init__(detail)
+        self.dataset = dataset
+        self.detail = detail

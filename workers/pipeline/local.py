@@ -144,7 +144,7 @@ def _run_stages(
     sandbox_name: str | None,
     is_late: bool,
 ) -> None:
-    from grader.datasets import prepare_dataset
+    from grader.datasets import get_source, prepare_dataset
     from grader.errors import DatasetUnavailable
     from workers.pipeline.build import run_build, submission_kind
     from workers.pipeline.check import run_check
@@ -185,10 +185,15 @@ def _run_stages(
     if kind in SOURCE_KINDS:
         # Reported whether or not the build succeeds: which cells were used, notes on the code.
         report.source = prepare_source(path, kind).report()
+        # The registry's shape: a model is built and checked even where the data is missing.
+        try:
+            source = get_source(plan.dataset)
+        except DatasetUnavailable as exc:
+            raise InfrastructureError(exc.message, retry=False) from exc
         built = run_build(
             path=path,
-            input_shape=dataset().input_shape,
-            num_classes=dataset().num_classes,
+            input_shape=source.input_shape,
+            num_classes=source.num_classes,
             dirs=job_dirs(root=root, key=key, stage="build"),
             sandbox=sandbox,
             resources=_resources(plan, "building"),

@@ -32,7 +32,12 @@ from django.db import DatabaseError, close_old_connections, connection
 
 from assignments.models import Submission
 from assignments.services import grading
-from workers.pipeline.errors import InfrastructureError, StageAborted, StageFailed
+from workers.pipeline.errors import (
+    DatasetMissing,
+    InfrastructureError,
+    StageAborted,
+    StageFailed,
+)
 from workers.pipeline.jobs import StageResources, job_dirs
 from workers.pipeline.plan import GradingPlan
 from workers.pipeline.sandboxes import open_sandbox, worker_gpu_device
@@ -46,6 +51,7 @@ DONE = "done"
 FAILED = "failed"
 ERROR = "error"
 ABORTED = "aborted"
+WAITING = "waiting_data"
 
 #: Seconds between a running stage's checks that it still owns its submission.
 DEFAULT_CANCEL_CHECK_SECONDS = 2
@@ -81,17 +87,42 @@ def prepare(plan: GradingPlan) -> Any:
     """The plan's dataset, prepared on this host (idempotent).
 
     Raises:
-        InfrastructureError: (not retried) the dataset is unknown or not present on this host.
+        InfrastructureError: (not retried) the dataset is not a registered one.
+        DatasetMissing: the dataset is registered but not installed here: the submission waits
+            for it (see `assignments.services.data_wait`).
     """
-    from grader.datasets import prepare_dataset
+    from grader.datasets import get_source, prepare_dataset
     from grader.errors import DatasetUnavailable
 
+    try:
+        get_source(plan.dataset)
+    except DatasetUnavailable as exc:
+        raise InfrastructureError(exc.message, retry=False) from exc
     try:
         return prepare_dataset(
             plan.dataset, Path(settings.GRADER_DATA_DIR), key=settings.GRADER_DATASET_KEY
         )
     except DatasetUnavailable as exc:
+        raise DatasetMissing(plan.dataset, exc.message) from exc
+
+
+def dataset_shape(plan: GradingPlan) -> tuple[tuple[int, int, int], int]:
+    """The plan's image shape and class count, from the registry: no images needed.
+
+    A model is built and checked whatever the state of its dataset on this host; only the
+    stages that read images wait for it.
+
+    Raises:
+        InfrastructureError: (not retried) the dataset is not a registered one.
+    """
+    from grader.datasets import get_source
+    from grader.errors import DatasetUnavailable
+
+    try:
+        source = get_source(plan.dataset)
+    except DatasetUnavailable as exc:
         raise InfrastructureError(exc.message, retry=False) from exc
+    return source.input_shape, source.num_classes
 
 
 def resources_for(stage: str, submission: Submission) -> StageResources:
@@ -235,6 +266,16 @@ def _guarded(submission_id: int, worker: str, stage: str, body: Callable[[], Non
         logger.info("Submission %s: %s stopped (%s)", submission_id, stage, exc.message)
         abandon(submission_id)
         return ABORTED
+    except DatasetMissing as exc:
+        from assignments.services.data_wait import park_for_data
+
+        logger.warning(
+            "Submission %s: %s waits for dataset %s: %s", submission_id, stage, exc.dataset, exc
+        )
+        park_for_data(
+            submission_id=submission_id, worker=worker, dataset=exc.dataset, detail=exc.detail
+        )
+        return WAITING
     except StageFailed as exc:
         logger.info("Submission %s failed at %s: %s", submission_id, stage, exc.reason)
         if grading.mark_failed(
@@ -317,12 +358,11 @@ def execute_build(
         remove_other_gradings(submission)
         plan = GradingPlan.from_assignment(submission.assignment)
         path = Path(submission.file.path)
-        dirs = sandbox_obj = dataset = None
+        dirs = sandbox_obj = None
         if submission_kind(path) in SOURCE_KINDS:
-            dataset = prepare(plan)
+            shape, classes = dataset_shape(plan)
             dirs = job_dirs(root=jobs_root(), key=grading_key(submission), stage="build")
             sandbox_obj = sandbox or open_sandbox()
-            shape, classes = dataset.input_shape, dataset.num_classes
         else:
             shape, classes = (), 0
         with heartbeat_while_running(submission_id, worker) as beat:

@@ -9,6 +9,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
 
+from workers.runner.error_hints import hint_for
 from workers.runner.protocol import SubmissionFailure, student_traceback
 
 MODULE_NAME = "submission"
@@ -31,6 +32,8 @@ def call_student(
         raise
     except BaseException as exc:  # a student's sys.exit() or MemoryError is still their verdict
         detail = student_traceback(exc, exc.__traceback__, submission)
+        hint = hint_for(exc)  # "Did you mean ...?", the frameworks the sandbox has
+        detail += f"\n{hint}" if hint else ""
         raise SubmissionFailure(kind, f"{what} raised an exception.\n{detail}") from None
 
 

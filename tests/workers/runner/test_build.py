@@ -163,3 +163,33 @@ def test_a_spec_for_another_stage_is_a_runner_error(tmp_path: Path) -> None:
     assert run.returncode == 2
     assert "is for stage 'train'; this runner was started for 'build'" in run.stderr
     assert run.result is None
+
+
+def test_a_missing_framework_says_which_ones_the_sandbox_has(tmp_path: Path) -> None:
+    source = "import torch\n\ndef build_model(input_shape, num_classes):\n    pass\n"
+    message = _build(tmp_path, source).result["error"]["message"]
+    assert "ModuleNotFoundError: No module named 'torch'" in message
+    from tests.workers.runner.test_error_hints import installed_versions
+
+    # The sandbox runs this environment.
+    v = installed_versions("keras", "tensorflow", "numpy")
+    assert message.endswith(
+        f"`torch` is not installed in the grader's sandbox. It has Keras {v['keras']}, "
+        f"TensorFlow {v['tensorflow']}, NumPy {v['numpy']}: build the model with Keras "
+        "(`import keras`)."
+    )
+
+
+@pytest.mark.tf
+def test_a_misspelt_keras_layer_gets_the_closest_name(tmp_path: Path) -> None:
+    source = (
+        "import keras\n"
+        "from keras import layers\n\n"
+        "def build_model(input_shape, num_classes):\n"
+        "    x = keras.Input(input_shape)\n"
+        "    y = layers.SeperableConv2D(8, 3)(x)\n"
+        "    return keras.Model(x, y)\n"
+    )
+    message = _build(tmp_path, source).result["error"]["message"]
+    assert 'File "submission.py", line 6, in build_model' in message
+    assert message.endswith("Did you mean `keras.layers.SeparableConv2D`?")

@@ -6,10 +6,14 @@ the secret ``GRADER_DATASET_KEY`` chooses the held-out validation part and, for 
 and ``digits``, the test split. Reuses a valid prepared copy (same key). Prints the directories
 (``--json``: one JSON object). Exit status 2 when the dataset is unknown, the key is missing, or
 the raw files are missing (the message says how to fetch them).
+
+Once the dataset is prepared in the workers' data directory, the submissions waiting for it are
+sent on to training (`assignments.services.data_wait.resume_waiting`).
 """
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -18,6 +22,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from grader.datasets import DATASETS, prepare_dataset
 from grader.errors import GraderError
+from workers.management.commands.fetch_dataset import resume_if_workers_read
 
 
 class Command(BaseCommand):
@@ -52,3 +57,5 @@ class Command(BaseCommand):
                 f"{name}: train {summary['train_dir']}, test {summary['test_dir']}, "
                 f"{prepared.num_classes} classes, input {prepared.input_shape}"
             )
+        # With --json, standard output holds the one JSON object and nothing else.
+        resume_if_workers_read(name, data_dir, io.StringIO() if options["json"] else self.stdout)
