@@ -109,10 +109,12 @@ def test_a_wrong_input_shape_is_refused_before_the_rules_it_also_breaks(
     )
 
 
-def test_a_later_infrastructure_error_keeps_no_static_score_on_both(
+def test_missing_data_waits_on_the_site_is_an_error_locally_and_scores_nothing_on_both(
     tmp_path, student, grading_settings, bwrap_available
 ):
     # Fits CIFAR-10, fails `max_dropout`, goes on (no stop) and meets a dataset not prepared.
+    # The site keeps the submission waiting for the data (the student is told without a host
+    # path); the local grader's user is the operator, who gets the path and the command.
     path = _model(tmp_path, "breaks_dropout_025", "dropout.json")
 
     site, local = _both(
@@ -126,9 +128,11 @@ def test_a_later_infrastructure_error_keeps_no_static_score_on_both(
         stop_on_static_failure=False,
     )
 
-    assert site == local
-    assert (site["status"], site["reason"], site["score"]) == ("error", "infrastructure", None)
-    assert "cifar10" in site["message"]
+    assert (site["status"], site["reason"], site["score"]) == ("waiting_data", None, None)
+    assert site["message"].startswith("Training is not available yet")
+    assert "fetch_dataset" not in site["message"]
+    assert (local["status"], local["reason"], local["score"]) == ("error", "infrastructure", None)
+    assert "fetch_dataset cifar10" in local["message"]
 
 
 def test_a_static_failure_that_stops_keeps_the_same_static_score_on_both(
