@@ -1,5 +1,5 @@
 """What the queue-health page shows beyond queue lengths: workers alive per queue, the stages
-running now with their age, recent infrastructure errors. (Queue lengths: `grading.queue_stats`;
+running now with their age, recent infrastructure errors. (Queue lengths: `selectors.queue_stats`;
 datasets: `selectors.datasets`.)"""
 
 from __future__ import annotations
