@@ -11,6 +11,7 @@ import os
 
 from celery import Celery
 from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
+from django.conf import settings
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
@@ -39,7 +40,7 @@ app.conf.worker_max_tasks_per_child = int(os.environ.get("CELERY_WORKER_MAX_TASK
 app.conf.beat_schedule = {
     "reap-stale-submissions": {
         "task": "workers.reap_stale_submissions",
-        "schedule": float(os.environ.get("GRADER_REAPER_INTERVAL", 60)),
+        "schedule": float(settings.GRADER_REAPER_INTERVAL),
         "options": {"queue": "maintenance", "expires": 55},
     },
 }

@@ -26,6 +26,7 @@ import socket
 
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import DatabaseError, close_old_connections
 
@@ -57,8 +58,8 @@ TASK_OPTIONS = {
 # Preflight tasks may arrive without per-message limits (the site's first build is sent by
 # `assignments.dispatch`): these defaults nest around the build sandbox's wall time like
 # `assignments.services.grading.stage_limits`. GPU tasks always carry per-assignment limits.
-_BUILD_SECONDS = int(os.environ.get("GRADER_BUILD_SECONDS") or 300)
-_GRACE_SECONDS = int(os.environ.get("GRADER_SANDBOX_GRACE_SECONDS") or 60)
+_BUILD_SECONDS = int(settings.GRADER_BUILD_SECONDS)
+_GRACE_SECONDS = int(settings.GRADER_SANDBOX_GRACE_SECONDS)
 PREFLIGHT_OPTIONS = {
     **TASK_OPTIONS,
     "soft_time_limit": _BUILD_SECONDS + _GRACE_SECONDS,
@@ -142,7 +143,7 @@ def training_budget(task: Task) -> int | None:
     hard = limits[0] or getattr(task, "time_limit", None)
     if not hard:
         return None
-    return int(hard) - 2 * grading.grading_setting("GRADER_SANDBOX_GRACE_SECONDS", 60)
+    return int(hard) - 2 * grading.grading_setting("GRADER_SANDBOX_GRACE_SECONDS")
 
 
 def _run_stage(task: Task, hint: int, sent_for: str) -> str:
@@ -265,7 +266,7 @@ def reap_stale_submissions() -> list[int]:
     """
     from assignments.services import data_wait, grading
 
-    timeout = grading.grading_setting("GRADER_HEARTBEAT_TIMEOUT", 300)
+    timeout = grading.grading_setting("GRADER_HEARTBEAT_TIMEOUT")
     acted = grading.requeue_stale(older_than_seconds=timeout)
     if acted:
         logger.warning("Reaper acted on submissions %s", acted)

@@ -28,7 +28,7 @@ def queue_stats() -> dict[str, Any]:
     }
     gpus: dict[str, int] = {}
     stalled = 0
-    stale_before = now - timedelta(seconds=grading_setting("GRADER_HEARTBEAT_TIMEOUT", 300))
+    stale_before = now - timedelta(seconds=grading_setting("GRADER_HEARTBEAT_TIMEOUT"))
     oldest: dict[str, Any] | None = None
     rows = (
         Submission.objects.filter(status__in=Submission.ACTIVE_STATUSES)

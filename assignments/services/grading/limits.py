@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -13,15 +12,12 @@ from assignments.models import Assignment, Submission
 Status = Submission.Status
 
 
-def grading_setting(name: str, default: int) -> int:
-    """An integer grading setting: Django settings first, then the environment, then `default`.
+def grading_setting(name: str) -> int:
+    """An integer grading limit, declared once in `config/settings/base.py` (from the environment).
 
-    Read at call time (not import time) so tests and `run_worker` can change them per process.
+    Read at call time (not import time) so tests can change them per process.
     """
-    value = getattr(settings, name, None)
-    if value is None:
-        value = os.environ.get(name)
-    return int(value) if value not in (None, "") else default
+    return int(getattr(settings, name))
 
 
 @dataclass(frozen=True)
@@ -43,10 +39,10 @@ def stage_limits(*, stage: str, assignment: Assignment) -> StageLimits:
     if stage == Status.TRAINING:
         seconds = int(assignment.time_limit_seconds)
     elif stage == Status.EVALUATING:
-        seconds = grading_setting("GRADER_EVALUATE_SECONDS", 600)
+        seconds = grading_setting("GRADER_EVALUATE_SECONDS")
     else:  # build and check (check runs on the host, in pure Python, well within this)
-        seconds = grading_setting("GRADER_BUILD_SECONDS", 300)
-    grace = grading_setting("GRADER_SANDBOX_GRACE_SECONDS", 60)
+        seconds = grading_setting("GRADER_BUILD_SECONDS")
+    grace = grading_setting("GRADER_SANDBOX_GRACE_SECONDS")
     return StageLimits(
         sandbox_seconds=seconds,
         soft_time_limit=seconds + grace,
@@ -69,9 +65,9 @@ def dispatch_limits(*, stage: str, assignment: Assignment) -> StageLimits:
     seconds = max(
         int(longest),
         int(assignment.time_limit_seconds),
-        grading_setting("GRADER_EVALUATE_SECONDS", 600),
+        grading_setting("GRADER_EVALUATE_SECONDS"),
     )
-    grace = grading_setting("GRADER_SANDBOX_GRACE_SECONDS", 60)
+    grace = grading_setting("GRADER_SANDBOX_GRACE_SECONDS")
     return StageLimits(
         sandbox_seconds=seconds, soft_time_limit=seconds + grace, time_limit=seconds + 2 * grace
     )

@@ -73,7 +73,7 @@ def claim_stage(*, submission_id: int, from_status: str, to_status: str, worker:
         )
         token = task_token(worker)
         if not updated and token:
-            max_attempts = grading_setting("GRADER_MAX_ATTEMPTS", 3)
+            max_attempts = grading_setting("GRADER_MAX_ATTEMPTS")
             updated = (
                 Submission.objects.filter(pk=submission_id, status=to_status)
                 .filter(Q(worker__endswith=f"#{token}") | Q(worker__contains=f"#{token}."))

@@ -60,7 +60,7 @@ def _resend_lost_stages(
 ) -> list[int]:
     """`_resend_lost_stage` for each running submission of `rows` (a queryset filtered from
     `_running_locked()`); returns their ids."""
-    max_attempts = grading_setting("GRADER_MAX_ATTEMPTS", 3)
+    max_attempts = grading_setting("GRADER_MAX_ATTEMPTS")
     acted: list[int] = []
     for submission in rows.order_by("pk"):
         acted.append(submission.pk)
@@ -135,7 +135,7 @@ def requeue_stale(
     """
     now = timezone.now()
     if waiting_older_than_seconds is None:
-        waiting_older_than_seconds = grading_setting("GRADER_QUEUE_TIMEOUT", 900)
+        waiting_older_than_seconds = grading_setting("GRADER_QUEUE_TIMEOUT")
     running_cutoff = now - timedelta(seconds=older_than_seconds)
     waiting_cutoff = now - timedelta(seconds=waiting_older_than_seconds)
     with transaction.atomic():
