@@ -14,8 +14,10 @@ from django.utils import formats, timezone
 from django.utils.safestring import mark_safe
 
 from assignments import charts
+from assignments.formatting import number, percent, status_badge_html, verdict_mark
 from assignments.models import Assignment, Submission
 from assignments.selectors import epochs_of, queue_position
+from assignments.submission_source import submission_source
 
 
 def _rf_rows(checks: dict) -> list[dict]:
@@ -220,8 +222,6 @@ def previous_verdict(result: Any) -> dict[str, Any] | None:
 
 def submission_context(submission: Submission) -> dict[str, Any]:
     """Everything the submission page and its live fragment show."""
-    from assignments.views.source import submission_source
-
     result = getattr(submission, "result", None)
     checks = result.checks if result else None
     epochs = epochs_of(submission)
@@ -271,7 +271,6 @@ def rule_rows(rules: list[dict[str, Any]], *, active: bool) -> list[dict[str, An
     build error, a cancel) will never be decided: it is marked `not_run`, not pending.
     """
     from assignments.client.cli import NOT_RUN_MESSAGE  # the same words as the client's
-    from assignments.templatetags.grader_format import percent
 
     rows = []
     for rule in rules:
@@ -507,13 +506,6 @@ SUBMISSION_ROW_FIELDS = (
 def submission_rows(page) -> list[SubmissionRow]:
     """Rows for the instructor's submissions table from a page of `submissions_table()` (the
     same text the template filters gave on model instances, at a fraction of their cost)."""
-    from assignments.templatetags.grader_format import (
-        number,
-        percent,
-        status_badge_html,
-        verdict_mark,
-    )
-
     detail, regrade, cancel = (
         _url_pattern(name)
         for name in ("submission_detail", "regrade_submission", "cancel_submission")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from assignments.views.presentation import LOG_DISPLAY_CHARS, describe_rules, log_tail
+from assignments.presentation import LOG_DISPLAY_CHARS, describe_rules, log_tail
 from grader.presets import list_presets, preset_text
 from grader.rules import implied_rules, load_ruleset
 
