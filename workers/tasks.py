@@ -30,6 +30,7 @@ from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import DatabaseError, close_old_connections
 
+from assignments.stage_tasks import REAP_TASK, STAGE_TASKS
 from workers.pipeline.errors import InfrastructureError
 
 logger = logging.getLogger(__name__)
@@ -123,8 +124,6 @@ def _retry_or_give_up(
     raise task.retry(exc=exc, countdown=countdown)
 
 
-#: The queue each stage task's message wakes a worker of.
-STAGE_QUEUE = {"build": "preflight", "check": "preflight", "train": "gpu", "evaluate": "gpu"}
 #: The stage name (for logs and messages) of each running status.
 STAGE_NAME = {
     "building": "build",
@@ -132,6 +131,8 @@ STAGE_NAME = {
     "training": "train",
     "evaluating": "evaluate",
 }
+#: The queue each stage task's message wakes a worker of (`assignments.stage_tasks`).
+STAGE_QUEUE = {stage: STAGE_TASKS[status].queue for status, stage in STAGE_NAME.items()}
 
 
 def training_budget(task: Task) -> int | None:
@@ -200,7 +201,7 @@ def _run_stage(task: Task, hint: int, sent_for: str) -> str:
         return stages.ERROR
 
 
-@shared_task(name="workers.build_submission", **PREFLIGHT_OPTIONS)
+@shared_task(name=STAGE_TASKS["building"].name, **PREFLIGHT_OPTIONS)
 def build_submission(self: Task, submission_id: int) -> str:
     """Build stage: `queued -> building`; `.py` modules run in the sandbox, configs are read.
 
@@ -209,7 +210,7 @@ def build_submission(self: Task, submission_id: int) -> str:
     return _run_stage(self, submission_id, "build")
 
 
-@shared_task(name="workers.check_submission", **PREFLIGHT_OPTIONS)
+@shared_task(name=STAGE_TASKS["checking"].name, **PREFLIGHT_OPTIONS)
 def check_submission(self: Task, submission_id: int) -> str:
     """Check stage: static analysis and rules on the host; stops on a static failure.
 
@@ -218,7 +219,7 @@ def check_submission(self: Task, submission_id: int) -> str:
     return _run_stage(self, submission_id, "check")
 
 
-@shared_task(name="workers.train_submission", **TASK_OPTIONS)
+@shared_task(name=STAGE_TASKS["training"].name, **TASK_OPTIONS)
 def train_submission(self: Task, submission_id: int) -> str:
     """Train stage, on this worker's GPU: epochs stream into `EpochMetric` rows.
 
@@ -228,7 +229,7 @@ def train_submission(self: Task, submission_id: int) -> str:
     return _run_stage(self, submission_id, "train")
 
 
-@shared_task(name="workers.evaluate_submission", **TASK_OPTIONS)
+@shared_task(name=STAGE_TASKS["evaluating"].name, **TASK_OPTIONS)
 def evaluate_submission(self: Task, submission_id: int) -> str:
     """Evaluate stage: test-split metrics, never with student code.
 
@@ -237,7 +238,7 @@ def evaluate_submission(self: Task, submission_id: int) -> str:
     return _run_stage(self, submission_id, "evaluate")
 
 
-@shared_task(name="workers.finalize_submission", **PREFLIGHT_OPTIONS)
+@shared_task(name=STAGE_TASKS["finished"].name, **PREFLIGHT_OPTIONS)
 def finalize_submission(self: Task, submission_id: int) -> str:
     """Finalize: training-decided rules, score, late policy; marks the submission finished.
 
@@ -257,7 +258,7 @@ def finalize_submission(self: Task, submission_id: int) -> str:
         return stages.ERROR
 
 
-@shared_task(name="workers.reap_stale_submissions", acks_late=True)
+@shared_task(name=REAP_TASK.name, acks_late=True)
 def reap_stale_submissions() -> list[int]:
     """Re-send stages whose worker went silent, and waiting submissions whose message was lost;
     resume the submissions waiting for a dataset that is now installed.

@@ -11,6 +11,8 @@ from typing import Any
 from assignments.dispatch import send_after_commit
 from assignments.models import Assignment, Submission
 from assignments.services.grading.limits import dispatch_limits
+from assignments.stage_tasks import REAP_TASK as REAP_STAGE_TASK
+from assignments.stage_tasks import STAGE_TASKS
 from grader.errors import GraderError
 
 logger = logging.getLogger("assignments.services.grading")
@@ -34,21 +36,15 @@ STAGE_TIMESTAMP = {
 
 RUNNING_STATUSES = (Status.BUILDING, Status.CHECKING, Status.TRAINING, Status.EVALUATING)
 
-BUILD_TASK = "workers.build_submission"
-CHECK_TASK = "workers.check_submission"
-TRAIN_TASK = "workers.train_submission"
-EVALUATE_TASK = "workers.evaluate_submission"
-FINALIZE_TASK = "workers.finalize_submission"
-REAP_TASK = "workers.reap_stale_submissions"
+BUILD_TASK = STAGE_TASKS[Status.BUILDING].name
+CHECK_TASK = STAGE_TASKS[Status.CHECKING].name
+TRAIN_TASK = STAGE_TASKS[Status.TRAINING].name
+EVALUATE_TASK = STAGE_TASKS[Status.EVALUATING].name
+FINALIZE_TASK = STAGE_TASKS[Status.FINISHED].name
+REAP_TASK = REAP_STAGE_TASK.name
 
-#: The task that runs each stage, and its queue.
-STAGE_TASK = {
-    Status.BUILDING: (BUILD_TASK, "preflight"),
-    Status.CHECKING: (CHECK_TASK, "preflight"),
-    Status.TRAINING: (TRAIN_TASK, "gpu"),
-    Status.EVALUATING: (EVALUATE_TASK, "gpu"),
-    Status.FINISHED: (FINALIZE_TASK, "preflight"),
-}
+#: The task that runs each stage, and its queue (`assignments.stage_tasks`, the one table).
+STAGE_TASK = STAGE_TASKS
 
 
 class GradingError(GraderError):
