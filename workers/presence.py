@@ -57,7 +57,7 @@ class PresenceReporter(threading.Thread):
             record_worker(
                 node=self.description["node"],
                 queues=self.description["queues"],
-                sandbox=str(getattr(settings, "GRADER_SANDBOX", "bwrap")),
+                sandbox=str(settings.GRADER_SANDBOX),
                 gpus=gpu_ids(),
                 started_at=self.started_at,
                 concurrency=self.description.get("concurrency"),

@@ -195,7 +195,7 @@ CELERY_TASK_DEFAULT_QUEUE = "preflight"
 CELERY_TIMEZONE = TIME_ZONE
 
 # --- Grading --------------------------------------------------------------------------------
-GRADER_SANDBOX = env.str("GRADER_SANDBOX", default="bwrap")  # "docker" or "bwrap"
+GRADER_SANDBOX = env.str("GRADER_SANDBOX", default="bwrap")  # a name of workers.sandbox.BACKENDS
 GRADER_SANDBOX_IMAGE = env.str("GRADER_SANDBOX_IMAGE", default="cnn-grader-sandbox:latest")
 GRADER_DATA_DIR = Path(env.str("GRADER_DATA_DIR", default=str(VAR_DIR / "datasets")))
 # The secret that chooses which examples are held out for validation and, for the datasets we
