@@ -401,10 +401,12 @@ def rule_in_plain_words(rule_id: str, params: dict[str, Any]) -> str:
     return summary
 
 
-def describe_rules(
+def describe_assignment_rules(
     rules_yaml: str, *, trains: bool = False, dataset: str | None = None
 ) -> list[dict[str, Any]]:
     """The assignment's rules in plain words, with their points and phase.
+
+    (`grader.rules.describe_rules` describes every rule the registry knows, for the editor.)
 
     Args:
         rules_yaml: the assignment's rule set.

@@ -12,7 +12,7 @@ from rest_framework import serializers
 
 from assignments.models import Assignment, EpochMetric, Submission
 from assignments.presentation import (
-    describe_rules,
+    describe_assignment_rules,
     late_penalty,
     log_tail,
     shown_message,
@@ -74,7 +74,9 @@ class AssignmentDetailSerializer(AssignmentSerializer):
         return submissions_left_today(assignment=obj, student_id=self.context["request"].user.pk)
 
     def get_rules(self, obj: Assignment) -> list[dict]:
-        return describe_rules(obj.rules_yaml, trains=obj.mode != "evaluate", dataset=obj.dataset)
+        return describe_assignment_rules(
+            obj.rules_yaml, trains=obj.mode != "evaluate", dataset=obj.dataset
+        )
 
 
 class EpochSerializer(serializers.ModelSerializer):

@@ -17,7 +17,7 @@ from assignments.markdown import render_markdown
 from assignments.models import Assignment, Submission
 from assignments.permissions import assignment_for, is_instructor, submission_for
 from assignments.presentation import (
-    describe_rules,
+    describe_assignment_rules,
     leaderboard_lines,
     shown_message,
     submission_context,
@@ -63,7 +63,7 @@ def _assignment_page(
         "assignment": assignment,
         "best": best_by_assignment(student=user, assignments=[assignment]).get(assignment.pk),
         "description_html": render_markdown(assignment.description),
-        "rules": describe_rules(
+        "rules": describe_assignment_rules(
             assignment.rules_yaml,
             trains=assignment.mode != "evaluate",
             dataset=assignment.dataset,

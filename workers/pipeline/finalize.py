@@ -18,12 +18,15 @@ from typing import Any
 
 from workers.pipeline.plan import GradingPlan
 from workers.pipeline.scoring import final_failure as final_failure  # re-exported
-from workers.pipeline.scoring import late_adjusted_score, overall_passed, rule_score
+from workers.pipeline.scoring import late_adjusted_score, rule_score, stored_rules_passed
 
 
 @dataclass(frozen=True)
-class Verdict:
-    """The final rule results, whether the submission passed, and its score (0-100)."""
+class FinalVerdict:
+    """The final rule results, whether the submission passed, and its score (0-100).
+
+    (A rule function's own decision is `grader.rules.Verdict`.)
+    """
 
     rules: list[dict[str, Any]]
     passed: bool | None
@@ -40,7 +43,7 @@ def compute_verdict(
     training_config: Mapping[str, Any] | None = None,
     custom_training: bool = False,
     measured_val_accuracy: float | None = None,
-) -> Verdict:
+) -> FinalVerdict:
     """Evaluate every rule with the training outcome and score the submission.
 
     Args:
@@ -87,8 +90,8 @@ def compute_verdict(
             trains=plan.trains,
         )
     ]
-    return Verdict(
+    return FinalVerdict(
         rules=results,
-        passed=overall_passed(results),
+        passed=stored_rules_passed(results),
         score=late_adjusted_score(rule_score(results), plan=plan, is_late=is_late),
     )

@@ -26,8 +26,12 @@ def late_adjusted_score(score: float | None, *, plan: GradingPlan, is_late: bool
     return score * (1.0 - plan.late_penalty)
 
 
-def overall_passed(rules: Sequence[Mapping[str, Any]]) -> bool | None:
-    """False if any rule failed, None if some rule is undecided, else True."""
+def stored_rules_passed(rules: Sequence[Mapping[str, Any]]) -> bool | None:
+    """False if any rule failed, None if some rule is undecided, else True.
+
+    For rule results as stored (`RuleResult.to_dict()`); `grader.rules.overall_passed` decides
+    the same from `RuleResult` objects.
+    """
     verdicts = [r.get("passed") for r in rules]
     if any(v is False for v in verdicts):
         return False
