@@ -30,6 +30,8 @@ from assignments.services.grading.limits import (
     stage_limits,
 )
 from assignments.services.grading.ownership import (
+    LOG_LIMIT_CHARS,
+    MAX_EPOCH,
     _owned,
     claim_stage,
     complete_build,
@@ -57,8 +59,6 @@ from assignments.services.grading.transitions import (
     CHECK_TASK,
     EVALUATE_TASK,
     FINALIZE_TASK,
-    LOG_LIMIT_CHARS,
-    MAX_EPOCH,
     REAP_TASK,
     RUNNING_STATUSES,
     STAGE_TASK,

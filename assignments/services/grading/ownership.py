@@ -17,8 +17,6 @@ from django.utils import timezone
 from assignments.models import EpochMetric, Result, Submission
 from assignments.services.grading.limits import grading_setting
 from assignments.services.grading.transitions import (
-    LOG_LIMIT_CHARS,
-    MAX_EPOCH,
     RUNNING_STATUSES,
     STAGE_TIMESTAMP,
     next_stage,
@@ -30,6 +28,11 @@ logger = logging.getLogger("assignments.services.grading")
 
 Status = Submission.Status
 Reason = Submission.Reason
+
+#: The captured sandbox output kept per submission; the head of older output is dropped.
+LOG_LIMIT_CHARS = 1_000_000
+#: The largest epoch number accepted from a progress report.
+MAX_EPOCH = 100_000
 
 
 def _append_log(existing: str, stage: str, text: str) -> str:

@@ -5,7 +5,6 @@ Also the errors every grading write raises (`GradingError`, `InvalidTransition`)
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from assignments.dispatch import send_after_commit
@@ -15,15 +14,8 @@ from assignments.stage_tasks import REAP_TASK as REAP_STAGE_TASK
 from assignments.stage_tasks import STAGE_TASKS
 from grader.errors import GraderError
 
-logger = logging.getLogger("assignments.services.grading")
-
 Status = Submission.Status
 Reason = Submission.Reason
-
-#: The captured sandbox output kept per submission; the head of older output is dropped.
-LOG_LIMIT_CHARS = 1_000_000
-#: The largest epoch number accepted from a progress report.
-MAX_EPOCH = 100_000
 
 #: When each stage began, per status.
 STAGE_TIMESTAMP = {
