@@ -16,9 +16,11 @@ from typing import Any
 from celery import current_app
 from django.db import transaction
 
+from assignments.stage_tasks import STAGE_TASKS
+
 logger = logging.getLogger(__name__)
 
-BUILD_TASK = "workers.build_submission"
+BUILD_TASK, BUILD_QUEUE = STAGE_TASKS["building"]
 
 
 def send_after_commit(task_name: str, *, submission_id: int, **options: Any) -> None:
@@ -44,4 +46,4 @@ def send_after_commit(task_name: str, *, submission_id: int, **options: Any) -> 
 
 def enqueue_submission(submission_id: int) -> None:
     """Queue the first grading stage after the current transaction commits."""
-    send_after_commit(BUILD_TASK, submission_id=submission_id, queue="preflight")
+    send_after_commit(BUILD_TASK, submission_id=submission_id, queue=BUILD_QUEUE)

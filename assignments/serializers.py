@@ -11,6 +11,13 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from assignments.models import Assignment, EpochMetric, Submission
+from assignments.presentation import (
+    describe_assignment_rules,
+    late_penalty,
+    log_tail,
+    shown_message,
+    visible_checks,
+)
 
 
 class ErrorBodySerializer(serializers.Serializer):
@@ -67,9 +74,9 @@ class AssignmentDetailSerializer(AssignmentSerializer):
         return submissions_left_today(assignment=obj, student_id=self.context["request"].user.pk)
 
     def get_rules(self, obj: Assignment) -> list[dict]:
-        from assignments.views.presentation import describe_rules
-
-        return describe_rules(obj.rules_yaml, trains=obj.mode != "evaluate", dataset=obj.dataset)
+        return describe_assignment_rules(
+            obj.rules_yaml, trains=obj.mode != "evaluate", dataset=obj.dataset
+        )
 
 
 class EpochSerializer(serializers.ModelSerializer):
@@ -275,8 +282,6 @@ class SubmissionDetailSerializer(SubmissionListSerializer):
         return request is not None and is_instructor(request.user, obj.assignment.course_id)
 
     def get_message(self, obj) -> str:
-        from assignments.views.presentation import shown_message
-
         return shown_message(obj, teaches=self._teaches(obj))
 
     def get_queue_position(self, obj) -> int | None:
@@ -286,7 +291,6 @@ class SubmissionDetailSerializer(SubmissionListSerializer):
 
     def get_result(self, obj) -> dict | None:
         from assignments.permissions import is_instructor
-        from assignments.views.presentation import visible_checks
 
         result = self._result(obj)
         if result is None:
@@ -299,13 +303,9 @@ class SubmissionDetailSerializer(SubmissionListSerializer):
         return data
 
     def get_late_penalty(self, obj) -> float | None:
-        from assignments.views.presentation import late_penalty
-
         return late_penalty(obj)
 
     def get_log_tail(self, obj) -> str:
-        from assignments.views.presentation import log_tail
-
         return log_tail(obj.log)
 
 

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from grader.errors import SourceRejected
-from grader.source_hints import syntax_error_hint
 
 #: A course model with its own training loop is a few hundred lines and a few kilobytes.
 MAX_SOURCE_LINES = 20_000
@@ -230,4 +230,28 @@ def _run_limited(program: str, data: bytes, args: tuple[str, ...] = ()) -> dict[
     raise RuntimeError(
         f"The Python parsing child exited with status {completed.returncode}: "
         f"{stderr.strip()[-500:]}"
+    )
+
+
+_MAGIC_LINE = re.compile(r"^\s*(%%?|!)\S")
+
+
+def syntax_error_hint(source: str, lineno: int | None) -> str:
+    """For a `.py` that is not valid Python: say so when the line is a notebook magic.
+
+    Returns:
+        A sentence to append to the syntax error ("" when the line is ordinary code).
+    """
+    if not lineno or lineno < 1:
+        return ""
+    lines = source.splitlines()
+    if lineno > len(lines):
+        return ""
+    line = lines[lineno - 1].strip()
+    if not _MAGIC_LINE.match(line):
+        return ""
+    what = "a shell command" if line.startswith("!") else "an IPython magic"
+    return (
+        f" Line {lineno} (`{line[:60]}`) is {what}, which only a notebook runs: remove it "
+        "(and the other `%`/`!` lines), or upload the notebook itself (`.ipynb`)."
     )

@@ -30,6 +30,8 @@ from grader.keras_renames import (
     module_rename,
     normalize_module,
 )
+from grader.python_source import call_limited
+from grader.python_source import syntax_error_hint as syntax_error_hint  # re-exported
 
 #: Sources longer than this are not inspected: a course model is a few hundred lines (10-40 kB),
 #: and parsing costs about 1 s per 200 kB on a busy core (the page computes notes too).
@@ -118,8 +120,6 @@ def inspect_source_limited(source: str) -> list[SourceNote]:
     Returns:
         As `inspect_source`; none when the child ran past its limits.
     """
-    from grader.python_source import call_limited
-
     if len(source) > MAX_SOURCE_CHARS:
         return []  # inspect_source parses nothing this long either
     answer = call_limited("grader.source_hints:_inspect_answer", source.encode("utf-8"))
@@ -546,27 +546,3 @@ def failure_hints(
     if missing is not None:
         blocks.append(missing)
     return "\n\n".join(blocks)
-
-
-_MAGIC_LINE = re.compile(r"^\s*(%%?|!)\S")
-
-
-def syntax_error_hint(source: str, lineno: int | None) -> str:
-    """For a `.py` that is not valid Python: say so when the line is a notebook magic.
-
-    Returns:
-        A sentence to append to the syntax error ("" when the line is ordinary code).
-    """
-    if not lineno or lineno < 1:
-        return ""
-    lines = source.splitlines()
-    if lineno > len(lines):
-        return ""
-    line = lines[lineno - 1].strip()
-    if not _MAGIC_LINE.match(line):
-        return ""
-    what = "a shell command" if line.startswith("!") else "an IPython magic"
-    return (
-        f" Line {lineno} (`{line[:60]}`) is {what}, which only a notebook runs: remove it "
-        "(and the other `%`/`!` lines), or upload the notebook itself (`.ipynb`)."
-    )

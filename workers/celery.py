@@ -11,7 +11,10 @@ import os
 
 from celery import Celery
 from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
+from django.conf import settings
 from kombu import Queue
+
+from assignments.stage_tasks import QUEUES, REAP_TASK, task_routes
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
@@ -19,15 +22,8 @@ app = Celery("grader")
 # The default in every thread, not only the importing one: web threads send tasks too.
 app.set_default()
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.task_queues = (Queue("preflight"), Queue("gpu"), Queue("maintenance"))
-app.conf.task_routes = {
-    "workers.build_submission": {"queue": "preflight"},
-    "workers.check_submission": {"queue": "preflight"},
-    "workers.finalize_submission": {"queue": "preflight"},
-    "workers.train_submission": {"queue": "gpu"},
-    "workers.evaluate_submission": {"queue": "gpu"},
-    "workers.reap_stale_submissions": {"queue": "maintenance"},
-}
+app.conf.task_queues = tuple(Queue(name) for name in QUEUES)
+app.conf.task_routes = task_routes()
 # A GPU worker takes one task at a time: a long training must not hold a second message that
 # another idle GPU could run.
 app.conf.worker_prefetch_multiplier = 1
@@ -38,9 +34,9 @@ app.conf.task_reject_on_worker_lost = True
 app.conf.worker_max_tasks_per_child = int(os.environ.get("CELERY_WORKER_MAX_TASKS_PER_CHILD", 50))
 app.conf.beat_schedule = {
     "reap-stale-submissions": {
-        "task": "workers.reap_stale_submissions",
-        "schedule": float(os.environ.get("GRADER_REAPER_INTERVAL", 60)),
-        "options": {"queue": "maintenance", "expires": 55},
+        "task": REAP_TASK.name,
+        "schedule": float(settings.GRADER_REAPER_INTERVAL),
+        "options": {"queue": REAP_TASK.queue, "expires": 55},
     },
 }
 app.autodiscover_tasks(["workers"])

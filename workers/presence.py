@@ -18,8 +18,6 @@ from django.db import DatabaseError, connection
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_INTERVAL_SECONDS = 30
-
 
 def describe_worker(consumer: Any) -> dict[str, Any]:
     """What a ready worker's consumer says about it: node, queues, concurrency."""
@@ -59,7 +57,7 @@ class PresenceReporter(threading.Thread):
             record_worker(
                 node=self.description["node"],
                 queues=self.description["queues"],
-                sandbox=str(getattr(settings, "GRADER_SANDBOX", "bwrap")),
+                sandbox=str(settings.GRADER_SANDBOX),
                 gpus=gpu_ids(),
                 started_at=self.started_at,
                 concurrency=self.description.get("concurrency"),
@@ -79,8 +77,5 @@ class PresenceReporter(threading.Thread):
 
 
 def interval_seconds() -> float:
-    """`GRADER_WORKER_PRESENCE_SECONDS` (settings, then environment), default 30."""
-    value = getattr(settings, "GRADER_WORKER_PRESENCE_SECONDS", None) or os.environ.get(
-        "GRADER_WORKER_PRESENCE_SECONDS"
-    )
-    return float(value) if value else float(DEFAULT_INTERVAL_SECONDS)
+    """`GRADER_WORKER_PRESENCE_SECONDS`, declared in `config/settings/base.py`."""
+    return float(settings.GRADER_WORKER_PRESENCE_SECONDS)

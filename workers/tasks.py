@@ -26,9 +26,11 @@ import socket
 
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import DatabaseError, close_old_connections
 
+from assignments.stage_tasks import REAP_TASK, STAGE_TASKS
 from workers.pipeline.errors import InfrastructureError
 
 logger = logging.getLogger(__name__)
@@ -57,8 +59,8 @@ TASK_OPTIONS = {
 # Preflight tasks may arrive without per-message limits (the site's first build is sent by
 # `assignments.dispatch`): these defaults nest around the build sandbox's wall time like
 # `assignments.services.grading.stage_limits`. GPU tasks always carry per-assignment limits.
-_BUILD_SECONDS = int(os.environ.get("GRADER_BUILD_SECONDS") or 300)
-_GRACE_SECONDS = int(os.environ.get("GRADER_SANDBOX_GRACE_SECONDS") or 60)
+_BUILD_SECONDS = int(settings.GRADER_BUILD_SECONDS)
+_GRACE_SECONDS = int(settings.GRADER_SANDBOX_GRACE_SECONDS)
 PREFLIGHT_OPTIONS = {
     **TASK_OPTIONS,
     "soft_time_limit": _BUILD_SECONDS + _GRACE_SECONDS,
@@ -122,8 +124,6 @@ def _retry_or_give_up(
     raise task.retry(exc=exc, countdown=countdown)
 
 
-#: The queue each stage task's message wakes a worker of.
-STAGE_QUEUE = {"build": "preflight", "check": "preflight", "train": "gpu", "evaluate": "gpu"}
 #: The stage name (for logs and messages) of each running status.
 STAGE_NAME = {
     "building": "build",
@@ -131,6 +131,8 @@ STAGE_NAME = {
     "training": "train",
     "evaluating": "evaluate",
 }
+#: The queue each stage task's message wakes a worker of (`assignments.stage_tasks`).
+STAGE_QUEUE = {stage: STAGE_TASKS[status].queue for status, stage in STAGE_NAME.items()}
 
 
 def training_budget(task: Task) -> int | None:
@@ -142,7 +144,7 @@ def training_budget(task: Task) -> int | None:
     hard = limits[0] or getattr(task, "time_limit", None)
     if not hard:
         return None
-    return int(hard) - 2 * grading.grading_setting("GRADER_SANDBOX_GRACE_SECONDS", 60)
+    return int(hard) - 2 * grading.grading_setting("GRADER_SANDBOX_GRACE_SECONDS")
 
 
 def _run_stage(task: Task, hint: int, sent_for: str) -> str:
@@ -199,7 +201,7 @@ def _run_stage(task: Task, hint: int, sent_for: str) -> str:
         return stages.ERROR
 
 
-@shared_task(name="workers.build_submission", **PREFLIGHT_OPTIONS)
+@shared_task(name=STAGE_TASKS["building"].name, **PREFLIGHT_OPTIONS)
 def build_submission(self: Task, submission_id: int) -> str:
     """Build stage: `queued -> building`; `.py` modules run in the sandbox, configs are read.
 
@@ -208,7 +210,7 @@ def build_submission(self: Task, submission_id: int) -> str:
     return _run_stage(self, submission_id, "build")
 
 
-@shared_task(name="workers.check_submission", **PREFLIGHT_OPTIONS)
+@shared_task(name=STAGE_TASKS["checking"].name, **PREFLIGHT_OPTIONS)
 def check_submission(self: Task, submission_id: int) -> str:
     """Check stage: static analysis and rules on the host; stops on a static failure.
 
@@ -217,7 +219,7 @@ def check_submission(self: Task, submission_id: int) -> str:
     return _run_stage(self, submission_id, "check")
 
 
-@shared_task(name="workers.train_submission", **TASK_OPTIONS)
+@shared_task(name=STAGE_TASKS["training"].name, **TASK_OPTIONS)
 def train_submission(self: Task, submission_id: int) -> str:
     """Train stage, on this worker's GPU: epochs stream into `EpochMetric` rows.
 
@@ -227,7 +229,7 @@ def train_submission(self: Task, submission_id: int) -> str:
     return _run_stage(self, submission_id, "train")
 
 
-@shared_task(name="workers.evaluate_submission", **TASK_OPTIONS)
+@shared_task(name=STAGE_TASKS["evaluating"].name, **TASK_OPTIONS)
 def evaluate_submission(self: Task, submission_id: int) -> str:
     """Evaluate stage: test-split metrics, never with student code.
 
@@ -236,7 +238,7 @@ def evaluate_submission(self: Task, submission_id: int) -> str:
     return _run_stage(self, submission_id, "evaluate")
 
 
-@shared_task(name="workers.finalize_submission", **PREFLIGHT_OPTIONS)
+@shared_task(name=STAGE_TASKS["finished"].name, **PREFLIGHT_OPTIONS)
 def finalize_submission(self: Task, submission_id: int) -> str:
     """Finalize: training-decided rules, score, late policy; marks the submission finished.
 
@@ -256,7 +258,7 @@ def finalize_submission(self: Task, submission_id: int) -> str:
         return stages.ERROR
 
 
-@shared_task(name="workers.reap_stale_submissions", acks_late=True)
+@shared_task(name=REAP_TASK.name, acks_late=True)
 def reap_stale_submissions() -> list[int]:
     """Re-send stages whose worker went silent, and waiting submissions whose message was lost;
     resume the submissions waiting for a dataset that is now installed.
@@ -265,7 +267,7 @@ def reap_stale_submissions() -> list[int]:
     """
     from assignments.services import data_wait, grading
 
-    timeout = grading.grading_setting("GRADER_HEARTBEAT_TIMEOUT", 300)
+    timeout = grading.grading_setting("GRADER_HEARTBEAT_TIMEOUT")
     acted = grading.requeue_stale(older_than_seconds=timeout)
     if acted:
         logger.warning("Reaper acted on submissions %s", acted)

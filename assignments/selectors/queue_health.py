@@ -1,5 +1,5 @@
 """What the queue-health page shows beyond queue lengths: workers alive per queue, the stages
-running now with their age, recent infrastructure errors. (Queue lengths: `grading.queue_stats`;
+running now with their age, recent infrastructure errors. (Queue lengths: `selectors.queue_stats`;
 datasets: `selectors.datasets`.)"""
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class RunningStage:
 def workers(now: dt.datetime | None = None) -> list[WorkerRow]:
     """Every worker that ever reported, alive ones first."""
     now = now or timezone.now()
-    interval = grading_setting("GRADER_WORKER_PRESENCE_SECONDS", 30)
+    interval = grading_setting("GRADER_WORKER_PRESENCE_SECONDS")
     rows = []
     for w in WorkerPresence.objects.all():
         since = (now - w.last_seen).total_seconds()
@@ -99,7 +99,7 @@ def workers_by_queue(rows: list[WorkerRow]) -> list[dict]:
 def running_stages(now: dt.datetime | None = None) -> list[RunningStage]:
     """The stages running now, oldest first."""
     now = now or timezone.now()
-    stale_after = grading_setting("GRADER_HEARTBEAT_TIMEOUT", 300)
+    stale_after = grading_setting("GRADER_HEARTBEAT_TIMEOUT")
     stamps = {"building": "building_at", "checking": "checking_at", "training": "training_at",
               "evaluating": "evaluating_at"}  # fmt: skip
     rows = (

@@ -72,7 +72,7 @@ def waiting_stage(status: str, mode: str) -> str | None:
 
     Finalize is not in the fair order: it takes milliseconds and is sent for its submission.
     """
-    from assignments.services.grading import next_stage
+    from assignments.services.grading.transitions import next_stage
 
     if status not in Submission.ACTIVE_STATUSES:
         return None

@@ -64,7 +64,7 @@ def time_limit_range() -> tuple[int, int]:
     )
     if not visibility:
         return 1, _COLUMN_MAX
-    grace = grading_setting("GRADER_SANDBOX_GRACE_SECONDS", 60)
+    grace = grading_setting("GRADER_SANDBOX_GRACE_SECONDS")
     return 1, max(1, int(visibility) - 2 * grace - 1)
 
 

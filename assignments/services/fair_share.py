@@ -28,7 +28,7 @@ from django.db.models import Max, Min, Q, Value
 from django.db.models.functions import Coalesce
 
 from assignments.models import Assignment, Enrollment, Submission
-from assignments.services.submissions import TooManyWaiting
+from assignments.services.submission_errors import TooManyWaiting
 
 Status = Submission.Status
 

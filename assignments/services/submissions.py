@@ -23,6 +23,16 @@ from django.utils import timezone
 
 from assignments.dispatch import enqueue_submission
 from assignments.models import Assignment, Enrollment, Submission
+from assignments.services import fair_share
+from assignments.services.submission_errors import (
+    DuplicateSubmission,
+    InvalidUpload,
+    LateSubmission,
+    NotEnrolled,
+    QuotaExceeded,
+    SubmissionRejected,
+    TooManyWaiting,  # noqa: F401 - re-exported: callers import it from here
+)
 from grader.errors import GraderError, SourceRejected
 from grader.keras_config import MODEL_CLASSES
 from grader.loading import unsupported_extension_message
@@ -43,75 +53,6 @@ EXPECTED_CONTENT = {
     Submission.Kind.JSON: "a Keras model config, as written by `model.to_json()`",
     Submission.Kind.KERAS: "a .keras archive saved with `model.save('model.keras')`",
 }
-
-
-class SubmissionRejected(GraderError):
-    """An upload was refused before grading; the message tells the student why."""
-
-    kind = "submission_rejected"
-
-
-class InvalidUpload(SubmissionRejected):
-    """The file's name, size or content is not a gradable model."""
-
-    kind = "invalid_upload"
-
-
-class DuplicateSubmission(SubmissionRejected):
-    """The same file (same SHA-256) was already submitted to this assignment by this student."""
-
-    kind = "duplicate"
-
-    def __init__(self, message: str, *, existing: Submission) -> None:
-        super().__init__(message)
-        self.existing = existing
-
-
-class QuotaExceeded(SubmissionRejected):
-    """The student used every submission the assignment allows today."""
-
-    kind = "quota_exceeded"
-
-
-class TooManyWaiting(SubmissionRejected):
-    """The user already holds as many unfinished submissions as the assignment allows at once.
-
-    Attributes:
-        limit: the assignment's limit for this user (student or staff).
-        unfinished: how many the user holds.
-        oldest_waiting: the id of their oldest submission waiting for a stage (None when all
-            of them are being graded).
-        position: that submission's place in the dispatch order of its next stage.
-    """
-
-    kind = "too_many_waiting"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        limit: int,
-        unfinished: int,
-        oldest_waiting: int | None = None,
-        position: int | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.limit = limit
-        self.unfinished = unfinished
-        self.oldest_waiting = oldest_waiting
-        self.position = position
-
-
-class LateSubmission(SubmissionRejected):
-    """The deadline passed and the assignment rejects late submissions."""
-
-    kind = "late"
-
-
-class NotEnrolled(SubmissionRejected):
-    """The user is not a student of the assignment's course."""
-
-    kind = "not_enrolled"
 
 
 @dataclass(frozen=True)
@@ -357,8 +298,6 @@ def create_submission(
                     f"most {assignment.daily_quota:,} per day; the quota resets at midnight "
                     f"({timezone.get_current_timezone_name()})."
                 )
-        from assignments.services import fair_share
-
         if enforce_quota:
             fair_share.check_waiting_limit(
                 assignment=assignment,

@@ -413,7 +413,7 @@ def queue_health(request: HttpRequest) -> HttpResponse:
     from assignments.selectors import queue_health as health
     from assignments.selectors.datasets import dataset_rows
     from assignments.selectors.queue_order import course_queues
-    from assignments.services.grading import queue_stats
+    from assignments.selectors.queue_stats import queue_stats
 
     workers = health.workers()
     return render(

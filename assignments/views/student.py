@@ -16,6 +16,12 @@ from assignments.forms import UploadForm
 from assignments.markdown import render_markdown
 from assignments.models import Assignment, Submission
 from assignments.permissions import assignment_for, is_instructor, submission_for
+from assignments.presentation import (
+    describe_assignment_rules,
+    leaderboard_lines,
+    shown_message,
+    submission_context,
+)
 from assignments.services.grading import InvalidTransition, cancel_submission
 from assignments.services.submissions import (
     DuplicateSubmission,
@@ -24,12 +30,6 @@ from assignments.services.submissions import (
     submissions_left_today,
 )
 from assignments.views.build_errors import message_view
-from assignments.views.presentation import (
-    describe_rules,
-    leaderboard_lines,
-    shown_message,
-    submission_context,
-)
 
 
 @login_required
@@ -63,7 +63,7 @@ def _assignment_page(
         "assignment": assignment,
         "best": best_by_assignment(student=user, assignments=[assignment]).get(assignment.pk),
         "description_html": render_markdown(assignment.description),
-        "rules": describe_rules(
+        "rules": describe_assignment_rules(
             assignment.rules_yaml,
             trains=assignment.mode != "evaluate",
             dataset=assignment.dataset,

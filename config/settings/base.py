@@ -195,7 +195,7 @@ CELERY_TASK_DEFAULT_QUEUE = "preflight"
 CELERY_TIMEZONE = TIME_ZONE
 
 # --- Grading --------------------------------------------------------------------------------
-GRADER_SANDBOX = env.str("GRADER_SANDBOX", default="bwrap")  # "docker" or "bwrap"
+GRADER_SANDBOX = env.str("GRADER_SANDBOX", default="bwrap")  # a name of workers.sandbox.BACKENDS
 GRADER_SANDBOX_IMAGE = env.str("GRADER_SANDBOX_IMAGE", default="cnn-grader-sandbox:latest")
 GRADER_DATA_DIR = Path(env.str("GRADER_DATA_DIR", default=str(VAR_DIR / "datasets")))
 # The secret that chooses which examples are held out for validation and, for the datasets we
@@ -206,7 +206,28 @@ GRADER_DATASET_KEY = env.str("GRADER_DATASET_KEY", default="")
 GRADER_JOBS_DIR = Path(env.str("GRADER_JOBS_DIR", default=str(VAR_DIR / "jobs")))
 GRADER_MAX_UPLOAD_BYTES = env.int("GRADER_MAX_UPLOAD_BYTES", default=20 * 1024 * 1024)
 GRADER_GPU_IDS: list[str] = env.list("GRADER_GPU_IDS", default=[])
+
+# Grading limits, each declared here once (`.env.example` explains them). Code reads them with
+# `grading.grading_setting(NAME)` at call time, never with a default of its own.
+# Seconds without a heartbeat after which the reaper re-queues a running submission.
 GRADER_HEARTBEAT_TIMEOUT = env.int("GRADER_HEARTBEAT_TIMEOUT", default=300)
+# Seconds between two heartbeats of a running stage.
+GRADER_HEARTBEAT_INTERVAL = env.int("GRADER_HEARTBEAT_INTERVAL", default=30)
+# Seconds between a running stage's ownership checks (a cancel stops its sandbox within this).
+GRADER_CANCEL_CHECK_SECONDS = env.int("GRADER_CANCEL_CHECK_SECONDS", default=2)
+# Seconds between two presence reports of a worker node.
+GRADER_WORKER_PRESENCE_SECONDS = env.float("GRADER_WORKER_PRESENCE_SECONDS", default=30.0)
+# Seconds a waiting submission may go without its task before the reaper sends it again.
+GRADER_QUEUE_TIMEOUT = env.int("GRADER_QUEUE_TIMEOUT", default=900)
+# Seconds between two runs of the reaper (Celery beat).
+GRADER_REAPER_INTERVAL = env.float("GRADER_REAPER_INTERVAL", default=60.0)
+# Times a stage is re-sent (or taken over) before the submission ends as an error.
+GRADER_MAX_ATTEMPTS = env.int("GRADER_MAX_ATTEMPTS", default=3)
+# Wall-clock limits of the build and evaluate sandboxes; Celery's soft and hard limits add one
+# and two grace periods on top (training uses the assignment's own limit).
+GRADER_BUILD_SECONDS = env.int("GRADER_BUILD_SECONDS", default=300)
+GRADER_EVALUATE_SECONDS = env.int("GRADER_EVALUATE_SECONDS", default=600)
+GRADER_SANDBOX_GRACE_SECONDS = env.int("GRADER_SANDBOX_GRACE_SECONDS", default=60)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -14,7 +14,7 @@ from .params import Param
 
 if TYPE_CHECKING:
     from .context import RuleContext
-    from .schema import RuleSpec
+    from .spec import RuleSpec
 
 Phase = Literal["static", "training"]
 

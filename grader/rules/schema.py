@@ -29,9 +29,10 @@ from .params import (
     describe,
 )
 from .registry import RULES
+from .spec import DEFAULT_POINTS as _POINTS
+from .spec import RuleSpec
 
 COMMON_KEYS = ("id", "name", "points")
-_POINTS = 1.0
 
 
 class InvalidRule(RuleSetError):
@@ -126,44 +127,6 @@ METADATA: dict[str, Param] = {
     ),
 }
 PRESET_REQUIRED = tuple(METADATA)
-
-
-@dataclass(frozen=True)
-class RuleSpec:
-    """One validated rule of a rule set.
-
-    Attributes:
-        id: the rule id (a key of the registry).
-        params: the rule's parameters, validated, defaults filled in.
-        points: points the rule is worth.
-        name: the rule's name; the id unless the rule set gave one.
-        index: position in the rule set's ``rules`` list.
-    """
-
-    id: str
-    params: Mapping[str, Any]
-    points: float = _POINTS
-    name: str = ""
-    index: int = 0
-    named: bool = field(default=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if not self.name:
-            object.__setattr__(self, "name", self.id)
-
-    @property
-    def phase(self) -> str:
-        """``"static"`` or ``"training"``: when the rule can be decided."""
-        return RULES[self.id].phase
-
-    def to_dict(self) -> dict[str, Any]:
-        """The rule as written in a rule set: id, name when given, parameters, points."""
-        data: dict[str, Any] = {"id": self.id}
-        if self.named:
-            data["name"] = self.name
-        data.update(self.params)
-        data["points"] = int(self.points) if float(self.points).is_integer() else self.points
-        return data
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ import pytest
 from django.urls import reverse
 
 from assignments.models import Submission
+from assignments.presentation import INFRASTRUCTURE_MESSAGE
 from assignments.services import data_wait
-from assignments.views.presentation import INFRASTRUCTURE_MESSAGE
 from tests.assignments.site_fixtures import make_submission
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("uploads_dir")]

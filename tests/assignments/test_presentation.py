@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from assignments.views.presentation import LOG_DISPLAY_CHARS, describe_rules, log_tail
+from assignments.presentation import LOG_DISPLAY_CHARS, describe_assignment_rules, log_tail
 from grader.presets import list_presets, preset_text
 from grader.rules import implied_rules, load_ruleset
 
@@ -12,7 +12,7 @@ from grader.rules import implied_rules, load_ruleset
 @pytest.mark.parametrize("slug", list_presets())
 def test_every_preset_rule_is_described_with_its_limit(slug):
     ruleset = load_ruleset(preset_text(slug))
-    described = describe_rules(preset_text(slug), trains=True)
+    described = describe_assignment_rules(preset_text(slug), trains=True)
     in_force = [*ruleset.rules, *implied_rules(ruleset, trains=True)]
     assert [d["name"] for d in described] == [spec.name for spec in in_force]
     for item, spec in zip(described, in_force, strict=True):
@@ -39,12 +39,12 @@ def test_every_preset_rule_is_described_with_its_limit(slug):
     ],
 )  # fmt: skip
 def test_rules_in_plain_words(rules, expected):
-    assert describe_rules(rules)[0]["text"] == expected.encode().decode("unicode_escape")
+    assert describe_assignment_rules(rules)[0]["text"] == expected.encode().decode("unicode_escape")
 
 
 def test_the_rule_list_says_every_layer_trains_unless_frozen_layers_are_allowed():
     rules = "rules:\n  - id: max_params\n    limit: 100000\n"
-    described = describe_rules(rules, trains=True)
+    described = describe_assignment_rules(rules, trains=True)
     assert described[-1] == {
         "id": "all_layers_trainable",
         "name": "all_layers_trainable",
@@ -52,12 +52,12 @@ def test_the_rule_list_says_every_layer_trains_unless_frozen_layers_are_allowed(
         "points": 0.0,
         "phase": "static",
     }
-    assert len(describe_rules("allow_frozen_layers: true\n" + rules, trains=True)) == 1
-    assert len(describe_rules(rules, trains=False)) == 1  # an evaluate-only assignment
+    assert len(describe_assignment_rules("allow_frozen_layers: true\n" + rules, trains=True)) == 1
+    assert len(describe_assignment_rules(rules, trains=False)) == 1  # an evaluate-only assignment
 
 
 def test_an_unloadable_rule_set_describes_nothing():
-    assert describe_rules("rules:\n  - id: no_such_rule\n") == []
+    assert describe_assignment_rules("rules:\n  - id: no_such_rule\n") == []
 
 
 def test_log_tail_keeps_the_end_and_says_what_was_cut():
@@ -73,7 +73,7 @@ def test_log_tail_keeps_the_end_and_says_what_was_cut():
 def test_a_field_limit_reaching_the_image_reads_as_the_whole_image(limit):
     # The rule caps a limit larger than the image at the image: the page says what it asks.
     rules = f"input_shape: [32, 32, 3]\nrules:\n  - id: min_receptive_field\n    limit: {limit}\n"
-    [described] = describe_rules(rules)
+    [described] = describe_assignment_rules(rules)
     assert described["text"] == (
         "Every unit sees the whole 32 \u00d7 32 px image before global pooling"
     )
@@ -82,12 +82,12 @@ def test_a_field_limit_reaching_the_image_reads_as_the_whole_image(limit):
 def test_the_dilated_preset_asks_for_the_whole_image_of_its_dataset():
     from grader.presets import preset_text
 
-    described = {rule["id"]: rule["text"] for rule in describe_rules(
+    described = {rule["id"]: rule["text"] for rule in describe_assignment_rules(
         preset_text("cifar10-dilated"), trains=True, dataset="cifar10")}  # fmt: skip
     assert described["min_receptive_field"] == (
         "Every unit sees the whole 32 \u00d7 32 px image before global pooling"
     )
     # A limit below the dataset's image stays a number (rule sets without input_shape too).
-    [smaller] = describe_rules("rules:\n  - id: min_receptive_field\n    limit: 8\n",
+    [smaller] = describe_assignment_rules("rules:\n  - id: min_receptive_field\n    limit: 8\n",
                                dataset="cifar10")  # fmt: skip
     assert smaller["text"] == "Every unit sees at least 8 px of the image before global pooling"

@@ -249,7 +249,7 @@ def test_noise_and_forged_protocol_lines_do_not_break_the_reader():
 
 
 def test_students_never_get_the_built_model_details():
-    from assignments.views.presentation import INSTRUCTOR_ONLY_CHECKS, visible_checks
+    from assignments.presentation import INSTRUCTOR_ONLY_CHECKS, visible_checks
 
     checks = {"params": {"total": 1}, CHECKS_KEY: {"differences": ["Layer `c2` ..."]}}
     assert CHECKS_KEY in INSTRUCTOR_ONLY_CHECKS

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
@@ -44,8 +45,8 @@ def build_model(input_shape, num_classes):
 """
 
 # The default ownership check interval, plus killing and removing the sandbox.
-STOP_LIMIT_SECONDS = {"bwrap": stages.DEFAULT_CANCEL_CHECK_SECONDS + 3.0}
-STOP_LIMIT_SECONDS["docker"] = stages.DEFAULT_CANCEL_CHECK_SECONDS + 7.0
+STOP_LIMIT_SECONDS = {"bwrap": settings.GRADER_CANCEL_CHECK_SECONDS + 3.0}
+STOP_LIMIT_SECONDS["docker"] = settings.GRADER_CANCEL_CHECK_SECONDS + 7.0
 
 
 @pytest.fixture(

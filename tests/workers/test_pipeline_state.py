@@ -16,6 +16,7 @@ from django.db import connection
 from django.utils import timezone
 
 from assignments.models import AuditEntry, EpochMetric, Result, Submission
+from assignments.selectors.queue_stats import queue_stats
 from assignments.services import grading
 from grader.errors import GraderError
 from tests.conftest import service_missing
@@ -409,7 +410,7 @@ def test_queue_stats_count_waiting_and_running_per_queue_and_gpu(student, gradin
     )
     make_submission(assignment, student, source=SMOKE_MODULE, status=Status.FINISHED)
 
-    stats = grading.queue_stats()
+    stats = queue_stats()
 
     assert stats["queues"] == {
         "preflight": {"waiting": 2, "running": 1},

@@ -16,8 +16,8 @@ from typing import Any
 
 from grader.errors import GraderError, RuleSetError, TrainingConfigError
 from workers.pipeline.errors import InfrastructureError, StageFailed
-from workers.pipeline.finalize import failure_message, late_adjusted_score, rule_score
 from workers.pipeline.plan import GradingPlan
+from workers.pipeline.scoring import failure_message, late_adjusted_score, rule_score
 
 
 @dataclass(frozen=True)

@@ -75,9 +75,9 @@ class GradeReport:
 
 
 def _overall(rules: list[dict[str, Any]]) -> bool | None:
-    from workers.pipeline.finalize import overall_passed
+    from workers.pipeline.scoring import stored_rules_passed
 
-    return overall_passed(rules)
+    return stored_rules_passed(rules)
 
 
 def _planned_epochs(training_config: dict[str, Any] | None) -> int | None:

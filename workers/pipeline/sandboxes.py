@@ -7,13 +7,10 @@ from typing import Any
 
 from django.conf import settings
 
-#: `GRADER_SANDBOX_IMAGE` values that mean "the empty local image, with this host's Python
-#: mounted" (development and CI, where the production image cannot be built).
-LOCAL_IMAGE_NAMES = {"", "local"}
-
 
 def open_sandbox(name: str | None = None) -> Any:
-    """The sandbox backend `name`, or the configured one (`GRADER_SANDBOX`: docker or bwrap).
+    """The sandbox backend `name`, or the configured one (`GRADER_SANDBOX`), built from the
+    settings (`workers.sandbox.from_settings`; backends by name in `workers.sandbox.BACKENDS`).
 
     Docker runs `GRADER_SANDBOX_IMAGE` (the production image from `workers/sandbox/Dockerfile`),
     or the empty local image with this host's interpreter mounted when that setting is empty
@@ -23,16 +20,11 @@ def open_sandbox(name: str | None = None) -> Any:
         InfrastructureError: The backend cannot run here (engine down, bwrap missing).
     """
     from workers.pipeline.errors import InfrastructureError
-    from workers.sandbox import SandboxError, get_sandbox
+    from workers.sandbox import SandboxError, from_settings
 
-    name = name or getattr(settings, "GRADER_SANDBOX", "bwrap")
-    options: dict[str, Any] = {}
-    if name == "docker":
-        image = str(getattr(settings, "GRADER_SANDBOX_IMAGE", "") or "").strip()
-        if image not in LOCAL_IMAGE_NAMES:
-            options["image"] = image
+    name = name or settings.GRADER_SANDBOX
     try:
-        return get_sandbox(name, **options)
+        return from_settings(settings, name)
     except SandboxError as exc:
         raise InfrastructureError(f"The {name} sandbox is not available: {exc}") from exc
 

@@ -53,9 +53,6 @@ ERROR = "error"
 ABORTED = "aborted"
 WAITING = "waiting_data"
 
-#: Seconds between a running stage's checks that it still owns its submission.
-DEFAULT_CANCEL_CHECK_SECONDS = 2
-
 
 def jobs_root() -> Path:
     """Where job directories live on this host (`GRADER_JOBS_DIR`)."""
@@ -216,8 +213,8 @@ def heartbeat_while_running(submission_id: int, worker: str) -> Iterator[Heartbe
     `GRADER_HEARTBEAT_INTERVAL` (30 s) between heartbeats; `GRADER_CANCEL_CHECK_SECONDS` (2 s)
     between ownership checks, so a cancel stops the sandbox within about that long.
     """
-    interval = grading.grading_setting("GRADER_HEARTBEAT_INTERVAL", 30)
-    check = grading.grading_setting("GRADER_CANCEL_CHECK_SECONDS", DEFAULT_CANCEL_CHECK_SECONDS)
+    interval = grading.grading_setting("GRADER_HEARTBEAT_INTERVAL")
+    check = grading.grading_setting("GRADER_CANCEL_CHECK_SECONDS")
     with Heartbeat(
         submission_id=submission_id, worker=worker, interval=interval, check_interval=check
     ) as beat:

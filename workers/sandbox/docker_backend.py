@@ -51,6 +51,9 @@ JOB_LABEL = "grader.sandbox.job"
 # Past its wall-clock limit, how long a container may still exist while its worker reads the
 # result and removes it; after that it is an orphan of a dead worker.
 REAP_GRACE_SECONDS = 120
+#: `GRADER_SANDBOX_IMAGE` values that mean "the empty local image, with this host's Python
+#: mounted" (development and CI, where the production image cannot be built).
+LOCAL_IMAGE_NAMES = {"", "local"}
 
 
 class DockerSandbox:
@@ -66,6 +69,13 @@ class DockerSandbox:
     """
 
     name = "docker"
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> DockerSandbox:
+        """The backend for `GRADER_SANDBOX_IMAGE`: the production image it names, or the empty
+        local image with this host's Python mounted when it is empty or `local`."""
+        image = str(getattr(settings, "GRADER_SANDBOX_IMAGE", "") or "").strip()
+        return cls(image=None if image in LOCAL_IMAGE_NAMES else image)
 
     def __init__(
         self,

@@ -23,6 +23,7 @@ from grader.errors import GraderError
 from grader.terminal import terminal_lines, terminal_safe
 from workers.pipeline.local import EXIT_CODES, GradeReport, grade_file
 from workers.pipeline.plan import GradingPlan
+from workers.sandbox import BACKENDS
 
 #: The `--format json` reason of a bad argument (no such file, no such assignment or preset).
 INVALID_ARGUMENT = "invalid_argument"
@@ -135,7 +136,7 @@ class Command(BaseCommand):
         parser.add_argument("--format", choices=("text", "json"), default="text")
         parser.add_argument(
             "--sandbox",
-            choices=("docker", "bwrap"),
+            choices=tuple(BACKENDS),
             default=None,
             help="The sandbox backend (default: GRADER_SANDBOX).",
         )

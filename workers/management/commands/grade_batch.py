@@ -20,6 +20,7 @@ from assignments.spreadsheet import spreadsheet_safe
 from grader.terminal import terminal_safe
 from workers.management.commands.grade import resolve_plan
 from workers.pipeline.local import EXIT_CODES, GradeReport, grade_file
+from workers.sandbox import BACKENDS
 
 SUFFIXES = {".py", ".ipynb", ".json", ".keras"}
 CSV_COLUMNS = (
@@ -76,7 +77,7 @@ class Command(BaseCommand):
             "--assignment", required=True, help="An assignment slug in the database, or a preset."
         )
         parser.add_argument("--out", help="Write the CSV here (default: standard output).")
-        parser.add_argument("--sandbox", choices=("docker", "bwrap"), default=None)
+        parser.add_argument("--sandbox", choices=tuple(BACKENDS), default=None)
 
     def handle(self, *args: Any, **options: Any) -> None:
         directory = Path(options["directory"])

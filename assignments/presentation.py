@@ -6,6 +6,7 @@ Kept out of the views so the page and its live fragment render the same thing.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import html
 from typing import Any, NamedTuple
 
@@ -14,8 +15,14 @@ from django.utils import formats, timezone
 from django.utils.safestring import mark_safe
 
 from assignments import charts
+from assignments.client.cli import NOT_RUN_MESSAGE  # the same words as the client's
+from assignments.formatting import number, percent, status_badge_html, verdict_mark
+from assignments.heatmap import class_labels, confusion_heatmap
 from assignments.models import Assignment, Submission
 from assignments.selectors import epochs_of, queue_position
+from assignments.submission_source import submission_source
+from grader.errors import GraderError
+from grader.rules import get_rule, implied_rules, load_ruleset
 
 
 def _rf_rows(checks: dict) -> list[dict]:
@@ -51,7 +58,8 @@ def image_size(assignment: Assignment, checks: dict | None) -> int | None:
     shape = ((checks or {}).get("model") or {}).get("input_shape")
     if isinstance(shape, list) and len(shape) >= 2 and all(isinstance(v, int) for v in shape[:2]):
         return max(shape[0], shape[1])
-    from grader.datasets import DATASETS
+
+    from grader.datasets import DATASETS  # imports numpy: not at the web process's start
 
     source = DATASETS.get(assignment.dataset)
     return max(source.input_shape[:2]) if source else None
@@ -59,8 +67,7 @@ def image_size(assignment: Assignment, checks: dict | None) -> int | None:
 
 def class_names(assignment: Assignment, count: int) -> list[str]:
     """The assignment's dataset's class names for `count` classes (`class i` if they differ)."""
-    from assignments.heatmap import class_labels
-    from grader.datasets import DATASETS
+    from grader.datasets import DATASETS  # imports numpy: not at the web process's start
 
     source = DATASETS.get(assignment.dataset)
     return class_labels(source.class_names if source else None, count)
@@ -76,8 +83,6 @@ def per_class_rows(assignment: Assignment, accuracies: list | None) -> list[dict
 
 def confusion_view(assignment: Assignment, matrix: list | None) -> dict[str, Any] | None:
     """The confusion matrix as a heat map and as a table (rows: true class), or None."""
-    from assignments.heatmap import confusion_heatmap
-
     if not matrix or not all(isinstance(row, list) and len(row) == len(matrix) for row in matrix):
         return None
     names = class_names(assignment, len(matrix))
@@ -205,8 +210,6 @@ def visible_checks(checks: dict[str, Any] | None, *, teaches: bool) -> dict[str,
 
 def previous_verdict(result: Any) -> dict[str, Any] | None:
     """`Result.previous` (the verdict before the running regrade) with its time as a datetime."""
-    import datetime as dt
-
     previous = result.previous
     if not isinstance(previous, dict):
         return None
@@ -220,8 +223,6 @@ def previous_verdict(result: Any) -> dict[str, Any] | None:
 
 def submission_context(submission: Submission) -> dict[str, Any]:
     """Everything the submission page and its live fragment show."""
-    from assignments.views.source import submission_source
-
     result = getattr(submission, "result", None)
     checks = result.checks if result else None
     epochs = epochs_of(submission)
@@ -270,9 +271,6 @@ def rule_rows(rules: list[dict[str, Any]], *, active: bool) -> list[dict[str, An
     Once grading has ended, a rule still undecided (training skipped after a failed rule, a
     build error, a cancel) will never be decided: it is marked `not_run`, not pending.
     """
-    from assignments.client.cli import NOT_RUN_MESSAGE  # the same words as the client's
-    from assignments.templatetags.grader_format import percent
-
     rows = []
     for rule in rules:
         row = dict(rule)
@@ -391,8 +389,6 @@ def rule_in_plain_words(rule_id: str, params: dict[str, Any]) -> str:
         except (KeyError, TypeError, ValueError):
             pass  # unexpected parameters: fall back to the summary below
     try:
-        from grader.rules import get_rule
-
         summary = get_rule(rule_id).summary
     except KeyError:
         return rule_id
@@ -402,10 +398,12 @@ def rule_in_plain_words(rule_id: str, params: dict[str, Any]) -> str:
     return summary
 
 
-def describe_rules(
+def describe_assignment_rules(
     rules_yaml: str, *, trains: bool = False, dataset: str | None = None
 ) -> list[dict[str, Any]]:
     """The assignment's rules in plain words, with their points and phase.
+
+    (`grader.rules.describe_rules` describes every rule the registry knows, for the editor.)
 
     Args:
         rules_yaml: the assignment's rule set.
@@ -418,16 +416,13 @@ def describe_rules(
         One `{"id", "name", "text", "points", "phase"}` per rule; empty if the stored rule set
         no longer loads (the page still renders; the instructor's edit form shows the error).
     """
-    from grader.errors import GraderError
-    from grader.rules import implied_rules, load_ruleset
-
     try:
         ruleset = load_ruleset(rules_yaml)
     except GraderError:
         return []
     image = list(ruleset.input_shape or [])[:2]
     if dataset:
-        from grader.datasets import get_source
+        from grader.datasets import get_source  # imports numpy: not at the web process's start
 
         with contextlib.suppress(GraderError, KeyError):
             image = list(get_source(dataset).input_shape[:2])
@@ -507,13 +502,6 @@ SUBMISSION_ROW_FIELDS = (
 def submission_rows(page) -> list[SubmissionRow]:
     """Rows for the instructor's submissions table from a page of `submissions_table()` (the
     same text the template filters gave on model instances, at a fraction of their cost)."""
-    from assignments.templatetags.grader_format import (
-        number,
-        percent,
-        status_badge_html,
-        verdict_mark,
-    )
-
     detail, regrade, cancel = (
         _url_pattern(name)
         for name in ("submission_detail", "regrade_submission", "cancel_submission")
