@@ -21,6 +21,14 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("uploads_dir")]
 NOW = timezone.now()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_now():
+    # The page measures against the real clock: an import-time NOW ages by the minutes a long
+    # run takes before this test, and a worker reported "3 s ago" would read as silent.
+    global NOW
+    NOW = timezone.now()
+
+
 def report(node: str, queues: list[str], *, seconds_ago: float, gpus=(), sandbox="bwrap"):
     return record_worker(
         node=node, queues=queues, sandbox=sandbox, gpus=list(gpus),
