@@ -497,6 +497,8 @@ def timeline(upload: Upload, seen: Observed) -> Grading:
     eval_end = end("evaluating") if starts["evaluating"] else None
     span("evaluate", starts["evaluating"], eval_end)
     span("finalize", eval_end, finished if sub.status == "finished" else None)
+    if static is None:
+        static = check_end  # no result row from the check stage: when that stage ended
     return Grading(
         parts=parts,
         to_static=static - upload.sent if static is not None else None,
@@ -586,6 +588,7 @@ def run_throughput(args: argparse.Namespace, stack: Stack) -> bool:
     print(f"| submissions graded | {len(final)} of {len(uploads)} ({dict(statuses)}) |")
     print(f"| time to the last verdict (first upload to last final verdict) | {wall:.1f} s |")
     print(f"| sum of pure epoch time ({sum(g.epochs for g in gradings)} epochs) | {pure:.1f} s |")
+    print(f"| ratio, pure epoch time / time to the last verdict | {pure / wall:.1%} |")
     print(f"| ratio, per `gpu` worker process ({args.gpu_concurrency}) | {share:.1%} |")
     print(f"| upload to static verdict, p50 / p95 | {percentile(static, 50):.1f} s / "
           f"{percentile(static, 95):.1f} s |")  # fmt: skip
@@ -609,6 +612,29 @@ def run_throughput(args: argparse.Namespace, stack: Stack) -> bool:
             f"{sum(values):.1f} | {sum(values) / total:.1%} |"
         )
     print(f"| total | {total / max(1, len(gradings)):.2f} | | {total:.1f} | 100% |")
+    gpu_time = args.gpu_concurrency * wall
+    if gpu_time > 0:
+        print()
+        print(
+            f"Where the `gpu` workers' time went ({args.gpu_concurrency} processes x "
+            f"{wall:.1f} s, first upload to last verdict):"
+        )
+        print()
+        print("| component | sum s | share |")
+        print("| --- | ---: | ---: |")
+        gpu_parts = ["epochs", "compile", "train_startup", "train_after", "evaluate"]
+        labels = dict(COMPONENTS)
+        for key in gpu_parts:
+            used = sum(g.parts.get(key, 0.0) for g in gradings)
+            print(f"| {labels[key]} | {used:.1f} | {used / gpu_time:.1%} |")
+        idle = gpu_time - sum(g.parts.get(key, 0.0) for g in gradings for key in gpu_parts)
+        print(f"| idle (nothing checked yet, the last trainings) or between stages | "
+              f"{idle:.1f} | {idle / gpu_time:.1%} |")  # fmt: skip
+        build = sum(g.parts.get("build", 0.0) for g in gradings)
+        print(
+            f"\nThe preflight workers ({args.preflight_concurrency} processes) ran builds for "
+            f"{build:.1f} s = {build / (args.preflight_concurrency * wall):.1%} of their time."
+        )
     runs = stack.stage_runs(since=logs_at)
     costs = reference_costs(stack.env)
     print(
@@ -643,9 +669,13 @@ def run_burst(args: argparse.Namespace, stack: Stack) -> bool:
     assignment, tokens = seed(
         students=args.clients, prefix="burst", slug="burst", rules_change=rules
     )
+    if args.max_waiting:
+        assignment.max_waiting_per_student = args.max_waiting
+        assignment.save(update_fields=["max_waiting_per_student"])
     print(
         f"\n## burst: {args.uploads} uploads from {args.clients} concurrent clients within "
-        f"about {args.window:.0f} s (models that fail `max_params`)"
+        f"about {args.window:.0f} s (models that fail `max_params`; at most "
+        f"{assignment.max_waiting_per_student} unfinished per student)"
     )
     logs_at = stack.log_sizes()
     students = list(tokens)
@@ -743,6 +773,9 @@ def run_burst(args: argparse.Namespace, stack: Stack) -> bool:
     print(f"| load average (1 min) while grading, mean | {mean_load(seen):.1f} |")
     print(f"| verdicts | {dict(verdicts)} |")
     print(f"| most rows of one student | {per_student[0]['n'] if per_student else 0} |")
+    for kind in sorted(kinds):
+        example = next(u for u in refused if u.kind == kind)
+        print(f"a 429 `{kind}` says: {example.message[:300]}")
     for u in other[:5]:
         print(f"unexpected answer: {u.status} {u.kind} {u.message[:200]}")
     for u in unclear[:5]:
@@ -778,6 +811,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=100, help="burst: concurrent clients")
     parser.add_argument("--uploads", type=int, default=200, help="burst: uploads in all")
     parser.add_argument("--window", type=float, default=10.0, help="burst: seconds to send in")
+    parser.add_argument(
+        "--max-waiting",
+        type=int,
+        default=0,
+        help="burst: the assignment's max_waiting_per_student (0: the default, 2)",
+    )
     parser.add_argument("--quick", action="store_true",
                         help="2 trainings, then 20 uploads from 10 clients in 4 s")  # fmt: skip
     parser.add_argument("--gpu-concurrency", type=int, default=2)
@@ -810,7 +849,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
     }
-    for name in ("GRADER_MEDIA_ROOT", "GRADER_DATA_DIR", "GRADER_JOBS_DIR", "GRADER_GPU_IDS"):
+    for name in (
+        "GRADER_MEDIA_ROOT", "GRADER_DATA_DIR", "GRADER_JOBS_DIR", "GRADER_GPU_IDS",
+        "GRADER_GPU_DEVICE", "CELERY_TASK_ALWAYS_EAGER",
+    ):  # fmt: skip
         env.pop(name, None)
     os.environ.clear()
     os.environ.update(env)
