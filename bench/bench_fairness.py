@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import re
+import secrets
 import signal
 import statistics
 import subprocess
@@ -185,6 +186,8 @@ def main() -> int:
         "GRADER_VAR_DIR": str(var),
         "GRADER_SANDBOX": "bwrap",
         "GRADER_HEARTBEAT_INTERVAL": "5",
+        # The workers and this process must choose the same hidden examples.
+        "GRADER_DATASET_KEY": secrets.token_urlsafe(48),
     }
     os.environ.update(env)
     import django
@@ -204,7 +207,7 @@ def main() -> int:
     preflight_log = var / "preflight.log"
     try:
         call_command("migrate", verbosity=0)
-        prepare_dataset("synthetic", var / "datasets")
+        prepare_dataset("synthetic", var / "datasets", key=env["GRADER_DATASET_KEY"])
         assignment, flooder, others = seed(args.students)
 
         # With the default limit (2 unfinished at once), most of the flood is refused.
