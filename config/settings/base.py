@@ -12,6 +12,9 @@ import secrets
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from grader.training.backend import DEFAULT_BACKEND, check_backend
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -207,6 +210,13 @@ GRADER_JOBS_DIR = Path(env.str("GRADER_JOBS_DIR", default=str(VAR_DIR / "jobs"))
 GRADER_MAX_UPLOAD_BYTES = env.int("GRADER_MAX_UPLOAD_BYTES", default=20 * 1024 * 1024)
 GRADER_GPU_IDS: list[str] = env.list("GRADER_GPU_IDS", default=[])
 GRADER_HEARTBEAT_TIMEOUT = env.int("GRADER_HEARTBEAT_TIMEOUT", default=300)
+# The Keras backend of this worker's train and evaluate sandboxes: `tensorflow` or `jax` (a GPU
+# host with JAX and CUDA but no TensorFlow). Checked here: a typo fails at start, not per job.
+GRADER_KERAS_BACKEND = env.str("GRADER_KERAS_BACKEND", default=DEFAULT_BACKEND)
+try:
+    check_backend(GRADER_KERAS_BACKEND)
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from exc
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
