@@ -24,7 +24,7 @@ CUTOUT_FRACTION = 0.25
 
 def random_flip(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Mirror each image left-right with probability 1/2."""
-    flip = rng.random(images.shape[0]) < 0.5
+    flip = np.less(rng.random(images.shape[0]), 0.5)
     return np.where(flip[:, None, None, None], images[:, :, ::-1], images)
 
 

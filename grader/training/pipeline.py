@@ -148,7 +148,7 @@ def make_eval_dataset(
     images = np.ascontiguousarray(x)
     labels = None if y is None else np.ascontiguousarray(y)
 
-    class EvalBatches(keras.utils.PyDataset):  # type: ignore[misc]
+    class EvalBatches(keras.utils.PyDataset):
         def __len__(self) -> int:
             return math.ceil(len(images) / batch_size)
 
