@@ -121,10 +121,21 @@ def test_flip_mirrors_or_keeps_each_image() -> None:
     assert 10 < sum(mirrored) < 54  # about half, per image
 
 
-def test_translate_is_a_crop_of_the_reflect_padded_image() -> None:
-    x = np.random.default_rng(2).random((16, 16, 16, 1)).astype(np.float32)
+@pytest.mark.parametrize(
+    ("shape", "dtype"),
+    [
+        ((16, 16, 16, 1), np.float32),
+        ((16, 32, 32, 3), np.uint8),
+        ((16, 9, 14, 3), np.uint8),
+        ((16, 28, 28, 1), np.uint8),
+    ],
+)
+def test_translate_is_a_crop_of_the_reflect_padded_image(shape: tuple, dtype: type) -> None:
+    x = (np.random.default_rng(2).random(shape) * 255).astype(dtype)
     out = random_translate(x, generator(5, 6))
-    pad = 2  # 16 * 0.125
+    assert out.shape == x.shape and out.dtype == x.dtype
+    height, width = shape[1:3]
+    pad = max(1, round(min(height, width) * 0.125))
     shifts = set()
     for image, original in zip(out, x, strict=True):
         padded = np.pad(original, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
@@ -132,7 +143,7 @@ def test_translate_is_a_crop_of_the_reflect_padded_image() -> None:
             (dr, dc)
             for dr in range(2 * pad + 1)
             for dc in range(2 * pad + 1)
-            if np.array_equal(image, padded[dr : dr + 16, dc : dc + 16])
+            if np.array_equal(image, padded[dr : dr + height, dc : dc + width])
         ]
         assert matches, "not a crop of the padded image"
         shifts.add(matches[0])
