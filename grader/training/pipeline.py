@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import collections
 import math
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -94,7 +94,7 @@ class TrainBatches:
         *,
         workers: int = PIPELINE_WORKERS,
         prefetch: int = PIPELINE_PREFETCH,
-    ) -> Iterator[Batch]:
+    ) -> Generator[Batch, None, None]:
         """The batches of epochs `initial_epoch` .. last, in order, prepared ahead in threads."""
         size = self.config.batch_size
 
@@ -126,13 +126,14 @@ def make_train_dataset(
     num_classes: int,
     seed: int,
     initial_epoch: int,
-) -> tuple[Iterator[Batch], int]:
+) -> tuple[Generator[Batch, None, None], int]:
     """The training batches from `initial_epoch` to the last epoch, and steps per epoch.
 
     uint8 images stay uint8 until a batch is gathered, then become float32 in [0, 1]; shuffling
     and augmentation are pure functions of the seed, epoch and step (see module docstring). Pass
     the iterator to ``model.fit`` with ``steps_per_epoch`` (Keras then keeps drawing from it
-    across epochs).
+    across epochs). Its threads stop when it is exhausted, closed or garbage-collected (not
+    closed by the trainer: a backend's own prefetching may be inside it when a fit ends).
     """
     batches = TrainBatches(x, y, config=config, num_classes=num_classes, seed=seed)
     return batches.stream(initial_epoch), batches.steps

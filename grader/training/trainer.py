@@ -215,7 +215,7 @@ def train(
             # A NaN loss ends training at once: the rest of the epochs would burn GPU time
             # for the same verdict.
             callbacks=[keras.callbacks.TerminateOnNaN(), reporter],
-            shuffle=False,  # the pipeline shuffles, statelessly
+            shuffle=False,  # the pipeline shuffles, from counter-based seeds
             verbose=0,
         )
     weights = save_final_weights(model_config, model, work_dir / WEIGHTS_FILENAME)
