@@ -12,6 +12,9 @@ import secrets
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from grader.training.backend import DEFAULT_BACKEND, check_backend
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -228,6 +231,13 @@ GRADER_MAX_ATTEMPTS = env.int("GRADER_MAX_ATTEMPTS", default=3)
 GRADER_BUILD_SECONDS = env.int("GRADER_BUILD_SECONDS", default=300)
 GRADER_EVALUATE_SECONDS = env.int("GRADER_EVALUATE_SECONDS", default=600)
 GRADER_SANDBOX_GRACE_SECONDS = env.int("GRADER_SANDBOX_GRACE_SECONDS", default=60)
+# The Keras backend of this worker's train and evaluate sandboxes: `tensorflow` or `jax` (a GPU
+# host with JAX and CUDA but no TensorFlow). Checked here: a typo fails at start, not per job.
+GRADER_KERAS_BACKEND = env.str("GRADER_KERAS_BACKEND", default=DEFAULT_BACKEND)
+try:
+    check_backend(GRADER_KERAS_BACKEND)
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from exc
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -1,6 +1,8 @@
 """Trusted training and evaluation of student models (runs inside sandboxes).
 
-`grader.training.config` is pure Python and safe to import anywhere. `trainer`, `evaluation`,
-`augment` and `safe_model` import TensorFlow and Keras inside their functions only, so importing
-this package (or `grader`) never pays for, or depends on, TensorFlow.
+`grader.training.config`, `backend`, `seeds`, `augment` and `pipeline` are pure Python and
+NumPy, safe to import anywhere. `trainer`, `evaluation`, `accelerator` and `safe_model` import
+Keras inside their functions only (and TensorFlow only on its backend: `backend` selects
+TensorFlow, the default, or JAX), so importing this package (or `grader`) never pays for, or
+depends on, a framework.
 """

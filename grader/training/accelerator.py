@@ -14,7 +14,7 @@ class Accelerator:
     """What the trainer found and enabled.
 
     Attributes:
-        gpu: a GPU is visible to TensorFlow.
+        gpu: a GPU is visible to the Keras backend (TensorFlow or JAX).
         mixed_precision: the Keras dtype policy for hidden layers (None: float32 throughout).
         jit_compile: XLA compilation of the train step.
     """
@@ -35,7 +35,23 @@ def configure_accelerator(*, allow_mixed_precision: bool = False) -> Accelerator
     kernel launches and memory traffic, which the casts add to; the matrix units bfloat16 buys
     stay idle. With `allow_mixed_precision`, bfloat16 on GPUs of compute capability 8.0 and
     newer (no loss scaling needed), float16 with loss scaling on older ones.
+
+    On the JAX backend the train step is always compiled (XLA is how JAX runs: without it every
+    op is dispatched one by one, far slower even on a CPU), and memory growth is
+    ``XLA_PYTHON_CLIENT_PREALLOCATE=false``, set by `grader.training.backend.select_backend`.
     """
+    import keras
+
+    if keras.backend.backend() == "jax":
+        capability = _jax_gpu_capability()
+        if capability is None:
+            return Accelerator(gpu=False, mixed_precision=None, jit_compile=True)
+        return Accelerator(
+            gpu=True,
+            mixed_precision=_policy(capability) if allow_mixed_precision else None,
+            jit_compile=True,
+        )
+
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
@@ -48,9 +64,29 @@ def configure_accelerator(*, allow_mixed_precision: bool = False) -> Accelerator
     policy = None
     if allow_mixed_precision:
         details = tf.config.experimental.get_device_details(gpus[0])
-        capability = details.get("compute_capability") or (0, 0)
-        policy = "mixed_bfloat16" if tuple(capability) >= (8, 0) else "mixed_float16"
+        policy = _policy(tuple(details.get("compute_capability") or (0, 0)))
     return Accelerator(gpu=True, mixed_precision=policy, jit_compile=True)
+
+
+def _policy(capability: tuple[int, ...]) -> str:
+    return "mixed_bfloat16" if tuple(capability) >= (8, 0) else "mixed_float16"
+
+
+def _jax_gpu_capability() -> tuple[int, ...] | None:
+    """The first JAX GPU's compute capability (``(0, 0)`` if unknown); None without a GPU."""
+    import jax
+
+    try:
+        gpus = jax.devices("gpu")
+    except RuntimeError:  # no GPU platform in this jaxlib, or no device
+        return None
+    if not gpus:
+        return None
+    text = str(getattr(gpus[0], "compute_capability", "") or "0.0")
+    try:
+        return tuple(int(part) for part in text.split("."))
+    except ValueError:
+        return (0, 0)
 
 
 def with_dtype_policy(model_config: Mapping[str, Any], policy: str) -> dict[str, Any]:

@@ -8,10 +8,13 @@ prepared as a directory of its own (chosen with the secret dataset key), prints 
 into ``/job/work`` so that a re-run after a crash or SIGKILL resumes at the next epoch.
 
 Determinism: the shuffling order of epoch ``e`` and the augmentation of step ``s`` are pure
-functions of ``(seed, e)`` and ``(seed, s)`` (stateless random ops), so a resumed run sees
+functions of ``(seed, e)`` and ``(seed, s)`` (`grader.training.seeds`), so a resumed run sees
 exactly the batches an uninterrupted run would.
 
-TensorFlow and Keras are imported inside functions: importing this module stays cheap.
+Any Keras backend: the input pipeline is NumPy (`grader.training.pipeline`) and the rest is
+Keras' own API, so the trainer runs on TensorFlow (the default) and on JAX
+(`grader.training.backend`); with JAX nothing here imports TensorFlow. Keras is imported inside
+functions: importing this module stays cheap.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 from grader.datasets import load_split, read_split_meta, split_indices
 from grader.errors import GraderError
 from grader.training.accelerator import Accelerator, configure_accelerator, with_dtype_policy
+from grader.training.backend import set_random_seed
 from grader.training.checkpoints import (
     CHECKPOINT_DIRNAME,
     Progress,
@@ -91,7 +95,7 @@ def build_training_model(
     Args:
         model_config: the Keras model config (checked: no Lambda, no custom classes).
         train_dir: the prepared training split (its ``meta.json`` gives the shapes).
-        seed: seeds the initial weights (and Python's, NumPy's and TensorFlow's generators).
+        seed: seeds the initial weights (and Python's, NumPy's and the backend's generators).
         mixed_precision: the dtype policy of hidden layers (``mixed_bfloat16``, ...); None:
             float32 throughout. The weights and their counts are the same either way.
 
@@ -99,10 +103,8 @@ def build_training_model(
         UnsafeLayer, InvalidModelConfig: the architecture cannot be rebuilt or does not fit the
             dataset.
     """
-    import keras
-
     meta = read_split_meta(train_dir)
-    keras.utils.set_random_seed(seed)
+    set_random_seed(seed)
     build_config = (
         with_dtype_policy(model_config, mixed_precision) if mixed_precision else model_config
     )
@@ -213,7 +215,7 @@ def train(
             # A NaN loss ends training at once: the rest of the epochs would burn GPU time
             # for the same verdict.
             callbacks=[keras.callbacks.TerminateOnNaN(), reporter],
-            shuffle=False,  # the pipeline shuffles, statelessly
+            shuffle=False,  # the pipeline shuffles, from counter-based seeds
             verbose=0,
         )
     weights = save_final_weights(model_config, model, work_dir / WEIGHTS_FILENAME)

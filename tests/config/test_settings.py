@@ -377,3 +377,31 @@ def test_the_upload_rate_and_a_shared_cache_come_from_the_environment(tmp_path):
 
     assert described["rates"]["uploads"] == "5/minute"
     assert described["cache"] == "django.core.cache.backends.redis.RedisCache"
+
+
+# --- Keras backend ------------------------------------------------------------------------------
+
+
+def test_the_keras_backend_defaults_to_tensorflow_and_jax_is_selectable(tmp_path):
+    code = """
+        import json
+        import django
+        from django.conf import settings
+        django.setup()
+        print(json.dumps({"backend": settings.GRADER_KERAS_BACKEND}))
+    """
+    common = {"settings_module": "config.settings.local", "var_dir": tmp_path}
+    assert run_json(code, **common)["backend"] == "tensorflow"
+    jax = run_json(code, **common, extra_env={"GRADER_KERAS_BACKEND": "jax"})
+    assert jax["backend"] == "jax"
+
+
+def test_an_unknown_keras_backend_stops_the_start(tmp_path):
+    result = run_python(
+        "import django; django.setup()",
+        settings_module="config.settings.local",
+        var_dir=tmp_path,
+        extra_env={"GRADER_KERAS_BACKEND": "torch"},
+    )
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: GRADER_KERAS_BACKEND is `torch`" in result.stderr

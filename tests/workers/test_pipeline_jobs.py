@@ -478,3 +478,31 @@ def test_the_stored_log_leaves_out_the_runners_progress_lines():
         stderr="a warning\n",
     )
     assert stage_log(result) == "student print\na warning\n"
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_the_workers_keras_backend_reaches_train_and_evaluate_only(
+    tmp_path, splits, settings, backend
+):
+    settings.GRADER_KERAS_BACKEND = backend
+    train, _ = splits
+    seen = {}
+    for stage in ("build", "unpack", "train", "evaluate"):
+        dirs = job_dirs(root=tmp_path / "jobs", key="7/g1", stage=stage)
+        data = train if stage in ("train", "evaluate") else None
+        job = sandbox_job(stage=stage, dirs=dirs, data_dir=data, resources=RESOURCES)
+        seen[stage] = (job.env["KERAS_BACKEND"], job.env.get("GRADER_KERAS_BACKEND"))
+    assert seen == {
+        "build": ("tensorflow", None),
+        "unpack": ("tensorflow", None),
+        "train": (backend, backend),
+        "evaluate": (backend, backend),
+    }
+
+
+def test_an_unknown_keras_backend_is_refused_at_start():
+    from grader.training.backend import check_backend
+
+    assert check_backend("jax") == "jax"
+    with pytest.raises(ValueError, match=r"GRADER_KERAS_BACKEND is `torch`\. Expected one of"):
+        check_backend("torch")

@@ -164,6 +164,12 @@ def sandbox_job(
     hidden = stage_hidden_paths(stage, python)
     # Only what the runner needs; never the worker's environment (secrets, broker, database).
     env = {**python.env, "KERAS_BACKEND": "tensorflow"}
+    if stage in ("train", "evaluate"):
+        # The worker's choice (grader.training.backend); the runner selects it before Keras.
+        from django.conf import settings
+
+        backend = getattr(settings, "GRADER_KERAS_BACKEND", "tensorflow")
+        env.update(KERAS_BACKEND=backend, GRADER_KERAS_BACKEND=backend)
     limits = Limits(
         wall_seconds=resources.wall_seconds,
         memory_bytes=resources.memory_mb * 1024 * 1024,

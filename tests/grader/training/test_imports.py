@@ -15,6 +15,8 @@ import pytest
         "grader.training.config",
         "grader.training.safe_model",
         "grader.training.augment",
+        "grader.training.backend",
+        "grader.training.seeds",
         "grader.training.pipeline",
         "grader.training.accelerator",
         "grader.training.optimization",

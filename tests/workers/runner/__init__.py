@@ -110,12 +110,14 @@ def make_job(
     return root
 
 
-def run_runner(stage: str, job: Path, *, timeout: float = 240) -> RunnerRun:
-    """Run ``python -m workers.runner STAGE JOB`` to completion."""
+def run_runner(
+    stage: str, job: Path, *, timeout: float = 240, env: dict[str, str] | None = None
+) -> RunnerRun:
+    """Run ``python -m workers.runner STAGE JOB`` to completion (`env`: variables to add)."""
     done = subprocess.run(
         runner_command(stage, job),
         cwd=REPO_ROOT,
-        env=runner_env(),
+        env={**runner_env(), **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,

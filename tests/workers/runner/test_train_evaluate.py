@@ -147,6 +147,32 @@ def test_evaluate_matches_numpy_on_the_models_predictions(
     assert result["loss"] == pytest.approx(log_loss(y, probabilities, labels=range(4)), rel=1e-3)
 
 
+def test_weights_trained_on_tensorflow_grade_the_same_on_jax(
+    tmp_path: Path, trained: tuple[Path, RunnerRun], synthetic: PreparedDataset, model_json: str
+) -> None:
+    # A worker with GRADER_KERAS_BACKEND=jax grades what a TensorFlow worker trained (and the
+    # other way round: tests/workers/runner/test_jax_backend.py).
+    train_job, _ = trained
+    results = {}
+    for backend in ("tensorflow", "jax"):
+        job = make_job(
+            tmp_path / backend,
+            {"stage": "evaluate", "model_config": "model.json", "weights": "weights.npz"},
+            files={
+                "model.json": model_json,
+                "weights.npz": (train_job / "work" / "weights.npz").read_bytes(),
+            },
+            data=synthetic.test_dir,
+        )
+        run = run_runner("evaluate", job, env={"GRADER_KERAS_BACKEND": backend})
+        assert run.returncode == 0 and run.result and run.result["ok"], run.stderr
+        results[backend] = run.result
+    assert results["jax"]["num_examples"] == results["tensorflow"]["num_examples"] == 512
+    assert abs(results["jax"]["accuracy"] - results["tensorflow"]["accuracy"]) <= 2 / 512
+    assert results["jax"]["loss"] == pytest.approx(results["tensorflow"]["loss"], rel=1e-3)
+    assert results["jax"]["accuracy"] >= SMOKE_TARGET
+
+
 def test_evaluate_measures_the_held_out_validation_part_as_the_trainer_did(
     tmp_path: Path, trained: tuple[Path, RunnerRun], synthetic: PreparedDataset, model_json: str
 ) -> None:
