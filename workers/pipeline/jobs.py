@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
+
 from grader.errors import GraderError
 from grader.limits import check_values
 from workers.pipeline.errors import InfrastructureError, StageAborted, StageFailed
@@ -166,9 +168,7 @@ def sandbox_job(
     env = {**python.env, "KERAS_BACKEND": "tensorflow"}
     if stage in ("train", "evaluate"):
         # The worker's choice (grader.training.backend); the runner selects it before Keras.
-        from django.conf import settings
-
-        backend = getattr(settings, "GRADER_KERAS_BACKEND", "tensorflow")
+        backend = settings.GRADER_KERAS_BACKEND
         env.update(KERAS_BACKEND=backend, GRADER_KERAS_BACKEND=backend)
     limits = Limits(
         wall_seconds=resources.wall_seconds,
@@ -223,8 +223,6 @@ def stage_log(result: Any) -> str:
 
 def stage_log_text(text: str) -> str:
     """`text` (a message a job reported) with host paths redacted, as `stage_log` does."""
-    from django.conf import settings
-
     from workers.runner.redact import redact_paths
 
     jobs = getattr(settings, "GRADER_JOBS_DIR", None)

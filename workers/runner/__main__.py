@@ -15,14 +15,14 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from grader.training.backend import select_backend  # standard library only: Keras not yet
+
 USAGE = "usage: python -m workers.runner {build|train|evaluate} /job"
 
 
 def _quiet_environment() -> None:
     # Before Keras is imported: the backend is fixed (the worker's GRADER_KERAS_BACKEND,
     # TensorFlow by default) and C++ logs stay below warnings.
-    from grader.training.backend import select_backend
-
     select_backend()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
