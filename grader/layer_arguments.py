@@ -38,6 +38,7 @@ from typing import Any, NoReturn
 from grader.errors import InvalidModelConfig, UnsafeLayer, UnsupportedLayer
 from grader.keras_config import MODEL_CLASSES, leaf_compile_config_refusal
 from grader.layers import get_spec
+from grader.layers.keras_classes import CODE_CARRYING_CLASSES, KERAS_BUILTIN_LAYERS
 
 #: Built-in activations by the names `keras.activations.get` accepts (Keras 3.15).
 ACTIVATIONS = frozenset(
@@ -206,19 +207,6 @@ _QUANTIZED_POLICIES = _DTYPE_POLICIES - {"DTypePolicy", "FloatDTypePolicy", "DTy
 _AXES = frozenset({"axis", "input_axes", "output_axes"})
 _MAX_AXES = 8
 
-#: Keras classes that run code or load foreign programs (e.g. a SavedModel) when rebuilt.
-CODE_CARRYING_CLASSES = frozenset(
-    {
-        "Lambda",
-        "TFOpLambda",
-        "SlicingOpLambda",
-        "TFSMLayer",
-        "JaxLayer",
-        "FlaxLayer",
-        "TorchModuleWrapper",
-        "Layer",
-    }
-)
 _OBJECT_KEYS = frozenset({"module", "class_name", "config", "registered_name", "shared_object_id"})
 
 _EXPECTED = {
@@ -633,8 +621,6 @@ def _refuse_code(value: Any, where: _Where, key: str) -> None:
 
 def _find_code(value: Any) -> str | None:
     """Describe the first serialized object inside `value` that would need code to rebuild."""
-    from grader.graph_builder import KERAS_BUILTIN_LAYERS  # only on this cold path
-
     known = (
         KERAS_BUILTIN_LAYERS
         | MODEL_CLASSES
