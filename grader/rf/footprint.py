@@ -39,7 +39,7 @@ import numpy as np
 
 from grader.errors import ReceptiveFieldError
 from grader.graph import ModelGraph, Node
-from grader.rf.geometry import (
+from grader.rf.effects import (
     ADD_CHANNEL_AXIS,
     FLATTEN,
     GLOBAL,
@@ -52,10 +52,9 @@ from grader.rf.geometry import (
     Reduce,
     Remap,
     Window,
-    channels,
-    classify,
     describe,
 )
+from grader.rf.geometry import channels, classify
 
 MAX_CELLS = 2**25
 MAX_TAPS = 2**22
