@@ -37,7 +37,7 @@ from typing import Any, NoReturn
 
 from grader.errors import InvalidModelConfig, UnsafeLayer, UnsupportedLayer
 from grader.keras_config import MODEL_CLASSES, leaf_compile_config_refusal
-from grader.layers import get_spec
+from grader.layers import REGISTRY, get_spec
 from grader.layers.keras_classes import CODE_CARRYING_CLASSES, KERAS_BUILTIN_LAYERS
 
 #: Built-in activations by the names `keras.activations.get` accepts (Keras 3.15).
@@ -96,12 +96,13 @@ _ACTIVATION_PROBLEMS = {
 }
 
 # Weight-free, shape-preserving activation layers Keras accepts as an `activation` object
-# (`activation=keras.layers.LeakyReLU(0.1)`), with the arguments each takes.
+# (`activation=keras.layers.LeakyReLU(0.1)`), with the arguments each takes: from the layer
+# records' safety (`grader.layers`).
 _LAYER_KEYS = ("name", "trainable", "dtype")
 ACTIVATION_LAYERS: dict[str, tuple[str, ...]] = {
-    "ReLU": ("max_value", "negative_slope", "threshold"),
-    "LeakyReLU": ("negative_slope",),
-    "ELU": ("alpha",),
+    name: spec.safety.activation_arguments
+    for name, spec in REGISTRY.items()
+    if spec.safety is not None and spec.safety.activation_arguments is not None
 }
 
 _SEEDED = ("seed", "input_axes", "output_axes")
@@ -357,7 +358,8 @@ _BUILTINS = {
 def _check_arguments(
     inner: Mapping[str, Any], where: _Where, class_name: str, is_model: bool
 ) -> None:
-    arrays = ("scale", "offset") if class_name == "Rescaling" else ()
+    spec = get_spec(class_name)
+    arrays = spec.safety.array_arguments if spec is not None and spec.safety is not None else ()
     for key, value in inner.items():
         if value is None:
             continue

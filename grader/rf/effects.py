@@ -162,18 +162,41 @@ MIX = Channels("mix")
 
 @dataclass(frozen=True)
 class Geometry:
-    """The receptive-field record of one layer class.
+    """The receptive-field record of one layer class: part of its `grader.layers` record.
 
     Attributes:
+        kind: which effect, in one word (`EFFECT_KINDS`): ``identity`` at inference,
+            ``elementwise``, ``channel_mix`` (each position on its own), ``axis`` (local or a
+            reduction, by the layer's ``axis``), ``reduce``, ``window`` (k, s, d, p per axis),
+            ``remap``, ``rearrange``, ``global``, ``flatten``, ``merge``, or ``refused``.
         effect: reads a layer call (and its input's spatial sizes) and returns its `Effect`;
             raises `ReceptiveFieldError` for configurations without exact geometry.
         channels: reads a layer call and returns its `Channels` effect.
         why: one line for documentation: why the class has this geometry.
     """
 
+    kind: str
     effect: Callable[[Node, Shape], Effect]
     channels: Callable[[Node], Channels]
     why: str
+
+
+EFFECT_KINDS = frozenset(
+    {
+        "identity",
+        "elementwise",
+        "channel_mix",
+        "axis",
+        "reduce",
+        "window",
+        "remap",
+        "rearrange",
+        "global",
+        "flatten",
+        "merge",
+        "refused",
+    }
+)
 
 
 def describe(node: Node) -> str:
@@ -570,3 +593,63 @@ def _constant(effect: Effect) -> Callable[[Node, Shape], Effect]:
 
 
 _POINTWISE = _constant(POINTWISE)
+
+# ---------------------------------------------------------------------------------------------
+# The geometries the layer records (`grader.layers`) name.
+
+INFERENCE_IDENTITY = Geometry("identity", _POINTWISE, _keep, "the identity at inference")
+ELEMENTWISE = Geometry("elementwise", _POINTWISE, _keep, "a function of each value alone")
+CHANNEL_MIX = Geometry("channel_mix", _POINTWISE, _mix, "mixes the channels of each position")
+MASKING = Geometry("channel_mix", _POINTWISE, _mix, "masks a position from all its channels")
+RANDOM_CROP = Geometry("identity", _random_crop, _keep, "the identity at inference")
+CENTER_CROP = Geometry("window", _center_crop, _keep, "crops (n - size) // 2 positions first")
+AXIS_NORMALIZATION = Geometry("axis", _axis_dependent, _axis_channels, "normalises over its `axis`")
+GROUP_NORMALIZATION = Geometry(
+    "reduce", _every_spatial_axis, _group_channels, "normalises over positions and channel groups"
+)
+AUTO_CONTRAST = Geometry(
+    "reduce", _every_spatial_axis, _keep, "rescales each channel by its minimum and maximum"
+)
+RESIZING = Geometry("remap", _resizing, _keep, "resamples positions")
+GLOBAL_POOLING = Geometry("global", _constant(GLOBAL), _keep, "pools every position")
+FLATTENING = Geometry("flatten", _constant(FLATTEN), _keep, "folds positions into features")
+# Only reached after a global or flattened tensor: every output repeats all of it.
+REPEAT_VECTOR = Geometry("global", _constant(GLOBAL), _keep, "repeats a feature vector")
+MERGING = Geometry("merge", _constant(MERGE), _concatenate_channels, "the union of its inputs")
+RESHAPE = Geometry("rearrange", _reshape, _keep, "moves values between positions and channels")
+PERMUTE = Geometry("rearrange", _permute, _keep, "moves values between axes")
+EMBEDDING = Geometry("refused", _embedding, _mix, "reads integer ids, not image features")
+
+
+def conv_window(rank: int) -> Geometry:
+    """A convolution over `rank` spatial axes (plain, depthwise or separable)."""
+    return Geometry("window", _conv(rank), _conv_channels, "a sliding window")
+
+
+def pool_window(rank: int) -> Geometry:
+    """Max or average pooling over `rank` spatial axes."""
+    return Geometry("window", _pool(rank), _keep, "a sliding window per channel")
+
+
+def zero_padding(rank: int) -> Geometry:
+    """``ZeroPadding{rank}D``."""
+    return Geometry("window", _pad_or_crop(rank, 1), _keep, "pads zeros: a window of one")
+
+
+def cropping(rank: int) -> Geometry:
+    """``Cropping{rank}D``."""
+    return Geometry(
+        "window", _pad_or_crop(rank, -1), _keep, "drops edge positions: a window of one"
+    )
+
+
+def upsampling(rank: int) -> Geometry:
+    """``UpSampling{rank}D``."""
+    return Geometry("remap", _upsampling(rank), _keep, "repeats or interpolates positions")
+
+
+def transposed_conv(rank: int) -> Geometry:
+    """``Conv{rank}DTranspose``."""
+    return Geometry(
+        "remap", _transpose(rank), _conv_channels, "spreads each position over a window"
+    )
