@@ -25,7 +25,8 @@ from grader.layers.base import (
     require_rank,
     single_input,
 )
-from grader.rf.effects import AXIS_NORMALIZATION, ELEMENTWISE, INFERENCE_IDENTITY, MASKING, Geometry
+from grader.rf.effects import Geometry
+from grader.rf.readers import AXIS_NORMALIZATION, ELEMENTWISE, INFERENCE_IDENTITY, MASKING
 
 
 def _same_shape(config: Config, input_shapes: Sequence[Shape]) -> Shape:

@@ -40,7 +40,7 @@ from grader.layers.base import (
     split_channels,
     with_lora,
 )
-from grader.rf.effects import conv_window, transposed_conv
+from grader.rf.readers import conv_window, transposed_conv
 
 _COMMON = (
     "kernel_size",

@@ -32,7 +32,7 @@ from grader.layers.base import (
     single_input,
     with_lora,
 )
-from grader.rf.effects import CHANNEL_MIX, EMBEDDING
+from grader.rf.readers import CHANNEL_MIX, EMBEDDING
 
 DENSE_ARGUMENTS = arguments(
     "units",

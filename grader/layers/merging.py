@@ -19,7 +19,7 @@ from grader.layers.base import (
     format_shape,
     normalize_axes,
 )
-from grader.rf.effects import MERGING
+from grader.rf.readers import MERGING
 
 
 def _at_least(input_shapes: Sequence[Shape], n: int) -> None:

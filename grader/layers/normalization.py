@@ -29,7 +29,7 @@ from grader.layers.base import (
     normalize_axes,
     single_input,
 )
-from grader.rf.effects import AXIS_NORMALIZATION, GROUP_NORMALIZATION, INFERENCE_IDENTITY
+from grader.rf.readers import AXIS_NORMALIZATION, GROUP_NORMALIZATION, INFERENCE_IDENTITY
 
 _AFFINE = (
     "epsilon",

@@ -23,7 +23,7 @@ from grader.layers.base import (
     single_input,
     split_channels,
 )
-from grader.rf.effects import GLOBAL_POOLING, pool_window
+from grader.rf.readers import GLOBAL_POOLING, pool_window
 
 
 def pooling_spec(class_name: str, rank: int) -> LayerSpec:

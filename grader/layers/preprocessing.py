@@ -27,7 +27,7 @@ from grader.layers.base import (
     single_input,
     split_channels,
 )
-from grader.rf.effects import (
+from grader.rf.readers import (
     AUTO_CONTRAST,
     CENTER_CROP,
     ELEMENTWISE,

@@ -26,7 +26,7 @@ from grader.layers.base import (
     split_channels,
 )
 from grader.limits import MAX_SIZE
-from grader.rf.effects import (
+from grader.rf.readers import (
     FLATTENING,
     PERMUTE,
     REPEAT_VECTOR,

@@ -12,16 +12,8 @@ from __future__ import annotations
 from grader.errors import ReceptiveFieldError
 from grader.graph import Node, Shape
 from grader.layers import REGISTRY
-from grader.rf.effects import (
-    CHANNEL_MIX,
-    ELEMENTWISE,
-    GLOBAL_POOLING,
-    INFERENCE_IDENTITY,
-    Channels,
-    Effect,
-    Geometry,
-    describe,
-)
+from grader.rf.effects import Channels, Effect, Geometry, describe
+from grader.rf.readers import CHANNEL_MIX, ELEMENTWISE, GLOBAL_POOLING, INFERENCE_IDENTITY
 
 RECORDS: dict[str, Geometry] = {
     "InputLayer": ELEMENTWISE,

@@ -22,14 +22,8 @@ from grader.layers.keras_classes import (
     UNSUPPORTED_BUILTIN_LAYERS,
 )
 from grader.rf import geometry
-from grader.rf.effects import (
-    CHANNEL_MIX,
-    EFFECT_KINDS,
-    ELEMENTWISE,
-    GLOBAL_POOLING,
-    INFERENCE_IDENTITY,
-    Geometry,
-)
+from grader.rf.effects import EFFECT_KINDS, Geometry
+from grader.rf.readers import CHANNEL_MIX, ELEMENTWISE, GLOBAL_POOLING, INFERENCE_IDENTITY
 from grader.rules import kinds
 from tests.grader.layer_configs import FAMILIES as RANDOM_CONFIGS
 
