@@ -183,7 +183,7 @@ class Safety:
             built-in list (`grader.layers.keras_classes.KERAS_BUILTIN_LAYERS`) is built from it.
         activation_arguments: the arguments the class takes when another layer's
             ``activation`` holds it as an object (``activation=LeakyReLU(0.1)``), or None when
-            it may not be an activation (`grader.layer_arguments.ACTIVATION_LAYERS`).
+            it may not be an activation (`grader.keras_objects.ACTIVATION_LAYERS`).
         array_arguments: arguments that may hold a one-dimensional array of numbers
             (Rescaling's ``scale`` and ``offset``); elsewhere data is refused.
     """

@@ -13,7 +13,7 @@ import dataclasses
 import pytest
 
 from grader.keras_config import CALL_TAKES_MASK
-from grader.layer_arguments import ACTIVATION_LAYERS
+from grader.keras_objects import ACTIVATION_LAYERS
 from grader.layers import REGISTRY, LayerSpec, supported_classes
 from grader.layers.base import RULE_FAMILIES, Safety
 from grader.layers.keras_classes import (
