@@ -27,6 +27,7 @@ from typing import Any
 
 from grader.errors import InvalidModelConfig, UnsupportedLayer
 from grader.graph import Shape
+from grader.layers import REGISTRY
 
 #: The model classes Keras rebuilds from a config (nested ones included).
 MODEL_CLASSES = frozenset({"Functional", "Sequential", "Model"})
@@ -37,7 +38,8 @@ WRITE_WITH_KERAS = "Expected a config written by Keras 3 (`model.to_json()` or `
 # Call arguments Keras records and overrides when the model runs: `{"training": false}` (on any
 # layer) and `{"mask": null}` (on models and the layers whose `call` takes a mask; the others
 # make Keras fail). Any other keyword changes what the call computes, or makes Keras fail.
-CALL_TAKES_MASK = frozenset({"BatchNormalization", "GlobalAveragePooling1D", "Softmax"})
+# From the layer records (`LayerSpec.call_takes_mask`).
+CALL_TAKES_MASK = frozenset(name for name, spec in REGISTRY.items() if spec.call_takes_mask)
 
 # Keys of an InputLayer config that give its shape (`InputLayer.__init__`: `input_shape` and
 # `batch_input_shape` silently override `shape` and `batch_shape`, so only one may be given).

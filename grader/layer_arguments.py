@@ -23,9 +23,9 @@ only the built-in objects that belong there, and every other serialized object i
 - Anything else: plain JSON values; a serialized object there is refused.
 
 `check_layer_arguments` is the one implementation: the analysis (`grader.graph_builder`, hence
-the host's check stage) and the sandboxes' gate (`grader.training.safe_model`) both call it.
-Nothing here imports Keras; `tests/grader/test_layer_arguments.py` checks these tables against
-the installed Keras.
+the host's check stage) and the sandboxes' gate (`grader.training.safe_model`) both call it. The
+tables of built-in objects are `grader.keras_objects` (`accepted_objects`, which the "Supported
+layers" page shows, is re-exported here). Nothing here imports Keras.
 """
 
 from __future__ import annotations
@@ -37,238 +37,35 @@ from typing import Any, NoReturn
 
 from grader.errors import InvalidModelConfig, UnsafeLayer, UnsupportedLayer
 from grader.keras_config import MODEL_CLASSES, leaf_compile_config_refusal
+from grader.keras_objects import (
+    ACTIVATION_LAYERS,
+    ACTIVATION_PROBLEMS,
+    ACTIVATIONS,
+    AXES,
+    CONSTRAINT_NAMES,
+    CONSTRAINTS,
+    DTYPE_POLICIES,
+    EXPECTED,
+    FLOAT_DTYPES,
+    FUNCTION_NAMES,
+    INITIALIZER_NAMES,
+    INITIALIZERS,
+    INPUT_DTYPES,
+    KEYWORDS,
+    MAX_AXES,
+    NON_NEGATIVE,
+    OBJECT_KEYS,
+    POSITIVE,
+    QUANTIZATION_MODES,
+    QUANTIZED_POLICIES,
+    REGULARIZER_NAMES,
+    REGULARIZERS,
+    accepted_objects,
+)
 from grader.layers import get_spec
+from grader.layers.keras_classes import CODE_CARRYING_CLASSES, KERAS_BUILTIN_LAYERS
 
-#: Built-in activations by the names `keras.activations.get` accepts (Keras 3.15).
-ACTIVATIONS = frozenset(
-    {
-        "celu",
-        "elu",
-        "exponential",
-        "gelu",
-        "glu",
-        "hard_shrink",
-        "hard_sigmoid",
-        "hard_silu",
-        "hard_swish",
-        "hard_tanh",
-        "leaky_relu",
-        "linear",
-        "log_sigmoid",
-        "log_softmax",
-        "mish",
-        "relu",
-        "relu6",
-        "selu",
-        "sigmoid",
-        "silu",
-        "soft_shrink",
-        "softmax",
-        "softplus",
-        "softsign",
-        "sparse_plus",
-        "sparse_sigmoid",
-        "sparsemax",
-        "squareplus",
-        "swish",
-        "tanh",
-        "tanh_shrink",
-        "threshold",
-    }
-)
-# The activations' own function names: the serialized function form resolves only these, not
-# the aliases `swish` and `hard_swish`.
-_FUNCTION_NAMES = ACTIVATIONS - {"swish", "hard_swish"}
-# Built-in, but refused: `glu` halves the last axis (the analysis infers the layer's own output
-# shape), and `threshold` needs arguments an activation is never given (Keras fails calling it).
-_ACTIVATION_PROBLEMS = {
-    "glu": (
-        UnsupportedLayer,
-        "halves the last axis, which the analysis does not model. Expected a shape-preserving "
-        "activation such as 'relu'",
-    ),
-    "threshold": (
-        InvalidModelConfig,
-        "needs a threshold and a default value that an activation is never given. Expected "
-        "another activation, or a ReLU layer with `threshold=` after this layer",
-    ),
-}
-
-# Weight-free, shape-preserving activation layers Keras accepts as an `activation` object
-# (`activation=keras.layers.LeakyReLU(0.1)`), with the arguments each takes.
-_LAYER_KEYS = ("name", "trainable", "dtype")
-ACTIVATION_LAYERS: dict[str, tuple[str, ...]] = {
-    "ReLU": ("max_value", "negative_slope", "threshold"),
-    "LeakyReLU": ("negative_slope",),
-    "ELU": ("alpha",),
-}
-
-_SEEDED = ("seed", "input_axes", "output_axes")
-#: Built-in initializers and their arguments (Keras 3.15 `keras.initializers`).
-INITIALIZERS: dict[str, tuple[str, ...]] = {
-    "Constant": ("value",),
-    "Zeros": (),
-    "Ones": (),
-    "Identity": ("gain",),
-    "Orthogonal": ("gain", "seed"),
-    "RandomNormal": ("mean", "stddev", "seed"),
-    "RandomUniform": ("minval", "maxval", "seed"),
-    "TruncatedNormal": ("mean", "stddev", "seed"),
-    "VarianceScaling": ("scale", "mode", "distribution", *_SEEDED),
-    "GlorotNormal": _SEEDED,
-    "GlorotUniform": _SEEDED,
-    "HeNormal": _SEEDED,
-    "HeUniform": _SEEDED,
-    "LecunNormal": _SEEDED,
-    "LecunUniform": _SEEDED,
-}
-#: Built-in regularizers and their arguments (`keras.regularizers`).
-REGULARIZERS: dict[str, tuple[str, ...]] = {
-    "L1": ("l1",),
-    "L2": ("l2",),
-    "L1L2": ("l1", "l2"),
-    "OrthogonalRegularizer": ("factor", "mode"),
-}
-#: Built-in constraints and their arguments (`keras.constraints`).
-CONSTRAINTS: dict[str, tuple[str, ...]] = {
-    "MaxNorm": ("max_value", "axis"),
-    "MinMaxNorm": ("min_value", "max_value", "rate", "axis"),
-    "NonNeg": (),
-    "UnitNorm": ("axis",),
-}
-
-# The other names Keras resolves to those classes (`ALL_OBJECTS_DICT`: snake_case and aliases).
-_INITIALIZER_ALIASES = {
-    "IdentityInitializer": "Identity",
-    "OrthogonalInitializer": "Orthogonal",
-    "normal": "RandomNormal",
-    "uniform": "RandomUniform",
-    "one": "Ones",
-    "zero": "Zeros",
-}
-
-
-def _snake(name: str) -> str:
-    out = ""
-    for index, char in enumerate(name):
-        if char.isupper() and index and not name[index - 1].isupper():
-            out += "_"
-        out += char.lower()
-    return out
-
-
-def _names(classes: Mapping[str, Any], aliases: Mapping[str, str] | None = None) -> dict[str, str]:
-    names = {name: name for name in classes}
-    names.update({_snake(name): name for name in classes})
-    names.update(aliases or {})
-    return names
-
-
-_INITIALIZER_NAMES = _names(INITIALIZERS, _INITIALIZER_ALIASES)
-_REGULARIZER_NAMES = _names(REGULARIZERS)
-_CONSTRAINT_NAMES = _names(CONSTRAINTS)
-
-#: Dtype names a layer may compute in; an InputLayer may also take integers and booleans.
-FLOAT_DTYPES = frozenset(
-    {"float16", "float32", "float64", "bfloat16", "mixed_float16", "mixed_bfloat16"}
-)
-INPUT_DTYPES = FLOAT_DTYPES | frozenset(
-    {"uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64", "bool"}
-)
-_QUANTIZATION_MODES = ("int8", "int4", "float8", "gptq", "awq")
-
-# Keywords some arguments take, and number ranges, exactly as Keras checks them (a value Keras
-# would refuse must be refused here, before any sandbox runs).
-_KEYWORDS = {
-    ("VarianceScaling", "mode"): frozenset({"fan_in", "fan_out", "fan_avg"}),
-    ("VarianceScaling", "distribution"): frozenset(
-        {"uniform", "normal", "truncated_normal", "untruncated_normal"}
-    ),
-    ("OrthogonalRegularizer", "mode"): frozenset({"rows", "columns"}),
-}
-_NON_NEGATIVE = frozenset({("L1", "l1"), ("L2", "l2"), ("L1L2", "l1"), ("L1L2", "l2")})
-_NON_NEGATIVE |= {("OrthogonalRegularizer", "factor")}
-_POSITIVE = frozenset({("VarianceScaling", "scale")})
-_DTYPE_POLICIES = frozenset(
-    {
-        "DTypePolicy",
-        "FloatDTypePolicy",
-        "DTypePolicyMap",
-        "QuantizedDTypePolicy",
-        "QuantizedFloat8DTypePolicy",
-        "Int4DTypePolicy",
-        "GPTQDTypePolicy",
-        "AWQDTypePolicy",
-    }
-)
-_QUANTIZED_POLICIES = _DTYPE_POLICIES - {"DTypePolicy", "FloatDTypePolicy", "DTypePolicyMap"}
-# Axis arguments: an integer, or a short list of them.
-_AXES = frozenset({"axis", "input_axes", "output_axes"})
-_MAX_AXES = 8
-
-#: Keras classes that run code or load foreign programs (e.g. a SavedModel) when rebuilt.
-CODE_CARRYING_CLASSES = frozenset(
-    {
-        "Lambda",
-        "TFOpLambda",
-        "SlicingOpLambda",
-        "TFSMLayer",
-        "JaxLayer",
-        "FlaxLayer",
-        "TorchModuleWrapper",
-        "Layer",
-    }
-)
-_OBJECT_KEYS = frozenset({"module", "class_name", "config", "registered_name", "shared_object_id"})
-
-_EXPECTED = {
-    "activation": (
-        "a built-in activation by name, e.g. activation='relu' (or a ReLU, LeakyReLU or ELU "
-        "layer object); to apply any other layer, add it after this layer instead"
-    ),
-    "initializer": (
-        "a built-in initializer with hyperparameters only, e.g. 'he_normal', "
-        "RandomNormal(stddev=0.05) or Constant(0.1)"
-    ),
-    "regularizer": (
-        "a built-in regularizer with number arguments: L1, L2, L1L2 or OrthogonalRegularizer, "
-        "e.g. L2(0.0001)"
-    ),
-    "constraint": (
-        "a built-in constraint with number arguments: MaxNorm, MinMaxNorm, NonNeg or UnitNorm"
-    ),
-    "dtype": "a dtype name such as 'float32' or 'mixed_float16' (or a DTypePolicy naming one)",
-    "array": "a number, or a list of numbers (one per channel)",
-}
-
-
-def accepted_objects() -> list[tuple[str, str]]:
-    """What each argument position accepts, in words, for the "Supported layers" page.
-
-    Returns:
-        ``(argument, accepted)`` pairs, the catch-all last.
-    """
-    shown = sorted(ACTIVATIONS - set(_ACTIVATION_PROBLEMS))
-    return [
-        (
-            "activation",
-            f"a built-in activation by name ({', '.join(repr(n) for n in shown)}), or a "
-            f"{', '.join(ACTIVATION_LAYERS)} layer object; any other layer goes after the layer",
-        ),
-        (
-            "*_initializer",
-            f"{', '.join(INITIALIZERS)} (or their names, e.g. 'he_normal'), with numbers, "
-            "keywords and an integer seed only: Constant(0.1), never an array",
-        ),
-        ("*_regularizer", f"{', '.join(REGULARIZERS)}, with number arguments"),
-        ("*_constraint", f"{', '.join(CONSTRAINTS)}, with number arguments"),
-        ("dtype", f"a float dtype or policy name: {', '.join(sorted(FLOAT_DTYPES))}"),
-        (
-            "any other argument",
-            "plain values (numbers, strings, lists): no serialized Keras object, no initial "
-            "weights",
-        ),
-    ]
+__all__ = ["accepted_objects", "check_layer_arguments"]
 
 
 @dataclass(frozen=True)
@@ -360,16 +157,17 @@ def _position(key: str) -> str:
 
 
 _BUILTINS = {
-    "initializer": (_INITIALIZER_NAMES, INITIALIZERS),
-    "regularizer": (_REGULARIZER_NAMES, REGULARIZERS),
-    "constraint": (_CONSTRAINT_NAMES, CONSTRAINTS),
+    "initializer": (INITIALIZER_NAMES, INITIALIZERS),
+    "regularizer": (REGULARIZER_NAMES, REGULARIZERS),
+    "constraint": (CONSTRAINT_NAMES, CONSTRAINTS),
 }
 
 
 def _check_arguments(
     inner: Mapping[str, Any], where: _Where, class_name: str, is_model: bool
 ) -> None:
-    arrays = ("scale", "offset") if class_name == "Rescaling" else ()
+    spec = get_spec(class_name)
+    arrays = spec.safety.array_arguments if spec is not None and spec.safety is not None else ()
     for key, value in inner.items():
         if value is None:
             continue
@@ -416,10 +214,10 @@ def _check_activation(value: Any, where: _Where, key: str) -> None:
         fn = value.get("config")
         if (
             type(fn) is str
-            and fn in _FUNCTION_NAMES
+            and fn in FUNCTION_NAMES
             and value.get("module") in ("keras.activations", "builtins")
             and value.get("registered_name") in (None, "function", fn)
-            and set(value) <= _OBJECT_KEYS - {"shared_object_id"}
+            and set(value) <= OBJECT_KEYS - {"shared_object_id"}
         ):
             _check_activation_name(fn, where, key)
             return
@@ -431,7 +229,7 @@ def _check_activation(value: Any, where: _Where, key: str) -> None:
         args is None
         or value.get("module") != "keras.layers"
         or value.get("registered_name") not in (None, class_name)
-        or not set(value) <= (_OBJECT_KEYS - {"shared_object_id"}) | {"build_config"}
+        or not set(value) <= (OBJECT_KEYS - {"shared_object_id"}) | {"build_config"}
     ):
         _refuse(value, where, key, "activation")
     config = value.get("config")
@@ -455,9 +253,9 @@ def _check_activation_name(fn: str, where: _Where, key: str) -> None:
     if fn not in ACTIVATIONS:
         raise InvalidModelConfig(
             f"{where} has `{key}` set to {fn!r}, which is not a built-in activation. Expected "
-            f"one of: {', '.join(sorted(ACTIVATIONS - set(_ACTIVATION_PROBLEMS)))}."
+            f"one of: {', '.join(sorted(ACTIVATIONS - set(ACTIVATION_PROBLEMS)))}."
         )
-    problem = _ACTIVATION_PROBLEMS.get(fn)
+    problem = ACTIVATION_PROBLEMS.get(fn)
     if problem is None:
         return
     error, why = problem
@@ -491,7 +289,7 @@ def _check_builtin(
         canonical is None
         or module not in ("", f"keras.{position}s")
         or value.get("registered_name") not in (None, value.get("class_name"))
-        or not set(value) <= _OBJECT_KEYS
+        or not set(value) <= OBJECT_KEYS
     ):
         _refuse(value, where, key, position)
     config = value.get("config")
@@ -507,7 +305,7 @@ def _check_builtin(
                 # Data where a hyperparameter belongs: the one way to smuggle weights in.
                 raise InvalidModelConfig(
                     f"{where} has `{key}` {detail}: data, not a hyperparameter. Expected "
-                    f"{_EXPECTED[position]}; the grader trains every model from fresh weights."
+                    f"{EXPECTED[position]}; the grader trains every model from fresh weights."
                 )
             _refuse(value, where, key, position, detail=detail)
 
@@ -517,25 +315,25 @@ def _check_dtype(value: Any, where: _Where, key: str, *, inputs: bool = False) -
     if value is None:
         return
     if type(value) is str:
-        if value.startswith(_QUANTIZATION_MODES) and "_from_" in value:
+        if value.startswith(QUANTIZATION_MODES) and "_from_" in value:
             _quantized(value, where, key)
         if value not in allowed:
             raise InvalidModelConfig(
-                f"{where} has `{key}` set to {value!r}. Expected {_EXPECTED['dtype']}."
+                f"{where} has `{key}` set to {value!r}. Expected {EXPECTED['dtype']}."
             )
         return
     if not _is_object(value):
         _refuse(value, where, key, "dtype")
     class_name = str(value.get("class_name"))
     config = value.get("config")
-    if class_name in _QUANTIZED_POLICIES:
+    if class_name in QUANTIZED_POLICIES:
         _refuse_code(value, where, key)
         _quantized(value, where, key)
     if (
         class_name not in ("DTypePolicy", "FloatDTypePolicy")
         or value.get("module", "keras") not in ("keras", "keras.dtype_policies")
         or value.get("registered_name") not in (None, class_name)
-        or not set(value) <= _OBJECT_KEYS
+        or not set(value) <= OBJECT_KEYS
         or type(config) is not dict
         or set(config) != {"name"}
         or type(config["name"]) is not str
@@ -616,7 +414,7 @@ def _refuse(
     if position is None:
         expected = f"plain values in `{key}` (numbers, strings, lists): no object belongs there"
     else:
-        expected = _EXPECTED[position]
+        expected = EXPECTED[position]
     raise InvalidModelConfig(f"{where} has `{key}` set to {described}. Expected {expected}.")
 
 
@@ -633,15 +431,13 @@ def _refuse_code(value: Any, where: _Where, key: str) -> None:
 
 def _find_code(value: Any) -> str | None:
     """Describe the first serialized object inside `value` that would need code to rebuild."""
-    from grader.graph_builder import KERAS_BUILTIN_LAYERS  # only on this cold path
-
     known = (
         KERAS_BUILTIN_LAYERS
         | MODEL_CLASSES
-        | _DTYPE_POLICIES
-        | set(_INITIALIZER_NAMES)
-        | set(_REGULARIZER_NAMES)
-        | set(_CONSTRAINT_NAMES)
+        | DTYPE_POLICIES
+        | set(INITIALIZER_NAMES)
+        | set(REGULARIZER_NAMES)
+        | set(CONSTRAINT_NAMES)
         | {"SeedGenerator"}
     )
     stack = [value]
@@ -700,19 +496,19 @@ def _is_scalar_like(value: Any) -> bool:
 def _is_hyperparameter(class_name: str, arg: str, value: Any) -> bool:
     if arg == "seed":
         return value is None or type(value) is int
-    keywords = _KEYWORDS.get((class_name, arg))
+    keywords = KEYWORDS.get((class_name, arg))
     if keywords is not None:
         return type(value) is str and value in keywords
-    if (class_name, arg) in _NON_NEGATIVE:
+    if (class_name, arg) in NON_NEGATIVE:
         return _is_number(value) and value >= 0
-    if (class_name, arg) in _POSITIVE:
+    if (class_name, arg) in POSITIVE:
         return _is_number(value) and value > 0
-    if arg in _AXES:
+    if arg in AXES:
         if value is None or type(value) is int:
             return True
         return (
             type(value) is list
-            and len(value) <= _MAX_AXES
+            and len(value) <= MAX_AXES
             and all(type(axis) is int for axis in value)
         )
     return _is_number(value)

@@ -1,7 +1,10 @@
-"""Per-class layer specs: output-shape inference and weight shapes, one module per family.
+"""One record per supported Keras layer class (`LayerSpec`), one module per family.
 
-`get_spec(class_name)` returns the `LayerSpec` of a supported Keras layer class, or None.
-``InputLayer`` and nested models are handled by the graph builder, not here.
+A record holds the class's output-shape inference, weights, receptive-field geometry, rule
+families and safety record (see `grader.layers.base`); every other table of layer classes is
+built from `REGISTRY` (docs/contracts.md, "How to add a layer"). `get_spec(class_name)` returns
+the record of a supported class, or None. ``InputLayer`` and nested models are handled by the
+graph builder, not here.
 """
 
 from __future__ import annotations

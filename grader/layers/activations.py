@@ -11,8 +11,13 @@ from collections.abc import Sequence
 
 from grader.graph import Shape
 from grader.layers.base import (
+    BUILTIN,
+    DROPOUT,
+    IMAGE_PRESERVING,
+    NO_FAMILY,
     Config,
     LayerSpec,
+    Safety,
     SpecError,
     WeightSpec,
     arguments,
@@ -20,6 +25,8 @@ from grader.layers.base import (
     require_rank,
     single_input,
 )
+from grader.rf.effects import Geometry
+from grader.rf.readers import AXIS_NORMALIZATION, ELEMENTWISE, INFERENCE_IDENTITY, MASKING
 
 
 def _same_shape(config: Config, input_shapes: Sequence[Shape]) -> Shape:
@@ -49,28 +56,73 @@ def _spatial_dropout(class_name: str, rank: int) -> LayerSpec:
 
     # SpatialDropoutND has no **kwargs: `trainable`, `input_shape` ... make Keras refuse it.
     own = ("rate", "seed", "name", "dtype", *(("data_format",) if rank > 1 else ()))
-    return LayerSpec(class_name, output_shape, arguments=frozenset(own))
+    return LayerSpec(
+        class_name,
+        output_shape,
+        arguments=frozenset(own),
+        geometry=INFERENCE_IDENTITY,
+        families=frozenset({DROPOUT, IMAGE_PRESERVING}),
+        safety=BUILTIN,
+    )
 
+
+def _same(
+    class_name: str,
+    own: frozenset[str],
+    geometry: Geometry,
+    families: frozenset[str],
+    safety: Safety = BUILTIN,
+    *,
+    call_takes_mask: bool = False,
+) -> LayerSpec:
+    return LayerSpec(
+        class_name,
+        _same_shape,
+        arguments=own,
+        geometry=geometry,
+        families=families,
+        safety=safety,
+        call_takes_mask=call_takes_mask,
+    )
+
+
+_IMAGE = frozenset({IMAGE_PRESERVING})
+_DROPOUT = frozenset({DROPOUT, IMAGE_PRESERVING})
 
 # Each class's own arguments, besides those every layer accepts.
-_SHAPE_PRESERVING: dict[str, frozenset[str]] = {
-    "Activation": arguments("activation"),
-    "ReLU": arguments("max_value", "negative_slope", "threshold"),
-    "LeakyReLU": arguments("negative_slope", "alpha"),  # alpha: deprecated name of the slope
-    "ELU": arguments("alpha"),
-    "Softmax": arguments("axis"),
-    "Dropout": arguments("rate", "noise_shape", "seed"),
-    "GaussianDropout": arguments("rate", "seed"),
-    "GaussianNoise": arguments("stddev", "seed"),
-    "AlphaDropout": arguments("rate", "noise_shape", "seed"),
-    # It passes its own activity regularizer to Layer: Keras refuses another one.
-    "ActivityRegularization": arguments("l1", "l2") - {"activity_regularizer"},
-    "Identity": arguments(),
-    "Masking": arguments("mask_value"),
-}
-
 SPECS = [
-    *(LayerSpec(name, _same_shape, arguments=own) for name, own in _SHAPE_PRESERVING.items()),
+    _same("Activation", arguments("activation"), ELEMENTWISE, _IMAGE),
+    # ReLU, LeakyReLU and ELU are weight-free and shape-preserving: Keras also accepts them as
+    # another layer's `activation` object, with these arguments.
+    _same(
+        "ReLU",
+        arguments("max_value", "negative_slope", "threshold"),
+        ELEMENTWISE,
+        _IMAGE,
+        Safety(activation_arguments=("max_value", "negative_slope", "threshold")),
+    ),
+    _same(
+        "LeakyReLU",
+        arguments("negative_slope", "alpha"),  # alpha: deprecated name of the slope
+        ELEMENTWISE,
+        _IMAGE,
+        Safety(activation_arguments=("negative_slope",)),
+    ),
+    _same("ELU", arguments("alpha"), ELEMENTWISE, _IMAGE, Safety(activation_arguments=("alpha",))),
+    _same("Softmax", arguments("axis"), AXIS_NORMALIZATION, NO_FAMILY, call_takes_mask=True),
+    _same("Dropout", arguments("rate", "noise_shape", "seed"), INFERENCE_IDENTITY, _DROPOUT),
+    _same("GaussianDropout", arguments("rate", "seed"), INFERENCE_IDENTITY, _DROPOUT),
+    _same("GaussianNoise", arguments("stddev", "seed"), INFERENCE_IDENTITY, _IMAGE),
+    _same("AlphaDropout", arguments("rate", "noise_shape", "seed"), INFERENCE_IDENTITY, _DROPOUT),
+    # It passes its own activity regularizer to Layer: Keras refuses another one.
+    _same(
+        "ActivityRegularization",
+        arguments("l1", "l2") - {"activity_regularizer"},
+        ELEMENTWISE,
+        _IMAGE,
+    ),
+    _same("Identity", arguments(), ELEMENTWISE, _IMAGE),
+    _same("Masking", arguments("mask_value"), MASKING, NO_FAMILY),
     LayerSpec(
         "PReLU",
         _same_shape,
@@ -78,6 +130,9 @@ SPECS = [
         arguments=arguments(
             "alpha_initializer", "alpha_regularizer", "alpha_constraint", "shared_axes"
         ),
+        geometry=ELEMENTWISE,
+        families=_IMAGE,
+        safety=BUILTIN,
     ),
     _spatial_dropout("SpatialDropout1D", 1),
     _spatial_dropout("SpatialDropout2D", 2),

@@ -1,4 +1,10 @@
-"""What every layer spec provides: its arguments, output-shape inference and its weights.
+"""What every layer spec provides: the one record of what the grader knows about a layer class.
+
+A record (`LayerSpec`) holds a class's arguments, output-shape inference and weights, its
+receptive-field geometry (`grader.rf.effects.Geometry`), the rule families it belongs to
+(`RULE_FAMILIES`, read by `grader.rules.kinds`) and its safety record (`Safety`, read by
+`grader.config_safety` and `grader.layer_arguments`). Every other table of layer classes is
+built from the records; `tests/grader/test_layer_records.py` checks that each record is complete.
 
 A spec is pure Python: it reads a layer's Keras config and the shapes of its inputs (batch axis
 excluded, ``None`` for unknown sizes) and answers like Keras' ``compute_output_shape`` and
@@ -22,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from grader.graph import Shape
+from grader.rf.effects import Geometry
 
 Config = Mapping[str, Any]
 
@@ -142,6 +149,53 @@ COMMON_REFUSALS = (
 )
 
 
+# The families of layer classes that rules and hints ask about (`grader.rules.kinds`).
+PLAIN_CONV = "plain_conv"  # ConvND and ConvNDTranspose
+SEPARABLE_CONV = "separable_conv"
+DEPTHWISE_CONV = "depthwise_conv"
+DROPOUT = "dropout"  # its `rate` is a dropout probability
+GLOBAL_AVERAGE_POOLING = "global_average_pooling"
+GLOBAL_MAX_POOLING = "global_max_pooling"
+# After it the tensor is still "the image" for the first-convolution exemption: it maps every
+# position on its own or only moves, pads, crops or resamples positions without learned weights.
+IMAGE_PRESERVING = "image_preserving"
+RULE_FAMILIES = frozenset(
+    {
+        PLAIN_CONV,
+        SEPARABLE_CONV,
+        DEPTHWISE_CONV,
+        DROPOUT,
+        GLOBAL_AVERAGE_POOLING,
+        GLOBAL_MAX_POOLING,
+        IMAGE_PRESERVING,
+    }
+)
+NO_FAMILY: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Safety:
+    """What the config safety screen accepts of a layer class.
+
+    Attributes:
+        builtin: Keras exports the class from `keras.layers` under this name and rebuilds it
+            without running code from the config; only such classes are supported. The
+            built-in list (`grader.layers.keras_classes.KERAS_BUILTIN_LAYERS`) is built from it.
+        activation_arguments: the arguments the class takes when another layer's
+            ``activation`` holds it as an object (``activation=LeakyReLU(0.1)``), or None when
+            it may not be an activation (`grader.keras_objects.ACTIVATION_LAYERS`).
+        array_arguments: arguments that may hold a one-dimensional array of numbers
+            (Rescaling's ``scale`` and ``offset``); elsewhere data is refused.
+    """
+
+    builtin: bool = True
+    activation_arguments: tuple[str, ...] | None = None
+    array_arguments: tuple[str, ...] = ()
+
+
+BUILTIN = Safety()
+
+
 @dataclass(frozen=True)
 class LayerSpec:
     """How to analyse one Keras layer class.
@@ -153,6 +207,14 @@ class LayerSpec:
         multi_input: True for merge layers, which take a list of tensors.
         arguments: every config key the Keras class accepts (see `arguments`).
         refusals: argument values refused for this class, besides `COMMON_REFUSALS`.
+        geometry: how a call moves positions and channels (the receptive-field record).
+        families: the rule families the class belongs to (`RULE_FAMILIES`; may be empty).
+        safety: what the safety screen accepts of the class.
+        call_takes_mask: whether the class's ``call`` takes a ``mask`` argument, so that a
+            recorded ``mask=None`` is accepted (`grader.keras_config.CALL_TAKES_MASK`).
+
+    The last three default to None only so that a record missing one is caught by the
+    completeness test instead of silently meaning "nothing".
     """
 
     class_name: str
@@ -161,6 +223,10 @@ class LayerSpec:
     multi_input: bool = False
     arguments: frozenset[str] = LAYER_ARGUMENTS
     refusals: tuple[Refusal, ...] = ()
+    geometry: Geometry | None = None
+    families: frozenset[str] | None = None
+    safety: Safety | None = None
+    call_takes_mask: bool = False
 
     def check_config(self, config: Config) -> None:
         """Refuse keys the Keras class does not accept and argument values not modelled.

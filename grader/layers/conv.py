@@ -17,6 +17,10 @@ from collections.abc import Sequence
 
 from grader.graph import Shape
 from grader.layers.base import (
+    BUILTIN,
+    DEPTHWISE_CONV,
+    PLAIN_CONV,
+    SEPARABLE_CONV,
     Config,
     LayerSpec,
     SpecError,
@@ -36,6 +40,7 @@ from grader.layers.base import (
     split_channels,
     with_lora,
 )
+from grader.rf.readers import conv_window, transposed_conv
 
 _COMMON = (
     "kernel_size",
@@ -137,7 +142,15 @@ def conv_spec(class_name: str, rank: int) -> LayerSpec:
         )
         return [kernel_weight, *_bias(config, filters), *adapters]
 
-    return LayerSpec(class_name, output_shape, weights, arguments=CONV_ARGUMENTS)
+    return LayerSpec(
+        class_name,
+        output_shape,
+        weights,
+        arguments=CONV_ARGUMENTS,
+        geometry=conv_window(rank),
+        families=frozenset({PLAIN_CONV}),
+        safety=BUILTIN,
+    )
 
 
 def depthwise_spec(class_name: str, rank: int) -> LayerSpec:
@@ -161,7 +174,15 @@ def depthwise_spec(class_name: str, rank: int) -> LayerSpec:
             *_bias(config, channels * multiplier),
         ]
 
-    return LayerSpec(class_name, output_shape, weights, arguments=DEPTHWISE_ARGUMENTS)
+    return LayerSpec(
+        class_name,
+        output_shape,
+        weights,
+        arguments=DEPTHWISE_ARGUMENTS,
+        geometry=conv_window(rank),
+        families=frozenset({DEPTHWISE_CONV}),
+        safety=BUILTIN,
+    )
 
 
 def separable_spec(class_name: str, rank: int) -> LayerSpec:
@@ -184,7 +205,15 @@ def separable_spec(class_name: str, rank: int) -> LayerSpec:
             *_bias(config, filters),
         ]
 
-    return LayerSpec(class_name, output_shape, weights, arguments=SEPARABLE_ARGUMENTS)
+    return LayerSpec(
+        class_name,
+        output_shape,
+        weights,
+        arguments=SEPARABLE_ARGUMENTS,
+        geometry=conv_window(rank),
+        families=frozenset({SEPARABLE_CONV}),
+        safety=BUILTIN,
+    )
 
 
 def transpose_spec(class_name: str, rank: int) -> LayerSpec:
@@ -223,7 +252,15 @@ def transpose_spec(class_name: str, rank: int) -> LayerSpec:
         filters = _positive(config, "filters")
         return [WeightSpec("kernel", (*kernel, filters, channels)), *_bias(config, filters)]
 
-    return LayerSpec(class_name, output_shape, weights, arguments=TRANSPOSE_ARGUMENTS)
+    return LayerSpec(
+        class_name,
+        output_shape,
+        weights,
+        arguments=TRANSPOSE_ARGUMENTS,
+        geometry=transposed_conv(rank),
+        families=frozenset({PLAIN_CONV}),
+        safety=BUILTIN,
+    )
 
 
 SPECS = [

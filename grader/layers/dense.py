@@ -16,6 +16,8 @@ from collections.abc import Sequence
 
 from grader.graph import Shape
 from grader.layers.base import (
+    BUILTIN,
+    NO_FAMILY,
     Config,
     LayerSpec,
     Refusal,
@@ -30,6 +32,7 @@ from grader.layers.base import (
     single_input,
     with_lora,
 )
+from grader.rf.readers import CHANNEL_MIX, EMBEDDING
 
 DENSE_ARGUMENTS = arguments(
     "units",
@@ -120,6 +123,9 @@ SPECS = [
         _dense_weights,
         arguments=DENSE_ARGUMENTS,
         refusals=(NOT_QUANTIZED,),
+        geometry=CHANNEL_MIX,
+        families=NO_FAMILY,
+        safety=BUILTIN,
     ),
     LayerSpec(
         "Embedding",
@@ -127,5 +133,8 @@ SPECS = [
         _embedding_weights,
         arguments=EMBEDDING_ARGUMENTS,
         refusals=(NOT_QUANTIZED, NO_INITIAL_WEIGHTS),
+        geometry=EMBEDDING,
+        families=NO_FAMILY,
+        safety=BUILTIN,
     ),
 ]

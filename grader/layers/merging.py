@@ -9,7 +9,9 @@ from collections.abc import Sequence
 
 from grader.graph import Shape
 from grader.layers.base import (
+    BUILTIN,
     LAYER_ARGUMENTS,
+    NO_FAMILY,
     Config,
     LayerSpec,
     SpecError,
@@ -17,6 +19,7 @@ from grader.layers.base import (
     format_shape,
     normalize_axes,
 )
+from grader.rf.readers import MERGING
 
 
 def _at_least(input_shapes: Sequence[Shape], n: int) -> None:
@@ -58,7 +61,15 @@ def _elementwise_spec(class_name: str, exactly: int | None = None) -> LayerSpec:
             out = _broadcast(out, shape)
         return out
 
-    return LayerSpec(class_name, output_shape, multi_input=True, arguments=LAYER_ARGUMENTS)
+    return LayerSpec(
+        class_name,
+        output_shape,
+        multi_input=True,
+        arguments=LAYER_ARGUMENTS,
+        geometry=MERGING,
+        families=NO_FAMILY,
+        safety=BUILTIN,
+    )
 
 
 def _concatenate(config: Config, input_shapes: Sequence[Shape]) -> Shape:
@@ -100,5 +111,13 @@ SPECS = [
     _elementwise_spec("Average"),
     _elementwise_spec("Maximum"),
     _elementwise_spec("Minimum"),
-    LayerSpec("Concatenate", _concatenate, multi_input=True, arguments=arguments("axis")),
+    LayerSpec(
+        "Concatenate",
+        _concatenate,
+        multi_input=True,
+        arguments=arguments("axis"),
+        geometry=MERGING,
+        families=NO_FAMILY,
+        safety=BUILTIN,
+    ),
 ]

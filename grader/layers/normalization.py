@@ -16,6 +16,9 @@ from collections.abc import Sequence
 
 from grader.graph import Shape
 from grader.layers.base import (
+    BUILTIN,
+    IMAGE_PRESERVING,
+    NO_FAMILY,
     Config,
     LayerSpec,
     SpecError,
@@ -26,6 +29,7 @@ from grader.layers.base import (
     normalize_axes,
     single_input,
 )
+from grader.rf.readers import AXIS_NORMALIZATION, GROUP_NORMALIZATION, INFERENCE_IDENTITY
 
 _AFFINE = (
     "epsilon",
@@ -127,15 +131,50 @@ def _group_norm_weights(config: Config, input_shapes: Sequence[Shape]) -> list[W
 
 
 SPECS = [
+    # At inference batch normalization is a per-channel ``x * a + b``: it keeps the image.
     LayerSpec(
-        "BatchNormalization", _same_shape, _batch_norm_weights, arguments=BATCH_NORM_ARGUMENTS
+        "BatchNormalization",
+        _same_shape,
+        _batch_norm_weights,
+        arguments=BATCH_NORM_ARGUMENTS,
+        geometry=INFERENCE_IDENTITY,
+        families=frozenset({IMAGE_PRESERVING}),
+        safety=BUILTIN,
+        call_takes_mask=True,
     ),
     LayerSpec(
-        "LayerNormalization", _same_shape, _layer_norm_weights, arguments=LAYER_NORM_ARGUMENTS
+        "LayerNormalization",
+        _same_shape,
+        _layer_norm_weights,
+        arguments=LAYER_NORM_ARGUMENTS,
+        geometry=AXIS_NORMALIZATION,
+        families=frozenset({IMAGE_PRESERVING}),
+        safety=BUILTIN,
     ),
     LayerSpec(
-        "GroupNormalization", _same_shape, _group_norm_weights, arguments=GROUP_NORM_ARGUMENTS
+        "GroupNormalization",
+        _same_shape,
+        _group_norm_weights,
+        arguments=GROUP_NORM_ARGUMENTS,
+        geometry=GROUP_NORMALIZATION,
+        families=NO_FAMILY,
+        safety=BUILTIN,
     ),
-    LayerSpec("RMSNormalization", _same_shape, _rms_norm_weights, arguments=RMS_NORM_ARGUMENTS),
-    LayerSpec("UnitNormalization", _same_shape, arguments=UNIT_NORM_ARGUMENTS),
+    LayerSpec(
+        "RMSNormalization",
+        _same_shape,
+        _rms_norm_weights,
+        arguments=RMS_NORM_ARGUMENTS,
+        geometry=AXIS_NORMALIZATION,
+        families=NO_FAMILY,
+        safety=BUILTIN,
+    ),
+    LayerSpec(
+        "UnitNormalization",
+        _same_shape,
+        arguments=UNIT_NORM_ARGUMENTS,
+        geometry=AXIS_NORMALIZATION,
+        families=NO_FAMILY,
+        safety=BUILTIN,
+    ),
 ]

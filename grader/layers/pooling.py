@@ -6,6 +6,10 @@ from collections.abc import Sequence
 
 from grader.graph import Shape
 from grader.layers.base import (
+    BUILTIN,
+    GLOBAL_AVERAGE_POOLING,
+    GLOBAL_MAX_POOLING,
+    NO_FAMILY,
     Config,
     LayerSpec,
     SpecError,
@@ -19,6 +23,7 @@ from grader.layers.base import (
     single_input,
     split_channels,
 )
+from grader.rf.readers import GLOBAL_POOLING, pool_window
 
 
 def pooling_spec(class_name: str, rank: int) -> LayerSpec:
@@ -51,6 +56,9 @@ def pooling_spec(class_name: str, rank: int) -> LayerSpec:
         class_name,
         output_shape,
         arguments=arguments("pool_size", "strides", "padding", "data_format"),
+        geometry=pool_window(rank),
+        families=NO_FAMILY,
+        safety=BUILTIN,
     )
 
 
@@ -66,7 +74,17 @@ def global_pooling_spec(class_name: str, rank: int) -> LayerSpec:
             return join_channels((1,) * rank, channels, fmt)
         return (channels,)
 
-    return LayerSpec(class_name, output_shape, arguments=arguments("data_format", "keepdims"))
+    family = GLOBAL_MAX_POOLING if class_name.startswith("GlobalMax") else GLOBAL_AVERAGE_POOLING
+    return LayerSpec(
+        class_name,
+        output_shape,
+        arguments=arguments("data_format", "keepdims"),
+        geometry=GLOBAL_POOLING,
+        families=frozenset({family}),
+        safety=BUILTIN,
+        # Keras' 1D global average pooling averages over the unmasked steps only.
+        call_takes_mask=class_name == "GlobalAveragePooling1D",
+    )
 
 
 SPECS = [

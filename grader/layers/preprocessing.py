@@ -12,8 +12,11 @@ from collections.abc import Sequence
 
 from grader.graph import Shape
 from grader.layers.base import (
+    BUILTIN,
+    IMAGE_PRESERVING,
     Config,
     LayerSpec,
+    Safety,
     SpecError,
     WeightSpec,
     arguments,
@@ -24,6 +27,14 @@ from grader.layers.base import (
     single_input,
     split_channels,
 )
+from grader.rf.readers import (
+    AUTO_CONTRAST,
+    CENTER_CROP,
+    ELEMENTWISE,
+    INFERENCE_IDENTITY,
+    RANDOM_CROP,
+    RESIZING,
+)
 
 # Image preprocessing layers (BaseImagePreprocessingLayer) also accept these through **kwargs.
 _IMAGE = ("factor", "bounding_box_format", "data_format")
@@ -33,14 +44,14 @@ def _image(*own: str) -> frozenset[str]:
     return arguments(*_IMAGE, *own)
 
 
-# Augmentations whose output shape is their input shape, with their arguments. (Equalization is
-# left out: Keras 3.15 cannot put it in a functional model, so no Keras truth exists to check it
-# against.)
-SHAPE_PRESERVING: dict[str, frozenset[str]] = {
+# Augmentations whose output shape is their input shape, with their arguments: each is the
+# identity at inference (Keras returns its input unchanged with training=False). (Equalization
+# is left out: Keras 3.15 cannot put it in a functional model, so no Keras truth exists to check
+# it against.)
+AUGMENTATIONS: dict[str, frozenset[str]] = {
     "AugMix": _image(
         "value_range", "num_chains", "chain_depth", "alpha", "all_ops", "interpolation", "seed"
     ),
-    "AutoContrast": _image("value_range"),
     "RandAugment": _image("value_range", "num_ops", "interpolation", "seed"),
     "RandomBrightness": _image("value_range", "seed"),
     "RandomColorDegeneration": _image("value_range", "seed"),
@@ -76,7 +87,6 @@ SHAPE_PRESERVING: dict[str, frozenset[str]] = {
     "RandomZoom": _image(
         "height_factor", "width_factor", "fill_mode", "interpolation", "seed", "fill_value"
     ),
-    "Rescaling": arguments("scale", "offset"),  # a DataLayer: no image-layer arguments
     "Solarization": _image("addition_factor", "threshold_factor", "value_range", "seed"),
 }
 
@@ -118,13 +128,44 @@ def _normalization_weights(config: Config, input_shapes: Sequence[Shape]) -> lis
     ]
 
 
+_KEEPS_IMAGE = frozenset({IMAGE_PRESERVING})
+
 SPECS = [
-    *(LayerSpec(name, _same_shape, arguments=own) for name, own in SHAPE_PRESERVING.items()),
+    *(
+        LayerSpec(
+            name,
+            _same_shape,
+            arguments=own,
+            geometry=INFERENCE_IDENTITY,
+            families=_KEEPS_IMAGE,
+            safety=BUILTIN,
+        )
+        for name, own in AUGMENTATIONS.items()
+    ),
+    LayerSpec(
+        "AutoContrast",
+        _same_shape,
+        arguments=_image("value_range"),
+        geometry=AUTO_CONTRAST,
+        families=_KEEPS_IMAGE,
+        safety=BUILTIN,
+    ),
+    LayerSpec(
+        "Rescaling",
+        _same_shape,
+        arguments=arguments("scale", "offset"),  # a DataLayer: no image-layer arguments
+        geometry=ELEMENTWISE,
+        families=_KEEPS_IMAGE,
+        safety=Safety(array_arguments=("scale", "offset")),
+    ),
     LayerSpec(
         "Normalization",
         _same_shape,
         _normalization_weights,
         arguments=arguments("axis", "mean", "variance", "invert"),
+        geometry=ELEMENTWISE,
+        families=_KEEPS_IMAGE,
+        safety=BUILTIN,
     ),
     LayerSpec(
         "Resizing",
@@ -139,7 +180,24 @@ SPECS = [
             "fill_value",
             "antialias",
         ),
+        geometry=RESIZING,
+        families=_KEEPS_IMAGE,
+        safety=BUILTIN,
     ),
-    LayerSpec("CenterCrop", _resize_like, arguments=_image("height", "width")),
-    LayerSpec("RandomCrop", _resize_like, arguments=_image("height", "width", "seed")),
+    LayerSpec(
+        "CenterCrop",
+        _resize_like,
+        arguments=_image("height", "width"),
+        geometry=CENTER_CROP,
+        families=_KEEPS_IMAGE,
+        safety=BUILTIN,
+    ),
+    LayerSpec(
+        "RandomCrop",
+        _resize_like,
+        arguments=_image("height", "width", "seed"),
+        geometry=RANDOM_CROP,
+        families=_KEEPS_IMAGE,
+        safety=BUILTIN,
+    ),
 ]

@@ -10,6 +10,9 @@ from typing import Any
 
 from grader.graph import Shape
 from grader.layers.base import (
+    BUILTIN,
+    IMAGE_PRESERVING,
+    NO_FAMILY,
     Config,
     LayerSpec,
     SpecError,
@@ -23,6 +26,15 @@ from grader.layers.base import (
     split_channels,
 )
 from grader.limits import MAX_SIZE
+from grader.rf.readers import (
+    FLATTENING,
+    PERMUTE,
+    REPEAT_VECTOR,
+    RESHAPE,
+    cropping,
+    upsampling,
+    zero_padding,
+)
 
 
 def _product(dims: Sequence[int | None]) -> int | None:
@@ -173,7 +185,14 @@ def _pad_crop_spec(class_name: str, rank: int, key: str, sign: int) -> LayerSpec
             out.append(new)
         return join_channels(out, channels, fmt)
 
-    return LayerSpec(class_name, output_shape, arguments=arguments(*own))
+    return LayerSpec(
+        class_name,
+        output_shape,
+        arguments=arguments(*own),
+        geometry=zero_padding(rank) if sign > 0 else cropping(rank),
+        families=frozenset({IMAGE_PRESERVING}),
+        safety=BUILTIN,
+    )
 
 
 def _upsampling_spec(class_name: str, rank: int) -> LayerSpec:
@@ -189,14 +208,49 @@ def _upsampling_spec(class_name: str, rank: int) -> LayerSpec:
         return join_channels(out, channels, fmt)
 
     own = {1: ("size",), 2: ("size", "data_format", "interpolation"), 3: ("size", "data_format")}
-    return LayerSpec(class_name, output_shape, arguments=arguments(*own[rank]))
+    return LayerSpec(
+        class_name,
+        output_shape,
+        arguments=arguments(*own[rank]),
+        geometry=upsampling(rank),
+        families=NO_FAMILY,
+        safety=BUILTIN,
+    )
 
 
 SPECS = [
-    LayerSpec("Flatten", _flatten, arguments=arguments("data_format")),
-    LayerSpec("Reshape", _reshape, arguments=arguments("target_shape")),
-    LayerSpec("Permute", _permute, arguments=arguments("dims")),
-    LayerSpec("RepeatVector", _repeat_vector, arguments=arguments("n")),
+    LayerSpec(
+        "Flatten",
+        _flatten,
+        arguments=arguments("data_format"),
+        geometry=FLATTENING,
+        families=NO_FAMILY,
+        safety=BUILTIN,
+    ),
+    LayerSpec(
+        "Reshape",
+        _reshape,
+        arguments=arguments("target_shape"),
+        geometry=RESHAPE,
+        families=NO_FAMILY,
+        safety=BUILTIN,
+    ),
+    LayerSpec(
+        "Permute",
+        _permute,
+        arguments=arguments("dims"),
+        geometry=PERMUTE,
+        families=NO_FAMILY,
+        safety=BUILTIN,
+    ),
+    LayerSpec(
+        "RepeatVector",
+        _repeat_vector,
+        arguments=arguments("n"),
+        geometry=REPEAT_VECTOR,
+        families=NO_FAMILY,
+        safety=BUILTIN,
+    ),
     *(_pad_crop_spec(f"ZeroPadding{r}D", r, "padding", +1) for r in (1, 2, 3)),
     *(_pad_crop_spec(f"Cropping{r}D", r, "cropping", -1) for r in (1, 2, 3)),
     *(_upsampling_spec(f"UpSampling{r}D", r) for r in (1, 2, 3)),

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from grader.errors import ReceptiveFieldError
 from grader.graph import ModelGraph, Node, Shape
 from grader.limits import MAX_SIZE
-from grader.rf.geometry import (
+from grader.rf.effects import (
     ADD_CHANNEL_AXIS,
     FLATTEN,
     GLOBAL,
@@ -53,9 +53,9 @@ from grader.rf.geometry import (
     Reduce,
     Remap,
     Window,
-    classify,
     describe,
 )
+from grader.rf.geometry import classify
 
 
 @dataclass(frozen=True)

@@ -31,333 +31,48 @@ naming the layer.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
 from grader.errors import ReceptiveFieldError
 from grader.graph import ModelGraph, Node
-from grader.rf.geometry import (
+from grader.rf.effects import (
     ADD_CHANNEL_AXIS,
     FLATTEN,
     GLOBAL,
     MERGE,
     POINTWISE,
-    AxisRemap,
-    AxisWindow,
-    Channels,
     Rearrange,
     Reduce,
     Remap,
     Window,
-    channels,
-    classify,
     describe,
 )
+from grader.rf.geometry import channels, classify
+from grader.rf.projections import (
+    MAX_TAPS,
+    BoolArray,
+    Budget,
+    Footprint,
+    FootprintSummary,
+    apply_channels,
+    apply_tables,
+    channel_elements,
+    classes_of,
+    compress,
+    from_elements,
+    identity,
+    mix_channels,
+    remap_rows,
+    tap_table,
+    window_rows,
+)
 
-MAX_CELLS = 2**25
-MAX_TAPS = 2**22
+# Cell operations a whole trace may spend (`Budget`): a few seconds of work at most; ResNet50 on
+# 224 x 224 images spends about a tenth of it.
 MAX_WORK = 2**32
-_Array = np.ndarray
-
-
-@dataclass(frozen=True)
-class Footprint:
-    """The footprint of every position of a node's output.
-
-    Attributes:
-        dims: the node's output positions (every axis but the channels); empty after global
-            pooling or ``Flatten``.
-        proj: per image axis ``a``, a boolean array of shape ``(*dims, K, image[a])``: for
-            position ``p`` and channel class ``k``, which image positions along ``a`` can
-            influence it.
-        classes: per channel, its class (``< K``); None when every channel shares class 0.
-        image: the image's size per axis.
-    """
-
-    dims: tuple[int, ...]
-    proj: tuple[_Array, ...]
-    classes: _Array | None
-    image: tuple[int, ...]
-
-    @property
-    def k(self) -> int:
-        """Number of channel classes."""
-        return int(self.proj[0].shape[-2])
-
-
-@dataclass(frozen=True)
-class FootprintSummary:
-    """Extents of the footprints of every unit of a map (a unit: a position, all channels).
-
-    Attributes:
-        image: the image's size per axis.
-        units: the map's positions per axis (empty for a global map: one unit).
-        min: per axis, the smallest extent over the units (0 when a unit sees only padding).
-        max: per axis, the largest extent.
-        min_unit: a unit with the smallest footprint (the smallest extents relative to the
-            image).
-        min_unit_span: per axis, the first and last pixel ``min_unit`` sees (None if none).
-        gaps: whether some unit misses pixels between its first and last along some axis
-            (dilation holes).
-    """
-
-    image: tuple[int, ...]
-    units: tuple[int, ...]
-    min: tuple[int, ...]
-    max: tuple[int, ...]
-    min_unit: tuple[int, ...]
-    min_unit_span: tuple[tuple[int, int] | None, ...]
-    gaps: bool
-
-    @property
-    def varies(self) -> bool:
-        """Whether the extent changes from one unit to another."""
-        return self.min != self.max
-
-    def to_dict(self) -> dict[str, object]:
-        """``{"min", "max", "varies", "min_unit", "min_unit_span", "gaps"}``, lists per axis."""
-        return {
-            "min": list(self.min),
-            "max": list(self.max),
-            "varies": self.varies,
-            "min_unit": list(self.min_unit),
-            "min_unit_span": [None if s is None else list(s) for s in self.min_unit_span],
-            "gaps": self.gaps,
-        }
-
-
-def _too_large(node: Node, cells: int) -> ReceptiveFieldError:
-    return ReceptiveFieldError(
-        f"{describe(node)} needs {cells:,} cells to trace which pixels each unit sees, more "
-        f"than the {MAX_CELLS:,} the analysis allows. Expected a smaller image or map."
-    )
-
-
-def _check_cells(node: Node, shape: Sequence[int]) -> None:
-    cells = math.prod(shape)
-    if cells > MAX_CELLS:
-        raise _too_large(node, cells)
-
-
-class Budget:
-    """Array cells a trace may still touch: a bound on its time, whatever the model.
-
-    Every gather, union and rearrangement spends the cells it writes; past `MAX_WORK` the trace
-    is refused, naming the layer (a few seconds of work at most; ResNet50 on 224 x 224 images
-    spends about a tenth of it).
-    """
-
-    def __init__(self, cells: int = 0) -> None:
-        self.left = cells or MAX_WORK
-
-    def spend(self, node: Node, cells: int) -> None:
-        """Count ``cells`` written for ``node``; raise once the budget is spent."""
-        self.left -= cells
-        if self.left < 0:
-            raise ReceptiveFieldError(
-                f"{describe(node)} takes the trace of which pixels each unit sees past "
-                f"{MAX_WORK:,} cell operations. Expected smaller maps, kernels or fewer layers."
-            )
-
-
-def identity(node: Node, dims: tuple[int, ...]) -> Footprint:
-    """The footprint of the image itself: each position sees its own pixel."""
-    rank = len(dims)
-    proj = []
-    for a, n in enumerate(dims):
-        _check_cells(node, (*dims, n))
-        eye = np.eye(n, dtype=bool).reshape(*(n if b == a else 1 for b in range(rank)), 1, n)
-        proj.append(np.broadcast_to(eye, (*dims, 1, n)))
-    return Footprint(dims, tuple(proj), None, dims)
-
-
-# --- per-axis tap tables: output position -> the input positions it reads ----------------------
-
-
-def _table(rows: list[list[int]], n_in: int) -> _Array:
-    """Rows of input positions as an ``(n_out, T)`` array padded with ``n_in`` (nothing)."""
-    width = max((len(r) for r in rows), default=0) or 1
-    out = np.full((len(rows), width), n_in, dtype=np.int64)
-    for u, row in enumerate(rows):
-        out[u, : len(row)] = row
-    return out
-
-
-def window_rows(w: AxisWindow, n_in: int, n_out: int) -> list[list[int]]:
-    """Input positions output ``u`` of a window reads: ``u * s - p + t * d`` inside the input."""
-    assert w.p is not None
-    rows = []
-    for u in range(n_out):
-        base = u * w.s - w.p
-        # The taps t in [0, k) with 0 <= base + t * d < n_in (exact integer bounds; for a
-        # negative base, -(base // d) is ceil(-base / d)).
-        first = max(0, -(base // w.d))
-        last = min(w.k - 1, (n_in - 1 - base) // w.d) if n_in - 1 - base >= 0 else -1
-        rows.append([base + t * w.d for t in range(first, last + 1)])
-    return rows
-
-
-def remap_rows(r: AxisRemap, n_in: int, n_out: int) -> list[list[int]]:
-    """Input positions output ``u`` of a `Remap` axis reads (see `AxisRemap`)."""
-    if r.kind == "repeat":
-        return [[u // r.s] for u in range(n_out)]
-    if r.kind in ("nearest", "bilinear"):
-        # TensorFlow's kernels, in float32: scale = n_in / n_out; nearest reads
-        # floor((u + 0.5) * scale); bilinear interpolates at (u + 0.5) * scale - 0.5 between
-        # max(floor, 0) and min(ceil, n_in - 1), the upper one weighted by the fraction.
-        scale = np.float32(n_in) / np.float32(n_out)
-        rows = []
-        for u in range(n_out):
-            centre = (np.float32(u) + np.float32(0.5)) * scale
-            if r.kind == "nearest":
-                rows.append([max(0, min(math.floor(centre), n_in - 1))])
-                continue
-            x = centre - np.float32(0.5)
-            low = math.floor(x)
-            lower, upper = max(low, 0), min(math.ceil(x), n_in - 1)
-            fraction = x - np.float32(low)
-            rows.append([lower] if upper == lower or fraction == 0 else [lower, upper])
-        return rows
-    if r.kind == "transpose":
-        assert r.p is not None
-        rows = []
-        for o in range(n_out):
-            row = []
-            for t in range(r.k):
-                spread = o + r.p - t * r.d
-                if spread >= 0 and spread % r.s == 0 and spread // r.s < n_in:
-                    row.append(spread // r.s)
-            rows.append(sorted(row))
-        return rows
-    raise AssertionError(f"unknown remap {r.kind}")
-
-
-def _apply_tables(node: Node, fp: Footprint, tables: Sequence[_Array], budget: Budget) -> Footprint:
-    """Each output position reads the union of the positions its tables list, axis by axis.
-
-    Separable layers read a product of per-axis tap sets, so the union can be taken one axis at
-    a time. A table entry equal to the input size reads nothing (padding).
-    """
-    proj = []
-    out_dims = tuple(int(t.shape[0]) for t in tables)
-    for array in fp.proj:
-        _check_cells(node, (*out_dims, *array.shape[-2:]))
-        current = array
-        for axis, table in enumerate(tables):
-            n_in = current.shape[axis]
-            shape = list(current.shape)
-            shape[axis] = table.shape[0]
-            _check_cells(node, shape)
-            out = np.zeros(shape, dtype=bool)
-            for t in range(table.shape[1]):
-                column = table[:, t]
-                valid = column < n_in
-                if not valid.any():
-                    continue
-                budget.spend(node, out.size)
-                gathered = np.take(current, np.where(valid, column, 0), axis=axis)
-                if not valid.all():
-                    index: list[slice | _Array] = [slice(None)] * gathered.ndim
-                    index[axis] = ~valid
-                    gathered[tuple(index)] = False
-                out |= gathered
-            current = out
-        proj.append(current)
-    return replace(fp, dims=out_dims, proj=tuple(proj))
-
-
-# --- channels --------------------------------------------------------------------------------
-
-
-def _mix(fp: Footprint) -> Footprint:
-    if fp.classes is None:
-        return fp
-    proj = tuple(np.asarray(a.any(axis=-2, keepdims=True)) for a in fp.proj)
-    return replace(fp, proj=proj, classes=None)
-
-
-def _classes_of(fp: Footprint, count: int) -> _Array:
-    return np.zeros(count, dtype=np.int64) if fp.classes is None else fp.classes
-
-
-def compress(fp: Footprint) -> Footprint:
-    """The same footprint with identical channel classes merged (one class: ``classes=None``)."""
-    if fp.classes is None:
-        return fp
-    used = np.unique(fp.classes)
-    # One row of packed bits per class, compared as raw bytes: sorting K byte strings is fast
-    # where np.unique over long boolean rows is not.
-    rows = np.concatenate(
-        [np.packbits(np.moveaxis(a, -2, 0)[used].reshape(len(used), -1), axis=1) for a in fp.proj],
-        axis=1,
-    )
-    keys = np.ascontiguousarray(rows).view(np.dtype((np.void, rows.shape[1]))).reshape(-1)
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    remap = np.zeros(fp.k, dtype=np.int64)
-    remap[used] = np.asarray(inverse).reshape(-1)
-    keep = used[first]
-    proj = tuple(np.take(a, keep, axis=-2) for a in fp.proj)
-    classes = remap[fp.classes] if len(keep) > 1 else None
-    return replace(fp, proj=proj, classes=classes)
-
-
-def _apply_channels(node: Node, fp: Footprint, effect: Channels) -> Footprint:
-    if effect.kind == "mix":
-        return _mix(fp)
-    if fp.classes is None or effect.kind == "keep":
-        return fp
-    if effect.kind == "depthwise":
-        return replace(fp, classes=np.repeat(fp.classes, effect.factor))
-    # Groups: output group g depends on input group g's channels only.
-    groups = effect.factor
-    c_in = len(fp.classes)
-    c_out = node.output_shape[-1]
-    if not isinstance(c_out, int) or c_in % groups or c_out % groups:
-        return _mix(fp)
-    size = c_in // groups
-    proj = []
-    for array in fp.proj:
-        parts = [
-            np.take(array, np.unique(fp.classes[g * size : (g + 1) * size]), axis=-2).any(
-                axis=-2, keepdims=True
-            )
-            for g in range(groups)
-        ]
-        proj.append(np.concatenate(parts, axis=-2))
-    classes = np.repeat(np.arange(groups), c_out // groups)
-    return compress(replace(fp, proj=tuple(proj), classes=classes))
-
-
-def _elements(node: Node, fp: Footprint, channel_count: int | None) -> tuple[_Array, ...]:
-    """Per image axis, ``(*dims, C, n)``: every channel's own footprint (for reshapes)."""
-    if not isinstance(channel_count, int):
-        raise ReceptiveFieldError(
-            f"{describe(node)} rearranges channels whose number is unknown. Expected a known "
-            "number of channels."
-        )
-    classes = _classes_of(fp, channel_count)
-    if len(classes) != channel_count:
-        raise ReceptiveFieldError(
-            f"{describe(node)} has {channel_count} input channels, but its producer has "
-            f"{len(classes)}. Expected them to agree."
-        )
-    out = []
-    for array in fp.proj:
-        _check_cells(node, (*fp.dims, channel_count, array.shape[-1]))
-        out.append(np.take(array, classes, axis=-2))
-    return tuple(out)
-
-
-def _from_elements(fp: Footprint, arrays: Sequence[_Array]) -> Footprint:
-    """A footprint from per-element arrays ``(*dims, C, n)``: one class per channel, merged."""
-    dims = tuple(int(d) for d in arrays[0].shape[:-2])
-    count = int(arrays[0].shape[-2])
-    full = replace(fp, dims=dims, proj=tuple(arrays), classes=np.arange(count, dtype=np.int64))
-    return compress(full)
-
 
 # --- layers ----------------------------------------------------------------------------------
 
@@ -370,7 +85,7 @@ def _rearrange(node: Node, fp: Footprint) -> Footprint:
             f"{describe(node)} rearranges a tensor of shape {tuple(node.input_shapes[0])} into "
             f"{tuple(node.output_shape)}. Expected known sizes."
         )
-    elements = _elements(node, fp, in_shape[-1])
+    elements = channel_elements(node, fp, in_shape[-1])
     arrays = []
     for array in elements:
         if node.layer.class_name == "Permute":
@@ -384,13 +99,13 @@ def _rearrange(node: Node, fp: Footprint) -> Footprint:
             f"{describe(node)} gives shape {tuple(arrays[0].shape[:-1])}, but the graph says "
             f"{out_shape}. Expected them to agree."
         )
-    return _from_elements(fp, arrays)
+    return from_elements(fp, arrays)
 
 
 def _flatten(node: Node, fp: Footprint) -> Footprint:
     in_shape = tuple(node.input_shapes[0])
-    elements = _elements(node, fp, in_shape[-1] if in_shape else None)
-    return _from_elements(fp, [a.reshape(-1, a.shape[-1]) for a in elements])
+    elements = channel_elements(node, fp, in_shape[-1] if in_shape else None)
+    return from_elements(fp, [a.reshape(-1, a.shape[-1]) for a in elements])
 
 
 def _pool_all(node: Node, fp: Footprint) -> Footprint:
@@ -429,11 +144,11 @@ def _broadcast_dims(node: Node, shapes: Sequence[tuple[int, ...]]) -> tuple[int,
 
 def _class_tuples(
     fps: Sequence[Footprint | None], channel_counts: Sequence[int], out_channels: int
-) -> tuple[list[tuple[int, ...]], _Array]:
+) -> tuple[list[tuple[int, ...]], BoolArray]:
     """Per output channel, the tuple of its inputs' classes; the distinct tuples and an index."""
     columns = []
     for fp, count in zip(fps, channel_counts, strict=True):
-        classes = np.zeros(count, dtype=np.int64) if fp is None else _classes_of(fp, count)
+        classes = np.zeros(count, dtype=np.int64) if fp is None else classes_of(fp, count)
         if len(classes) == out_channels:
             columns.append(classes)
         elif len(classes) == 1:
@@ -517,10 +232,10 @@ def _channels_to(node: Node, fp: Footprint) -> Footprint:
         return fp
     if len(fp.classes) == 1:
         return replace(fp, classes=np.repeat(fp.classes, out_channels))
-    return _mix(fp)
+    return mix_channels(fp)
 
 
-def _empty_like(base: Footprint, dims: tuple[int, ...]) -> tuple[_Array, ...]:
+def _empty_like(base: Footprint, dims: tuple[int, ...]) -> tuple[BoolArray, ...]:
     return tuple(np.zeros((*dims, 1, n), dtype=bool) for n in base.image)
 
 
@@ -533,7 +248,7 @@ def _concat_channels(node: Node, inputs: Sequence[tuple[int, Footprint | None]])
         for _, fp in inputs
     ):
         return base  # every input sees the same: channels stay one class
-    parts: list[list[_Array]] = [[] for _ in base.proj]
+    parts: list[list[BoolArray]] = [[] for _ in base.proj]
     classes = []
     offset = 0
     for (_, fp), count in zip(inputs, counts, strict=True):
@@ -545,7 +260,7 @@ def _concat_channels(node: Node, inputs: Sequence[tuple[int, Footprint | None]])
         arrays = _empty_like(base, base.dims) if fp is None else fp.proj
         for axis, array in enumerate(arrays):
             parts[axis].append(np.broadcast_to(array, (*base.dims, *array.shape[-2:])))
-        own = np.zeros(count, dtype=np.int64) if fp is None else _classes_of(fp, count)
+        own = np.zeros(count, dtype=np.int64) if fp is None else classes_of(fp, count)
         classes.append(own + offset)
         offset += int(arrays[0].shape[-2])
     proj = tuple(np.concatenate(p, axis=-2) for p in parts)
@@ -630,7 +345,7 @@ def layer_footprint(
         ReceptiveFieldError: the layer cannot be traced exactly (its message names it), or the
             trace would be too large.
     """
-    budget = budget if budget is not None else Budget()
+    budget = budget if budget is not None else Budget(MAX_WORK)
     first = next(fp for _, fp in inputs if fp is not None)
     effect = classify(node, first.dims)
     if effect is MERGE:
@@ -646,8 +361,8 @@ def layer_footprint(
             # A unit reads at most k taps, and at most n_in of them inside the input.
             if n_out * min(w.k, n_in) > MAX_TAPS:
                 raise _taps_too_many(node, n_out * min(w.k, n_in))
-            tables.append(_table(window_rows(w, n_in, n_out), n_in))
-        fp = _apply_tables(node, fp, tables, budget)
+            tables.append(tap_table(window_rows(w, n_in, n_out), n_in))
+        fp = apply_tables(node, fp, tables, budget)
     elif isinstance(effect, Remap):
         tables = []
         for r, n_in in zip(effect.axes, fp.dims, strict=True):
@@ -656,8 +371,8 @@ def layer_footprint(
                 raise ReceptiveFieldError(f"{describe(node)} has an output of unknown size.")
             if n_out * max(r.k, 2) > MAX_TAPS:
                 raise _taps_too_many(node, n_out * max(r.k, 2))
-            tables.append(_table(remap_rows(r, n_in, n_out), n_in))
-        fp = _apply_tables(node, fp, tables, budget)
+            tables.append(tap_table(remap_rows(r, n_in, n_out), n_in))
+        fp = apply_tables(node, fp, tables, budget)
     elif isinstance(effect, Reduce):
         fp = _reduce(node, fp, effect)
     elif isinstance(effect, Rearrange):
@@ -677,7 +392,7 @@ def layer_footprint(
         return _pool_all(node, fp)
     else:
         assert effect is POINTWISE
-    fp = _apply_channels(node, fp, channels(node))
+    fp = apply_channels(node, fp, channels(node))
     budget.spend(node, sum(a.size for a in fp.proj))
     return _check_dims(node, fp)
 
@@ -726,7 +441,7 @@ def trace(
     known = tuple(d for d in dims if isinstance(d, int))
     footprints: dict[int, Footprint] = {source: identity(image, known)}
     live = (lambda i: True) if influences is None else influences
-    budget = Budget()
+    budget = Budget(MAX_WORK)
     for node_id in _on_paths(graph, source, target, influences):
         if node_id == source:
             continue

@@ -26,7 +26,8 @@ from dataclasses import replace
 
 from grader.errors import ReceptiveFieldError
 from grader.graph import Layer, ModelGraph, Node
-from grader.rf.footprint import Footprint, append, summarize, trace
+from grader.rf.footprint import append, summarize, trace
+from grader.rf.projections import Footprint
 from grader.rf.report import ReceptiveFieldReport, Row
 
 HINT_KINDS = ("conv3x3", "pool2x2", "dilate_last")

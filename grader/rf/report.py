@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from grader.errors import ReceptiveFieldError
-from grader.rf.footprint import Footprint, FootprintSummary
+from grader.rf.projections import Footprint, FootprintSummary
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
 """Families of Keras layer classes the rules and hints talk about, and config accessors.
 
-Class names are Keras 3's canonical ones as they appear in saved configs (aliases such as
-``GlobalAvgPool2D`` are serialized under their canonical name).
+The families are built from the layer records (`grader.layers`, each spec's ``families``): a
+new layer class joins a family in its own record, not here. Class names are Keras 3's canonical
+ones as they appear in saved configs (aliases such as ``GlobalAvgPool2D`` are serialized under
+their canonical name).
 """
 
 from __future__ import annotations
@@ -9,31 +11,29 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-PLAIN_CONVS = frozenset(
-    {"Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"}
-)
-SEPARABLE_CONVS = frozenset({"SeparableConv1D", "SeparableConv2D"})
-DEPTHWISE_CONVS = frozenset({"DepthwiseConv1D", "DepthwiseConv2D"})
+from grader.layers import REGISTRY
+from grader.layers import base as families
+
+
+def classes_in(family: str) -> frozenset[str]:
+    """The supported classes whose record (`grader.layers`) lists `family`."""
+    return frozenset(
+        name for name, spec in REGISTRY.items() if spec.families and family in spec.families
+    )
+
+
+PLAIN_CONVS = classes_in(families.PLAIN_CONV)  # ConvND and ConvNDTranspose
+SEPARABLE_CONVS = classes_in(families.SEPARABLE_CONV)
+DEPTHWISE_CONVS = classes_in(families.DEPTHWISE_CONV)
 CONVS = PLAIN_CONVS | SEPARABLE_CONVS | DEPTHWISE_CONVS
 
 # Layers whose `rate` is a dropout probability.
-DROPOUTS = frozenset(
-    {
-        "Dropout",
-        "SpatialDropout1D",
-        "SpatialDropout2D",
-        "SpatialDropout3D",
-        "GaussianDropout",
-        "AlphaDropout",
-    }
-)
+DROPOUTS = classes_in(families.DROPOUT)
 # Config keys of other layers (recurrent, attention) that are dropout probabilities too.
 DROPOUT_KEYS = ("dropout", "recurrent_dropout", "attention_dropout")
 
-GLOBAL_AVERAGE_POOLING = frozenset(
-    {"GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D"}
-)
-GLOBAL_MAX_POOLING = frozenset({"GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D"})
+GLOBAL_AVERAGE_POOLING = classes_in(families.GLOBAL_AVERAGE_POOLING)
+GLOBAL_MAX_POOLING = classes_in(families.GLOBAL_MAX_POOLING)
 
 # Layers after which a tensor is still "the image" for the first-convolution exemption: each one
 # maps every position on its own (a scale, a shift, a per-channel affine map such as batch
@@ -41,58 +41,8 @@ GLOBAL_MAX_POOLING = frozenset({"GlobalMaxPooling1D", "GlobalMaxPooling2D", "Glo
 # positions without learned weights (preprocessing, augmentation). None filters the image with
 # learned weights or merges it with another tensor, so the convolution after them is the one
 # that reads the image. Batch normalization belongs here: at inference it is a per-channel
-# ``x * a + b`` like `Normalization`, learnt instead of adapted.
-IMAGE_PRESERVING = (
-    frozenset(
-        {
-            "Rescaling",
-            "Normalization",
-            "BatchNormalization",
-            "LayerNormalization",
-            "Identity",
-            "ActivityRegularization",
-            "Activation",
-            "ReLU",
-            "LeakyReLU",
-            "ELU",
-            "PReLU",
-            "GaussianNoise",
-            "ZeroPadding1D",
-            "ZeroPadding2D",
-            "ZeroPadding3D",
-            "Cropping1D",
-            "Cropping2D",
-            "Cropping3D",
-            "Resizing",
-            "CenterCrop",
-            "AugMix",
-            "AutoContrast",
-            "RandAugment",
-            "Solarization",
-            "RandomBrightness",
-            "RandomColorDegeneration",
-            "RandomColorJitter",
-            "RandomContrast",
-            "RandomCrop",
-            "RandomElasticTransform",
-            "RandomErasing",
-            "RandomFlip",
-            "RandomGaussianBlur",
-            "RandomGrayscale",
-            "RandomHue",
-            "RandomInvert",
-            "RandomPerspective",
-            "RandomPosterization",
-            "RandomRotation",
-            "RandomSaturation",
-            "RandomSharpness",
-            "RandomShear",
-            "RandomTranslation",
-            "RandomZoom",
-        }
-    )
-    | DROPOUTS
-)
+# ``x * a + b`` like `Normalization`, learnt instead of adapted. Dropouts belong here too.
+IMAGE_PRESERVING = classes_in(families.IMAGE_PRESERVING)
 
 _RANK = {"1D": 1, "2D": 2, "3D": 3}
 

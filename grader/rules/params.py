@@ -178,8 +178,8 @@ class ClassNames(Param):
 
 def known_layer_classes() -> frozenset[str]:
     """Every Keras layer class name a rule may mention: built-ins and what the grader supports."""
-    from grader.graph_builder import CODE_CARRYING_CLASSES, KERAS_BUILTIN_LAYERS
     from grader.layers import supported_classes
+    from grader.layers.keras_classes import CODE_CARRYING_CLASSES, KERAS_BUILTIN_LAYERS
 
     return KERAS_BUILTIN_LAYERS | CODE_CARRYING_CLASSES | frozenset(supported_classes())
 

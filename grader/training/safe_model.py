@@ -1,66 +1,28 @@
 """Build Keras models from untrusted configs without running untrusted code.
 
-Two gates, in order: first a pure-Python walk of the config refuses ``Lambda`` layers, custom
-classes, anything not a built-in Keras layer and any serialized object where none belongs
-(`grader.layer_arguments`), then runs the same analysis as the host's check stage and lets its
-every refusal stand (`check_model_config`); only then does Keras see the config, through its
-safe mode and with no custom objects, so even a config that slipped past the first gate cannot
-deserialize code. Models are built with fresh weights; a student's own weights are never used
+Two gates, in order: first a pure-Python walk of the config (`grader.config_safety`, the screen
+the analysis shares) refuses ``Lambda`` layers, custom classes, anything not a built-in Keras
+layer and any serialized object where none belongs (`grader.layer_arguments`), then runs the
+same analysis as the host's check stage and lets its every refusal stand
+(`check_model_config`); only then does Keras see the config, through its safe mode and with no
+custom objects, so even a config that slipped past the first gate cannot deserialize code.
+Models are built with fresh weights; a student's own weights are never used
 for training.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
-from functools import lru_cache
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from grader.analysis import analyze
-from grader.errors import InvalidModelConfig, UnsafeLayer
-from grader.keras_config import MODEL_CLASSES
-from grader.layer_arguments import CODE_CARRYING_CLASSES, check_layer_arguments
+from grader.config_safety import screen_model_config
+from grader.errors import InvalidModelConfig
 from grader.loading import load_model_config
 
 MAX_CONFIG_BYTES = 2 * 1024 * 1024
-# The modules Keras writes (or reads) for its model classes: Keras 3.15 writes a Sequential
-# model as module `keras` and a Functional one as `keras.src.models.functional`, also nested.
-MODEL_MODULES: dict[str, frozenset[str | None]] = {
-    "Sequential": frozenset({None, "keras", "keras.models", "keras.src.models.sequential"}),
-    "Functional": frozenset({None, "keras", "keras.models", "keras.src.models.functional"}),
-    "Model": frozenset({None, "keras", "keras.models", "keras.src.models.model"}),
-}
-# Exported by `keras.layers` yet able to run arbitrary code or load foreign graphs: the one
-# list the analysis refuses too.
-CODE_CARRYING_LAYERS = CODE_CARRYING_CLASSES
-
-
-@lru_cache(maxsize=1)
-def builtin_layer_classes() -> frozenset[str]:
-    """Names of the layer classes Keras itself exports, minus those that carry code."""
-    import keras
-
-    names = set()
-    for name in dir(keras.layers):
-        candidate = getattr(keras.layers, name)
-        if isinstance(candidate, type) and issubclass(candidate, keras.layers.Layer):
-            names.add(candidate.__name__)
-            names.add(name)
-    return frozenset(names - CODE_CARRYING_LAYERS)
-
-
-def _layer_entries(config: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Mapping]]:
-    """Every layer entry of a model config, nested models included, with qualified names."""
-    for entry in (config.get("config") or {}).get("layers") or []:
-        if not isinstance(entry, Mapping):
-            raise InvalidModelConfig(
-                f"Model config lists a layer of type {type(entry).__name__}. Expected a mapping."
-            )
-        name = str((entry.get("config") or {}).get("name", "?"))
-        yield f"{prefix}{name}", entry
-        if entry.get("class_name") in MODEL_CLASSES:
-            yield from _layer_entries(entry, prefix=f"{prefix}{name}/")
 
 
 def check_model_config(config: Mapping[str, Any]) -> None:
@@ -79,74 +41,11 @@ def check_model_config(config: Mapping[str, Any]) -> None:
             or data where the arguments allow none.
         UnsupportedLayer: a layer the analysis does not support.
     """
-    if not isinstance(config, Mapping) or config.get("class_name") not in MODEL_CLASSES:
-        found = config.get("class_name") if isinstance(config, Mapping) else type(config).__name__
-        raise InvalidModelConfig(
-            f"Model config has class `{found}`. Expected one of {sorted(MODEL_CLASSES)}."
-        )
-    outer_class, outer_module = str(config.get("class_name")), config.get("module")
-    if outer_module not in MODEL_MODULES[outer_class]:
-        raise UnsafeLayer(
-            f"Model `{_model_name(config)}` ({outer_class}) comes from module `{outer_module}`. "
-            f"Expected a built-in Keras model, as model.to_json() writes it.",
-            layer_name=_model_name(config),
-            class_name=outer_class,
-        )
-    entries = list(_layer_entries(config))
-    # Code-carrying classes are refused by name in a first pass: no Keras import needed.
-    for name, entry in entries:
-        class_name = str(entry.get("class_name"))
-        if class_name in CODE_CARRYING_LAYERS:
-            raise UnsafeLayer(
-                f"Layer `{name}` ({class_name}) carries Python code. Expected only built-in "
-                "Keras layers; Lambda layers and custom classes are never loaded.",
-                layer_name=name,
-                class_name=class_name,
-            )
-    # Then every nested object, by where it is: the allow-list the analysis applies too.
-    check_layer_arguments(config, _model_name(config), outermost=True)
-    for name, entry in entries:
-        check_layer_arguments(entry, name)
-    for name, entry in entries:
-        class_name = str(entry.get("class_name"))
-        module = entry.get("module")
-        registered = entry.get("registered_name")
-        if class_name in MODEL_CLASSES and module in MODEL_MODULES[class_name]:
-            if registered not in (None, class_name):
-                raise UnsafeLayer(
-                    f"Layer `{name}` ({class_name}) is registered as `{registered}`. Expected "
-                    "a built-in Keras model.",
-                    layer_name=name,
-                    class_name=class_name,
-                )
-            continue
-        if class_name not in builtin_layer_classes():
-            raise UnsafeLayer(
-                f"Layer `{name}` ({class_name}) is not a built-in Keras layer. Expected only "
-                "built-in Keras layers; custom classes are never loaded.",
-                layer_name=name,
-                class_name=class_name,
-            )
-        if (module is not None and not str(module).startswith("keras")) or registered not in (
-            None,
-            class_name,
-        ):
-            raise UnsafeLayer(
-                f"Layer `{name}` ({class_name}) is registered as `{registered}` from module "
-                f"`{module}`. Expected a built-in Keras layer from `keras.layers`.",
-                layer_name=name,
-                class_name=class_name,
-            )
+    screen_model_config(config)
     # The host's own analysis, every refusal standing: a config the check stage would refuse
     # (an unsupported layer, shapes that do not fit, an object where none belongs) never
     # reaches Keras, here or in any other sandbox.
     analyze(dict(config))
-
-
-def _model_name(config: Mapping[str, Any]) -> str:
-    inner = config.get("config")
-    name = inner.get("name") if isinstance(inner, Mapping) else None
-    return str(name or config.get("class_name"))
 
 
 def parse_model_json(text: str) -> dict[str, Any]:

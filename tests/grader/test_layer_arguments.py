@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 
 from grader.errors import GraderError, InvalidModelConfig, UnsafeLayer, UnsupportedLayer
-from grader.layer_arguments import (
+from grader.keras_objects import (
     ACTIVATION_LAYERS,
     ACTIVATIONS,
     CONSTRAINTS,
     INITIALIZERS,
     REGULARIZERS,
-    check_layer_arguments,
 )
+from grader.layer_arguments import check_layer_arguments
 
 
 def _object(module: str | None, class_name: str, config: Any) -> dict[str, Any]:
