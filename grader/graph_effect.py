@@ -32,6 +32,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from grader.config_zeros import (
+    is_zero,
+    numbers_in,
+    show_value,
+    zero_initializer,
+    zeroing_constraint,
+)
 from grader.graph import ModelGraph, Node
 
 
@@ -276,21 +283,21 @@ def _gate(node: Node) -> _Gate:
     if any(d == 0 for d in node.output_shape):
         return _Gate(Effect.NO, _Value.ZERO, f"{label} outputs an empty tensor")
     if cls == "Rescaling":
-        scale = _numbers(config.get("scale", 1.0))
+        scale = numbers_in(config.get("scale", 1.0))
         if scale is not None and scale and all(s == 0 for s in scale):
-            offset = _numbers(config.get("offset", 0.0))
+            offset = numbers_in(config.get("offset", 0.0))
             zero = offset is not None and all(o == 0 for o in offset)
-            shown = _show(config.get("offset", 0.0))
+            shown = show_value(config.get("offset", 0.0))
             return _Gate(
                 Effect.NO,
                 _Value.ZERO if zero else _Value.CONSTANT,
-                f"{label} has scale {_show(config.get('scale'))}: it outputs {shown} whatever "
+                f"{label} has scale {show_value(config.get('scale'))}: it outputs {shown} whatever "
                 "its input",
             )
     if (
         cls == "ReLU"
-        and _is_zero(config.get("max_value"))
-        and _is_zero(config.get("negative_slope", 0.0))
+        and is_zero(config.get("max_value"))
+        and is_zero(config.get("negative_slope", 0.0))
     ):
         return _Gate(
             Effect.NO, _Value.ZERO, f"{label} has max_value 0: it outputs 0 whatever its input"
@@ -338,14 +345,14 @@ def _weight_gate(node: Node) -> _Gate:
         if weight == "gamma" and config.get("scale", True) is False:
             continue  # no gamma: nothing to zero
         constraint = config.get(f"{weight}_constraint")
-        described = _zeroing_constraint(constraint)
+        described = zeroing_constraint(constraint)
         if described is not None:
             return _Gate(
                 Effect.MAYBE,
                 why=f"{label} has `{weight}_constraint` {described}: training sets its "
                 f"{weight} weights to zero, and then it outputs a constant whatever its input",
             )
-        if not layer.trainable and _zero_initializer(config.get(f"{weight}_initializer")):
+        if not layer.trainable and zero_initializer(config.get(f"{weight}_initializer")):
             return _Gate(
                 Effect.MAYBE,
                 why=f"{label} is frozen (trainable=False) with a zero `{weight}_initializer`: "
@@ -353,62 +360,6 @@ def _weight_gate(node: Node) -> _Gate:
                 "outputs a constant whatever its input",
             )
     return _Gate(Effect.YES)
-
-
-def _config_of(spec: Mapping[str, Any]) -> Mapping[str, Any]:
-    inner = spec.get("config")
-    return inner if isinstance(inner, Mapping) else {}
-
-
-def _zeroing_constraint(spec: Any) -> str | None:
-    """A description of `spec` when it may force a weight to zero, else None."""
-    if spec is None or isinstance(spec, str):
-        return None  # by name: Keras' defaults (MaxNorm(2), ...), never zero
-    if not isinstance(spec, Mapping):
-        return f"{spec!r}"
-    cls = spec.get("class_name")
-    cfg = _config_of(spec)
-    if cls in ("NonNeg", "UnitNorm", "Constraint"):
-        return None
-    if cls == "MaxNorm":
-        top = cfg.get("max_value", 2)
-        if _number(top) is None or _number(top) <= 0:  # type: ignore[operator]
-            return f"MaxNorm(max_value={_show(top)})"
-        return None
-    if cls == "MinMaxNorm":
-        top, rate = cfg.get("max_value", 1.0), cfg.get("rate", 1.0)
-        top_n, rate_n = _number(top), _number(rate)
-        if top_n is None or rate_n is None or (top_n <= 0 and rate_n > 0):
-            return f"MinMaxNorm(max_value={_show(top)}, rate={_show(rate)})"
-        return None
-    return f"{cls}(...)"  # a constraint the grader does not know: it could zero the weight
-
-
-# Random initializers that draw only zeros when both bounds (Keras' defaults shown) are 0.
-_ZERO_SPREAD: dict[str, tuple[tuple[str, float], ...]] = {
-    "RandomNormal": (("mean", 0.0), ("stddev", 0.05)),
-    "TruncatedNormal": (("mean", 0.0), ("stddev", 0.05)),
-    "RandomUniform": (("minval", -0.05), ("maxval", 0.05)),
-}
-
-
-def _zero_initializer(spec: Any) -> bool:
-    """True when initializer `spec` fills a weight with zeros."""
-    if isinstance(spec, str):
-        return spec.lower() in ("zeros", "zero", "constant")  # Constant() defaults to 0
-    if not isinstance(spec, Mapping):
-        return False
-    cls = spec.get("class_name")
-    cfg = _config_of(spec)
-    if cls == "Zeros":
-        return True
-    if cls == "Constant":
-        return _is_zero(cfg.get("value", 0.0))
-    if cls in _ZERO_SPREAD:
-        return all(_is_zero(cfg.get(key, default)) for key, default in _ZERO_SPREAD[cls])
-    if cls in ("Orthogonal", "Identity"):
-        return _is_zero(cfg.get("gain", 1.0))
-    return False
 
 
 def _softmax_constant(node: Node) -> _Gate | None:
@@ -567,45 +518,5 @@ def _zero_preserving(node: Node) -> bool:
     if cls in _ZERO_PRESERVING or cls == "Activation":
         return True
     if cls == "ReLU":
-        return _is_zero(config.get("threshold", 0.0)) or _is_zero(config.get("negative_slope", 0.0))
+        return is_zero(config.get("threshold", 0.0)) or is_zero(config.get("negative_slope", 0.0))
     return cls in _LINEAR and config.get("use_bias", True) is False
-
-
-# --- numbers in configs ----------------------------------------------------------------------
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
-def _is_zero(value: Any) -> bool:
-    return _number(value) == 0.0
-
-
-def _numbers(value: Any) -> list[float] | None:
-    """Every number in a scalar, a (nested) list, or a serialized array; None if not numbers."""
-    if isinstance(
-        value, Mapping
-    ):  # a serialized NumPy array: {"class_name": ..., "config": {"value": ...}}
-        inner = value.get("config")
-        return _numbers(inner.get("value")) if isinstance(inner, Mapping) else None
-    if isinstance(value, list | tuple):
-        out: list[float] = []
-        for item in value:
-            numbers = _numbers(item)
-            if numbers is None:
-                return None
-            out.extend(numbers)
-        return out
-    number = _number(value)
-    return None if number is None else [number]
-
-
-def _show(value: Any) -> str:
-    numbers = _numbers(value)
-    if numbers is not None and len(set(numbers)) == 1:
-        return f"{numbers[0]:g}" if numbers[0] != 0 else "0.0"
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
