@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -28,6 +30,10 @@ from workers.pipeline.jobs import (
     stage_log,
 )
 from workers.pipeline.source_build import SOURCE_KINDS, explain_failure, prepare_source
+from workers.runner.keras_import import LIGHT_BACKENDS, NEEDS_TENSORFLOW
+
+#: A module that names TensorFlow (`import tensorflow`, `tf_keras`) is built on TensorFlow.
+TENSORFLOW_MENTION = re.compile(r"\b(tensorflow|tf_keras)\b")
 
 SUBMISSION_MODULE = "submission.py"
 DEFAULT_BUILD_SECONDS = 300
@@ -114,13 +120,21 @@ def run_build(
             "num_classes": int(num_classes),
         }
     )
-    # No data at all: `build_model` only builds. (Were the train split mounted, a module could
-    # smuggle the held-out validation images into the config that custom training then reads.)
-    job = sandbox_job(stage="build", dirs=dirs, data_dir=None, resources=resources, sandbox=sandbox)
-    result = sandbox.run(job, cancel=cancel)
+    backend = build_backend(prepared.source)
     try:
-        payload = read_stage_result(stage="build", dirs=dirs, result=result, resources=resources)
+        try:
+            payload, result = _run_build_job(dirs, sandbox, resources, cancel, backend)
+        except StageFailed as exc:
+            if exc.reason != NEEDS_TENSORFLOW or backend == "tensorflow":
+                raise
+            # The module imports TensorFlow after all: a fresh sandbox, on TensorFlow.
+            for folder in (dirs.out, dirs.work):
+                shutil.rmtree(folder, ignore_errors=True)
+                folder.mkdir(parents=True, exist_ok=True)
+            payload, result = _run_build_job(dirs, sandbox, resources, cancel, "tensorflow")
     except StageFailed as exc:
+        if exc.reason == NEEDS_TENSORFLOW:  # only student code can say so on TensorFlow
+            exc = StageFailed("build_error", exc.message, log=exc.log)
         raise explain_failure(exc, prepared) from exc
     config = payload.get("model_config")
     if not isinstance(config, dict):
@@ -134,6 +148,45 @@ def run_build(
         log=stage_log(result),
         source=prepared.report(),
     )
+
+
+def build_backend(source: str) -> str:
+    """The Keras backend to build `source` on: `GRADER_BUILD_KERAS_BACKEND` (``numpy`` unless
+    set, or ``jax``; both need JAX in the sandbox; ``tensorflow`` turns the light build off), or
+    TensorFlow when the module names TensorFlow anywhere (a module that imports it in a way this
+    does not see is built again on TensorFlow, see `run_build`).
+
+    TensorFlow's import is most of a build's time on the 2-core CI machine; Keras 3 builds and
+    serialises the same model config on its numpy backend without it (on JAX too, but JAX
+    compiles every weight initializer: more CPU than TensorFlow for a small model).
+    """
+    from django.conf import settings
+
+    configured = str(getattr(settings, "GRADER_BUILD_KERAS_BACKEND", "") or "numpy").strip()
+    if configured not in LIGHT_BACKENDS or TENSORFLOW_MENTION.search(source):
+        return "tensorflow"
+    return configured
+
+
+def _run_build_job(
+    dirs: JobDirs,
+    sandbox: Any,
+    resources: StageResources,
+    cancel: threading.Event | None,
+    backend: str,
+) -> tuple[dict[str, Any], Any]:
+    # No data at all: `build_model` only builds. (Were the train split mounted, a module could
+    # smuggle the held-out validation images into the config that custom training then reads.)
+    job = sandbox_job(
+        stage="build",
+        dirs=dirs,
+        data_dir=None,
+        resources=resources,
+        sandbox=sandbox,
+        keras_backend=backend,
+    )
+    result = sandbox.run(job, cancel=cancel)
+    return read_stage_result(stage="build", dirs=dirs, result=result, resources=resources), result
 
 
 def build_model_config(

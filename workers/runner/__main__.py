@@ -18,9 +18,17 @@ from pathlib import Path
 USAGE = "usage: python -m workers.runner {build|train|evaluate} /job"
 
 
-def _quiet_environment() -> None:
-    # Before TensorFlow is imported: the backend is fixed and C++ logs stay below warnings.
-    os.environ["KERAS_BACKEND"] = "tensorflow"
+#: Stages that import Keras: it is imported first, on the stage's backend, without what no stage
+#: uses (`workers.runner.keras_import`).
+KERAS_STAGES = ("build", "train", "evaluate")
+
+
+def _quiet_environment(stage: str | None) -> None:
+    # Before Keras is imported: the backend is fixed (the build may run on a light one, see
+    # `keras_import`) and TensorFlow's C++ logs stay below warnings.
+    from workers.runner.keras_import import backend_for
+
+    os.environ["KERAS_BACKEND"] = backend_for(stage or "", os.environ.get("KERAS_BACKEND"))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -30,7 +38,7 @@ def _quiet_environment() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; see the module docstring for exit codes."""
     args = list(sys.argv[1:] if argv is None else argv)
-    _quiet_environment()
+    _quiet_environment(args[0] if args else None)
     from grader.errors import GraderError
     from workers.runner.protocol import (
         STAGES,
@@ -49,6 +57,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress = claim_stdout()
     try:
         spec = read_spec(job, stage)
+        if stage in KERAS_STAGES:
+            from workers.runner.keras_import import NEEDS_TENSORFLOW, import_keras
+
+            backend = os.environ["KERAS_BACKEND"]
+            try:
+                import_keras(backend)
+            except ImportError as exc:
+                if backend == "tensorflow":
+                    raise
+                # No JAX in this sandbox: the host builds again on TensorFlow.
+                write_result(job, failure(NEEDS_TENSORFLOW, f"Keras on {backend}: {exc}"))
+                return 0
         # Only this stage's module: the build sandbox has no dataset code to import
         # (`grader.datasets` is hidden there), and needs none.
         run = importlib.import_module(f"workers.runner.{stage}").run
