@@ -175,6 +175,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         # kombu's default is a "control" folder relative to the working directory.
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
+        # Seconds between polls of an empty queue: each hop between stages waits up to this
+        # long (kombu's default, 1 s, was a second per hop); a poll lists a local folder.
+        "polling_interval": env.float("CELERY_BROKER_POLLING_INTERVAL", default=0.1),
     }
     # kombu lists these folders without creating them: a fresh checkout must work at once.
     for _folder in ("out", "processed", "control"):

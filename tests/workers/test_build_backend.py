@@ -93,15 +93,36 @@ def test_a_module_without_tensorflow_is_built_on_numpy(
     assert output.model_config["config"]["name"] == "smoke_submission"
 
 
+CRASHES_OFF_TENSORFLOW = """\
+import os
+import sys
+
+import keras
+
+
+def build_model(input_shape, num_classes):
+    print("BACKEND", keras.backend.backend(), file=sys.stderr)
+    if keras.backend.backend() != "tensor" + "flow":
+        os.abort()  # as a light backend's native code might
+    return keras.Sequential(
+        [keras.Input(input_shape), keras.layers.Conv2D(4, 3), keras.layers.GlobalAveragePooling2D(),
+         keras.layers.Dense(num_classes, activation="softmax")]
+    )
+"""
+
+
 @pytest.mark.bwrap
 @pytest.mark.tf
-def test_a_hidden_tensorflow_import_is_built_again_on_tensorflow(
-    bwrap_available, settings, tmp_path: Path
+@pytest.mark.parametrize(
+    "source", [HIDDEN_TENSORFLOW, CRASHES_OFF_TENSORFLOW], ids=["hidden-import", "crash"]
+)
+def test_a_light_build_that_needs_tensorflow_is_built_again_on_tensorflow(
+    bwrap_available, settings, tmp_path: Path, source: str
 ) -> None:
     settings.GRADER_BUILD_KERAS_BACKEND = "numpy"
-    assert build_backend(HIDDEN_TENSORFLOW) == "numpy"  # the host's reading misses it
+    assert build_backend(source) == "numpy"  # the host's reading misses it
 
-    output = _build(tmp_path, HIDDEN_TENSORFLOW)
+    output = _build(tmp_path, source)
 
     assert "BACKEND tensorflow" in output.log
     assert [layer["class_name"] for layer in output.model_config["config"]["layers"]] == [

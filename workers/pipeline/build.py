@@ -32,6 +32,8 @@ from workers.pipeline.jobs import (
 from workers.pipeline.source_build import SOURCE_KINDS, explain_failure, prepare_source
 from workers.runner.keras_import import LIGHT_BACKENDS, NEEDS_TENSORFLOW
 
+#: Light-backend build failures that the same module built on TensorFlow may not have.
+LIGHT_RETRY_REASONS = frozenset({NEEDS_TENSORFLOW, "out_of_memory", "crashed"})
 #: A module that names TensorFlow (`import tensorflow`, `tf_keras`) is built on TensorFlow.
 TENSORFLOW_MENTION = re.compile(r"\b(tensorflow|tf_keras)\b")
 
@@ -125,9 +127,11 @@ def run_build(
         try:
             payload, result = _run_build_job(dirs, sandbox, resources, cancel, backend)
         except StageFailed as exc:
-            if exc.reason != NEEDS_TENSORFLOW or backend == "tensorflow":
+            if exc.reason not in LIGHT_RETRY_REASONS or backend == "tensorflow":
                 raise
-            # The module imports TensorFlow after all: a fresh sandbox, on TensorFlow.
+            # The module imports TensorFlow after all, or the light backend ran out of memory
+            # (Keras' numpy backend infers shapes by computing each layer on a batch of 83):
+            # a fresh sandbox, on TensorFlow.
             for folder in (dirs.out, dirs.work):
                 shutil.rmtree(folder, ignore_errors=True)
                 folder.mkdir(parents=True, exist_ok=True)
