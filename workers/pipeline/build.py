@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import tempfile
@@ -30,10 +31,14 @@ from workers.pipeline.jobs import (
     stage_log,
 )
 from workers.pipeline.source_build import SOURCE_KINDS, explain_failure, prepare_source
-from workers.runner.keras_import import LIGHT_BACKENDS, NEEDS_TENSORFLOW
+from workers.runner.keras_import import BACKEND_UNAVAILABLE, LIGHT_BACKENDS, NEEDS_TENSORFLOW
+
+logger = logging.getLogger(__name__)
 
 #: Light-backend build failures that the same module built on TensorFlow may not have.
-LIGHT_RETRY_REASONS = frozenset({NEEDS_TENSORFLOW, "out_of_memory", "crashed"})
+LIGHT_RETRY_REASONS = frozenset({NEEDS_TENSORFLOW, BACKEND_UNAVAILABLE, "out_of_memory", "crashed"})
+#: Light backends this worker process found missing in its sandbox (no JAX in the image).
+_unavailable_backends: set[str] = set()
 #: A module that names TensorFlow (`import tensorflow`, `tf_keras`) is built on TensorFlow.
 TENSORFLOW_MENTION = re.compile(r"\b(tensorflow|tf_keras)\b")
 
@@ -129,6 +134,9 @@ def run_build(
         except StageFailed as exc:
             if exc.reason not in LIGHT_RETRY_REASONS or backend == "tensorflow":
                 raise
+            if exc.reason == BACKEND_UNAVAILABLE:
+                logger.warning("Building on TensorFlow from now on: %s", exc.message)
+                _unavailable_backends.add(backend)
             # The module imports TensorFlow after all, or the light backend ran out of memory
             # (Keras' numpy backend infers shapes by computing each layer on a batch of 83):
             # a fresh sandbox, on TensorFlow.
@@ -137,7 +145,7 @@ def run_build(
                 folder.mkdir(parents=True, exist_ok=True)
             payload, result = _run_build_job(dirs, sandbox, resources, cancel, "tensorflow")
     except StageFailed as exc:
-        if exc.reason == NEEDS_TENSORFLOW:  # only student code can say so on TensorFlow
+        if exc.reason in (NEEDS_TENSORFLOW, BACKEND_UNAVAILABLE):  # student code, on TensorFlow
             exc = StageFailed("build_error", exc.message, log=exc.log)
         raise explain_failure(exc, prepared) from exc
     config = payload.get("model_config")
@@ -167,7 +175,9 @@ def build_backend(source: str) -> str:
     from django.conf import settings
 
     configured = str(getattr(settings, "GRADER_BUILD_KERAS_BACKEND", "") or "numpy").strip()
-    if configured not in LIGHT_BACKENDS or TENSORFLOW_MENTION.search(source):
+    if configured not in LIGHT_BACKENDS or configured in _unavailable_backends:
+        return "tensorflow"
+    if TENSORFLOW_MENTION.search(source):
         return "tensorflow"
     return configured
 

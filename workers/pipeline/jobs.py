@@ -29,7 +29,7 @@ from typing import Any
 from grader.errors import GraderError
 from grader.limits import check_values
 from workers.pipeline.errors import InfrastructureError, StageAborted, StageFailed
-from workers.runner.keras_import import NEEDS_TENSORFLOW
+from workers.runner.keras_import import BACKEND_UNAVAILABLE, NEEDS_TENSORFLOW
 from workers.runner.protocol import PROGRESS_PREFIX
 from workers.sandbox import Limits, Mount, SandboxJob
 from workers.sandbox.environment import (
@@ -322,7 +322,7 @@ def read_stage_result(
     message = stage_log_text(str(error.get("message", ""))) or f"{what} failed ({kind})."
     if kind in _INVALID_KINDS:
         raise StageFailed("invalid_submission", message, log=log)
-    if stage == "build" and kind == NEEDS_TENSORFLOW:
+    if stage == "build" and kind in (NEEDS_TENSORFLOW, BACKEND_UNAVAILABLE):
         # Not a verdict: `workers.pipeline.build` builds the module again on TensorFlow.
         raise StageFailed(NEEDS_TENSORFLOW, message, log=log)
     raise StageFailed("build_error" if stage == "build" else "crashed", message, log=log)

@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         spec = read_spec(job, stage)
         if stage in KERAS_STAGES:
-            from workers.runner.keras_import import NEEDS_TENSORFLOW, import_keras
+            from workers.runner.keras_import import BACKEND_UNAVAILABLE, import_keras
 
             backend = os.environ["KERAS_BACKEND"]
             try:
@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if backend == "tensorflow":
                     raise
                 # No JAX in this sandbox: the host builds again on TensorFlow.
-                write_result(job, failure(NEEDS_TENSORFLOW, f"Keras on {backend}: {exc}"))
+                write_result(job, failure(BACKEND_UNAVAILABLE, f"Keras on {backend}: {exc}"))
                 return 0
         # Only this stage's module: the build sandbox has no dataset code to import
         # (`grader.datasets` is hidden there), and needs none.

@@ -24,7 +24,7 @@ from tests.workers.runner import (
     runner_command,
     runner_env,
 )
-from workers.runner.keras_import import NEEDS_TENSORFLOW
+from workers.runner.keras_import import BACKEND_UNAVAILABLE, NEEDS_TENSORFLOW
 
 BUILD_SPEC = {
     "stage": "build",
@@ -61,12 +61,12 @@ print(json.dumps({"configs": configs, "modules": sorted(sys.modules)}))
 """
 
 
-def _run(tmp_path: Path, source: str, backend: str) -> RunnerRun:
+def _run(tmp_path: Path, source: str, backend: str, **env: str) -> RunnerRun:
     job = make_job(tmp_path / f"job-{backend}", BUILD_SPEC, files={"submission.py": source})
     done = subprocess.run(
         runner_command("build", job),
         cwd=REPO_ROOT,
-        env={**runner_env(), "KERAS_BACKEND": backend},
+        env={**runner_env(), "KERAS_BACKEND": backend, **env},
         capture_output=True,
         text=True,
         timeout=240,
@@ -141,6 +141,20 @@ def test_a_module_that_imports_tensorflow_asks_for_a_tensorflow_build(
     assert run.result is not None and run.result["ok"] is False
     assert run.result["error"]["kind"] == NEEDS_TENSORFLOW
     assert "tensorflow" in run.result["error"]["message"]
+
+
+def test_a_sandbox_without_jax_says_the_light_backend_is_unavailable(tmp_path: Path) -> None:
+    # As in a sandbox image without JAX: `import jax` fails.
+    shadow = tmp_path / "no-jax" / "jax"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('No module named jax')\n")
+    pythonpath = f"{tmp_path / 'no-jax'}{os.pathsep}{REPO_ROOT}"
+
+    run = _run(tmp_path, SMOKE_SUBMISSION, "numpy", PYTHONPATH=pythonpath)
+
+    assert run.result is not None and run.result["ok"] is False
+    assert run.result["error"]["kind"] == BACKEND_UNAVAILABLE
+    assert "Keras on numpy" in run.result["error"]["message"]
 
 
 @pytest.mark.tf
