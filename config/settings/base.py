@@ -215,6 +215,9 @@ GRADER_HEARTBEAT_TIMEOUT = env.int("GRADER_HEARTBEAT_TIMEOUT", default=300)
 # importing TensorFlow, seconds faster (`jax` compiles each initializer: slower than `numpy`);
 # `tensorflow` always builds on TensorFlow.
 GRADER_BUILD_KERAS_BACKEND = env.str("GRADER_BUILD_KERAS_BACKEND", default="numpy")
+# After a light build, the worker process starts the next build's sandbox (Keras imported, one job
+# per sandbox as always) so that the next upload's static verdict skips the import.
+GRADER_WARM_BUILD = env.bool("GRADER_WARM_BUILD", default=True)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from grader.errors import GraderError
+from workers.pipeline import warm_build
 from workers.pipeline.errors import InfrastructureError, StageFailed
 from workers.pipeline.jobs import (
     JobDirs,
@@ -94,6 +95,7 @@ def run_build(
     sandbox: Any,
     resources: StageResources,
     cancel: threading.Event | None = None,
+    warm_root: Path | None = None,
 ) -> BuildOutput:
     """Run the build stage for one uploaded file.
 
@@ -105,6 +107,8 @@ def run_build(
         sandbox: The sandbox backend (needed for `.py` only).
         resources: The build sandbox's limits.
         cancel: Set from another thread to kill the sandbox (the worker lost the submission).
+        warm_root: Where this worker process keeps a warm build sandbox for the next upload
+            (`workers.pipeline.warm_build`; a light build claims the waiting one); None: none.
 
     Raises:
         StageFailed: The file is invalid or `build_model` failed (`build_error`, `timeout`, ...).
@@ -119,18 +123,23 @@ def run_build(
     prepared = prepare_source(path, kind)
     # The module as read within bounds (a `.py`), or the code a notebook's cells define.
     (dirs.input / SUBMISSION_MODULE).write_text(prepared.source, encoding="utf-8")
-    dirs.write_spec(
-        {
-            "stage": "build",
-            "submission": SUBMISSION_MODULE,
-            "input_shape": [int(v) for v in input_shape],
-            "num_classes": int(num_classes),
-        }
-    )
+    spec = {
+        "stage": "build",
+        "submission": SUBMISSION_MODULE,
+        "input_shape": [int(v) for v in input_shape],
+        "num_classes": int(num_classes),
+    }
+    dirs.write_spec(spec)
     backend = build_backend(prepared.source)
+    warm = None
+    if warm_root is not None and backend != "tensorflow" and warm_build.enabled():
+        warm = warm_build.claim(sandbox=sandbox, backend=backend, resources=resources)
     try:
         try:
-            payload, result = _run_build_job(dirs, sandbox, resources, cancel, backend)
+            if warm is not None:
+                payload, result = _run_warm_build_job(warm, prepared.source, spec, cancel)
+            else:
+                payload, result = _run_build_job(dirs, sandbox, resources, cancel, backend)
         except StageFailed as exc:
             if exc.reason not in LIGHT_RETRY_REASONS or backend == "tensorflow":
                 raise
@@ -148,6 +157,14 @@ def run_build(
         if exc.reason in (NEEDS_TENSORFLOW, BACKEND_UNAVAILABLE):  # student code, on TensorFlow
             exc = StageFailed("build_error", exc.message, log=exc.log)
         raise explain_failure(exc, prepared) from exc
+    finally:
+        if warm is not None:
+            warm_build.finish(warm)
+        if warm_root is not None and backend != "tensorflow" and warm_build.enabled():
+            # The next upload's sandbox starts now, while this one's check and training run.
+            warm_build.start(
+                sandbox=sandbox, jobs_root=warm_root, backend=backend, resources=resources
+            )
     config = payload.get("model_config")
     if not isinstance(config, dict):
         raise StageFailed(
@@ -201,6 +218,21 @@ def _run_build_job(
     )
     result = sandbox.run(job, cancel=cancel)
     return read_stage_result(stage="build", dirs=dirs, result=result, resources=resources), result
+
+
+def _run_warm_build_job(
+    warm: warm_build.WarmBuild,
+    source: str,
+    spec: dict[str, Any],
+    cancel: threading.Event | None,
+) -> tuple[dict[str, Any], Any]:
+    result = warm.run(source=source, spec=spec, cancel=cancel)
+    if result is None:
+        raise InfrastructureError("The warm build sandbox ended without a result.")
+    payload = read_stage_result(
+        stage="build", dirs=warm.dirs, result=result, resources=warm.resources
+    )
+    return payload, result
 
 
 def build_model_config(

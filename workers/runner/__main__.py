@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import time
 import traceback
 import warnings
 from collections.abc import Sequence
@@ -35,6 +36,17 @@ def _quiet_environment(stage: str | None) -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module="keras")
 
 
+def _spec_arrives(spec: Path, seconds: float) -> bool:
+    """Wait up to `seconds` for the host to write the job's ``spec.json`` (written last, by a
+    rename, once the job's input files are in place)."""
+    deadline = time.monotonic() + seconds
+    while not spec.exists():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; see the module docstring for exit codes."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -42,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from grader.errors import GraderError
     from workers.runner.protocol import (
         STAGES,
+        WAIT_ENV,
         JobPaths,
         RunnerError,
         claim_stdout,
@@ -56,7 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     stage, job = args[0], JobPaths(Path(args[1]))
     progress = claim_stdout()
     try:
-        spec = read_spec(job, stage)
+        # A warm sandbox (`workers.pipeline.warm_build`) imports first, then waits for its job.
+        warm_seconds = float(os.environ.get(WAIT_ENV) or 0)
+        spec = read_spec(job, stage) if warm_seconds <= 0 else None
         if stage in KERAS_STAGES:
             from workers.runner.keras_import import BACKEND_UNAVAILABLE, import_keras
 
@@ -72,6 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Only this stage's module: the build sandbox has no dataset code to import
         # (`grader.datasets` is hidden there), and needs none.
         run = importlib.import_module(f"workers.runner.{stage}").run
+        if spec is None:
+            if not _spec_arrives(job.inputs / "spec.json", warm_seconds):
+                return 0  # no job came: the host starts another sandbox when one does
+            spec = read_spec(job, stage)
         try:
             result = run(job, spec, progress)
         except GraderError as exc:
