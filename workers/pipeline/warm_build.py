@@ -140,6 +140,7 @@ def start(
             if _waiting.usable(sandbox=sandbox, backend=backend, resources=resources):
                 return _waiting
             _waiting.discard()
+        _remove_orphans(Path(jobs_root))
         root = Path(jobs_root) / f"{PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
         root.mkdir(parents=True, exist_ok=True)
         root.chmod(0o755)
@@ -157,6 +158,15 @@ def start(
         _waiting = warm
         thread.start()
         return warm
+
+
+def _remove_orphans(jobs_root: Path) -> None:
+    """Remove the folders of warm sandboxes whose worker process is gone (killed, recycled:
+    bubblewrap's `--die-with-parent` ended the sandbox, nothing removed its folder)."""
+    for folder in jobs_root.glob(f"{PREFIX}*"):
+        pid = folder.name[len(PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _replace(expired: WarmBuild) -> None:
