@@ -190,6 +190,7 @@ def measure(
                 f"epochs {samples[-1]['epoch_seconds']:.2f} s",
                 flush=True,
             )
+        print(f"  {name}: load average {os.getloadavg()[0]:.2f} at the end", flush=True)
         return samples
     finally:
         stop_worker(worker)

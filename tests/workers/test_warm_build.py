@@ -39,6 +39,7 @@ def jobs(tmp_path: Path, settings) -> Iterator[Path]:
     root = tmp_path / "jobs"
     root.mkdir()
     root.chmod(0o755)
+    warm_build.stop()
     yield root
     warm_build.stop()
 
@@ -69,7 +70,7 @@ def test_a_warm_sandbox_builds_the_next_upload_as_a_cold_one_does(
     bwrap_available, jobs: Path
 ) -> None:
     cold = _build(jobs, LOOKS_AROUND, "cold")
-    warm = warm_build._waiting
+    warm = warm_build.waiting(timeout=10)
     assert warm is not None and not warm.done.is_set()  # started for the next upload
     _let_it_import()
 
@@ -82,7 +83,7 @@ def test_a_warm_sandbox_builds_the_next_upload_as_a_cold_one_does(
     assert "SEES ['spec.json', 'submission.py'] False" in hot.log
     assert not warm.dirs.root.exists()
     # The next one is already waiting, in its own folder.
-    following = warm_build._waiting
+    following = warm_build.waiting(timeout=10)
     assert following is not None and following is not warm
     assert [p.name for p in jobs.iterdir() if p.name.startswith(warm_build.PREFIX)] == [
         following.dirs.root.parent.parent.name
@@ -90,9 +91,12 @@ def test_a_warm_sandbox_builds_the_next_upload_as_a_cold_one_does(
 
 
 def test_the_build_time_limit_counts_from_the_claim(bwrap_available, jobs: Path) -> None:
+    from workers.sandbox import get_sandbox
+
     short = StageResources(wall_seconds=4, memory_mb=4096)
-    _build(jobs, SMOKE_SUBMISSION, "first", short)
-    warm = warm_build._waiting
+    warm = warm_build.start(
+        sandbox=get_sandbox("bwrap"), jobs_root=jobs, backend="numpy", resources=short
+    )
     assert warm is not None
     _let_it_import()
     sleeper = "import time\n" + SMOKE_SUBMISSION.replace(
@@ -115,9 +119,10 @@ def test_a_warm_sandbox_that_does_not_fit_is_stopped(bwrap_available, jobs: Path
     orphan = jobs / f"{warm_build.PREFIX}999999999-0000/warm/build/in"
     orphan.mkdir(parents=True)
     _build(jobs, SMOKE_SUBMISSION, "first")
-    assert not orphan.exists()
-    warm = warm_build._waiting
+    warm = warm_build.waiting(timeout=10)
     assert warm is not None
+    assert str(warm.dirs.root).startswith(str(jobs)), warm.dirs.root
+    assert not orphan.exists()
 
     other = StageResources(wall_seconds=RESOURCES.wall_seconds, memory_mb=2048)
     output = _build(jobs, SMOKE_SUBMISSION, "second", other)

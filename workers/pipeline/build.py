@@ -36,6 +36,8 @@ from workers.runner.keras_import import BACKEND_UNAVAILABLE, LIGHT_BACKENDS, NEE
 
 logger = logging.getLogger(__name__)
 
+#: Seconds after a light build before the next upload's warm sandbox starts (`warm_build`).
+WARM_START_DELAY_SECONDS = 2.0
 #: Light-backend build failures that the same module built on TensorFlow may not have.
 LIGHT_RETRY_REASONS = frozenset({NEEDS_TENSORFLOW, BACKEND_UNAVAILABLE, "out_of_memory", "crashed"})
 #: Light backends this worker process found missing in its sandbox (no JAX in the image).
@@ -131,6 +133,10 @@ def run_build(
     }
     dirs.write_spec(spec)
     backend = build_backend(prepared.source)
+    # What the host's reading of the source finds (a limited child interpreter): meanwhile.
+    report: dict[str, Any] = {}
+    reading = threading.Thread(target=lambda: report.update(prepared.report()), daemon=True)
+    reading.start()
     warm = None
     if warm_root is not None and backend != "tensorflow" and warm_build.enabled():
         warm = warm_build.claim(sandbox=sandbox, backend=backend, resources=resources)
@@ -156,14 +162,19 @@ def run_build(
     except StageFailed as exc:
         if exc.reason in (NEEDS_TENSORFLOW, BACKEND_UNAVAILABLE):  # student code, on TensorFlow
             exc = StageFailed("build_error", exc.message, log=exc.log)
+        reading.join()
         raise explain_failure(exc, prepared) from exc
     finally:
         if warm is not None:
             warm_build.finish(warm)
         if warm_root is not None and backend != "tensorflow" and warm_build.enabled():
-            # The next upload's sandbox starts now, while this one's check and training run.
-            warm_build.start(
-                sandbox=sandbox, jobs_root=warm_root, backend=backend, resources=resources
+            # The next upload's sandbox starts while this one's training runs.
+            warm_build.start_later(
+                sandbox=sandbox,
+                jobs_root=warm_root,
+                backend=backend,
+                resources=resources,
+                delay=WARM_START_DELAY_SECONDS,
             )
     config = payload.get("model_config")
     if not isinstance(config, dict):
@@ -175,8 +186,14 @@ def run_build(
         model_config=config,
         training_config=training if isinstance(training, dict) else None,
         log=stage_log(result),
-        source=prepared.report(),
+        source=_joined(reading, report, prepared),
     )
+
+
+def _joined(reading: threading.Thread, report: dict[str, Any], prepared: Any) -> dict[str, Any]:
+    reading.join()
+    # The thread's failure (it raised) leaves `report` empty: read again here, raising here.
+    return report or prepared.report()
 
 
 def build_backend(source: str) -> str:

@@ -122,6 +122,9 @@ class WarmBuild:
 
 _lock = threading.Lock()
 _waiting: WarmBuild | None = None
+_pending: threading.Timer | None = None
+#: Counts `stop` calls: a start scheduled before one does not happen.
+_generation = 0
 
 
 def enabled() -> bool:
@@ -130,12 +133,47 @@ def enabled() -> bool:
     return bool(getattr(settings, "GRADER_WARM_BUILD", True))
 
 
+def start_later(
+    *, sandbox: Any, jobs_root: Path, backend: str, resources: StageResources, delay: float
+) -> None:
+    """`start` in `delay` seconds, off this thread: the upload just built gets its static
+    verdict (the check stage) before the next sandbox's Keras import takes a CPU."""
+    global _pending
+    with _lock:
+        if _pending is not None:
+            _pending.cancel()
+        arguments = {"sandbox": sandbox, "jobs_root": jobs_root, "backend": backend}
+        arguments.update(resources=resources, generation=_generation)
+        timer = threading.Timer(delay, start, kwargs=arguments)
+        timer.daemon = True
+        _pending = timer
+    timer.start()
+
+
+def waiting(timeout: float = 0.0) -> WarmBuild | None:
+    """The warm sandbox waiting for a job, waiting up to `timeout` seconds for one to start."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with _lock:
+            if _waiting is not None or time.monotonic() >= deadline:
+                return _waiting
+        time.sleep(0.05)
+
+
 def start(
-    *, sandbox: Any, jobs_root: Path, backend: str, resources: StageResources
+    *,
+    sandbox: Any,
+    jobs_root: Path,
+    backend: str,
+    resources: StageResources,
+    generation: int | None = None,
 ) -> WarmBuild | None:
-    """Start a warm build sandbox for the next upload, unless a usable one is waiting."""
+    """Start a warm build sandbox for the next upload, unless a usable one is waiting (or
+    `stop` was called since `generation`)."""
     global _waiting
     with _lock:
+        if generation is not None and generation != _generation:
+            return None
         if _waiting is not None:
             if _waiting.usable(sandbox=sandbox, backend=backend, resources=resources):
                 return _waiting
@@ -203,10 +241,15 @@ def finish(warm: WarmBuild) -> None:
 
 
 def stop() -> None:
-    """Stop the waiting warm sandbox, if any (a worker shutting down; tests)."""
-    global _waiting
+    """Stop the waiting warm sandbox, if any, and one about to start (a worker shutting down;
+    tests)."""
+    global _waiting, _pending, _generation
     with _lock:
+        _generation += 1
         warm, _waiting = _waiting, None
+        if _pending is not None:
+            _pending.cancel()
+            _pending = None
     if warm is not None:
         warm.discard()
         warm.done.wait(30)
