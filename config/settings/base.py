@@ -178,6 +178,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         # kombu's default is a "control" folder relative to the working directory.
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
+        # Seconds between polls of an empty queue: each hop between stages waits up to this
+        # long (kombu's default, 1 s, was a second per hop); a poll lists a local folder.
+        "polling_interval": env.float("CELERY_BROKER_POLLING_INTERVAL", default=0.1),
     }
     # kombu lists these folders without creating them: a fresh checkout must work at once.
     for _folder in ("out", "processed", "control"):
@@ -238,6 +241,14 @@ try:
     check_backend(GRADER_KERAS_BACKEND)
 except ValueError as exc:
     raise ImproperlyConfigured(str(exc)) from exc
+# The Keras backend of the build sandbox for a `.py`/`.ipynb` upload that does not use TensorFlow
+# itself: `numpy` (or `jax`; both need JAX in the sandbox) builds the same model config without
+# importing TensorFlow, seconds faster (`jax` compiles each initializer: slower than `numpy`);
+# `tensorflow` always builds on TensorFlow.
+GRADER_BUILD_KERAS_BACKEND = env.str("GRADER_BUILD_KERAS_BACKEND", default="numpy")
+# After a light build, the worker process starts the next build's sandbox (Keras imported, one job
+# per sandbox as always) so that the next upload's static verdict skips the import.
+GRADER_WARM_BUILD = env.bool("GRADER_WARM_BUILD", default=True)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

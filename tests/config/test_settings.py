@@ -89,6 +89,25 @@ def test_no_environment_selects_sqlite_and_filesystem_broker_under_var(tmp_path,
 
 
 @pytest.mark.embedded
+def test_the_filesystem_broker_polls_an_empty_queue_every_tenth_of_a_second(tmp_path):
+    # kombu's default (1 s) made each hop between two stages wait up to a second.
+    described = run_json(
+        """
+        import json
+        import django
+        django.setup()
+        from workers.celery import app
+        with app.connection_for_read() as conn:
+            conn.connect()
+            print(json.dumps({"interval": conn.transport.polling_interval}))
+        """,
+        settings_module="config.settings.local",
+        var_dir=tmp_path,
+    )
+    assert described["interval"] == 0.1
+
+
+@pytest.mark.embedded
 def test_default_var_folder_is_var_in_the_repository(tmp_path):
     code = DESCRIBE_SETTINGS
     result = run_python(

@@ -10,6 +10,9 @@
 
 from __future__ import annotations
 
+import logging
+import re
+import shutil
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from grader.errors import GraderError
+from workers.pipeline import warm_build
 from workers.pipeline.errors import InfrastructureError, StageFailed
 from workers.pipeline.jobs import (
     JobDirs,
@@ -28,6 +32,18 @@ from workers.pipeline.jobs import (
     stage_log,
 )
 from workers.pipeline.source_build import SOURCE_KINDS, explain_failure, prepare_source
+from workers.runner.keras_import import BACKEND_UNAVAILABLE, LIGHT_BACKENDS, NEEDS_TENSORFLOW
+
+logger = logging.getLogger(__name__)
+
+#: Seconds after a light build before the next upload's warm sandbox starts (`warm_build`).
+WARM_START_DELAY_SECONDS = 2.0
+#: Light-backend build failures that the same module built on TensorFlow may not have.
+LIGHT_RETRY_REASONS = frozenset({NEEDS_TENSORFLOW, BACKEND_UNAVAILABLE, "out_of_memory", "crashed"})
+#: Light backends this worker process found missing in its sandbox (no JAX in the image).
+_unavailable_backends: set[str] = set()
+#: A module that names TensorFlow (`import tensorflow`, `tf_keras`) is built on TensorFlow.
+TENSORFLOW_MENTION = re.compile(r"\b(tensorflow|tf_keras)\b")
 
 SUBMISSION_MODULE = "submission.py"
 DEFAULT_BUILD_SECONDS = 300
@@ -81,6 +97,7 @@ def run_build(
     sandbox: Any,
     resources: StageResources,
     cancel: threading.Event | None = None,
+    warm_root: Path | None = None,
 ) -> BuildOutput:
     """Run the build stage for one uploaded file.
 
@@ -92,6 +109,8 @@ def run_build(
         sandbox: The sandbox backend (needed for `.py` only).
         resources: The build sandbox's limits.
         cancel: Set from another thread to kill the sandbox (the worker lost the submission).
+        warm_root: Where this worker process keeps a warm build sandbox for the next upload
+            (`workers.pipeline.warm_build`; a light build claims the waiting one); None: none.
 
     Raises:
         StageFailed: The file is invalid or `build_model` failed (`build_error`, `timeout`, ...).
@@ -106,22 +125,57 @@ def run_build(
     prepared = prepare_source(path, kind)
     # The module as read within bounds (a `.py`), or the code a notebook's cells define.
     (dirs.input / SUBMISSION_MODULE).write_text(prepared.source, encoding="utf-8")
-    dirs.write_spec(
-        {
-            "stage": "build",
-            "submission": SUBMISSION_MODULE,
-            "input_shape": [int(v) for v in input_shape],
-            "num_classes": int(num_classes),
-        }
-    )
-    # No data at all: `build_model` only builds. (Were the train split mounted, a module could
-    # smuggle the held-out validation images into the config that custom training then reads.)
-    job = sandbox_job(stage="build", dirs=dirs, data_dir=None, resources=resources, sandbox=sandbox)
-    result = sandbox.run(job, cancel=cancel)
+    spec = {
+        "stage": "build",
+        "submission": SUBMISSION_MODULE,
+        "input_shape": [int(v) for v in input_shape],
+        "num_classes": int(num_classes),
+    }
+    dirs.write_spec(spec)
+    backend = build_backend(prepared.source)
+    # What the host's reading of the source finds (a limited child interpreter): meanwhile.
+    report: dict[str, Any] = {}
+    reading = threading.Thread(target=lambda: report.update(prepared.report()), daemon=True)
+    reading.start()
+    warm = None
+    if warm_root is not None and backend != "tensorflow" and warm_build.enabled():
+        warm = warm_build.claim(sandbox=sandbox, backend=backend, resources=resources)
     try:
-        payload = read_stage_result(stage="build", dirs=dirs, result=result, resources=resources)
+        try:
+            if warm is not None:
+                payload, result = _run_warm_build_job(warm, prepared.source, spec, cancel)
+            else:
+                payload, result = _run_build_job(dirs, sandbox, resources, cancel, backend)
+        except StageFailed as exc:
+            if exc.reason not in LIGHT_RETRY_REASONS or backend == "tensorflow":
+                raise
+            if exc.reason == BACKEND_UNAVAILABLE:
+                logger.warning("Building on TensorFlow from now on: %s", exc.message)
+                _unavailable_backends.add(backend)
+            # The module imports TensorFlow after all, or the light backend ran out of memory
+            # (Keras' numpy backend infers shapes by computing each layer on a batch of 83):
+            # a fresh sandbox, on TensorFlow.
+            for folder in (dirs.out, dirs.work):
+                shutil.rmtree(folder, ignore_errors=True)
+                folder.mkdir(parents=True, exist_ok=True)
+            payload, result = _run_build_job(dirs, sandbox, resources, cancel, "tensorflow")
     except StageFailed as exc:
+        if exc.reason in (NEEDS_TENSORFLOW, BACKEND_UNAVAILABLE):  # student code, on TensorFlow
+            exc = StageFailed("build_error", exc.message, log=exc.log)
+        reading.join()
         raise explain_failure(exc, prepared) from exc
+    finally:
+        if warm is not None:
+            warm_build.finish(warm)
+        if warm_root is not None and backend != "tensorflow" and warm_build.enabled():
+            # The next upload's sandbox starts while this one's training runs.
+            warm_build.start_later(
+                sandbox=sandbox,
+                jobs_root=warm_root,
+                backend=backend,
+                resources=resources,
+                delay=WARM_START_DELAY_SECONDS,
+            )
     config = payload.get("model_config")
     if not isinstance(config, dict):
         raise StageFailed(
@@ -132,8 +186,70 @@ def run_build(
         model_config=config,
         training_config=training if isinstance(training, dict) else None,
         log=stage_log(result),
-        source=prepared.report(),
+        source=_joined(reading, report, prepared),
     )
+
+
+def _joined(reading: threading.Thread, report: dict[str, Any], prepared: Any) -> dict[str, Any]:
+    reading.join()
+    # The thread's failure (it raised) leaves `report` empty: read again here, raising here.
+    return report or prepared.report()
+
+
+def build_backend(source: str) -> str:
+    """The Keras backend to build `source` on: `GRADER_BUILD_KERAS_BACKEND` (``numpy`` unless
+    set, or ``jax``; both need JAX in the sandbox; ``tensorflow`` turns the light build off), or
+    TensorFlow when the module names TensorFlow anywhere (a module that imports it in a way this
+    does not see is built again on TensorFlow, see `run_build`).
+
+    TensorFlow's import is most of a build's time on the 2-core CI machine; Keras 3 builds and
+    serialises the same model config on its numpy backend without it (on JAX too, but JAX
+    compiles every weight initializer: more CPU than TensorFlow for a small model).
+    """
+    from django.conf import settings
+
+    configured = str(getattr(settings, "GRADER_BUILD_KERAS_BACKEND", "") or "numpy").strip()
+    if configured not in LIGHT_BACKENDS or configured in _unavailable_backends:
+        return "tensorflow"
+    if TENSORFLOW_MENTION.search(source):
+        return "tensorflow"
+    return configured
+
+
+def _run_build_job(
+    dirs: JobDirs,
+    sandbox: Any,
+    resources: StageResources,
+    cancel: threading.Event | None,
+    backend: str,
+) -> tuple[dict[str, Any], Any]:
+    # No data at all: `build_model` only builds. (Were the train split mounted, a module could
+    # smuggle the held-out validation images into the config that custom training then reads.)
+    job = sandbox_job(
+        stage="build",
+        dirs=dirs,
+        data_dir=None,
+        resources=resources,
+        sandbox=sandbox,
+        keras_backend=backend,
+    )
+    result = sandbox.run(job, cancel=cancel)
+    return read_stage_result(stage="build", dirs=dirs, result=result, resources=resources), result
+
+
+def _run_warm_build_job(
+    warm: warm_build.WarmBuild,
+    source: str,
+    spec: dict[str, Any],
+    cancel: threading.Event | None,
+) -> tuple[dict[str, Any], Any]:
+    result = warm.run(source=source, spec=spec, cancel=cancel)
+    if result is None:
+        raise InfrastructureError("The warm build sandbox ended without a result.")
+    payload = read_stage_result(
+        stage="build", dirs=warm.dirs, result=result, resources=warm.resources
+    )
+    return payload, result
 
 
 def build_model_config(

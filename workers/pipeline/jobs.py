@@ -31,6 +31,7 @@ from django.conf import settings
 from grader.errors import GraderError
 from grader.limits import check_values
 from workers.pipeline.errors import InfrastructureError, StageAborted, StageFailed
+from workers.runner.keras_import import BACKEND_UNAVAILABLE, NEEDS_TENSORFLOW
 from workers.runner.protocol import PROGRESS_PREFIX
 from workers.sandbox import Limits, Mount, SandboxJob
 from workers.sandbox.environment import (
@@ -127,6 +128,7 @@ def sandbox_job(
     gpu_device: str | None = None,
     sandbox: Any = None,
     validation_dir: Path | None = None,
+    keras_backend: str = "tensorflow",
 ) -> SandboxJob:
     """The sandbox job that runs ``python -m workers.runner STAGE /job``.
 
@@ -140,6 +142,8 @@ def sandbox_job(
         sandbox: The backend that will run the job (decides where the interpreter comes from).
         validation_dir: The held-out validation part, mounted read-only at ``/job/held-out``:
             for the trusted trainer and the evaluate stage only, never with student code.
+        keras_backend: ``KERAS_BACKEND`` in the sandbox; the runner honours a light one
+            (``jax``, ``numpy``) for the build stage only (`workers.runner.keras_import`).
 
     Raises:
         ValueError: `validation_dir` for the build stage.
@@ -165,7 +169,7 @@ def sandbox_job(
     mounts.extend(python.mounts)
     hidden = stage_hidden_paths(stage, python)
     # Only what the runner needs; never the worker's environment (secrets, broker, database).
-    env = {**python.env, "KERAS_BACKEND": "tensorflow"}
+    env = {**python.env, "KERAS_BACKEND": keras_backend}
     if stage in ("train", "evaluate"):
         # The worker's choice (grader.training.backend); the runner selects it before Keras.
         backend = settings.GRADER_KERAS_BACKEND
@@ -322,6 +326,9 @@ def read_stage_result(
     message = stage_log_text(str(error.get("message", ""))) or f"{what} failed ({kind})."
     if kind in _INVALID_KINDS:
         raise StageFailed("invalid_submission", message, log=log)
+    if stage == "build" and kind in (NEEDS_TENSORFLOW, BACKEND_UNAVAILABLE):
+        # Not a verdict: `workers.pipeline.build` builds the module again on TensorFlow.
+        raise StageFailed(NEEDS_TENSORFLOW, message, log=log)
     raise StageFailed("build_error" if stage == "build" else "crashed", message, log=log)
 
 

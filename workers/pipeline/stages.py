@@ -371,6 +371,8 @@ def execute_build(
                 sandbox=sandbox_obj,
                 resources=resources_for(Status.BUILDING, submission),
                 cancel=beat.lost_event,
+                # The worker's own sandbox keeps the next build warm (tests pass their own).
+                warm_root=jobs_root() if sandbox is None else None,
             )
         stop_if_lost(beat)
         grading.complete_build(

@@ -10,33 +10,57 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import time
 import traceback
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from grader.training.backend import select_backend  # standard library only: Keras not yet
+# Both standard library only: nothing here imports Keras before the backend is chosen.
+from grader.training.backend import select_backend
+from workers.runner.keras_import import backend_for
 
 USAGE = "usage: python -m workers.runner {build|train|evaluate} /job"
 
 
-def _quiet_environment() -> None:
-    # Before Keras is imported: the backend is fixed (the worker's GRADER_KERAS_BACKEND,
-    # TensorFlow by default) and C++ logs stay below warnings.
-    select_backend()
+#: Stages that import Keras: it is imported first, on the stage's backend, without what no stage
+#: uses (`workers.runner.keras_import`).
+KERAS_STAGES = ("build", "train", "evaluate")
+
+
+def _quiet_environment(stage: str | None) -> None:
+    # Before Keras is imported: the backend is fixed and TensorFlow's C++ logs stay below
+    # warnings. Train and evaluate run on the worker's GRADER_KERAS_BACKEND (TensorFlow by
+    # default, `grader.training.backend`); the build may run on a light one (`keras_import`).
+    if stage in ("train", "evaluate"):
+        select_backend()
+    else:
+        os.environ["KERAS_BACKEND"] = backend_for(stage or "", os.environ.get("KERAS_BACKEND"))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module="keras")
 
 
+def _spec_arrives(spec: Path, seconds: float) -> bool:
+    """Wait up to `seconds` for the host to write the job's ``spec.json`` (written last, by a
+    rename, once the job's input files are in place)."""
+    deadline = time.monotonic() + seconds
+    while not spec.exists():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; see the module docstring for exit codes."""
     args = list(sys.argv[1:] if argv is None else argv)
-    _quiet_environment()
+    _quiet_environment(args[0] if args else None)
     from grader.errors import GraderError
     from workers.runner.protocol import (
         STAGES,
+        WAIT_ENV,
         JobPaths,
         RunnerError,
         claim_stdout,
@@ -51,10 +75,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     stage, job = args[0], JobPaths(Path(args[1]))
     progress = claim_stdout()
     try:
-        spec = read_spec(job, stage)
+        # A warm sandbox (`workers.pipeline.warm_build`) imports first, then waits for its job.
+        warm_seconds = float(os.environ.get(WAIT_ENV) or 0)
+        spec = read_spec(job, stage) if warm_seconds <= 0 else None
+        if stage in KERAS_STAGES:
+            from workers.runner.keras_import import BACKEND_UNAVAILABLE, import_keras
+
+            backend = os.environ["KERAS_BACKEND"]
+            try:
+                import_keras(backend)
+            except ImportError as exc:
+                if backend == "tensorflow" or stage != "build":
+                    raise
+                # No JAX in this sandbox: the host builds again on TensorFlow.
+                write_result(job, failure(BACKEND_UNAVAILABLE, f"Keras on {backend}: {exc}"))
+                return 0
         # Only this stage's module: the build sandbox has no dataset code to import
         # (`grader.datasets` is hidden there), and needs none.
         run = importlib.import_module(f"workers.runner.{stage}").run
+        if spec is None:
+            if not _spec_arrives(job.inputs / "spec.json", warm_seconds):
+                return 0  # no job came: the host starts another sandbox when one does
+            spec = read_spec(job, stage)
         try:
             result = run(job, spec, progress)
         except GraderError as exc:

@@ -5,6 +5,10 @@ Spec: ``{"stage": "build", "submission": "submission.py", "input_shape": [h, w, 
 {...}|null, "custom_training": bool}``. The config is checked (no Lambda, no custom classes,
 at most 2 MB) and rebuilt once in Keras' safe mode, so the train stage is known to be able to
 rebuild it. Nothing is pickled: only JSON leaves the sandbox.
+
+On a light Keras backend (``KERAS_BACKEND=jax``, see `workers.runner.keras_import`), a module
+that imports TensorFlow (or `tf.keras`) gets the result ``{"ok": false, "error": {"kind":
+"needs_tensorflow", ...}}`` whatever it did after: the host builds it again on TensorFlow.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ import json
 import sys
 from typing import Any
 
+from grader.errors import GraderError
 from grader.training.safe_model import build_model, check_io_shapes, parse_model_json
-from workers.runner.protocol import JobPaths, ProgressChannel, SubmissionFailure
+from workers.runner.keras_import import NEEDS_TENSORFLOW, tensorflow_requested
+from workers.runner.protocol import JobPaths, ProgressChannel, SubmissionFailure, failure
 from workers.runner.submission import call_student, import_submission
 
 MAX_TRAINING_CONFIG_BYTES = 64 * 1024
@@ -22,6 +28,20 @@ MAX_TRAINING_CONFIG_BYTES = 64 * 1024
 
 def run(job: JobPaths, spec: dict[str, Any], progress: ProgressChannel) -> dict[str, Any]:
     """Run the build stage; raises `GraderError` subclasses for the submission's failures."""
+    try:
+        result = _build(job, spec)
+    except GraderError:
+        if not tensorflow_requested():
+            raise
+        result = {}
+    asked = tensorflow_requested()
+    if asked:
+        # Whatever the module made of the refused import, its verdict is TensorFlow's.
+        return failure(NEEDS_TENSORFLOW, f"The module imports `{asked[0]}`.")
+    return result
+
+
+def _build(job: JobPaths, spec: dict[str, Any]) -> dict[str, Any]:
     path = job.input_file(str(spec["submission"]))
     input_shape = tuple(int(v) for v in spec["input_shape"])
     num_classes = int(spec["num_classes"])

@@ -20,6 +20,9 @@ from typing import Any, TextIO
 
 from grader.errors import GraderError
 
+#: Set by the host for a warm build sandbox (`workers.pipeline.warm_build`): the runner imports
+#: its stage, then waits up to this many seconds for ``in/spec.json``.
+WAIT_ENV = "GRADER_RUNNER_WAIT_SECONDS"
 STAGES = ("build", "train", "unpack", "evaluate")
 REQUIRED_SPEC_KEYS = {
     "build": ("submission", "input_shape", "num_classes"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -171,11 +172,13 @@ def test_a_missing_framework_says_which_ones_the_sandbox_has(tmp_path: Path) -> 
     assert "ModuleNotFoundError: No module named 'torch'" in message
     from tests.workers.runner.test_error_hints import installed_versions
 
-    # The sandbox runs this environment.
+    # The sandbox runs this environment (JAX: where the light build backend is installed).
     v = installed_versions("keras", "tensorflow", "numpy")
+    jax = importlib.util.find_spec("jax") is not None
+    has = f"JAX {installed_versions('jax')['jax']}, " if jax else ""
     assert message.endswith(
         f"`torch` is not installed in the grader's sandbox. It has Keras {v['keras']}, "
-        f"TensorFlow {v['tensorflow']}, NumPy {v['numpy']}: build the model with Keras "
+        f"TensorFlow {v['tensorflow']}, {has}NumPy {v['numpy']}: build the model with Keras "
         "(`import keras`)."
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import json
 
 import pytest
@@ -48,9 +49,12 @@ def test_nothing_close_means_no_hint():
 def test_a_missing_module_lists_the_installed_frameworks():
     exc = raised("import torch_is_not_here\n")
     versions = installed_versions("keras", "tensorflow", "numpy")
+    # JAX where it is installed (the build stage's light Keras backend needs it).
+    jax = [f"JAX {installed_versions('jax')['jax']}"] if importlib.util.find_spec("jax") else []
     assert available_frameworks() == [
         f"Keras {versions['keras']}",
         f"TensorFlow {versions['tensorflow']}",
+        *jax,
         f"NumPy {versions['numpy']}",
     ]
     assert hint_for(exc).startswith("`torch_is_not_here` is not installed in the grader's sandbox")
