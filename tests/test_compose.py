@@ -270,8 +270,10 @@ def settings_variables() -> set[str]:
                 names.add(got or indexed)
     compose_text = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
     names |= set(re.findall(r"\$\{([A-Z][A-Z0-9_]+)", compose_text))
-    # Set by the platform or by the process manager, not by operators.
-    return names - {"DJANGO_SETTINGS_MODULE", "HOSTNAME", "PATH", "HOME", "TMPDIR"}
+    # Set by the platform or by the process manager, not by operators; KERAS_BACKEND is set by
+    # the worker in each sandbox's environment (from GRADER_KERAS_BACKEND for train and
+    # evaluate, GRADER_BUILD_KERAS_BACKEND for builds) and read there by the runner.
+    return names - {"DJANGO_SETTINGS_MODULE", "HOSTNAME", "PATH", "HOME", "TMPDIR", "KERAS_BACKEND"}
 
 
 def test_env_example_documents_every_environment_variable():

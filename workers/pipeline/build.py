@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
+
 from grader.errors import GraderError
 from workers.pipeline import warm_build
 from workers.pipeline.errors import InfrastructureError, StageFailed
@@ -206,9 +208,7 @@ def build_backend(source: str) -> str:
     serialises the same model config on its numpy backend without it (on JAX too, but JAX
     compiles every weight initializer: more CPU than TensorFlow for a small model).
     """
-    from django.conf import settings
-
-    configured = str(getattr(settings, "GRADER_BUILD_KERAS_BACKEND", "") or "numpy").strip()
+    configured = str(settings.GRADER_BUILD_KERAS_BACKEND).strip()
     if configured not in LIGHT_BACKENDS or configured in _unavailable_backends:
         return "tensorflow"
     if TENSORFLOW_MENTION.search(source):
@@ -269,8 +269,6 @@ def build_model_config(
             `build_error`, `timeout`, `invalid_submission`, or `infrastructure` when the
             sandbox cannot run).
     """
-    from django.conf import settings
-
     from workers.pipeline.sandboxes import open_sandbox
 
     path = Path(path)

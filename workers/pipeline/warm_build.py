@@ -27,6 +27,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
+
 from workers.pipeline.jobs import JobDirs, StageResources, job_dirs, sandbox_job
 from workers.runner.protocol import WAIT_ENV
 
@@ -128,9 +130,7 @@ _generation = 0
 
 
 def enabled() -> bool:
-    from django.conf import settings
-
-    return bool(getattr(settings, "GRADER_WARM_BUILD", True))
+    return bool(settings.GRADER_WARM_BUILD)
 
 
 def start_later(

@@ -18,7 +18,7 @@ from pathlib import Path
 
 # Both standard library only: nothing here imports Keras before the backend is chosen.
 from grader.training.backend import select_backend
-from workers.runner.keras_import import backend_for
+from workers.runner.keras_import import BACKEND_UNAVAILABLE, backend_for, import_keras
 
 USAGE = "usage: python -m workers.runner {build|train|evaluate} /job"
 
@@ -79,8 +79,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         warm_seconds = float(os.environ.get(WAIT_ENV) or 0)
         spec = read_spec(job, stage) if warm_seconds <= 0 else None
         if stage in KERAS_STAGES:
-            from workers.runner.keras_import import BACKEND_UNAVAILABLE, import_keras
-
             backend = os.environ["KERAS_BACKEND"]
             try:
                 import_keras(backend)
