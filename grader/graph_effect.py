@@ -40,6 +40,8 @@ from grader.config_zeros import (
     zeroing_constraint,
 )
 from grader.graph import ModelGraph, Node
+from grader.layers import get_spec
+from grader.layers.base import NO_ZERO_RULE, Zeros
 
 
 class Effect(enum.IntEnum):
@@ -318,30 +320,16 @@ def _gate(node: Node) -> _Gate:
     return _weight_gate(node)
 
 
-# Weights on the data path: zero them and the layer's output no longer depends on its input.
-_DATA_WEIGHTS: dict[str, tuple[str, ...]] = {
-    "Dense": ("kernel",),
-    "Conv1D": ("kernel",),
-    "Conv2D": ("kernel",),
-    "Conv3D": ("kernel",),
-    "Conv1DTranspose": ("kernel",),
-    "Conv2DTranspose": ("kernel",),
-    "Conv3DTranspose": ("kernel",),
-    "DepthwiseConv1D": ("depthwise",),
-    "DepthwiseConv2D": ("depthwise",),
-    "SeparableConv1D": ("depthwise", "pointwise"),
-    "SeparableConv2D": ("depthwise", "pointwise"),
-    "BatchNormalization": ("gamma",),
-    "LayerNormalization": ("gamma",),
-    "GroupNormalization": ("gamma",),
-    "RMSNormalization": ("gamma",),
-}
+def _zeros(class_name: str) -> Zeros:
+    """What calls of `class_name` do with zeros: its layer record (`grader.layers`)."""
+    spec = get_spec(class_name)
+    return spec.zeros if spec is not None and spec.zeros is not None else NO_ZERO_RULE
 
 
 def _weight_gate(node: Node) -> _Gate:
     layer, label = node.layer, _label(node)
     config = layer.config
-    for weight in _DATA_WEIGHTS.get(layer.class_name, ()):
+    for weight in _zeros(layer.class_name).data_weights:
         if weight == "gamma" and config.get("scale", True) is False:
             continue  # no gamma: nothing to zero
         constraint = config.get(f"{weight}_constraint")
@@ -420,60 +408,6 @@ def _constant_value(node: Node, gate: _Gate, value: Mapping[int, _Value]) -> _Va
     return _Value.CONSTANT
 
 
-# Layers that map an all-zero input to an all-zero output, whatever their weights.
-_ZERO_PRESERVING = frozenset(
-    {
-        "Dropout",
-        "SpatialDropout1D",
-        "SpatialDropout2D",
-        "SpatialDropout3D",
-        "GaussianDropout",
-        "ActivityRegularization",
-        "Identity",
-        "Flatten",
-        "Reshape",
-        "Permute",
-        "RepeatVector",
-        "Masking",
-        "ZeroPadding1D",
-        "ZeroPadding2D",
-        "ZeroPadding3D",
-        "Cropping1D",
-        "Cropping2D",
-        "Cropping3D",
-        "UpSampling1D",
-        "UpSampling2D",
-        "UpSampling3D",
-        "MaxPooling1D",
-        "MaxPooling2D",
-        "MaxPooling3D",
-        "AveragePooling1D",
-        "AveragePooling2D",
-        "AveragePooling3D",
-        "GlobalAveragePooling1D",
-        "GlobalAveragePooling2D",
-        "GlobalAveragePooling3D",
-        "GlobalMaxPooling1D",
-        "GlobalMaxPooling2D",
-        "GlobalMaxPooling3D",
-        "Add",
-        "Subtract",
-        "Average",
-        "Maximum",
-        "Minimum",
-        "Multiply",
-        "Concatenate",
-        "LeakyReLU",
-        "ELU",
-    }
-)
-# Weighted layers that are linear in their input: zero in, zero out when they have no bias.
-_LINEAR = frozenset(_DATA_WEIGHTS) - {
-    "BatchNormalization",
-    "LayerNormalization",
-    "GroupNormalization",
-    "RMSNormalization",
-}
 # Activations with f(0) = 0.
 _ZERO_ACTIVATIONS = frozenset(
     {
@@ -515,8 +449,8 @@ def _zero_preserving(node: Node) -> bool:
     config, cls = node.layer.config, node.layer.class_name
     if _activation(config) not in _ZERO_ACTIVATIONS:
         return False
-    if cls in _ZERO_PRESERVING or cls == "Activation":
+    if _zeros(cls).preserves_zero or cls == "Activation":
         return True
     if cls == "ReLU":
         return is_zero(config.get("threshold", 0.0)) or is_zero(config.get("negative_slope", 0.0))
-    return cls in _LINEAR and config.get("use_bias", True) is False
+    return _zeros(cls).linear and config.get("use_bias", True) is False

@@ -15,11 +15,14 @@ from grader.layers.base import (
     DROPOUT,
     IMAGE_PRESERVING,
     NO_FAMILY,
+    NO_ZERO_RULE,
+    PRESERVES_ZERO,
     Config,
     LayerSpec,
     Safety,
     SpecError,
     WeightSpec,
+    Zeros,
     arguments,
     require_known,
     require_rank,
@@ -63,6 +66,7 @@ def _spatial_dropout(class_name: str, rank: int) -> LayerSpec:
         geometry=INFERENCE_IDENTITY,
         families=frozenset({DROPOUT, IMAGE_PRESERVING}),
         safety=BUILTIN,
+        zeros=PRESERVES_ZERO,
     )
 
 
@@ -73,6 +77,7 @@ def _same(
     families: frozenset[str],
     safety: Safety = BUILTIN,
     *,
+    zeros: Zeros,
     call_takes_mask: bool = False,
 ) -> LayerSpec:
     return LayerSpec(
@@ -82,6 +87,7 @@ def _same(
         geometry=geometry,
         families=families,
         safety=safety,
+        zeros=zeros,
         call_takes_mask=call_takes_mask,
     )
 
@@ -91,7 +97,8 @@ _DROPOUT = frozenset({DROPOUT, IMAGE_PRESERVING})
 
 # Each class's own arguments, besides those every layer accepts.
 SPECS = [
-    _same("Activation", arguments("activation"), ELEMENTWISE, _IMAGE),
+    # Activation: f(0) depends on its function (`grader.graph_effect` reads it).
+    _same("Activation", arguments("activation"), ELEMENTWISE, _IMAGE, zeros=NO_ZERO_RULE),
     # ReLU, LeakyReLU and ELU are weight-free and shape-preserving: Keras also accepts them as
     # another layer's `activation` object, with these arguments.
     _same(
@@ -100,6 +107,7 @@ SPECS = [
         ELEMENTWISE,
         _IMAGE,
         Safety(activation_arguments=("max_value", "negative_slope", "threshold")),
+        zeros=NO_ZERO_RULE,  # a threshold or max_value 0 is decided in graph_effect
     ),
     _same(
         "LeakyReLU",
@@ -107,22 +115,62 @@ SPECS = [
         ELEMENTWISE,
         _IMAGE,
         Safety(activation_arguments=("negative_slope",)),
+        zeros=PRESERVES_ZERO,
     ),
-    _same("ELU", arguments("alpha"), ELEMENTWISE, _IMAGE, Safety(activation_arguments=("alpha",))),
-    _same("Softmax", arguments("axis"), AXIS_NORMALIZATION, NO_FAMILY, call_takes_mask=True),
-    _same("Dropout", arguments("rate", "noise_shape", "seed"), INFERENCE_IDENTITY, _DROPOUT),
-    _same("GaussianDropout", arguments("rate", "seed"), INFERENCE_IDENTITY, _DROPOUT),
-    _same("GaussianNoise", arguments("stddev", "seed"), INFERENCE_IDENTITY, _IMAGE),
-    _same("AlphaDropout", arguments("rate", "noise_shape", "seed"), INFERENCE_IDENTITY, _DROPOUT),
+    _same(
+        "ELU",
+        arguments("alpha"),
+        ELEMENTWISE,
+        _IMAGE,
+        Safety(activation_arguments=("alpha",)),
+        zeros=PRESERVES_ZERO,
+    ),
+    _same(
+        "Softmax",
+        arguments("axis"),
+        AXIS_NORMALIZATION,
+        NO_FAMILY,
+        zeros=NO_ZERO_RULE,
+        call_takes_mask=True,
+    ),
+    _same(
+        "Dropout",
+        arguments("rate", "noise_shape", "seed"),
+        INFERENCE_IDENTITY,
+        _DROPOUT,
+        zeros=PRESERVES_ZERO,
+    ),
+    _same(
+        "GaussianDropout",
+        arguments("rate", "seed"),
+        INFERENCE_IDENTITY,
+        _DROPOUT,
+        zeros=PRESERVES_ZERO,
+    ),
+    _same(
+        "GaussianNoise",
+        arguments("stddev", "seed"),
+        INFERENCE_IDENTITY,
+        _IMAGE,
+        zeros=NO_ZERO_RULE,
+    ),
+    _same(
+        "AlphaDropout",
+        arguments("rate", "noise_shape", "seed"),
+        INFERENCE_IDENTITY,
+        _DROPOUT,
+        zeros=NO_ZERO_RULE,
+    ),
     # It passes its own activity regularizer to Layer: Keras refuses another one.
     _same(
         "ActivityRegularization",
         arguments("l1", "l2") - {"activity_regularizer"},
         ELEMENTWISE,
         _IMAGE,
+        zeros=PRESERVES_ZERO,
     ),
-    _same("Identity", arguments(), ELEMENTWISE, _IMAGE),
-    _same("Masking", arguments("mask_value"), MASKING, NO_FAMILY),
+    _same("Identity", arguments(), ELEMENTWISE, _IMAGE, zeros=PRESERVES_ZERO),
+    _same("Masking", arguments("mask_value"), MASKING, NO_FAMILY, zeros=PRESERVES_ZERO),
     LayerSpec(
         "PReLU",
         _same_shape,
@@ -133,6 +181,7 @@ SPECS = [
         geometry=ELEMENTWISE,
         families=_IMAGE,
         safety=BUILTIN,
+        zeros=NO_ZERO_RULE,
     ),
     _spatial_dropout("SpatialDropout1D", 1),
     _spatial_dropout("SpatialDropout2D", 2),

@@ -197,6 +197,42 @@ BUILTIN = Safety()
 
 
 @dataclass(frozen=True)
+class Zeros:
+    """What a call does with zeros: can a branch through it still change the model's output?
+
+    Read by `grader.graph_effect`, which finds calls whose output is a constant (a rule must not
+    count them as computing anything).
+
+    Attributes:
+        preserves_zero: an all-zero input gives an all-zero output, whatever the weights.
+        data_weights: the weights on the data path: zero them (a constraint, a frozen zero
+            initializer) and the output no longer depends on the input.
+        linear: linear in its input, so zero in gives zero out when it has no bias.
+    """
+
+    preserves_zero: bool = False
+    data_weights: tuple[str, ...] = ()
+    linear: bool = False
+
+
+#: Neither preserves zeros nor has weights that can cut its input off (decided case by case
+#: in `grader.graph_effect`, or never constant).
+NO_ZERO_RULE = Zeros()
+#: Zero in, zero out, whatever its weights (dropout, pooling, reshaping, padding, merges).
+PRESERVES_ZERO = Zeros(preserves_zero=True)
+
+
+def linear_in(*weights: str) -> Zeros:
+    """A weighted layer linear in its input through `weights` (convolutions, Dense)."""
+    return Zeros(data_weights=weights, linear=True)
+
+
+def scaled_by(*weights: str) -> Zeros:
+    """A layer whose output depends on its input only through `weights` (normalizations)."""
+    return Zeros(data_weights=weights)
+
+
+@dataclass(frozen=True)
 class LayerSpec:
     """How to analyse one Keras layer class.
 
@@ -212,6 +248,7 @@ class LayerSpec:
         safety: what the safety screen accepts of the class.
         call_takes_mask: whether the class's ``call`` takes a ``mask`` argument, so that a
             recorded ``mask=None`` is accepted (`grader.keras_config.CALL_TAKES_MASK`).
+        zeros: what a call does with zeros (`Zeros`, read by `grader.graph_effect`).
 
     The last three default to None only so that a record missing one is caught by the
     completeness test instead of silently meaning "nothing".
@@ -227,6 +264,7 @@ class LayerSpec:
     families: frozenset[str] | None = None
     safety: Safety | None = None
     call_takes_mask: bool = False
+    zeros: Zeros | None = None
 
     def check_config(self, config: Config) -> None:
         """Refuse keys the Keras class does not accept and argument values not modelled.

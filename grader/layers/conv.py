@@ -32,6 +32,7 @@ from grader.layers.base import (
     flag,
     int_tuple,
     join_channels,
+    linear_in,
     lora_rank,
     positive_int,
     require_known,
@@ -150,6 +151,7 @@ def conv_spec(class_name: str, rank: int) -> LayerSpec:
         geometry=conv_window(rank),
         families=frozenset({PLAIN_CONV}),
         safety=BUILTIN,
+        zeros=linear_in("kernel"),
     )
 
 
@@ -182,6 +184,7 @@ def depthwise_spec(class_name: str, rank: int) -> LayerSpec:
         geometry=conv_window(rank),
         families=frozenset({DEPTHWISE_CONV}),
         safety=BUILTIN,
+        zeros=linear_in("depthwise"),
     )
 
 
@@ -213,6 +216,7 @@ def separable_spec(class_name: str, rank: int) -> LayerSpec:
         geometry=conv_window(rank),
         families=frozenset({SEPARABLE_CONV}),
         safety=BUILTIN,
+        zeros=linear_in("depthwise", "pointwise"),
     )
 
 
@@ -260,6 +264,7 @@ def transpose_spec(class_name: str, rank: int) -> LayerSpec:
         geometry=transposed_conv(rank),
         families=frozenset({PLAIN_CONV}),
         safety=BUILTIN,
+        zeros=linear_in("kernel"),
     )
 
 

@@ -18,6 +18,7 @@ from grader.graph import Shape
 from grader.layers.base import (
     BUILTIN,
     NO_FAMILY,
+    NO_ZERO_RULE,
     Config,
     LayerSpec,
     Refusal,
@@ -26,6 +27,7 @@ from grader.layers.base import (
     arguments,
     flag,
     is_null,
+    linear_in,
     lora_rank,
     positive_int,
     require_known,
@@ -126,6 +128,7 @@ SPECS = [
         geometry=CHANNEL_MIX,
         families=NO_FAMILY,
         safety=BUILTIN,
+        zeros=linear_in("kernel"),
     ),
     LayerSpec(
         "Embedding",
@@ -136,5 +139,6 @@ SPECS = [
         geometry=EMBEDDING,
         families=NO_FAMILY,
         safety=BUILTIN,
+        zeros=NO_ZERO_RULE,
     ),
 ]

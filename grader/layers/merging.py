@@ -12,6 +12,7 @@ from grader.layers.base import (
     BUILTIN,
     LAYER_ARGUMENTS,
     NO_FAMILY,
+    PRESERVES_ZERO,
     Config,
     LayerSpec,
     SpecError,
@@ -69,6 +70,7 @@ def _elementwise_spec(class_name: str, exactly: int | None = None) -> LayerSpec:
         geometry=MERGING,
         families=NO_FAMILY,
         safety=BUILTIN,
+        zeros=PRESERVES_ZERO,
     )
 
 
@@ -119,5 +121,6 @@ SPECS = [
         geometry=MERGING,
         families=NO_FAMILY,
         safety=BUILTIN,
+        zeros=PRESERVES_ZERO,
     ),
 ]

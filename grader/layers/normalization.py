@@ -19,6 +19,7 @@ from grader.layers.base import (
     BUILTIN,
     IMAGE_PRESERVING,
     NO_FAMILY,
+    NO_ZERO_RULE,
     Config,
     LayerSpec,
     SpecError,
@@ -27,6 +28,7 @@ from grader.layers.base import (
     dim_of,
     flag,
     normalize_axes,
+    scaled_by,
     single_input,
 )
 from grader.rf.readers import AXIS_NORMALIZATION, GROUP_NORMALIZATION, INFERENCE_IDENTITY
@@ -140,6 +142,7 @@ SPECS = [
         geometry=INFERENCE_IDENTITY,
         families=frozenset({IMAGE_PRESERVING}),
         safety=BUILTIN,
+        zeros=scaled_by("gamma"),
         call_takes_mask=True,
     ),
     LayerSpec(
@@ -150,6 +153,7 @@ SPECS = [
         geometry=AXIS_NORMALIZATION,
         families=frozenset({IMAGE_PRESERVING}),
         safety=BUILTIN,
+        zeros=scaled_by("gamma"),
     ),
     LayerSpec(
         "GroupNormalization",
@@ -159,6 +163,7 @@ SPECS = [
         geometry=GROUP_NORMALIZATION,
         families=NO_FAMILY,
         safety=BUILTIN,
+        zeros=scaled_by("gamma"),
     ),
     LayerSpec(
         "RMSNormalization",
@@ -168,6 +173,8 @@ SPECS = [
         geometry=AXIS_NORMALIZATION,
         families=NO_FAMILY,
         safety=BUILTIN,
+        # Its scale takes no initializer or constraint argument: nothing can zero it.
+        zeros=NO_ZERO_RULE,
     ),
     LayerSpec(
         "UnitNormalization",
@@ -176,5 +183,6 @@ SPECS = [
         geometry=AXIS_NORMALIZATION,
         families=NO_FAMILY,
         safety=BUILTIN,
+        zeros=NO_ZERO_RULE,
     ),
 ]

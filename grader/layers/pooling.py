@@ -10,6 +10,7 @@ from grader.layers.base import (
     GLOBAL_AVERAGE_POOLING,
     GLOBAL_MAX_POOLING,
     NO_FAMILY,
+    PRESERVES_ZERO,
     Config,
     LayerSpec,
     SpecError,
@@ -59,6 +60,7 @@ def pooling_spec(class_name: str, rank: int) -> LayerSpec:
         geometry=pool_window(rank),
         families=NO_FAMILY,
         safety=BUILTIN,
+        zeros=PRESERVES_ZERO,
     )
 
 
@@ -82,6 +84,7 @@ def global_pooling_spec(class_name: str, rank: int) -> LayerSpec:
         geometry=GLOBAL_POOLING,
         families=frozenset({family}),
         safety=BUILTIN,
+        zeros=PRESERVES_ZERO,
         # Keras' 1D global average pooling averages over the unmasked steps only.
         call_takes_mask=class_name == "GlobalAveragePooling1D",
     )

@@ -14,6 +14,7 @@ from grader.graph import Shape
 from grader.layers.base import (
     BUILTIN,
     IMAGE_PRESERVING,
+    NO_ZERO_RULE,
     Config,
     LayerSpec,
     Safety,
@@ -139,6 +140,7 @@ SPECS = [
             geometry=INFERENCE_IDENTITY,
             families=_KEEPS_IMAGE,
             safety=BUILTIN,
+            zeros=NO_ZERO_RULE,
         )
         for name, own in AUGMENTATIONS.items()
     ),
@@ -149,6 +151,7 @@ SPECS = [
         geometry=AUTO_CONTRAST,
         families=_KEEPS_IMAGE,
         safety=BUILTIN,
+        zeros=NO_ZERO_RULE,
     ),
     LayerSpec(
         "Rescaling",
@@ -157,6 +160,7 @@ SPECS = [
         geometry=ELEMENTWISE,
         families=_KEEPS_IMAGE,
         safety=Safety(array_arguments=("scale", "offset")),
+        zeros=NO_ZERO_RULE,
     ),
     LayerSpec(
         "Normalization",
@@ -166,6 +170,7 @@ SPECS = [
         geometry=ELEMENTWISE,
         families=_KEEPS_IMAGE,
         safety=BUILTIN,
+        zeros=NO_ZERO_RULE,
     ),
     LayerSpec(
         "Resizing",
@@ -183,6 +188,7 @@ SPECS = [
         geometry=RESIZING,
         families=_KEEPS_IMAGE,
         safety=BUILTIN,
+        zeros=NO_ZERO_RULE,
     ),
     LayerSpec(
         "CenterCrop",
@@ -191,6 +197,7 @@ SPECS = [
         geometry=CENTER_CROP,
         families=_KEEPS_IMAGE,
         safety=BUILTIN,
+        zeros=NO_ZERO_RULE,
     ),
     LayerSpec(
         "RandomCrop",
@@ -199,5 +206,6 @@ SPECS = [
         geometry=RANDOM_CROP,
         families=_KEEPS_IMAGE,
         safety=BUILTIN,
+        zeros=NO_ZERO_RULE,
     ),
 ]

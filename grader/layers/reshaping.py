@@ -13,6 +13,7 @@ from grader.layers.base import (
     BUILTIN,
     IMAGE_PRESERVING,
     NO_FAMILY,
+    PRESERVES_ZERO,
     Config,
     LayerSpec,
     SpecError,
@@ -192,6 +193,7 @@ def _pad_crop_spec(class_name: str, rank: int, key: str, sign: int) -> LayerSpec
         geometry=zero_padding(rank) if sign > 0 else cropping(rank),
         families=frozenset({IMAGE_PRESERVING}),
         safety=BUILTIN,
+        zeros=PRESERVES_ZERO,
     )
 
 
@@ -215,6 +217,7 @@ def _upsampling_spec(class_name: str, rank: int) -> LayerSpec:
         geometry=upsampling(rank),
         families=NO_FAMILY,
         safety=BUILTIN,
+        zeros=PRESERVES_ZERO,
     )
 
 
@@ -226,6 +229,7 @@ SPECS = [
         geometry=FLATTENING,
         families=NO_FAMILY,
         safety=BUILTIN,
+        zeros=PRESERVES_ZERO,
     ),
     LayerSpec(
         "Reshape",
@@ -234,6 +238,7 @@ SPECS = [
         geometry=RESHAPE,
         families=NO_FAMILY,
         safety=BUILTIN,
+        zeros=PRESERVES_ZERO,
     ),
     LayerSpec(
         "Permute",
@@ -242,6 +247,7 @@ SPECS = [
         geometry=PERMUTE,
         families=NO_FAMILY,
         safety=BUILTIN,
+        zeros=PRESERVES_ZERO,
     ),
     LayerSpec(
         "RepeatVector",
@@ -250,6 +256,7 @@ SPECS = [
         geometry=REPEAT_VECTOR,
         families=NO_FAMILY,
         safety=BUILTIN,
+        zeros=PRESERVES_ZERO,
     ),
     *(_pad_crop_spec(f"ZeroPadding{r}D", r, "padding", +1) for r in (1, 2, 3)),
     *(_pad_crop_spec(f"Cropping{r}D", r, "cropping", -1) for r in (1, 2, 3)),

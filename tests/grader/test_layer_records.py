@@ -1,9 +1,11 @@
 """Every supported layer class has one complete record, and every class table is built from it.
 
 A record (`grader.layers.LayerSpec`) holds a class's output shape, weights, receptive-field
-geometry, rule families and safety record. The receptive-field tables (`grader.rf.geometry`), the
-rule families (`grader.rules.kinds`), the built-in class list (`grader.layers.keras_classes`)
-and the activation objects (`grader.layer_arguments`) must say exactly what the records say.
+geometry, rule families, safety record and zero behaviour (`grader.graph_effect`). The
+receptive-field tables (`grader.rf.geometry`), the rule families (`grader.rules.kinds`), the
+built-in class list (`grader.layers.keras_classes`), the activation objects
+(`grader.layer_arguments`) and the zero tables of `grader.graph_effect` must say exactly what
+the records say.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import pytest
 from grader.keras_config import CALL_TAKES_MASK
 from grader.keras_objects import ACTIVATION_LAYERS
 from grader.layers import REGISTRY, LayerSpec, supported_classes
-from grader.layers.base import RULE_FAMILIES, Safety
+from grader.layers.base import RULE_FAMILIES, Safety, Zeros
 from grader.layers.keras_classes import (
     CODE_CARRYING_CLASSES,
     KERAS_BUILTIN_LAYERS,
@@ -47,6 +49,17 @@ def record_problems(spec: LayerSpec) -> list[str]:
         problems.append("no safety record")
     elif not spec.safety.builtin or spec.class_name in CODE_CARRYING_CLASSES:
         problems.append("a safety record that is not a code-free built-in Keras class")
+    if not isinstance(spec.zeros, Zeros):
+        problems.append("no zero behaviour (use NO_ZERO_RULE for none)")
+    else:
+        # Each data-path weight is named as its config arguments are: `<name>_initializer`.
+        unknown = [
+            w
+            for w in spec.zeros.data_weights
+            if f"{w}_initializer" not in spec.arguments or f"{w}_constraint" not in spec.arguments
+        ]
+        if unknown or (spec.zeros.linear and not spec.zeros.data_weights):
+            problems.append(f"a zero behaviour naming weights the class lacks: {unknown}")
     if spec.class_name not in RANDOM_CONFIGS:
         problems.append("no row in tests/grader/layer_configs.py (parameter counts vs Keras)")
     return problems
@@ -65,12 +78,35 @@ def test_every_supported_class_has_a_complete_record(class_name: str) -> None:
         ("families", frozenset({"convolution"}), "unknown rule families ['convolution']"),
         ("safety", None, "no safety record"),
         ("safety", Safety(builtin=False), "a safety record that is not"),
+        ("zeros", None, "no zero behaviour"),
+        ("zeros", Zeros(data_weights=("gamma",)), "a zero behaviour naming weights"),
     ],
 )
 def test_a_record_missing_a_part_is_reported(part: str, value: object, problem: str) -> None:
     spec = dataclasses.replace(REGISTRY["Conv2D"], **{part: value})
     assert len(record_problems(spec)) == 1
     assert record_problems(spec)[0].startswith(problem)
+
+
+@pytest.mark.parametrize(
+    ("class_name", "preserves_zero", "data_weights", "linear"),
+    [
+        # Written out here, not read from the records: what each class computes.
+        ("Conv2D", False, ("kernel",), True),
+        ("SeparableConv2D", False, ("depthwise", "pointwise"), True),
+        ("DepthwiseConv2D", False, ("depthwise",), True),
+        ("Dense", False, ("kernel",), True),
+        ("BatchNormalization", False, ("gamma",), False),
+        ("MaxPooling2D", True, (), False),
+        ("Dropout", True, (), False),
+        ("Add", True, (), False),
+        ("Softmax", False, (), False),  # softmax(0) is uniform, not 0
+        ("GaussianNoise", False, (), False),
+    ],
+)
+def test_zero_behaviour_of_some_classes(class_name, preserves_zero, data_weights, linear) -> None:
+    zeros = REGISTRY[class_name].zeros
+    assert zeros == Zeros(preserves_zero=preserves_zero, data_weights=data_weights, linear=linear)
 
 
 def _with(predicate) -> frozenset[str]:
