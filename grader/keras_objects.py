@@ -5,7 +5,7 @@ the activation layers (from the layer records' safety, `grader.layers`), initial
 regularizers, constraints and dtype policies with the arguments each takes, the keywords and
 number ranges Keras checks, and what each argument position accepts in words
 (`accepted_objects`, for the "Supported layers" page). Nothing here imports Keras;
-`tests/grader/test_layer_arguments.py` checks these tables against the installed Keras.
+`tests/grader/layers/test_layer_arguments.py` checks these tables against the installed Keras.
 """
 
 from __future__ import annotations

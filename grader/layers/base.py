@@ -4,7 +4,8 @@ A record (`LayerSpec`) holds a class's arguments, output-shape inference and wei
 receptive-field geometry (`grader.rf.effects.Geometry`), the rule families it belongs to
 (`RULE_FAMILIES`, read by `grader.rules.kinds`) and its safety record (`Safety`, read by
 `grader.config_safety` and `grader.layer_arguments`). Every other table of layer classes is
-built from the records; `tests/grader/test_layer_records.py` checks that each record is complete.
+built from the records; `tests/grader/layers/test_layer_records.py` checks that each record
+is complete.
 
 A spec is pure Python: it reads a layer's Keras config and the shapes of its inputs (batch axis
 excluded, ``None`` for unknown sizes) and answers like Keras' ``compute_output_shape`` and

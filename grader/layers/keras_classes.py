@@ -65,7 +65,7 @@ UNSUPPORTED_BUILTIN_LAYERS = frozenset(
 
 # Every Keras 3 built-in layer class (keras.layers, canonical names): the supported ones, from
 # their records' safety, and the unsupported ones. A class outside this set is someone's own
-# code. `tests/grader/test_layer_records.py` checks it against the installed Keras.
+# code. `tests/grader/layers/test_layer_records.py` checks it against the installed Keras.
 KERAS_BUILTIN_LAYERS = UNSUPPORTED_BUILTIN_LAYERS | frozenset(
     name for name, spec in REGISTRY.items() if spec.safety is not None and spec.safety.builtin
 )

@@ -17,7 +17,8 @@ from grader.rf.readers import CHANNEL_MIX, ELEMENTWISE, GLOBAL_POOLING, INFERENC
 
 RECORDS: dict[str, Geometry] = {
     "InputLayer": ELEMENTWISE,
-    # A record without geometry is refused here and reported by tests/grader/test_layer_records.py.
+    # A record without geometry is refused here and reported by
+    # tests/grader/layers/test_layer_records.py.
     **{name: spec.geometry for name, spec in REGISTRY.items() if spec.geometry is not None},
 }
 

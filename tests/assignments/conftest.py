@@ -3,7 +3,7 @@
 import pytest
 from django.core.cache import cache
 
-from tests.assignments.site_fixtures import (  # noqa: F401 - re-exported as fixtures
+from tests.support.site_fixtures import (  # noqa: F401 - re-exported as fixtures
     assignment,
     broker_dir,
     course,

@@ -18,7 +18,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from assignments.models import Assignment, AuditEntry, Enrollment, Result, Submission
-from tests.assignments.site_fixtures import make_submission, make_user, model_json
+from tests.support.site_fixtures import make_submission, make_user, model_json
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("uploads_dir")]
 
@@ -54,7 +54,7 @@ def outsider(other_course):
 
 @pytest.fixture
 def unpublished(course) -> Assignment:
-    from tests.assignments.site_fixtures import RULES_YAML
+    from tests.support.site_fixtures import RULES_YAML
 
     return Assignment.objects.create(
         course=course, slug="draft", title="Draft", rules_yaml=RULES_YAML, is_published=False

@@ -13,8 +13,8 @@ from io import BytesIO
 import pytest
 from django.urls import reverse
 
-from tests.assignments.site_fixtures import make_submission
 from tests.config.test_settings import DESCRIBE_SETTINGS, run_json
+from tests.support.site_fixtures import make_submission
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("uploads_dir")]
 

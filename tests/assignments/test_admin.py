@@ -7,7 +7,7 @@ from django.contrib import admin
 from django.urls import reverse
 
 from assignments.models import AuditEntry, EpochMetric
-from tests.assignments.site_fixtures import make_submission, make_user
+from tests.support.site_fixtures import make_submission, make_user
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("uploads_dir")]
 

@@ -23,7 +23,7 @@ from assignments.services.assignment_settings import (
 from grader.datasets import DATASETS
 from grader.errors import TrainingConfigError
 from grader.training.config import POLICY_MAX_EPOCHS, validate_training_config
-from tests.assignments.page_forms import form_values
+from tests.support.page_forms import form_values
 from workers.pipeline.check import validated_training_config
 from workers.pipeline.plan import GradingPlan
 from workers.sandbox.base import Limits
@@ -444,7 +444,7 @@ def test_the_service_refuses_what_the_form_refuses(smoke, instructor):
 
 
 def test_the_admin_refuses_what_the_form_refuses(client, smoke):
-    from tests.assignments.site_fixtures import make_user
+    from tests.support.site_fixtures import make_user
 
     client.force_login(make_user("root", superuser=True))
     url = reverse("admin:assignments_assignment_change", args=[smoke.pk])
@@ -500,7 +500,7 @@ def test_form_refuses_switching_to_evaluate_under_training_rules(client, instruc
 
 
 def test_the_admin_refuses_training_rules_in_an_evaluate_only_assignment(client, smoke):
-    from tests.assignments.site_fixtures import make_user
+    from tests.support.site_fixtures import make_user
 
     client.force_login(make_user("root", superuser=True))
     url = reverse("admin:assignments_assignment_change", args=[smoke.pk])

@@ -17,7 +17,7 @@ from rest_framework.test import APIClient
 
 from assignments.models import AuditEntry, Submission
 from assignments.services.submissions import submissions_left_today
-from tests.assignments.site_fixtures import PASSWORD, make_submission
+from tests.support.site_fixtures import PASSWORD, make_submission
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("uploads_dir")]
 

@@ -11,8 +11,8 @@ from rest_framework.authtoken.models import Token
 
 from assignments.client.cli import main, progress_bar, stage_fraction
 from assignments.models import Submission
-from tests.assignments.pipeline_driver import advance
-from tests.assignments.site_fixtures import model_json
+from tests.support.pipeline_driver import advance
+from tests.support.site_fixtures import model_json
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("uploads_dir")]
 
@@ -66,7 +66,7 @@ def test_submit_waits_for_the_grading_and_writes_results(
 
 
 def test_leaderboard_and_grades_commands(live_server, student, instructor, assignment, tmp_path):
-    from tests.assignments.site_fixtures import make_submission
+    from tests.support.site_fixtures import make_submission
 
     make_submission(assignment, student, accuracy=0.9, params=1234)
     output = io.StringIO()
@@ -90,7 +90,7 @@ def test_students_cannot_download_grades(live_server, student, assignment):
 
 
 def test_status_names_an_unknown_id_and_still_shows_the_others(live_server, student, assignment):
-    from tests.assignments.site_fixtures import make_submission
+    from tests.support.site_fixtures import make_submission
 
     mine = make_submission(assignment, student, accuracy=0.9)
     output = io.StringIO()
@@ -110,7 +110,7 @@ def test_bad_token_is_reported(live_server, assignment):
 
 
 def test_cancel_command_cancels_queued_and_reports_ended_ones(live_server, student, assignment):
-    from tests.assignments.site_fixtures import make_submission
+    from tests.support.site_fixtures import make_submission
 
     queued = make_submission(
         assignment, student, status=Submission.Status.QUEUED, with_result=False
@@ -131,7 +131,7 @@ def test_cancel_command_cancels_queued_and_reports_ended_ones(live_server, stude
 def test_cancel_command_cannot_touch_another_students_submission(
     live_server, student, other_student, assignment
 ):
-    from tests.assignments.site_fixtures import make_submission
+    from tests.support.site_fixtures import make_submission
 
     theirs = make_submission(
         assignment, other_student, status=Submission.Status.QUEUED, with_result=False
@@ -186,7 +186,7 @@ FAILURE_MESSAGE = (
 
 
 def test_status_shows_why_a_submission_failed_and_exits_1(live_server, student, assignment):
-    from tests.assignments.site_fixtures import make_submission
+    from tests.support.site_fixtures import make_submission
 
     failed = make_submission(
         assignment, student, status=Submission.Status.FAILED,
@@ -282,7 +282,7 @@ def test_the_results_csv_never_hands_a_spreadsheet_a_formula(tmp_path):
 def test_status_marks_rules_an_ended_grading_never_decided_as_not_run(
     live_server, student, assignment
 ):
-    from tests.assignments.site_fixtures import make_submission
+    from tests.support.site_fixtures import make_submission
 
     rules = [
         {"id": "max_params", "name": "max_params", "passed": False, "measured": 416095,

@@ -12,8 +12,8 @@ from django.urls import reverse
 
 from assignments.models import Enrollment, Submission
 from assignments.selectors.copies import copy_groups
-from tests.assignments.site_fixtures import make_submission, make_user
 from tests.grader.test_fingerprint import load, renamed
+from tests.support.site_fixtures import make_submission, make_user
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("uploads_dir")]
 

@@ -11,7 +11,7 @@ from assignments.models import Assignment, AuditEntry, Result
 from assignments.services import courses
 from grader.errors import DatasetUnavailable, RuleSetError
 from grader.presets import preset_text
-from tests.assignments.site_fixtures import RULES_YAML, make_submission
+from tests.support.site_fixtures import RULES_YAML, make_submission
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("uploads_dir")]
 

@@ -16,7 +16,7 @@ from django.core.management import call_command
 from assignments.models import Submission
 from assignments.services import data_wait, grading
 from assignments.services.submissions import counted_today, submissions_left_today
-from tests.assignments.site_fixtures import make_submission
+from tests.support.site_fixtures import make_submission
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("uploads_dir")]
 

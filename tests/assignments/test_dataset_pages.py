@@ -10,7 +10,7 @@ from django.urls import reverse
 from assignments.models import Submission
 from assignments.presentation import INFRASTRUCTURE_MESSAGE
 from assignments.services import data_wait
-from tests.assignments.site_fixtures import make_submission
+from tests.support.site_fixtures import make_submission
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("uploads_dir")]
 

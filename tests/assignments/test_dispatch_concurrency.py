@@ -22,8 +22,8 @@ from assignments.models import Assignment, Course, Enrollment, Submission
 from assignments.selectors.queue_order import waiting_order
 from assignments.services import dispatcher
 from assignments.services.submissions import create_submission
-from tests.assignments.site_fixtures import RULES_YAML, make_user, model_json
 from tests.assignments.test_sqlite_concurrency import embedded_env
+from tests.support.site_fixtures import RULES_YAML, make_user, model_json
 
 Status = Submission.Status
 ROOT = Path(__file__).resolve().parents[2]

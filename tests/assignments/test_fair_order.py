@@ -19,7 +19,7 @@ from assignments.models import Assignment, Course, Enrollment, Submission
 from assignments.selectors.queue_order import waiting_order
 from assignments.services import dispatcher, grading
 from assignments.services.submissions import create_submission
-from tests.assignments.site_fixtures import RULES_YAML, make_user, model_json
+from tests.support.site_fixtures import RULES_YAML, make_user, model_json
 
 pytestmark = [
     pytest.mark.embedded,

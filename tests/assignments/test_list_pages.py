@@ -18,7 +18,7 @@ from rest_framework.test import APIRequestFactory
 
 from assignments import selectors, serializers
 from assignments.models import Enrollment, Result, Submission
-from tests.assignments.site_fixtures import make_submission, make_user
+from tests.support.site_fixtures import make_submission, make_user
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("uploads_dir")]
 

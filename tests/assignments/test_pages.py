@@ -10,8 +10,8 @@ from django.test import Client
 from django.urls import reverse
 
 from assignments.models import AuditEntry, EpochMetric, Result, Submission
-from tests.assignments.page_forms import form_values
-from tests.assignments.site_fixtures import PASSWORD, make_submission, model_json
+from tests.support.page_forms import form_values
+from tests.support.site_fixtures import PASSWORD, make_submission, model_json
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("uploads_dir")]
 
@@ -99,7 +99,7 @@ def test_quota_rejection_on_the_page(client, student, assignment):
 
 def test_submission_page_shows_rules_layers_curves_and_rf_chart(client, student, assignment):
     from grader.report import check_model
-    from tests.assignments.site_fixtures import RULES_YAML, tiny_model_config
+    from tests.support.site_fixtures import RULES_YAML, tiny_model_config
 
     checks = check_model(tiny_model_config(), RULES_YAML)
     submission = make_submission(
@@ -129,7 +129,7 @@ def test_submission_page_shows_rules_layers_curves_and_rf_chart(client, student,
 
 def test_submission_page_says_why_a_receptive_field_was_not_computed(client, student, assignment):
     from grader.report import check_model
-    from tests.assignments.site_fixtures import RULES_YAML, tiny_model_config
+    from tests.support.site_fixtures import RULES_YAML, tiny_model_config
 
     config = tiny_model_config()
     layers = config["config"]["layers"]

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from assignments.models import Assignment, Submission
 from assignments.selectors.queue_order import course_queues
-from tests.assignments.site_fixtures import PASSWORD, RULES_YAML, make_submission
+from tests.support.site_fixtures import PASSWORD, RULES_YAML, make_submission
 
 pytestmark = [pytest.mark.embedded, pytest.mark.django_db, pytest.mark.usefixtures("uploads_dir")]
 

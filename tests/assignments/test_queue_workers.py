@@ -14,7 +14,7 @@ from django.utils import timezone
 from assignments.models import Assignment, Submission, WorkerPresence
 from assignments.selectors import queue_health
 from assignments.services.worker_presence import record_stopped, record_worker
-from tests.assignments.site_fixtures import make_submission
+from tests.support.site_fixtures import make_submission
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("uploads_dir")]
 

@@ -16,7 +16,7 @@ from assignments.selectors.best import best_by_assignment
 from assignments.services import courses as course_services
 from assignments.services.grading import regrade_submission
 from grader.datasets.registry import CIFAR10_CLASSES
-from tests.assignments.site_fixtures import make_submission
+from tests.support.site_fixtures import make_submission
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("uploads_dir")]
 

@@ -20,8 +20,8 @@ from grader.analysis import analyze
 from grader.presets import load_preset, preset_text
 from grader.rules import RULES, evaluate_rules, load_ruleset
 from grader.rules.params import Bool, Choice, Int, Number, Param, ParamTypeError
-from tests.assignments.page_forms import form_values
-from tests.assignments.site_fixtures import RULES_YAML, tiny_model_config
+from tests.support.page_forms import form_values
+from tests.support.site_fixtures import RULES_YAML, tiny_model_config
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("uploads_dir")]
 

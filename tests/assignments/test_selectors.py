@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from assignments import selectors
 from assignments.models import Assignment, Enrollment, Result, Submission
-from tests.assignments.site_fixtures import make_submission, make_user
+from tests.support.site_fixtures import make_submission, make_user
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("uploads_dir")]
 

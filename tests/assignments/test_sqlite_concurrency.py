@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from assignments.client.http import Api, ApiError
-from tests.assignments.site_fixtures import model_json
+from tests.support.site_fixtures import model_json
 
 pytestmark = pytest.mark.embedded
 

@@ -13,7 +13,7 @@ from django.db import connection
 from django.utils import timezone
 
 from assignments.models import Assignment, Result, Standing, Submission
-from tests.assignments.site_fixtures import make_submission
+from tests.support.site_fixtures import make_submission
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("uploads_dir"), pytest.mark.embedded]
 

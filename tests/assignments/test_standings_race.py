@@ -7,8 +7,8 @@ import pytest
 from django.db import connection
 
 from assignments.models import Standing, Submission
-from tests.assignments.site_fixtures import make_submission
 from tests.assignments.test_standings import expected, stored
+from tests.support.site_fixtures import make_submission
 
 pytestmark = [pytest.mark.usefixtures("uploads_dir")]
 

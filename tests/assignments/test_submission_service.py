@@ -28,7 +28,7 @@ from assignments.services.submissions import (
     submissions_left_today,
     validate_upload,
 )
-from tests.assignments.site_fixtures import (
+from tests.support.site_fixtures import (
     PY_MODEL,
     make_submission,
     make_user,

@@ -14,7 +14,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from assignments.models import Submission
-from tests.assignments.site_fixtures import model_json
+from tests.support.site_fixtures import model_json
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("uploads_dir")]
 

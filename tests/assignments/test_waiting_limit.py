@@ -16,7 +16,7 @@ from assignments.models import Assignment, Submission
 from assignments.services import dispatcher
 from assignments.services.grading import cancel_submission
 from assignments.services.submissions import TooManyWaiting, create_batch, create_submission
-from tests.assignments.site_fixtures import RULES_YAML, make_user, model_json
+from tests.support.site_fixtures import RULES_YAML, make_user, model_json
 
 pytestmark = [
     pytest.mark.embedded,
@@ -160,7 +160,7 @@ def test_an_instructors_batch_is_not_held_to_the_limit(assignment, instructor, s
 
 
 def test_the_limit_is_shown_on_the_upload_page(client, assignment, student):
-    from tests.assignments.site_fixtures import PASSWORD
+    from tests.support.site_fixtures import PASSWORD
 
     assert client.login(username=student.username, password=PASSWORD)
     upload(assignment, student, 1)
@@ -180,7 +180,7 @@ def test_instructors_set_the_limits_with_the_other_settings(client, assignment, 
 
     from assignments.services import courses
     from assignments.services.assignment_settings import AssignmentInvalid
-    from tests.assignments.site_fixtures import PASSWORD
+    from tests.support.site_fixtures import PASSWORD
 
     assert client.login(username=instructor.username, password=PASSWORD)
     page = client.get(reverse("assignment_edit", args=[assignment.slug])).content.decode()

@@ -79,7 +79,7 @@ def log_in(page, username: str, password: str) -> None:
     page.wait_for_url("**/")
 
 
-from tests.assignments.site_fixtures import (  # noqa: E402, F401 - fixtures for browser tests
+from tests.support.site_fixtures import (  # noqa: E402, F401 - fixtures for browser tests
     assignment,
     broker_dir,
     course,

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.assignments.pipeline_driver import advance
-from tests.assignments.site_fixtures import PASSWORD, make_submission, model_json
 from tests.browser.conftest import log_in
+from tests.support.pipeline_driver import advance
+from tests.support.site_fixtures import PASSWORD, make_submission, model_json
 
 pytestmark = [
     pytest.mark.browser,

@@ -6,8 +6,8 @@ import pytest
 from playwright.sync_api import expect
 
 from assignments.models import Assignment
-from tests.assignments.site_fixtures import PASSWORD, make_submission
 from tests.browser.conftest import log_in
+from tests.support.site_fixtures import PASSWORD, make_submission
 
 pytestmark = [
     pytest.mark.browser,

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.assignments.site_fixtures import PASSWORD
 from tests.assignments.test_copies import class_of_five  # noqa: F401 - a fixture
 from tests.browser.conftest import log_in
+from tests.support.site_fixtures import PASSWORD
 
 pytestmark = [
     pytest.mark.browser,

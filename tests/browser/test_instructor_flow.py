@@ -10,9 +10,9 @@ from playwright.sync_api import expect
 
 from assignments.models import Assignment, AuditEntry, Submission
 from grader.rules import load_ruleset
-from tests.assignments.pipeline_driver import grade_fully
-from tests.assignments.site_fixtures import PASSWORD, make_submission, model_json
 from tests.browser.conftest import log_in
+from tests.support.pipeline_driver import grade_fully
+from tests.support.site_fixtures import PASSWORD, make_submission, model_json
 
 pytestmark = [
     pytest.mark.browser,

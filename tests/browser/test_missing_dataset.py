@@ -16,8 +16,8 @@ from playwright.sync_api import expect
 
 from assignments.models import Assignment, Submission
 from grader.presets import load_preset, preset_text
-from tests.assignments.site_fixtures import PASSWORD
 from tests.browser.conftest import log_in
+from tests.support.site_fixtures import PASSWORD
 from tests.workers.conftest import FIXTURE_MODELS
 from workers.pipeline import stages
 

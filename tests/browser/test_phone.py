@@ -11,11 +11,11 @@ from __future__ import annotations
 import pytest
 
 from assignments.models import EpochMetric, Result, Submission
-from tests.assignments.site_fixtures import PASSWORD, make_submission
 from tests.assignments.test_copies import class_of_five  # noqa: F401 - a fixture
 from tests.assignments.test_results_at_a_glance import RUNNER_MESSAGE, STUDENT_MODULE
 from tests.browser.conftest import log_in
 from tests.grader.test_fingerprint import load
+from tests.support.site_fixtures import PASSWORD, make_submission
 
 pytestmark = [
     pytest.mark.browser,

@@ -10,8 +10,8 @@ from playwright.sync_api import expect
 
 from assignments.models import Submission
 from assignments.services.worker_presence import record_worker
-from tests.assignments.site_fixtures import PASSWORD, make_submission
 from tests.browser.conftest import log_in
+from tests.support.site_fixtures import PASSWORD, make_submission
 
 pytestmark = [
     pytest.mark.browser,

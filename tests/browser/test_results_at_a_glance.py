@@ -11,10 +11,10 @@ from playwright.sync_api import expect
 
 from assignments.models import Result, Submission
 from grader.datasets.synthetic import CLASS_NAMES
-from tests.assignments.pipeline_driver import advance, grade_fully
-from tests.assignments.site_fixtures import PASSWORD, make_submission, model_json
 from tests.assignments.test_results_at_a_glance import RUNNER_MESSAGE, STUDENT_MODULE
 from tests.browser.conftest import log_in
+from tests.support.pipeline_driver import advance, grade_fully
+from tests.support.site_fixtures import PASSWORD, make_submission, model_json
 
 pytestmark = [
     pytest.mark.browser,

@@ -11,9 +11,9 @@ import pytest
 from playwright.sync_api import expect
 
 from assignments.models import Submission
-from tests.assignments.pipeline_driver import advance
-from tests.assignments.site_fixtures import PASSWORD, model_json
 from tests.browser.conftest import log_in
+from tests.support.pipeline_driver import advance
+from tests.support.site_fixtures import PASSWORD, model_json
 
 pytestmark = [
     pytest.mark.browser,

@@ -17,7 +17,7 @@ from grader.datasets import held_out_indices, load_split, prepare_dataset, split
 from grader.datasets.keys import derive_seed, key_id
 from grader.datasets.synthetic import make_keyed_synthetic, make_synthetic
 from grader.errors import DatasetUnavailable
-from tests.dataset_key import OTHER_DATASET_KEY, TEST_DATASET_KEY
+from tests.support.dataset_key import OTHER_DATASET_KEY, TEST_DATASET_KEY
 
 
 def _rows(x: np.ndarray) -> set[bytes]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from grader.datasets import prepare_dataset
 from grader.datasets.status import all_dataset_statuses, dataset_status, install_command
-from tests.dataset_key import TEST_DATASET_KEY
+from tests.support.dataset_key import TEST_DATASET_KEY
 
 OTHER_KEY = "another-deployment-key-of-at-least-32-characters"
 

@@ -35,7 +35,7 @@ from grader.datasets import (
 from grader.datasets.fetch import fetch_dataset
 from grader.datasets.synthetic import make_synthetic
 from grader.errors import DatasetUnavailable
-from tests.dataset_key import OTHER_DATASET_KEY, TEST_DATASET_KEY
+from tests.support.dataset_key import OTHER_DATASET_KEY, TEST_DATASET_KEY
 
 
 def _write_cifar_batch(path: Path, images_nhwc: np.ndarray, labels: list[int]) -> None:

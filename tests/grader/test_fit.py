@@ -18,7 +18,7 @@ from grader.datasets import get_source
 from grader.errors import DatasetMismatch, InvalidModelConfig
 from grader.fit import check_dataset_fit, check_names, invalid_name_message
 from grader.report import check_model
-from tests.grader.fixture_models import model_path
+from tests.support.fixture_models import model_path
 
 SYNTHETIC = get_source("synthetic")
 REAL = Path(__file__).resolve().parents[1] / "fixtures" / "real"

@@ -311,7 +311,7 @@ def test_non_object_config_is_refused() -> None:
 
 @pytest.fixture(scope="module")
 def k():
-    from tests.grader import keras_models
+    from tests.support import keras_models
 
     return keras_models
 

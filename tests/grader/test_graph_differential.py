@@ -2,7 +2,7 @@
 
 Random models (Sequential and Functional; nested models, frozen or called twice; shared layers;
 Sequential models without InputLayer; extra outputs) are written by Keras, then edited the way a
-determined student could (`tests.grader.graph_fuzz.MUTATIONS`). Each config is rebuilt by Keras
+determined student could (`tests.support.graph_fuzz.MUTATIONS`). Each config is rebuilt by Keras
 exactly as the trainer rebuilds a submission (``deserialize_keras_object(config,
 safe_mode=True)``) and analysed by the grader. For every config, either:
 
@@ -51,7 +51,7 @@ DELIBERATE = {
 
 @pytest.fixture(scope="module")
 def fuzz():
-    from tests.grader import graph_fuzz
+    from tests.support import graph_fuzz
 
     return graph_fuzz
 

@@ -16,7 +16,7 @@ import pytest
 
 from grader.analysis import analyze
 from grader.graph_effect import Effect, output_influence
-from tests.grader.keras_models import keras, layers, random_cnn, to_config
+from tests.support.keras_models import keras, layers, random_cnn, to_config
 
 pytestmark = [
     pytest.mark.tf,

@@ -12,8 +12,8 @@ from grader.presets import list_presets, load_preset, preset_text
 from grader.rules import evaluate_rules, load_ruleset
 from grader.rules.schema import PRESET_REQUIRED
 from grader.training.config import validate_training_config
-from tests.dataset_key import TEST_DATASET_KEY
-from tests.grader.fixture_models import expected, model_path
+from tests.support.dataset_key import TEST_DATASET_KEY
+from tests.support.fixture_models import expected, model_path
 
 PRESETS = list_presets()
 
@@ -110,7 +110,7 @@ def test_smoke_preset_accuracy_target_is_reachable_by_its_reference_model(tmp_pa
     """Train the smoke reference with the preset's own training defaults on the real dataset."""
     from grader.datasets import load_split, prepare_dataset
     from grader.rules import TrainingOutcome, overall_passed
-    from tests.grader.keras_models import keras
+    from tests.support.keras_models import keras
 
     ruleset = load_preset("smoke")
     target = next(s.params["limit"] for s in ruleset.rules if s.id == "min_val_accuracy")

@@ -10,7 +10,7 @@ from grader.errors import ReceptiveFieldError
 from grader.loading import load_model_config
 from grader.presets import load_preset
 from grader.report import check_model, check_model_file, format_text
-from tests.grader.fixture_models import analysable, expected, model_path
+from tests.support.fixture_models import analysable, expected, model_path
 
 TOP_KEYS = {
     "file",

@@ -23,7 +23,7 @@ import pytest
 from grader.errors import InvalidModelConfig
 from grader.presets import load_preset
 from grader.report import check_model, format_text
-from tests.dataset_key import TEST_DATASET_KEY
+from tests.support.dataset_key import TEST_DATASET_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "models"

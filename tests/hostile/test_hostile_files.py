@@ -31,7 +31,7 @@ from django.urls import reverse
 from assignments.client.http import Api, ApiError
 from assignments.models import Submission
 from grader.python_source import MAX_SOURCE_BYTES, MAX_SOURCE_LINES
-from tests.assignments import site_fixtures
+from tests.support import site_fixtures
 from tests.workers import conftest as worker_fixtures
 from tests.workers.conftest import FIXTURE_MODELS, SMOKE_MODULE
 

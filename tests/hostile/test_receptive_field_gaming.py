@@ -4,7 +4,7 @@ The course formula counts zero padding, so a dilated convolution whose taps all 
 the map grows the formula without showing a unit one more pixel. The rule is decided on the
 image footprint (the pixels that can influence each unit), and the default end point never
 moves to an earlier, more flattering layer. The footprint itself is checked against gradient
-support in tests/grader/test_receptive_field_footprint.py; here, the verdicts on the presets.
+support in tests/grader/rf/test_receptive_field_footprint.py; here, the verdicts on the presets.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from rest_framework.test import APIClient
 from assignments.models import Assignment, Course, Enrollment, Submission
 from assignments.services import dispatcher
 from grader.loading import load_model_config
-from tests.assignments.site_fixtures import PY_MODEL, RULES_YAML, make_user
+from tests.support.site_fixtures import PY_MODEL, RULES_YAML, make_user
 from tests.workers import conftest as worker_fixtures
 from tests.workers.conftest import FIXTURE_MODELS, make_assignment, make_submission
 

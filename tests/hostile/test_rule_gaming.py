@@ -33,13 +33,13 @@ _TRAINING_RULES = {"max_epochs", "min_val_accuracy"}
 
 
 def _keras() -> tuple[Any, Any, Any]:
-    from tests.grader.keras_models import keras, layers
+    from tests.support.keras_models import keras, layers
 
     return keras, layers, keras.constraints
 
 
 def _config(model: Any) -> dict[str, Any]:
-    from tests.grader.keras_models import to_config
+    from tests.support.keras_models import to_config
 
     return to_config(model)
 

@@ -129,7 +129,7 @@ def test_an_argument_keras_does_not_accept_is_refused(layer: int, key: str) -> N
 @pytest.mark.tf
 @pytest.mark.parametrize("lora_rank", [1, 64])
 def test_count_equals_keras(lora_rank: int) -> None:
-    from tests.grader.keras_models import keras
+    from tests.support.keras_models import keras
 
     config = lora_model(lora_rank)
     model = keras.saving.deserialize_keras_object(copy.deepcopy(config), safe_mode=True)

@@ -20,7 +20,7 @@ import pytest
 from grader.datasets import PreparedDataset, prepare_dataset
 from grader.loading import load_model_config
 from grader.report import check_model
-from tests.dataset_key import TEST_DATASET_KEY
+from tests.support.dataset_key import TEST_DATASET_KEY
 from tests.workers.conftest import FIXTURE_MODELS
 from tests.workers.runner import make_job, run_runner
 

@@ -18,7 +18,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from grader.presets import preset_text
-from tests.grader.fixture_models import expected, model_path
+from tests.support.fixture_models import expected, model_path
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = str(model_path("cifar10_separable_reference"))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from tests.grader.test_rules_trainability import _smoke
+from tests.grader.rules.test_rules_trainability import _smoke
 from workers.pipeline.check import run_check
 from workers.pipeline.plan import GradingPlan
 

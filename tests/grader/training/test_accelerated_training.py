@@ -20,7 +20,7 @@ from grader.training.accelerator import Accelerator
 from grader.training.config import validate_training_config
 from grader.training.evaluation import evaluate, load_trained_model
 from grader.training.trainer import train
-from tests.dataset_key import TEST_DATASET_KEY
+from tests.support.dataset_key import TEST_DATASET_KEY
 
 pytestmark = [pytest.mark.tf, pytest.mark.timeout(600)]
 

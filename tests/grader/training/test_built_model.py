@@ -3,7 +3,7 @@
 For each model, the report of the network Keras rebuilds from the config must agree with the
 pure-Python analysis of that same config (`compare_with_analysis` finds nothing), and its counts
 must equal what Keras itself says (`count_params()`, the trainable weights, the independent
-walker of tests/grader/keras_models.py). Then one field at a time is made to differ, and the
+walker of tests/support/keras_models.py). Then one field at a time is made to differ, and the
 difference names the layer.
 """
 
@@ -20,11 +20,11 @@ import pytest
 from grader.build_check import BuiltModelReport, compare_with_analysis
 from grader.errors import GraderError
 from grader.report import check_model
-from tests.dataset_key import TEST_DATASET_KEY
+from tests.support.dataset_key import TEST_DATASET_KEY
 
 pytestmark = pytest.mark.tf
 
-keras_models = pytest.importorskip("tests.grader.keras_models")
+keras_models = pytest.importorskip("tests.support.keras_models")
 keras = keras_models.keras
 layers = keras_models.layers
 

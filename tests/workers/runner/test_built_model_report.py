@@ -19,7 +19,7 @@ from grader.build_check import BuiltModelReport, compare_with_analysis
 from grader.datasets import PreparedDataset, prepare_dataset
 from grader.loading import load_model_config
 from grader.report import check_model
-from tests.dataset_key import TEST_DATASET_KEY
+from tests.support.dataset_key import TEST_DATASET_KEY
 from tests.workers.runner import REPO_ROOT, RunnerRun, make_job, run_runner
 from workers.pipeline.built_model import BuiltModelGate
 

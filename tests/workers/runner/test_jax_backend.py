@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from grader.datasets import PreparedDataset, prepare_dataset
-from tests.dataset_key import TEST_DATASET_KEY
+from tests.support.dataset_key import TEST_DATASET_KEY
 from tests.workers.runner import PROGRESS_PREFIX, REPO_ROOT, RunnerRun, make_job, runner_env
 
 # Slow: CPU training (JAX compiles each model for seconds), like the TensorFlow runner tests.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.dataset_key import TEST_DATASET_KEY
+from tests.support.dataset_key import TEST_DATASET_KEY
 from workers.runner.protocol import failure
 from workers.runner.redact import PROJECT_ROOT, redact_paths
 

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from grader.datasets import PreparedDataset, load_split, prepare_dataset
-from tests.dataset_key import TEST_DATASET_KEY
+from tests.support.dataset_key import TEST_DATASET_KEY
 from tests.workers.runner import (
     PROGRESS_PREFIX,
     REPO_ROOT,

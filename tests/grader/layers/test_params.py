@@ -14,7 +14,7 @@ import pytest
 
 from grader.analysis import ModelAnalysis, analyze
 from grader.layers import supported_classes
-from tests.grader.keras_models import (
+from tests.support.keras_models import (
     ModelTruth,
     keras,
     keras_truth,

@@ -2,7 +2,7 @@
 
 `draw_case(class_name, rng, index)` returns the constructor arguments of one random, plausibly
 valid layer of that class and the input shapes to call it on. Every argument the Keras class
-accepts has a sampler here (`tests/grader/test_params_property.py` checks that each one is
+accepts has a sampler here (`tests/grader/layers/test_params_property.py` checks that each one is
 varied), so a Keras upgrade that adds an argument fails that test until a sampler is written and
 the grader's table in `grader/layers` says what the argument does to the weights.
 

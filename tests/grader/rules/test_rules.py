@@ -14,7 +14,7 @@ from grader.analysis import analyze
 from grader.loading import load_model_config
 from grader.receptive_field import compute_receptive_field
 from grader.rules import evaluate_rules, load_preset, load_ruleset, overall_passed
-from tests.grader.fixture_models import analysable, expected, model_path
+from tests.support.fixture_models import analysable, expected, model_path
 
 
 def _evaluate(name, ruleset=None, **kwargs):

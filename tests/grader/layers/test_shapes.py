@@ -15,7 +15,8 @@ import pytest
 
 from grader.analysis import analyze
 from grader.errors import InvalidModelConfig
-from tests.grader.keras_models import (
+from tests.grader.layers.test_params import assert_matches_keras
+from tests.support.keras_models import (
     ModelTruth,
     keras,
     keras_truth,
@@ -24,7 +25,6 @@ from tests.grader.keras_models import (
     single_layer_model,
     to_config,
 )
-from tests.grader.test_params import assert_matches_keras
 
 pytestmark = pytest.mark.tf
 

@@ -17,7 +17,7 @@ from grader.hints import receptive_field_options, separable_saving
 from grader.loading import load_model_config
 from grader.receptive_field import compute_receptive_field
 from grader.rules.context import RuleContext
-from tests.grader.fixture_models import analysable, model_path
+from tests.support.fixture_models import analysable, model_path
 
 END = 5  # index of the smoke model's last SeparableConv2D (the default end point) in its layers
 

@@ -27,11 +27,11 @@ tf = pytest.importorskip("tensorflow")
 from grader.graph_builder import build_graph  # noqa: E402
 from grader.receptive_field import compute_receptive_field, default_end_point  # noqa: E402
 from grader.rf.footprint import trace  # noqa: E402
-from tests.grader.test_receptive_field_empirical import (  # noqa: E402
+from tests.grader.rf.test_receptive_field_empirical import (  # noqa: E402
     check_units,
     measurement_weights,
 )
-from tests.grader.test_receptive_field_footprint import measured_projections  # noqa: E402
+from tests.grader.rf.test_receptive_field_footprint import measured_projections  # noqa: E402
 
 # name: (constructor, Keras end-point matching the article's end-point, published r, the layer
 # the report names: the last one that changes the field, before batch normalisation and ReLU)

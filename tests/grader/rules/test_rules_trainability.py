@@ -18,7 +18,7 @@ from grader.errors import RuleSetError
 from grader.loading import load_model_config
 from grader.rules import evaluate_rules, implied_rules, load_preset, load_ruleset, score
 from grader.rules.trainability import frozen_layers
-from tests.grader.fixture_models import model_path
+from tests.support.fixture_models import model_path
 
 
 def _smoke(*frozen: str) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Property test: for random configs of every supported layer class, the grader counts like Keras.
 
-For each class in `grader.layers.REGISTRY`, seeded random layers (`tests/grader/layer_configs.py`)
+For each class in `grader.layers.REGISTRY`, seeded random layers (`tests/support/layer_configs.py`)
 vary every argument the Keras class accepts. They are built with Keras' own constructors, many
 per model, serialized with ``model.to_json()`` (what a student uploads), then edited the way a
 hand-written config could be: arguments Keras does not serialize (``autocast``, ``input_shape``,
@@ -37,8 +37,8 @@ import pytest
 from grader.analysis import analyze
 from grader.errors import GraderError, InvalidModelConfig, UnsupportedLayer
 from grader.layers import REGISTRY
-from tests.grader.keras_models import keras
-from tests.grader.layer_configs import (
+from tests.support.keras_models import keras
+from tests.support.layer_configs import (
     FAMILIES,
     INT8_QUANTIZATION,
     QUANTIZED_DTYPE,
@@ -269,7 +269,7 @@ class Run:
 def _cases(rng: random.Random) -> Iterator[tuple[str, Case]]:
     missing = sorted(set(REGISTRY) - set(FAMILIES))
     assert not missing, (
-        f"No random configs for {missing}: add them to tests/grader/layer_configs.py"
+        f"No random configs for {missing}: add them to tests/support/layer_configs.py"
     )
     for class_name in sorted(REGISTRY):
         spec = REGISTRY[class_name]

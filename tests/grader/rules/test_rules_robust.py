@@ -17,7 +17,7 @@ from grader.graph_effect import output_influence
 from grader.rules import evaluate_rules, load_ruleset
 from tests.grader.test_graph_builder import FUZZ_VALUES, _paths
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "models"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "models"
 EVERY_STATIC_RULE = load_ruleset(
     {
         "rules": [

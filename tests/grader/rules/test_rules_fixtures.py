@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.grader.fixture_models import MODELS_DIR, expected
+from tests.support.fixture_models import MODELS_DIR, expected
 
 pytestmark = pytest.mark.tf
 

@@ -12,7 +12,7 @@ import pytest
 
 from grader.analysis import analyze
 from grader.rules import evaluate_rules, load_ruleset
-from tests.grader.keras_models import keras, layers, to_config
+from tests.support.keras_models import keras, layers, to_config
 
 pytestmark = pytest.mark.tf
 

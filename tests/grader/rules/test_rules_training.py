@@ -15,7 +15,7 @@ from grader.rules import (
     overall_passed,
     score,
 )
-from tests.grader.fixture_models import model_path
+from tests.support.fixture_models import model_path
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from grader.hints import separable_saving
 from grader.receptive_field import compute_receptive_field
 from grader.rules import evaluate_rules, load_ruleset
 from grader.rules.context import RuleContext
-from tests.grader.keras_models import keras, layers, to_config
+from tests.support.keras_models import keras, layers, to_config
 
 pytestmark = pytest.mark.tf
 

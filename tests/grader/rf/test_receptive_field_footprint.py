@@ -5,7 +5,7 @@ asymmetric padding and cropping, up-sampling by nearest and bilinear interpolati
 convolutions with output padding, resizing, space-to-depth and depth-to-space made of
 ``Reshape``/``Permute``, transposing the image, skip connections that merge paths of different
 jumps, concatenation along a spatial axis), a *measurement twin* with positive weights (see
-`tests.grader.test_receptive_field_empirical`) gives, for every unit of the end point at once,
+`tests.grader.rf.test_receptive_field_empirical`) gives, for every unit of the end point at once,
 the support of d(unit, summed over channels)/d(image): the pixels that can influence the unit.
 Its projection onto each image axis must equal the grader's footprint projection for every
 unit, holes included, and so must the smallest and largest extents the report gives. The
@@ -30,7 +30,7 @@ tf = pytest.importorskip("tensorflow")
 from grader.graph_builder import build_graph  # noqa: E402
 from grader.receptive_field import compute_receptive_field, default_end_point  # noqa: E402
 from grader.rf.footprint import trace  # noqa: E402
-from tests.grader.test_receptive_field_empirical import (  # noqa: E402
+from tests.grader.rf.test_receptive_field_empirical import (  # noqa: E402
     MERGES,
     Sketch,
     measurement_weights,

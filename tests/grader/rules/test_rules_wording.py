@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.grader.keras_models import keras, layers, to_config
+from tests.support.keras_models import keras, layers, to_config
 
 pytestmark = pytest.mark.tf
 

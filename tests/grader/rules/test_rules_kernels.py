@@ -53,7 +53,7 @@ def _cases():
 def test_window_filters_matches_tensorflow_on_every_small_case():
     import numpy as np
 
-    from tests.grader.keras_models import keras
+    from tests.support.keras_models import keras
 
     ops = keras.ops
     checked = 0

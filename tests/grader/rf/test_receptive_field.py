@@ -752,7 +752,7 @@ def test_hint_rejects_unknown_kind_and_global_end_point():
         rf_if_appended(report, "conv5x5")
 
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "models"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "models"
 DESIGNED = {
     name: entry["designed_receptive_field"]
     for name, entry in json.loads((FIXTURES / "expected.json").read_text()).items()

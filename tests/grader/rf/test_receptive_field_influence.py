@@ -7,7 +7,7 @@ training sets to zero) is shown in the report's field, but never helps satisfy
 `min_receptive_field`: a minimum is judged on the paths certain to carry the image.
 
 Independent truth: Keras' input gradients (the support of d(unit)/d(image) in a twin with
-positive weights, `tests.grader.test_receptive_field_footprint`); for the constrained kernel,
+positive weights, `tests.grader.rf.test_receptive_field_footprint`); for the constrained kernel,
 the twin after Keras applies the constraint, as every training step does.
 """
 
@@ -32,8 +32,8 @@ from grader.receptive_field import (  # noqa: E402
 )
 from grader.report import check_model  # noqa: E402
 from grader.rules import evaluate_rules, load_ruleset  # noqa: E402
-from tests.grader.test_receptive_field_empirical import measurement_weights  # noqa: E402
-from tests.grader.test_receptive_field_footprint import (  # noqa: E402
+from tests.grader.rf.test_receptive_field_empirical import measurement_weights  # noqa: E402
+from tests.grader.rf.test_receptive_field_footprint import (  # noqa: E402
     extents,
     measured_projections,
 )

@@ -27,7 +27,7 @@ from grader.rf import geometry
 from grader.rf.effects import EFFECT_KINDS, Geometry
 from grader.rf.readers import CHANNEL_MIX, ELEMENTWISE, GLOBAL_POOLING, INFERENCE_IDENTITY
 from grader.rules import kinds
-from tests.grader.layer_configs import FAMILIES as RANDOM_CONFIGS
+from tests.support.layer_configs import FAMILIES as RANDOM_CONFIGS
 
 
 def record_problems(spec: LayerSpec) -> list[str]:
@@ -61,7 +61,7 @@ def record_problems(spec: LayerSpec) -> list[str]:
         if unknown or (spec.zeros.linear and not spec.zeros.data_weights):
             problems.append(f"a zero behaviour naming weights the class lacks: {unknown}")
     if spec.class_name not in RANDOM_CONFIGS:
-        problems.append("no row in tests/grader/layer_configs.py (parameter counts vs Keras)")
+        problems.append("no row in tests/support/layer_configs.py (parameter counts vs Keras)")
     return problems
 
 

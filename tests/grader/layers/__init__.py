@@ -1,0 +1,1 @@
+"""Tests of grader.layers: the layer records, their arguments, shapes and parameter counts."""

@@ -1,0 +1,1 @@
+"""Tests of grader.rf and grader.receptive_field: receptive fields against Keras and papers."""

@@ -1,0 +1,1 @@
+"""Tests of grader.rules: the rule families, rule sets, hints and wording."""
