@@ -115,7 +115,7 @@ def test_a_cifar10_model_is_checked_and_waits_for_the_dataset(student, offline_h
     gpu = [name for name, args, _ in queued_tasks(redis_broker, "gpu") if args == [submission.pk]]
     assert gpu == []
 
-    from tests.assignments.test_data_wait import write_cifar_raw
+    from tests.assignments.services.test_data_wait import write_cifar_raw
 
     write_cifar_raw(offline_host)
     assert data_wait.resume_ready() == [submission.pk]

@@ -1,0 +1,1 @@
+"""Tests of assignments.services: uploads, courses, waiting for data."""
