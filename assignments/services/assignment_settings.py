@@ -233,7 +233,7 @@ def _training_problems(
     training: Mapping[str, Any], values: Mapping[str, Any], max_epochs: int, min_batch_size: int = 1
 ) -> dict[str, str]:
     """The rule set's default training config, checked as the check stage checks it before
-    every training (`workers.pipeline.check.validated_training_config`)."""
+    every training (`grader.grading.static_check.validated_training_config`)."""
     from grader.errors import TrainingConfigError
     from grader.training.config import validate_training_config
 

@@ -22,10 +22,10 @@ from assignments.services.assignment_settings import (
 )
 from grader.datasets import DATASETS
 from grader.errors import TrainingConfigError
+from grader.grading.plan import GradingPlan
+from grader.grading.static_check import validated_training_config
 from grader.training.config import POLICY_MAX_EPOCHS, validate_training_config
 from tests.support.page_forms import form_values
-from workers.pipeline.check import validated_training_config
-from workers.pipeline.plan import GradingPlan
 from workers.sandbox.base import Limits
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("uploads_dir")]

@@ -358,7 +358,7 @@ def test_rules_from_the_form_are_evaluated_by_the_grading_core(client, instructo
 
 
 def test_training_defaults_reach_the_grading_plan(client, instructor, course):
-    from workers.pipeline.plan import GradingPlan
+    from grader.grading.plan import GradingPlan
 
     url = reverse("assignment_create", args=[course.slug])
     values = page(login(client, instructor), url)

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
+from grader.grading.plan import GradingPlan
 from workers.pipeline.local import grade_file
-from workers.pipeline.plan import GradingPlan
 
 pytestmark = [pytest.mark.tf, pytest.mark.bwrap, pytest.mark.timeout(300)]
 

@@ -377,8 +377,8 @@ def test_build_model_cannot_reproduce_held_out_or_test_examples(
 def test_custom_training_cannot_reproduce_held_out_or_test_examples(
     tmp_path, sandbox, name, datasets, dataset_key, thief, key_in_worker_environment
 ):
+    from grader.grading.plan import GradingPlan
     from workers.pipeline.jobs import StageResources, job_dirs
-    from workers.pipeline.plan import GradingPlan
     from workers.pipeline.train import run_train
 
     dataset = datasets[name]

@@ -255,11 +255,11 @@ def test_a_planted_weights_file_is_a_verdict_and_costs_the_host_no_disk(
     attack, bwrap_available, grading_settings, tmp_path
 ):
     from grader.datasets import prepare_dataset
+    from grader.grading.plan import GradingPlan
     from grader.report import check_model
     from workers.pipeline.errors import StageFailed
     from workers.pipeline.evaluate import run_evaluate
     from workers.pipeline.jobs import StageResources, job_dirs
-    from workers.pipeline.plan import GradingPlan
     from workers.pipeline.train import run_train
     from workers.sandbox import get_sandbox
     from workers.sandbox.hostdirs import disk_usage

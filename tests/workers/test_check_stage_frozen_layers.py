@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from grader.grading.plan import GradingPlan
+from grader.grading.static_check import run_check
 from tests.grader.rules.test_rules_trainability import _smoke
-from workers.pipeline.check import run_check
-from workers.pipeline.plan import GradingPlan
 
 
 def test_the_check_stage_stops_a_frozen_model_before_training() -> None:

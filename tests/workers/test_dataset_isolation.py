@@ -59,9 +59,9 @@ def keyed(settings, monkeypatch, tmp_path):
 
 
 def _jobs(tmp_path: Path, dataset, *, custom: bool) -> dict[str, object]:
+    from grader.grading.plan import GradingPlan
     from workers.pipeline.build import run_build
     from workers.pipeline.evaluate import run_evaluate
-    from workers.pipeline.plan import GradingPlan
     from workers.pipeline.train import run_train
 
     tmp_path.mkdir(parents=True, exist_ok=True)

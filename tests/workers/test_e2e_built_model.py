@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from assignments.models import EpochMetric, Result, Submission
+from grader.grading.plan import GradingPlan
 from tests.workers.conftest import FIXTURE_MODELS, make_assignment, make_submission
 from workers.pipeline.local import grade_file
-from workers.pipeline.plan import GradingPlan
 
 pytestmark = [pytest.mark.tf, pytest.mark.bwrap]
 

@@ -11,10 +11,10 @@ import json
 
 import pytest
 
+from grader.grading.plan import GradingPlan
+from grader.grading.verdict import compute_verdict, late_adjusted_score
 from grader.presets import load_preset
 from tests.workers.conftest import FIXTURE_MODELS
-from workers.pipeline.finalize import compute_verdict, late_adjusted_score
-from workers.pipeline.plan import GradingPlan
 
 SMOKE = GradingPlan.from_preset("smoke")
 CONFIG = json.loads((FIXTURE_MODELS / "smoke_separable.json").read_text())

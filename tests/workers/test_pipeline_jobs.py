@@ -152,7 +152,7 @@ def _train_job(tmp_path, prepared_data_dir, *, module: bool, allow_custom: bool)
     from django.conf import settings
 
     from grader.datasets import prepare_dataset
-    from workers.pipeline.plan import GradingPlan
+    from grader.grading.plan import GradingPlan
     from workers.pipeline.train import run_train
 
     dataset = prepare_dataset("synthetic", prepared_data_dir, key=settings.GRADER_DATASET_KEY)
@@ -203,7 +203,7 @@ def test_custom_training_refuses_a_split_holding_the_validation_part(tmp_path, p
     from django.conf import settings
 
     from grader.datasets import prepare_dataset
-    from workers.pipeline.plan import GradingPlan
+    from grader.grading.plan import GradingPlan
     from workers.pipeline.train import run_train
 
     dataset = prepare_dataset("synthetic", prepared_data_dir, key=settings.GRADER_DATASET_KEY)

@@ -16,6 +16,7 @@ import pytest
 from django.core.management import call_command
 
 from assignments.models import Result, Submission
+from grader.grading.plan import GradingPlan
 from grader.presets import preset_text
 from tests.workers.conftest import (
     FIXTURE_MODELS,
@@ -24,7 +25,6 @@ from tests.workers.conftest import (
     smoke_rules_yaml,
 )
 from workers.pipeline.local import grade_file
-from workers.pipeline.plan import GradingPlan
 
 pytestmark = [pytest.mark.django_db, pytest.mark.bwrap]
 

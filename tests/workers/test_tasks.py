@@ -121,7 +121,7 @@ class WorkerKilled(BaseException):
 def test_a_task_redelivered_after_its_run_was_killed_takes_the_stage_over_at_once(
     redis_broker, student, grading_settings, monkeypatch
 ):
-    from workers.pipeline import check
+    from grader.grading import static_check as check
 
     submission = make_submission(
         make_assignment(), student, source=FIXTURE_MODELS / "smoke_separable.json"

@@ -1,41 +1,13 @@
-"""How a stage ends when it does not succeed: a verdict, or a problem of ours."""
+"""How a stage ends when it does not succeed: a verdict, or a problem of ours.
+
+`StageFailed` and `InfrastructureError` are the grading's own (`grader.grading.outcomes`, raised
+by the static check too); the two below exist only where workers run stages.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
-
-class StageFailed(Exception):
-    """The submission caused the failure: a verdict (`rules`, `build_error`, `timeout`, ...).
-
-    Never retried: the same submission would fail the same way.
-
-    `details`: entries for the result's `checks` that only instructors see (the submission's
-    `message` and `log` are the student's), e.g. ``{"built_model": {...}}``.
-    """
-
-    def __init__(
-        self, reason: str, message: str, *, log: str = "", details: dict[str, Any] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-        self.log = log
-        self.details = details or {}
-
-
-class InfrastructureError(Exception):
-    """The grading machinery failed (sandbox could not start, disk, broker): retried later.
-
-    `retry=False` marks a problem retrying cannot fix (an assignment's invalid rule set, a
-    dataset missing on this host): the submission ends as `error` at once.
-    """
-
-    def __init__(self, message: str, *, log: str = "", retry: bool = True) -> None:
-        super().__init__(message)
-        self.message = message
-        self.log = log
-        self.retry = retry
+from grader.grading.outcomes import InfrastructureError as InfrastructureError
+from grader.grading.outcomes import StageFailed as StageFailed
 
 
 class StageAborted(Exception):

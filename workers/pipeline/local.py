@@ -15,9 +15,9 @@ from typing import Any
 
 from django.conf import settings
 
+from grader.grading.plan import GradingPlan
 from workers.pipeline.errors import InfrastructureError, StageFailed
 from workers.pipeline.jobs import StageResources, job_dirs
-from workers.pipeline.plan import GradingPlan
 
 PASSED = "passed"
 FAILED = "failed"
@@ -75,7 +75,7 @@ class GradeReport:
 
 
 def _overall(rules: list[dict[str, Any]]) -> bool | None:
-    from workers.pipeline.scoring import stored_rules_passed
+    from grader.grading.scoring import stored_rules_passed
 
     return stored_rules_passed(rules)
 
@@ -146,10 +146,10 @@ def _run_stages(
 ) -> None:
     from grader.datasets import get_source, prepare_dataset
     from grader.errors import DatasetUnavailable
+    from grader.grading.static_check import run_check
+    from grader.grading.verdict import compute_verdict, final_failure
     from workers.pipeline.build import run_build, submission_kind
-    from workers.pipeline.check import run_check
     from workers.pipeline.evaluate import run_evaluate
-    from workers.pipeline.finalize import compute_verdict, final_failure
     from workers.pipeline.sandboxes import open_sandbox, worker_gpu_device
     from workers.pipeline.source_build import SOURCE_KINDS, prepare_source
     from workers.pipeline.train import run_train

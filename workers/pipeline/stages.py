@@ -32,6 +32,7 @@ from django.db import DatabaseError, close_old_connections, connection
 
 from assignments.models import Submission
 from assignments.services import grading
+from grader.grading.plan import GradingPlan
 from workers.pipeline.errors import (
     DatasetMissing,
     InfrastructureError,
@@ -39,7 +40,6 @@ from workers.pipeline.errors import (
     StageFailed,
 )
 from workers.pipeline.jobs import StageResources, job_dirs
-from workers.pipeline.plan import GradingPlan
 from workers.pipeline.sandboxes import open_sandbox, worker_gpu_device
 
 logger = logging.getLogger(__name__)
@@ -391,7 +391,7 @@ def execute_check(submission_id: int, *, worker: str, claimed: bool = False) -> 
     on."""
     if not claimed and not _claim(submission_id, worker, Status.BUILDING, Status.CHECKING):
         return SKIPPED
-    from workers.pipeline.check import run_check
+    from grader.grading.static_check import run_check
 
     outcome: dict[str, str] = {}
 
@@ -587,7 +587,7 @@ def execute_finalize(submission_id: int) -> str:
     the assignment did not stop on) ends it `failed/rules` with the failed rules' messages, as
     the check stage does and as `grade_file` reports (`finalize.final_failure`).
     """
-    from workers.pipeline.finalize import compute_verdict, final_failure
+    from grader.grading.verdict import compute_verdict, final_failure
 
     submission = _load(submission_id)
     if submission.status != Status.EVALUATING or submission.worker:

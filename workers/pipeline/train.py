@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from grader.datasets import VALIDATION_FRACTION
+from grader.grading.plan import GradingPlan
 from workers.pipeline.built_model import run_checked_job
 from workers.pipeline.errors import InfrastructureError
 from workers.pipeline.jobs import JobDirs, StageResources, sandbox_job, stage_log
-from workers.pipeline.plan import GradingPlan
 from workers.pipeline.trained_weights import checked_weights
 
 MODEL_CONFIG_FILE = "model.json"

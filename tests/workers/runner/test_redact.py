@@ -55,9 +55,9 @@ def test_a_training_crash_in_the_sandbox_shows_no_host_path(tmp_path, bwrap_avai
     import json
 
     from grader.datasets import prepare_dataset
+    from grader.grading.plan import GradingPlan
     from workers.pipeline.errors import StageFailed
     from workers.pipeline.jobs import StageResources, job_dirs
-    from workers.pipeline.plan import GradingPlan
     from workers.pipeline.sandboxes import open_sandbox
     from workers.pipeline.train import run_train
 

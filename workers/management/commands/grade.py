@@ -20,9 +20,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
 from grader.errors import GraderError
+from grader.grading.plan import GradingPlan
 from grader.terminal import terminal_lines, terminal_safe
 from workers.pipeline.local import EXIT_CODES, GradeReport, grade_file
-from workers.pipeline.plan import GradingPlan
 from workers.sandbox import BACKENDS
 
 #: The `--format json` reason of a bad argument (no such file, no such assignment or preset).

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from workers.pipeline.plan import GradingPlan
+from grader.grading.plan import GradingPlan
 
 
 def rule_score(rules: Sequence[Mapping[str, Any]]) -> float:

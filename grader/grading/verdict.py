@@ -16,9 +16,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from workers.pipeline.plan import GradingPlan
-from workers.pipeline.scoring import final_failure as final_failure  # re-exported
-from workers.pipeline.scoring import late_adjusted_score, rule_score, stored_rules_passed
+from grader.grading.plan import GradingPlan
+from grader.grading.scoring import final_failure as final_failure  # re-exported
+from grader.grading.scoring import late_adjusted_score, rule_score, stored_rules_passed
 
 
 @dataclass(frozen=True)
@@ -59,9 +59,9 @@ def compute_verdict(
     """
     from grader.analysis import analyze
     from grader.errors import ReceptiveFieldError
+    from grader.grading.static_check import load_plan_ruleset
     from grader.receptive_field import compute_receptive_field
     from grader.rules import TrainingOutcome, evaluate_rules
-    from workers.pipeline.check import load_plan_ruleset
 
     ruleset = load_plan_ruleset(plan)
     analysis = analyze(model_config)

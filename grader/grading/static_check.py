@@ -10,14 +10,13 @@ assignment says so, so an invalid model never uses GPU time.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from grader.errors import GraderError, RuleSetError, TrainingConfigError
-from workers.pipeline.errors import InfrastructureError, StageFailed
-from workers.pipeline.plan import GradingPlan
-from workers.pipeline.scoring import failure_message, late_adjusted_score, rule_score
+from grader.grading.outcomes import InfrastructureError, StageFailed
+from grader.grading.plan import GradingPlan
+from grader.grading.scoring import failure_message, late_adjusted_score, rule_score
 
 
 @dataclass(frozen=True)
@@ -98,11 +97,7 @@ def validated_training_config(
         config = validate_training_config(declared, policy)
     except TrainingConfigError as exc:
         raise StageFailed("invalid_submission", exc.message) from exc
-    if hasattr(config, "to_dict"):
-        return dict(config.to_dict())
-    if dataclasses.is_dataclass(config) and not isinstance(config, type):
-        return dataclasses.asdict(config)
-    return dict(config)
+    return config.to_dict()
 
 
 def plan_dataset(plan: GradingPlan) -> Any:
