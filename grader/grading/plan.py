@@ -12,6 +12,28 @@ from typing import Any
 import yaml
 
 DEFAULT_MEMORY_LIMIT_MB = 4096
+#: The stage whose wall-clock limit is the assignment's own (`time_limit_seconds`).
+TRAINING_STAGE = "training"
+#: The evaluate stage, limited by the host's `GRADER_EVALUATE_SECONDS`.
+EVALUATING_STAGE = "evaluating"
+
+
+@dataclass(frozen=True)
+class StageLimits:
+    """Nested limits of one stage: sandbox wall time < Celery soft limit < Celery hard limit."""
+
+    sandbox_seconds: int
+    soft_time_limit: int
+    time_limit: int
+
+    @classmethod
+    def nested(cls, seconds: int, grace_seconds: int) -> StageLimits:
+        """The sandbox gets `seconds`; each Celery limit adds one more grace period."""
+        return cls(
+            sandbox_seconds=seconds,
+            soft_time_limit=seconds + grace_seconds,
+            time_limit=seconds + 2 * grace_seconds,
+        )
 
 
 @dataclass(frozen=True)
@@ -55,6 +77,24 @@ class GradingPlan:
     def trains(self) -> bool:
         """Whether this plan trains the model (mode `train`)."""
         return self.mode != "evaluate"
+
+    def stage_limits(
+        self, stage: str, *, build_seconds: int, evaluate_seconds: int, grace_seconds: int
+    ) -> StageLimits:
+        """The time limits of `stage` (a submission status: ``training``, ``evaluating``, ...).
+
+        The sandbox's own wall-clock timeout fires first and yields a `timeout` verdict; the
+        Celery soft limit (sandbox + grace) only fires if the sandbox failed to enforce its
+        limit, and the hard limit kills a worker stuck even after that. Training is limited by
+        the assignment, evaluation and the rest (build, check) by the host's settings.
+        """
+        if stage == TRAINING_STAGE:
+            seconds = int(self.time_limit_seconds)
+        elif stage == EVALUATING_STAGE:
+            seconds = evaluate_seconds
+        else:
+            seconds = build_seconds
+        return StageLimits.nested(seconds, grace_seconds)
 
     def training_policy(self) -> dict[str, Any]:
         """The policy handed to `grader.training.config` and to the train runner."""

@@ -86,9 +86,12 @@ def _planned_epochs(training_config: dict[str, Any] | None) -> int | None:
 
 
 def _resources(plan: GradingPlan, stage: str) -> StageResources:
-    from assignments.services.grading import stage_limits
-
-    limits = stage_limits(stage=stage, assignment=plan)  # duck-typed: time_limit_seconds
+    limits = plan.stage_limits(
+        stage,
+        build_seconds=int(settings.GRADER_BUILD_SECONDS),
+        evaluate_seconds=int(settings.GRADER_EVALUATE_SECONDS),
+        grace_seconds=int(settings.GRADER_SANDBOX_GRACE_SECONDS),
+    )
     return StageResources(wall_seconds=limits.sandbox_seconds, memory_mb=plan.memory_limit_mb)
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from django.conf import settings
 from django.db.models import Max
 
 from assignments.models import Assignment, Submission
+from grader.grading.plan import GradingPlan, StageLimits
 
 Status = Submission.Status
 
@@ -20,34 +19,18 @@ def grading_setting(name: str) -> int:
     return int(getattr(settings, name))
 
 
-@dataclass(frozen=True)
-class StageLimits:
-    """Nested limits of one stage: sandbox wall time < Celery soft limit < Celery hard limit."""
-
-    sandbox_seconds: int
-    soft_time_limit: int
-    time_limit: int
+def host_limits() -> dict[str, int]:
+    """This host's stage limits (`config/settings/base.py`), as `GradingPlan.stage_limits` takes."""
+    return {
+        "build_seconds": grading_setting("GRADER_BUILD_SECONDS"),
+        "evaluate_seconds": grading_setting("GRADER_EVALUATE_SECONDS"),
+        "grace_seconds": grading_setting("GRADER_SANDBOX_GRACE_SECONDS"),
+    }
 
 
 def stage_limits(*, stage: str, assignment: Assignment) -> StageLimits:
-    """The time limits of `stage` for `assignment`.
-
-    The sandbox's own wall-clock timeout fires first and yields a `timeout` verdict; the Celery
-    soft limit (sandbox + grace) only fires if the sandbox failed to enforce its limit, and the
-    hard limit kills a worker stuck even after that.
-    """
-    if stage == Status.TRAINING:
-        seconds = int(assignment.time_limit_seconds)
-    elif stage == Status.EVALUATING:
-        seconds = grading_setting("GRADER_EVALUATE_SECONDS")
-    else:  # build and check (check runs on the host, in pure Python, well within this)
-        seconds = grading_setting("GRADER_BUILD_SECONDS")
-    grace = grading_setting("GRADER_SANDBOX_GRACE_SECONDS")
-    return StageLimits(
-        sandbox_seconds=seconds,
-        soft_time_limit=seconds + grace,
-        time_limit=seconds + 2 * grace,
-    )
+    """The time limits of `stage` for `assignment` (`GradingPlan.stage_limits`)."""
+    return GradingPlan.from_assignment(assignment).stage_limits(stage, **host_limits())
 
 
 def dispatch_limits(*, stage: str, assignment: Assignment) -> StageLimits:
@@ -67,7 +50,4 @@ def dispatch_limits(*, stage: str, assignment: Assignment) -> StageLimits:
         int(assignment.time_limit_seconds),
         grading_setting("GRADER_EVALUATE_SECONDS"),
     )
-    grace = grading_setting("GRADER_SANDBOX_GRACE_SECONDS")
-    return StageLimits(
-        sandbox_seconds=seconds, soft_time_limit=seconds + grace, time_limit=seconds + 2 * grace
-    )
+    return StageLimits.nested(seconds, grading_setting("GRADER_SANDBOX_GRACE_SECONDS"))

@@ -1,0 +1,1 @@
+"""Tests of grader.grading: the plan, the static check and the verdict without a database."""
