@@ -315,7 +315,7 @@ FUNCTION_IMPORTS_ALLOWED: dict[str, int] = {
     "grader/rules/__init__.py": 1,
     "grader/rules/context.py": 2,
     "grader/rules/params.py": 2,
-    "grader/rules/receptive_field.py": 3,
+    "grader/rules/field_size.py": 3,
     "grader/rules/schema.py": 1,
     "grader/training/evaluation.py": 1,
     "grader/training/pipeline.py": 1,

@@ -71,7 +71,7 @@ class Row:
 
 @dataclass(frozen=True)
 class TraceContext:
-    """What a what-if needs to trace the footprint again (`grader.rf.hints`).
+    """What a what-if needs to trace the footprint again (`grader.rf.what_if`).
 
     Attributes:
         graph: the model graph (a `grader.graph.ModelGraph`).

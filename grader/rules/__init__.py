@@ -15,8 +15,8 @@ from typing import Any
 from . import (  # noqa: F401 - importing a family registers its rules
     capacity,
     convolutions,
+    field_size,
     layers,
-    receptive_field,
     regularization,
     trainability,
     training,

@@ -720,7 +720,7 @@ def test_hint_formulas_match_recomputation(build):
 
 @pytest.mark.parametrize("build", [plain_stack, strided_stack, dilated_stack])
 def test_footprint_what_ifs_match_the_rebuilt_graph(build):
-    from grader.rf.hints import extra_convs_to_reach, footprint_if
+    from grader.rf.what_if import extra_convs_to_reach, footprint_if
 
     report = compute_receptive_field(build())
     conv3 = ("Conv2D", {"kernel_size": 3, "padding": "same"})

@@ -132,7 +132,7 @@ def _uncounted(ctx: RuleContext, report: Any) -> str:
 
 def _hint(report: Any, required: tuple[int, ...], *, pooling_allowed: bool) -> str:
     """What zero padding hides, and what one change would make every unit see (traced)."""
-    from grader.rf.hints import extra_convs_to_reach, footprint_if
+    from grader.rf.what_if import extra_convs_to_reach, footprint_if
 
     footprint = report.footprint
     lines = []
@@ -169,7 +169,7 @@ def _hint(report: Any, required: tuple[int, ...], *, pooling_allowed: bool) -> s
                 f"A 3x3 convolution with stride 2 and a 3x3 convolution after it: {_fmt(strided)}."
             )
         try:
-            from grader.rf.hints import dilation_target
+            from grader.rf.what_if import dilation_target
 
             target = dilation_target(report)
             dilated = footprint_if(report, "dilate_last")
