@@ -7,9 +7,11 @@ start starts it (`-Q preflight,gpu,maintenance --concurrency 1`), bubblewrap san
 the same run, each with its own worker:
 
 - **before**: the build sandbox imports TensorFlow (`GRADER_BUILD_KERAS_BACKEND=tensorflow`),
-  no warm build sandbox (`GRADER_WARM_BUILD=false`) and the embedded broker polls its queues
-  every second (kombu's default, `CELERY_BROKER_POLLING_INTERVAL=1`), as before issue 15;
-- **after**: the defaults (numpy build backend, a warm build sandbox, 0.1 s polls).
+  no warm build or evaluate sandbox (`GRADER_WARM_BUILD=false`, `GRADER_WARM_EVALUATE=false`)
+  and the embedded broker polls its queues every second (kombu's default,
+  `CELERY_BROKER_POLLING_INTERVAL=1`), as before issue 15 (except that the evaluate stage
+  finalizes at once in both: that has no switch);
+- **after**: the defaults (numpy build backend, warm build and evaluate sandboxes, 0.1 s polls).
 
 Each configuration starts with one unmeasured grading (the worker's first build starts cold
 and starts the warm sandbox the next upload uses; file caches).
@@ -57,6 +59,7 @@ CONFIGURATIONS = {
     "before": {
         "GRADER_BUILD_KERAS_BACKEND": "tensorflow",
         "GRADER_WARM_BUILD": "false",
+        "GRADER_WARM_EVALUATE": "false",
         "CELERY_BROKER_POLLING_INTERVAL": "1",
     },
     "after": {},

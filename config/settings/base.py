@@ -249,6 +249,9 @@ GRADER_BUILD_KERAS_BACKEND = env.str("GRADER_BUILD_KERAS_BACKEND", default="nump
 # After a light build, the worker process starts the next build's sandbox (Keras imported, one job
 # per sandbox as always) so that the next upload's static verdict skips the import.
 GRADER_WARM_BUILD = env.bool("GRADER_WARM_BUILD", default=True)
+# While a submission trains, its evaluate sandbox starts (TensorFlow imported, waiting for the
+# weights; the exact cold job, for that submission only), so its verdict follows the training.
+GRADER_WARM_EVALUATE = env.bool("GRADER_WARM_EVALUATE", default=True)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

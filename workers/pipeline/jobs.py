@@ -59,8 +59,11 @@ class JobDirs:
     out: Path
 
     def write_spec(self, spec: dict[str, Any]) -> None:
-        """Write ``spec.json`` into the input directory."""
-        (self.input / "spec.json").write_text(json.dumps(spec), encoding="utf-8")
+        """Write ``spec.json`` into the input directory, whole at once (a rename): a warm
+        sandbox (`workers.pipeline.warm_sandbox`) starts its job as soon as the file is there."""
+        partial = self.input / ".spec.json.part"
+        partial.write_text(json.dumps(spec), encoding="utf-8")
+        os.replace(partial, self.input / "spec.json")
 
 
 def job_dirs(*, root: Path, key: str, stage: str, fresh_output: bool = True) -> JobDirs:

@@ -33,6 +33,7 @@ from django.db import DatabaseError, close_old_connections, connection
 from assignments.models import Submission
 from assignments.services import grading
 from grader.grading.plan import GradingPlan
+from workers.pipeline import warm_evaluate
 from workers.pipeline.errors import (
     DatasetMissing,
     InfrastructureError,
@@ -41,6 +42,7 @@ from workers.pipeline.errors import (
 )
 from workers.pipeline.jobs import StageResources, job_dirs
 from workers.pipeline.sandboxes import open_sandbox, worker_gpu_device
+from workers.pipeline.trained_weights import trained_weights_of
 
 logger = logging.getLogger(__name__)
 
@@ -331,13 +333,8 @@ def _claim(submission_id: int, worker: str, from_status: str, to_status: str) ->
         submission_id=submission_id, from_status=from_status, to_status=to_status, worker=worker
     )
     if not claimed:
-        logger.info(
-            "Submission %s: %s -> %s not claimed by %s (owned elsewhere or moved on)",
-            submission_id,
-            from_status,
-            to_status,
-            worker,
-        )
+        message = "Submission %s: %s -> %s not claimed by %s (owned elsewhere or moved on)"
+        logger.info(message, submission_id, from_status, to_status, worker)
     return claimed
 
 
@@ -467,6 +464,9 @@ def execute_train(
             # Student code keeps no checkpoint: this attempt starts over, and its epochs
             # replace those an earlier (killed) attempt reported.
             grading.reset_epochs(submission_id=submission_id, worker=worker)
+        if sandbox is None and warm_evaluate.enabled():  # its evaluation imports meanwhile
+            limit = resources_for(Status.TRAINING, submission).wall_seconds
+            warm_evaluate.start(idle_seconds=limit + 60, **_evaluate_job(submission, dataset))
         with heartbeat_while_running(submission_id, worker) as beat:
             output = run_train(
                 model_config=submission.model_config or {},
@@ -508,26 +508,17 @@ def execute_train(
             custom_training=output.custom_training,
         )
 
-    return _guarded(submission_id, worker, "train", body)
+    outcome = _guarded(submission_id, worker, "train", body)
+    warm_evaluate.after_training(succeeded=outcome == DONE)
+    return outcome
 
 
-def _trained_weights(submission: Submission) -> Path:
-    from workers.pipeline.jobs import RESULT_FILENAME, RESULT_MAX_BYTES
-    from workers.sandbox.outputs import collect_output
-
-    train = jobs_root() / grading_key(submission) / "train"
-    files = collect_output(train / "out", RESULT_MAX_BYTES)
-    import json
-
-    try:
-        name = Path(str(json.loads(files[RESULT_FILENAME])["weights"])).name
-    except (KeyError, ValueError, TypeError) as exc:
-        raise InfrastructureError(
-            f"The trained weights of submission #{submission.pk} are gone from this host "
-            f"({train}). Expected the train stage's result next to them.",
-            retry=False,
-        ) from exc
-    return train / "work" / name
+def _evaluate_job(submission: Submission, dataset: Any) -> dict[str, Any]:
+    """What decides the evaluate job of a trained submission (`warm_evaluate.evaluate_job`)."""
+    resources = resources_for(Status.EVALUATING, submission)
+    return dict(jobs_root=jobs_root(), key=grading_key(submission), test_dir=dataset.test_dir,
+        held_out_dir=dataset.held_out_dir, sandbox=open_sandbox(), resources=resources,
+        gpu_device=worker_gpu_device())  # fmt: skip
 
 
 def execute_evaluate(
@@ -545,12 +536,15 @@ def execute_evaluate(
     def body() -> None:
         current = _load(submission_id)
         dataset = prepare(plan)
-        dirs = job_dirs(root=jobs_root(), key=grading_key(current), stage="evaluate")
+        warm = sandbox is None and plan.trains  # the one `execute_train` started, if it fits
+        dirs, runs_in = warm_evaluate.dirs_and_sandbox(
+            warm, sandbox, **_evaluate_job(current, dataset)
+        )
         common: dict[str, Any] = {
             "analysis": _stored_analysis(current),
             "dirs": dirs,
             "test_dir": dataset.test_dir,
-            "sandbox": sandbox or open_sandbox(),
+            "sandbox": runs_in,
             "resources": resources_for(Status.EVALUATING, current),
             "gpu_device": worker_gpu_device(),
         }
@@ -559,7 +553,7 @@ def execute_evaluate(
             if plan.trains:
                 output = run_evaluate(
                     model_config=current.model_config,
-                    weights_path=_trained_weights(current),
+                    weights_path=trained_weights_of(jobs_root() / grading_key(current) / "train"),
                     held_out_dir=dataset.held_out_dir,
                     **common,
                 )
@@ -577,7 +571,13 @@ def execute_evaluate(
             validation=output.validation,
         )
 
-    return _guarded(submission_id, worker, "evaluate", body)
+    outcome = _guarded(submission_id, worker, "evaluate", body)
+    if outcome == DONE:  # at once, not behind the preflight queue; its task then finds it done
+        try:
+            execute_finalize(submission_id)
+        except Exception:  # the finalize task, sent all the same, retries or gives up
+            logger.warning("Submission %s: finalize left to its task", submission_id, exc_info=True)
+    return outcome
 
 
 def execute_finalize(submission_id: int) -> str:

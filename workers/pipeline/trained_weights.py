@@ -9,10 +9,12 @@ for sizes and counts past the limits, `crashed` for anything that is not a plain
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
-from workers.pipeline.errors import StageFailed
+from workers.pipeline.errors import InfrastructureError, StageFailed
+from workers.pipeline.jobs import RESULT_FILENAME, RESULT_MAX_BYTES
 from workers.sandbox.output_files import (
     WEIGHTS_MAX_BYTES,
     WORK_MAX_DEPTH,
@@ -23,6 +25,7 @@ from workers.sandbox.output_files import (
     check_output_tree,
     copy_output_file,
 )
+from workers.sandbox.outputs import collect_output
 
 
 def _reason(exc: OutputRejected) -> str:
@@ -78,3 +81,21 @@ def copy_weights(*, source: Path, destination: Path) -> None:
         copy_output_file(source, destination, max_bytes=WEIGHTS_MAX_BYTES)
     except OutputRejected as exc:
         raise StageFailed(_reason(exc), f"The trained weights cannot be evaluated: {exc}") from exc
+
+
+def trained_weights_of(train: Path) -> Path:
+    """The weights file the train job in folder `train` reported, next to its result.
+
+    Raises:
+        InfrastructureError: (not retried) the train stage's result is gone from this host.
+    """
+    try:
+        files = collect_output(train / "out", RESULT_MAX_BYTES)
+        name = Path(str(json.loads(files[RESULT_FILENAME])["weights"])).name
+    except (KeyError, ValueError, TypeError) as exc:
+        raise InfrastructureError(
+            f"The trained weights of this grading are gone from this host ({train}). "
+            "Expected the train stage's result next to them.",
+            retry=False,
+        ) from exc
+    return train / "work" / name

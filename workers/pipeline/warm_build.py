@@ -17,7 +17,6 @@ that builds keeps one ready (about 250 MB of memory and one Keras import per idl
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import shutil
@@ -29,8 +28,8 @@ from typing import Any
 
 from django.conf import settings
 
-from workers.pipeline.jobs import JobDirs, StageResources, job_dirs, sandbox_job
-from workers.runner.protocol import WAIT_ENV
+from workers.pipeline.jobs import StageResources, job_dirs, sandbox_job
+from workers.pipeline.warm_sandbox import WarmSandbox
 
 logger = logging.getLogger(__name__)
 
@@ -43,43 +42,28 @@ PREFIX = "warm-build-"
 
 
 @dataclasses.dataclass
-class WarmBuild:
-    """One started build sandbox waiting for its job."""
+class WarmBuild(WarmSandbox):
+    """One started build sandbox waiting for its job (`workers.pipeline.warm_sandbox`)."""
 
-    dirs: JobDirs
-    backend: str
-    sandbox: Any
-    resources: StageResources
-    started: float
-    cancel: threading.Event = dataclasses.field(default_factory=threading.Event)
-    result: Any = None
-    done: threading.Event = dataclasses.field(default_factory=threading.Event)
-    claimed: bool = False
+    backend: str = ""
 
-    def _run(self, idle_seconds: float) -> None:
+    def _start(self, idle_seconds: float) -> None:
         job = sandbox_job(
             stage="build",
             dirs=self.dirs,
             data_dir=None,
-            resources=dataclasses.replace(
-                self.resources,
-                wall_seconds=int(self.resources.wall_seconds + idle_seconds + 5),
-            ),
+            resources=self.resources,
             sandbox=self.sandbox,
             keras_backend=self.backend,
         )
-        job = dataclasses.replace(job, env={**job.env, WAIT_ENV: str(idle_seconds)})
-        try:
-            self.result = self.sandbox.run(job, cancel=self.cancel)
-        except Exception:  # a warm sandbox must never take the worker down
-            logger.exception("A warm build sandbox failed")
-        finally:
-            self.done.set()
-            if not self.claimed:
-                shutil.rmtree(self.dirs.root.parent.parent, ignore_errors=True)
-                # Replaced only when it waited its time out (never in a loop of failing starts).
-                if not self.cancel.is_set() and time.monotonic() - self.started >= idle_seconds:
-                    _replace(self)
+        self.launch(job, idle_seconds, "warm-build")
+
+    def ended(self) -> None:
+        if not self.claimed:
+            shutil.rmtree(self.dirs.root.parent.parent, ignore_errors=True)
+            # Replaced only when it waited its time out (never in a loop of failing starts).
+            if not self.cancel.is_set() and time.monotonic() - self.started >= IDLE_SECONDS:
+                _replace(self)
 
     def usable(self, *, sandbox: Any, backend: str, resources: StageResources) -> bool:
         """Whether this sandbox can run a build of `backend` with `resources` now."""
@@ -96,30 +80,8 @@ class WarmBuild:
         """Hand this sandbox its job and wait for the `SandboxResult`; the build's wall-clock
         limit counts from now (past it, the result reads as a timeout)."""
         (self.dirs.input / "submission.py").write_text(source, encoding="utf-8")
-        partial = self.dirs.input / ".spec.json.part"
-        partial.write_text(json.dumps(spec), encoding="utf-8")
-        os.replace(partial, self.dirs.input / "spec.json")
-        deadline = time.monotonic() + self.resources.wall_seconds
-        timed_out = False
-        while not self.done.wait(0.05):
-            if cancel is not None and cancel.is_set():
-                self.cancel.set()
-            elif time.monotonic() > deadline and not timed_out:
-                timed_out = True
-                self.cancel.set()
-        result = self.result
-        if timed_out and result is not None and (cancel is None or not cancel.is_set()):
-            result = dataclasses.replace(
-                result,
-                timed_out=True,
-                reason="timeout",
-                detail=f"The job ran past its wall-clock limit of {self.resources.wall_seconds} s.",
-            )
-        return result
-
-    def discard(self) -> None:
-        """Stop this sandbox (its thread removes its folder)."""
-        self.cancel.set()
+        self.dirs.write_spec(spec)
+        return self.wait(cancel=cancel)
 
 
 _lock = threading.Lock()
@@ -190,11 +152,8 @@ def start(
             resources=resources,
             started=time.monotonic(),
         )
-        thread = threading.Thread(
-            target=warm._run, args=(IDLE_SECONDS,), name="warm-build", daemon=True
-        )
         _waiting = warm
-        thread.start()
+        warm._start(IDLE_SECONDS)
         return warm
 
 
