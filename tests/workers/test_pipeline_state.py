@@ -224,7 +224,7 @@ def test_a_forged_epoch_number_is_refused(submission, epoch):
 
 
 def test_the_heartbeat_thread_keeps_the_stage_alive_until_ownership_is_lost(submission, instructor):
-    from workers.pipeline.stages import Heartbeat
+    from workers.pipeline.heartbeat import Heartbeat
 
     _to_training(submission)
     stale = timezone.now() - timedelta(hours=1)
