@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 from django.db import DatabaseError, connection
 
-from assignments.models import Submission
+from assignments.selectors import stage_rows
 from assignments.services import grading
 
 logger = logging.getLogger("workers.pipeline.stages")  # the name operators already filter on
@@ -56,9 +56,7 @@ class Heartbeat:
         if refresh:
             return grading.heartbeat(submission_id=self.submission_id, worker=self.worker)
         # A read between heartbeats: cheap (primary key), and writes nothing.
-        return Submission.objects.filter(
-            pk=self.submission_id, worker=self.worker, status__in=grading.RUNNING_STATUSES
-        ).exists()
+        return stage_rows.still_owns(self.submission_id, self.worker)
 
     def _run(self) -> None:
         next_beat = time.monotonic() + self.interval

@@ -29,6 +29,7 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
 
 from assignments.models import Submission
+from assignments.selectors import stage_rows
 from assignments.services import grading
 from grader.grading.plan import GradingPlan
 from workers.pipeline import warm_evaluate
@@ -138,7 +139,7 @@ def abandon(submission_id: int) -> None:
     resume from them). After a regrade the new grading removes the old folders itself, and a
     stage the reaper re-queued keeps them: its next attempt resumes from the checkpoints.
     """
-    submission = Submission.objects.filter(pk=submission_id).first()
+    submission = stage_rows.find_submission(submission_id)
     if submission is not None and submission.status == Status.CANCELLED:
         shutil.rmtree(jobs_root() / grading_key(submission), ignore_errors=True)
         with contextlib.suppress(OSError):
@@ -156,7 +157,7 @@ def stop_if_lost(beat: Heartbeat) -> None:
 
 
 def _load(submission_id: int) -> Submission:
-    return Submission.objects.select_related("assignment").get(pk=submission_id)
+    return stage_rows.submission_for_stage(submission_id)
 
 
 def _guarded(submission_id: int, worker: str, stage: str, body: Callable[[], None]) -> str:
