@@ -208,7 +208,8 @@ def build_backend(source: str) -> str:
     serialises the same model config on its numpy backend without it (on JAX too, but JAX
     compiles every weight initializer: more CPU than TensorFlow for a small model).
     """
-    configured = str(settings.GRADER_BUILD_KERAS_BACKEND).strip()
+    # An empty value (`GRADER_BUILD_KERAS_BACKEND=` in an env file) means the default.
+    configured = str(settings.GRADER_BUILD_KERAS_BACKEND or "numpy").strip()
     if configured not in LIGHT_BACKENDS or configured in _unavailable_backends:
         return "tensorflow"
     if TENSORFLOW_MENTION.search(source):
