@@ -36,34 +36,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
+
+from scratch_db import create_database  # this folder: run as a script
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-ADMIN_URL = os.environ.get("BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/11")
 BUSY_GOAL = 0.90
 TASK_LINE = re.compile(r"Task (workers\.\w+)\[[^\]]+\] succeeded in ([0-9.]+)s: '(\w+)'")
-
-
-def create_database() -> tuple[str, Callable[[], None]]:
-    """A scratch database on the local PostgreSQL, and a function that drops it."""
-    import psycopg
-
-    name = f"grader_bench_{os.getpid()}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        from django.db import connections
-
-        connections.close_all()
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return f"postgres://postgres@127.0.0.1:5432/{name}", drop
 
 
 def model_bytes(n: int) -> bytes:

@@ -47,10 +47,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from scratch_db import create_database  # this folder: run as a script
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-ADMIN_URL = os.environ.get("BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/13")
 STATIC_GOAL_SECONDS = 2.0
 SUBMISSION = ROOT / "tests/fixtures/models/smoke_submission.py"
@@ -72,23 +73,6 @@ SPANS = (
     ("train (+ hop to evaluate)", "training_at", "evaluating_at"),
     ("evaluate + finalize", "evaluating_at", "finished_at"),
 )
-
-
-def create_database() -> tuple[str, object]:
-    import psycopg
-
-    name = f"grader_bench_{os.getpid()}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        from django.db import connections
-
-        connections.close_all()
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return f"postgres://postgres@127.0.0.1:5432/{name}", drop
 
 
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

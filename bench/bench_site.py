@@ -22,32 +22,14 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
+
+from scratch_db import create_database  # this folder: run as a script
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-ADMIN_URL = os.environ.get("BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 P95_GOAL_MS = 100.0
-
-
-def create_database() -> tuple[str, Callable[[], None]]:
-    """A scratch database on the local PostgreSQL, and a function that drops it."""
-    import psycopg
-
-    name = f"grader_bench_{os.getpid()}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        from django.db import connections
-
-        connections.close_all()
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return f"postgres://postgres@127.0.0.1:5432/{name}", drop
 
 
 def seed(n_students: int, n_big: int, n_small: int, seed_value: int = 0) -> dict:
