@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from grader.rules.kinds import (
+from grader.rules.families import (
     CONVS,
     DEPTHWISE_CONVS,
     PLAIN_CONVS,

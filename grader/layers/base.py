@@ -2,7 +2,7 @@
 
 A record (`LayerSpec`) holds a class's arguments, output-shape inference and weights, its
 receptive-field geometry (`grader.rf.effects.Geometry`), the rule families it belongs to
-(`RULE_FAMILIES`, read by `grader.rules.kinds`) and its safety record (`Safety`, read by
+(`RULE_FAMILIES`, read by `grader.rules.families`) and its safety record (`Safety`, read by
 `grader.config_safety` and `grader.layer_arguments`). Every other table of layer classes is
 built from the records; `tests/grader/layers/test_layer_records.py` checks that each record
 is complete.
@@ -150,7 +150,7 @@ COMMON_REFUSALS = (
 )
 
 
-# The families of layer classes that rules and hints ask about (`grader.rules.kinds`).
+# The families of layer classes that rules and hints ask about (`grader.rules.families`).
 PLAIN_CONV = "plain_conv"  # ConvND and ConvNDTranspose
 SEPARABLE_CONV = "separable_conv"
 DEPTHWISE_CONV = "depthwise_conv"

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from grader.graph import ModelGraph, Node, Shape
 from grader.graph_effect import Effect, OutputInfluence, output_influence
 
-from .kinds import IMAGE_PRESERVING
+from .families import IMAGE_PRESERVING
 from .results import TrainingOutcome
 
 if TYPE_CHECKING:
@@ -179,7 +179,7 @@ class RuleContext:
         """Whether the call reads the image: a model input, directly or through image-preserving
         layers.
 
-        Those (`kinds.IMAGE_PRESERVING`: preprocessing, augmentation, normalization, noise,
+        Those (`families.IMAGE_PRESERVING`: preprocessing, augmentation, normalization, noise,
         activations, padding) have no learned spatial filter and merge nothing, so the call is
         the first to filter the image itself.
         """

@@ -24,6 +24,7 @@ from .counting import (
     exclusion_hint,
     undecided,
 )
+from .families import CONVS, DEPTHWISE_CONVS, PLAIN_CONVS, SEPARABLE_CONVS, format_kernel
 from .kernels import (
     describe_kernel,
     filters_spatially,
@@ -31,7 +32,6 @@ from .kernels import (
     why_not_dilated,
     why_not_spatial,
 )
-from .kinds import CONVS, DEPTHWISE_CONVS, PLAIN_CONVS, SEPARABLE_CONVS, format_kernel
 from .params import Bool, Int
 from .registry import Verdict, rule
 from .schema import RuleSpec

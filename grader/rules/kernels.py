@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from grader.graph import Node
 
-from .kinds import as_tuple, format_kernel, spatial_rank
+from .families import as_tuple, format_kernel, spatial_rank
 
 _TRANSPOSED = frozenset({"Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"})
 

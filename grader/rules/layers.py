@@ -14,7 +14,7 @@ from .counting import (
     effect_exclusion,
     exclusion_hint,
 )
-from .kinds import GLOBAL_AVERAGE_POOLING, GLOBAL_MAX_POOLING
+from .families import GLOBAL_AVERAGE_POOLING, GLOBAL_MAX_POOLING
 from .params import Choice, ClassNames, Int
 from .registry import Verdict, rule
 from .schema import RuleSpec

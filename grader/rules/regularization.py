@@ -5,7 +5,7 @@ from __future__ import annotations
 from grader import hints
 
 from .context import LayerFacts, RuleContext
-from .kinds import dropout_rates
+from .families import dropout_rates
 from .params import Number
 from .registry import Verdict, rule
 from .schema import RuleSpec

@@ -2,7 +2,7 @@
 
 A record (`grader.layers.LayerSpec`) holds a class's output shape, weights, receptive-field
 geometry, rule families, safety record and zero behaviour (`grader.graph_effect`). The
-receptive-field tables (`grader.rf.geometry`), the rule families (`grader.rules.kinds`), the
+receptive-field tables (`grader.rf.geometry`), the rule families (`grader.rules.families`), the
 built-in class list (`grader.layers.keras_classes`), the activation objects
 (`grader.layer_arguments`) and the zero tables of `grader.graph_effect` must say exactly what
 the records say.
@@ -26,7 +26,7 @@ from grader.layers.keras_classes import (
 from grader.rf import geometry
 from grader.rf.effects import EFFECT_KINDS, Geometry
 from grader.rf.readers import CHANNEL_MIX, ELEMENTWISE, GLOBAL_POOLING, INFERENCE_IDENTITY
-from grader.rules import kinds
+from grader.rules import families
 from tests.support.layer_configs import FAMILIES as RANDOM_CONFIGS
 
 
@@ -150,7 +150,7 @@ def test_receptive_field_tables_are_the_records() -> None:
 )
 def test_rule_families_are_the_records(table: str, family: str) -> None:
     assert family in RULE_FAMILIES
-    members = getattr(kinds, table)
+    members = getattr(families, table)
     assert members == _with(lambda s: family in s.families)
     assert members, f"no supported class is in family {family}"
 
