@@ -11,7 +11,8 @@ the same run, each with its own worker:
   and the embedded broker polls its queues every second (kombu's default,
   `CELERY_BROKER_POLLING_INTERVAL=1`), as before issue 15 (except that the evaluate stage
   finalizes at once in both: that has no switch);
-- **after**: the defaults (numpy build backend, warm build and evaluate sandboxes, 0.1 s polls).
+- **after**: the defaults (numpy build backend, warm build sandbox, 0.1 s polls) and the opt-in
+  warm evaluate sandbox (`GRADER_WARM_EVALUATE=true`).
 
 Each configuration starts with one unmeasured grading (the worker's first build starts cold
 and starts the warm sandbox the next upload uses; file caches).
@@ -63,7 +64,8 @@ CONFIGURATIONS = {
         "GRADER_WARM_EVALUATE": "false",
         "CELERY_BROKER_POLLING_INTERVAL": "1",
     },
-    "after": {},
+    # The warm evaluate sandbox is opt-in (GRADER_WARM_EVALUATE=false by default): on here.
+    "after": {"GRADER_WARM_EVALUATE": "true"},
 }
 SPANS = (
     ("upload -> build starts", "uploaded", "building_at"),

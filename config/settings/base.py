@@ -251,7 +251,8 @@ GRADER_BUILD_KERAS_BACKEND = env.str("GRADER_BUILD_KERAS_BACKEND", default="nump
 GRADER_WARM_BUILD = env.bool("GRADER_WARM_BUILD", default=True)
 # While a submission trains, its evaluate sandbox starts (TensorFlow imported, waiting for the
 # weights; the exact cold job, for that submission only), so its verdict follows the training.
-GRADER_WARM_EVALUATE = env.bool("GRADER_WARM_EVALUATE", default=True)
+# Opt-in: a resumed training after a killed pool process starts later while one starts.
+GRADER_WARM_EVALUATE = env.bool("GRADER_WARM_EVALUATE", default=False)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

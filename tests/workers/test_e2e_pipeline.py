@@ -119,9 +119,11 @@ class Workers:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
 
-    def logs(self) -> str:
+    def logs(self, tail: int | None = 6000) -> str:
+        """Every worker's log (the last `tail` characters of each: failure messages stay short;
+        `tail=None` for all of it, for assertions on what a log says)."""
         return "\n".join(
-            f"--- {path.name}\n{path.read_text(errors='replace')[-6000:]}"
+            f"--- {path.name}\n{path.read_text(errors='replace')[-tail if tail else 0 :]}"
             for path in sorted(self.log_dir.glob("worker*.log"))
         )
 
