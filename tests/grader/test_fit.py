@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,17 @@ from tests.support.fixture_models import model_path
 
 SYNTHETIC = get_source("synthetic")
 REAL = Path(__file__).resolve().parents[1] / "fixtures" / "real"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keras_state():
+    # TensorFlow refuses some names only once a layer is built inside Keras' name scope, and the
+    # refusal leaves that scope on Keras' global stack: every later model's variable names would
+    # carry it (and fail). Clear Keras' global state after each test that imported it.
+    yield
+    keras = sys.modules.get("keras")
+    if keras is not None:
+        keras.backend.clear_session(free_memory=False)
 
 
 def _smoke() -> dict[str, Any]:

@@ -118,6 +118,7 @@ def test_smoke_preset_accuracy_target_is_reachable_by_its_reference_model(tmp_pa
     x, y = load_split(
         prepare_dataset(ruleset.dataset, tmp_path, key=TEST_DATASET_KEY).train_dir, mmap=False
     )
+    keras.backend.clear_session()  # no name scope or layer counter left by earlier tests
     keras.utils.set_random_seed(0)
     model = keras.models.model_from_json(model_path("smoke_separable").read_text())
     model.compile(
