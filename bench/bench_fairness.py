@@ -38,7 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from scratch_db import create_database  # this folder: run as a script
+from local_stack import create_database, wait_ready  # this folder: run as a script
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -100,17 +100,6 @@ def start_worker(
     return subprocess.Popen(
         argv, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
     )
-
-
-def wait_ready(log: Path, worker: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if " ready." in log.read_text(errors="replace"):
-            return
-        if worker.poll() is not None:
-            sys.exit(f"The worker exited:\n{log.read_text(errors='replace')[-3000:]}")
-        time.sleep(0.5)
-    sys.exit(f"The worker was not ready in {timeout:.0f} s:\n{log.read_text()[-3000:]}")
 
 
 def busy_seconds(log: Path) -> tuple[float, int]:

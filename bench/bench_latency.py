@@ -48,7 +48,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from scratch_db import create_database  # this folder: run as a script
+from local_stack import create_database, wait_ready  # this folder: run as a script
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -92,17 +92,6 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-
-
-def wait_ready(log: Path, worker: subprocess.Popen[bytes], timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if " ready." in log.read_text(errors="replace"):
-            return
-        if worker.poll() is not None:
-            sys.exit(f"The worker exited:\n{log.read_text(errors='replace')[-3000:]}")
-        time.sleep(0.2)
-    sys.exit(f"The worker was not ready in {timeout:.0f} s:\n{log.read_text()[-3000:]}")
 
 
 def stop_worker(worker: subprocess.Popen[bytes]) -> None:

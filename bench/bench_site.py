@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from scratch_db import create_database  # this folder: run as a script
+from local_stack import create_database  # this folder: run as a script
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
