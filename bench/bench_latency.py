@@ -7,15 +7,15 @@ start starts it (`-Q preflight,gpu,maintenance --concurrency 1`), bubblewrap san
 the same run, each with its own worker:
 
 - **before**: the build sandbox imports TensorFlow (`GRADER_BUILD_KERAS_BACKEND=tensorflow`),
-  no warm build or evaluate sandbox (`GRADER_WARM_BUILD=false`, `GRADER_WARM_EVALUATE=false`)
-  and the embedded broker polls its queues every second (kombu's default,
-  `CELERY_BROKER_POLLING_INTERVAL=1`), as before issue 15 (except that the evaluate stage
-  finalizes at once in both: that has no switch);
-- **after**: the defaults (numpy build backend, warm build sandbox, 0.1 s polls) and the opt-in
-  warm evaluate sandbox (`GRADER_WARM_EVALUATE=true`).
+  no warm build, train or evaluate sandbox (`GRADER_WARM_BUILD=false`,
+  `GRADER_WARM_TRAIN=false`, `GRADER_WARM_EVALUATE=false`) and the embedded broker polls its
+  queues every second (kombu's default, `CELERY_BROKER_POLLING_INTERVAL=1`), as before issue
+  15 (except that the evaluate stage finalizes at once in both: that has no switch);
+- **after**: the defaults (numpy build backend, warm build, train and evaluate sandboxes,
+  0.1 s polls).
 
-Each configuration starts with one unmeasured grading (the worker's first build starts cold
-and starts the warm sandbox the next upload uses; file caches).
+Each configuration starts with one unmeasured grading (the worker's first build and training
+start cold and start the warm sandboxes the next upload uses; file caches).
 
 For each it prints the medians over `--runs` uploads of: upload to static verdict (rules,
 parameters, receptive field, hints: the check stage's result row), upload to final verdict,
@@ -61,11 +61,11 @@ CONFIGURATIONS = {
     "before": {
         "GRADER_BUILD_KERAS_BACKEND": "tensorflow",
         "GRADER_WARM_BUILD": "false",
+        "GRADER_WARM_TRAIN": "false",
         "GRADER_WARM_EVALUATE": "false",
         "CELERY_BROKER_POLLING_INTERVAL": "1",
     },
-    # The warm evaluate sandbox is opt-in (GRADER_WARM_EVALUATE=false by default): on here.
-    "after": {"GRADER_WARM_EVALUATE": "true"},
+    "after": {},
 }
 SPANS = (
     ("upload -> build starts", "uploaded", "building_at"),

@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -82,3 +83,17 @@ def bwrap_available() -> None:
     """bubblewrap is installed and can create namespaces here."""
     if shutil.which("bwrap") is None:
         service_missing("bubblewrap (bwrap)")
+
+
+@pytest.fixture(autouse=True)
+def _no_warm_sandbox_outlives_its_test() -> Iterator[None]:
+    """Stop the warm sandboxes a test's stages started in this process (`workers.pipeline.warm_*`
+    start one after a build or a training): each imports Keras and waits minutes for a job,
+    which no later test should share or pay for. Only modules already imported are asked."""
+    yield
+    import sys
+
+    for name in ("warm_build", "warm_evaluate", "warm_train"):
+        module = sys.modules.get(f"workers.pipeline.{name}")
+        if module is not None:
+            module.stop()

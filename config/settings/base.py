@@ -251,8 +251,11 @@ GRADER_BUILD_KERAS_BACKEND = env.str("GRADER_BUILD_KERAS_BACKEND", default="nump
 GRADER_WARM_BUILD = env.bool("GRADER_WARM_BUILD", default=True)
 # While a submission trains, its evaluate sandbox starts (TensorFlow imported, waiting for the
 # weights; the exact cold job, for that submission only), so its verdict follows the training.
-# Opt-in: a resumed training after a killed pool process starts later while one starts.
-GRADER_WARM_EVALUATE = env.bool("GRADER_WARM_EVALUATE", default=False)
+# Only on bwrap, whose sandboxes die with their worker process (a container would outlive it).
+GRADER_WARM_EVALUATE = env.bool("GRADER_WARM_EVALUATE", default=True)
+# After a training, a bwrap worker process starts its next training's sandbox (TensorFlow imported,
+# the same job as a cold one, one job per sandbox), so that training skips the import.
+GRADER_WARM_TRAIN = env.bool("GRADER_WARM_TRAIN", default=True)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

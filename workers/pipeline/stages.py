@@ -32,7 +32,7 @@ from assignments.models import Submission
 from assignments.selectors import stage_rows
 from assignments.services import grading
 from grader.grading.plan import GradingPlan
-from workers.pipeline import warm_evaluate
+from workers.pipeline import warm_evaluate, warm_train
 from workers.pipeline.errors import (
     DatasetMissing,
     InfrastructureError,
@@ -355,12 +355,12 @@ def execute_train(
         return SKIPPED
     from workers.pipeline.train import run_train, runs_student_code
 
+    next_training: list[warm_train.TrainJob] = []  # the job a warm sandbox gets ready for
+
     def body() -> None:
         submission = _load(submission_id)
         plan = GradingPlan.from_assignment(submission.assignment)
         dataset = prepare(plan)
-        # Same key as the attempt before: `work` keeps the checkpoints to resume from.
-        dirs = job_dirs(root=jobs_root(), key=grading_key(submission), stage="train")
         path = Path(submission.file.path)
         module = path if path.suffix.lower() == ".py" else None
         custom = runs_student_code(plan, module)
@@ -368,8 +368,26 @@ def execute_train(
             # Student code keeps no checkpoint: this attempt starts over, and its epochs
             # replace those an earlier (killed) attempt reported.
             grading.reset_epochs(submission_id=submission_id, worker=worker)
-        if sandbox is None and warm_evaluate.enabled():  # its evaluation imports meanwhile
-            limit = resources_for(Status.TRAINING, submission).wall_seconds
+        spec = warm_train.TrainJob(
+            train_dir=dataset.train_part_dir,
+            held_out_dir=None if custom else dataset.held_out_dir,  # as `run_train` mounts
+            sandbox=sandbox or open_sandbox(),
+            resources=resources_for(Status.TRAINING, submission),
+            gpu_device=worker_gpu_device(),
+        )
+        # Same key as the attempt before: `work` keeps the checkpoints to resume from (moved
+        # into a claimed warm sandbox's folder, which becomes this grading's).
+        dirs, runs_in = warm_train.dirs_and_sandbox(
+            use_warm=sandbox is None and warm_train.enabled(spec.sandbox),
+            given=sandbox,
+            jobs_root=jobs_root(),
+            key=grading_key(submission),
+            spec=spec,
+        )
+        next_training.append(spec)
+        if sandbox is None and warm_evaluate.enabled(spec.sandbox):
+            # Its evaluation imports Keras while this trains.
+            limit = spec.resources.wall_seconds
             warm_evaluate.start(idle_seconds=limit + 60, **_evaluate_job(submission, dataset))
         with heartbeat_while_running(submission_id, worker) as beat:
             output = run_train(
@@ -379,8 +397,8 @@ def execute_train(
                 dirs=dirs,
                 train_dir=dataset.train_part_dir,
                 held_out_dir=dataset.held_out_dir,
-                sandbox=sandbox or open_sandbox(),
-                resources=resources_for(Status.TRAINING, submission),
+                sandbox=runs_in,
+                resources=spec.resources,
                 on_epoch=_record_epoch_callback(submission_id, worker),
                 analysis=_stored_analysis(submission),
                 submission_path=module,
@@ -414,6 +432,9 @@ def execute_train(
 
     outcome = _guarded(submission_id, worker, "train", body)
     warm_evaluate.after_training(succeeded=outcome == DONE)
+    if sandbox is None and next_training:
+        # This process's next training (likely of the same assignment) skips the import.
+        warm_train.start(jobs_root=jobs_root(), spec=next_training[0])
     return outcome
 
 

@@ -13,8 +13,9 @@ One per worker process. It is stopped when the train stage fails or loses its su
 something else, when its evaluation does not claim it within `CLAIM_SECONDS` of the training's
 end (another worker took it, a cancel came between the stages), when the worker process shuts
 down (`stop`), or once it waited `idle_seconds` (the train stage's own limit). A worker process
-that dies takes it along (bubblewrap's ``--die-with-parent``; Docker's own limits).
-`GRADER_WARM_EVALUATE=false` turns it off.
+that dies takes it along (bubblewrap's ``--die-with-parent``): only the bwrap backend starts one
+(`BACKENDS`; a container would outlive its killed worker). `GRADER_WARM_EVALUATE=false` turns it
+off.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 from django.conf import settings
 
 from workers.pipeline.jobs import JobDirs, StageResources, job_dirs, sandbox_job
-from workers.pipeline.warm_sandbox import WarmSandbox
+from workers.pipeline.warm_sandbox import ClaimedSandbox, WarmSandbox
 
 logger = logging.getLogger(__name__)
 
@@ -51,28 +52,6 @@ class WarmEvaluate(WarmSandbox):
         )
 
 
-class ClaimedSandbox:
-    """The sandbox backend `run_evaluate` is given when a warm sandbox was claimed: its one job
-    must be the one the warm sandbox runs; anything else runs cold on the real backend."""
-
-    def __init__(self, warm: WarmEvaluate) -> None:
-        self.warm = warm
-        self.name = getattr(warm.sandbox, "name", "warm")
-        self.used = False
-
-    def run(self, job: Any, on_line: Any = None, cancel: threading.Event | None = None) -> Any:
-        if self.used or job != self.warm.job:
-            # Not the job it was started for (cannot happen with `claim`'s check): stop it
-            # before its spec matters, clear what it may have written, and run cold.
-            self.warm.discard()
-            self.warm.done.wait(60)
-            for child in self.warm.dirs.out.iterdir():
-                child.unlink()
-            return self.warm.sandbox.run(job, on_line=on_line, cancel=cancel)
-        self.used = True
-        return self.warm.wait(cancel=cancel, on_line=on_line)
-
-
 #: Seconds a trained submission's warm sandbox waits for its evaluate stage to claim it.
 CLAIM_SECONDS = 120.0
 
@@ -80,8 +59,13 @@ _lock = threading.Lock()
 _waiting: WarmEvaluate | None = None
 
 
-def enabled() -> bool:
-    return bool(settings.GRADER_WARM_EVALUATE)
+#: The backends whose sandboxes die with their worker process (`workers.pipeline.warm_train`):
+#: a container would outlive a killed worker, waiting for weights that never come.
+BACKENDS = ("bwrap",)
+
+
+def enabled(sandbox: Any) -> bool:
+    return bool(settings.GRADER_WARM_EVALUATE) and getattr(sandbox, "name", "") in BACKENDS
 
 
 def evaluate_job(
@@ -167,7 +151,7 @@ def claim(**arguments: Any) -> WarmEvaluate | None:
         warm, _waiting = _waiting, None
     if warm is None:
         return None
-    if not enabled():
+    if not enabled(arguments["sandbox"]):
         warm.discard()
         warm.done.wait(60)
         return None

@@ -106,3 +106,27 @@ class WarmSandbox:
     def discard(self) -> None:
         """Stop this sandbox."""
         self.cancel.set()
+
+
+class ClaimedSandbox:
+    """The sandbox backend a stage is given when it claimed a warm sandbox: its one job must be
+    `expected` (by default the job the warm sandbox was started with); anything else runs cold
+    on the real backend."""
+
+    def __init__(self, warm: Any, expected: Any = None) -> None:
+        self.warm = warm
+        self.expected = expected if expected is not None else warm.job
+        self.name = getattr(warm.sandbox, "name", "warm")
+        self.used = False
+
+    def run(self, job: Any, on_line: Any = None, cancel: threading.Event | None = None) -> Any:
+        if self.used or job != self.expected:
+            # Not the job it was started for (cannot happen after the claim's own check): stop
+            # it before its spec matters, clear what it may have written, and run cold.
+            self.warm.discard()
+            self.warm.done.wait(60)
+            for child in self.warm.dirs.out.iterdir():
+                child.unlink()
+            return self.warm.sandbox.run(job, on_line=on_line, cancel=cancel)
+        self.used = True
+        return self.warm.wait(cancel=cancel, on_line=on_line)

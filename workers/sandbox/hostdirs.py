@@ -152,6 +152,26 @@ def _measure(directories: Sequence[Path | str], stop_after: int | None = None) -
     return total, entries
 
 
+def _measure_open(folders: Sequence[int], stop_after: int | None) -> tuple[int, int]:
+    """`_measure` of directories held open (file descriptors): a folder renamed on the host
+    while its job runs (a claimed warm sandbox's, `workers.pipeline.warm_train`) is still
+    the one measured."""
+    total = entries = 0
+    for folder in folders:
+        walk = os.fwalk(".", dir_fd=folder)  # never follows symbolic links
+        for _directory, subdirs, files, directory_fd in walk:
+            entries += len(subdirs) + len(files)
+            if stop_after is not None and entries > stop_after:
+                walk.close()
+                return total, entries
+            for name in files:
+                with contextlib.suppress(OSError):
+                    info = os.stat(name, dir_fd=directory_fd, follow_symlinks=False)
+                    if stat.S_ISREG(info.st_mode):
+                        total += info.st_blocks * 512
+    return total, entries
+
+
 class DiskWatch:
     """Measures a job's writable host directories while it runs; fires `on_exceeded` past `limit`.
 
@@ -168,6 +188,8 @@ class DiskWatch:
         max_entries: int = MAX_WRITABLE_ENTRIES,
     ) -> None:
         self.directories = list(directories)
+        # Held open from the start: the directories the job was given, wherever they move.
+        self._folders = [os.open(d, os.O_RDONLY | os.O_DIRECTORY) for d in self.directories]
         self.limit = limit
         self.max_entries = max_entries
         self.on_exceeded = on_exceeded
@@ -197,7 +219,7 @@ class DiskWatch:
         return self.exceeded
 
     def _over(self) -> bool:
-        size, entries = _measure(self.directories, stop_after=self.max_entries)
+        size, entries = _measure_open(self._folders, stop_after=self.max_entries)
         return size > self.limit or entries > self.max_entries
 
     def stop(self) -> bool:
@@ -207,4 +229,7 @@ class DiskWatch:
             self._thread.join(timeout=5.0)
         if self.directories and not self.exceeded and self._over():
             self.exceeded = True
+        for folder in self._folders:
+            os.close(folder)
+        self._folders = []
         return self.exceeded
