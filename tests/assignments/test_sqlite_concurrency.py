@@ -63,7 +63,7 @@ SETUP = f"""
     # The submission the worker process is training while the uploads arrive.
     training = Submission(
         assignment=assignment, student=get_user_model().objects.get(username="trainee"),
-        original_name="t.json", kind="json", sha256="0" * 64, size_bytes=1,
+        original_name="t.json", file_format="json", sha256="0" * 64, size_bytes=1,
         status=Submission.Status.TRAINING, worker={WORKER!r}, queued_at=timezone.now(),
     )
     training.file.save("t.json", ContentFile(b"{{}}"), save=False)
