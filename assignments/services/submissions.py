@@ -331,7 +331,7 @@ def create_submission(
 class BatchRejected(SubmissionRejected):
     """A batch zip is malformed or one of its members is not acceptable; nothing was queued."""
 
-    kind = "batch_rejected"
+    error_code = "batch_rejected"
 
     def __init__(self, message: str, *, problems: list[dict] | None = None) -> None:
         super().__init__(message)
@@ -453,7 +453,7 @@ def _manifest_mapping(rows: list[tuple[int, str, str]]) -> dict[str, str]:
                 {
                     "file": file,
                     "username": username,
-                    "kind": BatchRejected.kind,
+                    "kind": BatchRejected.error_code,
                     "message": f"`{file}` is listed on {len(lines):,} rows of `manifest.csv` "
                     f"(line {line} names `{username}`). Expected one row per file.",
                 }

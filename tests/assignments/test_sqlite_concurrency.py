@@ -190,7 +190,11 @@ def upload_all_at_once(site: Site, uploads: list[tuple[str, Path]]) -> list[tupl
             api.post_file("/api/v1/assignments/race-hw/submissions/", path)
             answer = (username, 201, "")
         except ApiError as exc:
-            answer = (username, exc.status, exc.kind if exc.status < 500 else exc.message[:300])
+            answer = (
+                username,
+                exc.status,
+                exc.error_code if exc.status < 500 else exc.message[:300],
+            )
         with lock:
             answers.append(answer)
 

@@ -266,7 +266,7 @@ def build_model_config(
     removed afterwards.
 
     Raises:
-        GraderError: The file could not be built (`kind` is the failure reason, e.g.
+        GraderError: The file could not be built (`error_code` is the failure reason, e.g.
             `build_error`, `timeout`, `invalid_submission`, or `infrastructure` when the
             sandbox cannot run).
     """
@@ -293,6 +293,6 @@ def build_model_config(
             return output.model_config
     except (StageFailed, InfrastructureError) as exc:
         error = GraderError(exc.message)
-        # The instance's kind: the stage's verdict, or `infrastructure`.
-        error.kind = getattr(exc, "reason", "infrastructure")
+        # The instance's code: the stage's verdict, or `infrastructure`.
+        error.error_code = getattr(exc, "reason", "infrastructure")
         raise error from exc
