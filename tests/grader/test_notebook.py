@@ -24,10 +24,10 @@ def notebook(*cells: str | tuple[str, str], nbformat: int = 4) -> bytes:
     """A notebook of code cells (a `("markdown", text)` tuple is a markdown cell)."""
     raw = []
     for count, cell in enumerate(cells, start=1):
-        kind, text = cell if isinstance(cell, tuple) else ("code", cell)
+        cell_type, text = cell if isinstance(cell, tuple) else ("code", cell)
         raw.append(
             {
-                "cell_type": kind,
+                "cell_type": cell_type,
                 "execution_count": count,
                 "metadata": {},
                 "outputs": [],

@@ -109,7 +109,7 @@ def grade_file(
         path: A `.py` module, a `.json` model config or a `.keras` archive.
         plan: The assignment (database or preset) to grade against.
         sandbox_name: `docker` or `bwrap` (default: `GRADER_SANDBOX`).
-        on_event: Called as `on_event(kind, data)` with kinds `stage` (`{"stage"}`), `epoch`
+        on_event: Called as `on_event(event, data)` with events `stage` (`{"stage"}`), `epoch`
             (a progress record) and `done` (the report dict): live progress for the CLI.
         is_late: Apply the assignment's late policy to the score.
 
@@ -119,7 +119,7 @@ def grade_file(
     """
     path = Path(path)
     report = GradeReport(file=str(path))
-    emit = on_event or (lambda kind, data: None)
+    emit = on_event or (lambda event, data: None)
     jobs_root = Path(settings.GRADER_JOBS_DIR)
     jobs_root.mkdir(parents=True, exist_ok=True)
     try:
