@@ -133,7 +133,7 @@ def test_receptive_field_tables_are_the_records() -> None:
     assert "Dense" in geometry.POSITION_IDENTITY_CLASSES
     assert "Masking" not in geometry.POSITION_IDENTITY_CLASSES
     assert {
-        f"Global{kind}Pooling{rank}D" for kind in ("Average", "Max") for rank in (1, 2, 3)
+        f"Global{op}Pooling{rank}D" for op in ("Average", "Max") for rank in (1, 2, 3)
     } == geometry.GLOBAL_POOL_CLASSES
 
 
