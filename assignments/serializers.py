@@ -116,8 +116,8 @@ class SubmissionListSerializer(serializers.ModelSerializer):
 
     assignment = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     student = serializers.CharField(source="student.username", read_only=True)
-    # The file format; the JSON key keeps its first name.
-    kind = serializers.CharField(source="file_format", read_only=True)
+    # The file format; the JSON key (and the schema's `KindEnum`) keep their first name.
+    kind = serializers.ChoiceField(source="file_format", choices=Submission.FileFormat.choices)
     passed = serializers.SerializerMethodField()
     accuracy = serializers.SerializerMethodField()
     params_total = serializers.SerializerMethodField()
