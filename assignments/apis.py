@@ -49,8 +49,8 @@ STATUS_BY_ERROR: tuple[tuple[type[GraderError], int], ...] = (
 )
 
 
-def _error_body(kind: str, message: str, **extra) -> dict:
-    return {"error": {"kind": kind, "message": message, **extra}}
+def _error_body(error_code: str, message: str, **extra) -> dict:
+    return {"error": {"kind": error_code, "message": message, **extra}}
 
 
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
@@ -75,7 +75,7 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
                 if exc.oldest_waiting is not None
                 else None
             )
-        return Response(_error_body(exc.kind, exc.message, **extra), status=code)
+        return Response(_error_body(exc.error_code, exc.message, **extra), status=code)
     response = exception_handler(exc, context)
     if response is None:
         return None
@@ -83,8 +83,8 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         message = "; ".join(_flatten(exc.detail))
         response.data = _error_body("invalid_request", message, fields=exc.detail)
     elif isinstance(exc, APIException):
-        kind = "not_authenticated" if isinstance(exc, NotAuthenticated) else exc.default_code
-        response.data = _error_body(kind, str(exc.detail))
+        error_code = "not_authenticated" if isinstance(exc, NotAuthenticated) else exc.default_code
+        response.data = _error_body(error_code, str(exc.detail))
     elif isinstance(exc, Http404):
         response.data = _error_body("not_found", "Not found.")
     return response

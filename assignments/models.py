@@ -128,7 +128,7 @@ def submission_upload_to(instance: Submission, filename: str) -> str:
 
 
 class Submission(models.Model):
-    class Kind(models.TextChoices):
+    class FileFormat(models.TextChoices):
         PYTHON = "py", "Python module"
         NOTEBOOK = "ipynb", "Jupyter notebook"
         KERAS = "keras", "Keras archive"
@@ -179,7 +179,8 @@ class Submission(models.Model):
     )
     file = models.FileField(upload_to=submission_upload_to, max_length=255)
     original_name = models.CharField(max_length=255)
-    kind = models.CharField(max_length=8, choices=Kind.choices)
+    # The uploaded file's format. The column (and the API's JSON key) keep the older name `kind`.
+    file_format = models.CharField(max_length=8, choices=FileFormat.choices, db_column="kind")
     sha256 = models.CharField(max_length=64, db_index=True)
     size_bytes = models.PositiveIntegerField(default=0)
 

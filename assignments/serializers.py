@@ -116,6 +116,8 @@ class SubmissionListSerializer(serializers.ModelSerializer):
 
     assignment = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     student = serializers.CharField(source="student.username", read_only=True)
+    # The file format; the JSON key (and the schema's `KindEnum`) keep their first name.
+    kind = serializers.ChoiceField(source="file_format", choices=Submission.FileFormat.choices)
     passed = serializers.SerializerMethodField()
     accuracy = serializers.SerializerMethodField()
     params_total = serializers.SerializerMethodField()
@@ -154,7 +156,7 @@ class SubmissionListSerializer(serializers.ModelSerializer):
             "assignment": slug,
             "student": username,
             "original_name": instance.original_name,
-            "kind": instance.kind,
+            "kind": instance.file_format,
             "sha256": instance.sha256,
             "size_bytes": instance.size_bytes,
             "status": instance.status,

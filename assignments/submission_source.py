@@ -17,16 +17,16 @@ from assignments.models import Submission
 logger = logging.getLogger(__name__)
 
 CACHE_SIZE = 64
-# (sha256, kind, name) -> report: small dicts, keyed by content, so never stale.
+# (sha256, file_format, name) -> report: small dicts, keyed by content, so never stale.
 _CACHE: dict[tuple[str, str, str], dict[str, Any] | None] = {}
 
 
-def _read(kind: str, name: str, data: bytes) -> dict[str, Any] | None:
+def _read(file_format: str, name: str, data: bytes) -> dict[str, Any] | None:
     from grader.notebook import InvalidNotebook, extract_notebook
     from grader.source_hints import inspect_source_limited as inspect_source
 
     notebook = None
-    if kind == Submission.Kind.NOTEBOOK:
+    if file_format == Submission.FileFormat.NOTEBOOK:
         try:
             notebook = extract_notebook(data, name)
         except InvalidNotebook:
@@ -43,9 +43,9 @@ def _read(kind: str, name: str, data: bytes) -> dict[str, Any] | None:
 
 def submission_source(submission: Submission) -> dict[str, Any] | None:
     """``{"notebook", "summary", "notes"}`` for a `.py`/`.ipynb` submission, else None."""
-    if submission.kind not in (Submission.Kind.PYTHON, Submission.Kind.NOTEBOOK):
+    if submission.file_format not in (Submission.FileFormat.PYTHON, Submission.FileFormat.NOTEBOOK):
         return None
-    key = (submission.sha256, submission.kind, submission.original_name)
+    key = (submission.sha256, submission.file_format, submission.original_name)
     if key in _CACHE:
         return _CACHE[key]
     try:
@@ -54,7 +54,7 @@ def submission_source(submission: Submission) -> dict[str, Any] | None:
     except (OSError, ValueError):
         logger.warning("Submission %s: file not readable for its source report", submission.pk)
         return None
-    report = _read(submission.kind, submission.original_name, data)
+    report = _read(submission.file_format, submission.original_name, data)
     if len(_CACHE) >= CACHE_SIZE:
         # The oldest entry; another request thread may have removed it first.
         with contextlib.suppress(KeyError, RuntimeError, StopIteration):

@@ -71,7 +71,7 @@ sys.path.insert(0, str(ROOT))
 ADMIN_URL = os.environ.get("BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 TRAINING_SHARE_GOAL = 0.70
 #: The reasons a 429 may give: the assignment's limits and the API's upload rate.
-CLEAR_429_KINDS = {"too_many_waiting", "quota_exceeded", "throttled"}
+CLEAR_429_CODES = {"too_many_waiting", "quota_exceeded", "throttled"}
 TASK_LINE = re.compile(r"Task (workers\.\w+)\[[^\]]+\] succeeded in ([0-9.]+)s: '(\w+)'")
 RUNNING = ("building", "checking", "training", "evaluating")
 TERMINAL = ("finished", "failed", "error", "cancelled")
@@ -226,7 +226,7 @@ class Upload:
     sent: float  # wall clock (time.time()), comparable with the database's timestamps
     answered: float = 0.0
     status: int = 0  # 0: no HTTP answer (connection error)
-    kind: str = ""  # the error kind of a refusal
+    error_code: str = ""  # the error code (`error.kind`) of a refusal
     message: str = ""
     submission_id: int | None = None
 
@@ -278,7 +278,10 @@ def post_file(port: int, token: str, slug: str, filename: str, data: bytes, stud
         upload.submission_id = int(answer["id"])
     else:
         error = answer.get("error") or {}
-        upload.kind, upload.message = str(error.get("kind", "")), str(error.get("message", ""))
+        upload.error_code, upload.message = (
+            str(error.get("kind", "")),
+            str(error.get("message", "")),
+        )
     return upload
 
 
@@ -561,7 +564,7 @@ def run_throughput(args: argparse.Namespace, stack: Stack) -> bool:
         thread.join()
     refused = [u for u in uploads if u.status != 201]
     for u in refused:
-        print(f"upload refused: {u.status} {u.kind} {u.message[:200]}")
+        print(f"upload refused: {u.status} {u.error_code} {u.message[:200]}")
     accepted = [u for u in uploads if u.status == 201]
     ids = [u.submission_id for u in accepted if u.submission_id is not None]
     seen, done = watch(ids, stack, timeout=args.timeout)
@@ -716,7 +719,7 @@ def run_burst(args: argparse.Namespace, stack: Stack) -> bool:
     accepted = [u for u in uploads if u.status == 201]
     refused = [u for u in uploads if u.status == 429]
     other = [u for u in uploads if u.status not in (201, 429)]
-    unclear = [u for u in refused if u.kind not in CLEAR_429_KINDS or not u.message]
+    unclear = [u for u in refused if u.error_code not in CLEAR_429_CODES or not u.message]
     ids = [u.submission_id for u in accepted if u.submission_id is not None]
     seen, done = watch(ids, stack, timeout=args.timeout, interval=0.5)
     last_verdict = max(
@@ -768,8 +771,8 @@ def run_burst(args: argparse.Namespace, stack: Stack) -> bool:
     print(f"| requests | {len(uploads)} from {args.clients} clients, sent within "
           f"{sent_span:.1f} s, all answered {answered:.1f} s after the first |")  # fmt: skip
     print(f"| 201 accepted | {len(accepted)} |")
-    kinds = Counter(u.kind for u in refused)
-    print(f"| 429 refused | {len(refused)} {dict(kinds) if kinds else ''} |")
+    error_codes = Counter(u.error_code for u in refused)
+    print(f"| 429 refused | {len(refused)} {dict(error_codes) if error_codes else ''} |")
     print(f"| other answers (5xx, connection errors, ...) | {len(other)} |")
     print(f"| upload latency p50 / p95 / max | {percentile(latencies, 50):.2f} s / "
           f"{percentile(latencies, 95):.2f} s / {max(latencies, default=0):.2f} s |")  # fmt: skip
@@ -778,13 +781,13 @@ def run_burst(args: argparse.Namespace, stack: Stack) -> bool:
     print(f"| verdicts | {dict(verdicts)} |")
     print(f"| most rows of one student | {per_student[0]['n'] if per_student else 0} |")
     print(f"| stages run (workers' logs) | {dict(stage_counts)} |")
-    for kind in sorted(kinds):
-        example = next(u for u in refused if u.kind == kind)
-        print(f"a 429 `{kind}` says: {example.message[:300]}")
+    for error_code in sorted(error_codes):
+        example = next(u for u in refused if u.error_code == error_code)
+        print(f"a 429 `{error_code}` says: {example.message[:300]}")
     for u in other[:5]:
-        print(f"unexpected answer: {u.status} {u.kind} {u.message[:200]}")
+        print(f"unexpected answer: {u.status} {u.error_code} {u.message[:200]}")
     for u in unclear[:5]:
-        print(f"unclear 429: {u.kind!r} {u.message[:200]!r}")
+        print(f"unclear 429: {u.error_code!r} {u.message[:200]!r}")
     if duplicate_ids:
         print(f"the same id answered twice: {duplicate_ids[:10]}")
     print()

@@ -1,8 +1,9 @@
 """Domain errors of the grading core.
 
-Every error a student or instructor can see derives from `GraderError`. `kind` is the stable,
-machine-readable name used in JSON reports (`{"error": {"kind", "message"}}`), API answers and
-CLI exit codes; the message follows Keras' style: what was expected, what was received, where.
+Every error a student or instructor can see derives from `GraderError`. `error_code` is the
+stable, machine-readable name used in JSON reports (under the key `kind`:
+`{"error": {"kind", "message"}}`), API answers and CLI exit codes; the message follows Keras'
+style: what was expected, what was received, where.
 """
 
 from __future__ import annotations
@@ -11,26 +12,26 @@ from __future__ import annotations
 class GraderError(Exception):
     """Base class of every error the grading core reports to people."""
 
-    kind = "error"
+    error_code = "error"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
     def to_dict(self) -> dict[str, str]:
-        return {"kind": self.kind, "message": self.message}
+        return {"kind": self.error_code, "message": self.message}
 
 
 class InvalidModelConfig(GraderError):
     """The model config is not a Keras 3 model config we can read (malformed JSON, bad graph)."""
 
-    kind = "invalid_model"
+    error_code = "invalid_model"
 
 
 class UnsupportedLayer(GraderError):
     """A layer class the analysis does not know: refusing beats a silently wrong number."""
 
-    kind = "unsupported_layer"
+    error_code = "unsupported_layer"
 
     def __init__(self, message: str, *, layer_name: str = "", class_name: str = "") -> None:
         super().__init__(message)
@@ -41,7 +42,7 @@ class UnsupportedLayer(GraderError):
 class UnsafeLayer(GraderError):
     """A layer that carries code (`Lambda`, custom classes): never deserialized, never graded."""
 
-    kind = "unsafe_layer"
+    error_code = "unsafe_layer"
 
     def __init__(self, message: str, *, layer_name: str = "", class_name: str = "") -> None:
         super().__init__(message)
@@ -53,40 +54,40 @@ class SourceRejected(GraderError):
     """An uploaded Python module is not one the grader reads: too long, not UTF-8, not Python,
     or too complex to parse within bounds (`grader.python_source`)."""
 
-    kind = "invalid_submission"
+    error_code = "invalid_submission"
 
 
 class ArchiveRejected(GraderError):
     """An uploaded archive is unsafe or malformed (zip bomb, path traversal, oversized member)."""
 
-    kind = "archive_rejected"
+    error_code = "archive_rejected"
 
 
 class ReceptiveFieldError(GraderError):
     """The receptive field cannot be computed exactly for this graph or end-point."""
 
-    kind = "receptive_field"
+    error_code = "receptive_field"
 
 
 class RuleSetError(GraderError):
     """A rule set file is invalid: unknown rule id, missing or ill-typed parameter."""
 
-    kind = "invalid_rules"
+    error_code = "invalid_rules"
 
 
 class TrainingConfigError(GraderError):
     """A student's declared training config falls outside the assignment's whitelist."""
 
-    kind = "invalid_training_config"
+    error_code = "invalid_training_config"
 
 
 class DatasetUnavailable(GraderError):
     """A dataset is unknown, or its files are not present on this host."""
 
-    kind = "dataset_unavailable"
+    error_code = "dataset_unavailable"
 
 
 class DatasetMismatch(GraderError):
     """The model does not fit the assignment's dataset (image shape, number of classes)."""
 
-    kind = "dataset_mismatch"
+    error_code = "dataset_mismatch"

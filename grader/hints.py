@@ -291,9 +291,9 @@ def _options_from_report(report: Any) -> ReceptiveFieldOptions:
     )
 
 
-def _dilatable(kind: str, k: Sequence[int], d: Sequence[int], s: Sequence[int]) -> bool:
+def _dilatable(layer_type: str, k: Sequence[int], d: Sequence[int], s: Sequence[int]) -> bool:
     return (
-        kind in CONVS
+        layer_type in CONVS
         and all(v == 3 for v in k)
         and all(v == 1 for v in d)
         and all(v == 1 for v in s)

@@ -381,8 +381,8 @@ def _check_plain(value: Any, where: _Where, key: str, *, tensors: bool = False) 
     """Plain JSON only: refuse any serialized object inside `value` (input tensors if allowed)."""
     # Iterative, with exact type checks: it walks every layer's lists and plain mappings on
     # every upload, so it is kept tight.
-    kind = type(value)
-    if kind is not dict and kind is not list:
+    value_type = type(value)
+    if value_type is not dict and value_type is not list:
         return
     stack = [value]
     pop, push = stack.pop, stack.append

@@ -27,12 +27,12 @@ _BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
 
 
 def _bad_leaf(value: Any) -> bool:
-    kind = type(value)
-    if kind is str:
+    value_type = type(value)
+    if value_type is str:
         return _BAD_TEXT.search(value) is not None
-    if kind is int:
+    if value_type is int:
         return value > MAX_SIZE or value < -MAX_SIZE
-    if kind is float:
+    if value_type is float:
         return not math.isfinite(value)
     return False
 
@@ -53,22 +53,22 @@ def check_values(config: Any) -> None:
     bad = False
     while stack and not bad:
         item = pop()
-        kind = type(item)
-        if kind is dict:
+        value_type = type(item)
+        if value_type is dict:
             for key, child in item.items():
-                child_kind = type(child)
+                child_type = type(child)
                 if _bad_leaf(key):
                     bad = True
                     break
-                if child_kind is dict or child_kind is list:
+                if child_type is dict or child_type is list:
                     push(child)
                 elif _bad_leaf(child):
                     bad = True
                     break
-        elif kind is list:
+        elif value_type is list:
             for child in item:
-                child_kind = type(child)
-                if child_kind is dict or child_kind is list:
+                child_type = type(child)
+                if child_type is dict or child_type is list:
                     push(child)
                 elif _bad_leaf(child):
                     bad = True

@@ -44,7 +44,7 @@ _HELP = re.compile(r"^\s*[\w.]+\?\??\s*$")
 class InvalidNotebook(GraderError):
     """The upload is not a readable Jupyter notebook."""
 
-    kind = "invalid_submission"
+    error_code = "invalid_submission"
 
 
 @dataclass(frozen=True)

@@ -82,10 +82,10 @@ from grader.rf.fields import (
 from grader.rf.footprint import summarize, trace
 from grader.rf.geometry import GLOBAL_POOL_CLASSES, is_position_identity
 from grader.rf.report import ReceptiveFieldReport, Row, TraceContext, format_table, growth
-from grader.rf.what_if import HINT_KINDS, dilation_target, rf_if_appended
+from grader.rf.what_if import HINT_CHANGES, dilation_target, rf_if_appended
 
 __all__ = [
-    "HINT_KINDS",
+    "HINT_CHANGES",
     "Paths",
     "ReceptiveFieldError",
     "ReceptiveFieldReport",

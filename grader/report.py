@@ -209,7 +209,7 @@ def check_model_file(
 class UnreadableFile(GraderError):
     """The model file does not exist or cannot be read."""
 
-    kind = "unreadable_file"
+    error_code = "unreadable_file"
 
 
 def error_report(file: str, error: GraderError) -> dict[str, Any]:

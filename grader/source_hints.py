@@ -68,7 +68,8 @@ class SourceNote:
 
     Attributes:
         line: 1-based line in the inspected source.
-        kind: ``positional_strides``, ``keyword``, ``module``, ``name``, ``notebook``.
+        topic: what the note is about: ``positional_strides``, ``keyword``, ``module``,
+            ``name``, ``notebook`` (the key ``kind`` in `to_dict`).
         severity: `ERROR` (fails under Keras 3), `CHANGED` (runs, means something else) or
             `NOTE`.
         token: what was found (``border_mode``, ``keras.layers.convolutional``,
@@ -77,7 +78,7 @@ class SourceNote:
     """
 
     line: int
-    kind: str
+    topic: str
     severity: str
     token: str
     message: str
@@ -92,7 +93,7 @@ class SourceNote:
         return {
             "line": self.line,
             "where": where(self.line) if where is not None else f"line {self.line}",
-            "kind": self.kind,
+            "kind": self.topic,
             "severity": self.severity,
             "message": self.message,
         }
@@ -167,8 +168,8 @@ def inspect_source(source: str) -> list[SourceNote]:
 def _unique(notes: Iterable[SourceNote]) -> list[SourceNote]:
     seen: set[tuple[int, str, str]] = set()
     kept = []
-    for note in sorted(notes, key=lambda n: (n.line, n.kind != "positional_strides", n.token)):
-        key = (note.line, note.kind, note.token)
+    for note in sorted(notes, key=lambda n: (n.line, n.topic != "positional_strides", n.token)):
+        key = (note.line, note.topic, note.token)
         if key not in seen:
             seen.add(key)
             kept.append(note)
@@ -221,11 +222,11 @@ def _import_from_notes(node: ast.ImportFrom) -> list[SourceNote]:
     keras_module = normalize_module(module).split(".")[0] == "keras"
     for alias in node.names:
         sub = _module_note(node.lineno, f"{module}.{alias.name}")
-        if sub is not None and sub.kind == "module":
+        if sub is not None and sub.topic == "module":
             notes.append(sub)
             continue
         rename = NAMES_BY_NAME.get(alias.name)
-        if rename is not None and keras_module and rename.kind != "method":
+        if rename is not None and keras_module and rename.rename_type != "method":
             notes.append(_name_note(node.lineno, alias.name))
     return notes
 
@@ -341,8 +342,8 @@ def _call_notes(node: ast.Call, lines: list[str], imported: set[str]) -> list[So
         )
     name_rename = NAMES_BY_NAME.get(callee)
     # An alias needs no note of its own when the strides note already writes its Keras 3 name.
-    if name_rename is not None and not (strides is not None and name_rename.kind == "alias"):
-        if name_rename.kind == "method":
+    if name_rename is not None and not (strides is not None and name_rename.rename_type == "alias"):
+        if name_rename.rename_type == "method":
             if isinstance(node.func, ast.Attribute):
                 notes.append(_name_note(node.lineno, callee))
         elif callee not in _GENERIC_NAMES or _is_keras_reference(node.func, imported):
@@ -363,7 +364,7 @@ def _call_notes(node: ast.Call, lines: list[str], imported: set[str]) -> list[So
 
 def _name_note(line: int, name: str) -> SourceNote:
     rename = NAMES_BY_NAME[name]
-    if rename.kind == "alias":
+    if rename.rename_type == "alias":
         return SourceNote(
             line,
             "name",
@@ -372,7 +373,7 @@ def _name_note(line: int, name: str) -> SourceNote:
             f"`{name}` is the Keras 1 name of `{rename.new}` (Keras 3 still accepts it; its "
             "arguments are Keras 3's).",
         )
-    if rename.kind == "method":
+    if rename.rename_type == "method":
         return SourceNote(
             line,
             "name",
@@ -528,11 +529,11 @@ def failure_hints(
             return 2
         if note.token and note.token in message:
             return 0
-        if note.kind == "positional_strides" and any(w in message for w in _COLLAPSE_WORDS):
+        if note.topic == "positional_strides" and any(w in message for w in _COLLAPSE_WORDS):
             return 0
         return 1 if note.severity in (ERROR, CHANGED) else 2
 
-    relevant = [n for n in notes if rank(n) < 2 or (n.kind == "notebook" and n.token in message)]
+    relevant = [n for n in notes if rank(n) < 2 or (n.topic == "notebook" and n.token in message)]
     relevant.sort(key=lambda n: (rank(n), n.line))
     blocks = []
     if relevant:

@@ -154,7 +154,7 @@ def result_row(
 ) -> dict[str, Any]:
     """A CSV row for one submitted file (rejected files and failed uploads get their error)."""
     if sub is None:
-        return {"file": file, "status": status, "reason": error.kind if error else "",
+        return {"file": file, "status": status, "reason": error.error_code if error else "",
                 "message": error.message if error else ""}  # fmt: skip
     result = sub.get("result") or {}
     return {
@@ -207,7 +207,7 @@ def cmd_submit(api: Api, args: argparse.Namespace, out: TextIO) -> int:
                 rows.append(result_row(name, None, exc, status="api_error"))
                 server_failed = True
                 continue
-            if exc.status in (0, 401, 403, 404) and exc.kind not in {"not_enrolled", "late"}:
+            if exc.status in (0, 401, 403, 404) and exc.error_code not in {"not_enrolled", "late"}:
                 raise
             out.write(f"{name}: rejected: {terminal_safe(exc.message)}\n")
             rows.append(result_row(name, None, exc))
@@ -281,7 +281,7 @@ def cmd_cancel(api: Api, args: argparse.Namespace, out: TextIO) -> int:
         try:
             sub = api.post_json(f"/api/v1/submissions/{sid}/cancel/")
         except ApiError as exc:
-            if exc.kind != "invalid_transition":
+            if exc.error_code != "invalid_transition":
                 raise
             out.write(f"#{sid} not cancelled: {terminal_safe(exc.message)}\n")
             code = EXIT_REJECTED
@@ -329,7 +329,7 @@ def cmd_batch(api: Api, args: argparse.Namespace, out: TextIO) -> int:
     try:
         answer = api.post_file(f"/api/v1/assignments/{args.assignment}/batch/", Path(args.zip))
     except ApiError as exc:
-        if exc.kind != "batch_rejected":
+        if exc.error_code != "batch_rejected":
             raise
         out.write(f"Batch rejected: {terminal_safe(exc.message)}\n")
         for problem in (exc.body or {}).get("error", {}).get("problems", []):

@@ -14,10 +14,11 @@ from urllib import error, parse, request
 class ApiError(Exception):
     """An error answer of the API: `{"error": {"kind", "message"}}` with its HTTP status."""
 
-    def __init__(self, status: int, kind: str, message: str, body: Any = None) -> None:
-        super().__init__(f"{kind}: {message}")
+    def __init__(self, status: int, error_code: str, message: str, body: Any = None) -> None:
+        super().__init__(f"{error_code}: {message}")
         self.status = status
-        self.kind = kind
+        #: The answer's `error.kind`.
+        self.error_code = error_code
         self.message = message
         self.body = body
 
@@ -26,7 +27,7 @@ MAX_MESSAGE = 500
 
 
 def describe_error_answer(status: int, reason: str, raw: bytes) -> tuple[Any, str, str]:
-    """(body, kind, message) of an error answer, the message short enough for one line.
+    """(body, error code, message) of an error answer, the message short enough for one line.
 
     The API answers `{"error": {"kind", "message"}}`; DRF's own answers `{"detail": ...}`. Any
     other body (Django's 500 page, a proxy's 502 page) is never shown: its HTML or traceback
@@ -36,12 +37,12 @@ def describe_error_answer(status: int, reason: str, raw: bytes) -> tuple[Any, st
         body = json.loads(raw)
     except ValueError:
         body = None
-    kind = "server_error" if status >= 500 else "http_error"
+    error_code = "server_error" if status >= 500 else "http_error"
     message = ""
     if isinstance(body, dict):
         problem = body.get("error")
         if isinstance(problem, dict):
-            kind = str(problem.get("kind") or kind)
+            error_code = str(problem.get("kind") or error_code)
             message = str(problem.get("message") or "")
         elif body.get("detail"):
             message = str(body["detail"])
@@ -51,7 +52,7 @@ def describe_error_answer(status: int, reason: str, raw: bytes) -> tuple[Any, st
             message += " (the answer is not JSON; the server's log has the details)"
     if len(message) > MAX_MESSAGE:
         message = message[: MAX_MESSAGE - 3] + "..."
-    return body, kind, message
+    return body, error_code, message
 
 
 @dataclass
@@ -81,8 +82,8 @@ class Api:
             with request.urlopen(req, timeout=self.timeout) as response:  # noqa: S310 - http(s)
                 return response.status, response.read(), response.headers.get("Content-Type", "")
         except error.HTTPError as exc:
-            body, kind, message = describe_error_answer(exc.code, exc.reason, exc.read())
-            raise ApiError(exc.code, kind, message, body) from None
+            body, error_code, message = describe_error_answer(exc.code, exc.reason, exc.read())
+            raise ApiError(exc.code, error_code, message, body) from None
         except error.URLError as exc:
             raise ApiError(0, "unreachable", f"Cannot reach {req.full_url}: {exc.reason}") from None
 

@@ -215,8 +215,8 @@ _YAML_INPUT = ParamInput(
 
 def param_input(param: Param) -> ParamInput:
     """The input of a parameter type; a one-line YAML value for a type not listed."""
-    for kind, spec in PARAM_INPUTS:
-        if isinstance(param, kind):
+    for param_class, spec in PARAM_INPUTS:
+        if isinstance(param, param_class):
             return spec
     return _YAML_INPUT
 

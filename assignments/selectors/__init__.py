@@ -125,7 +125,7 @@ def epochs_of(submission: Submission) -> list[EpochMetric]:
 # page from building and filling four wide model instances per row. Reading another field of
 # such a row costs a query per row: add it here instead.
 LIST_FIELDS = (
-    "id", "assignment_id", "student_id", "original_name", "kind", "sha256", "size_bytes",
+    "id", "assignment_id", "student_id", "original_name", "file_format", "sha256", "size_bytes",
     "status", "reason", "is_late", "created_at", "finished_at",
     "student__id", "student__username",
     "result__id", "result__submission_id", "result__passed", "result__params_total",

@@ -62,7 +62,7 @@ class Pair:
 class CopyGroup:
     """Students whose networks are identical (`distance` 0) or within a few edits."""
 
-    kind: str  # "identical" or "near"
+    match: str  # "identical" or "near"
     members: list[Member]
     pairs: list[Pair] = field(default_factory=list)
 
@@ -180,7 +180,7 @@ def copy_groups(assignment: Assignment) -> CopyReport:
         by_digest[member.fingerprint.digest].append(member)
     digests = sorted(by_digest)
     groups = [
-        CopyGroup(kind="identical", members=group)
+        CopyGroup(match="identical", members=group)
         for group in (by_digest[d] for d in digests)
         if len(group) > 1
     ]
@@ -207,7 +207,7 @@ def copy_groups(assignment: Assignment) -> CopyReport:
             continue
         inside = set(indexes)
         group = CopyGroup(
-            kind="near",
+            match="near",
             members=sorted(
                 (m for i in indexes for m in by_digest[digests[i]]), key=lambda m: m.username
             ),

@@ -45,7 +45,7 @@ class AssignmentInvalid(GraderError):
             the problem is not about one key.
     """
 
-    kind = "invalid_assignment"
+    error_code = "invalid_assignment"
 
     def __init__(self, message: str, *, errors: Mapping[str, list[str]] | None = None) -> None:
         super().__init__(message)

@@ -17,19 +17,19 @@ if TYPE_CHECKING:
 class SubmissionRejected(GraderError):
     """An upload was refused before grading; the message tells the student why."""
 
-    kind = "submission_rejected"
+    error_code = "submission_rejected"
 
 
 class InvalidUpload(SubmissionRejected):
     """The file's name, size or content is not a gradable model."""
 
-    kind = "invalid_upload"
+    error_code = "invalid_upload"
 
 
 class DuplicateSubmission(SubmissionRejected):
     """The same file (same SHA-256) was already submitted to this assignment by this student."""
 
-    kind = "duplicate"
+    error_code = "duplicate"
 
     def __init__(self, message: str, *, existing: Submission) -> None:
         super().__init__(message)
@@ -39,7 +39,7 @@ class DuplicateSubmission(SubmissionRejected):
 class QuotaExceeded(SubmissionRejected):
     """The student used every submission the assignment allows today."""
 
-    kind = "quota_exceeded"
+    error_code = "quota_exceeded"
 
 
 class TooManyWaiting(SubmissionRejected):
@@ -53,7 +53,7 @@ class TooManyWaiting(SubmissionRejected):
         position: that submission's place in the dispatch order of its next stage.
     """
 
-    kind = "too_many_waiting"
+    error_code = "too_many_waiting"
 
     def __init__(
         self,
@@ -74,10 +74,10 @@ class TooManyWaiting(SubmissionRejected):
 class LateSubmission(SubmissionRejected):
     """The deadline passed and the assignment rejects late submissions."""
 
-    kind = "late"
+    error_code = "late"
 
 
 class NotEnrolled(SubmissionRejected):
     """The user is not a student of the assignment's course."""
 
-    kind = "not_enrolled"
+    error_code = "not_enrolled"

@@ -40,18 +40,18 @@ from grader.loading import unsupported_extension_message
 logger = logging.getLogger(__name__)
 
 ALLOWED_SUFFIXES = {
-    ".py": Submission.Kind.PYTHON,
-    ".ipynb": Submission.Kind.NOTEBOOK,
-    ".json": Submission.Kind.JSON,
-    ".keras": Submission.Kind.KERAS,
+    ".py": Submission.FileFormat.PYTHON,
+    ".ipynb": Submission.FileFormat.NOTEBOOK,
+    ".json": Submission.FileFormat.JSON,
+    ".keras": Submission.FileFormat.KERAS,
 }
-# What a file of each kind holds, for the message refusing an empty one.
+# What a file of each format holds, for the message refusing an empty one.
 EXPECTED_CONTENT = {
-    Submission.Kind.PYTHON: "Python source defining `build_model(input_shape, num_classes)`",
-    Submission.Kind.NOTEBOOK: "a Jupyter notebook whose code cells define "
+    Submission.FileFormat.PYTHON: "Python source defining `build_model(input_shape, num_classes)`",
+    Submission.FileFormat.NOTEBOOK: "a Jupyter notebook whose code cells define "
     "`build_model(input_shape, num_classes)`",
-    Submission.Kind.JSON: "a Keras model config, as written by `model.to_json()`",
-    Submission.Kind.KERAS: "a .keras archive saved with `model.save('model.keras')`",
+    Submission.FileFormat.JSON: "a Keras model config, as written by `model.to_json()`",
+    Submission.FileFormat.KERAS: "a .keras archive saved with `model.save('model.keras')`",
 }
 
 
@@ -60,7 +60,7 @@ class ValidatedUpload:
     """A file that passed every content check, ready to be stored."""
 
     name: str
-    kind: str
+    file_format: str
     data: bytes
     sha256: str
 
@@ -86,7 +86,7 @@ def validate_upload(
         mode: the assignment's mode; evaluate-only assignments need a trained `.keras` archive.
 
     Returns:
-        The validated upload with its kind and SHA-256.
+        The validated upload with its file format and SHA-256.
 
     Raises:
         InvalidUpload: with a message naming what was expected and what was received.
@@ -105,12 +105,14 @@ def validate_upload(
         raise InvalidUpload(
             f"File `{name}` is {len(data):,} bytes. Expected at most {limit:,} bytes."
         )
-    kind = ALLOWED_SUFFIXES[suffix]
+    file_format = ALLOWED_SUFFIXES[suffix]
     if not data:
-        raise InvalidUpload(f"File `{name}` is empty (0 bytes). Expected {EXPECTED_CONTENT[kind]}.")
-    if kind == Submission.Kind.PYTHON:
+        raise InvalidUpload(
+            f"File `{name}` is empty (0 bytes). Expected {EXPECTED_CONTENT[file_format]}."
+        )
+    if file_format == Submission.FileFormat.PYTHON:
         _check_python(name, data)
-    elif kind == Submission.Kind.NOTEBOOK:
+    elif file_format == Submission.FileFormat.NOTEBOOK:
         from assignments.services.notebooks import notebook_problem
 
         problem = notebook_problem(name=name, data=data)
@@ -118,7 +120,9 @@ def validate_upload(
             raise InvalidUpload(problem)
     else:
         _check_model_file(name, data)
-    return ValidatedUpload(name=name, kind=kind, data=data, sha256=hashlib.sha256(data).hexdigest())
+    return ValidatedUpload(
+        name=name, file_format=file_format, data=data, sha256=hashlib.sha256(data).hexdigest()
+    )
 
 
 def _check_python(name: str, data: bytes) -> None:
@@ -309,7 +313,7 @@ def create_submission(
             assignment=assignment,
             student=student,
             original_name=upload.name,
-            kind=upload.kind,
+            file_format=upload.file_format,
             sha256=upload.sha256,
             size_bytes=len(upload.data),
             status=Submission.Status.QUEUED,
@@ -327,7 +331,7 @@ def create_submission(
 class BatchRejected(SubmissionRejected):
     """A batch zip is malformed or one of its members is not acceptable; nothing was queued."""
 
-    kind = "batch_rejected"
+    error_code = "batch_rejected"
 
     def __init__(self, message: str, *, problems: list[dict] | None = None) -> None:
         super().__init__(message)
@@ -449,7 +453,7 @@ def _manifest_mapping(rows: list[tuple[int, str, str]]) -> dict[str, str]:
                 {
                     "file": file,
                     "username": username,
-                    "kind": BatchRejected.kind,
+                    "kind": BatchRejected.error_code,
                     "message": f"`{file}` is listed on {len(lines):,} rows of `manifest.csv` "
                     f"(line {line} names `{username}`). Expected one row per file.",
                 }

@@ -77,7 +77,8 @@ def message_view(submission: Submission, message: str) -> MessageView:
         advice ("Did you mean ...?") as `hint`; and, for a module, the source lines around
         the failing line.
     """
-    name = submission.original_name if submission.kind == Submission.Kind.PYTHON else ""
+    is_module = submission.file_format == Submission.FileFormat.PYTHON
+    name = submission.original_name if is_module else ""
     if name:
         message = message.replace(f'File "{SANDBOX_MODULE}"', f'File "{name}"').replace(
             f"`{SANDBOX_MODULE}`", f"`{name}`"

@@ -24,7 +24,7 @@ class DownloadUnreachable(DatasetUnavailable):
     """The download's server could not be reached at all (no internet access, name not
     resolved, connection refused or timed out before any byte arrived)."""
 
-    kind = "dataset_unreachable"
+    error_code = "dataset_unreachable"
 
 
 def _download(url: str, target: Path, *, timeout: float, progress: Progress | None = None) -> str:

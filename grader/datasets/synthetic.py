@@ -24,15 +24,15 @@ IMAGE_SIZE = 16
 NOISE_STD = 0.08
 
 
-def _pattern(kind: int, rng: np.random.Generator, size: int) -> np.ndarray:
+def _pattern(label: int, rng: np.random.Generator, size: int) -> np.ndarray:
     """One pattern in [0, 1] of shape (size, size)."""
     rows, cols = np.mgrid[0:size, 0:size].astype(np.float64)
-    if kind in (0, 1):
+    if label in (0, 1):
         period = rng.uniform(3.0, 6.0)
         phase = rng.uniform(0.0, period)
-        axis = rows if kind == 0 else cols
+        axis = rows if label == 0 else cols
         return 0.5 + 0.5 * np.sin(2.0 * np.pi * (axis + phase) / period)
-    if kind == 2:
+    if label == 2:
         centre_r, centre_c = rng.uniform(size * 0.25, size * 0.75, size=2)
         sigma = rng.uniform(1.8, 3.2)
         return np.exp(-((rows - centre_r) ** 2 + (cols - centre_c) ** 2) / (2.0 * sigma**2))
@@ -41,9 +41,9 @@ def _pattern(kind: int, rng: np.random.Generator, size: int) -> np.ndarray:
     return (((rows + offset_r) // cell + (cols + offset_c) // cell) % 2).astype(np.float64)
 
 
-def _render(kind: int, rng: np.random.Generator) -> np.ndarray:
-    """One uint8 image of class `kind`, drawing everything it varies from `rng`."""
-    pattern = _pattern(kind, rng, IMAGE_SIZE)[..., None]
+def _render(label: int, rng: np.random.Generator) -> np.ndarray:
+    """One uint8 image of class `label`, drawing everything it varies from `rng`."""
+    pattern = _pattern(label, rng, IMAGE_SIZE)[..., None]
     foreground = rng.uniform(0.55, 1.0, size=3)
     background = rng.uniform(0.0, 0.35, size=3)
     image = background + (foreground - background) * pattern
@@ -71,9 +71,9 @@ def make_keyed_synthetic(
     order = np.random.Generator(np.random.PCG64(derive_seed(key, "synthetic", split, "order")))
     order.shuffle(labels)
     images = np.empty((num_examples, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
-    for index, kind in enumerate(labels):
+    for index, label in enumerate(labels):
         seed = derive_seed(key, "synthetic", split, "image", str(index))
-        images[index] = _render(int(kind), np.random.Generator(np.random.PCG64(seed)))
+        images[index] = _render(int(label), np.random.Generator(np.random.PCG64(seed)))
     return images, labels
 
 
@@ -91,6 +91,6 @@ def make_synthetic(num_examples: int, *, seed: int) -> tuple[np.ndarray, np.ndar
     labels = np.arange(num_examples, dtype=np.int64) % len(CLASS_NAMES)
     rng.shuffle(labels)
     images = np.empty((num_examples, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
-    for index, kind in enumerate(labels):
-        images[index] = _render(int(kind), rng)
+    for index, label in enumerate(labels):
+        images[index] = _render(int(label), rng)
     return images, labels

@@ -5,8 +5,8 @@ from __future__ import annotations
 from grader.keras_renames.records import NameRename
 
 NAMES: tuple[NameRename, ...] = tuple(
-    NameRename(old, new, kind, example_old, example_new)
-    for old, new, kind, example_old, example_new in (
+    NameRename(old, new, rename_type, example_old, example_new)
+    for old, new, rename_type, example_old, example_new in (
         (
             "np_utils",
             "keras.utils (`keras.utils.to_categorical(y, num_classes)`)",

@@ -129,14 +129,15 @@ class NameRename:
     Attributes:
         old: the name as written (``Convolution2D``, ``fit_generator``).
         new: what to write in Keras 3.
-        kind: ``removed`` (Keras 3 has no such name: it fails), ``alias`` (Keras 3 still accepts
-            the old name), ``method`` (a method of a model: ``model.fit_generator``).
+        rename_type: ``removed`` (Keras 3 has no such name: it fails), ``alias`` (Keras 3
+            still accepts the old name), ``method`` (a method of a model:
+            ``model.fit_generator``).
         example_old: code using it that fails in Keras 3 (for ``alias``: that works).
         example_new: the Keras 3 code.
     """
 
     old: str
     new: str
-    kind: str
+    rename_type: str
     example_old: str
     example_new: str

@@ -350,10 +350,10 @@ def int_tuple(value: Any, n: int, name: str) -> tuple[int, ...]:
     """Normalize an int or a sequence of ints to an ``n``-tuple, as Keras' argument validation."""
     # Exact type checks: bool is an int subclass and must be refused; this runs for every
     # convolution and pooling call, so it avoids generic isinstance machinery.
-    kind = type(value)
-    if kind is int:
+    value_type = type(value)
+    if value_type is int:
         return (value,) * n
-    if (kind is list or kind is tuple) and len(value) == n:
+    if (value_type is list or value_type is tuple) and len(value) == n:
         for v in value:
             if type(v) is not int:
                 break

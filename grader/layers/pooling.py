@@ -91,10 +91,10 @@ def global_pooling_spec(class_name: str, rank: int) -> LayerSpec:
 
 
 SPECS = [
-    *(pooling_spec(f"{kind}Pooling{r}D", r) for kind in ("Max", "Average") for r in (1, 2, 3)),
+    *(pooling_spec(f"{op}Pooling{r}D", r) for op in ("Max", "Average") for r in (1, 2, 3)),
     *(
-        global_pooling_spec(f"Global{kind}Pooling{r}D", r)
-        for kind in ("Max", "Average")
+        global_pooling_spec(f"Global{op}Pooling{r}D", r)
+        for op in ("Max", "Average")
         for r in (1, 2, 3)
     ),
 ]

@@ -90,7 +90,7 @@ class AxisRemap:
     """How one axis of a `Remap` layer maps output positions to input positions.
 
     Attributes:
-        kind: ``"repeat"`` (nearest up-sampling by an integer factor: ``u // factor``),
+        method: ``"repeat"`` (nearest up-sampling by an integer factor: ``u // factor``),
             ``"nearest"``/``"bilinear"`` (TensorFlow's ``tf.image.resize`` with half-pixel
             centres), or ``"transpose"`` (a transposed convolution: output ``o`` receives input
             ``i`` through tap ``t`` when ``o = i * s + t * d - p``).
@@ -100,7 +100,7 @@ class AxisRemap:
             TensorFlow crops; ``s`` is the factor for ``"repeat"``.
     """
 
-    kind: str
+    method: str
     n_in: int | None
     n_out: int | None
     k: int = 1
@@ -132,19 +132,19 @@ class Reduce:
 
 
 @dataclass(frozen=True)
-class Kind:
+class PlainEffect:
     """A layer effect without per-axis geometry (`POINTWISE`, `GLOBAL`, `FLATTEN`, `MERGE`)."""
 
     name: str
 
 
-POINTWISE = Kind("pointwise")
-GLOBAL = Kind("global")
-FLATTEN = Kind("flatten")
-MERGE = Kind("merge")
-ADD_CHANNEL_AXIS = Kind("add_channel_axis")
+POINTWISE = PlainEffect("pointwise")
+GLOBAL = PlainEffect("global")
+FLATTEN = PlainEffect("flatten")
+MERGE = PlainEffect("merge")
+ADD_CHANNEL_AXIS = PlainEffect("add_channel_axis")
 
-Effect = Window | Remap | Rearrange | Reduce | Kind
+Effect = Window | Remap | Rearrange | Reduce | PlainEffect
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,7 @@ class Channels:
     ``factor`` is the depth multiplier (``depthwise``) or the number of groups (``groups``).
     """
 
-    kind: str
+    mode: str
     factor: int = 1
 
 
@@ -167,7 +167,7 @@ class Geometry:
     """The receptive-field record of one layer class: part of its `grader.layers` record.
 
     Attributes:
-        kind: which effect, in one word (`EFFECT_KINDS`): ``identity`` at inference,
+        category: which effect, in one word (`GEOMETRY_CATEGORIES`): ``identity`` at inference,
             ``elementwise``, ``channel_mix`` (each position on its own), ``axis`` (local or a
             reduction, by the layer's ``axis``), ``reduce``, ``window`` (k, s, d, p per axis),
             ``remap``, ``rearrange``, ``global``, ``flatten``, ``merge``, or ``refused``.
@@ -177,13 +177,13 @@ class Geometry:
         why: one line for documentation: why the class has this geometry.
     """
 
-    kind: str
+    category: str
     effect: Callable[[Node, Shape], Effect]
     channels: Callable[[Node], Channels]
     why: str
 
 
-EFFECT_KINDS = frozenset(
+GEOMETRY_CATEGORIES = frozenset(
     {
         "identity",
         "elementwise",

@@ -168,9 +168,9 @@ def window_rows(w: AxisWindow, n_in: int, n_out: int) -> list[list[int]]:
 
 def remap_rows(r: AxisRemap, n_in: int, n_out: int) -> list[list[int]]:
     """Input positions output ``u`` of a `Remap` axis reads (see `AxisRemap`)."""
-    if r.kind == "repeat":
+    if r.method == "repeat":
         return [[u // r.s] for u in range(n_out)]
-    if r.kind in ("nearest", "bilinear"):
+    if r.method in ("nearest", "bilinear"):
         # TensorFlow's kernels, in float32: scale = n_in / n_out; nearest reads
         # floor((u + 0.5) * scale); bilinear interpolates at (u + 0.5) * scale - 0.5 between
         # max(floor, 0) and min(ceil, n_in - 1), the upper one weighted by the fraction.
@@ -178,7 +178,7 @@ def remap_rows(r: AxisRemap, n_in: int, n_out: int) -> list[list[int]]:
         rows = []
         for u in range(n_out):
             centre = (np.float32(u) + np.float32(0.5)) * scale
-            if r.kind == "nearest":
+            if r.method == "nearest":
                 rows.append([max(0, min(math.floor(centre), n_in - 1))])
                 continue
             x = centre - np.float32(0.5)
@@ -187,7 +187,7 @@ def remap_rows(r: AxisRemap, n_in: int, n_out: int) -> list[list[int]]:
             fraction = x - np.float32(low)
             rows.append([lower] if upper == lower or fraction == 0 else [lower, upper])
         return rows
-    if r.kind == "transpose":
+    if r.method == "transpose":
         assert r.p is not None
         rows = []
         for o in range(n_out):
@@ -198,7 +198,7 @@ def remap_rows(r: AxisRemap, n_in: int, n_out: int) -> list[list[int]]:
                     row.append(spread // r.s)
             rows.append(sorted(row))
         return rows
-    raise AssertionError(f"unknown remap {r.kind}")
+    raise AssertionError(f"unknown remap {r.method}")
 
 
 def apply_tables(
@@ -273,11 +273,11 @@ def compress(fp: Footprint) -> Footprint:
 
 
 def apply_channels(node: Node, fp: Footprint, effect: Channels) -> Footprint:
-    if effect.kind == "mix":
+    if effect.mode == "mix":
         return mix_channels(fp)
-    if fp.classes is None or effect.kind == "keep":
+    if fp.classes is None or effect.mode == "keep":
         return fp
-    if effect.kind == "depthwise":
+    if effect.mode == "depthwise":
         return replace(fp, classes=np.repeat(fp.classes, effect.factor))
     # Groups: output group g depends on input group g's channels only.
     groups = effect.factor

@@ -30,7 +30,7 @@ from grader.rf.footprint import append, summarize, trace
 from grader.rf.projections import Footprint
 from grader.rf.report import ReceptiveFieldReport, Row
 
-HINT_KINDS = ("conv3x3", "pool2x2", "dilate_last")
+HINT_CHANGES = ("conv3x3", "pool2x2", "dilate_last")
 _CONVOLUTIONS = {
     f"{prefix}{rank}D"
     for prefix in ("Conv", "SeparableConv", "DepthwiseConv")
@@ -38,30 +38,32 @@ _CONVOLUTIONS = {
 }
 
 
-def rf_if_appended(report: ReceptiveFieldReport, kind: str) -> list[int]:
+def rf_if_appended(report: ReceptiveFieldReport, change: str) -> list[int]:
     """The receptive-field size, per axis, that a change at the end-point would give.
 
     Args:
         report: the current report (not global).
-        kind: ``"conv3x3"``, ``"pool2x2"`` or ``"dilate_last"`` (see the module docstring).
+        change: ``"conv3x3"``, ``"pool2x2"`` or ``"dilate_last"`` (see the module docstring).
 
     Returns:
         The new size per axis.
 
     Raises:
-        ReceptiveFieldError: unknown kind, a global end-point, or no convolution to dilate.
+        ReceptiveFieldError: unknown change, a global end-point, or no convolution to dilate.
     """
-    if kind not in HINT_KINDS:
-        raise ReceptiveFieldError(f"Unknown change {kind!r}. Expected one of {list(HINT_KINDS)}.")
+    if change not in HINT_CHANGES:
+        raise ReceptiveFieldError(
+            f"Unknown change {change!r}. Expected one of {list(HINT_CHANGES)}."
+        )
     if report.is_global:
         raise ReceptiveFieldError(
             f"`{report.end_point}` already sees the whole input; no change can widen it."
         )
     size = [r for r in report.size if r is not None]
     jump = [j for j in report.jump if j is not None]
-    if kind == "conv3x3":
+    if change == "conv3x3":
         return [r + 2 * j for r, j in zip(size, jump, strict=True)]
-    if kind == "pool2x2":
+    if change == "pool2x2":
         return [r + 5 * j for r, j in zip(size, jump, strict=True)]
     target = dilation_target(report)
     if target is None:
@@ -92,7 +94,7 @@ def dilation_target(report: ReceptiveFieldReport) -> Row | None:
 
 # --- what-ifs on the footprint -----------------------------------------------------------------
 
-FOOTPRINT_KINDS = ("conv3x3", "pool2x2", "strided3x3", "dilate_last")
+FOOTPRINT_CHANGES = ("conv3x3", "pool2x2", "strided3x3", "dilate_last")
 _MAX_EXTRA_CONVS = 64
 
 
@@ -108,18 +110,20 @@ def _virtual(fp: Footprint, channels: int | None, cls: str, name: str, **config:
     return Node(-1, layer, (0,), ((*fp.dims, channels),), (*out, channels))
 
 
-def _after(fp: Footprint, channels: int | None, kind: str) -> Footprint:
+def _after(fp: Footprint, channels: int | None, change: str) -> Footprint:
     conv = {"kernel_size": 3, "strides": 1, "filters": channels or 1}
-    if kind == "conv3x3":
+    if change == "conv3x3":
         return append(fp, _virtual(fp, channels, "Conv", "extra_conv", **conv))
-    if kind == "pool2x2":
+    if change == "pool2x2":
         pooled = append(fp, _virtual(fp, channels, "MaxPooling", "extra_pool", pool_size=2,
                                      strides=2))  # fmt: skip
         return append(pooled, _virtual(pooled, channels, "Conv", "extra_conv", **conv))
-    if kind == "strided3x3":
+    if change == "strided3x3":
         strided = append(fp, _virtual(fp, channels, "Conv", "strided", **{**conv, "strides": 2}))
         return append(strided, _virtual(strided, channels, "Conv", "extra_conv", **conv))
-    raise ReceptiveFieldError(f"Unknown change {kind!r}. Expected one of {list(FOOTPRINT_KINDS)}.")
+    raise ReceptiveFieldError(
+        f"Unknown change {change!r}. Expected one of {list(FOOTPRINT_CHANGES)}."
+    )
 
 
 def _channels(report: ReceptiveFieldReport) -> int | None:
@@ -128,26 +132,26 @@ def _channels(report: ReceptiveFieldReport) -> int | None:
     return value if isinstance(value, int) else None
 
 
-def footprint_if(report: ReceptiveFieldReport, kind: str) -> tuple[int, ...]:
+def footprint_if(report: ReceptiveFieldReport, change: str) -> tuple[int, ...]:
     """The smallest footprint extent over the units, per axis, after one change.
 
-    Kinds: ``conv3x3`` (one more 3x3 convolution, ``same`` padding, after the end point),
+    Changes: ``conv3x3`` (one more 3x3 convolution, ``same`` padding, after the end point),
     ``pool2x2`` (a 2x2 max pooling with stride 2 and a 3x3 convolution), ``strided3x3`` (a 3x3
     convolution with stride 2 and a 3x3 convolution), ``dilate_last`` (dilation rate 2 on the
     `dilation_target`, when its padding is ``same`` so that no size changes). Each is traced
     exactly, like the model Keras would build with the change.
 
     Raises:
-        ReceptiveFieldError: no footprint, an unknown kind, or nothing to dilate.
+        ReceptiveFieldError: no footprint, an unknown change, or nothing to dilate.
     """
     if report.trace is None:
         raise ReceptiveFieldError(
             f"Which pixels the units of `{report.end_point}` see is unknown: "
             f"{report.footprint_note}"
         )
-    if kind == "dilate_last":
+    if change == "dilate_last":
         return summarize(_redilated(report)).min
-    return summarize(_after(report.trace.footprint, _channels(report), kind)).min
+    return summarize(_after(report.trace.footprint, _channels(report), change)).min
 
 
 def _redilated(report: ReceptiveFieldReport) -> Footprint:

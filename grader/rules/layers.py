@@ -121,18 +121,18 @@ _POOLING = {
 )
 def global_pooling_used(spec: RuleSpec, ctx: RuleContext) -> Verdict:
     """Measured: how many global pooling calls of the requested kind influence the output."""
-    kind = spec.params["kind"]
-    calls = ctx.calls_of(_POOLING[kind])
+    pooling = spec.params["kind"]
+    calls = ctx.calls_of(_POOLING[pooling])
     found = [call for call in calls if call.counts]
     left_out = [e for call in calls if (e := effect_exclusion(call)) is not None]
     expected = {
         "average": "a GlobalAveragePooling layer",
         "max": "a GlobalMaxPooling layer",
         "any": "a GlobalAveragePooling or GlobalMaxPooling layer",
-    }[kind]
+    }[pooling]
     notes = describe_exclusions(left_out)
     if found:
-        return Verdict(True, len(found), f"{found[0].label} pools globally.{notes}", limit=kind)
+        return Verdict(True, len(found), f"{found[0].label} pools globally.{notes}", limit=pooling)
     flatten = [call for call in ctx.calls_of({"Flatten"}) if call.counts]
     hint = exclusion_hint(left_out)
     if flatten and hint is None:
@@ -141,5 +141,5 @@ def global_pooling_used(spec: RuleSpec, ctx: RuleContext) -> Verdict:
             "takes one value per channel, whatever the image size, with far fewer weights."
         )
     return Verdict(
-        False, 0, f"The model has no global pooling. Expected {expected}.{notes}", hint, kind
+        False, 0, f"The model has no global pooling. Expected {expected}.{notes}", hint, pooling
     )

@@ -47,7 +47,7 @@ from grader.training.weights_file import WEIGHTS_FILENAME, save_weights
 class CustomTrainingError(GraderError):
     """The student's own ``train(model, data, config)`` left the model unusable."""
 
-    kind = "custom_training_failed"
+    error_code = "custom_training_failed"
 
 
 @dataclass(frozen=True)

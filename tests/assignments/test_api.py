@@ -63,16 +63,16 @@ def test_submit_and_read_back(student, assignment):
 
 
 @pytest.mark.parametrize(
-    ("name", "data", "status", "kind"),
+    ("name", "data", "status", "error_code"),
     [
         ("net.txt", b"x", 400, "invalid_upload"),
         ("net.py", b"x = (", 400, "invalid_upload"),
     ],
 )
-def test_rejections_map_to_status_codes(student, assignment, name, data, status, kind):
+def test_rejections_map_to_status_codes(student, assignment, name, data, status, error_code):
     response = submit(api(student), assignment.slug, name, data)
     assert response.status_code == status
-    assert response.json()["error"]["kind"] == kind
+    assert response.json()["error"]["kind"] == error_code
     assert response.json()["error"]["message"]
 
 

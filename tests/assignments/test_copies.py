@@ -65,7 +65,7 @@ def test_renamed_copies_group_and_different_models_do_not(assignment, class_of_f
     report = copy_groups(assignment)
 
     assert report.compared == 5 and report.unreadable == []
-    assert [(g.kind, usernames(g)) for g in report.groups] == [
+    assert [(g.match, usernames(g)) for g in report.groups] == [
         ("identical", ["alice", "bob"]),
         ("near", ["alice", "bob", "carol"]),
     ]

@@ -96,7 +96,7 @@ def test_second_run_keeps_submissions_edits_and_passwords():
         student=student,
         file=ContentFile(content, name="model.py"),
         original_name="model.py",
-        kind=Submission.Kind.PYTHON,
+        file_format=Submission.FileFormat.PYTHON,
         sha256=hashlib.sha256(content).hexdigest(),
         size_bytes=len(content),
     )

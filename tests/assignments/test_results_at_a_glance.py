@@ -108,7 +108,7 @@ def build_error(assignment, student) -> Submission:
         data=STUDENT_MODULE.encode(),
     )
     Submission.objects.filter(pk=submission.pk).update(
-        original_name="my_net.py", kind=Submission.Kind.PYTHON, message=RUNNER_MESSAGE
+        original_name="my_net.py", file_format=Submission.FileFormat.PYTHON, message=RUNNER_MESSAGE
     )
     return Submission.objects.get(pk=submission.pk)
 

@@ -79,8 +79,8 @@ def test_every_registered_rule_gets_an_input_per_parameter(rule_id):
     for name, param in RULES[rule_id].params.items():
         widget = form.fields[name].widget
         expected = {Bool: "checkbox", Int: "number", Number: "number", Choice: "select"}
-        kind = next((w for t, w in expected.items() if isinstance(param, t)), "text")
-        assert form[name].widget_type == kind, (rule_id, name, type(widget).__name__)
+        widget = next((w for t, w in expected.items() if isinstance(param, t)), "text")
+        assert form[name].widget_type == widget, (rule_id, name, type(widget).__name__)
 
 
 def test_an_unknown_parameter_type_falls_back_to_a_yaml_value():

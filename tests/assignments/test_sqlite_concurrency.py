@@ -63,7 +63,7 @@ SETUP = f"""
     # The submission the worker process is training while the uploads arrive.
     training = Submission(
         assignment=assignment, student=get_user_model().objects.get(username="trainee"),
-        original_name="t.json", kind="json", sha256="0" * 64, size_bytes=1,
+        original_name="t.json", file_format="json", sha256="0" * 64, size_bytes=1,
         status=Submission.Status.TRAINING, worker={WORKER!r}, queued_at=timezone.now(),
     )
     training.file.save("t.json", ContentFile(b"{{}}"), save=False)
@@ -178,7 +178,7 @@ def busy_worker(site) -> Iterator[None]:
 
 
 def upload_all_at_once(site: Site, uploads: list[tuple[str, Path]]) -> list[tuple[str, int, str]]:
-    """POST every (username, file) from its own thread, released together; (user, status, kind)."""
+    """POST every (username, file) from its own thread, released together; (user, status, code)."""
     barrier = threading.Barrier(len(uploads))
     answers: list[tuple[str, int, str]] = []
     lock = threading.Lock()
@@ -190,7 +190,11 @@ def upload_all_at_once(site: Site, uploads: list[tuple[str, Path]]) -> list[tupl
             api.post_file("/api/v1/assignments/race-hw/submissions/", path)
             answer = (username, 201, "")
         except ApiError as exc:
-            answer = (username, exc.status, exc.kind if exc.status < 500 else exc.message[:300])
+            answer = (
+                username,
+                exc.status,
+                exc.error_code if exc.status < 500 else exc.message[:300],
+            )
         with lock:
             answers.append(answer)
 
@@ -299,7 +303,7 @@ def test_simultaneous_uploads_all_succeed_or_hit_the_quota_while_a_worker_writes
         # The quota's last slot is won exactly QUOTA times: the uploads were serialized.
         EDGE_STUDENT: [201] * QUOTA + [429] * (8 - QUOTA),
     }
-    assert {kind for _, status, kind in answers if status == 429} == {"quota_exceeded"}
+    assert {error_code for _, status, error_code in answers if status == 429} == {"quota_exceeded"}
     per_student, in_rows, on_disk = stored_state(site.var_dir)
     assert per_student == {**{name: 1 for name in STUDENTS}, EDGE_STUDENT: QUOTA, "trainee": 1}
     # Refused uploads leave no file behind, and every row's file exists.

@@ -149,7 +149,7 @@ def test_bulk_inserts_are_ranked(assignment, student, other_student):
         [
             Submission(
                 assignment=assignment, student=user, file=f"f{i}.json", original_name="m.json",
-                kind="json", sha256=f"{i:064d}", status=status,
+                file_format="json", sha256=f"{i:064d}", status=status,
             )
             for i, (user, status) in enumerate(
                 [(student, "finished"), (other_student, "finished"), (student, "error")]

@@ -79,7 +79,7 @@ def rich_course(assignment, student, class_of_five):  # noqa: F811
         data=STUDENT_MODULE.encode(),
     )  # fmt: skip
     Submission.objects.filter(pk=failed.pk).update(
-        original_name="my_net.py", kind="py", message=RUNNER_MESSAGE
+        original_name="my_net.py", file_format="py", message=RUNNER_MESSAGE
     )
     waiting = make_submission(assignment, student, status="waiting_data", passed=None)
     return {

@@ -69,7 +69,7 @@ def test_a_build_error_and_a_pending_regrade_read_at_a_glance(
         data=STUDENT_MODULE.encode(),
     )
     Submission.objects.filter(pk=failed.pk).update(
-        original_name="my_net.py", kind="py", message=RUNNER_MESSAGE
+        original_name="my_net.py", file_format="py", message=RUNNER_MESSAGE
     )
     graded = make_submission(assignment, student, accuracy=0.8125, params=1234)
     log_in(page, "alice", PASSWORD)

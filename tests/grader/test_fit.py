@@ -89,7 +89,7 @@ def test_a_model_that_does_not_fit_the_dataset_is_refused(inputs, outputs, messa
     with pytest.raises(DatasetMismatch) as info:
         check_dataset_fit(inputs, outputs, SYNTHETIC)
     assert info.value.message == message
-    assert info.value.kind == "dataset_mismatch"
+    assert info.value.error_code == "dataset_mismatch"
 
 
 @pytest.mark.parametrize(

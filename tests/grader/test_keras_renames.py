@@ -77,7 +77,7 @@ def test_each_module_is_gone_from_keras_3_and_its_replacement_imports(rename, ke
 @pytest.mark.tf
 @pytest.mark.parametrize("rename", NAMES, ids=lambda r: r.old)
 def test_each_name_behaves_in_keras_3_as_the_table_says(rename, keras_scope):
-    if rename.kind == "alias":
+    if rename.rename_type == "alias":
         run(rename.example_old, keras_scope)  # still accepted...
         import keras
 
@@ -105,23 +105,23 @@ def test_modules_keras_3_has_are_not_renamed(module):
 @pytest.mark.parametrize("rename", KEYWORDS, ids=lambda r: r.old)
 def test_each_old_keyword_is_named_at_its_line_with_the_keras_3_spelling(rename):
     notes = inspect_source(PRELUDE + rename.example_old + "\n")
-    found = [n for n in notes if n.kind == "keyword" and n.token == rename.old]
+    found = [n for n in notes if n.topic == "keyword" and n.token == rename.old]
     assert [n.line for n in found] == [3]
     assert f"`{rename.new}`" in found[0].message
     assert not [
-        n for n in inspect_source(PRELUDE + rename.example_new + "\n") if n.kind == "keyword"
+        n for n in inspect_source(PRELUDE + rename.example_new + "\n") if n.topic == "keyword"
     ]
 
 
 @pytest.mark.parametrize("rename", MODULES, ids=lambda r: r.old)
 def test_each_old_module_is_named_at_its_line_with_where_it_went(rename):
-    notes = [n for n in inspect_source(PRELUDE + rename.example_old + "\n") if n.kind == "module"]
+    notes = [n for n in inspect_source(PRELUDE + rename.example_old + "\n") if n.topic == "module"]
     assert [n.line for n in notes] == [3]
     assert rename.new in notes[0].message
     if rename.example_new:
         assert f"`{rename.example_new}`" in notes[0].message
         assert not [
-            n for n in inspect_source(PRELUDE + rename.example_new + "\n") if n.kind == "module"
+            n for n in inspect_source(PRELUDE + rename.example_new + "\n") if n.topic == "module"
         ]
 
 
@@ -130,7 +130,7 @@ def test_each_old_name_is_named_at_its_line_with_what_replaces_it(rename):
     notes = [
         n
         for n in inspect_source(PRELUDE + rename.example_old + "\n")
-        if n.kind in {"name", "module"} and n.line == 3
+        if n.topic in {"name", "module"} and n.line == 3
     ]
     assert notes, f"`{rename.example_old}` raised no note"
     assert any(rename.new.split(" ")[0].strip("`") in n.message for n in notes)

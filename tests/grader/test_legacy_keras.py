@@ -197,7 +197,7 @@ def test_a_keras_1_config_is_refused_naming_keras_1_and_how_to_re_export():
     assert "written by Keras 1.2.2" in message
     assert "`Conv2D(32, (3, 3), padding='same')`" in message
     assert "upload `model.to_json()`" in message
-    assert info.value.kind == "invalid_model"
+    assert info.value.error_code == "invalid_model"
 
 
 def test_an_untranslatable_keras_2_option_is_refused_naming_it():

@@ -24,10 +24,10 @@ def notebook(*cells: str | tuple[str, str], nbformat: int = 4) -> bytes:
     """A notebook of code cells (a `("markdown", text)` tuple is a markdown cell)."""
     raw = []
     for count, cell in enumerate(cells, start=1):
-        kind, text = cell if isinstance(cell, tuple) else ("code", cell)
+        cell_type, text = cell if isinstance(cell, tuple) else ("code", cell)
         raw.append(
             {
-                "cell_type": kind,
+                "cell_type": cell_type,
                 "execution_count": count,
                 "metadata": {},
                 "outputs": [],
@@ -165,7 +165,7 @@ def test_what_is_not_a_notebook_is_refused_with_a_message(data, expected):
     with pytest.raises(InvalidNotebook) as info:
         extract_notebook(data, "x.ipynb")
     assert expected in info.value.message
-    assert info.value.kind == "invalid_submission"
+    assert info.value.error_code == "invalid_submission"
 
 
 def test_cells_that_are_not_python_are_left_out_not_fatal():

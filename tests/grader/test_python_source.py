@@ -65,7 +65,7 @@ def test_too_many_lines_are_refused_with_both_limits_in_the_message():
         f"File `model.py` has {MAX_SOURCE_LINES + 1:,} lines ({len(data):,} bytes). Expected at "
         f"most {MAX_SOURCE_LINES:,} lines and {MAX_SOURCE_BYTES:,} bytes for a model file."
     )
-    assert info.value.kind == "invalid_submission"
+    assert info.value.error_code == "invalid_submission"
 
 
 def test_lines_ended_by_carriage_returns_count_too():

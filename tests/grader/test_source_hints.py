@@ -38,7 +38,7 @@ def build_model(input_shape, num_classes):
 
 
 def strides_notes(source: str):
-    return [n for n in inspect_source(source) if n.kind == "positional_strides"]
+    return [n for n in inspect_source(source) if n.topic == "positional_strides"]
 
 
 def test_positional_strides_are_found_at_their_lines_with_the_call_to_write():
@@ -121,7 +121,7 @@ def test_notebook_leftovers_are_notes():
         "import matplotlib.pyplot as plt\nfrom IPython.display import display\n"
         "from google.colab import drive\nget_ipython().run_line_magic('matplotlib', 'inline')\n"
     )
-    assert [(n.line, n.kind, n.severity) for n in notes] == [
+    assert [(n.line, n.topic, n.severity) for n in notes] == [
         (1, "notebook", "note"),
         (2, "notebook", "note"),
         (3, "notebook", "note"),

@@ -98,7 +98,7 @@ def test_a_19_mb_module_is_refused_by_a_live_server_that_keeps_answering(
     with pytest.raises(ApiError) as info:
         api.post_file(f"/api/v1/assignments/{assignment.slug}/submissions/", bomb)
 
-    assert (info.value.status, info.value.kind) == (400, "invalid_upload")
+    assert (info.value.status, info.value.error_code) == (400, "invalid_upload")
     assert info.value.message == BOMB_MESSAGE
     assert not Submission.objects.exists()
     # The same server, still answering, takes an ordinary model right after.
@@ -137,7 +137,7 @@ def test_a_dense_notebook_is_refused_by_a_live_server_that_keeps_answering(
     with pytest.raises(ApiError) as info:
         api.post_file(f"/api/v1/assignments/{assignment.slug}/submissions/", notebook)
 
-    assert (info.value.status, info.value.kind) == (400, "invalid_upload")
+    assert (info.value.status, info.value.error_code) == (400, "invalid_upload")
     assert info.value.message.startswith(f"`dense.ipynb` {NOTEBOOK_TOO_COMPLEX}")
     assert not Submission.objects.exists()
     assert api.get_json(f"/api/v1/assignments/{assignment.slug}/")["slug"] == assignment.slug

@@ -116,7 +116,7 @@ def test_a_keras_2_json_cannot_launder_a_lambda_or_a_custom_class():
             analyze(load_model_config_bytes(json.dumps(config).encode(), "model.json"))
         if layer is keras2_lambda:
             assert isinstance(info.value, UnsafeLayer)
-        assert info.value.kind in {"unsafe_layer", "unsupported_layer"}
+        assert info.value.error_code in {"unsafe_layer", "unsupported_layer"}
 
 
 @pytest.mark.tf

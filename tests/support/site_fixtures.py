@@ -192,7 +192,7 @@ def make_submission(
         assignment=assignment,
         student=student,
         original_name="model.json",
-        kind=Submission.Kind.JSON,
+        file_format=Submission.FileFormat.JSON,
         sha256=hashlib.sha256(data).hexdigest(),
         size_bytes=len(data),
         status=status,

@@ -144,12 +144,12 @@ def make_submission(
     else:
         data = source.encode("utf-8")
         name = name or "model.py"
-    kind = {"py": "py", "json": "json", "keras": "keras"}[name.rsplit(".", 1)[1]]
+    file_format = {"py": "py", "json": "json", "keras": "keras"}[name.rsplit(".", 1)[1]]
     submission = Submission(
         assignment=assignment,
         student=student,
         original_name=name,
-        kind=kind,
+        file_format=file_format,
         sha256=hashlib.sha256(data).hexdigest(),
         size_bytes=len(data),
         **{"queued_at": timezone.now(), **fields},

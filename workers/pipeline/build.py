@@ -33,7 +33,7 @@ from workers.pipeline.jobs import (
     sandbox_job,
     stage_log,
 )
-from workers.pipeline.source_build import SOURCE_KINDS, explain_failure, prepare_source
+from workers.pipeline.source_build import SOURCE_FORMATS, explain_failure, prepare_source
 from workers.runner.keras_import import BACKEND_UNAVAILABLE, LIGHT_BACKENDS, NEEDS_TENSORFLOW
 
 logger = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class BuildOutput:
     source: dict[str, Any] | None = None
 
 
-def submission_kind(path: Path) -> str:
+def submission_format(path: Path) -> str:
     """`py`, `ipynb`, `json` or `keras` from the file name (the upload service checked content)."""
     from grader.loading import SUBMISSION_SUFFIXES, unsupported_extension_message
 
@@ -119,12 +119,12 @@ def run_build(
         StageAborted: `cancel` was set; the sandbox was killed.
         InfrastructureError: The sandbox failed.
     """
-    kind = submission_kind(path)
-    if kind not in SOURCE_KINDS:
+    file_format = submission_format(path)
+    if file_format not in SOURCE_FORMATS:
         return BuildOutput(model_config=read_static_config(path), training_config=None)
     if dirs is None or sandbox is None:
         raise ValueError("Building a `.py` submission needs job directories and a sandbox.")
-    prepared = prepare_source(path, kind)
+    prepared = prepare_source(path, file_format)
     # The module as read within bounds (a `.py`), or the code a notebook's cells define.
     (dirs.input / SUBMISSION_MODULE).write_text(prepared.source, encoding="utf-8")
     spec = {
@@ -266,7 +266,7 @@ def build_model_config(
     removed afterwards.
 
     Raises:
-        GraderError: The file could not be built (`kind` is the failure reason, e.g.
+        GraderError: The file could not be built (`error_code` is the failure reason, e.g.
             `build_error`, `timeout`, `invalid_submission`, or `infrastructure` when the
             sandbox cannot run).
     """
@@ -274,7 +274,7 @@ def build_model_config(
 
     path = Path(path)
     try:
-        if submission_kind(path) not in SOURCE_KINDS:
+        if submission_format(path) not in SOURCE_FORMATS:
             return read_static_config(path)
         jobs_root = Path(settings.GRADER_JOBS_DIR)
         jobs_root.mkdir(parents=True, exist_ok=True)
@@ -293,6 +293,6 @@ def build_model_config(
             return output.model_config
     except (StageFailed, InfrastructureError) as exc:
         error = GraderError(exc.message)
-        # The instance's kind: the stage's verdict, or `infrastructure`.
-        error.kind = getattr(exc, "reason", "infrastructure")
+        # The instance's code: the stage's verdict, or `infrastructure`.
+        error.error_code = getattr(exc, "reason", "infrastructure")
         raise error from exc

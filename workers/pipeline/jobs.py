@@ -194,8 +194,8 @@ def sandbox_job(
     )
 
 
-# Error kinds the runner reports that mean "this file is not a model we accept".
-_INVALID_KINDS = {
+# Error codes the runner reports that mean "this file is not a model we accept".
+_INVALID_CODES = {
     "invalid_model",
     "unsafe_layer",
     "unsupported_layer",
@@ -325,11 +325,11 @@ def read_stage_result(
     if payload.get("ok") is True:
         return payload
     error = payload.get("error") or {}
-    kind = str(error.get("kind", "error"))
-    message = stage_log_text(str(error.get("message", ""))) or f"{what} failed ({kind})."
-    if kind in _INVALID_KINDS:
+    error_code = str(error.get("kind", "error"))
+    message = stage_log_text(str(error.get("message", ""))) or f"{what} failed ({error_code})."
+    if error_code in _INVALID_CODES:
         raise StageFailed("invalid_submission", message, log=log)
-    if stage == "build" and kind in (NEEDS_TENSORFLOW, BACKEND_UNAVAILABLE):
+    if stage == "build" and error_code in (NEEDS_TENSORFLOW, BACKEND_UNAVAILABLE):
         # Not a verdict: `workers.pipeline.build` builds the module again on TensorFlow.
         raise StageFailed(NEEDS_TENSORFLOW, message, log=log)
     raise StageFailed("build_error" if stage == "build" else "crashed", message, log=log)

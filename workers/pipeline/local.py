@@ -109,7 +109,7 @@ def grade_file(
         path: A `.py` module, a `.json` model config or a `.keras` archive.
         plan: The assignment (database or preset) to grade against.
         sandbox_name: `docker` or `bwrap` (default: `GRADER_SANDBOX`).
-        on_event: Called as `on_event(kind, data)` with kinds `stage` (`{"stage"}`), `epoch`
+        on_event: Called as `on_event(event, data)` with events `stage` (`{"stage"}`), `epoch`
             (a progress record) and `done` (the report dict): live progress for the CLI.
         is_late: Apply the assignment's late policy to the score.
 
@@ -119,7 +119,7 @@ def grade_file(
     """
     path = Path(path)
     report = GradeReport(file=str(path))
-    emit = on_event or (lambda kind, data: None)
+    emit = on_event or (lambda event, data: None)
     jobs_root = Path(settings.GRADER_JOBS_DIR)
     jobs_root.mkdir(parents=True, exist_ok=True)
     try:
@@ -151,14 +151,14 @@ def _run_stages(
     from grader.errors import DatasetUnavailable
     from grader.grading.static_check import run_check
     from grader.grading.verdict import compute_verdict, final_failure
-    from workers.pipeline.build import run_build, submission_kind
+    from workers.pipeline.build import run_build, submission_format
     from workers.pipeline.evaluate import run_evaluate
     from workers.pipeline.sandboxes import open_sandbox, worker_gpu_device
-    from workers.pipeline.source_build import SOURCE_KINDS, prepare_source
+    from workers.pipeline.source_build import SOURCE_FORMATS, prepare_source
     from workers.pipeline.train import run_train
 
-    kind = submission_kind(path)
-    if not plan.trains and kind != "keras":
+    file_format = submission_format(path)
+    if not plan.trains and file_format != "keras":
         raise StageFailed(
             "invalid_submission",
             f"Assignment `{plan.slug}` evaluates a trained model. Expected a `.keras` archive; "
@@ -185,9 +185,9 @@ def _run_stages(
     key = "local"
 
     emit("stage", {"stage": "build"})
-    if kind in SOURCE_KINDS:
+    if file_format in SOURCE_FORMATS:
         # Reported whether or not the build succeeds: which cells were used, notes on the code.
-        report.source = prepare_source(path, kind).report()
+        report.source = prepare_source(path, file_format).report()
         # The registry's shape: a model is built and checked even where the data is missing.
         try:
             source = get_source(plan.dataset)
@@ -246,7 +246,7 @@ def _run_stages(
             resources=_resources(plan, "training"),
             on_epoch=on_epoch,
             analysis=checked.checks,
-            submission_path=path if kind == "py" else None,
+            submission_path=path if file_format == "py" else None,
             gpu_device=gpu,
         )
         # The result's list is authoritative (a streamed line could be missed).

@@ -23,8 +23,8 @@ from typing import Any
 from grader.notebook import NotebookModule
 from workers.pipeline.errors import StageFailed
 
-#: Submission kinds whose code runs in the build sandbox.
-SOURCE_KINDS = frozenset({"py", "ipynb"})
+#: Submission file formats whose code runs in the build sandbox.
+SOURCE_FORMATS = frozenset({"py", "ipynb"})
 #: Failure reasons whose message comes from the student's code (exception, traceback).
 EXPLAINED_REASONS = frozenset({"build_error", "invalid_submission"})
 MODULE_NAME = "submission.py"
@@ -53,7 +53,7 @@ class PreparedSource:
         }
 
 
-def prepare_source(path: Path, kind: str) -> PreparedSource:
+def prepare_source(path: Path, file_format: str) -> PreparedSource:
     """Read a `.py` or `.ipynb` upload into the module to build.
 
     Raises:
@@ -70,7 +70,7 @@ def prepare_source(path: Path, kind: str) -> PreparedSource:
     from grader.python_source import read_source_file
 
     name = Path(path).name
-    if kind == "py":
+    if file_format == "py":
         # Within the upload check's bounds (the same words as the site's), never read whole.
         try:
             data = read_source_file(path)

@@ -248,8 +248,8 @@ def execute_build(
     """Claim `queued -> building` (unless the dispatcher `claimed` it), build, send the check."""
     if not claimed and not _claim(submission_id, worker, Status.QUEUED, Status.BUILDING):
         return SKIPPED
-    from workers.pipeline.build import run_build, submission_kind
-    from workers.pipeline.source_build import SOURCE_KINDS
+    from workers.pipeline.build import run_build, submission_format
+    from workers.pipeline.source_build import SOURCE_FORMATS
 
     def body() -> None:
         submission = _load(submission_id)
@@ -257,7 +257,7 @@ def execute_build(
         plan = GradingPlan.from_assignment(submission.assignment)
         path = Path(submission.file.path)
         dirs = sandbox_obj = None
-        if submission_kind(path) in SOURCE_KINDS:
+        if submission_format(path) in SOURCE_FORMATS:
             shape, classes = dataset_shape(plan)
             dirs = job_dirs(root=jobs_root(), key=grading_key(submission), stage="build")
             sandbox_obj = sandbox or open_sandbox()
@@ -523,7 +523,8 @@ def execute_finalize(submission_id: int) -> str:
     checks = (result.checks if result is not None else None) or {}
     custom = checks.get("custom_training")
     if not isinstance(custom, bool):  # trained before the train stage recorded it
-        custom = plan.allow_custom_training and submission.kind == Submission.Kind.PYTHON
+        is_module = submission.file_format == Submission.FileFormat.PYTHON
+        custom = plan.allow_custom_training and is_module
     measured = (checks.get("validation") or {}).get("accuracy")
     epochs = list(submission.epochs.values("epoch", "val_accuracy", "accuracy", "loss"))
     verdict = compute_verdict(

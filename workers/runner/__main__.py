@@ -98,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             result = run(job, spec, progress)
         except GraderError as exc:
-            result = failure(exc.kind, exc.message)
+            result = failure(exc.error_code, exc.message)
         write_result(job, result)
     except RunnerError as exc:
         print(f"workers.runner: {exc}", file=sys.stderr)

@@ -28,9 +28,9 @@ from types import ModuleType
 
 #: Backends the build stage may use instead of TensorFlow (both need JAX installed).
 LIGHT_BACKENDS = ("jax", "numpy")
-#: The error kind of a light-backend build that found the module needs TensorFlow.
+#: The error code of a light-backend build that found the module needs TensorFlow.
 NEEDS_TENSORFLOW = "needs_tensorflow"
-#: The error kind of a light-backend build whose sandbox cannot import Keras on that backend.
+#: The error code of a light-backend build whose sandbox cannot import Keras on that backend.
 BACKEND_UNAVAILABLE = "backend_unavailable"
 #: Top-level modules that mean "this code uses TensorFlow itself".
 TENSORFLOW_MODULES = frozenset({"tensorflow", "tf_keras", "tensorflow_io", "tensorflow_estimator"})

@@ -41,9 +41,9 @@ BUILT_MODEL_KEY = "built_model"
 class SubmissionFailure(GraderError):
     """A failure the submission caused; reported in ``result.json``, exit code 0."""
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, error_code: str, message: str) -> None:
         super().__init__(message)
-        self.kind = kind
+        self.error_code = error_code
 
 
 class RunnerError(Exception):
@@ -131,7 +131,7 @@ def write_result(job: JobPaths, result: dict[str, Any]) -> Path:
     return target
 
 
-def failure(kind: str, message: str) -> dict[str, Any]:
+def failure(error_code: str, message: str) -> dict[str, Any]:
     """A ``{"ok": false, "error": {...}}`` result with a bounded message, host paths redacted."""
     from workers.runner.redact import redact_paths
 
@@ -139,7 +139,7 @@ def failure(kind: str, message: str) -> dict[str, Any]:
     if len(message) > MAX_MESSAGE_CHARS:
         marker = "\n... (truncated)"
         message = message[: MAX_MESSAGE_CHARS - len(marker)] + marker
-    return {"ok": False, "error": {"kind": kind, "message": message}}
+    return {"ok": False, "error": {"kind": error_code, "message": message}}
 
 
 class ProgressChannel:

@@ -19,7 +19,7 @@ STUBS_DIR = Path(__file__).resolve().parent / "stubs"
 
 
 def call_student(
-    kind: str, what: str, submission: Path, function: Callable[..., T], *args: Any
+    error_code: str, what: str, submission: Path, function: Callable[..., T], *args: Any
 ) -> T:
     """Call student code; any exception (even SystemExit) becomes a `SubmissionFailure`.
 
@@ -34,7 +34,7 @@ def call_student(
         detail = student_traceback(exc, exc.__traceback__, submission)
         hint = hint_for(exc)  # "Did you mean ...?", the frameworks the sandbox has
         detail += f"\n{hint}" if hint else ""
-        raise SubmissionFailure(kind, f"{what} raised an exception.\n{detail}") from None
+        raise SubmissionFailure(error_code, f"{what} raised an exception.\n{detail}") from None
 
 
 def import_submission(path: Path) -> ModuleType:

@@ -42,13 +42,13 @@ STAGE_TASK = STAGE_TASKS
 class GradingError(GraderError):
     """A grading write that the submission's current state does not allow."""
 
-    kind = "grading"
+    error_code = "grading"
 
 
 class InvalidTransition(GradingError):
     """The submission is not in a state this operation applies to (e.g. cancelling a graded one)."""
 
-    kind = "invalid_transition"
+    error_code = "invalid_transition"
 
 
 def next_stage(*, status: str, mode: str) -> str:

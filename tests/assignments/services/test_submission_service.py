@@ -79,9 +79,9 @@ def test_rejects_invalid_uploads_with_a_specific_message(filename, data, expecte
 
 
 def test_accepts_each_supported_kind():
-    assert validate_upload(filename="m.py", data=PY_MODEL).kind == "py"
-    assert validate_upload(filename="m.json", data=model_json()).kind == "json"
-    assert validate_upload(filename="m.keras", data=keras_archive()).kind == "keras"
+    assert validate_upload(filename="m.py", data=PY_MODEL).file_format == "py"
+    assert validate_upload(filename="m.json", data=model_json()).file_format == "json"
+    assert validate_upload(filename="m.keras", data=keras_archive()).file_format == "keras"
 
 
 def test_a_python_file_is_parsed_never_run(tmp_path):
@@ -258,7 +258,7 @@ def test_batch_by_file_names(assignment, instructor, student, other_student):
         actor=instructor,
         data=batch_zip({"alice.json": model_json(1), "bob.py": PY_MODEL}),
     )
-    assert sorted((s.student.username, s.kind) for s in submissions) == [
+    assert sorted((s.student.username, s.file_format) for s in submissions) == [
         ("alice", "json"),
         ("bob", "py"),
     ]

@@ -24,7 +24,7 @@ from grader.layers.keras_classes import (
     UNSUPPORTED_BUILTIN_LAYERS,
 )
 from grader.rf import geometry
-from grader.rf.effects import EFFECT_KINDS, Geometry
+from grader.rf.effects import GEOMETRY_CATEGORIES, Geometry
 from grader.rf.readers import CHANNEL_MIX, ELEMENTWISE, GLOBAL_POOLING, INFERENCE_IDENTITY
 from grader.rules import families
 from tests.support.layer_configs import FAMILIES as RANDOM_CONFIGS
@@ -39,8 +39,9 @@ def record_problems(spec: LayerSpec) -> list[str]:
         problems.append("no weights (use `no_weights` for a class without any)")
     if not isinstance(spec.geometry, Geometry):
         problems.append("no receptive-field geometry")
-    elif spec.geometry.kind not in EFFECT_KINDS or not spec.geometry.why:
-        problems.append(f"a geometry of unknown kind {spec.geometry.kind!r} or without `why`")
+    elif spec.geometry.category not in GEOMETRY_CATEGORIES or not spec.geometry.why:
+        category = spec.geometry.category
+        problems.append(f"a geometry of unknown category {category!r} or without `why`")
     if spec.families is None:
         problems.append("no rule families (use NO_FAMILY for none)")
     elif not spec.families <= RULE_FAMILIES:
@@ -132,7 +133,7 @@ def test_receptive_field_tables_are_the_records() -> None:
     assert "Dense" in geometry.POSITION_IDENTITY_CLASSES
     assert "Masking" not in geometry.POSITION_IDENTITY_CLASSES
     assert {
-        f"Global{kind}Pooling{rank}D" for kind in ("Average", "Max") for rank in (1, 2, 3)
+        f"Global{op}Pooling{rank}D" for op in ("Average", "Max") for rank in (1, 2, 3)
     } == geometry.GLOBAL_POOL_CLASSES
 
 

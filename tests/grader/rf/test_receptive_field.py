@@ -726,10 +726,10 @@ def test_footprint_what_ifs_match_the_rebuilt_graph(build):
     conv3 = ("Conv2D", {"kernel_size": 3, "padding": "same"})
     pool2 = ("MaxPooling2D", {"pool_size": 2, "strides": 2, "padding": "same"})
     strided = ("Conv2D", {"kernel_size": 3, "strides": 2, "padding": "same"})
-    for kind, extra in (("conv3x3", [conv3]), ("pool2x2", [pool2, conv3]),
+    for change, extra in (("conv3x3", [conv3]), ("pool2x2", [pool2, conv3]),
                         ("strided3x3", [strided, conv3])):  # fmt: skip
         rebuilt = compute_receptive_field(_extended(build, *extra))
-        assert footprint_if(report, kind) == rebuilt.footprint.min, kind
+        assert footprint_if(report, change) == rebuilt.footprint.min, change
     target = dilation_target(report)
     padding = build().nodes_of(target.layer)[0].layer.config["padding"]
     if padding == "same":

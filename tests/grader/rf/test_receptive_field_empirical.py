@@ -112,9 +112,9 @@ class Generator:
         small = min(self.size(x))
         if stride is None:
             stride = 2 if rng.random() < 0.3 and max(self.jumps[x]) < 4 and small >= 14 else 1
-        kind = rng.choice(["conv", "conv", "separable", "depthwise", "pool"])
+        op = rng.choice(["conv", "conv", "separable", "depthwise", "pool"])
         padding = rng.choice(["valid", "same"])
-        if kind == "pool":
+        if op == "pool":
             pool = self.per_axis(lambda: rng.choice([2, 3]))
             cls = rng.choice(["MaxPooling", "AveragePooling"]) + dims
             return self.call(cls, {"pool_size": pool, "strides": stride, "padding": padding}, x,
@@ -123,14 +123,14 @@ class Generator:
         if stride == 1 and rng.random() < 0.35:
             dilation = self.per_axis(lambda: rng.choice([1, 2, 3]))
         kernel = self.per_axis(lambda: rng.choice([1, 2, 3, 3, 5]))
-        if kind == "conv" and rank == 1 and stride == 1 and rng.random() < 0.4:
+        if op == "conv" and rank == 1 and stride == 1 and rng.random() < 0.4:
             padding = "causal"
         config: dict[str, Any] = {
             "kernel_size": kernel, "strides": stride, "padding": padding,
             "dilation_rate": dilation, "use_bias": rng.random() < 0.5,
         }  # fmt: skip
-        cls = {"conv": "Conv", "separable": "SeparableConv", "depthwise": "DepthwiseConv"}[kind]
-        if kind != "depthwise":
+        cls = {"conv": "Conv", "separable": "SeparableConv", "depthwise": "DepthwiseConv"}[op]
+        if op != "depthwise":
             config["filters"] = 3
         return self.call(cls + dims, config, x, stride=stride)
 
@@ -409,10 +409,10 @@ def test_hint_formulas_match_keras_rebuilt_models(case):
     conv_cls = f"Conv{sketch.rank}D"
     conv3 = (conv_cls, {"filters": 3, "kernel_size": 3, "padding": "same"})
     pool2 = (f"MaxPooling{sketch.rank}D", {"pool_size": 2, "strides": 2, "padding": "same"})
-    for kind, extra in (("conv3x3", [conv3]), ("pool2x2", [pool2, conv3])):
+    for change, extra in (("conv3x3", [conv3]), ("pool2x2", [pool2, conv3])):
         changed, end = _rebuilt(sketch, *extra).build(measure=False)
         truth = compute_receptive_field(build_graph(real_config(changed)), end_point=end)
-        assert rf_if_appended(report, kind) == list(truth.size), kind
+        assert rf_if_appended(report, change) == list(truth.size), change
     targets = [
         row.layer for row in report.rows
         if row.type.endswith(("Conv1D", "Conv2D", "Conv3D")) and row.on_every_path

@@ -123,23 +123,23 @@ class RemapGenerator:
         rng = self.rng
         small = min(self.size(x))
         stride = 2 if small >= 8 and rng.random() < 0.3 else 1
-        kind = rng.choice(["conv", "conv", "separable", "depthwise", "pool"])
+        op = rng.choice(["conv", "conv", "separable", "depthwise", "pool"])
         kernel = self.per_axis(lambda: rng.choice([1, 2, 3]))
         dilation = self.per_axis(lambda: rng.choice([1, 2, 3])) if stride == 1 else 1
         # `valid` needs the dilated window to fit: at most 3 * (3 - 1) + 1 = 7 positions.
         padding = "same" if small < 8 else rng.choice(["valid", "same"])
-        if kind == "pool":
+        if op == "pool":
             cls = rng.choice(["MaxPooling", "AveragePooling"]) + self.dims
             return self.call(cls, {"pool_size": kernel, "strides": stride, "padding": "same"}, x)
         config: dict[str, Any] = {
             "kernel_size": kernel, "strides": stride, "padding": padding,
             "dilation_rate": dilation,
         }  # fmt: skip
-        if kind == "depthwise":
+        if op == "depthwise":
             config["depth_multiplier"] = rng.choice([1, 2])
         else:
             config["filters"] = rng.choice([2, 3, 4])
-        cls = {"conv": "Conv", "separable": "SeparableConv", "depthwise": "DepthwiseConv"}[kind]
+        cls = {"conv": "Conv", "separable": "SeparableConv", "depthwise": "DepthwiseConv"}[op]
         return self.call(cls + self.dims, config, x)
 
     def pad_or_crop(self, x: str) -> str:

@@ -168,7 +168,7 @@ def test_rejects_invalid_rule_naming_rule_parameter_expected_and_received(data, 
         load_ruleset(data)
     for fragment in fragments:
         assert fragment in info.value.message
-    assert info.value.kind == "invalid_rules"
+    assert info.value.error_code == "invalid_rules"
 
 
 def test_invalid_rule_carries_index_id_and_parameter_for_editors():

@@ -109,7 +109,7 @@ def test_a_syntax_error_names_the_line_without_host_paths(tmp_path: Path) -> Non
     submission.write_text("def build_model(:\n    pass\n")
     with pytest.raises(SubmissionFailure) as info:
         import_submission(submission)
-    assert info.value.kind == "build_failed"
+    assert info.value.error_code == "build_failed"
     assert 'File "submission.py", line 1' in info.value.message
     assert "SyntaxError" in info.value.message and str(tmp_path) not in info.value.message
 

@@ -244,19 +244,19 @@ def _input_shape(text: str | None) -> list[int] | None:
 class BuildUnavailable(GraderError):
     """The sandboxed build of `.py` submissions is not available in this installation."""
 
-    kind = "build_unavailable"
+    error_code = "build_unavailable"
 
 
 class SandboxUnavailable(GraderError):
     """The sandbox could not run the build (an infrastructure problem, not the submission's)."""
 
-    kind = "sandbox_unavailable"
+    error_code = "sandbox_unavailable"
 
 
 class BuildInputMissing(GraderError):
     """Building a `.py` needs an input shape and a number of classes."""
 
-    kind = "build_input_missing"
+    error_code = "build_input_missing"
 
 
 def _build(path: Path, input_shape: Any, num_classes: Any) -> dict[str, Any]:

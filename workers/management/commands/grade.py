@@ -160,14 +160,14 @@ class Command(BaseCommand):
 
         planned: dict[str, int | None] = {"epochs": None}
 
-        def on_event(kind: str, data: dict[str, Any]) -> None:
+        def on_event(event: str, data: dict[str, Any]) -> None:
             if not text:
                 return
-            if kind == "stage":
+            if event == "stage":
                 if data["stage"] == "train":
                     planned["epochs"] = data.get("epochs")
                 self.stdout.write(f"-> {data['stage']}")
-            elif kind == "epoch":
+            elif event == "epoch":
                 self.stdout.write("   " + _format_epoch(data, planned["epochs"]))
             self.stdout.flush()
 
