@@ -7,6 +7,7 @@ Exit codes: 0 when ``result.json`` was written (success, or a failure the submis
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
@@ -112,5 +113,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def leave(status: int) -> None:
+    """Exit with `status` without the interpreter's teardown.
+
+    With TensorFlow loaded, the teardown takes 1 to 2 s here, on every grading's path to its
+    verdict (train, then evaluate). Nothing is lost: every file the job writes is closed by
+    then (the result is renamed into place), protocol lines are line-buffered, and the
+    standard streams are flushed here.
+    """
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        with contextlib.suppress(Exception):
+            if stream is not None:
+                stream.flush()
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    leave(main())

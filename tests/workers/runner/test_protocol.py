@@ -121,3 +121,32 @@ def test_the_runner_never_imports_django() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_runner_leaves_without_teardown_but_loses_no_output(tmp_path: Path) -> None:
+    """`leave` skips the interpreter's teardown (seconds with TensorFlow loaded): what the job
+    printed, on both streams and on the protocol channel, is still delivered, with the status;
+    an exit handler (teardown) never runs."""
+    script = (
+        "import atexit, sys\n"
+        "from workers.runner.__main__ import leave\n"
+        "from workers.runner.protocol import claim_stdout\n"
+        "progress = claim_stdout()\n"
+        "progress({'epoch': 1})\n"
+        "print('to stderr, buffered', end='')\n"
+        "sys.stderr.write(' and unflushed')\n"
+        "atexit.register(lambda: open(sys.argv[1], 'w').write('teardown ran'))\n"
+        "leave(3)\n"
+    )
+    marker = tmp_path / "teardown"
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(marker)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[3],
+        timeout=60,
+    )
+    assert done.returncode == 3
+    assert done.stdout == 'GRADER-PROGRESS {"epoch": 1}\n'
+    assert done.stderr.endswith("to stderr, buffered and unflushed")
+    assert not marker.exists()
