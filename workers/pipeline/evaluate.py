@@ -67,6 +67,28 @@ class EvaluationOutput:
         }
 
 
+def evaluate_job(
+    *,
+    dirs: JobDirs,
+    test_dir: Path,
+    held_out_dir: Path | None,
+    resources: StageResources,
+    gpu_device: str | None,
+    sandbox: Any,
+) -> Any:
+    """The evaluate stage's `SandboxJob` in folders `dirs`: what `run_evaluate` runs, and what
+    a warm evaluate sandbox (`workers.pipeline.warm_evaluate`) must equal to be claimed."""
+    return sandbox_job(
+        stage="evaluate",
+        dirs=dirs,
+        data_dir=test_dir,
+        resources=resources,
+        gpu_device=gpu_device,
+        sandbox=sandbox,
+        validation_dir=held_out_dir,
+    )
+
+
 def run_evaluate(
     *,
     dirs: JobDirs,
@@ -126,14 +148,13 @@ def run_evaluate(
     if held_out_dir is not None:
         spec["validation"] = {"validation_split": VALIDATION_SPLIT}
     dirs.write_spec(spec)
-    job = sandbox_job(
-        stage="evaluate",
+    job = evaluate_job(
         dirs=dirs,
-        data_dir=test_dir,
+        test_dir=test_dir,
+        held_out_dir=held_out_dir,
         resources=resources,
         gpu_device=gpu_device,
         sandbox=sandbox,
-        validation_dir=held_out_dir,
     )
     payload, result = run_checked_job(
         stage="evaluate",

@@ -120,14 +120,13 @@ def run_train(
             "held_out": held_out_dir is not None,
         }
     )
-    job = sandbox_job(
-        stage="train",
+    job = train_job(
         dirs=dirs,
-        data_dir=train_dir,
+        train_dir=train_dir,
+        held_out_dir=held_out_dir,
         resources=resources,
         gpu_device=gpu_device,
         sandbox=sandbox,
-        validation_dir=held_out_dir,
     )
     payload, result = run_checked_job(
         stage="train",
@@ -151,6 +150,28 @@ def run_train(
         log=stage_log(result),
         resumed_from_epoch=None if custom else _positive_int(payload.get("resumed_from_epoch")),
         custom_training=custom,
+    )
+
+
+def train_job(
+    *,
+    dirs: JobDirs,
+    train_dir: Path,
+    held_out_dir: Path | None,
+    resources: StageResources,
+    gpu_device: str | None,
+    sandbox: Any,
+) -> Any:
+    """The train stage's `SandboxJob` in folders `dirs`: what `run_train` runs, and what a
+    warm train sandbox (`workers.pipeline.warm_train`) must equal to be claimed."""
+    return sandbox_job(
+        stage="train",
+        dirs=dirs,
+        data_dir=train_dir,
+        resources=resources,
+        gpu_device=gpu_device,
+        sandbox=sandbox,
+        validation_dir=held_out_dir,
     )
 
 

@@ -29,7 +29,7 @@ from typing import Any
 from django.conf import settings
 
 from workers.pipeline.jobs import StageResources, job_dirs, sandbox_job
-from workers.pipeline.warm_sandbox import WarmSandbox
+from workers.pipeline.warm_sandbox import WarmSandbox, remove_orphans
 
 logger = logging.getLogger(__name__)
 
@@ -158,12 +158,7 @@ def start(
 
 
 def _remove_orphans(jobs_root: Path) -> None:
-    """Remove the folders of warm sandboxes whose worker process is gone (killed, recycled:
-    bubblewrap's `--die-with-parent` ended the sandbox, nothing removed its folder)."""
-    for folder in jobs_root.glob(f"{PREFIX}*"):
-        pid = folder.name[len(PREFIX) :].split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
-            shutil.rmtree(folder, ignore_errors=True)
+    remove_orphans(jobs_root, PREFIX)
 
 
 def _replace(expired: WarmBuild) -> None:

@@ -14,8 +14,8 @@ something else, when its evaluation does not claim it within `CLAIM_SECONDS` of 
 end (another worker took it, a cancel came between the stages), when the worker process shuts
 down (`stop`), or once it waited `idle_seconds` (the train stage's own limit). A worker process
 that dies takes it along (bubblewrap's ``--die-with-parent``): only the bwrap backend starts one
-(`BACKENDS`; a container would outlive its killed worker). `GRADER_WARM_EVALUATE=false` turns it
-off.
+(`warm_sandbox.dies_with_worker`; a container would outlive its killed worker).
+`GRADER_WARM_EVALUATE=false` turns it off.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from typing import Any
 
 from django.conf import settings
 
-from workers.pipeline.jobs import JobDirs, StageResources, job_dirs, sandbox_job
-from workers.pipeline.warm_sandbox import ClaimedSandbox, WarmSandbox
+from workers.pipeline.evaluate import evaluate_job as cold_evaluate_job
+from workers.pipeline.jobs import JobDirs, StageResources, job_dirs
+from workers.pipeline.warm_sandbox import ClaimedSandbox, WarmSandbox, dies_with_worker
 
 logger = logging.getLogger(__name__)
 
@@ -59,13 +60,8 @@ _lock = threading.Lock()
 _waiting: WarmEvaluate | None = None
 
 
-#: The backends whose sandboxes die with their worker process (`workers.pipeline.warm_train`):
-#: a container would outlive a killed worker, waiting for weights that never come.
-BACKENDS = ("bwrap",)
-
-
 def enabled(sandbox: Any) -> bool:
-    return bool(settings.GRADER_WARM_EVALUATE) and getattr(sandbox, "name", "") in BACKENDS
+    return bool(settings.GRADER_WARM_EVALUATE) and dies_with_worker(sandbox)
 
 
 def evaluate_job(
@@ -81,14 +77,13 @@ def evaluate_job(
 ) -> tuple[Any, Any]:
     """The evaluate stage's job directories and `SandboxJob` (train mode), as a cold one has."""
     dirs = job_dirs(root=jobs_root, key=key, stage="evaluate", fresh_output=fresh)
-    job = sandbox_job(
-        stage="evaluate",
+    job = cold_evaluate_job(
         dirs=dirs,
-        data_dir=test_dir,
+        test_dir=test_dir,
+        held_out_dir=held_out_dir,
         resources=resources,
         gpu_device=gpu_device,
         sandbox=sandbox,
-        validation_dir=held_out_dir,
     )
     return dirs, job
 

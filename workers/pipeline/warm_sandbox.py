@@ -14,14 +14,35 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import shutil
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from workers.pipeline.jobs import JobDirs, StageResources
 from workers.runner.protocol import WAIT_ENV
 
 logger = logging.getLogger(__name__)
+
+#: Backends whose sandboxes die with their worker process (bubblewrap's ``--die-with-parent``).
+#: Only they keep a warm train or evaluate sandbox: a container outlives a killed worker.
+DIES_WITH_WORKER = ("bwrap",)
+
+
+def dies_with_worker(sandbox: Any) -> bool:
+    return getattr(sandbox, "name", "") in DIES_WITH_WORKER
+
+
+def remove_orphans(jobs_root: Path, prefix: str) -> None:
+    """Remove the folders ``<prefix><pid>-...`` of warm sandboxes whose worker process is gone
+    (killed, recycled: bubblewrap's `--die-with-parent` ended the sandbox, nothing removed its
+    folder)."""
+    for folder in jobs_root.glob(f"{prefix}*"):
+        pid = folder.name[len(prefix) :].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def waiting_job(job: Any, idle_seconds: float) -> Any:

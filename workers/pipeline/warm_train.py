@@ -39,8 +39,14 @@ from typing import Any
 
 from django.conf import settings
 
-from workers.pipeline.jobs import JobDirs, StageResources, job_dirs, sandbox_job
-from workers.pipeline.warm_sandbox import ClaimedSandbox, WarmSandbox
+from workers.pipeline.jobs import JobDirs, StageResources, job_dirs
+from workers.pipeline.train import train_job
+from workers.pipeline.warm_sandbox import (
+    ClaimedSandbox,
+    WarmSandbox,
+    dies_with_worker,
+    remove_orphans,
+)
 from workers.sandbox import Mount
 from workers.sandbox.hostdirs import prepare_writable_mounts
 
@@ -52,8 +58,6 @@ IDLE_SECONDS = 600.0
 CLAIM_MARGIN_SECONDS = 30.0
 #: Job folders of waiting warm train sandboxes live under the jobs root with this prefix.
 PREFIX = "warm-train-"
-#: The backends whose sandboxes die with their worker process (see the module docstring).
-BACKENDS = ("bwrap",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,14 +72,13 @@ class TrainJob:
 
     def job(self, dirs: JobDirs) -> Any:
         """The cold train stage's job in folders `dirs` (`workers.pipeline.train.run_train`)."""
-        return sandbox_job(
-            stage="train",
+        return train_job(
             dirs=dirs,
-            data_dir=self.train_dir,
+            train_dir=self.train_dir,
+            held_out_dir=self.held_out_dir,
             resources=self.resources,
             gpu_device=self.gpu_device,
             sandbox=self.sandbox,
-            validation_dir=self.held_out_dir,
         )
 
 
@@ -110,7 +113,7 @@ _waiting: WarmTrain | None = None
 
 
 def enabled(sandbox: Any) -> bool:
-    return bool(settings.GRADER_WARM_TRAIN) and getattr(sandbox, "name", "") in BACKENDS
+    return bool(settings.GRADER_WARM_TRAIN) and dies_with_worker(sandbox)
 
 
 def start(*, jobs_root: Path, spec: TrainJob) -> WarmTrain | None:
@@ -149,12 +152,7 @@ def start(*, jobs_root: Path, spec: TrainJob) -> WarmTrain | None:
 
 
 def _remove_orphans(jobs_root: Path) -> None:
-    """Remove the folders of warm sandboxes whose worker process is gone (killed, recycled:
-    bubblewrap's `--die-with-parent` ended the sandbox, nothing removed its folder)."""
-    for folder in jobs_root.glob(f"{PREFIX}*"):
-        pid = folder.name[len(PREFIX) :].split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
-            shutil.rmtree(folder, ignore_errors=True)
+    remove_orphans(jobs_root, PREFIX)
 
 
 def _replace(expired: WarmTrain) -> None:
