@@ -378,7 +378,7 @@ def execute_train(
         # Same key as the attempt before: `work` keeps the checkpoints to resume from (moved
         # into a claimed warm sandbox's folder, which becomes this grading's).
         dirs, runs_in = warm_train.dirs_and_sandbox(
-            use_warm=sandbox is None and warm_train.enabled(spec.sandbox),
+            use_warm=sandbox is None,  # the claim checks `warm_train.enabled` itself
             given=sandbox,
             jobs_root=jobs_root(),
             key=grading_key(submission),
