@@ -131,31 +131,25 @@ MAX_WRITABLE_ENTRIES = 20_000
 def disk_usage(directories: Sequence[Path | str]) -> int:
     """Bytes of disk the files under `directories` occupy (allocated blocks, links not followed).
 
-    Allocated blocks, not apparent sizes: a sparse file of a terabyte costs nothing.
+    Allocated blocks, not apparent sizes: a sparse file of a terabyte costs nothing. A missing
+    directory holds nothing.
     """
-    return _measure(directories)[0]
+    folders = []
+    try:
+        for directory in directories:
+            with contextlib.suppress(FileNotFoundError):
+                folders.append(os.open(directory, os.O_RDONLY | os.O_DIRECTORY))
+        return _measure(folders, stop_after=None)[0]
+    finally:
+        for folder in folders:
+            os.close(folder)
 
 
-def _measure(directories: Sequence[Path | str], stop_after: int | None = None) -> tuple[int, int]:
-    """(bytes, entries) under `directories`; stops counting after `stop_after` entries."""
-    total = entries = 0
-    for root in directories:
-        for directory, subdirs, files in os.walk(root):
-            entries += len(subdirs) + len(files)
-            if stop_after is not None and entries > stop_after:
-                return total, entries
-            for name in files:
-                with contextlib.suppress(OSError):
-                    info = os.lstat(os.path.join(directory, name))
-                    if stat.S_ISREG(info.st_mode):
-                        total += info.st_blocks * 512
-    return total, entries
-
-
-def _measure_open(folders: Sequence[int], stop_after: int | None) -> tuple[int, int]:
-    """`_measure` of directories held open (file descriptors): a folder renamed on the host
-    while its job runs (a claimed warm sandbox's, `workers.pipeline.warm_train`) is still
-    the one measured."""
+def _measure(folders: Sequence[int], stop_after: int | None) -> tuple[int, int]:
+    """(bytes, entries) under the directories held open as `folders` (file descriptors);
+    stops counting after `stop_after` entries. Held open, a folder renamed on the host while
+    its job runs (a claimed warm sandbox's, `workers.pipeline.warm_train`) is still the one
+    measured."""
     total = entries = 0
     for folder in folders:
         walk = os.fwalk(".", dir_fd=folder)  # never follows symbolic links
@@ -219,7 +213,7 @@ class DiskWatch:
         return self.exceeded
 
     def _over(self) -> bool:
-        size, entries = _measure_open(self._folders, stop_after=self.max_entries)
+        size, entries = _measure(self._folders, stop_after=self.max_entries)
         return size > self.limit or entries > self.max_entries
 
     def stop(self) -> bool:
