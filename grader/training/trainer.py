@@ -189,7 +189,6 @@ def train(
     )
     compile_model(model, config, steps, accelerator.jit_compile)
     if state:
-        model.optimizer.build(model.trainable_variables)
         model.load_weights(checkpoint_dir / state["checkpoint"])
     validation = None
     if len(y_val):
