@@ -9,6 +9,10 @@ from __future__ import annotations
 from assignments.models import Submission
 from assignments.services.grading import RUNNING_STATUSES
 
+Status = Submission.Status
+#: A submission in one of these is on its way to a training (unless a static rule stops it).
+BEFORE_TRAINING = (Status.QUEUED, Status.BUILDING, Status.CHECKING)
+
 
 def submission_for_stage(submission_id: int) -> Submission:
     """The submission with its assignment (a stage reads both).
@@ -29,3 +33,15 @@ def still_owns(submission_id: int, worker: str) -> bool:
     return Submission.objects.filter(
         pk=submission_id, worker=worker, status__in=RUNNING_STATUSES
     ).exists()
+
+
+def training_follows(submission: Submission) -> bool:
+    """Whether another submission of the same assignment is on its way to a training: one
+    index lookup, read when a training starts."""
+    return (
+        Submission.objects.filter(
+            assignment_id=submission.assignment_id, status__in=BEFORE_TRAINING
+        )
+        .exclude(pk=submission.pk)
+        .exists()
+    )

@@ -1,4 +1,4 @@
-"""The warm train sandbox: started after a training, claimed by the next one of its kind.
+"""The warm train sandbox: started ahead of a training, claimed by the next one of its kind.
 
 The stages run as a worker process runs them (`workers.pipeline.stages`, the worker's own
 sandbox: real bubblewrap). A warm train sandbox must run exactly the cold job, hand its folder to
@@ -156,3 +156,34 @@ def test_folders_of_a_dead_worker_process_are_removed(worker_sandbox, tmp_path) 
 
     assert not dead.exists()
     assert mine.exists()
+
+
+def test_when_another_training_follows_the_warm_sandbox_starts_with_this_training(
+    worker_sandbox, student, monkeypatch
+) -> None:
+    assignment = make_assignment()
+    first, second = _checked(assignment, student), _checked(assignment, student)
+    epochs_at_start: list[int] = []  # the epochs the running training had reported, per start
+    start = warm_train.start
+
+    def spy(**kwargs):
+        epochs_at_start.append(EpochMetric.objects.filter(submission=running[0]).count())
+        return start(**kwargs)
+
+    monkeypatch.setattr(warm_train, "start", spy)
+
+    # `second` waits for its training: `first`'s training starts the next sandbox before its
+    # first epoch (and finds it waiting, usable, when it ends).
+    running = [first]
+    assert stages.execute_train(first.pk, worker="gpu@h#t") == stages.DONE
+    epochs = len(_losses(first))
+    assert epochs and epochs_at_start == [0, epochs]
+    warm = warm_train._waiting
+    assert warm is not None and not warm.done.is_set()
+
+    # Nothing follows `second`: it claims that sandbox, and the next one starts after it.
+    running[0], epochs_at_start[:] = second, []
+    assert stages.execute_train(second.pk, worker="gpu@h#t") == stages.DONE
+    assert warm.claimed
+    assert epochs_at_start == [epochs]
+    assert _losses(second) == _losses(first)

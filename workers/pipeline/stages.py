@@ -389,6 +389,10 @@ def execute_train(
             # Its evaluation imports Keras while this trains.
             limit = spec.resources.wall_seconds
             warm_evaluate.start(idle_seconds=limit + 60, **_evaluate_job(submission, dataset))
+        if sandbox is None and stage_rows.training_follows(submission):
+            # The next training's sandbox imports Keras now, while this one trains (on a GPU
+            # host: while the GPU works), not between the two. Alone, it starts after.
+            warm_train.start(jobs_root=jobs_root(), spec=spec)
         with heartbeat_while_running(submission_id, worker) as beat:
             output = run_train(
                 model_config=submission.model_config or {},

@@ -1,8 +1,10 @@
-"""A warm train sandbox: started after a training, TensorFlow imported, waiting for the next one.
+"""A warm train sandbox: TensorFlow imported, waiting for the next training.
 
 Importing Keras on TensorFlow is about 4 s of every train stage (`workers.runner.keras_import`).
-When a training ends, the gpu worker process starts the train sandbox of its next training at
-once: exactly the job a cold train stage of the same assignment runs (the training part of the
+The gpu worker process starts the train sandbox of its next training ahead: when a training
+starts while another submission of the assignment is on its way to training (its import then
+overlaps this training, on a GPU host the GPU's work), else when the training ends. It runs
+exactly the job a cold train stage of the same assignment runs (the training part of the
 same dataset, the held-out part when the trusted trainer validates on it, the same limits, GPU,
 backend and hidden paths), in a job folder of its own, with `WAIT_ENV` set
 (`workers.pipeline.warm_sandbox`): the runner imports Keras and the train stage, then waits for
