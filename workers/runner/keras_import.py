@@ -6,6 +6,9 @@ Two costs that a stage does not need are avoided here, before any other code imp
   machine) for its scikit-learn wrappers, which no stage uses. Keras is imported once with
   scikit-learn hidden from that import only; student code that imports scikit-learn later
   gets it as before (only Keras' wrapper classes keep their stand-in base classes).
+- On TensorFlow, ``import tensorflow`` imports JAX when it is installed (about 0.2 to 0.6 s
+  here; TFLite's converter keeps ``jax.jit`` for converting JAX functions, and takes None
+  without it). JAX is hidden from that import too; later code imports it as before.
 - The build stage may run on a light backend (``jax``, or ``numpy``, which needs JAX): Keras 3
   builds and serialises a model there without TensorFlow, whose import is most of a build's
   time. Keras' own optional uses of TensorFlow (``to_json`` asks whether an object is a
@@ -65,6 +68,10 @@ class _Refuse(importlib.abc.MetaPathFinder):
 
 _tensorflow_guard: _Refuse | None = None
 
+_SKLEARN = frozenset({"sklearn"})
+#: What Keras' own import does without, per backend (see the module docstring).
+HIDDEN_FROM_IMPORT = {"tensorflow": _SKLEARN | {"jax", "jaxlib"}}
+
 #: Keras' numpy backend imports its JAX backend's whole package (JAX's sparse module, SciPy's
 #: sparse matrices, TPU attention kernels: about a third of the numpy backend's import) for two
 #: FFT functions (`keras.src.backend.numpy.math`); a build never calls them.
@@ -97,7 +104,8 @@ def _stand_in_for_jax_math() -> None:
 
 
 def import_keras(backend: str) -> ModuleType:
-    """Import Keras on `backend` without scikit-learn; on a light backend, refuse TensorFlow.
+    """Import Keras on `backend` without scikit-learn (nor JAX on TensorFlow); on a light
+    backend, refuse TensorFlow.
 
     Call once, first thing in the sandbox, before any other code imports Keras.
 
@@ -113,12 +121,12 @@ def import_keras(backend: str) -> ModuleType:
         sys.meta_path.insert(0, _tensorflow_guard)
     if backend == "numpy":
         _stand_in_for_jax_math()
-    sklearn_hidden = _Refuse(frozenset({"sklearn"}), "No module named '{name}'")
-    sys.meta_path.insert(0, sklearn_hidden)
+    hidden = _Refuse(HIDDEN_FROM_IMPORT.get(backend, _SKLEARN), "No module named '{name}'")
+    sys.meta_path.insert(0, hidden)
     try:
         import keras
     finally:
-        sys.meta_path.remove(sklearn_hidden)
+        sys.meta_path.remove(hidden)
         if getattr(sys.modules.get(_JAX_MATH), "_grader_stand_in", False):
             # Only `keras.src.backend.numpy.math` may hold it; anyone else gets the real one.
             del sys.modules[_JAX_MATH]
