@@ -253,8 +253,9 @@ GRADER_WARM_BUILD = env.bool("GRADER_WARM_BUILD", default=True)
 # weights; the exact cold job, for that submission only), so its verdict follows the training.
 # Only on bwrap, whose sandboxes die with their worker process (a container would outlive it).
 GRADER_WARM_EVALUATE = env.bool("GRADER_WARM_EVALUATE", default=True)
-# After a training, a bwrap worker process starts its next training's sandbox (TensorFlow imported,
-# the same job as a cold one, one job per sandbox), so that training skips the import.
+# A bwrap worker process starts its next training's sandbox (TensorFlow imported, the same job as
+# a cold one, one job per sandbox) when a training starts and another of the assignment follows,
+# else when it ends, so that training skips the import.
 GRADER_WARM_TRAIN = env.bool("GRADER_WARM_TRAIN", default=True)
 
 REST_FRAMEWORK = {
