@@ -1,6 +1,6 @@
 """Importing Keras inside the sandbox: only what a stage uses, on the backend it was given.
 
-Two costs that a stage does not need are avoided here, before any other code imports Keras:
+Costs that a stage does not need are avoided here, before any other code imports Keras:
 
 - ``keras.wrappers`` imports scikit-learn when it is installed (about 0.9 s on the 2-core CI
   machine) for its scikit-learn wrappers, which no stage uses. Keras is imported once with
