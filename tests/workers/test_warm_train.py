@@ -17,6 +17,7 @@ import pytest
 from assignments.models import EpochMetric, Result, Submission
 from tests.workers.conftest import SMOKE_MODULE, make_assignment, make_submission
 from workers.pipeline import stages, warm_train
+from workers.pipeline.warm_sandbox import remove_orphans
 
 pytestmark = [
     pytest.mark.services,
@@ -152,7 +153,7 @@ def test_folders_of_a_dead_worker_process_are_removed(worker_sandbox, tmp_path) 
     mine = tmp_path / f"{warm_train.PREFIX}{__import__('os').getpid()}-abcdef01"
     mine.mkdir()
 
-    warm_train._remove_orphans(tmp_path)
+    remove_orphans(tmp_path, warm_train.PREFIX)
 
     assert not dead.exists()
     assert mine.exists()

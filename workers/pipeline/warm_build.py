@@ -140,7 +140,7 @@ def start(
             if _waiting.usable(sandbox=sandbox, backend=backend, resources=resources):
                 return _waiting
             _waiting.discard()
-        _remove_orphans(Path(jobs_root))
+        remove_orphans(Path(jobs_root), PREFIX)
         root = Path(jobs_root) / f"{PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
         root.mkdir(parents=True, exist_ok=True)
         root.chmod(0o755)
@@ -155,10 +155,6 @@ def start(
         _waiting = warm
         warm._start(IDLE_SECONDS)
         return warm
-
-
-def _remove_orphans(jobs_root: Path) -> None:
-    remove_orphans(jobs_root, PREFIX)
 
 
 def _replace(expired: WarmBuild) -> None:

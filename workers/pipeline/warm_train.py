@@ -130,7 +130,7 @@ def start(*, jobs_root: Path, spec: TrainJob) -> WarmTrain | None:
                 return _waiting
             _waiting.discard()
             _waiting = None
-        _remove_orphans(Path(jobs_root))
+        remove_orphans(Path(jobs_root), PREFIX)
         folder = Path(jobs_root) / f"{PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
             dirs = job_dirs(root=folder, key="next", stage="train")
@@ -151,10 +151,6 @@ def start(*, jobs_root: Path, spec: TrainJob) -> WarmTrain | None:
         _waiting = warm
     warm.launch(job, IDLE_SECONDS, "warm-train")
     return warm
-
-
-def _remove_orphans(jobs_root: Path) -> None:
-    remove_orphans(jobs_root, PREFIX)
 
 
 def _replace(expired: WarmTrain) -> None:
